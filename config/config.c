@@ -1,0 +1,813 @@
+/* config: the schema table and its INI parser (inih).
+ *
+ * One row of `keys` is one config key: section, name, type, where it lives
+ * in struct config (or struct config_channel / config_rung for the
+ * per-instance sections), bounds. The parser walks the table; nothing is
+ * special-cased by name except the cross-key checks in config_validate.
+ *
+ * inih gives no line numbers to its handler, so we feed it through our own
+ * line reader, which counts lines and sees section headers as they pass
+ * (inih does not report a section that has no keys, and an empty unknown
+ * section must still be an error). */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "relay/log.h"
+
+#ifndef GALARELAY_DEFAULT_WEB_ROOT
+#define GALARELAY_DEFAULT_WEB_ROOT "/usr/share/galarelay/web"
+#endif
+
+enum key_type {
+  KT_STRING,  /* plain string */
+  KT_SECRET,  /* string that may also come from NAME_file */
+  KT_TOKENS,  /* comma-separated secrets, may come from NAME_file */
+  KT_LIST,    /* repeatable key: each occurrence appends (push = …) */
+  KT_ADDR,
+  KT_INT,
+  KT_DOUBLE,
+  KT_BOOL,
+  KT_SIZE,    /* bytes, with optional k/m/g suffix (binary) */
+  KT_LOGLEVEL,
+};
+
+enum section_kind { SEC_NONE, SEC_SERVER, SEC_RTMP, SEC_HLS, SEC_TRANSCODER, SEC_CHAT, SEC_REDIS, SEC_CHANNEL, SEC_RUNG };
+
+static const char *const section_names[] = {"", "server", "rtmp", "hls", "transcoder", "chat", "redis", "channel", "rung"};
+
+struct key_def {
+  enum section_kind section;
+  const char *name;
+  enum key_type type;
+  size_t offset; /* in struct config, config_channel or config_rung */
+  size_t size;   /* of the field (strings, lists: of one element) */
+  double min, max;
+};
+
+#define CFG(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define CH(field) offsetof(struct config_channel, field), sizeof(((struct config_channel *)0)->field)
+#define RG(field) offsetof(struct config_rung, field), sizeof(((struct config_rung *)0)->field)
+
+static const struct key_def keys[] = {
+    {SEC_SERVER, "http_listen", KT_ADDR, CFG(server.http_listen), 0, 0},
+    {SEC_SERVER, "rtmp_listen", KT_ADDR, CFG(server.rtmp_listen), 0, 0},
+    {SEC_SERVER, "state_dir", KT_STRING, CFG(server.state_dir), 0, 0},
+    {SEC_SERVER, "web_root", KT_STRING, CFG(server.web_root), 0, 0},
+    {SEC_SERVER, "log_level", KT_LOGLEVEL, CFG(server.log_level), 0, 0},
+    {SEC_SERVER, "max_http_connections", KT_INT, CFG(server.max_http_connections), 1, 1000000},
+    {SEC_SERVER, "trusted_proxy", KT_STRING, CFG(server.trusted_proxy), 0, 0},
+    {SEC_SERVER, "memory_limit_mb", KT_INT, CFG(server.memory_limit_mb), 0, 1048576},
+    {SEC_SERVER, "shutdown_timeout", KT_DOUBLE, CFG(server.shutdown_timeout), 0.1, 60},
+
+    {SEC_RTMP, "handshake_timeout", KT_DOUBLE, CFG(rtmp.handshake_timeout), 0.1, 600},
+    {SEC_RTMP, "idle_timeout", KT_DOUBLE, CFG(rtmp.idle_timeout), 0.1, 3600},
+    {SEC_RTMP, "max_chunk_size", KT_INT, CFG(rtmp.max_chunk_size), 128, 16777215},
+    {SEC_RTMP, "max_message_size", KT_INT, CFG(rtmp.max_message_size), 1024, 16777215},
+    {SEC_RTMP, "max_connections", KT_INT, CFG(rtmp.max_connections), 1, 100000},
+    {SEC_RTMP, "publisher_takeover", KT_DOUBLE, CFG(rtmp.publisher_takeover), 0, 3600},
+    {SEC_RTMP, "player_queue_bytes", KT_SIZE, CFG(rtmp.player_queue_bytes), 65536, 1073741824},
+    {SEC_RTMP, "push_retry_max", KT_DOUBLE, CFG(rtmp.push_retry_max), 0.5, 3600},
+
+    {SEC_CHANNEL, "key", KT_SECRET, CH(key), 0, 0},
+    {SEC_CHANNEL, "backup_key", KT_SECRET, CH(backup_key), 0, 0},
+    {SEC_CHANNEL, "title", KT_STRING, CH(title), 0, 0},
+    {SEC_CHANNEL, "push", KT_LIST, offsetof(struct config_channel, push), sizeof(((struct config_channel *)0)->push[0]), 0,
+     CONFIG_MAX_PUSH},
+    {SEC_CHANNEL, "failover_after", KT_DOUBLE, CH(failover_after), 0.1, 600},
+    {SEC_CHANNEL, "prefer_primary", KT_BOOL, CH(prefer_primary), 0, 0},
+    {SEC_CHANNEL, "slate_image", KT_STRING, CH(slate_image), 0, 0},
+
+    {SEC_HLS, "part_duration", KT_DOUBLE, CFG(hls.part_duration), 0.1, 2},
+    {SEC_HLS, "segment_duration", KT_DOUBLE, CFG(hls.segment_duration), 0.5, 12},
+    {SEC_HLS, "window_segments", KT_INT, CFG(hls.window_segments), 3, 1000},
+    {SEC_HLS, "record_dir", KT_STRING, CFG(hls.record_dir), 0, 0},
+    {SEC_HLS, "block_timeout", KT_DOUBLE, CFG(hls.block_timeout), 0.5, 60},
+
+    {SEC_TRANSCODER, "source_passthrough", KT_BOOL, CFG(transcoder.source_passthrough), 0, 0},
+    {SEC_TRANSCODER, "threads", KT_INT, CFG(transcoder.threads), 0, 64},
+    {SEC_TRANSCODER, "latency_frames", KT_INT, CFG(transcoder.latency_frames), 0, 250},
+    {SEC_TRANSCODER, "audio_bitrate", KT_INT, CFG(transcoder.audio_bitrate), 16, 512},
+    {SEC_TRANSCODER, "queue_frames", KT_INT, CFG(transcoder.queue_frames), 4, 1000},
+
+    {SEC_RUNG, "height", KT_INT, RG(height), 64, 4320},
+    {SEC_RUNG, "video_bitrate", KT_INT, RG(video_bitrate), 50, 100000},
+    {SEC_RUNG, "max_rate", KT_INT, RG(max_rate), 50, 200000},
+    {SEC_RUNG, "preset", KT_STRING, RG(preset), 0, 0},
+    {SEC_RUNG, "profile", KT_STRING, RG(profile), 0, 0},
+    {SEC_RUNG, "priority", KT_INT, RG(priority), 0, 100},
+
+    {SEC_CHAT, "moderator_tokens", KT_TOKENS, offsetof(struct config, chat.moderator_tokens),
+     sizeof(((struct config *)0)->chat.moderator_tokens[0]), 0, CONFIG_MAX_TOKENS},
+    {SEC_CHAT, "auth_secret", KT_SECRET, CFG(chat.auth_secret), 0, 0},
+    {SEC_CHAT, "require_token", KT_BOOL, CFG(chat.require_token), 0, 0},
+    {SEC_CHAT, "history", KT_INT, CFG(chat.history), 0, 10000},
+    {SEC_CHAT, "max_comment_length", KT_INT, CFG(chat.max_comment_length), 1, 2000},
+    {SEC_CHAT, "max_frame_bytes", KT_INT, CFG(chat.max_frame_bytes), 256, 1048576},
+    {SEC_CHAT, "user_rate", KT_DOUBLE, CFG(chat.user_rate), 0.01, 1000},
+    {SEC_CHAT, "user_burst", KT_INT, CFG(chat.user_burst), 1, 1000},
+    {SEC_CHAT, "addr_rate", KT_DOUBLE, CFG(chat.addr_rate), 0.01, 100000},
+    {SEC_CHAT, "addr_burst", KT_INT, CFG(chat.addr_burst), 1, 100000},
+    {SEC_CHAT, "max_connections_per_addr", KT_INT, CFG(chat.max_connections_per_addr), 1, 1000000},
+    {SEC_CHAT, "tick_ms", KT_INT, CFG(chat.tick_ms), 10, 1000},
+    {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824},
+    {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824},
+    {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000},
+    {SEC_CHAT, "banned_words_file", KT_STRING, CFG(chat.banned_words_file), 0, 0},
+    {SEC_CHAT, "filter_hold", KT_BOOL, CFG(chat.filter_hold), 0, 0},
+    {SEC_CHAT, "archive_commit_ms", KT_INT, CFG(chat.archive_commit_ms), 1, 1000},
+    {SEC_CHAT, "archive_batch", KT_INT, CFG(chat.archive_batch), 1, 100000},
+    {SEC_CHAT, "max_combining", KT_INT, CFG(chat.max_combining), 0, 16},
+
+    {SEC_REDIS, "url", KT_STRING, CFG(redis.url), 0, 0},
+    {SEC_REDIS, "prefix", KT_STRING, CFG(redis.prefix), 0, 0},
+};
+
+#define KEY_COUNT (sizeof keys / sizeof keys[0])
+
+/* ---- defaults ----------------------------------------------------------- */
+
+static void default_rung(struct config_rung *r, const char *name, int height, int kbps, int priority) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->height = height;
+  r->video_bitrate = kbps;
+  r->max_rate = kbps * 3 / 2;
+  snprintf(r->preset, sizeof r->preset, "veryfast");
+  snprintf(r->profile, sizeof r->profile, "high");
+  r->priority = priority;
+}
+
+static void default_channel(struct config_channel *ch, const char *name) {
+  memset(ch, 0, sizeof *ch);
+  snprintf(ch->name, sizeof ch->name, "%s", name);
+  ch->failover_after = 2.0;
+  ch->prefer_primary = true;
+}
+
+void config_defaults(struct config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  snprintf(cfg->server.http_listen.host, sizeof cfg->server.http_listen.host, "127.0.0.1");
+  cfg->server.http_listen.port = 8080;
+  snprintf(cfg->server.rtmp_listen.host, sizeof cfg->server.rtmp_listen.host, "127.0.0.1");
+  cfg->server.rtmp_listen.port = 1935;
+  snprintf(cfg->server.state_dir, sizeof cfg->server.state_dir, "./galarelay-state");
+  snprintf(cfg->server.web_root, sizeof cfg->server.web_root, "%s", GALARELAY_DEFAULT_WEB_ROOT);
+  cfg->server.log_level = LOG_LEVEL_INFO;
+  cfg->server.max_http_connections = 20000;
+  cfg->server.shutdown_timeout = 4.0;
+
+  cfg->rtmp.handshake_timeout = 5;
+  cfg->rtmp.idle_timeout = 10;
+  cfg->rtmp.max_chunk_size = 65536;
+  cfg->rtmp.max_message_size = 8 * 1024 * 1024;
+  cfg->rtmp.max_connections = 1000;
+  cfg->rtmp.publisher_takeover = 2;
+  cfg->rtmp.player_queue_bytes = 4 * 1024 * 1024;
+  cfg->rtmp.push_retry_max = 30;
+
+  default_channel(&cfg->channels[0], "gala");
+  snprintf(cfg->channels[0].key, sizeof cfg->channels[0].key, "demo-key");
+  snprintf(cfg->channels[0].backup_key, sizeof cfg->channels[0].backup_key, "demo-backup-key");
+  snprintf(cfg->channels[0].title, sizeof cfg->channels[0].title, "留浙云春晚");
+  cfg->channel_count = 1;
+
+  cfg->hls.part_duration = 0.333;
+  cfg->hls.segment_duration = 2.0;
+  cfg->hls.window_segments = 10;
+  cfg->hls.block_timeout = 6.0;
+
+  default_rung(&cfg->transcoder.rungs[0], "720p", 720, 2800, 30);
+  default_rung(&cfg->transcoder.rungs[1], "480p", 480, 1400, 20);
+  default_rung(&cfg->transcoder.rungs[2], "360p", 360, 800, 10);
+  cfg->transcoder.rung_count = 3;
+  cfg->transcoder.source_passthrough = true;
+  cfg->transcoder.latency_frames = 0;
+  cfg->transcoder.audio_bitrate = 128;
+  cfg->transcoder.queue_frames = 60;
+
+  snprintf(cfg->chat.moderator_tokens[0], sizeof cfg->chat.moderator_tokens[0], "demo-moderator");
+  cfg->chat.moderator_token_count = 1;
+  cfg->chat.history = 100;
+  cfg->chat.max_comment_length = 200;
+  cfg->chat.max_frame_bytes = 4096;
+  cfg->chat.user_rate = 1.0; /* a sustained comment a second… */
+  cfg->chat.user_burst = 5;  /* …after a burst of five: a fast typist, not a flood */
+  cfg->chat.addr_rate = 10.0;
+  cfg->chat.addr_burst = 30;
+  cfg->chat.max_connections_per_addr = 50;
+  cfg->chat.tick_ms = 50;
+  cfg->chat.queue_soft_bytes = 256 * 1024;
+  cfg->chat.queue_hard_bytes = 1024 * 1024;
+  cfg->chat.viewer_events_per_sec = 100;
+  cfg->chat.archive_commit_ms = 5;
+  cfg->chat.archive_batch = 256;
+  cfg->chat.max_combining = 2;
+
+  snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "galarelay:");
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void add_error(struct config_errors *errs, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add_error(struct config_errors *errs, const char *file, int line, const char *fmt, ...) {
+  size_t used = strlen(errs->text);
+  if (used + 2 >= sizeof errs->text)
+    return;
+  int n = line > 0 ? snprintf(errs->text + used, sizeof errs->text - used, "%s:%d: ", file, line)
+                   : snprintf(errs->text + used, sizeof errs->text - used, "%s: ", file);
+  if (n < 0 || used + (size_t)n >= sizeof errs->text)
+    return;
+  used += (size_t)n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(errs->text + used, sizeof errs->text - used, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  used = strlen(errs->text);
+  if (used + 1 < sizeof errs->text) {
+    errs->text[used] = '\n';
+    errs->text[used + 1] = '\0';
+  }
+  errs->count++;
+}
+
+/* ---- value parsers ------------------------------------------------------ */
+
+static int parse_addr(const char *value, struct config_addr *out) {
+  char host[64];
+  const char *colon;
+  if (value[0] == '[') {
+    const char *close = strchr(value, ']');
+    if (!close || close[1] != ':' || (size_t)(close - value - 1) >= sizeof host)
+      return -1;
+    memcpy(host, value + 1, (size_t)(close - value - 1));
+    host[close - value - 1] = '\0';
+    colon = close + 1;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host, &a6) != 1)
+      return -1;
+  } else {
+    colon = strrchr(value, ':');
+    if (!colon || (size_t)(colon - value) >= sizeof host)
+      return -1;
+    memcpy(host, value, (size_t)(colon - value));
+    host[colon - value] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) != 1)
+      return -1;
+  }
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end || port < 1 || port > 65535)
+    return -1;
+  snprintf(out->host, sizeof out->host, "%s", host);
+  out->port = (uint16_t)port;
+  return 0;
+}
+
+static int parse_double(const char *value, double *out) {
+  char *end;
+  errno = 0;
+  double d = strtod(value, &end);
+  if (errno || end == value || *end || !isfinite(d))
+    return -1;
+  *out = d;
+  return 0;
+}
+
+static int parse_bool(const char *value, bool *out) {
+  static const char *const yes[] = {"yes", "true", "on", "1"};
+  static const char *const no[] = {"no", "false", "off", "0"};
+  for (int i = 0; i < 4; i++) {
+    if (strcasecmp(value, yes[i]) == 0) {
+      *out = true;
+      return 0;
+    }
+    if (strcasecmp(value, no[i]) == 0) {
+      *out = false;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int parse_size(const char *value, double *out) {
+  char *end;
+  errno = 0;
+  double d = strtod(value, &end);
+  if (errno || end == value || !isfinite(d) || d < 0)
+    return -1;
+  double mult = 1;
+  if (*end) {
+    switch (tolower((unsigned char)*end)) {
+    case 'k': mult = 1024.0; break;
+    case 'm': mult = 1024.0 * 1024; break;
+    case 'g': mult = 1024.0 * 1024 * 1024; break;
+    default: return -1;
+    }
+    end++;
+    if ((*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
+      end += 2;
+    else if (*end == 'b' || *end == 'B')
+      end++;
+    if (*end)
+      return -1;
+  }
+  *out = d * mult;
+  return 0;
+}
+
+/* ---- parser state ------------------------------------------------------- */
+
+struct parse_state {
+  struct config *cfg;
+  struct config_errors *errs;
+  const char *file;
+  /* line reader over a string */
+  const char *text;
+  size_t pos;
+  int line;
+  /* the current section */
+  enum section_kind section;
+  void *base; /* struct the section's keys live in */
+  bool section_bad; /* unknown or invalid: its keys are skipped silently */
+  bool file_has_channels, file_has_rungs;
+  /* duplicate detection: one bit per key (+ its _file variant) per section
+   * instance; reset at every header. */
+  unsigned char seen[KEY_COUNT];
+  bool global_seen[sizeof section_names / sizeof section_names[0]];
+};
+
+static bool valid_name(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n >= max)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || c == '-' || c == '_'))
+      return false;
+  }
+  return true;
+}
+
+static void section_begin(struct parse_state *st, const char *header) {
+  memset(st->seen, 0, sizeof st->seen);
+  st->section = SEC_NONE;
+  st->base = NULL;
+  st->section_bad = true;
+
+  char kind[32] = "", name[128] = "";
+  int n = sscanf(header, "%31s %127s", kind, name);
+  for (size_t k = 1; k < sizeof section_names / sizeof section_names[0]; k++) {
+    if (strcmp(kind, section_names[k]) != 0)
+      continue;
+    enum section_kind sk = (enum section_kind)k;
+    struct config *cfg = st->cfg;
+    if (sk == SEC_CHANNEL || sk == SEC_RUNG) {
+      if (n != 2 || !valid_name(name, 32)) {
+        add_error(st->errs, st->file, st->line, "[%s NAME] needs a name of a-z, 0-9, '-' or '_' (got \"%s\")",
+                  kind, header);
+        return;
+      }
+      if (sk == SEC_CHANNEL) {
+        if (!st->file_has_channels) { /* the file's channels replace the demo channel */
+          cfg->channel_count = 0;
+          st->file_has_channels = true;
+        }
+        for (int i = 0; i < cfg->channel_count; i++) {
+          if (strcmp(cfg->channels[i].name, name) == 0) {
+            add_error(st->errs, st->file, st->line, "duplicate channel \"%s\" (first at line %d)", name,
+                      cfg->channels[i].line);
+            return;
+          }
+        }
+        if (cfg->channel_count >= CONFIG_MAX_CHANNELS) {
+          add_error(st->errs, st->file, st->line, "too many channels (at most %d)", CONFIG_MAX_CHANNELS);
+          return;
+        }
+        struct config_channel *ch = &cfg->channels[cfg->channel_count++];
+        default_channel(ch, name);
+        ch->line = st->line;
+        st->base = ch;
+      } else {
+        if (!st->file_has_rungs) { /* the file's rungs replace the default ladder */
+          cfg->transcoder.rung_count = 0;
+          st->file_has_rungs = true;
+        }
+        for (int i = 0; i < cfg->transcoder.rung_count; i++) {
+          if (strcmp(cfg->transcoder.rungs[i].name, name) == 0) {
+            add_error(st->errs, st->file, st->line, "duplicate rung \"%s\"", name);
+            return;
+          }
+        }
+        if (cfg->transcoder.rung_count >= CONFIG_MAX_RUNGS) {
+          add_error(st->errs, st->file, st->line, "too many rungs (at most %d)", CONFIG_MAX_RUNGS);
+          return;
+        }
+        struct config_rung *r = &cfg->transcoder.rungs[cfg->transcoder.rung_count++];
+        default_rung(r, name, 0, 0, 10);
+        st->base = r;
+      }
+    } else {
+      if (n != 1) {
+        add_error(st->errs, st->file, st->line, "[%s] takes no name", kind);
+        return;
+      }
+      if (st->global_seen[k]) {
+        add_error(st->errs, st->file, st->line, "duplicate section [%s]", kind);
+        return;
+      }
+      st->global_seen[k] = true;
+      st->base = st->cfg;
+    }
+    st->section = sk;
+    st->section_bad = false;
+    return;
+  }
+  add_error(st->errs, st->file, st->line, "unknown section [%s]", header);
+}
+
+/* inih's reader: one line per call; we count lines and catch headers. */
+static char *read_line(char *str, int num, void *stream) {
+  struct parse_state *st = stream;
+  if (st->text[st->pos] == '\0' || num < 2)
+    return NULL;
+  const char *start = st->text + st->pos;
+  const char *nl = strchr(start, '\n');
+  size_t len = nl ? (size_t)(nl - start + 1) : strlen(start);
+  size_t copy = len < (size_t)num - 1 ? len : (size_t)num - 1;
+  memcpy(str, start, copy);
+  str[copy] = '\0';
+  st->pos += len; /* an over-long line is cut; inih reports what is left */
+  st->line++;
+
+  const char *p = str;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p == '[') {
+    const char *close = strchr(p, ']');
+    if (close) {
+      char header[256];
+      size_t hl = (size_t)(close - p - 1);
+      if (hl >= sizeof header)
+        hl = sizeof header - 1;
+      memcpy(header, p + 1, hl);
+      header[hl] = '\0';
+      section_begin(st, header);
+    }
+  }
+  return str;
+}
+
+static int read_secret_file(struct parse_state *st, const char *path, char *out, size_t size) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    add_error(st->errs, st->file, st->line, "cannot read secret file \"%s\": %s", path, strerror(errno));
+    return -1;
+  }
+  size_t n = fread(out, 1, size - 1, f);
+  bool more = fgetc(f) != EOF;
+  fclose(f);
+  out[n] = '\0';
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+    out[--n] = '\0';
+  if (more) {
+    add_error(st->errs, st->file, st->line, "secret file \"%s\" is too long (at most %zu bytes)", path, size - 1);
+    return -1;
+  }
+  if (n == 0) {
+    add_error(st->errs, st->file, st->line, "secret file \"%s\" is empty", path);
+    return -1;
+  }
+  return 0;
+}
+
+static int set_tokens(struct parse_state *st, const struct key_def *k, const char *value) {
+  struct config *cfg = st->cfg;
+  cfg->chat.moderator_token_count = 0;
+  cfg->lines.moderator_tokens = st->line;
+  char copy[4096];
+  snprintf(copy, sizeof copy, "%s", value);
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",\n", &save); tok; tok = strtok_r(NULL, ",\n", &save)) {
+    while (isspace((unsigned char)*tok))
+      tok++;
+    size_t len = strlen(tok);
+    while (len && isspace((unsigned char)tok[len - 1]))
+      tok[--len] = '\0';
+    if (!len)
+      continue;
+    if (cfg->chat.moderator_token_count >= (int)k->max) {
+      add_error(st->errs, st->file, st->line, "too many tokens in %s (at most %d)", k->name, (int)k->max);
+      return -1;
+    }
+    if (len >= k->size) {
+      add_error(st->errs, st->file, st->line, "a token in %s is too long (at most %zu bytes)", k->name, k->size - 1);
+      return -1;
+    }
+    memcpy(cfg->chat.moderator_tokens[cfg->chat.moderator_token_count++], tok, len + 1);
+  }
+  return 0;
+}
+
+static void set_value(struct parse_state *st, const struct key_def *k, const char *value, bool from_file) {
+  char *field = (char *)st->base + k->offset;
+  char secret[4096];
+  if (from_file) {
+    if (read_secret_file(st, value, secret, k->type == KT_TOKENS ? sizeof secret : k->size) < 0)
+      return;
+    value = secret;
+  }
+  double d;
+  switch (k->type) {
+  case KT_STRING:
+  case KT_SECRET:
+    if (strlen(value) >= k->size) {
+      add_error(st->errs, st->file, st->line, "%s is too long (at most %zu bytes)", k->name, k->size - 1);
+      return;
+    }
+    snprintf(field, k->size, "%s", value);
+    return;
+  case KT_TOKENS:
+    set_tokens(st, k, value);
+    return;
+  case KT_LIST: {
+    struct config_channel *ch = st->base;
+    if (ch->push_count >= (int)k->max) {
+      add_error(st->errs, st->file, st->line, "too many %s targets (at most %d)", k->name, (int)k->max);
+      return;
+    }
+    if (strncmp(value, "rtmp://", 7) != 0 || strlen(value) >= k->size) {
+      add_error(st->errs, st->file, st->line, "%s must be an rtmp:// URL (got \"%s\")", k->name, value);
+      return;
+    }
+    snprintf(field + (size_t)ch->push_count * k->size, k->size, "%s", value);
+    ch->push_count++;
+    return;
+  }
+  case KT_ADDR:
+    if (parse_addr(value, (struct config_addr *)field) < 0) {
+      add_error(st->errs, st->file, st->line, "%s: bad address \"%s\" (want IP:PORT or [IPv6]:PORT)", k->name,
+                value);
+      return;
+    }
+    if (strcmp(k->name, "http_listen") == 0)
+      st->cfg->lines.http_listen = st->line;
+    else
+      st->cfg->lines.rtmp_listen = st->line;
+    return;
+  case KT_BOOL:
+    if (parse_bool(value, (bool *)field) < 0)
+      add_error(st->errs, st->file, st->line, "%s: want yes or no (got \"%s\")", k->name, value);
+    return;
+  case KT_LOGLEVEL: {
+    enum log_level lvl;
+    if (log_level_parse(value, &lvl) < 0) {
+      add_error(st->errs, st->file, st->line, "%s: want debug, info, warn or error (got \"%s\")", k->name, value);
+      return;
+    }
+    *(int *)field = (int)lvl;
+    return;
+  }
+  case KT_INT:
+  case KT_DOUBLE:
+  case KT_SIZE:
+    if ((k->type == KT_SIZE ? parse_size(value, &d) : parse_double(value, &d)) < 0 ||
+        (k->type == KT_INT && d != floor(d))) {
+      add_error(st->errs, st->file, st->line, "%s: bad number \"%s\"", k->name, value);
+      return;
+    }
+    if (d < k->min || d > k->max) {
+      add_error(st->errs, st->file, st->line, "%s: %s is out of range (%g to %g)", k->name, value, k->min, k->max);
+      return;
+    }
+    if (k->type == KT_DOUBLE)
+      *(double *)field = d;
+    else if (k->type == KT_SIZE)
+      *(size_t *)field = (size_t)d;
+    else { /* int or uint32_t fields, both 4 bytes; bounds keep it positive */
+      int v = (int)d;
+      memcpy(field, &v, sizeof v);
+    }
+    return;
+  }
+}
+
+static int on_pair(void *user, const char *section, const char *name, const char *value) {
+  (void)section;
+  struct parse_state *st = user;
+  if (st->section_bad)
+    return 1; /* already reported at the header */
+  if (st->section == SEC_NONE) {
+    add_error(st->errs, st->file, st->line, "\"%s\" is outside any section", name);
+    return 1;
+  }
+  char base_name[64];
+  snprintf(base_name, sizeof base_name, "%s", name);
+  bool from_file = false;
+  size_t len = strlen(base_name);
+  if (len > 5 && strcmp(base_name + len - 5, "_file") == 0) {
+    base_name[len - 5] = '\0';
+    from_file = true;
+  }
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    const struct key_def *k = &keys[i];
+    if (k->section != st->section || strcmp(k->name, base_name) != 0)
+      continue;
+    if (from_file && k->type != KT_SECRET && k->type != KT_TOKENS)
+      break; /* NAME_file exists only for secrets: unknown key */
+    if (st->seen[i] && k->type != KT_LIST) {
+      add_error(st->errs, st->file, st->line, "duplicate key \"%s\" in [%s]%s", name, section,
+                from_file || st->seen[i] == 2 ? " (NAME and NAME_file both set?)" : "");
+      return 1;
+    }
+    st->seen[i] = from_file ? 2 : 1;
+    set_value(st, k, value, from_file);
+    return 1;
+  }
+  add_error(st->errs, st->file, st->line, "unknown key \"%s\" in [%s]", name, section);
+  return 1;
+}
+
+/* ---- validation --------------------------------------------------------- */
+
+static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+                                           "medium",    "slow",      "slower",   "veryslow", NULL};
+static const char *const h264_profiles[] = {"baseline", "main", "high", NULL};
+
+static bool in_list(const char *s, const char *const *list) {
+  for (; *list; list++)
+    if (strcmp(s, *list) == 0)
+      return true;
+  return false;
+}
+
+int config_validate(const struct config *cfg, struct config_errors *errs) {
+  const char *file = cfg->path[0] ? cfg->path : "(defaults)";
+  int before = errs->count;
+
+  for (int i = 0; i < cfg->channel_count; i++) {
+    const struct config_channel *ch = &cfg->channels[i];
+    if (!ch->key[0])
+      add_error(errs, file, ch->line, "[channel %s] needs a key (or key_file)", ch->name);
+    if (ch->backup_key[0] && strcmp(ch->backup_key, ch->key) == 0)
+      add_error(errs, file, ch->line, "[channel %s]: backup_key must differ from key", ch->name);
+    /* A stream key picks one channel: the same key twice is ambiguous. */
+    for (int j = 0; j < i; j++) {
+      const struct config_channel *o = &cfg->channels[j];
+      const char *mine[2] = {ch->key, ch->backup_key}, *theirs[2] = {o->key, o->backup_key};
+      for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+          if (mine[a][0] && strcmp(mine[a], theirs[b]) == 0)
+            add_error(errs, file, ch->line, "[channel %s] uses the same stream key as [channel %s]", ch->name,
+                      o->name);
+    }
+  }
+  for (int i = 0; i < cfg->transcoder.rung_count; i++) {
+    const struct config_rung *r = &cfg->transcoder.rungs[i];
+    if (r->height <= 0 || r->height % 2)
+      add_error(errs, file, 0, "[rung %s]: height must be an even number (got %d)", r->name, r->height);
+    if (r->video_bitrate <= 0)
+      add_error(errs, file, 0, "[rung %s]: video_bitrate is required", r->name);
+    if (r->max_rate && r->max_rate < r->video_bitrate)
+      add_error(errs, file, 0, "[rung %s]: max_rate must be at least video_bitrate", r->name);
+    if (!in_list(r->preset, x264_presets))
+      add_error(errs, file, 0, "[rung %s]: unknown x264 preset \"%s\"", r->name, r->preset);
+    if (!in_list(r->profile, h264_profiles))
+      add_error(errs, file, 0, "[rung %s]: profile must be baseline, main or high (got \"%s\")", r->name,
+                r->profile);
+  }
+  if (cfg->hls.part_duration * 2 > cfg->hls.segment_duration)
+    add_error(errs, file, 0, "[hls]: segment_duration must be at least twice part_duration");
+  if (cfg->chat.queue_hard_bytes < cfg->chat.queue_soft_bytes)
+    add_error(errs, file, 0, "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
+  if (cfg->redis.url[0] && strncmp(cfg->redis.url, "redis://", 8) != 0)
+    add_error(errs, file, 0, "[redis]: url must start with redis:// (got \"%s\")", cfg->redis.url);
+
+  /* The demo secrets are public (they are in the README): refuse them as
+   * soon as anyone but this machine can reach a listener. */
+  if (!config_addr_is_loopback(&cfg->server.http_listen) || !config_addr_is_loopback(&cfg->server.rtmp_listen)) {
+    int line = !config_addr_is_loopback(&cfg->server.rtmp_listen) ? cfg->lines.rtmp_listen : cfg->lines.http_listen;
+    for (int i = 0; i < cfg->channel_count; i++) {
+      const struct config_channel *ch = &cfg->channels[i];
+      if (strcmp(ch->key, "demo-key") == 0 || strcmp(ch->backup_key, "demo-backup-key") == 0)
+        add_error(errs, file, ch->line ? ch->line : line,
+                  "[channel %s] keeps a demo stream key while listening beyond loopback: set a secret key",
+                  ch->name);
+    }
+    for (int i = 0; i < cfg->chat.moderator_token_count; i++)
+      if (strcmp(cfg->chat.moderator_tokens[i], "demo-moderator") == 0)
+        add_error(errs, file, cfg->lines.moderator_tokens ? cfg->lines.moderator_tokens : line,
+                  "[chat] keeps the demo moderator token while listening beyond loopback: set a secret token");
+  }
+  return errs->count > before ? -1 : 0;
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+int config_load_string(struct config *cfg, const char *name, const char *text, struct config_errors *errs) {
+  config_defaults(cfg);
+  memset(errs, 0, sizeof *errs);
+  snprintf(cfg->path, sizeof cfg->path, "%s", name);
+  struct parse_state st = {.cfg = cfg, .errs = errs, .file = name, .text = text};
+  int rc = ini_parse_stream(read_line, &st, on_pair, &st);
+  if (rc > 0)
+    add_error(errs, name, rc, "syntax error (want [section], key = value, or a ; comment)");
+  else if (rc < 0)
+    add_error(errs, name, 0, "cannot parse (out of memory)");
+  if (errs->count)
+    return -1;
+  return config_validate(cfg, errs);
+}
+
+int config_load(struct config *cfg, const char *path, struct config_errors *errs) {
+  memset(errs, 0, sizeof *errs);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    config_defaults(cfg);
+    add_error(errs, path, 0, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  char chunk[8192];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (len + n + 1 > cap || len + n + 1 > 1024 * 1024) {
+      if (len + n + 1 > 1024 * 1024) {
+        free(text);
+        fclose(f);
+        config_defaults(cfg);
+        add_error(errs, path, 0, "file is larger than 1 MiB");
+        return -1;
+      }
+      cap = (len + n + 1) * 2;
+      char *p = realloc(text, cap);
+      if (!p) {
+        free(text);
+        fclose(f);
+        add_error(errs, path, 0, "out of memory");
+        return -1;
+      }
+      text = p;
+    }
+    memcpy(text + len, chunk, n);
+    len += n;
+  }
+  fclose(f);
+  if (memchr(text ? text : "", '\0', len)) {
+    free(text);
+    config_defaults(cfg);
+    add_error(errs, path, 0, "file contains a NUL byte: not a text config");
+    return -1;
+  }
+  int rc = config_load_string(cfg, path, text ? (text[len] = '\0', text) : "", errs);
+  free(text);
+  return rc;
+}
+
+const struct config_channel *config_find_channel(const struct config *cfg, const char *name) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (strcmp(cfg->channels[i].name, name) == 0)
+      return &cfg->channels[i];
+  return NULL;
+}
+
+bool config_addr_is_loopback(const struct config_addr *addr) {
+  struct in_addr a4;
+  if (inet_pton(AF_INET, addr->host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  return strcmp(addr->host, "::1") == 0;
+}
+
+void config_addr_format(const struct config_addr *addr, char *out, size_t size) {
+  if (strchr(addr->host, ':'))
+    snprintf(out, size, "[%s]:%u", addr->host, addr->port);
+  else
+    snprintf(out, size, "%s:%u", addr->host, addr->port);
+}
+
+const char *config_key_at(int i, const char **section) {
+  if (i < 0 || (size_t)i >= KEY_COUNT)
+    return NULL;
+  if (section)
+    *section = section_names[keys[i].section];
+  return keys[i].name;
+}
+
+_Static_assert(sizeof(int) == sizeof(uint32_t), "KT_INT stores into int and uint32_t fields alike");

@@ -1,0 +1,164 @@
+/* config: the daemon's configuration, parsed from an INI file with inih.
+ *
+ * Every key is one row of a table in config.c (name, type, default, bounds,
+ * docs); config/galarelay.conf documents the same keys for operators. A
+ * config is immutable once loaded: a reload (SIGHUP) parses and validates a
+ * whole new one and swaps the pointer on the loop thread, or keeps the old
+ * one. Errors name FILE:LINE. */
+#ifndef GALARELAY_CONFIG_H
+#define GALARELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_CHANNELS 64
+#define CONFIG_MAX_PUSH 8
+#define CONFIG_MAX_RUNGS 8
+#define CONFIG_MAX_TOKENS 32
+
+/* A listen address: numeric IPv4 or [IPv6] and a port. */
+struct config_addr {
+  char host[64]; /* as written, without brackets: "127.0.0.1", "::", "0.0.0.0" */
+  uint16_t port;
+};
+
+struct config_channel {
+  char name[64];  /* from the section header: [channel NAME]; [a-z0-9_-] */
+  char key[256];  /* the broadcaster's stream key (secret) */
+  char backup_key[256]; /* "" = none */
+  char title[256];
+  char push[CONFIG_MAX_PUSH][512]; /* rtmp:// restream targets */
+  int push_count;
+  double failover_after; /* seconds without media before the other feed takes over */
+  bool prefer_primary;   /* the primary takes over again when it returns */
+  char slate_image[512]; /* "" = generated card */
+  int line;              /* where the section starts, for messages */
+};
+
+struct config_rung {
+  char name[32];
+  int height;
+  int video_bitrate; /* kbit/s */
+  int max_rate;      /* kbit/s */
+  char preset[32];   /* x264 preset */
+  char profile[32];  /* baseline | main | high */
+  int priority;      /* lower sheds first under overload */
+};
+
+struct config {
+  char path[512]; /* the file it came from; "" = built-in defaults */
+
+  struct {
+    struct config_addr http_listen;
+    struct config_addr rtmp_listen;
+    char state_dir[512];
+    char web_root[512];
+    int log_level;          /* enum log_level */
+    int max_http_connections;
+    char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
+    int memory_limit_mb;    /* 0 = no ceiling */
+    double shutdown_timeout; /* seconds */
+  } server;
+
+  struct {
+    double handshake_timeout; /* seconds */
+    double idle_timeout;      /* seconds without data before a peer is dropped */
+    uint32_t max_chunk_size;
+    uint32_t max_message_size;
+    int max_connections;
+    double publisher_takeover; /* a silent live publisher is replaced after this */
+    size_t player_queue_bytes;  /* per RTMP player; past it skip to next keyframe */
+    double push_retry_max;      /* seconds, restream backoff ceiling */
+  } rtmp;
+
+  struct config_channel channels[CONFIG_MAX_CHANNELS];
+  int channel_count;
+
+  struct {
+    double part_duration;    /* seconds */
+    double segment_duration; /* seconds */
+    int window_segments;     /* per rendition in memory */
+    char record_dir[512];    /* "" = no mirror on disk */
+    double block_timeout;    /* seconds a blocking reload may be parked */
+  } hls;
+
+  struct {
+    struct config_rung rungs[CONFIG_MAX_RUNGS];
+    int rung_count;
+    bool source_passthrough;
+    int threads;          /* encoder threads per rung, 0 = auto */
+    int latency_frames;   /* encoder delay budget in frames */
+    int audio_bitrate;    /* kbit/s, when audio must be re-encoded */
+    int queue_frames;     /* per rung input queue bound */
+  } transcoder;
+
+  struct {
+    char moderator_tokens[CONFIG_MAX_TOKENS][128];
+    int moderator_token_count;
+    char auth_secret[256];
+    bool require_token;
+    int history;
+    int max_comment_length; /* code points */
+    int max_frame_bytes;
+    double user_rate;  /* comments per second, token bucket refill */
+    int user_burst;
+    double addr_rate;
+    int addr_burst;
+    int max_connections_per_addr;
+    int tick_ms;
+    size_t queue_soft_bytes; /* past it a member loses its oldest batches */
+    size_t queue_hard_bytes; /* past it a member is closed */
+    int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
+    char banned_words_file[512];
+    bool filter_hold;       /* banned word: hold for review instead of refusing */
+    int archive_commit_ms;
+    int archive_batch;
+    int max_combining;      /* combining marks kept per base character */
+  } chat;
+
+  struct {
+    char url[256];
+    char prefix[64];
+  } redis;
+
+  /* Where some keys were set (0 = built-in default), for messages of
+   * cross-key checks. */
+  struct {
+    int http_listen, rtmp_listen, moderator_tokens;
+  } lines;
+};
+
+/* Errors are collected, one line each, "FILE:LINE: what is wrong". */
+struct config_errors {
+  char text[8192];
+  int count;
+};
+
+/* The built-in defaults (SPEC.md: demo channel, three-rung ladder). */
+void config_defaults(struct config *cfg);
+
+/* Parse FILE over the defaults and validate. Returns 0, or -1 with errs
+ * filled. On error cfg is left in an unspecified state: parse into a fresh
+ * one, and swap only on success. */
+int config_load(struct config *cfg, const char *path, struct config_errors *errs);
+
+/* Parse from memory (tests, fuzzing); name is used in messages. */
+int config_load_string(struct config *cfg, const char *name, const char *text,
+                       struct config_errors *errs);
+
+/* Cross-key checks that also apply to the defaults (demo secrets on
+ * non-loopback listeners, duplicate keys across channels). */
+int config_validate(const struct config *cfg, struct config_errors *errs);
+
+const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
+
+bool config_addr_is_loopback(const struct config_addr *addr);
+/* "127.0.0.1:8080" / "[::1]:8080" for logs and URLs. */
+void config_addr_format(const struct config_addr *addr, char *out, size_t size);
+
+/* The schema, for documentation checks: key i of section kind. Returns
+ * NULL past the end. section is "server", "channel", "rung", … */
+const char *config_key_at(int i, const char **section);
+
+#endif

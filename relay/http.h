@@ -1,0 +1,63 @@
+/* http: the HTTP side of the libwebsockets context (pages, API, metrics,
+ * static files) and the small API other modules use to answer requests.
+ *
+ * Routing is a prefix table in http.c. A route handler either answers at
+ * once with http_respond(), or parks the request (LL-HLS blocking reload)
+ * with http_park() and answers later from the loop thread; if the client
+ * leaves first, the park's on_close callback runs and the wsi must be
+ * forgotten. Bodies are borrowed, never copied: `release(release_arg)` is
+ * called once the body has been written or the connection has gone, so a
+ * refcounted media buffer can be handed out to any number of viewers. */
+#ifndef GALARELAY_HTTP_H
+#define GALARELAY_HTTP_H
+
+#include <stddef.h>
+
+struct lws;
+struct lws_protocols;
+struct app;
+
+struct http_request {
+  struct app *app;
+  struct lws *wsi;
+  const char *method; /* "GET", "HEAD", "POST", "OPTIONS" */
+  const char *path;   /* URI path, %-decoded, no query */
+  const char *query;  /* raw query string without '?', "" if none */
+  const char *client_addr;
+};
+
+/* What a route returns. */
+enum {
+  HTTP_DONE = 0,   /* http_respond() was called */
+  HTTP_PARKED = 1, /* http_park() was called; answer later */
+};
+
+typedef int (*http_route_fn)(struct http_request *req);
+
+/* Answer a request. `extra_headers` is "" or lines "Name: value\r\n".
+ * Returns 0, or -1 if the wsi can no longer be answered (release has then
+ * already been called). */
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
+                 const void *body, size_t len, void (*release)(void *), void *release_arg);
+/* Convenience: copy a small body (error pages, JSON). */
+int http_respond_copy(struct lws *wsi, int status, const char *content_type,
+                      const char *extra_headers, const void *body, size_t len);
+int http_respond_text(struct lws *wsi, int status, const char *text);
+
+/* Park a request; on_close(arg) runs if the client goes away before the
+ * answer. Keeps the connection alive for up to timeout_s seconds. */
+void http_park(struct lws *wsi, int timeout_s, void (*on_close)(void *arg), void *arg);
+
+/* Register a handler for every path starting with prefix (e.g. "/hls/").
+ * Call before the context is created; the table is small and fixed. */
+int http_add_route(const char *prefix, http_route_fn fn);
+
+/* The lws protocol entry for HTTP; http_protocols_init() fills the array
+ * the context is created with: websocket protocols first (a client that
+ * names none is bound to protocols[0]), then HTTP, then the terminator. */
+const struct lws_protocols *http_protocol(void);
+
+/* Open HTTP connections (for /metrics). */
+int http_open_connections(void);
+
+#endif

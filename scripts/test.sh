@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite twice:
+# once as built for production (unit, fuzz, integration and browser tests),
+# once more under AddressSanitizer + UndefinedBehaviorSanitizer. Ends with
+# ctest's summary line; exits non-zero if anything failed.
+#
+#   scripts/test.sh            # everything
+#   SKIP_ASAN=1 scripts/test.sh  # only the first pass (quicker while working)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash scripts/bootstrap.sh
+bash scripts/npm-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+export CC=${CC:-clang}
+
+build() { # dir, cmake args…
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 || {
+    cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j"$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^(Consolidate|Scanning|Built target)' || true
+  test "${PIPESTATUS[0]}" -eq 0
+}
+
+status=0
+mkdir -p build build-asan
+build build
+# Quick tests in parallel; the ones that run the real daemon with encoders
+# are serialised so two cores suffice.
+(cd build && ctest --output-on-failure --timeout 600 -j"$jobs") || status=1
+
+if [ -z "${SKIP_ASAN:-}" ]; then
+  build build-asan -DGALARELAY_SANITIZE=ON -DGALARELAY_FUZZ=OFF
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp
+  (cd build-asan && ctest --output-on-failure --timeout 900 -j"$jobs") || status=1
+fi
+exit $status

@@ -1,0 +1,147 @@
+"""Start and stop the real galarelay daemon for integration tests.
+
+Every test gets its own daemon on free loopback ports, its own state folder
+and config file in a temporary directory, and its log kept for the failure
+message. Standard library only, so the tests run on a bare Debian with
+python3.
+"""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BIN = os.environ.get("GALARELAY_BIN", "galarelay")
+SOURCE_DIR = os.environ.get("GALARELAY_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD_DIR = os.environ.get("GALARELAY_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+
+
+def free_port():
+    """A port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, method="GET", timeout=10, headers=None):
+    """(status, headers dict with lower-case names, body bytes); never raises on HTTP errors."""
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+class Daemon:
+    """One galarelay process. `sections` is extra INI text appended to the
+    generated [server] section (channels, chat, …)."""
+
+    def __init__(self, sections="", server_extra="", tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="galarelay-test-")
+        self.http_port = free_port()
+        self.rtmp_port = free_port()
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.conf = os.path.join(self.tmp, "galarelay.conf")
+        self.log_path = os.path.join(self.tmp, "daemon.log")
+        self.sections = sections
+        self.server_extra = server_extra
+        self.proc = None
+        self.write_config()
+
+    def write_config(self, sections=None):
+        if sections is not None:
+            self.sections = sections
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write("[server]\n")
+            f.write(f"http_listen = 127.0.0.1:{self.http_port}\n")
+            f.write(f"rtmp_listen = 127.0.0.1:{self.rtmp_port}\n")
+            f.write(f"state_dir = {self.state_dir}\n")
+            f.write(self.server_extra)
+            f.write("\n")
+            f.write(self.sections)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def rtmp_url(self):
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live"
+
+    def start(self, wait=True, timeout=15):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}\n{self.log()}")
+            try:
+                status, _, body = http(self.url + "/healthz", timeout=1)
+                if status == 200 and body.strip() == b"ok":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not healthy after {timeout}s\n{self.log()}")
+
+    def get(self, path, **kw):
+        return http(self.url + path, **kw)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Send sig, wait; returns (exit code, seconds it took)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return (self.proc.returncode if self.proc else None), 0.0
+        t0 = time.time()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+            raise AssertionError(f"daemon did not exit within {timeout}s\n{self.log()}")
+        finally:
+            self.logf.close()
+        return code, time.time() - t0
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.logf.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-8000:]
+        except OSError:
+            return ""
+
+    def metric(self, name, labels=None):
+        """The value of one Prometheus sample (labels: exact label text, e.g. 'kind="http"')."""
+        _, _, body = self.get("/metrics")
+        want = name + ("{" + labels + "}" if labels else "")
+        for line in body.decode().splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.logf.close()
