@@ -1,0 +1,384 @@
+/* test_chat_archive: group commit, completions on the loop thread, reload
+ * after reopen, the in-flight bound, drain on close, and a crash test (a
+ * child acks records then SIGKILLs itself; every acked record is there). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "chat/archive.h"
+#include "relay/buf.h"
+
+struct fixture {
+  char dir[64];
+  char path[128];
+  uv_loop_t loop;
+  struct archive *a;
+  uv_thread_t loop_thread;
+  int acks, fails;
+  int order_ok;
+  int last_tag;
+};
+
+struct ticket {
+  struct fixture *f;
+  int tag;
+};
+
+static int setup(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/galarelay-archive-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->path, sizeof f->path, "%s/chat.sqlite3", f->dir);
+  uv_loop_init(&f->loop);
+  f->loop_thread = uv_thread_self();
+  f->order_ok = 1;
+  f->last_tag = -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static struct archive *open_archive(struct fixture *f, int commit_ms, int batch, int qmax) {
+  struct archive_params p = {.path = f->path, .commit_ms = commit_ms, .batch = batch,
+                             .queue_max = qmax};
+  struct archive *a = archive_open(&f->loop, &p);
+  assert_non_null(a);
+  return a;
+}
+
+static void on_done(void *opaque, int ok) {
+  struct ticket *t = opaque;
+  struct fixture *f = t->f;
+  uv_thread_t self = uv_thread_self();
+  assert_true(uv_thread_equal(&self, &f->loop_thread));
+  if (t->tag <= f->last_tag)
+    f->order_ok = 0;
+  f->last_tag = t->tag;
+  if (ok)
+    f->acks++;
+  else
+    f->fails++;
+}
+
+static int submit_comment(struct fixture *f, struct ticket *t, int k, const char *channel) {
+  char id[32], text[64];
+  snprintf(id, sizeof id, "%021d", k);
+  snprintf(text, sizeof text, "comment %d 新年快乐", k);
+  struct archive_comment c = {.id = id, .channel = channel, .user_id = "u1",
+                              .user_name = "小张", .role = "viewer", .text = text,
+                              .ts_ms = 1000 + k, .addr = "127.0.0.1",
+                              .status = ARCHIVE_VISIBLE};
+  t->f = f;
+  t->tag = k;
+  return archive_submit_comment(f->a, &c, on_done, t);
+}
+
+static void run_until(struct fixture *f, int want) {
+  for (int spins = 0; f->acks + f->fails < want && spins < 100000; spins++)
+    uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* 200 records with a 20 ms window and a batch of 64: far fewer commits
+ * than records, every completion ok, in order, on the loop thread. */
+static void test_group_commit(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 20, 64, 0);
+  struct ticket t[200];
+  for (int k = 0; k < 200; k++)
+    assert_int_equal(submit_comment(f, &t[k], k, "gala"), 0);
+  run_until(f, 200);
+  assert_int_equal(f->acks, 200);
+  assert_true(f->order_ok);
+  struct archive_stats s;
+  archive_get_stats(f->a, &s);
+  assert_int_equal(s.committed, 200);
+  assert_int_equal(s.in_flight, 0);
+  assert_true(s.commits >= 1 && s.commits <= 20);
+  struct buf m;
+  buf_init(&m);
+  archive_metrics(f->a, &m);
+  assert_non_null(strstr(m.data, "galarelay_chat_archive_commits_total"));
+  assert_non_null(strstr(m.data, "galarelay_chat_archive_commit_seconds_bucket{le=\"+Inf\"} "));
+  buf_free(&m);
+  archive_close(f->a);
+}
+
+/* A duplicate id fails that record only; the rest of the batch commits. */
+static void test_one_bad_record(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 5, 100, 0);
+  struct ticket t[3];
+  assert_int_equal(submit_comment(f, &t[0], 1, "gala"), 0);
+  assert_int_equal(submit_comment(f, &t[1], 1, "gala"), 0);
+  t[1].tag = 2;
+  assert_int_equal(submit_comment(f, &t[2], 3, "gala"), 0);
+  run_until(f, 3);
+  assert_int_equal(f->acks, 2);
+  assert_int_equal(f->fails, 1);
+  archive_close(f->a);
+}
+
+struct collected {
+  int n;
+  char ids[64][32];
+  char pinned[32];
+};
+
+static void collect_comment(void *opaque, const struct archive_comment *c) {
+  struct collected *col = opaque;
+  if (col->n < 64)
+    snprintf(col->ids[col->n], sizeof col->ids[0], "%s", c->id);
+  col->n++;
+}
+
+static void collect_ban(void *opaque, const struct archive_ban *b) {
+  struct collected *col = opaque;
+  if (col->n < 64)
+    snprintf(col->ids[col->n], sizeof col->ids[0], "%s%s", b->user_id, b->addr);
+  col->n++;
+}
+
+static void collect_word(void *opaque, const char *channel, const char *word) {
+  struct collected *col = opaque;
+  if (col->n < 64)
+    snprintf(col->ids[col->n], sizeof col->ids[0], "%s:%s", channel, word);
+  col->n++;
+}
+
+/* Everything kind of record, then close, reopen and load it back. */
+static void test_reload_after_reopen(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[48];
+  int n = 0;
+  for (int k = 0; k < 30; k++)
+    assert_int_equal(submit_comment(f, &t[n++], k, k % 2 ? "gala" : "other"), 0);
+  char id5[32];
+  snprintf(id5, sizeof id5, "%021d", 5);
+  t[n] = (struct ticket){f, 100};
+  assert_int_equal(archive_submit_status(f->a, "gala", id5, ARCHIVE_DELETED, on_done, &t[n++]), 0);
+  struct archive_mod m = {.channel = "gala", .ts_ms = 5, .moderator = "mod", .action = "delete",
+                          .target = id5, .detail = ""};
+  t[n] = (struct ticket){f, 101};
+  assert_int_equal(archive_submit_mod(f->a, &m, on_done, &t[n++]), 0);
+  struct archive_ban b1 = {.channel = "gala", .user_id = "troll", .addr = "", .until_ms = 0,
+                           .ts_ms = 1, .by = "mod"};
+  struct archive_ban b2 = {.channel = "gala", .user_id = "", .addr = "10.0.0.9",
+                           .until_ms = 10, .ts_ms = 2, .by = "mod"}; /* expired */
+  struct archive_ban b3 = {.channel = "gala", .user_id = "gone", .addr = "", .until_ms = 0,
+                           .ts_ms = 3, .by = "mod"};
+  t[n] = (struct ticket){f, 102};
+  assert_int_equal(archive_submit_ban(f->a, &b1, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 103};
+  assert_int_equal(archive_submit_ban(f->a, &b2, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 104};
+  assert_int_equal(archive_submit_ban(f->a, &b3, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 105};
+  assert_int_equal(archive_submit_unban(f->a, "gala", "gone", "", on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 106};
+  assert_int_equal(archive_submit_word(f->a, "", "spam", 1, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 107};
+  assert_int_equal(archive_submit_word(f->a, "gala", "ads", 1, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 108};
+  assert_int_equal(archive_submit_word(f->a, "gala", "gone", 1, on_done, &t[n++]), 0);
+  t[n] = (struct ticket){f, 109};
+  assert_int_equal(archive_submit_word(f->a, "gala", "gone", 0, on_done, &t[n++]), 0);
+  struct archive_room_state rs = {.channel = "gala", .slow_seconds = 5, .hold = 1,
+                                  .pinned_id = id5};
+  t[n] = (struct ticket){f, 110};
+  assert_int_equal(archive_submit_room_state(f->a, &rs, on_done, &t[n++]), 0);
+  run_until(f, n);
+  assert_int_equal(f->acks, n);
+  archive_close(f->a);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  f->a = open_archive(f, 2, 16, 0);
+  struct collected col = {0};
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 5, collect_comment, &col), 0);
+  assert_int_equal(col.n, 5); /* the newest 5 of gala (odd k), oldest first */
+  assert_string_equal(col.ids[0], "000000000000000000021");
+  assert_string_equal(col.ids[4], "000000000000000000029");
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, 14); /* 15 odd, one deleted */
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_DELETED, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, 1);
+  assert_string_equal(col.ids[0], id5);
+
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_bans(f->a, "gala", 100, collect_ban, &col), 0);
+  assert_int_equal(col.n, 1);
+  assert_string_equal(col.ids[0], "troll");
+
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_words(f->a, NULL, collect_word, &col), 0);
+  assert_int_equal(col.n, 2);
+  assert_string_equal(col.ids[0], ":spam");
+  assert_string_equal(col.ids[1], "gala:ads");
+
+  struct archive_room_state got;
+  char pinned[32];
+  assert_int_equal(archive_load_room_state(f->a, "gala", &got, pinned, sizeof pinned), 1);
+  assert_int_equal(got.slow_seconds, 5);
+  assert_int_equal(got.hold, 1);
+  assert_string_equal(got.pinned_id, id5);
+  assert_int_equal(archive_load_room_state(f->a, "other", &got, pinned, sizeof pinned), 0);
+  assert_string_equal(got.pinned_id, "");
+
+  /* clear: every visible/held comment up to ts becomes deleted */
+  struct ticket tc = {f, 200};
+  f->last_tag = -1;
+  assert_int_equal(archive_submit_clear(f->a, "gala", 1000000, on_done, &tc), 0);
+  run_until(f, n + 1);
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, 0);
+  archive_close(f->a);
+}
+
+/* queue_max in flight, then -1 at once, and no callback for the refused. */
+static void test_full_queue_refuses(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 200, 1000, 8); /* long window: nothing commits meanwhile */
+  struct ticket t[9];
+  for (int k = 0; k < 8; k++)
+    assert_int_equal(submit_comment(f, &t[k], k, "gala"), 0);
+  assert_int_equal(submit_comment(f, &t[8], 8, "gala"), -1);
+  struct archive_stats s;
+  archive_get_stats(f->a, &s);
+  assert_int_equal(s.refused, 1);
+  assert_int_equal(s.in_flight, 8);
+  run_until(f, 8);
+  assert_int_equal(f->acks, 8);
+  /* room again once the completions have run */
+  assert_int_equal(submit_comment(f, &t[8], 8, "gala"), 0);
+  run_until(f, 9);
+  assert_int_equal(f->acks, 9);
+  archive_close(f->a);
+}
+
+/* close drains: a long window would hold records, close commits them all
+ * and runs their completions before it returns. */
+static void test_close_drains(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 60000, 100000, 0);
+  struct ticket t[50];
+  for (int k = 0; k < 50; k++)
+    assert_int_equal(submit_comment(f, &t[k], k, "gala"), 0);
+  archive_close(f->a);
+  assert_int_equal(f->acks, 50);
+  assert_true(f->order_ok);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  f->a = open_archive(f, 1, 1, 0);
+  struct collected col = {0};
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 1000, collect_comment, &col), 0);
+  assert_int_equal(col.n, 50);
+  /* closing: refused */
+  archive_close(f->a);
+  assert_int_equal(submit_comment(f, &t[0], 99, "gala"), -1);
+}
+
+/* Crash: a child acks comments and writes each acked id to a pipe, then
+ * SIGKILLs itself with more in flight. The parent finds every acked one. */
+static int crash_pipe = -1;
+static int crash_acked;
+
+static void crash_done(void *opaque, int ok) {
+  struct ticket *t = opaque;
+  if (!ok)
+    return;
+  char id[32];
+  snprintf(id, sizeof id, "%021d\n", t->tag);
+  if (write(crash_pipe, id, 22) != 22)
+    _exit(3);
+  if (++crash_acked == 300)
+    raise(SIGKILL);
+}
+
+static void test_crash_keeps_acked(void **state) {
+  struct fixture *f = *state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    crash_pipe = fds[1];
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct archive_params p = {.path = f->path, .commit_ms = 2, .batch = 32};
+    struct archive *a = archive_open(&loop, &p);
+    if (!a)
+      _exit(2);
+    static struct ticket t[1000];
+    for (int k = 0; k < 1000; k++) {
+      char id[32];
+      snprintf(id, sizeof id, "%021d", k);
+      struct archive_comment c = {.id = id, .channel = "gala", .user_id = "u",
+                                  .user_name = "n", .role = "viewer", .text = "x",
+                                  .ts_ms = k, .addr = "a"};
+      t[k].tag = k;
+      if (archive_submit_comment(a, &c, crash_done, &t[k]) != 0)
+        _exit(4);
+      if (k % 100 == 99)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    _exit(5); /* not reached: SIGKILL at 300 acks */
+  }
+  close(fds[1]);
+  char acked[1000][22];
+  int n = 0;
+  char line[22];
+  while (n < 1000 && read(fds[0], line, 22) == 22)
+    memcpy(acked[n++], line, 22);
+  close(fds[0]);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  assert_true(n >= 300);
+
+  f->a = open_archive(f, 1, 1, 0);
+  struct collected col = {0};
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 1000, collect_comment, &col), 0);
+  assert_true(col.n >= n);
+  /* acks come in order and rows sort by id: the first n rows are the acked */
+  for (int k = 0; k < n && k < 64; k++) {
+    acked[k][21] = '\0';
+    assert_string_equal(col.ids[k], acked[k]);
+  }
+  archive_close(f->a);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_one_bad_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reload_after_reopen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_full_queue_refuses, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_crash_keeps_acked, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

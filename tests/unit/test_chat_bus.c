@@ -1,0 +1,201 @@
+/* test_chat_bus: the bus in local mode (order, no re-entry, subscriptions,
+ * clean stop) and bus_make_id (fixed width, strictly increasing, so string
+ * order = publish order). The Redis mode is in test_chat_bus_redis.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "chat/bus.h"
+#include "config/config.h"
+#include "relay/buf.h"
+
+struct sink {
+  struct bus *bus;
+  int n;
+  char got[64][64];
+  int in_deliver;
+  int reentered;
+  int republish; /* publish one more from inside the callback, once */
+};
+
+static void on_deliver(void *opaque, const struct bus_msg *m) {
+  struct sink *s = opaque;
+  if (s->in_deliver)
+    s->reentered = 1;
+  s->in_deliver = 1;
+  if (s->n < 64)
+    snprintf(s->got[s->n], sizeof s->got[0], "%s:%.*s", m->channel, (int)m->len, m->json);
+  s->n++;
+  assert_int_equal(m->local, 1);
+  assert_string_equal(m->origin, bus_node_id(s->bus));
+  if (s->republish) {
+    s->republish = 0;
+    assert_int_equal(bus_publish(s->bus, "gala", "\"again\"", 7), 0);
+  }
+  s->in_deliver = 0;
+}
+
+static struct config *local_config(void) {
+  struct config *cfg = calloc(1, sizeof *cfg);
+  config_defaults(cfg);
+  cfg->redis.url[0] = '\0';
+  return cfg;
+}
+
+static void finish(uv_loop_t *loop, struct bus *b) {
+  bus_stop(b);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void test_local_order(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct sink s = {0};
+  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  assert_non_null(s.bus);
+  assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
+  assert_int_equal(bus_subscribe_channel(s.bus, "other"), 0);
+  char ev[32];
+  for (int k = 0; k < 20; k++) {
+    int n = snprintf(ev, sizeof ev, "{\"n\":%d}", k);
+    assert_int_equal(bus_publish(s.bus, k % 2 ? "other" : "gala", ev, (size_t)n), 0);
+  }
+  assert_int_equal(s.n, 0); /* never delivered from inside bus_publish */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(s.n, 20);
+  for (int k = 0; k < 20; k++) {
+    snprintf(ev, sizeof ev, "%s:{\"n\":%d}", k % 2 ? "other" : "gala", k);
+    assert_string_equal(s.got[k], ev);
+  }
+  struct bus_stats st;
+  bus_get_stats(s.bus, &st);
+  assert_int_equal(st.published, 20);
+  assert_int_equal(st.delivered, 20);
+  assert_int_equal(st.redis_connected, 0);
+  assert_int_equal(bus_redis_connected(s.bus), 0);
+  finish(&loop, s.bus);
+  free(cfg);
+}
+
+static void test_local_publish_from_callback(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct sink s = {.republish = 1};
+  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
+  assert_int_equal(bus_publish(s.bus, "gala", "\"first\"", 7), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(s.n, 2);
+  assert_false(s.reentered);
+  assert_string_equal(s.got[1], "gala:\"again\"");
+  finish(&loop, s.bus);
+  free(cfg);
+}
+
+static void test_subscriptions(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct sink s = {0};
+  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -1); /* not subscribed */
+  assert_int_equal(bus_subscribe_channel(s.bus, ""), -1);
+  char longname[200];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  assert_int_equal(bus_subscribe_channel(s.bus, longname), -1);
+  assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
+  assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0); /* idempotent */
+  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), 0);
+  /* a room that goes away before delivery: its events are dropped */
+  bus_unsubscribe_channel(s.bus, "gala");
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(s.n, 0);
+  assert_int_equal(bus_channel_via_redis(s.bus, "gala"), 0);
+  struct buf m;
+  buf_init(&m);
+  bus_metrics(s.bus, &m);
+  assert_non_null(strstr(m.data, "galarelay_redis_connected 0\n"));
+  assert_non_null(strstr(m.data, "galarelay_chat_bus_published_total 1\n"));
+  buf_free(&m);
+  /* stop with events still queued: nothing delivered, loop closes */
+  assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
+  assert_int_equal(bus_publish(s.bus, "gala", "2", 1), 0);
+  finish(&loop, s.bus);
+  assert_int_equal(s.n, 0);
+  free(cfg);
+}
+
+static void test_bad_url(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "http://x:1");
+  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:99999");
+  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(cfg);
+}
+
+static void test_ids_sort_in_order(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct bus *a = bus_start(&loop, cfg, on_deliver, NULL);
+  struct bus *b = bus_start(&loop, cfg, on_deliver, NULL);
+  char prev[BUS_ID_LEN] = "", id[BUS_ID_LEN];
+  /* More than 65536 per ms at times: the sequence borrows the next ms and
+   * the order must still hold. */
+  for (int k = 0; k < 300000; k++) {
+    bus_make_id(a, id);
+    assert_int_equal(strlen(id), 21);
+    assert_true(strspn(id, "0123456789abcdef") == 21);
+    assert_true(strcmp(prev, id) < 0);
+    memcpy(prev, id, sizeof id);
+  }
+  assert_string_equal(id + 15, bus_node_id(a));
+  /* Across nodes: unique, and a later id from another node sorts after an
+   * earlier one once the ms has moved on. */
+  char ida[BUS_ID_LEN], idb[BUS_ID_LEN];
+  bus_make_id(a, ida);
+  bus_make_id(b, idb);
+  assert_string_not_equal(ida, idb);
+  uv_sleep(2);
+  bus_make_id(b, idb);
+  bus_make_id(a, id);
+  if (strcmp(ida, idb) >= 0) /* a borrowed ahead in the loop above */
+    fail_msg("ids across nodes out of order: %s %s", ida, idb);
+  bus_stop(a);
+  bus_stop(b);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(cfg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_local_order),
+      cmocka_unit_test(test_local_publish_from_callback),
+      cmocka_unit_test(test_subscriptions),
+      cmocka_unit_test(test_bad_url),
+      cmocka_unit_test(test_ids_sort_in_order),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
