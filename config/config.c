@@ -351,6 +351,10 @@ struct parse_state {
    * instance; reset at every header. */
   unsigned char seen[KEY_COUNT];
   bool global_seen[sizeof section_names / sizeof section_names[0]];
+  /* where keys of the single sections and rung headers were set, so that
+   * the cross-key checks in validate() can name a line */
+  int key_line[KEY_COUNT];
+  int rung_line[CONFIG_MAX_RUNGS];
 };
 
 static bool valid_name(const char *s, size_t max) {
@@ -371,8 +375,9 @@ static void section_begin(struct parse_state *st, const char *header) {
   st->base = NULL;
   st->section_bad = true;
 
-  char kind[32] = "", name[128] = "";
-  int n = sscanf(header, "%31s %127s", kind, name);
+  char kind[32] = "", name[128] = "", extra[2];
+  /* a third word makes n 3, which no section kind accepts */
+  int n = sscanf(header, "%31s %127s %1s", kind, name, extra);
   for (size_t k = 1; k < sizeof section_names / sizeof section_names[0]; k++) {
     if (strcmp(kind, section_names[k]) != 0)
       continue;
@@ -419,6 +424,7 @@ static void section_begin(struct parse_state *st, const char *header) {
           add_error(st->errs, st->file, st->line, "too many rungs (at most %d)", CONFIG_MAX_RUNGS);
           return;
         }
+        st->rung_line[cfg->transcoder.rung_count] = st->line;
         struct config_rung *r = &cfg->transcoder.rungs[cfg->transcoder.rung_count++];
         default_rung(r, name, 0, 0, 10);
         st->base = r;
@@ -453,13 +459,32 @@ static char *read_line(char *str, int num, void *stream) {
   size_t copy = len < (size_t)num - 1 ? len : (size_t)num - 1;
   memcpy(str, start, copy);
   str[copy] = '\0';
-  st->pos += len; /* an over-long line is cut; inih reports what is left */
+  st->pos += len;
   st->line++;
 
-  const char *p = str;
+  /* inih's line buffer is fixed (INI_MAX_LINE): a longer line would be
+   * cut silently, truncating a value. Refuse it and hand inih a blank. */
+  size_t content = len;
+  while (content && (start[content - 1] == '\n' || start[content - 1] == '\r'))
+    content--;
+  if (content > (size_t)num - 1) {
+    add_error(st->errs, st->file, st->line, "line is too long (at most %d bytes; put long secrets in NAME_file)",
+              num - 1);
+    str[0] = '\0';
+    return str;
+  }
+
+  char *p = str;
+  if (st->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+    p += 3; /* UTF-8 BOM: inih skips it too */
   while (*p == ' ' || *p == '\t')
     p++;
   if (*p == '[') {
+    /* An indented header would be a continuation line to inih but a header
+     * to us: unindent it so both agree that it is a header. */
+    if (p != str)
+      memmove(str, p, strlen(p) + 1);
+    p = str;
     const char *close = strchr(p, ']');
     if (close) {
       char header[256];
@@ -637,6 +662,7 @@ static int on_pair(void *user, const char *section, const char *name, const char
       return 1;
     }
     st->seen[i] = from_file ? 2 : 1;
+    st->key_line[i] = st->line;
     set_value(st, k, value, from_file);
     return 1;
   }
@@ -657,7 +683,18 @@ static bool in_list(const char *s, const char *const *list) {
   return false;
 }
 
-int config_validate(const struct config *cfg, struct config_errors *errs) {
+/* The line where a key of a single section was set; 0 = default or no
+ * parse (config_validate on a built struct). */
+static int key_line(const struct parse_state *st, enum section_kind section, const char *name) {
+  if (!st)
+    return 0;
+  for (size_t i = 0; i < KEY_COUNT; i++)
+    if (keys[i].section == section && strcmp(keys[i].name, name) == 0)
+      return st->key_line[i];
+  return 0;
+}
+
+static int validate(const struct config *cfg, struct config_errors *errs, const struct parse_state *st) {
   const char *file = cfg->path[0] ? cfg->path : "(defaults)";
   int before = errs->count;
 
@@ -680,24 +717,30 @@ int config_validate(const struct config *cfg, struct config_errors *errs) {
   }
   for (int i = 0; i < cfg->transcoder.rung_count; i++) {
     const struct config_rung *r = &cfg->transcoder.rungs[i];
+    int rl = st ? st->rung_line[i] : 0;
     if (r->height <= 0 || r->height % 2)
-      add_error(errs, file, 0, "[rung %s]: height must be an even number (got %d)", r->name, r->height);
+      add_error(errs, file, rl, "[rung %s]: height must be an even number (got %d)", r->name, r->height);
     if (r->video_bitrate <= 0)
-      add_error(errs, file, 0, "[rung %s]: video_bitrate is required", r->name);
+      add_error(errs, file, rl, "[rung %s]: video_bitrate is required", r->name);
     if (r->max_rate && r->max_rate < r->video_bitrate)
-      add_error(errs, file, 0, "[rung %s]: max_rate must be at least video_bitrate", r->name);
+      add_error(errs, file, rl, "[rung %s]: max_rate must be at least video_bitrate", r->name);
     if (!in_list(r->preset, x264_presets))
-      add_error(errs, file, 0, "[rung %s]: unknown x264 preset \"%s\"", r->name, r->preset);
+      add_error(errs, file, rl, "[rung %s]: unknown x264 preset \"%s\"", r->name, r->preset);
     if (!in_list(r->profile, h264_profiles))
-      add_error(errs, file, 0, "[rung %s]: profile must be baseline, main or high (got \"%s\")", r->name,
+      add_error(errs, file, rl, "[rung %s]: profile must be baseline, main or high (got \"%s\")", r->name,
                 r->profile);
   }
+  int hl = key_line(st, SEC_HLS, "segment_duration");
   if (cfg->hls.part_duration * 2 > cfg->hls.segment_duration)
-    add_error(errs, file, 0, "[hls]: segment_duration must be at least twice part_duration");
+    add_error(errs, file, hl ? hl : key_line(st, SEC_HLS, "part_duration"),
+              "[hls]: segment_duration must be at least twice part_duration");
+  int ql = key_line(st, SEC_CHAT, "queue_hard_bytes");
   if (cfg->chat.queue_hard_bytes < cfg->chat.queue_soft_bytes)
-    add_error(errs, file, 0, "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
+    add_error(errs, file, ql ? ql : key_line(st, SEC_CHAT, "queue_soft_bytes"),
+              "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
   if (cfg->redis.url[0] && strncmp(cfg->redis.url, "redis://", 8) != 0)
-    add_error(errs, file, 0, "[redis]: url must start with redis:// (got \"%s\")", cfg->redis.url);
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis:// (got \"%s\")",
+              cfg->redis.url);
 
   /* The demo secrets are public (they are in the README): refuse them as
    * soon as anyone but this machine can reach a listener. */
@@ -718,6 +761,10 @@ int config_validate(const struct config *cfg, struct config_errors *errs) {
   return errs->count > before ? -1 : 0;
 }
 
+int config_validate(const struct config *cfg, struct config_errors *errs) {
+  return validate(cfg, errs, NULL);
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 int config_load_string(struct config *cfg, const char *name, const char *text, struct config_errors *errs) {
@@ -732,7 +779,7 @@ int config_load_string(struct config *cfg, const char *name, const char *text, s
     add_error(errs, name, 0, "cannot parse (out of memory)");
   if (errs->count)
     return -1;
-  return config_validate(cfg, errs);
+  return validate(cfg, errs, &st);
 }
 
 int config_load(struct config *cfg, const char *path, struct config_errors *errs) {
