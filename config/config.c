@@ -22,12 +22,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "relay/log.h"
 
-#ifndef GALARELAY_DEFAULT_WEB_ROOT
-#define GALARELAY_DEFAULT_WEB_ROOT "/usr/share/galarelay/web"
+#ifndef GALARELAY_BUILD_WEB_ROOT
+#define GALARELAY_BUILD_WEB_ROOT ""
 #endif
+#ifndef GALARELAY_INSTALL_WEB_ROOT
+#define GALARELAY_INSTALL_WEB_ROOT "/usr/share/galarelay/web"
+#endif
+
+/* Run from a build tree, the daemon serves that build's web root (pages
+ * plus the vendored player); installed, the package's. */
+static const char *default_web_root(void) {
+  struct stat st;
+  if (GALARELAY_BUILD_WEB_ROOT[0] && stat(GALARELAY_BUILD_WEB_ROOT, &st) == 0 && S_ISDIR(st.st_mode))
+    return GALARELAY_BUILD_WEB_ROOT;
+  return GALARELAY_INSTALL_WEB_ROOT;
+}
 
 enum key_type {
   KT_STRING,  /* plain string */
@@ -162,7 +175,7 @@ void config_defaults(struct config *cfg) {
   snprintf(cfg->server.rtmp_listen.host, sizeof cfg->server.rtmp_listen.host, "127.0.0.1");
   cfg->server.rtmp_listen.port = 1935;
   snprintf(cfg->server.state_dir, sizeof cfg->server.state_dir, "./galarelay-state");
-  snprintf(cfg->server.web_root, sizeof cfg->server.web_root, "%s", GALARELAY_DEFAULT_WEB_ROOT);
+  snprintf(cfg->server.web_root, sizeof cfg->server.web_root, "%s", default_web_root());
   cfg->server.log_level = LOG_LEVEL_INFO;
   cfg->server.max_http_connections = 20000;
   cfg->server.shutdown_timeout = 4.0;
