@@ -210,19 +210,24 @@ static int create_lws(struct daemon *d) {
   void *foreign_loops[] = {d->app.loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  /* VALIDATE_UTF8: lws fails a text frame that is not UTF-8 with 1007. */
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+  /* VALIDATE_UTF8: lws fails a text frame that is not UTF-8 with 1007.
+   * EXPLICIT_VHOSTS: the listening vhost is created below, where a failed
+   * bind is seen (lws 4.1 returns a context even when its default vhost
+   * could not listen). */
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.foreign_loops = foreign_loops;
-  info.port = d->cfg->server.http_listen.port;
-  info.iface = d->cfg->server.http_listen.host;
   info.protocols = d->protocols;
-  info.mounts = &mount;
   info.user = &d->app;
   info.pcontext = &d->app.lws;
   info.timeout_secs = 30;
-  info.keepalive_timeout = 30;
   d->app.lws = lws_create_context(&info);
   if (!d->app.lws)
+    return -1;
+  info.port = d->cfg->server.http_listen.port;
+  info.iface = d->cfg->server.http_listen.host;
+  info.mounts = &mount;
+  info.keepalive_timeout = 30;
+  if (!lws_create_vhost(d->app.lws, &info))
     return -1;
   return 0;
 }
@@ -244,6 +249,8 @@ static int start(struct daemon *d) {
     char addr[96];
     config_addr_format(&d->cfg->server.http_listen, addr, sizeof addr);
     log_error("main", "cannot listen for HTTP addr=%s", addr);
+    if (d->app.lws)
+      lws_context_destroy(d->app.lws); /* first stage; main finishes it */
     subsystems_stop(&d->app);
     return -1;
   }

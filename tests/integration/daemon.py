@@ -97,7 +97,7 @@ class Daemon:
     def get(self, path, **kw):
         return http(self.url + path, **kw)
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):

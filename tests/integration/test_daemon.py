@@ -167,7 +167,7 @@ class Signals(unittest.TestCase):
         d = Daemon(sections="[channel a]\nkey = k-a\n").start()
         try:
             d.write_config("[channel a]\nkey = k-a\n[channel b]\nkey = k-b\n")
-            d.signal(signal.SIGHUP)
+            d.send_signal(signal.SIGHUP)
             for _ in range(100):
                 if d.metric("galarelay_config_reloads_total", 'result="ok"') == 1:
                     break
@@ -177,7 +177,7 @@ class Signals(unittest.TestCase):
             self.assertEqual(names, ["a", "b"])
             # a broken file is refused whole: the running config stays
             d.write_config("[channel a]\nkey = k-a\n[channel b]\nkey = k-b\nnonsense\n")
-            d.signal(signal.SIGHUP)
+            d.send_signal(signal.SIGHUP)
             for _ in range(100):
                 if d.metric("galarelay_config_reloads_total", 'result="failed"') == 1:
                     break
