@@ -220,6 +220,25 @@ static const char *request_method(struct lws *wsi, char *path, size_t size) {
   return NULL;
 }
 
+/* lws keeps each query argument as a fragment (and lws_hdr_copy joins them
+ * with ','): rebuild the query string as the client sent it, '&'-joined. */
+static void collect_query(struct lws *wsi, char *out, size_t size) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (int i = 0;; i++) {
+    char frag[512];
+    int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+    if (n <= 0)
+      break;
+    if (used + (used ? 1 : 0) + (size_t)n + 1 > size)
+      break; /* an over-long query is cut at an argument boundary */
+    if (used)
+      out[used++] = '&';
+    memcpy(out + used, frag, (size_t)n + 1);
+    used += (size_t)n;
+  }
+}
+
 static int handle_request(struct lws *wsi, struct http_session *s) {
   struct app *app = lws_context_user(lws_get_context(wsi));
   char path[1024], query[1024] = "", addr[64] = "";
@@ -231,9 +250,7 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
     return 0;
   }
   s->head_only = strcmp(method, "HEAD") == 0;
-  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0 &&
-      lws_hdr_copy(wsi, query, sizeof query, WSI_TOKEN_HTTP_URI_ARGS) < 0)
-    query[0] = '\0';
+  collect_query(wsi, query, sizeof query);
   lws_get_peer_simple(wsi, addr, sizeof addr);
 
   if (app->stopping) {

@@ -1,0 +1,327 @@
+/* Unit tests for transcoder/hls_http: the /hls/ route against a fake
+ * relay/http (http_respond records the answer, http_park the parking), on a
+ * real libuv loop so blocking reload, hinted parts and timeouts run as in
+ * the daemon. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "relay/app.h"
+#include "relay/http.h"
+#include "transcoder/hls_http.h"
+#include "transcoder/hls_model.h"
+#include "transcoder/hls_packager.h"
+
+/* ---- fake relay/http ---- */
+
+#define MAX_WSI 32
+struct fake_conn {
+  int status; /* 0 = not answered */
+  char type[64];
+  char headers[512];
+  char body[8192];
+  size_t len;
+  int answers;
+  void (*on_close)(void *);
+  void *close_arg;
+  int park_timeout;
+};
+static struct fake_conn conns[MAX_WSI];
+static int next_wsi = 1;
+static http_route_fn route;
+
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
+                 const void *body, size_t len, void (*release)(void *), void *release_arg) {
+  struct fake_conn *c = &conns[(intptr_t)wsi];
+  c->answers++;
+  c->status = status;
+  snprintf(c->type, sizeof c->type, "%s", content_type);
+  snprintf(c->headers, sizeof c->headers, "%s", extra_headers);
+  c->len = len < sizeof c->body ? len : sizeof c->body - 1;
+  memcpy(c->body, body, c->len);
+  c->body[c->len] = 0;
+  c->on_close = NULL; /* answered: no close notice */
+  if (release)
+    release(release_arg);
+  return 0;
+}
+
+int http_respond_copy(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
+                      const void *body, size_t len) {
+  return http_respond(wsi, status, content_type, extra_headers, body, len, NULL, NULL);
+}
+
+void http_park(struct lws *wsi, int timeout_s, void (*on_close)(void *arg), void *arg) {
+  struct fake_conn *c = &conns[(intptr_t)wsi];
+  c->on_close = on_close;
+  c->close_arg = arg;
+  c->park_timeout = timeout_s;
+}
+
+int http_add_route(const char *prefix, http_route_fn fn) {
+  assert_string_equal(prefix, "/hls/");
+  route = fn;
+  return 0;
+}
+
+/* ---- fixture ---- */
+
+struct fixture {
+  uv_loop_t loop;
+  struct config cfg;
+  struct app app;
+  struct hls_stream *st;
+  struct hls_packager_sink sink;
+  uint32_t timeline;
+  int k[2]; /* parts fed per rendition */
+};
+
+static int setup(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  uv_loop_init(&f->loop);
+  config_defaults(&f->cfg);
+  f->cfg.server.state_dir[0] = 0;
+  f->cfg.hls.part_duration = 0.5;
+  f->cfg.hls.segment_duration = 2.0;
+  f->cfg.hls.block_timeout = 0.3;
+  f->app.loop = &f->loop;
+  f->app.cfg = &f->cfg;
+  memset(conns, 0, sizeof conns);
+  next_wsi = 1;
+  f->app.hls = hls_server_start(&f->app);
+  assert_non_null(f->app.hls);
+  assert_true(route == hls_http_handle);
+  f->st = hls_stream_get(f->app.hls, "gala");
+  hls_stream_sink(f->st, &f->sink);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  hls_server_stop(f->app.hls);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  free(f);
+  return 0;
+}
+
+static struct fake_conn *get(struct fixture *f, const char *method, const char *path, const char *query,
+                             int *ret) {
+  int id = next_wsi++;
+  assert_true(id < MAX_WSI);
+  struct http_request req = {.app = &f->app, .wsi = (struct lws *)(intptr_t)id, .method = method,
+                             .path = path, .query = query ? query : "", .client_addr = "127.0.0.1"};
+  int r = route(&req);
+  if (ret)
+    *ret = r;
+  return &conns[id];
+}
+
+static void begin(struct fixture *f, bool inits) {
+  struct hls_stream_layout l = {.count = 2};
+  l.r[0] = (struct hls_rendition_desc){.name = "360p", .kind = HLS_VIDEO, .width = 640, .height = 360,
+                                       .fps = 25, .bandwidth = 800000};
+  l.r[1] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 96000};
+  f->timeline = hls_stream_begin(f->st, &l);
+  f->k[0] = f->k[1] = 0;
+  if (inits) {
+    f->sink.on_init(f->sink.opaque, f->timeline, 0, hls_blob_copy("IV", 2), "avc1.4d401e");
+    f->sink.on_init(f->sink.opaque, f->timeline, 1, hls_blob_copy("IA", 2), "mp4a.40.2");
+    hls_stream_drain(f->st);
+  }
+}
+
+static void feed(struct fixture *f, int rendition, int n) {
+  for (int i = 0; i < n; i++) {
+    int k = f->k[rendition]++;
+    char bytes[16];
+    snprintf(bytes, sizeof bytes, "<%d:%d>", rendition, k);
+    struct hls_part_info info = {.timeline = f->timeline, .rendition = rendition,
+                                 .segment_start = k % 4 == 0, .independent = k % 4 == 0,
+                                 .duration_us = 500000, .pdt_ms = 1700000000000LL + k * 500};
+    f->sink.on_part(f->sink.opaque, &info, hls_blob_copy(bytes, strlen(bytes)));
+  }
+  hls_stream_drain(f->st);
+}
+
+/* Run the loop for ms milliseconds. */
+static void run_for(struct fixture *f, int ms) {
+  uv_timer_t t;
+  uv_timer_init(&f->loop, &t);
+  uv_timer_start(&t, (uv_timer_cb)uv_timer_stop, (uint64_t)ms, 0);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* the store's own handles are unref'd */
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void test_master(void **state) {
+  struct fixture *f = *state;
+  assert_int_equal(get(f, "GET", "/hls/gala/master.m3u8", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "GET", "/hls/nope/master.m3u8", NULL, NULL)->status, 404);
+  begin(f, false);
+  int ret;
+  struct fake_conn *c = get(f, "GET", "/hls/gala/master.m3u8", NULL, &ret);
+  assert_int_equal(ret, HTTP_PARKED); /* waits for the init segments */
+  assert_int_equal(c->status, 0);
+  f->sink.on_init(f->sink.opaque, f->timeline, 0, hls_blob_copy("IV", 2), "avc1.4d401e");
+  hls_stream_drain(f->st);
+  assert_int_equal(c->status, 0);
+  f->sink.on_init(f->sink.opaque, f->timeline, 1, hls_blob_copy("IA", 2), "mp4a.40.2");
+  hls_stream_drain(f->st);
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->type, "application/vnd.apple.mpegurl");
+  assert_non_null(strstr(c->headers, "Cache-Control: no-cache"));
+  assert_non_null(strstr(c->headers, "Access-Control-Allow-Origin: *"));
+  assert_non_null(strstr(c->body, "CODECS=\"avc1.4d401e,mp4a.40.2\""));
+  assert_non_null(strstr(c->body, "\n360p/index.m3u8\n"));
+  hls_stream_end(f->st);
+  assert_int_equal(get(f, "GET", "/hls/gala/master.m3u8", NULL, NULL)->status, 404);
+}
+
+static void test_media_and_files(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", NULL, NULL)->status, 404);
+  feed(f, 0, 6); /* segment 0 complete, segment 1 has parts 0 and 1 */
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", NULL, NULL);
+  assert_int_equal(c->status, 200);
+  assert_non_null(strstr(c->body, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-1-6.m4s\""));
+  c = get(f, "GET", "/hls/gala/360p/init-1.mp4", NULL, NULL);
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->body, "IV");
+  assert_non_null(strstr(c->headers, "immutable"));
+  assert_non_null(strstr(c->headers, "Access-Control-Allow-Origin: *"));
+  c = get(f, "GET", "/hls/gala/360p/seg-0.m4s", NULL, NULL);
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->body, "<0:0><0:1><0:2><0:3>");
+  c = get(f, "GET", "/hls/gala/360p/part-1-5.m4s", NULL, NULL);
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->body, "<0:5>");
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/part-1-9.m4s", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/seg-9.m4s", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/init-9.mp4", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/../x", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "GET", "/hls/gala/1080p/index.m3u8", NULL, NULL)->status, 404);
+  assert_int_equal(get(f, "POST", "/hls/gala/360p/index.m3u8", NULL, NULL)->status, 405);
+  c = get(f, "OPTIONS", "/hls/gala/360p/index.m3u8", NULL, NULL);
+  assert_int_equal(c->status, 204);
+  assert_non_null(strstr(c->headers, "Access-Control-Allow-Origin: *"));
+
+  /* the open segment is answered when it closes */
+  int ret;
+  c = get(f, "GET", "/hls/gala/360p/seg-1.m4s", NULL, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  feed(f, 0, 2);
+  assert_int_equal(c->status, 0);
+  feed(f, 0, 1);
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->body, "<0:4><0:5><0:6><0:7>");
+}
+
+static void test_blocking_reload(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 6); /* last: msn 1 part 1 */
+  int ret;
+  struct fake_conn *now = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1,_HLS_part=1", &ret);
+  /* (lws joins query arguments with ',': both separators work) */
+  assert_int_equal(ret, HTTP_DONE);
+  assert_int_equal(now->status, 200);
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1&_HLS_part=2", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  assert_true(c->park_timeout >= 1);
+  struct fake_conn *seg = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  struct fake_conn *next = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=2&_HLS_part=0", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  feed(f, 1, 3); /* another rendition's parts wake nobody here */
+  assert_int_equal(c->status, 0);
+  feed(f, 0, 1);
+  assert_int_equal(c->status, 200);
+  assert_non_null(strstr(c->body, "part-1-6.m4s"));
+  assert_int_equal(seg->status, 0);
+  assert_int_equal(next->status, 0);
+  feed(f, 0, 1); /* part 3 of msn 1 */
+  assert_int_equal(seg->status, 0);
+  assert_int_equal(next->status, 0);
+  feed(f, 0, 1); /* msn 2 part 0: msn 1 is complete */
+  assert_int_equal(seg->status, 200);
+  assert_int_equal(next->status, 200);
+  assert_int_equal(seg->answers, 1);
+
+  /* too far ahead: 400 at once; malformed: 400 */
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=5", NULL)->status, 400);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=2&_HLS_part=20", NULL)->status, 400);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_part=1", NULL)->status, 400);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=x", NULL)->status, 400);
+  /* the past: at once */
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=0", NULL)->status, 200);
+}
+
+static void test_hinted_part(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 4);
+  int ret;
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/part-1-4.m4s", NULL, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  assert_int_equal(c->status, 0);
+  feed(f, 0, 1); /* part 4 is the first of segment 1: the hint still names it */
+  assert_int_equal(c->status, 200);
+  assert_string_equal(c->body, "<0:4>");
+  assert_non_null(strstr(c->headers, "immutable"));
+}
+
+static void test_timeout_and_leaving(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 2);
+  int ret;
+  struct fake_conn *pl = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=3", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  struct fake_conn *part = get(f, "GET", "/hls/gala/360p/part-1-2.m4s", NULL, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  struct fake_conn *gone = get(f, "GET", "/hls/gala/360p/part-1-2.m4s", NULL, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  gone->on_close(gone->close_arg); /* the client leaves */
+  run_for(f, 500);                 /* block_timeout is 0.3 s */
+  assert_int_equal(pl->status, 200); /* the playlist as it is */
+  assert_int_equal(part->status, 503);
+  assert_int_equal(gone->answers, 0);
+  feed(f, 0, 1);
+  assert_int_equal(gone->answers, 0);
+  assert_int_equal(pl->answers, 1);
+}
+
+static void test_stop_answers_parked(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 2);
+  int ret;
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  hls_server_stop(f->app.hls);
+  assert_true(c->status >= 400);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  f->app.hls = hls_server_new(&f->loop, &f->cfg); /* for teardown */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_master, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_media_and_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hinted_part, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_timeout_and_leaving, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stop_answers_parked, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

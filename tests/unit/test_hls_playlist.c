@@ -1,0 +1,329 @@
+/* Unit tests for the HLS store and playlist rendering: parts fed through a
+ * stream's sink (as packagers do) must give exactly the expected playlists
+ * (golden text), discontinuities on a new timeline, a trimmed window, and
+ * media sequence numbers that keep growing across a restart (state file). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "relay/buf.h"
+#include "transcoder/hls_model.h"
+#include "transcoder/hls_packager.h"
+#include "transcoder/hls_playlist.h"
+#include "transcoder/hls_store.h"
+
+#define T0 1700000000000LL /* 2023-11-14T22:13:20.000Z */
+
+struct fixture {
+  uv_loop_t loop;
+  struct config cfg;
+  char dir[64];
+  struct hls_server *srv;
+  struct hls_stream *st;
+  struct hls_packager_sink sink;
+  uint32_t timeline;
+};
+
+static void layout_std(struct hls_stream_layout *l) {
+  memset(l, 0, sizeof *l);
+  l->count = 2;
+  l->r[0] = (struct hls_rendition_desc){.name = "720p", .kind = HLS_VIDEO, .width = 1280, .height = 720,
+                                        .fps = 30, .bandwidth = 3000000, .average_bandwidth = 2500000};
+  l->r[1] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 128000,
+                                        .average_bandwidth = 128000, .channels = 2};
+}
+
+static void server_up(struct fixture *f) {
+  f->srv = hls_server_new(&f->loop, &f->cfg);
+  assert_non_null(f->srv);
+  f->st = hls_stream_get(f->srv, "gala");
+  assert_non_null(f->st);
+  hls_stream_sink(f->st, &f->sink);
+}
+
+static void server_down(struct fixture *f) {
+  hls_server_free(f->srv);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  f->srv = NULL;
+}
+
+static int setup(void **state) {
+  struct fixture *f = calloc(1, sizeof *f);
+  uv_loop_init(&f->loop);
+  config_defaults(&f->cfg);
+  snprintf(f->dir, sizeof f->dir, "/tmp/hls-test-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->cfg.server.state_dir, sizeof f->cfg.server.state_dir, "%s/state", f->dir);
+  f->cfg.hls.part_duration = 0.5;
+  f->cfg.hls.segment_duration = 2.0;
+  f->cfg.hls.window_segments = 4;
+  f->cfg.hls.block_timeout = 1.0;
+  server_up(f);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *f = *state;
+  if (f->srv)
+    server_down(f);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static void feed_init(struct fixture *f, int rendition, const char *codecs) {
+  f->sink.on_init(f->sink.opaque, f->timeline, rendition, hls_blob_copy("INIT", 4), codecs);
+}
+
+/* One part of 0.5 s; segment k begins at part 4k. */
+static void feed_part(struct fixture *f, int rendition, int k, const char *bytes) {
+  struct hls_part_info info = {
+      .timeline = f->timeline, .rendition = rendition, .segment_start = k % 4 == 0,
+      .independent = k % 2 == 0, .start_us = k * 500000LL, .duration_us = 500000,
+      .pdt_ms = T0 + k * 500LL, .frames = 15,
+  };
+  f->sink.on_part(f->sink.opaque, &info, hls_blob_copy(bytes, strlen(bytes)));
+}
+
+static char *render(struct hls_rendition *r) {
+  struct hls_blob *b = hls_rendition_playlist(r);
+  assert_non_null(b);
+  char *s = strndup((const char *)b->data, b->len);
+  hls_blob_unref(b);
+  return s;
+}
+
+static void begin_std(struct fixture *f) {
+  struct hls_stream_layout l;
+  layout_std(&l);
+  f->timeline = hls_stream_begin(f->st, &l);
+  assert_true(f->timeline > 0);
+  feed_init(f, 0, "avc1.64001f");
+  feed_init(f, 1, "mp4a.40.2");
+}
+
+static void test_media_playlist_golden(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  for (int k = 0; k < 22; k++) /* 5 complete segments and 2 parts of the 6th */
+    feed_part(f, 0, k, "vv");
+  for (int k = 0; k < 21; k++)
+    feed_part(f, 1, k, "a");
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  char *text = render(r);
+  const char *want =
+      "#EXTM3U\n"
+      "#EXT-X-VERSION:6\n"
+      "#EXT-X-TARGETDURATION:2\n"
+      "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"
+      "#EXT-X-PART-INF:PART-TARGET=0.500\n"
+      "#EXT-X-MEDIA-SEQUENCE:1\n"
+      "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
+      "#EXT-X-INDEPENDENT-SEGMENTS\n"
+      "#EXT-X-MAP:URI=\"init-1.mp4\"\n"
+      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n"
+      "#EXTINF:2.00000,\n"
+      "seg-1.m4s\n"
+      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-8.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-9.m4s\"\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-10.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-11.m4s\"\n"
+      "#EXTINF:2.00000,\n"
+      "seg-2.m4s\n"
+      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.000Z\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-12.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-13.m4s\"\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-14.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-15.m4s\"\n"
+      "#EXTINF:2.00000,\n"
+      "seg-3.m4s\n"
+      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:28.000Z\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-16.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-17.m4s\"\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-18.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-19.m4s\"\n"
+      "#EXTINF:2.00000,\n"
+      "seg-4.m4s\n"
+      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:30.000Z\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-20.m4s\",INDEPENDENT=YES\n"
+      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-21.m4s\"\n"
+      "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-1-22.m4s\"\n"
+      "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=5,LAST-PART=0\n";
+  assert_string_equal(text, want);
+  free(text);
+
+  /* a whole segment is its parts concatenated; old parts leave memory */
+  struct hls_segment *s = hls_rendition_segment(r, 4);
+  assert_non_null(s);
+  assert_int_equal(s->data->len, 8);
+  assert_memory_equal(s->data->data, "vvvvvvvv", 8);
+  assert_non_null(hls_rendition_part(r, f->timeline, 21));
+  assert_null(hls_rendition_part(r, f->timeline, 3));
+  assert_true(hls_rendition_has(r, 5, 1));
+  assert_false(hls_rendition_has(r, 5, 2));
+  assert_true(hls_rendition_has(r, 4, -1));
+  assert_false(hls_rendition_has(r, 5, -1));
+}
+
+static void test_master_golden(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  feed_part(f, 0, 0, "v");
+  hls_stream_drain(f->st);
+  struct hls_blob *b = hls_stream_master(f->st);
+  assert_non_null(b);
+  const char *want =
+      "#EXTM3U\n"
+      "#EXT-X-VERSION:6\n"
+      "#EXT-X-INDEPENDENT-SEGMENTS\n"
+      "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,"
+      "CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"
+      "#EXT-X-STREAM-INF:BANDWIDTH=3128000,AVERAGE-BANDWIDTH=2628000,RESOLUTION=1280x720,"
+      "CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=30.000,AUDIO=\"audio\"\n"
+      "720p/index.m3u8\n";
+  assert_int_equal(b->len, strlen(want));
+  assert_memory_equal(b->data, want, b->len);
+  hls_blob_unref(b);
+}
+
+static void test_discontinuity_and_restart(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  for (int k = 0; k < 9; k++) /* segments 0, 1 complete; 2 open */
+    feed_part(f, 0, k, "v");
+  hls_stream_drain(f->st);
+  hls_stream_end(f->st);
+  assert_false(hls_stream_live(f->st));
+  uint32_t first = f->timeline;
+  begin_std(f); /* the publisher reconnects */
+  assert_int_equal(f->timeline, first + 1);
+  for (int k = 0; k < 5; k++)
+    feed_part(f, 0, k, "w");
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  char *text = render(r);
+  /* segment 2 was closed at the end; the new timeline continues at 3 after a discontinuity */
+  assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+  assert_non_null(strstr(text, "seg-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-2.mp4\"\n"));
+  assert_non_null(strstr(text, "seg-3.m4s\n"));
+  assert_non_null(strstr(text, "URI=\"part-2-"));
+  free(text);
+  /* old segments' init is still served */
+  assert_non_null(hls_rendition_init(r, first));
+
+  /* restart: a new server on the same state_dir starts above what was used */
+  server_down(f);
+  server_up(f);
+  begin_std(f);
+  assert_int_equal(f->timeline, first + 2);
+  feed_part(f, 0, 0, "x");
+  hls_stream_drain(f->st);
+  r = hls_stream_rendition(f->st, "720p");
+  text = render(r);
+  assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n"));
+  assert_non_null(strstr(text, "URI=\"part-3-0.m4s\""));
+  free(text);
+}
+
+static void test_old_timeline_dropped(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  uint32_t old = f->timeline;
+  feed_part(f, 0, 0, "v");
+  begin_std(f);
+  struct hls_part_info info = {.timeline = old, .rendition = 0, .segment_start = true,
+                               .independent = true, .duration_us = 500000, .pdt_ms = T0};
+  f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("old", 3));
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  assert_int_equal(r->seg_count, 1); /* the part queued before begin went in; the late one not */
+  assert_int_equal(r->segs[0]->timeline, old);
+}
+
+static void test_layout_change_removes_rendition(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  feed_part(f, 0, 0, "v");
+  hls_stream_drain(f->st);
+  struct hls_stream_layout l;
+  layout_std(&l);
+  snprintf(l.r[0].name, sizeof l.r[0].name, "480p");
+  f->timeline = hls_stream_begin(f->st, &l);
+  assert_null(hls_stream_rendition(f->st, "720p"));
+  assert_non_null(hls_stream_rendition(f->st, "480p"));
+  /* bad layouts are refused */
+  snprintf(l.r[0].name, sizeof l.r[0].name, "../x");
+  assert_int_equal(hls_stream_begin(f->st, &l), 0);
+}
+
+static void test_record_dir(void **state) {
+  struct fixture *f = *state;
+  server_down(f);
+  snprintf(f->cfg.hls.record_dir, sizeof f->cfg.hls.record_dir, "%s/rec", f->dir);
+  server_up(f);
+  begin_std(f);
+  for (int k = 0; k < 6; k++)
+    feed_part(f, 0, k, "ab");
+  hls_stream_drain(f->st);
+  hls_stream_end(f->st);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* the threadpool writes */
+  char path[256];
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-1.m4s", f->dir);
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  char got[16] = {0};
+  assert_int_equal(fread(got, 1, sizeof got, fp), 4); /* parts 4 and 5 */
+  fclose(fp);
+  assert_string_equal(got, "abab");
+  snprintf(path, sizeof path, "%s/rec/gala/720p/init-1.mp4", f->dir);
+  assert_int_equal(access(path, R_OK), 0);
+  snprintf(path, sizeof path, "%s/state/hls-gala.state", f->dir);
+  assert_int_equal(access(path, R_OK), 0);
+}
+
+static void test_pdt_format(void **state) {
+  (void)state;
+  char s[40];
+  hls_format_pdt(T0 + 123, s, sizeof s);
+  assert_string_equal(s, "2023-11-14T22:13:20.123Z");
+}
+
+static void test_metrics(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  feed_part(f, 0, 0, "v");
+  hls_stream_drain(f->st);
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_parts_total{channel=\"gala\",rendition=\"720p\"} 1\n"));
+  buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_media_playlist_golden, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_master_golden, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_discontinuity_and_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_old_timeline_dropped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
+      cmocka_unit_test(test_pdt_format),
+      cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,344 @@
+/* hls_http: the "/hls/" route (see hls_http.h). Parses the URL, answers
+ * from the store, or parks the request as a store waiter: the store pokes
+ * it when its rendition changes, when hls.block_timeout passes, or when the
+ * rendition goes away; the client leaving first cancels it (http_park's
+ * on_close). Everything here runs on the loop thread. */
+#include "transcoder/hls_http.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay/app.h"
+#include "relay/http.h"
+#include "relay/log.h"
+#include "transcoder/hls_model.h"
+
+#define CORS "Access-Control-Allow-Origin: *\r\n"
+#define H_PLAYLIST "Cache-Control: no-cache\r\n" CORS
+#define H_MEDIA "Cache-Control: public, max-age=31536000, immutable\r\n" CORS
+#define T_PLAYLIST "application/vnd.apple.mpegurl"
+#define T_MP4 "video/mp4"
+
+enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
+
+struct parked {
+  struct hls_waiter w; /* first: the store hands it back */
+  struct hls_server *srv;
+  struct lws *wsi;
+  enum park_kind kind;
+  char channel[64], rendition[32];
+  uint64_t msn;      /* PLAYLIST, SEGMENT */
+  int part;          /* PLAYLIST: -1 = whole segment */
+  uint32_t timeline; /* PART */
+  uint64_t seq;      /* PART */
+};
+
+static void error(struct lws *wsi, int status, const char *text) {
+  http_respond_copy(wsi, status, "text/plain; charset=utf-8", H_PLAYLIST, text, strlen(text));
+}
+
+static void send_blob(struct lws *wsi, const char *type, const char *headers, struct hls_blob *b) {
+  http_respond(wsi, 200, type, headers, b->data, b->len, hls_blob_release, b);
+}
+
+/* Answers with the master playlist if it can; false if not ready. */
+static bool answer_master(struct lws *wsi, struct hls_stream *st, bool force) {
+  if (!st || !hls_stream_live(st)) {
+    error(wsi, 404, "channel not live\n");
+    return true;
+  }
+  struct hls_stream_view v;
+  hls_stream_view(st, &v);
+  bool all = v.rendition_count > 0;
+  for (int i = 0; i < v.rendition_count; i++)
+    all &= v.renditions[i]->init_count > 0;
+  if (!all && !force)
+    return false;
+  struct hls_blob *b = hls_stream_master(st);
+  if (!b) {
+    if (!force)
+      return false;
+    error(wsi, 404, "channel not live\n");
+    return true;
+  }
+  send_blob(wsi, T_PLAYLIST, H_PLAYLIST, b);
+  return true;
+}
+
+static bool answer_playlist(struct lws *wsi, struct hls_rendition *r) {
+  struct hls_blob *b = r ? hls_rendition_playlist(r) : NULL;
+  if (!b)
+    return false;
+  send_blob(wsi, T_PLAYLIST, H_PLAYLIST, b);
+  return true;
+}
+
+static void parked_close(void *arg) { /* the client left */
+  struct parked *p = arg;
+  hls_waiter_cancel(&p->w);
+  free(p);
+}
+
+static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
+  struct parked *p = (struct parked *)w;
+  struct hls_stream *st = hls_stream_find(p->srv, p->channel);
+  struct hls_rendition *r = st && why != HLS_WAKE_GONE ? hls_stream_rendition(st, p->rendition) : NULL;
+  bool done = true;
+  switch (p->kind) {
+  case PARK_MASTER:
+    if (why == HLS_WAKE_GONE)
+      error(p->wsi, 503, "shutting down\n");
+    else
+      done = answer_master(p->wsi, st, why == HLS_WAKE_TIMEOUT);
+    break;
+  case PARK_PLAYLIST:
+    if (r && (why == HLS_WAKE_TIMEOUT || hls_rendition_has(r, p->msn, p->part) || !hls_stream_live(st)))
+      done = answer_playlist(p->wsi, r);
+    else
+      done = false;
+    if (!done && (why != HLS_WAKE_CHANGE || !r)) {
+      error(p->wsi, why == HLS_WAKE_TIMEOUT ? 503 : 404, "playlist not available\n");
+      done = true;
+    }
+    break;
+  case PARK_PART: {
+    struct hls_blob *b = r ? hls_rendition_part(r, p->timeline, p->seq) : NULL;
+    if (b) {
+      send_blob(p->wsi, T_MP4, H_MEDIA, hls_blob_ref(b));
+    } else if (why == HLS_WAKE_CHANGE && r && r->timeline == p->timeline && r->next_part_seq <= p->seq &&
+               hls_stream_live(st)) {
+      done = false;
+    } else {
+      error(p->wsi, why == HLS_WAKE_TIMEOUT ? 503 : 404, "part not available\n");
+    }
+    break;
+  }
+  case PARK_SEGMENT: {
+    struct hls_segment *s = r ? hls_rendition_segment(r, p->msn) : NULL;
+    if (s && s->complete && s->data)
+      send_blob(p->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
+    else if (why == HLS_WAKE_CHANGE && s && !s->complete)
+      done = false;
+    else
+      error(p->wsi, why == HLS_WAKE_TIMEOUT ? 503 : 404, "segment not available\n");
+    break;
+  }
+  }
+  if (done)
+    free(p);
+  return done;
+}
+
+static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
+                struct hls_rendition *r, struct parked *tmpl) {
+  struct parked *p = malloc(sizeof *p);
+  if (!p) {
+    error(req->wsi, 503, "busy\n");
+    return HTTP_DONE;
+  }
+  *p = *tmpl;
+  p->srv = srv;
+  p->wsi = req->wsi;
+  struct hls_stream_view v;
+  hls_stream_view(st, &v);
+  memset(&p->w, 0, sizeof p->w);
+  p->w.poke = parked_poke;
+  p->w.deadline_ms = uv_now(hls_server_loop(srv)) + (uint64_t)(v.block_timeout * 1000);
+  if (r)
+    hls_waiter_add(r, &p->w);
+  else
+    hls_waiter_add_stream(st, &p->w);
+  http_park(req->wsi, (int)ceil(v.block_timeout) + 2, parked_close, p);
+  return HTTP_PARKED;
+}
+
+/* "_HLS_msn=12&_HLS_part=3": -1 where absent, -2 where malformed. lws
+ * hands the arguments over joined by ',' rather than '&': both separate. */
+static void parse_query(const char *q, int64_t *msn, int64_t *part) {
+  *msn = *part = -1;
+  while (q && *q) {
+    const char *amp = q + strcspn(q, "&,");
+    if (!*amp)
+      amp = NULL;
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    int64_t *dst = NULL;
+    size_t klen = 0;
+    if (len > 9 && strncmp(q, "_HLS_msn=", 9) == 0) {
+      dst = msn;
+      klen = 9;
+    } else if (len > 10 && strncmp(q, "_HLS_part=", 10) == 0) {
+      dst = part;
+      klen = 10;
+    }
+    if (dst) {
+      char num[24];
+      size_t n = len - klen;
+      char *end;
+      if (n >= sizeof num) {
+        *dst = -2;
+      } else {
+        memcpy(num, q + klen, n);
+        num[n] = 0;
+        long long v = strtoll(num, &end, 10);
+        *dst = (*end || n == 0 || v < 0 || v > (1LL << 52)) ? -2 : v;
+      }
+    }
+    q = amp ? amp + 1 : NULL;
+  }
+}
+
+static int serve_playlist(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
+                          struct hls_rendition *r) {
+  int64_t msn, part;
+  parse_query(req->query, &msn, &part);
+  if (msn == -2 || part == -2 || (part >= 0 && msn < 0)) {
+    error(req->wsi, 400, "bad _HLS_msn/_HLS_part\n");
+    return HTTP_DONE;
+  }
+  if (msn < 0) {
+    if (!answer_playlist(req->wsi, r))
+      error(req->wsi, 404, "no segments yet\n");
+    return HTTP_DONE;
+  }
+  uint64_t last_msn;
+  int last_part;
+  struct hls_stream_view v;
+  hls_stream_view(st, &v);
+  if (hls_rendition_last(r, &last_msn, &last_part)) {
+    /* RFC 8216bis 6.2.5.2: too far ahead is a 400 at once */
+    int limit = v.part_target < 1.0 ? (int)(3.0 / v.part_target) : 3;
+    if ((uint64_t)msn > last_msn + 2 || ((uint64_t)msn == last_msn && part > last_part + limit) ||
+        ((uint64_t)msn > last_msn && part > limit)) {
+      error(req->wsi, 400, "_HLS_msn/_HLS_part too far in the future\n");
+      return HTTP_DONE;
+    }
+    if (hls_rendition_has(r, (uint64_t)msn, (int)part) || !v.live) {
+      answer_playlist(req->wsi, r);
+      return HTTP_DONE;
+    }
+  } else if (!v.live) {
+    error(req->wsi, 404, "no segments\n");
+    return HTTP_DONE;
+  }
+  struct parked t = {.kind = PARK_PLAYLIST, .msn = (uint64_t)msn, .part = (int)part};
+  snprintf(t.channel, sizeof t.channel, "%s", v.channel);
+  snprintf(t.rendition, sizeof t.rendition, "%s", r->desc.name);
+  return park(req, srv, st, r, &t);
+}
+
+static int serve_file(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
+                      struct hls_rendition *r, const char *file) {
+  unsigned long long a, b;
+  char tail;
+  struct parked t = {0};
+  snprintf(t.channel, sizeof t.channel, "%s", hls_stream_channel(st));
+  snprintf(t.rendition, sizeof t.rendition, "%s", r->desc.name);
+  if (sscanf(file, "init-%llu.mp4%c", &a, &tail) == 1) {
+    struct hls_blob *blob = a <= UINT32_MAX ? hls_rendition_init(r, (uint32_t)a) : NULL;
+    if (!blob) {
+      error(req->wsi, 404, "no such init\n");
+      return HTTP_DONE;
+    }
+    send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
+    return HTTP_DONE;
+  }
+  if (sscanf(file, "seg-%llu.m4s%c", &a, &tail) == 1) {
+    struct hls_segment *s = hls_rendition_segment(r, a);
+    if (s && s->complete && s->data) {
+      send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
+      return HTTP_DONE;
+    }
+    if (!s || s->complete || !hls_stream_live(st)) {
+      error(req->wsi, 404, "no such segment\n");
+      return HTTP_DONE;
+    }
+    t.kind = PARK_SEGMENT; /* the open one: answered when it closes */
+    t.msn = a;
+    return park(req, srv, st, r, &t);
+  }
+  if (sscanf(file, "part-%llu-%llu.m4s%c", &a, &b, &tail) == 2 && a <= UINT32_MAX) {
+    struct hls_blob *blob = hls_rendition_part(r, (uint32_t)a, b);
+    if (blob) {
+      send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
+      return HTTP_DONE;
+    }
+    /* the preload hint names the next part: hold it until it is complete */
+    if (hls_stream_live(st) && r->timeline == a && b == r->next_part_seq) {
+      t.kind = PARK_PART;
+      t.timeline = (uint32_t)a;
+      t.seq = b;
+      return park(req, srv, st, r, &t);
+    }
+    error(req->wsi, 404, "no such part\n");
+    return HTTP_DONE;
+  }
+  error(req->wsi, 404, "not found\n");
+  return HTTP_DONE;
+}
+
+int hls_http_handle(struct http_request *req) {
+  struct hls_server *srv = req->app ? req->app->hls : NULL;
+  if (strcmp(req->method, "OPTIONS") == 0) {
+    http_respond(req->wsi, 204, "text/plain", CORS "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+                 "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n", "", 0, NULL, NULL);
+    return HTTP_DONE;
+  }
+  if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+    error(req->wsi, 405, "method not allowed\n");
+    return HTTP_DONE;
+  }
+  const char *path = req->path;
+  if (!srv || strncmp(path, "/hls/", 5) != 0) {
+    error(req->wsi, 404, "not found\n");
+    return HTTP_DONE;
+  }
+  char parts[3][96];
+  int n = 0;
+  for (const char *p = path + 5; *p && n < 4;) {
+    const char *slash = strchr(p, '/');
+    size_t len = slash ? (size_t)(slash - p) : strlen(p);
+    if (len == 0 || len >= sizeof parts[0] || n == 3) {
+      n = 4;
+      break;
+    }
+    memcpy(parts[n], p, len);
+    parts[n++][len] = 0;
+    p = slash ? slash + 1 : p + len;
+  }
+  struct hls_stream *st = n >= 2 && n <= 3 ? hls_stream_find(srv, parts[0]) : NULL;
+  if (n == 2 && strcmp(parts[1], "master.m3u8") == 0) {
+    if (st && hls_stream_live(st) && !answer_master(req->wsi, st, false)) {
+      struct parked t = {.kind = PARK_MASTER}; /* inits not all there yet */
+      snprintf(t.channel, sizeof t.channel, "%s", parts[0]);
+      return park(req, srv, st, NULL, &t);
+    }
+    if (!st || !hls_stream_live(st))
+      error(req->wsi, 404, "channel not live\n");
+    return HTTP_DONE;
+  }
+  struct hls_rendition *r = st && n == 3 ? hls_stream_rendition(st, parts[1]) : NULL;
+  if (!r) {
+    error(req->wsi, 404, "not found\n");
+    return HTTP_DONE;
+  }
+  if (strcmp(parts[2], "index.m3u8") == 0)
+    return serve_playlist(req, srv, st, r);
+  return serve_file(req, srv, st, r, parts[2]);
+}
+
+struct hls_server *hls_server_start(struct app *app) {
+  struct hls_server *srv = hls_server_new(app->loop, app->cfg);
+  if (!srv)
+    return NULL;
+  if (http_add_route("/hls/", hls_http_handle) != 0) {
+    log_error("hls", "cannot register the /hls/ route");
+    hls_server_free(srv);
+    return NULL;
+  }
+  return srv;
+}
+
+void hls_server_stop(struct hls_server *srv) { hls_server_free(srv); }

@@ -1,0 +1,33 @@
+/* hls_http: serves the HLS store over HTTP from memory, on the loop thread.
+ *
+ * URLs (all found from the multivariant playlist):
+ *   /hls/CHANNEL/master.m3u8                 multivariant playlist (404 when not live)
+ *   /hls/CHANNEL/RENDITION/index.m3u8        media playlist; ?_HLS_msn=M[&_HLS_part=P]
+ *                                            blocks until that part exists
+ *   /hls/CHANNEL/RENDITION/init-T.mp4        init segment of timeline T
+ *   /hls/CHANNEL/RENDITION/seg-MSN.m4s       a whole segment (its parts concatenated)
+ *   /hls/CHANNEL/RENDITION/part-T-SEQ.m4s    an LL-HLS part; the preload-hinted
+ *                                            next part is answered when it completes
+ * Playlists: Cache-Control: no-cache; media: immutable, one year. Every
+ * answer carries Access-Control-Allow-Origin: *. Blocking requests are
+ * parked (http_park) and answered from the store's wake-ups, or after
+ * hls.block_timeout with what there is. Bodies are refcounted blobs handed
+ * to http_respond(), never copied per viewer. */
+#ifndef GALARELAY_HLS_HTTP_H
+#define GALARELAY_HLS_HTTP_H
+
+#include "transcoder/hls_store.h"
+
+struct app;
+struct http_request;
+
+/* Make the store (from app->cfg) and register the "/hls/" route. Call
+ * before the lws context is created; main stores the result in app->hls. */
+struct hls_server *hls_server_start(struct app *app);
+/* Answer or drop parked requests and free (see hls_server_free). */
+void hls_server_stop(struct hls_server *srv);
+
+/* The route handler (registered by hls_server_start; exposed for tests). */
+int hls_http_handle(struct http_request *req);
+
+#endif

@@ -1,0 +1,776 @@
+/* hls_store: per-channel HLS windows in memory (see hls_store.h).
+ *
+ * Packagers on worker threads call the stream's sink, which puts the part
+ * (a blob reference) into a bounded queue under a mutex and wakes the loop
+ * with uv_async_send. The loop drains the queue into the renditions'
+ * windows, wakes parked requests and mirrors finished segments to disk.
+ * Disk work (state file, recording) runs on the libuv threadpool; the
+ * server is freed only when its handles are closed and those jobs are done. */
+#include "transcoder/hls_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "relay/buf.h"
+#include "relay/log.h"
+#include "transcoder/hls_model.h"
+#include "transcoder/hls_packager.h"
+#include "transcoder/hls_playlist.h"
+
+#define SWEEP_MS 50
+
+struct hls_params {
+  double part_duration, segment_duration, block_timeout;
+  int window_segments;
+  char record_dir[512];
+  char state_dir[512];
+};
+
+struct queue_item {
+  bool is_init;
+  bool lost_before; /* parts of this rendition were dropped before this one */
+  uint32_t timeline;
+  int rendition;
+  struct hls_part_info info;
+  struct hls_blob *blob;
+  char codecs[64];
+};
+
+struct hls_stream {
+  struct hls_server *srv;
+  char channel[64];
+  uv_async_t async;
+
+  pthread_mutex_t mu; /* guards the queue and `params` (read by packager threads) */
+  struct queue_item queue[HLS_QUEUE_MAX];
+  int q_head, q_len;
+  bool lost[HLS_MAX_RENDITIONS];
+  uint64_t q_dropped;
+  struct hls_params params; /* of timelines begun from now */
+
+  uint32_t timeline; /* current; 0 = none yet */
+  bool live;
+  struct hls_rendition *rend[HLS_MAX_RENDITIONS];
+  int rend_count;
+  struct hls_waiter *waiters; /* master playlist */
+  struct hls_blob *master;    /* rendered, NULL when stale */
+  double cur_part, cur_seg;   /* of the current timeline */
+
+  /* persisted: the highest values used */
+  uint64_t p_msn, p_disc;
+  uint32_t p_timeline;
+  bool have_state;
+  bool state_busy, state_dirty;
+};
+
+struct hls_server {
+  uv_loop_t *loop;
+  struct hls_params params;
+  uv_timer_t sweep;
+  struct hls_stream **streams;
+  int stream_count;
+  bool stopping;
+  int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+};
+
+/* ---- waiters ---- */
+
+static void waiter_link(struct hls_waiter **list, struct hls_waiter *w) {
+  w->prev = NULL;
+  w->next = *list;
+  if (*list)
+    (*list)->prev = w;
+  *list = w;
+  w->list_ = list;
+}
+
+static void waiter_unlink(struct hls_waiter *w) {
+  if (!w->list_)
+    return;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    *w->list_ = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  w->list_ = NULL;
+}
+
+void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
+  waiter_link(&r->waiters, w);
+}
+
+void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
+  waiter_link(&st->waiters, w);
+}
+
+void hls_waiter_cancel(struct hls_waiter *w) {
+  waiter_unlink(w);
+}
+
+/* Poke every waiter on list; those that are not done go back on it. Pops
+ * one at a time so a poke may cancel any other waiter safely. */
+static void wake(struct hls_server *srv, struct hls_waiter **list, enum hls_wake why) {
+  struct hls_waiter *local = NULL;
+  while (*list) {
+    struct hls_waiter *w = *list;
+    waiter_unlink(w);
+    waiter_link(&local, w);
+  }
+  struct hls_waiter *keep = NULL;
+  while (local) {
+    struct hls_waiter *w = local;
+    waiter_unlink(w);
+    if (why == HLS_WAKE_CHANGE && !w->poke(w, why)) {
+      waiter_link(&keep, w);
+      continue;
+    }
+    if (why != HLS_WAKE_CHANGE)
+      w->poke(w, why);
+  }
+  while (keep) {
+    struct hls_waiter *w = keep;
+    waiter_unlink(w);
+    waiter_link(list, w);
+  }
+  (void)srv;
+}
+
+static void expire(struct hls_waiter **list, uint64_t now) {
+  struct hls_waiter *due = NULL;
+  for (struct hls_waiter *w = *list, *next; w; w = next) {
+    next = w->next;
+    if (w->deadline_ms <= now) {
+      waiter_unlink(w);
+      waiter_link(&due, w);
+    }
+  }
+  while (due) {
+    struct hls_waiter *w = due;
+    waiter_unlink(w);
+    w->poke(w, HLS_WAKE_TIMEOUT);
+  }
+}
+
+static void sweep_cb(uv_timer_t *t) {
+  struct hls_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  for (int i = 0; i < srv->stream_count; i++) {
+    struct hls_stream *st = srv->streams[i];
+    expire(&st->waiters, now);
+    for (int j = 0; j < st->rend_count; j++)
+      expire(&st->rend[j]->waiters, now);
+  }
+}
+
+/* ---- disk: state file and recording, on the threadpool ---- */
+
+struct disk_job {
+  uv_work_t req;
+  struct hls_server *srv;
+  struct hls_stream *st; /* state job only */
+  char path[1100];
+  char text[128];
+  struct hls_blob *blob; /* or text */
+  bool fsync;
+};
+
+static int mkdirs(const char *dir) {
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s", dir);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void disk_work(uv_work_t *req) {
+  struct disk_job *job = req->data;
+  char dir[1100], tmp[1200];
+  snprintf(dir, sizeof dir, "%s", job->path);
+  char *slash = strrchr(dir, '/');
+  if (slash) {
+    *slash = 0;
+    mkdirs(dir);
+  }
+  snprintf(tmp, sizeof tmp, "%s.tmp", job->path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    log_warn("hls", "cannot write path=%s err=%s", tmp, strerror(errno));
+    return;
+  }
+  const uint8_t *p = job->blob ? job->blob->data : (const uint8_t *)job->text;
+  size_t n = job->blob ? job->blob->len : strlen(job->text);
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    p += w;
+    n -= (size_t)w;
+  }
+  if (n != 0 || (job->fsync && fsync(fd) < 0)) {
+    log_warn("hls", "write failed path=%s", tmp);
+    close(fd);
+    unlink(tmp);
+    return;
+  }
+  close(fd);
+  if (rename(tmp, job->path) < 0)
+    log_warn("hls", "rename failed path=%s err=%s", job->path, strerror(errno));
+}
+
+static void server_maybe_free(struct hls_server *srv);
+static void state_save(struct hls_stream *st);
+
+static void disk_done(uv_work_t *req, int status) {
+  (void)status;
+  struct disk_job *job = req->data;
+  struct hls_server *srv = job->srv;
+  struct hls_stream *st = job->st;
+  hls_blob_unref(job->blob);
+  free(job);
+  srv->pending--;
+  if (st) {
+    st->state_busy = false;
+    if (st->state_dirty) /* the latest values, also while stopping (pending holds the server) */
+      state_save(st);
+  }
+  server_maybe_free(srv);
+}
+
+static void disk_submit(struct hls_server *srv, struct disk_job *job) {
+  job->srv = srv;
+  job->req.data = job;
+  if (uv_queue_work(srv->loop, &job->req, disk_work, disk_done) != 0) {
+    hls_blob_unref(job->blob);
+    free(job);
+    return;
+  }
+  srv->pending++;
+}
+
+static void state_path(const struct hls_stream *st, char *out, size_t size) {
+  snprintf(out, size, "%s/hls-%s.state", st->srv->params.state_dir, st->channel);
+}
+
+static void state_save(struct hls_stream *st) {
+  if (!st->srv->params.state_dir[0])
+    return;
+  if (st->state_busy) {
+    st->state_dirty = true; /* written again with the latest values when this one is done */
+    return;
+  }
+  struct disk_job *job = calloc(1, sizeof *job);
+  if (!job)
+    return;
+  st->state_busy = true;
+  st->state_dirty = false;
+  job->st = st;
+  job->fsync = true;
+  state_path(st, job->path, sizeof job->path);
+  snprintf(job->text, sizeof job->text, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu32 "\n",
+           st->p_msn, st->p_disc, st->p_timeline);
+  disk_submit(st->srv, job);
+  if (!job->srv) /* not submitted */
+    st->state_busy = false;
+}
+
+/* Read once, when the channel's stream is made (a few bytes). */
+static void state_load(struct hls_stream *st) {
+  char path[1100];
+  state_path(st, path, sizeof path);
+  FILE *f = st->srv->params.state_dir[0] ? fopen(path, "r") : NULL;
+  if (!f)
+    return;
+  char line[128];
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long v;
+    if (sscanf(line, "msn=%llu", &v) == 1)
+      st->p_msn = v;
+    else if (sscanf(line, "disc=%llu", &v) == 1)
+      st->p_disc = v;
+    else if (sscanf(line, "timeline=%llu", &v) == 1)
+      st->p_timeline = (uint32_t)v;
+  }
+  fclose(f);
+  st->have_state = true;
+  log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64, st->channel, st->p_msn,
+           st->p_disc);
+}
+
+static void record(struct hls_rendition *r, const char *name, struct hls_blob *blob) {
+  struct hls_server *srv = r->stream->srv;
+  if (!srv->params.record_dir[0] || !blob)
+    return;
+  struct disk_job *job = calloc(1, sizeof *job);
+  if (!job)
+    return;
+  snprintf(job->path, sizeof job->path, "%s/%s/%s/%s", srv->params.record_dir, r->stream->channel,
+           r->desc.name, name);
+  job->blob = hls_blob_ref(blob);
+  disk_submit(srv, job);
+}
+
+/* Close the open segment and mirror it to disk. */
+static void close_segment(struct hls_rendition *r) {
+  struct hls_segment *s = hls_rendition_close(r);
+  if (s) {
+    char name[64];
+    snprintf(name, sizeof name, "seg-%" PRIu64 ".m4s", s->msn);
+    record(r, name, s->data);
+  }
+}
+
+/* ---- worker side: the sink ---- */
+
+static bool queue_push(struct hls_stream *st, struct queue_item *it) {
+  pthread_mutex_lock(&st->mu);
+  bool ok = st->q_len < HLS_QUEUE_MAX && it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS;
+  if (ok) {
+    it->lost_before = st->lost[it->rendition];
+    st->lost[it->rendition] = false;
+    st->queue[(st->q_head + st->q_len++) % HLS_QUEUE_MAX] = *it;
+  } else {
+    st->q_dropped++;
+    if (it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS)
+      st->lost[it->rendition] = true;
+  }
+  pthread_mutex_unlock(&st->mu);
+  if (ok)
+    uv_async_send(&st->async);
+  else
+    hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
+  return ok;
+}
+
+static void sink_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
+                      const char *codecs) {
+  struct queue_item it = {.is_init = true, .timeline = timeline, .rendition = rendition, .blob = init};
+  snprintf(it.codecs, sizeof it.codecs, "%s", codecs);
+  queue_push(opaque, &it);
+}
+
+static void sink_part(void *opaque, const struct hls_part_info *info, struct hls_blob *part) {
+  struct queue_item it = {.timeline = info->timeline, .rendition = info->rendition, .info = *info,
+                          .blob = part};
+  if (!queue_push(opaque, &it))
+    log_warn("hls", "queue full, part dropped channel=%s rendition=%d",
+             ((struct hls_stream *)opaque)->channel, info->rendition);
+}
+
+void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
+  *out = (struct hls_packager_sink){.on_init = sink_init, .on_part = sink_part, .opaque = st};
+}
+
+void hls_stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
+  pthread_mutex_lock(&st->mu);
+  *part_duration = st->params.part_duration;
+  *segment_duration = st->params.segment_duration;
+  pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- loop side ---- */
+
+static void invalidate_master(struct hls_stream *st) {
+  hls_blob_unref(st->master);
+  st->master = NULL;
+}
+
+static void note_msn(struct hls_stream *st, uint64_t msn, uint64_t disc) {
+  bool changed = false;
+  if (msn > st->p_msn || !st->have_state) {
+    st->p_msn = msn;
+    changed = true;
+  }
+  if (disc > st->p_disc) {
+    st->p_disc = disc;
+    changed = true;
+  }
+  st->have_state = true;
+  if (changed)
+    state_save(st);
+}
+
+static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
+  struct hls_server *srv = st->srv;
+  if (it->lost_before && !r->skipping && hls_rendition_open(r)) {
+    r->skipping = true; /* the open segment ends where the loss began */
+    close_segment(r);
+  }
+  if (it->info.segment_start) {
+    close_segment(r);
+    uint64_t msn = r->next_msn++;
+    if (!hls_rendition_open_segment(r, msn, it->timeline, it->info.pdt_ms)) {
+      hls_blob_unref(it->blob);
+      return;
+    }
+    r->skipping = false;
+    note_msn(st, msn, r->disc);
+    hls_rendition_trim(r, srv->params.window_segments);
+  } else if (r->skipping || !hls_rendition_open(r)) {
+    r->parts_dropped++;
+    hls_blob_unref(it->blob);
+    return;
+  }
+  hls_rendition_add_part(r, &it->info, it->blob);
+  for (int i = 0; i < st->rend_count; i++) { /* their rendition reports changed */
+    hls_blob_unref(st->rend[i]->playlist);
+    st->rend[i]->playlist = NULL;
+  }
+  wake(srv, &r->waiters, HLS_WAKE_CHANGE);
+}
+
+void hls_stream_drain(struct hls_stream *st) {
+  for (;;) {
+    struct queue_item it;
+    pthread_mutex_lock(&st->mu);
+    bool have = st->q_len > 0;
+    if (have) {
+      it = st->queue[st->q_head];
+      st->q_head = (st->q_head + 1) % HLS_QUEUE_MAX;
+      st->q_len--;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!have)
+      return;
+    if (!st->live || it.timeline != st->timeline || it.rendition >= st->rend_count) {
+      hls_blob_unref(it.blob); /* an older timeline's leftovers */
+      continue;
+    }
+    struct hls_rendition *r = st->rend[it.rendition];
+    if (it.is_init) {
+      hls_rendition_set_init(r, it.timeline, it.blob, it.codecs);
+      char name[48];
+      snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it.timeline);
+      record(r, name, it.blob);
+      invalidate_master(st);
+      wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
+    } else {
+      ingest_part(st, r, &it);
+    }
+  }
+}
+
+static void async_cb(uv_async_t *a) { hls_stream_drain(a->data); }
+
+static bool valid_name(const char *s) {
+  if (!s[0])
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_'))
+      return false;
+  return true;
+}
+
+uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout *layout) {
+  if (layout->count <= 0 || layout->count > HLS_MAX_RENDITIONS) {
+    log_error("hls", "bad layout channel=%s count=%d", st->channel, layout->count);
+    return 0;
+  }
+  int audio = 0;
+  for (int i = 0; i < layout->count; i++) {
+    const struct hls_rendition_desc *d = &layout->r[i];
+    audio += d->kind == HLS_AUDIO;
+    bool dup = false;
+    for (int j = 0; j < i; j++)
+      dup |= strcmp(layout->r[j].name, d->name) == 0;
+    if (!valid_name(d->name) || dup || audio > 1) {
+      log_error("hls", "bad layout channel=%s rendition=%s", st->channel, d->name);
+      return 0;
+    }
+  }
+  hls_stream_drain(st);
+  struct hls_server *srv = st->srv;
+  uint64_t base = st->have_state ? st->p_msn + 1 : 0;
+  uint64_t disc = st->have_state ? st->p_disc + 1 : 0;
+  struct hls_rendition *next[HLS_MAX_RENDITIONS] = {0};
+  for (int i = 0; i < st->rend_count; i++) {
+    struct hls_rendition *r = st->rend[i];
+    close_segment(r);
+    wake(srv, &r->waiters, HLS_WAKE_CHANGE); /* blocked on the old timeline: answer now */
+    if (r->next_msn > base)
+      base = r->next_msn;
+    int k = -1;
+    for (int j = 0; j < layout->count; j++)
+      if (strcmp(layout->r[j].name, r->desc.name) == 0)
+        k = j;
+    if (k >= 0) {
+      next[k] = r;
+      continue;
+    }
+    wake(srv, &r->waiters, HLS_WAKE_GONE);
+    hls_rendition_free(r);
+  }
+  for (int j = 0; j < layout->count; j++) {
+    if (!next[j]) {
+      next[j] = hls_rendition_new(st, &layout->r[j]);
+      if (!next[j]) {
+        for (int k = 0; k < layout->count; k++)
+          hls_rendition_free(next[k]);
+        st->rend_count = 0;
+        st->live = false;
+        return 0;
+      }
+      next[j]->disc = disc;
+    }
+    next[j]->desc = layout->r[j];
+    next[j]->index = j;
+    next[j]->skipping = false;
+    hls_blob_unref(next[j]->playlist);
+    next[j]->playlist = NULL;
+  }
+  for (int j = 0; j < layout->count; j++) {
+    next[j]->next_msn = base; /* all renditions count segments from the same MSN */
+    st->rend[j] = next[j];
+  }
+  st->rend_count = layout->count;
+  st->timeline = st->p_timeline + 1;
+  st->p_timeline = st->timeline;
+  for (int j = 0; j < st->rend_count; j++)
+    st->rend[j]->timeline = st->timeline;
+  st->live = true;
+  pthread_mutex_lock(&st->mu);
+  st->params = srv->params;
+  st->cur_part = st->params.part_duration;
+  st->cur_seg = st->params.segment_duration;
+  pthread_mutex_unlock(&st->mu);
+  state_save(st);
+  invalidate_master(st);
+  log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d",
+           st->channel, st->timeline, base, layout->count);
+  wake(srv, &st->waiters, HLS_WAKE_CHANGE);
+  return st->timeline;
+}
+
+void hls_stream_end(struct hls_stream *st) {
+  hls_stream_drain(st);
+  for (int i = 0; i < st->rend_count; i++) {
+    struct hls_rendition *r = st->rend[i];
+    close_segment(r);
+    wake(st->srv, &r->waiters, HLS_WAKE_CHANGE);
+  }
+  st->live = false;
+  invalidate_master(st);
+  wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
+  log_info("hls", "timeline ends channel=%s timeline=%" PRIu32, st->channel, st->timeline);
+}
+
+bool hls_stream_live(const struct hls_stream *st) { return st->live; }
+const char *hls_stream_channel(const struct hls_stream *st) { return st->channel; }
+
+void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v) {
+  *v = (struct hls_stream_view){
+      .channel = st->channel,
+      .live = st->live,
+      .part_target = st->cur_part > 0 ? st->cur_part : st->srv->params.part_duration,
+      .segment_target = st->cur_seg > 0 ? st->cur_seg : st->srv->params.segment_duration,
+      .block_timeout = st->srv->params.block_timeout,
+      .renditions = st->rend,
+      .rendition_count = st->rend_count,
+  };
+}
+
+struct hls_rendition *hls_stream_rendition(struct hls_stream *st, const char *name) {
+  for (int i = 0; i < st->rend_count; i++)
+    if (strcmp(st->rend[i]->desc.name, name) == 0)
+      return st->rend[i];
+  return NULL;
+}
+
+struct hls_blob *hls_rendition_playlist(struct hls_rendition *r) {
+  if (!r->playlist) {
+    struct hls_stream_view v;
+    hls_stream_view(r->stream, &v);
+    struct buf b;
+    buf_init(&b);
+    if (hls_playlist_media(&b, r, &v) == 0 && !b.failed)
+      r->playlist = hls_blob_copy(b.data, b.len);
+    buf_free(&b);
+  }
+  return hls_blob_ref(r->playlist);
+}
+
+struct hls_blob *hls_stream_master(struct hls_stream *st) {
+  if (!st->master) {
+    struct hls_stream_view v;
+    hls_stream_view(st, &v);
+    struct buf b;
+    buf_init(&b);
+    if (hls_playlist_master(&b, &v) == 0 && !b.failed)
+      st->master = hls_blob_copy(b.data, b.len);
+    buf_free(&b);
+  }
+  return hls_blob_ref(st->master);
+}
+
+/* ---- server ---- */
+
+static void params_from(struct hls_params *p, const struct config *cfg) {
+  p->part_duration = cfg->hls.part_duration;
+  p->segment_duration = cfg->hls.segment_duration;
+  p->block_timeout = cfg->hls.block_timeout;
+  p->window_segments = cfg->hls.window_segments > 0 ? cfg->hls.window_segments : 1;
+  snprintf(p->record_dir, sizeof p->record_dir, "%s", cfg->hls.record_dir);
+  snprintf(p->state_dir, sizeof p->state_dir, "%s", cfg->server.state_dir);
+}
+
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg) {
+  struct hls_server *srv = calloc(1, sizeof *srv);
+  if (!srv)
+    return NULL;
+  srv->loop = loop;
+  params_from(&srv->params, cfg);
+  if (srv->params.state_dir[0] && mkdirs(srv->params.state_dir) < 0)
+    log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(errno));
+  uv_timer_init(loop, &srv->sweep);
+  srv->sweep.data = srv;
+  uv_timer_start(&srv->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
+  uv_unref((uv_handle_t *)&srv->sweep);
+  srv->pending = 1;
+  return srv;
+}
+
+void hls_server_reload(struct hls_server *srv, const struct config *cfg) {
+  params_from(&srv->params, cfg);
+}
+
+uv_loop_t *hls_server_loop(struct hls_server *srv) { return srv->loop; }
+
+struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel) {
+  for (int i = 0; i < srv->stream_count; i++)
+    if (strcmp(srv->streams[i]->channel, channel) == 0)
+      return srv->streams[i];
+  return NULL;
+}
+
+struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
+  struct hls_stream *st = hls_stream_find(srv, channel);
+  if (st || srv->stopping)
+    return st;
+  struct hls_stream **n = realloc(srv->streams, (size_t)(srv->stream_count + 1) * sizeof *n);
+  if (!n)
+    return NULL;
+  srv->streams = n;
+  if (!(st = calloc(1, sizeof *st)))
+    return NULL;
+  st->srv = srv;
+  snprintf(st->channel, sizeof st->channel, "%s", channel);
+  pthread_mutex_init(&st->mu, NULL);
+  st->params = srv->params;
+  if (uv_async_init(srv->loop, &st->async, async_cb) != 0) {
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+    return NULL;
+  }
+  st->async.data = st;
+  uv_unref((uv_handle_t *)&st->async);
+  srv->pending++;
+  state_load(st);
+  srv->streams[srv->stream_count++] = st;
+  return st;
+}
+
+static void stream_free(struct hls_stream *st) {
+  hls_stream_drain(st); /* releases what is left in the queue */
+  for (int i = 0; i < st->rend_count; i++)
+    hls_rendition_free(st->rend[i]);
+  hls_blob_unref(st->master);
+  pthread_mutex_destroy(&st->mu);
+  free(st);
+}
+
+static void server_maybe_free(struct hls_server *srv) {
+  if (!srv->stopping || srv->pending > 0)
+    return;
+  for (int i = 0; i < srv->stream_count; i++)
+    stream_free(srv->streams[i]);
+  free(srv->streams);
+  free(srv);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  struct hls_server *srv = h->data;
+  srv->pending--;
+  server_maybe_free(srv);
+}
+
+void hls_server_free(struct hls_server *srv) {
+  if (!srv || srv->stopping)
+    return;
+  srv->stopping = true;
+  for (int i = 0; i < srv->stream_count; i++) {
+    struct hls_stream *st = srv->streams[i];
+    st->live = false;
+    wake(srv, &st->waiters, HLS_WAKE_GONE);
+    for (int j = 0; j < st->rend_count; j++)
+      wake(srv, &st->rend[j]->waiters, HLS_WAKE_GONE);
+    st->async.data = srv;
+    uv_close((uv_handle_t *)&st->async, handle_closed);
+  }
+  srv->sweep.data = srv;
+  uv_close((uv_handle_t *)&srv->sweep, handle_closed);
+}
+
+void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
+  buf_puts(out, "# TYPE galarelay_hls_parts_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (int j = 0; j < st->rend_count; j++) {
+      const struct hls_rendition *r = st->rend[j];
+      buf_printf(out, "galarelay_hls_parts_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
+                 st->channel, r->desc.name, r->parts_in);
+    }
+  }
+  buf_puts(out, "# TYPE galarelay_hls_segments_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (int j = 0; j < st->rend_count; j++)
+      buf_printf(out, "galarelay_hls_segments_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
+                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_done);
+  }
+  buf_puts(out, "# TYPE galarelay_hls_bytes_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (int j = 0; j < st->rend_count; j++)
+      buf_printf(out, "galarelay_hls_bytes_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
+                 st->channel, st->rend[j]->desc.name, st->rend[j]->bytes_in);
+  }
+  buf_puts(out, "# TYPE galarelay_hls_parts_dropped_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    struct hls_stream *st = srv->streams[i];
+    pthread_mutex_lock(&st->mu);
+    uint64_t q = st->q_dropped;
+    pthread_mutex_unlock(&st->mu);
+    for (int j = 0; j < st->rend_count; j++)
+      q += st->rend[j]->parts_dropped;
+    buf_printf(out, "galarelay_hls_parts_dropped_total{channel=\"%s\"} %" PRIu64 "\n", st->channel, q);
+  }
+  int parked = 0;
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (const struct hls_waiter *w = st->waiters; w; w = w->next)
+      parked++;
+    for (int j = 0; j < st->rend_count; j++)
+      for (const struct hls_waiter *w = st->rend[j]->waiters; w; w = w->next)
+        parked++;
+  }
+  buf_printf(out, "# TYPE galarelay_hls_parked_requests gauge\ngalarelay_hls_parked_requests %d\n",
+             parked);
+}

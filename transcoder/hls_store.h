@@ -1,0 +1,94 @@
+/* hls_store: the HLS state of every channel, in memory, on the loop thread.
+ *
+ * One hls_stream per channel, made on first use and kept until the server
+ * stops. A stream goes through timelines: hls_stream_begin() starts one with
+ * a layout (the renditions: names, sizes, bitrates), the transcoder's
+ * packagers (hls_packager.h) feed it parts from their worker threads, and
+ * hls_stream_end() closes it. Each new timeline is a discontinuity.
+ * Renditions keep a window of hls.window_segments complete segments (plus
+ * the one being written), optionally mirrored to hls.record_dir.
+ *
+ * Crossing threads: packagers push finished parts into the stream's queue
+ * (mutex + uv_async_send); the loop thread drains it into the window. The
+ * queue is bounded (HLS_QUEUE_MAX items); when it is full the part is
+ * dropped, counted, and the rendition skips the rest of that segment (its
+ * next segment starts clean), so a stalled loop never grows memory.
+ *
+ * Media sequence numbers only grow: per channel the last MSN, discontinuity
+ * and timeline numbers are persisted in server.state_dir/hls-CHANNEL.state
+ * (tmp + fsync + rename, on the libuv threadpool) at every segment start, and
+ * a restart begins above them.
+ *
+ * Everything here is loop-thread only, except hls_packager_new() (any thread). */
+#ifndef GALARELAY_HLS_STORE_H
+#define GALARELAY_HLS_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct config;
+struct buf;
+struct hls_server;
+struct hls_stream;
+
+#define HLS_MAX_RENDITIONS 12
+#define HLS_QUEUE_MAX 512 /* parts in flight per channel, worker -> loop */
+
+enum hls_media_kind { HLS_VIDEO = 0, HLS_AUDIO = 1 };
+
+struct hls_rendition_desc {
+  char name[32]; /* URL element, [A-Za-z0-9_-]: "720p", "source", "audio" */
+  enum hls_media_kind kind;
+  int width, height;         /* video */
+  double fps;                /* video; 0 = unknown */
+  int64_t bandwidth;         /* peak bit/s of this rendition's media; 0 = measure */
+  int64_t average_bandwidth; /* bit/s; 0 = measure */
+  int channels;              /* audio; 0 = unknown */
+};
+
+/* The renditions of one timeline. At most one audio rendition: it is the
+ * shared EXT-X-MEDIA TYPE=AUDIO group of every video rendition (or, in an
+ * audio-only stream, the only variant). */
+struct hls_stream_layout {
+  struct hls_rendition_desc r[HLS_MAX_RENDITIONS];
+  int count;
+};
+
+/* The store alone (tests); the daemon uses hls_server_start() (hls_http.h),
+ * which also registers the HTTP route. cfg is read now (hls.*,
+ * server.state_dir) and not kept. */
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg);
+/* Answers every parked request (with an error status), closes the libuv
+ * handles; memory goes once the loop has run their close callbacks. Every
+ * packager must have been freed before (join the workers first). */
+void hls_server_free(struct hls_server *srv);
+/* New hls.* values apply to timelines begun after this. */
+void hls_server_reload(struct hls_server *srv, const struct config *cfg);
+/* Prometheus lines (galarelay_hls_*). */
+void hls_server_metrics(const struct hls_server *srv, struct buf *out);
+
+/* The channel's stream, made on first call. Valid until hls_server_free. */
+struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel);
+/* The stream or NULL, without making one. */
+struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel);
+
+/* A new timeline with these renditions (copied). Returns the timeline id
+ * (never 0) that the packagers of this layout are created with; parts of
+ * older timelines still in the queue are dropped. Renditions of the same
+ * name continue their playlist after an EXT-X-DISCONTINUITY; the others are
+ * removed. Returns 0 if the layout is invalid (logged). */
+uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout *layout);
+/* The feed is gone: drains what the packagers already queued (flush them
+ * first), closes the open segments. Playlists stay served; master.m3u8
+ * answers 404 until the next begin. */
+void hls_stream_end(struct hls_stream *st);
+bool hls_stream_live(const struct hls_stream *st);
+const char *hls_stream_channel(const struct hls_stream *st);
+
+/* Process what the packagers queued now (the uv_async callback does the
+ * same; tests call it to be deterministic). */
+void hls_stream_drain(struct hls_stream *st);
+
+#endif
