@@ -659,7 +659,12 @@ static int on_pair(void *user, const char *section, const char *name, const char
   snprintf(base_name, sizeof base_name, "%s", name);
   bool from_file = false;
   size_t len = strlen(base_name);
-  if (len > 5 && strcmp(base_name + len - 5, "_file") == 0) {
+  /* NAME_file is the file form of secret NAME, unless a key is itself
+   * called so (banned_words_file). */
+  bool exact = false;
+  for (size_t i = 0; i < KEY_COUNT && !exact; i++)
+    exact = keys[i].section == st->section && strcmp(keys[i].name, name) == 0;
+  if (!exact && len > 5 && strcmp(base_name + len - 5, "_file") == 0) {
     base_name[len - 5] = '\0';
     from_file = true;
   }

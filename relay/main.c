@@ -220,6 +220,10 @@ static int create_lws(struct daemon *d) {
   info.user = &d->app;
   info.pcontext = &d->app.lws;
   info.timeout_secs = 30;
+  /* A viewer whose network vanished silently is found by a ping (lws 4.1
+   * sends it after 30 s without traffic, hangs up 20 s later). */
+  static const lws_retry_bo_t idle_policy = {.secs_since_valid_ping = 30, .secs_since_valid_hangup = 50};
+  info.retry_and_idle_policy = &idle_policy;
   d->app.lws = lws_create_context(&info);
   if (!d->app.lws)
     return -1;
@@ -242,8 +246,10 @@ static int start(struct daemon *d) {
     return -1;
   }
   api_register_routes();
-  if (subsystems_start(&d->app) < 0)
+  if (subsystems_start(&d->app) < 0) {
+    subsystems_stop(&d->app); /* whatever did start */
     return -1;
+  }
   http_add_route("/", webroot_route); /* last: every other prefix wins */
   if (create_lws(d) < 0) {
     char addr[96];
