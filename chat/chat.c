@@ -1,0 +1,666 @@
+/* chat: the websocket transport, tickets (archive commit, publish, ack),
+ * rooms, bus and archive glue, the tick timer, metrics. Requests are in
+ * chat_requests.c. See chat.h for the flow. */
+#include "chat/chat.h"
+#include "chat/chat_int.h"
+
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat/archive.h"
+#include "chat/bus.h"
+#include "chat/filter.h"
+#include "chat/jwt.h"
+#include "chat/protocol.h"
+#include "chat/room.h"
+#include "config/config.h"
+#include "relay/app.h"
+#include "relay/buf.h"
+#include "relay/log.h"
+
+int64_t chat__wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct chat *chat_of(struct lws *wsi) {
+  struct app *app = lws_context_user(lws_get_context(wsi));
+  return app ? app->chat : NULL;
+}
+
+static struct chat_room *find_room(struct chat *c, const char *channel) {
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++)
+    if (c->rooms[i].room && !c->rooms[i].removed && !strcmp(c->rooms[i].channel, channel))
+      return &c->rooms[i];
+  return NULL;
+}
+
+/* ---- Replies */
+
+void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
+  if (msg && conn->m.room)
+    room_send(&conn->m, msg);
+  json_decref(msg);
+}
+
+void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
+                        const char *message, int64_t retry_after_ms) {
+  chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
+}
+
+/* ---- Tickets: archive commit, then publish, then ack */
+
+struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce) {
+  struct ticket *t = calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  t->chat = c;
+  t->slot = conn->slot;
+  t->conn = conn;
+  snprintf(t->nonce, sizeof(t->nonce), "%s", nonce ? nonce : "");
+  t->next = conn->tickets;
+  conn->tickets = t;
+  t->slot->tickets++;
+  return t;
+}
+
+static void ticket_detach(struct ticket *t) {
+  if (!t->conn)
+    return;
+  for (struct ticket **p = &t->conn->tickets; *p; p = &(*p)->next) {
+    if (*p == t) {
+      *p = t->next;
+      break;
+    }
+  }
+  t->conn = NULL;
+}
+
+void chat__ticket_free(struct ticket *t) {
+  ticket_detach(t);
+  for (int i = 0; i < t->event_count; i++)
+    json_decref(t->events[i]);
+  t->slot->tickets--;
+  free(t);
+}
+
+static void publish(struct chat *c, struct chat_room *slot, json_t *ev) {
+  char *text = json_dumps(ev, JSON_COMPACT);
+  if (!text)
+    return;
+  if (!c->bus || bus_publish(c->bus, slot->channel, text, strlen(text)) != 0) {
+    /* no bus (tests) or it refused: this node still shows it */
+    if (slot->room)
+      room_deliver(slot->room, ev, chat__wall_ms());
+  }
+  free(text);
+}
+
+void chat__ticket_done(void *opaque, int ok) {
+  struct ticket *t = opaque;
+  if (ok) {
+    for (int i = 0; i < t->event_count; i++)
+      publish(t->chat, t->slot, t->events[i]);
+  }
+  if (t->conn) {
+    if (!ok)
+      chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "not stored, try again", 1000);
+    else if (t->error_code)
+      chat__reply(t->conn, chat_error_json(t->nonce, t->error_code, "sent for review", -1));
+    else
+      chat__reply(t->conn, chat_ack_json(t->nonce, t->id[0] ? t->id : NULL));
+  }
+  chat__ticket_free(t);
+}
+
+/* The last archive submit of an operation carries the ticket; -1 means
+ * refused (queue full): the ticket is answered with an error at once. */
+int chat__ticket_submit_result(struct ticket *t, int rc) {
+  if (rc == 0)
+    return 0;
+  if (t->conn)
+    chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
+  chat__ticket_free(t);
+  return -1;
+}
+
+void chat__ticket_commit_now(struct ticket *t) { chat__ticket_done(t, 1); }
+
+void chat__ticket_event(struct ticket *t, json_t *ev /* stolen */) {
+  if (ev && t->event_count < CHAT_EVENTS_PER_OP)
+    t->events[t->event_count++] = ev;
+  else
+    json_decref(ev);
+}
+
+void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
+  if (c->bus) {
+    bus_make_id(c->bus, out);
+    return;
+  }
+  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
+           (unsigned long long)++c->next_conn_id);
+}
+
+
+/* ---- The websocket protocol */
+
+static void on_message(struct chat *c, struct chat_conn *conn) {
+  if (conn->rx_binary) {
+    c->stats.bad_request++;
+    chat__reply_error(conn, NULL, ROOM_BAD_REQUEST, "binary frames are not messages", -1);
+    return;
+  }
+  struct chat_msg msg;
+  struct chat_parse_error err;
+  enum chat_parse_result r = chat_protocol_parse(conn->rx, conn->rx_len, &msg, &err);
+  if (r == CHAT_PARSE_BAD_UTF8) { /* RFC 6455 8.1: fail the connection */
+    c->stats.bad_utf8++;
+    lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8",
+                     13);
+    conn->close_code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
+    return;
+  }
+  if (r != CHAT_PARSE_OK) {
+    c->stats.bad_request++;
+    chat__reply_error(conn, err.nonce, ROOM_BAD_REQUEST, err.message, -1);
+    return;
+  }
+  switch (msg.type) {
+  case CHAT_MSG_HELLO:
+    chat__on_hello(c, conn, &msg);
+    break;
+  case CHAT_MSG_COMMENT:
+    chat__on_comment(c, conn, &msg);
+    break;
+  case CHAT_MSG_MOD:
+    chat__on_mod(c, conn, &msg);
+    break;
+  }
+  chat_msg_free(&msg);
+}
+
+/* Client address; X-Forwarded-For only from the configured proxy. */
+static void client_addr(struct chat *c, struct lws *wsi, char *out, size_t len) {
+  if (!lws_get_peer_simple(wsi, out, len))
+    snprintf(out, len, "unknown");
+  if (!strncmp(out, "::ffff:", 7)) /* IPv4 on a dual-stack socket */
+    memmove(out, out + 7, strlen(out + 7) + 1);
+  const char *proxy = c->app->cfg->server.trusted_proxy;
+  char xff[256];
+  if (!*proxy || strcmp(proxy, out) ||
+      lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+    return;
+  const char *last = strrchr(xff, ',');
+  last = last ? last + 1 : xff;
+  while (*last == ' ')
+    last++;
+  if (*last)
+    snprintf(out, len, "%s", last);
+}
+
+static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *conn) {
+  char uri[256];
+  if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strncmp(uri, "/chat/", 6))
+    return -1;
+  struct chat_room *slot = find_room(c, uri + 6);
+  if (!slot || c->stopping)
+    return -1;
+  memset(conn, 0, sizeof(*conn));
+  conn->wsi = wsi;
+  conn->slot = slot;
+  conn->m.transport = conn;
+  conn->m.conn_id = ++c->next_conn_id;
+  client_addr(c, wsi, conn->m.addr, sizeof(conn->m.addr));
+  char id[BUS_ID_LEN];
+  chat__make_id(c, id);
+  snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
+  conn->rx = malloc((size_t)c->app->cfg->chat.max_frame_bytes);
+  if (!conn->rx) {
+    conn->wsi = NULL;
+    return -1;
+  }
+  c->stats.connections++;
+  if (room_join(slot->room, &conn->m) != 0) {
+    c->stats.refused_join++;
+    /* not a member: say why directly, then close */
+    json_t *e = chat_error_json(NULL, "rate_limited", "too many connections from this address", 10000);
+    size_t n;
+    unsigned char *f = e ? chat_json_frame(e, LWS_PRE, &n) : NULL;
+    json_decref(e);
+    if (f)
+      lws_write(wsi, f + LWS_PRE, n, LWS_WRITE_TEXT);
+    free(f);
+    free(conn->rx);
+    conn->rx = NULL;
+    conn->wsi = NULL; /* nothing for the close callback to undo */
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"too many", 8);
+    return -1;
+  }
+  room_send_welcome(slot->room, &conn->m);
+  return 0;
+}
+
+static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
+  struct lws *wsi = conn->wsi;
+  size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
+  if (lws_is_first_fragment(wsi)) {
+    conn->rx_len = 0;
+    conn->rx_binary = lws_frame_is_binary(wsi);
+  }
+  if (conn->rx_len + len + lws_remaining_packet_payload(wsi) > max || !conn->rx) {
+    c->stats.oversize++;
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too large", 9);
+    return -1;
+  }
+  memcpy(conn->rx + conn->rx_len, in, len);
+  conn->rx_len += len;
+  if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+    return 0;
+  on_message(c, conn);
+  conn->rx_len = 0;
+  if (conn->close_code)
+    return -1;
+  return 0;
+}
+
+static int on_writeable(struct chat_conn *conn) {
+  if (conn->close_code) {
+    lws_close_reason(conn->wsi, conn->close_code, NULL, 0);
+    return -1;
+  }
+  struct room_frame *f = room_member_take(&conn->m);
+  if (!f)
+    return 0;
+  size_t pre = LWS_PRE;
+  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, LWS_WRITE_TEXT);
+  room_frame_unref(f);
+  if (n < (int)0)
+    return -1;
+  if (room_member_has_frames(&conn->m))
+    lws_callback_on_writable(conn->wsi);
+  return 0;
+}
+
+static void on_closed(struct chat_conn *conn) {
+  while (conn->tickets)
+    ticket_detach(conn->tickets);
+  room_leave(&conn->m);
+  free(conn->rx);
+  conn->rx = NULL;
+  conn->wsi = NULL;
+}
+
+static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len) {
+  struct chat_conn *conn = user;
+  struct chat *c = chat_of(wsi);
+  switch (reason) {
+  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room */
+    char uri[256];
+    return !c || c->stopping || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+           strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
+  }
+  case LWS_CALLBACK_ESTABLISHED:
+    return c ? on_established(c, wsi, conn) : -1;
+  case LWS_CALLBACK_RECEIVE:
+    if (!c || !conn->wsi)
+      return -1;
+    return on_receive(c, conn, in, len);
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    if (!conn->wsi)
+      return -1;
+    return on_writeable(conn);
+  case LWS_CALLBACK_CLOSED:
+    if (conn->wsi)
+      on_closed(conn);
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+static const struct lws_protocols chat_proto = {
+    .name = "chat",
+    .callback = chat_callback,
+    .per_session_data_size = sizeof(struct chat_conn),
+    .rx_buffer_size = 4096,
+};
+
+const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
+
+/* ---- Room ops */
+
+static void op_wake(void *opaque, struct room_member *m) {
+  (void)opaque;
+  struct chat_conn *conn = m->transport;
+  if (conn->wsi)
+    lws_callback_on_writable(conn->wsi);
+}
+
+static void op_kick(void *opaque, struct room_member *m, int code, const char *reason) {
+  (void)opaque;
+  struct chat_conn *conn = m->transport;
+  if (!conn->wsi)
+    return;
+  log_info("chat", "closing member channel=%s addr=%s reason=%s", room_channel(m->room),
+           m->addr, reason);
+  conn->close_code = code;
+  lws_callback_on_writable(conn->wsi);
+  /* a client that reads nothing never becomes writable: close it anyway */
+  lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+}
+
+static void op_words(void *opaque, struct room *r, const json_t *ev) {
+  (void)r;
+  struct chat *c = opaque;
+  json_t *add = json_object_get(ev, "add"), *rem = json_object_get(ev, "remove");
+  for (size_t i = 0; c->filter && i < json_array_size(add); i++)
+    if (json_is_string(json_array_get(add, i)))
+      filter_add_word(c->filter, json_string_value(json_array_get(add, i)));
+  for (size_t i = 0; c->filter && i < json_array_size(rem); i++)
+    if (json_is_string(json_array_get(rem, i)))
+      filter_remove_word(c->filter, json_string_value(json_array_get(rem, i)));
+}
+
+static const struct room_ops chat_room_ops = {op_wake, op_kick, op_words};
+
+/* ---- Bus and tick */
+
+static void on_bus(void *opaque, const struct bus_msg *bm) {
+  struct chat *c = opaque;
+  struct chat_room *slot = find_room(c, bm->channel);
+  if (!slot)
+    return;
+  json_t *ev = json_loadb(bm->json, bm->len, 0, NULL);
+  if (!ev || room_deliver(slot->room, ev, chat__wall_ms()) != 0)
+    log_warn("chat", "unreadable event from the bus channel=%s origin=%s", bm->channel,
+             bm->origin ? bm->origin : "?");
+  json_decref(ev);
+}
+
+static void free_room_slot(struct chat *c, struct chat_room *slot) {
+  if (c->bus)
+    bus_unsubscribe_channel(c->bus, slot->channel);
+  room_free(slot->room);
+  memset(slot, 0, sizeof(*slot));
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct chat *c = t->data;
+  int64_t now = chat__wall_ms();
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    struct chat_room *slot = &c->rooms[i];
+    if (!slot->room)
+      continue;
+    if (slot->removed && room_member_count(slot->room) == 0 && slot->tickets == 0)
+      free_room_slot(c, slot);
+    else
+      room_tick(slot->room, now);
+  }
+}
+
+/* ---- Loading from the archive */
+
+static void load_comment(void *opaque, const struct archive_comment *ac) {
+  struct chat_room *slot = opaque;
+  json_t *ev = chat_comment_event(ac->id, chat_user_json(ac->user_id, ac->user_name, ac->role),
+                                  ac->text, ac->ts_ms);
+  if (!ev)
+    return;
+  if (ac->status == ARCHIVE_HELD)
+    room_load_held(slot->room, ev);
+  else
+    room_load_comment(slot->room, ev);
+}
+
+static void load_ban(void *opaque, const struct archive_ban *b) {
+  struct chat_room *slot = opaque;
+  room_load_ban(slot->room, b->user_id, b->addr, b->until_ms);
+}
+
+static void load_word(void *opaque, const char *channel, const char *word) {
+  (void)channel;
+  struct chat *c = opaque;
+  filter_add_word(c->filter, word);
+}
+
+static void load_room(struct chat *c, struct chat_room *slot) {
+  if (!c->archive)
+    return;
+  archive_load_comments(c->archive, slot->channel, ARCHIVE_VISIBLE, c->params.history,
+                        load_comment, slot);
+  archive_load_comments(c->archive, slot->channel, ARCHIVE_HELD, ROOM_HELD_MAX, load_comment,
+                        slot);
+  archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
+  struct archive_room_state st;
+  char pinned[BUS_ID_LEN * 2];
+  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
+    room_load_state(slot->room, st.slow_seconds, st.hold != 0, st.pinned_id);
+}
+
+static int add_room(struct chat *c, const char *channel) {
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    struct chat_room *slot = &c->rooms[i];
+    if (slot->room)
+      continue;
+    snprintf(slot->channel, sizeof(slot->channel), "%s", channel);
+    slot->room = room_new(channel, &c->params, &chat_room_ops, c, c->filter);
+    if (!slot->room || (c->bus && bus_subscribe_channel(c->bus, channel) != 0)) {
+      room_free(slot->room);
+      memset(slot, 0, sizeof(*slot));
+      return -1;
+    }
+    load_room(c, slot);
+    return 0;
+  }
+  return -1;
+}
+
+/* Channels added get a room; removed ones close their members. */
+static void sync_rooms(struct chat *c, const struct config *cfg) {
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    struct chat_room *slot = &c->rooms[i];
+    if (!slot->room || slot->removed || config_find_channel(cfg, slot->channel))
+      continue;
+    slot->removed = true;
+    room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "channel removed");
+    log_info("chat", "room closed channel=%s", slot->channel);
+  }
+  for (int i = 0; i < cfg->channel_count; i++) {
+    const char *name = cfg->channels[i].name;
+    for (int k = 0; k < CHAT_ROOMS_MAX; k++) /* removed and back again: keep it */
+      if (c->rooms[k].room && c->rooms[k].removed && !strcmp(c->rooms[k].channel, name))
+        c->rooms[k].removed = false;
+    if (!find_room(c, name) && add_room(c, name) != 0)
+      log_error("chat", "cannot open room channel=%s", name);
+  }
+}
+
+/* ---- Entry points */
+
+static void chat_free(uv_handle_t *h) {
+  struct chat *c = h->data;
+  free(c);
+}
+
+struct chat *chat_start(struct app *app) {
+  const struct config *cfg = app->cfg;
+  struct chat *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->app = app;
+  room_params_from_config(&c->params, cfg, LWS_PRE);
+  c->filter = filter_new(app->loop);
+  char path[1024];
+  struct archive_params ap;
+  if (!c->filter || archive_params_from_config(&ap, cfg, path, sizeof(path)) != 0 ||
+      !(c->archive = archive_open(app->loop, &ap)) ||
+      !(c->bus = bus_start(app->loop, cfg, on_bus, c))) {
+    log_error("chat", "chat could not start");
+    if (c->archive)
+      archive_close(c->archive);
+    filter_close(c->filter);
+    free(c);
+    return NULL;
+  }
+  if (c->archive)
+    archive_load_words(c->archive, NULL, load_word, c);
+  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  sync_rooms(c, cfg);
+  uv_timer_init(app->loop, &c->tick);
+  c->tick.data = c;
+  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
+  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
+  return c;
+}
+
+void chat_reload(struct chat *c, const struct config *cfg) {
+  room_params_from_config(&c->params, cfg, LWS_PRE);
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++)
+    if (c->rooms[i].room)
+      room_configure(c->rooms[i].room, &c->params);
+  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  sync_rooms(c, cfg);
+  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
+}
+
+/* At stop: write what is queued now (the last acks), the socket buffers it. */
+static void flush_member(void *opaque, struct room_member *m) {
+  (void)opaque;
+  struct chat_conn *conn = m->transport;
+  struct room_frame *f;
+  while (conn->wsi && (f = room_member_take(m))) {
+    lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, LWS_WRITE_TEXT);
+    room_frame_unref(f);
+  }
+}
+
+void chat_stop(struct chat *c) {
+  if (!c)
+    return;
+  c->stopping = true;
+  /* every acked comment is on disk: the archive writes what is queued and
+   * runs the completions (acks go into the members' queues) */
+  if (c->archive)
+    archive_close(c->archive);
+  c->archive = NULL;
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    struct chat_room *slot = &c->rooms[i];
+    if (!slot->room)
+      continue;
+    if (c->app->stopping) /* main destroyed the lws context first: members are gone */
+      continue;
+    room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
+    room_for_each_member(slot->room, flush_member, NULL);
+    room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
+  }
+  /* members leave in their close callbacks, which find app->chat NULL and
+   * only free their own buffers; detach them here */
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++)
+    if (c->rooms[i].room)
+      room_free(c->rooms[i].room);
+  memset(c->rooms, 0, sizeof(c->rooms));
+  bus_stop(c->bus);
+  c->bus = NULL;
+  filter_close(c->filter);
+  c->filter = NULL;
+  uv_timer_stop(&c->tick);
+  uv_close((uv_handle_t *)&c->tick, chat_free);
+}
+
+/* ---- Metrics and API */
+
+void chat_metrics(const struct chat *c, struct buf *out) {
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"galarelay_chat_members", "gauge", "Websocket members per room"},
+      {"galarelay_chat_comments_accepted_total", "counter", "Comments accepted"},
+      {"galarelay_chat_comments_refused_total", "counter", "Comments refused, by reason"},
+      {"galarelay_chat_delivered_events_total", "counter", "Events queued to members"},
+      {"galarelay_chat_dropped_batches_total", "counter", "Batches dropped for slow members"},
+      {"galarelay_chat_slow_members_closed_total", "counter", "Members closed past the hard bound"},
+      {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
+      {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
+  };
+  for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+    for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+      const struct chat_room *slot = &c->rooms[i];
+      if (!slot->room)
+        continue;
+      struct room_stats st;
+      room_get_stats(slot->room, &st);
+      const char *ch = slot->channel;
+      switch (k) {
+      case 0:
+        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, room_member_count(slot->room));
+        break;
+      case 1:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.accepted);
+        break;
+      case 2:
+        for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++)
+          buf_printf(out, "%s{channel=\"%s\",reason=\"%s\"} %llu\n", m[k].name, ch,
+                     room_refusal_code(r), (unsigned long long)st.refused[r]);
+        break;
+      case 3:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
+                   (unsigned long long)st.delivered_events);
+        break;
+      case 4:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
+                   (unsigned long long)st.dropped_batches);
+        break;
+      case 5:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.kicked_slow);
+        break;
+      case 6:
+        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.queue_bytes);
+        break;
+      case 7:
+        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.held);
+        break;
+      }
+    }
+  }
+  buf_printf(out,
+             "# HELP galarelay_chat_bad_frames_total Frames refused before parsing, by reason\n"
+             "# TYPE galarelay_chat_bad_frames_total counter\n"
+             "galarelay_chat_bad_frames_total{reason=\"invalid_utf8\"} %llu\n"
+             "galarelay_chat_bad_frames_total{reason=\"too_large\"} %llu\n"
+             "galarelay_chat_bad_frames_total{reason=\"bad_request\"} %llu\n"
+             "# HELP galarelay_chat_connections_total Websocket connections accepted\n"
+             "# TYPE galarelay_chat_connections_total counter\n"
+             "galarelay_chat_connections_total %llu\n",
+             (unsigned long long)c->stats.bad_utf8, (unsigned long long)c->stats.oversize,
+             (unsigned long long)c->stats.bad_request, (unsigned long long)c->stats.connections);
+  if (c->filter) {
+    struct filter_stats fs;
+    filter_get_stats(c->filter, &fs);
+    buf_printf(out,
+               "# HELP galarelay_chat_banned_words Banned words in the current automaton\n"
+               "# TYPE galarelay_chat_banned_words gauge\ngalarelay_chat_banned_words %llu\n",
+               (unsigned long long)fs.words);
+  }
+  if (c->archive)
+    archive_metrics(c->archive, out);
+  if (c->bus)
+    bus_metrics(c->bus, out);
+}
+
+int chat_room_counts(const struct chat *c, const char *channel, int *members) {
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    const struct chat_room *slot = &c->rooms[i];
+    if (slot->room && !slot->removed && !strcmp(slot->channel, channel)) {
+      *members = (int)room_member_count(slot->room);
+      return 0;
+    }
+  }
+  return -1;
+}

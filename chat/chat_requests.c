@@ -1,0 +1,289 @@
+/* chat_requests: what a client asks: hello (name, JWT, moderator token),
+ * comment (room checks, archive, then publish and ack) and the moderator
+ * actions (each its archive records and the events published after the
+ * commit, then the moderator log line that carries the ticket). */
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat/archive.h"
+#include "chat/chat_int.h"
+#include "chat/filter.h"
+#include "chat/jwt.h"
+#include "relay/app.h"
+#include "relay/log.h"
+
+/* ---- hello */
+
+static bool is_moderator_token(const struct config *cfg, const char *token) {
+  size_t n = strlen(token);
+  for (int i = 0; i < cfg->chat.moderator_token_count; i++) {
+    const char *t = cfg->chat.moderator_tokens[i];
+    if (*t && strlen(t) == n && CRYPTO_memcmp(t, token, n) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Display name: sanitised, 1..ROOM_NAME_MAX code points, no banned word. */
+static enum room_refusal check_name(struct chat *c, const char *raw, char *out, size_t outlen,
+                                    const char **why) {
+  size_t len;
+  char *d = filter_sanitize(raw, strlen(raw), c->params.max_combining, &len);
+  enum room_refusal r = ROOM_OK;
+  if (!d || len == 0)
+    r = ROOM_BAD_REQUEST, *why = "empty name";
+  else if (chat_utf8_length(d, len) > ROOM_NAME_MAX || len >= outlen)
+    r = ROOM_BAD_REQUEST, *why = "name too long";
+  else if (c->filter && filter_check(c->filter, d, len))
+    r = ROOM_FORBIDDEN, *why = "name not allowed";
+  else
+    memcpy(out, d, len + 1);
+  free(d);
+  return r;
+}
+
+void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg) {
+  const struct config *cfg = c->app->cfg;
+  struct room_member *m = &conn->m;
+  char name[sizeof(m->name)] = "";
+  const char *why = NULL;
+  if (msg->name) {
+    enum room_refusal r = check_name(c, msg->name, name, sizeof(name), &why);
+    if (r != ROOM_OK) {
+      chat__reply_error(conn, msg->nonce, r, why, -1);
+      return;
+    }
+  }
+  if (msg->token && is_moderator_token(cfg, msg->token)) {
+    m->role = ROOM_MODERATOR;
+    m->named = true;
+    if (!name[0] && !m->name[0])
+      snprintf(name, sizeof(name), "moderator");
+  } else if (msg->token) {
+    struct jwt_claims cl;
+    enum jwt_result jr = cfg->chat.auth_secret[0]
+                             ? jwt_verify_hs256(msg->token, cfg->chat.auth_secret,
+                                                chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
+                             : JWT_BAD_SIGNATURE;
+    if (jr != JWT_OK) {
+      chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
+                  jr == JWT_EXPIRED ? "token expired" : "token not valid", -1);
+      return;
+    }
+    if (!name[0] && cl.name[0] && check_name(c, cl.name, name, sizeof(name), &why) != ROOM_OK)
+      name[0] = '\0';
+    snprintf(m->user_id, sizeof(m->user_id), "%s", cl.sub);
+    m->role = !strcmp(cl.role, "moderator") ? ROOM_MODERATOR : ROOM_VIEWER;
+    m->authenticated = m->named = true;
+    if (!name[0] && !m->name[0])
+      snprintf(name, sizeof(name), "%s", cl.sub);
+  } else if (name[0] && !cfg->chat.require_token) {
+    m->named = true;
+  }
+  if (name[0])
+    memcpy(m->name, name, sizeof(name));
+  if (msg->nonce)
+    chat__reply(conn, chat_ack_json(msg->nonce, NULL));
+  room_send_welcome(conn->slot->room, m);
+}
+
+/* ---- comment */
+
+static json_t *member_user(const struct room_member *m) {
+  return chat_user_json(m->user_id, m->name, room_role_name(m->role));
+}
+
+void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg) {
+  struct room_member *m = &conn->m;
+  struct room *room = conn->slot->room;
+  if (!m->named) {
+    room_count_refusal(room, ROOM_FORBIDDEN);
+    chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
+                c->app->cfg->chat.require_token ? "a token is required to post"
+                                                : "say hello with a name first",
+                -1);
+    return;
+  }
+  char *display;
+  int64_t retry;
+  int64_t now = chat__wall_ms();
+  enum room_refusal why = room_admit_comment(room, m, msg->text, &display, &retry,
+                                             uv_now(c->app->loop), now);
+  if (why != ROOM_OK && why != ROOM_HELD) {
+    chat__reply_error(conn, msg->nonce, why, NULL, retry);
+    return;
+  }
+  struct ticket *t = chat__ticket_new(c, conn, msg->nonce);
+  if (!t) {
+    free(display);
+    chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
+    return;
+  }
+  char id[BUS_ID_LEN];
+  chat__make_id(c, id);
+  room_note_author(room, m->user_id, m->addr);
+  json_t *ev = chat_comment_event(id, member_user(m), display, now);
+  if (why == ROOM_HELD) {
+    t->error_code = "held";
+    chat__ticket_event(t, json_pack("{s:s, s:o}", "type", "held", "comment", ev));
+  } else {
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    chat__ticket_event(t, ev);
+  }
+  struct archive_comment rec = {
+      .id = id, .channel = conn->slot->channel, .user_id = m->user_id, .user_name = m->name,
+      .role = room_role_name(m->role), .text = display, .ts_ms = now, .addr = m->addr,
+      .status = why == ROOM_HELD ? ARCHIVE_HELD : ARCHIVE_VISIBLE};
+  if (c->archive)
+    chat__ticket_submit_result(t, archive_submit_comment(c->archive, &rec, chat__ticket_done, t));
+  else
+    chat__ticket_commit_now(t);
+  free(display);
+}
+
+/* ---- mod */
+
+struct addr_ban {
+  struct chat *c;
+  const char *channel;
+  int64_t until_ms;
+  bool lift;
+  const char *by;
+};
+
+static void archive_addr_ban(void *opaque, const char *addr) {
+  struct addr_ban *b = opaque;
+  if (!b->c->archive)
+    return;
+  if (b->lift) {
+    archive_submit_unban(b->c->archive, b->channel, NULL, addr, NULL, NULL);
+    return;
+  }
+  struct archive_ban ban = {.channel = b->channel, .addr = addr, .until_ms = b->until_ms,
+                            .ts_ms = chat__wall_ms(), .by = b->by};
+  archive_submit_ban(b->c->archive, &ban, NULL, NULL);
+}
+
+/* Records of one action before its log line; returns a reason to refuse
+ * (bad_request), or NULL. */
+static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg,
+                               struct ticket *t) {
+  struct room *room = conn->slot->room;
+  const char *ch = conn->slot->channel;
+  struct archive *a = c->archive;
+  int64_t now = chat__wall_ms();
+  const json_t *found;
+  switch (msg->action) {
+  case CHAT_MOD_DELETE:
+    chat__ticket_event(t, json_pack("{s:s, s:s}", "type", "delete", "id", msg->id));
+    if (a)
+      archive_submit_status(a, ch, msg->id, ARCHIVE_DELETED, NULL, NULL);
+    return NULL;
+  case CHAT_MOD_TIMEOUT:
+  case CHAT_MOD_BAN:
+  case CHAT_MOD_UNBAN: {
+    bool lift = msg->action == CHAT_MOD_UNBAN;
+    int64_t until = msg->action == CHAT_MOD_TIMEOUT ? now + msg->seconds * 1000 : 0;
+    json_t *ev = json_pack("{s:s, s:s}", "type", chat_mod_action_name(msg->action), "user",
+                           msg->user);
+    if (ev && msg->action == CHAT_MOD_TIMEOUT)
+      json_object_set_new(ev, "until", json_integer(until));
+    chat__ticket_event(t, ev);
+    struct addr_ban b = {c, ch, until, lift, conn->m.user_id};
+    room_user_addrs(room, msg->user, archive_addr_ban, &b);
+    if (a && lift)
+      archive_submit_unban(a, ch, msg->user, NULL, NULL, NULL);
+    if (a && !lift) {
+      struct archive_ban ban = {.channel = ch, .user_id = msg->user, .until_ms = until,
+                                .ts_ms = now, .by = conn->m.user_id};
+      archive_submit_ban(a, &ban, NULL, NULL);
+    }
+    return NULL;
+  }
+  case CHAT_MOD_SLOW:
+  case CHAT_MOD_HOLD:
+  case CHAT_MOD_PIN: {
+    int slow = msg->action == CHAT_MOD_SLOW ? (int)msg->seconds : room_slow_seconds(room);
+    bool hold = msg->action == CHAT_MOD_HOLD ? msg->on : room_hold(room);
+    const json_t *pinned = room_pinned(room);
+    if (msg->action == CHAT_MOD_PIN) {
+      pinned = msg->id ? room_find_comment(room, msg->id) : NULL;
+      if (msg->id && !pinned)
+        return "no such comment";
+    }
+    chat__ticket_event(t, chat_state_json(slow, hold, pinned));
+    const char *pid = pinned ? json_string_value(json_object_get(pinned, "id")) : "";
+    struct archive_room_state st = {.channel = ch, .slow_seconds = slow, .hold = hold,
+                                    .pinned_id = pid};
+    if (a)
+      archive_submit_room_state(a, &st, NULL, NULL);
+    return NULL;
+  }
+  case CHAT_MOD_APPROVE:
+  case CHAT_MOD_REJECT: {
+    bool approve = msg->action == CHAT_MOD_APPROVE;
+    if (!(found = room_find_held(room, msg->id)))
+      return "no such held comment";
+    if (approve)
+      chat__ticket_event(t, json_deep_copy(found));
+    chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id, "action",
+                              approve ? "approve" : "reject"));
+    if (a)
+      archive_submit_status(a, ch, msg->id, approve ? ARCHIVE_VISIBLE : ARCHIVE_REJECTED, NULL,
+                            NULL);
+    return NULL;
+  }
+  case CHAT_MOD_WORDS_ADD:
+  case CHAT_MOD_WORDS_REMOVE: {
+    bool add = msg->action == CHAT_MOD_WORDS_ADD;
+    chat__ticket_event(t, json_pack("{s:s, s:O}", "type", "words", add ? "add" : "remove", msg->words));
+    for (size_t i = 0; a && i < json_array_size(msg->words); i++)
+      archive_submit_word(a, "", json_string_value(json_array_get(msg->words, i)), add, NULL,
+                          NULL);
+    return NULL;
+  }
+  case CHAT_MOD_CLEAR:
+    chat__ticket_event(t, json_pack("{s:s}", "type", "clear"));
+    if (a)
+      archive_submit_clear(a, ch, now, NULL, NULL);
+    return NULL;
+  }
+  return "unknown action";
+}
+
+void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg) {
+  if (conn->m.role != ROOM_MODERATOR) {
+    chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN, "moderators only", -1);
+    return;
+  }
+  struct ticket *t = chat__ticket_new(c, conn, msg->nonce);
+  if (!t) {
+    chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
+    return;
+  }
+  const char *bad = mod_prepare(c, conn, msg, t);
+  if (bad) {
+    chat__reply_error(conn, msg->nonce, ROOM_BAD_REQUEST, bad, -1);
+    chat__ticket_free(t);
+    return;
+  }
+  const char *target = msg->id ? msg->id : msg->user ? msg->user : "";
+  json_t *args = json_deep_copy(msg->root);
+  json_object_del(args, "nonce");
+  json_object_del(args, "type");
+  char *detail = args ? json_dumps(args, JSON_COMPACT) : NULL;
+  json_decref(args);
+  struct archive_mod rec = {.channel = conn->slot->channel, .ts_ms = chat__wall_ms(),
+                            .moderator = conn->m.user_id,
+                            .action = chat_mod_action_name(msg->action), .target = target,
+                            .detail = detail ? detail : ""};
+  log_info("chat", "moderation channel=%s by=%s action=%s target=%s", rec.channel,
+           rec.moderator, rec.action, target);
+  if (c->archive)
+    chat__ticket_submit_result(t, archive_submit_mod(c->archive, &rec, chat__ticket_done, t));
+  else
+    chat__ticket_commit_now(t);
+  free(detail);
+}
+

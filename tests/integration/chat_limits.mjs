@@ -1,0 +1,69 @@
+// Limits: the per-user token bucket (rate_limited with retry_after_ms),
+// the per-address bucket shared by several users, connections per address,
+// one reply per nonce, new limits applied on SIGHUP, and require_token.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { run, Client, assert, eq, sleep } from './chat_lib.mjs';
+
+const as = (ip) => ({ headers: { 'X-Forwarded-For': ip } });
+
+await run('chat_limits', {
+  chat: () => 'user_rate = 2\nuser_burst = 3\naddr_rate = 1\naddr_burst = 5\nmax_connections_per_addr = 3',
+}, async (d) => {
+  const a = await Client.connect(d.url(), as('10.1.0.1'));
+  await a.hello('a');
+  for (let i = 0; i < 3; i++)
+    eq((await a.request({ type: 'comment', text: `burst ${i}` })).type, 'ack', `burst ${i}`);
+  let r = await a.request({ type: 'comment', text: 'flood' });
+  eq(r.code, 'rate_limited', 'user bucket empty');
+  assert(r.retry_after_ms > 0 && r.retry_after_ms <= 500, `retry_after_ms ${r.retry_after_ms}`);
+  await sleep(r.retry_after_ms + 20);
+  eq((await a.request({ type: 'comment', text: 'after waiting' })).type, 'ack', 'refilled');
+
+  // two users behind one address share its bucket (5, then 1/s)
+  const b = await Client.connect(d.url(), as('10.1.0.2'));
+  await b.hello('b');
+  const c = await Client.connect(d.url(), as('10.1.0.2'));
+  await c.hello('c');
+  const got = [];
+  for (let i = 0; i < 3; i++) got.push((await b.request({ type: 'comment', text: `b${i}` })).type);
+  for (let i = 0; i < 3; i++) got.push((await c.request({ type: 'comment', text: `c${i}` })).type);
+  eq(got.filter((t) => t === 'ack').length, 5, `address bucket: ${got}`);
+
+  // connections per address: the fourth is told and closed
+  const d1 = await Client.connect(d.url(), as('10.1.0.3'));
+  const d2 = await Client.connect(d.url(), as('10.1.0.3'));
+  const d3 = await Client.connect(d.url(), as('10.1.0.3'));
+  const d4 = new Client(d.url(), as('10.1.0.3'));
+  const e = await d4.next((m) => m.type === 'error');
+  eq(e.code, 'rate_limited', 'too many connections');
+  eq((await d4.closed).code, 1008, 'closed with 1008');
+  await d1.close();
+  await sleep(100);
+  const d5 = await Client.connect(d.url(), as('10.1.0.3'));
+
+  // nonce: exactly one reply each
+  const many = await Client.connect(d.url(), as('10.1.0.4'));
+  await many.hello('many');
+  for (let i = 0; i < 10; i++) many.send({ type: 'comment', text: `x${i}`, nonce: `k${i}` });
+  await sleep(500);
+  for (let i = 0; i < 10; i++)
+    eq(many.inbox.filter((m) => m.nonce === `k${i}`).length, 1, `one reply for k${i}`);
+
+  // SIGHUP applies new chat limits without dropping anyone
+  writeFileSync(d.confPath, readFileSync(d.confPath, 'utf8')
+    .replace('max_connections_per_addr = 3', 'max_connections_per_addr = 3\nmax_comment_length = 5'));
+  d.reload();
+  await sleep(300);
+  eq((await many.request({ type: 'comment', text: 'sixsix' })).code, 'too_long', 'new limit after SIGHUP');
+  eq((await many.request({ type: 'comment', text: 'five5' })).type, 'ack', 'still connected after SIGHUP');
+  for (const x of [a, b, c, d2, d3, d5, many]) await x.close();
+});
+
+// require_token: a name is not enough to post
+await run('chat_require_token', { chat: () => 'require_token = true\nauth_secret = s' }, async (d) => {
+  const a = await Client.connect(d.url());
+  await a.hello('alice');
+  const r = await a.request({ type: 'comment', text: 'hi' });
+  eq([r.type, r.code], ['error', 'forbidden'], 'name without token');
+  await a.close();
+});

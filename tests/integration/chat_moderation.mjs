@@ -1,0 +1,124 @@
+// Every moderator action, seen from a viewer's and a moderator's socket:
+// delete, timeout, ban, unban, slow, hold + approve / reject, words_add /
+// words_remove, clear, pin. Clients get distinct addresses through
+// X-Forwarded-For from the trusted proxy (127.0.0.1).
+import { run, Client, assert, eq, sleep, MOD_TOKEN } from './chat_lib.mjs';
+
+const as = (ip) => ({ headers: { 'X-Forwarded-For': ip } });
+
+await run('chat_moderation', { chat: () => 'user_burst = 50\nuser_rate = 50'  }, async (d) => {
+  const mod = await Client.connect(d.url(), as('10.0.0.1'));
+  await mod.hello('mod', MOD_TOKEN);
+  const viewer = await Client.connect(d.url(), as('10.0.0.2'));
+  await viewer.hello('viewer');
+  const troll = await Client.connect(d.url(), as('10.0.0.3'));
+  const tw = await troll.hello('troll');
+  const m = (action, args = {}) => mod.request({ type: 'mod', action, ...args });
+
+  // delete: gone for viewers within a tick or two
+  const c1 = await troll.request({ type: 'comment', text: 'first' });
+  await viewer.event((e) => e.type === 'comment' && e.id === c1.id);
+  const t0 = Date.now();
+  eq((await m('delete', { id: c1.id })).type, 'ack', 'delete acked');
+  await viewer.event((e) => e.type === 'delete' && e.id === c1.id);
+  assert(Date.now() - t0 < 500, 'delete reaches viewers quickly');
+
+  // timeout: the user's comments disappear, posting is refused with retry_after_ms
+  const c2 = await troll.request({ type: 'comment', text: 'second' });
+  await viewer.event((e) => e.type === 'comment' && e.id === c2.id);
+  eq((await m('timeout', { user: tw.user.id, seconds: 2 })).type, 'ack', 'timeout acked');
+  await viewer.event((e) => e.type === 'delete' && e.id === c2.id);
+  await mod.event((e) => e.type === 'timeout' && e.user === tw.user.id);
+  let r = await troll.request({ type: 'comment', text: 'let me talk' });
+  eq(r.code, 'timed_out', 'timed out');
+  assert(r.retry_after_ms > 0 && r.retry_after_ms <= 2000, 'retry_after_ms of a timeout');
+  // the timeout reaches the address too: a fresh identity from it is refused
+  const sock = await Client.connect(d.url(), as('10.0.0.3'));
+  await sock.hello('sockpuppet');
+  eq((await sock.request({ type: 'comment', text: 'hi' })).code, 'timed_out', 'address timed out');
+  await sleep(2100);
+  eq((await troll.request({ type: 'comment', text: 'back' })).type, 'ack', 'after the timeout');
+
+  // ban / unban
+  eq((await m('ban', { user: tw.user.id })).type, 'ack', 'ban acked');
+  eq((await troll.request({ type: 'comment', text: 'x' })).code, 'banned', 'banned');
+  eq((await sock.request({ type: 'comment', text: 'x' })).code, 'banned', 'address banned');
+  r = await viewer.request({ type: 'comment', text: 'unaffected' });
+  eq(r.type, 'ack', `others unaffected ${JSON.stringify(r)}`);
+  eq((await m('unban', { user: tw.user.id })).type, 'ack', 'unban acked');
+  eq((await troll.request({ type: 'comment', text: 'sorry' })).type, 'ack', 'unbanned');
+
+  // slow mode
+  eq((await m('slow', { seconds: 5 })).type, 'ack', 'slow acked');
+  let st = await viewer.event((e) => e.type === 'state' && e.slow === 5);
+  eq(st.hold, false, 'state carries hold');
+  const slowpoke = await Client.connect(d.url(), as('10.0.0.4'));
+  await slowpoke.hello('slowpoke');
+  eq((await slowpoke.request({ type: 'comment', text: 's1' })).type, 'ack', 'first in slow mode');
+  r = await slowpoke.request({ type: 'comment', text: 's2' });
+  eq(r.code, 'slow_mode', 'slow_mode');
+  assert(r.retry_after_ms > 4000 && r.retry_after_ms <= 5000, 'slow retry_after_ms');
+  eq((await mod.request({ type: 'comment', text: 'mods are exempt' })).type, 'ack', 'mod in slow mode');
+  eq((await mod.request({ type: 'comment', text: 'still exempt' })).type, 'ack', 'mod again');
+  await m('slow', { seconds: 0 });
+  await viewer.event((e) => e.type === 'state' && e.slow === 0);
+
+  // hold: held for review, approve and reject
+  await m('hold', { on: true });
+  await viewer.event((e) => e.type === 'state' && e.hold === true);
+  r = await troll.request({ type: 'comment', text: 'please approve' });
+  eq(r.code, 'held', 'held');
+  const held = await mod.event((e) => e.type === 'held');
+  eq(held.comment.text, 'please approve', 'moderator sees the held comment');
+  await viewer.noEvent((e) => e.type === 'held' || e.text === 'please approve');
+  const late = await Client.connect(d.url(), as('10.0.0.9'));
+  const modLate = new Client(d.url(), as('10.0.0.8'));
+  await modLate.opened;
+  await modLate.next((x) => x.type === 'welcome');
+  const wl = await modLate.hello('mod2', MOD_TOKEN);
+  eq(wl.held.map((h) => h.id), [held.comment.id], 'held queue in a moderator welcome');
+  eq((await m('approve', { id: held.comment.id })).type, 'ack', 'approve acked');
+  const shown = await viewer.event((e) => e.type === 'comment' && e.text === 'please approve');
+  eq(shown.id, held.comment.id, 'approved comment keeps its id');
+  await mod.event((e) => e.type === 'resolved' && e.id === held.comment.id && e.action === 'approve');
+  r = await troll.request({ type: 'comment', text: 'reject me' });
+  eq(r.code, 'held', 'held again');
+  const held2 = await mod.event((e) => e.type === 'held' && e.comment.text === 'reject me');
+  eq((await m('reject', { id: held2.comment.id })).type, 'ack', 'reject acked');
+  await mod.event((e) => e.type === 'resolved' && e.id === held2.comment.id && e.action === 'reject');
+  await viewer.noEvent((e) => e.text === 'reject me');
+  eq((await m('approve', { id: held2.comment.id })).code, 'bad_request', 'approve a resolved comment');
+  await m('hold', { on: false });
+  await viewer.event((e) => e.type === 'state' && e.hold === false);
+
+  // banned words, live
+  eq((await m('words_add', { words: ['spoiler'] })).type, 'ack', 'words_add acked');
+  await sleep(300); // compiled on the thread pool
+  eq((await viewer.request({ type: 'comment', text: 'big SPOILER here' })).code, 'forbidden', 'banned word');
+  eq((await m('words_remove', { words: ['spoiler'] })).type, 'ack', 'words_remove acked');
+  await sleep(300);
+  eq((await viewer.request({ type: 'comment', text: 'big spoiler here' })).type, 'ack', 'word removed');
+
+  // pin
+  const p = await viewer.request({ type: 'comment', text: 'pin me' });
+  await mod.event((e) => e.id === p.id);
+  eq((await m('pin', { id: p.id })).type, 'ack', 'pin acked');
+  st = await viewer.event((e) => e.type === 'state' && e.pinned && e.pinned.id === p.id);
+  eq(st.pinned.text, 'pin me', 'pinned comment in state');
+  const w = await Client.connect(d.url(), as('10.0.0.10'));
+  w.inbox = [];
+  const w2 = new Client(d.url(), as('10.0.0.11'));
+  const welcome = await w2.next((x) => x.type === 'welcome');
+  eq(welcome.state.pinned.id, p.id, 'pinned in welcome');
+  eq((await m('pin', { id: 'nonexistent' })).code, 'bad_request', 'pin unknown id');
+  await m('pin', { id: null });
+  await viewer.event((e) => e.type === 'state' && e.pinned === null);
+
+  // clear
+  eq((await m('clear')).type, 'ack', 'clear acked');
+  await viewer.event((e) => e.type === 'clear');
+  const after = new Client(d.url(), as('10.0.0.12'));
+  eq((await after.next((x) => x.type === 'welcome')).history, [], 'history cleared');
+
+  for (const c of [slowpoke, mod, viewer, troll, sock, late, modLate, w, w2, after]) await c.close();
+});

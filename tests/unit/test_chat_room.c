@@ -1,0 +1,306 @@
+/* Unit tests for chat/room without sockets: admission checks, events
+ * applied in order, the per-tick fan-out with shared frames, the bounded
+ * member queues (drop oldest, then close) and viewer sampling. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "chat/room.h"
+
+#define HEAD 16
+
+static int wakes, kicks, last_kick_code;
+
+static void fake_wake(void *o, struct room_member *m) { (void)o, (void)m, wakes++; }
+static void fake_kick(void *o, struct room_member *m, int code, const char *why) {
+  (void)o, (void)m, (void)why;
+  kicks++;
+  last_kick_code = code;
+}
+static const struct room_ops ops = {fake_wake, fake_kick, NULL};
+
+static struct room_params params(void) {
+  struct room_params p = {
+      .history = 3, .max_comment_length = 10, .max_combining = 2, .user_rate = 1,
+      .user_burst = 2, .addr_rate = 100, .addr_burst = 100, .max_connections_per_addr = 2,
+      .queue_soft_bytes = 4096, .queue_hard_bytes = 16384, .viewer_events_per_sec = 0,
+      .filter_hold = false, .headroom = HEAD};
+  return p;
+}
+
+static void member(struct room_member *m, const char *user, const char *addr, enum room_role role) {
+  memset(m, 0, sizeof(*m));
+  snprintf(m->user_id, sizeof(m->user_id), "%s", user);
+  snprintf(m->addr, sizeof(m->addr), "%s", addr);
+  snprintf(m->name, sizeof(m->name), "%s", user);
+  m->role = role;
+  m->named = true;
+}
+
+/* Next frame as JSON (NULL if none). */
+static json_t *take(struct room_member *m) {
+  struct room_frame *f = room_member_take(m);
+  if (!f)
+    return NULL;
+  json_t *j = json_loadb((const char *)room_frame_payload(f, HEAD), f->len, 0, NULL);
+  room_frame_unref(f);
+  return j;
+}
+
+static const char *type_of(json_t *j) { return json_string_value(json_object_get(j, "type")); }
+
+static json_t *comment(const char *id, const char *user, const char *text) {
+  return chat_comment_event(id, chat_user_json(user, user, "viewer"), text, 1);
+}
+
+static void deliver(struct room *r, json_t *ev) {
+  assert_int_equal(room_deliver(r, ev, 1000), 0);
+  json_decref(ev);
+}
+
+static void test_join_and_welcome(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a, b, c;
+  member(&a, "a", "10.0.0.1", ROOM_VIEWER);
+  member(&b, "b", "10.0.0.1", ROOM_VIEWER);
+  member(&c, "c", "10.0.0.1", ROOM_VIEWER);
+  assert_int_equal(room_join(r, &a), 0);
+  assert_int_equal(room_join(r, &b), 0);
+  assert_int_equal(room_join(r, &c), -1); /* two per address */
+  for (int i = 0; i < 5; i++) {
+    char id[8];
+    snprintf(id, sizeof(id), "id%d", i);
+    deliver(r, comment(id, "x", "hello"));
+  }
+  room_send_welcome(r, &a);
+  room_tick(r, 0);
+  json_t *w = take(&a);
+  assert_string_equal(type_of(w), "welcome");
+  json_t *hist = json_object_get(w, "history");
+  assert_int_equal(json_array_size(hist), 3); /* the ring keeps the last three */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 0), "id")), "id2");
+  assert_false(json_is_true(json_object_get(json_object_get(w, "state"), "hold")));
+  json_decref(w);
+  json_t *batch = take(&a);
+  assert_string_equal(type_of(batch), "batch");
+  assert_int_equal(json_array_size(json_object_get(batch, "events")), 5);
+  json_decref(batch);
+  assert_null(take(&a));
+  room_leave(&a);
+  assert_int_equal(room_join(r, &c), 0); /* a's slot is free again */
+  room_free(r);
+}
+
+static void test_admission(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a, mod;
+  member(&a, "a", "10.0.0.1", ROOM_VIEWER);
+  member(&mod, "m", "10.0.0.2", ROOM_MODERATOR);
+  room_join(r, &a);
+  room_join(r, &mod);
+  char *d;
+  int64_t retry;
+  assert_int_equal(room_admit_comment(r, &a, "   ", &d, &retry, 1000, 1000), ROOM_EMPTY);
+  assert_int_equal(room_admit_comment(r, &a, "12345678901", &d, &retry, 1000, 1000), ROOM_TOO_LONG);
+  assert_int_equal(room_admit_comment(r, &a, "新年快乐新年快乐新年", &d, &retry, 1000, 1000), ROOM_OK);
+  assert_string_equal(d, "新年快乐新年快乐新年"); /* 10 code points is fine */
+  free(d);
+  assert_int_equal(room_admit_comment(r, &a, "two", &d, &retry, 1000, 1000), ROOM_OK);
+  free(d);
+  assert_int_equal(room_admit_comment(r, &a, "three", &d, &retry, 1000, 1000), ROOM_RATE_LIMITED);
+  assert_true(retry > 0 && retry <= 1000);
+  assert_int_equal(room_admit_comment(r, &a, "later", &d, &retry, 2100, 2100), ROOM_OK);
+  free(d);
+  /* slow mode: moderators are exempt */
+  json_t *st = chat_state_json(30, false, NULL);
+  deliver(r, st);
+  assert_int_equal(room_slow_seconds(r), 30);
+  assert_int_equal(room_admit_comment(r, &a, "slow", &d, &retry, 5100, 5100), ROOM_SLOW_MODE);
+  assert_true(retry > 25000 && retry <= 27000);
+  assert_int_equal(room_admit_comment(r, &mod, "ok", &d, &retry, 5100, 5100), ROOM_OK);
+  free(d);
+  /* hold mode: viewers' comments are held, moderators' are not */
+  deliver(r, chat_state_json(0, true, NULL));
+  assert_int_equal(room_admit_comment(r, &a, "held", &d, &retry, 40000, 40000), ROOM_HELD);
+  free(d);
+  assert_int_equal(room_admit_comment(r, &mod, "mine", &d, &retry, 40000, 40000), ROOM_OK);
+  free(d);
+  deliver(r, chat_state_json(0, false, NULL));
+  /* timeout, then ban (by user id and by address) */
+  room_note_author(r, "a", "10.0.0.1");
+  deliver(r, json_pack("{s:s, s:s, s:I}", "type", "timeout", "user", "a", "until", (json_int_t)100000));
+  assert_int_equal(room_admit_comment(r, &a, "x", &d, &retry, 60000, 60000), ROOM_TIMED_OUT);
+  assert_int_equal(retry, 40000);
+  struct room_member same_addr;
+  member(&same_addr, "other", "10.0.0.1", ROOM_VIEWER);
+  room_join(r, &same_addr);
+  assert_int_equal(room_admit_comment(r, &same_addr, "x", &d, &retry, 60000, 60000), ROOM_TIMED_OUT);
+  assert_int_equal(room_admit_comment(r, &a, "x", &d, &retry, 100001, 100001), ROOM_OK);
+  free(d);
+  deliver(r, json_pack("{s:s, s:s}", "type", "ban", "user", "a"));
+  assert_int_equal(room_admit_comment(r, &a, "x", &d, &retry, 200000, 200000), ROOM_BANNED);
+  deliver(r, json_pack("{s:s, s:s}", "type", "unban", "user", "a"));
+  assert_int_equal(room_admit_comment(r, &a, "x", &d, &retry, 300000, 300000), ROOM_OK);
+  free(d);
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_int_equal(s.refused[ROOM_RATE_LIMITED], 1);
+  assert_int_equal(s.refused[ROOM_BANNED], 1);
+  room_free(r);
+}
+
+static void test_moderation_events(void **state) {
+  (void)state;
+  struct room_params p = params();
+  p.history = 10;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member v, mod;
+  member(&v, "v", "1.1.1.1", ROOM_VIEWER);
+  member(&mod, "m", "2.2.2.2", ROOM_MODERATOR);
+  room_join(r, &v);
+  room_join(r, &mod);
+  deliver(r, comment("c1", "x", "one"));
+  deliver(r, comment("c2", "y", "two"));
+  deliver(r, comment("c3", "x", "three"));
+  deliver(r, chat_state_json(0, false, room_find_comment(r, "c2")));
+  assert_non_null(room_pinned(r));
+  deliver(r, json_pack("{s:s, s:s}", "type", "delete", "id", "c2"));
+  assert_null(room_find_comment(r, "c2"));
+  assert_null(room_pinned(r)); /* deleting the pinned comment unpins it */
+  deliver(r, json_pack("{s:s, s:o}", "type", "held", "comment", comment("h1", "z", "hmm")));
+  assert_non_null(room_find_held(r, "h1"));
+  deliver(r, json_pack("{s:s, s:s}", "type", "ban", "user", "x")); /* removes c1, c3 */
+  assert_null(room_find_comment(r, "c1"));
+  assert_null(room_find_comment(r, "c3"));
+  room_tick(r, 0);
+  json_t *bv = take(&v), *bm = take(&mod);
+  json_t *ev = json_object_get(bv, "events"), *em = json_object_get(bm, "events");
+  /* viewers: 3 comments, state(pin), delete, state(unpin), delete c1, delete c3 */
+  assert_int_equal(json_array_size(ev), 8);
+  /* moderators also see held and ban */
+  assert_int_equal(json_array_size(em), 10);
+  for (size_t i = 0; i < json_array_size(ev); i++) {
+    const char *t = type_of(json_array_get(ev, i));
+    assert_true(strcmp(t, "held") && strcmp(t, "ban"));
+  }
+  json_decref(bv);
+  json_decref(bm);
+  deliver(r, json_pack("{s:s}", "type", "clear"));
+  assert_null(room_find_comment(r, "c4"));
+  deliver(r, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", "h1", "action", "reject"));
+  assert_null(room_find_held(r, "h1"));
+  json_t *junk = json_pack("{s:s}", "type", "nonsense");
+  assert_int_equal(room_deliver(r, junk, 0), -1);
+  json_decref(junk);
+  room_free(r);
+}
+
+/* A member that never reads: its oldest batches go, it is told how many,
+ * replies are kept, and past the hard bound it is closed; the others get
+ * everything. */
+static void test_slow_member(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member slow, fast;
+  member(&slow, "s", "1.1.1.1", ROOM_VIEWER);
+  member(&fast, "f", "2.2.2.2", ROOM_VIEWER);
+  room_join(r, &slow);
+  room_join(r, &fast);
+  json_t *ack = chat_ack_json("n1", "x");
+  room_send(&slow, ack);
+  json_decref(ack);
+  char text[400];
+  memset(text, 'a', sizeof(text) - 1);
+  text[sizeof(text) - 1] = '\0';
+  kicks = 0;
+  int ticks = 0;
+  for (int i = 0; i < 30; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "id%02d", i);
+    deliver(r, comment(id, "x", text));
+    room_tick(r, 0);
+    ticks++;
+    json_t *b = take(&fast);
+    assert_non_null(b);
+    json_decref(b);
+    assert_true(slow.queue_bytes <= p.queue_soft_bytes);
+  }
+  assert_int_equal(kicks, 0);
+  /* the reply survived; then the drop notice; then the newest batches */
+  json_t *j = take(&slow);
+  assert_string_equal(type_of(j), "ack");
+  json_decref(j);
+  j = take(&slow);
+  json_t *e0 = json_array_get(json_object_get(j, "events"), 0);
+  assert_string_equal(type_of(e0), "dropped");
+  assert_true(json_integer_value(json_object_get(e0, "batches")) > 10);
+  json_decref(j);
+  while ((j = take(&slow)))
+    json_decref(j);
+  /* never reading again: closed once dropped + queued bytes pass the hard bound */
+  for (int i = 0; i < 60 && !kicks; i++) {
+    deliver(r, comment("z", "x", text));
+    room_tick(r, 0);
+    json_decref(take(&fast));
+  }
+  assert_int_equal(kicks, 1);
+  assert_int_equal(last_kick_code, 1008);
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_true(s.dropped_batches > 10);
+  room_free(r);
+}
+
+/* Sampling: viewers get at most viewer_events_per_sec comments, the sender
+ * sees their own, moderators see all. */
+static void test_sampling(void **state) {
+  (void)state;
+  struct room_params p = params();
+  p.viewer_events_per_sec = 5;
+  p.queue_soft_bytes = 1 << 20;
+  p.queue_hard_bytes = 1 << 21;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member v, sender, mod;
+  member(&v, "v", "1.1.1.1", ROOM_VIEWER);
+  member(&sender, "s", "2.2.2.2", ROOM_VIEWER);
+  member(&mod, "m", "3.3.3.3", ROOM_MODERATOR);
+  room_join(r, &v);
+  room_join(r, &sender);
+  room_join(r, &mod);
+  for (int i = 0; i < 20; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "id%02d", i);
+    deliver(r, comment(id, i == 19 ? "s" : "x", "hi"));
+  }
+  room_tick(r, 0);
+  json_t *bv = take(&v), *bm = take(&mod);
+  assert_int_equal(json_array_size(json_object_get(bv, "events")), 5);
+  assert_int_equal(json_array_size(json_object_get(bm, "events")), 20);
+  json_decref(bv);
+  json_decref(bm);
+  json_t *s1 = take(&sender), *s2 = take(&sender);
+  assert_int_equal(json_array_size(json_object_get(s1, "events")), 5);
+  json_t *own = json_array_get(json_object_get(s2, "events"), 0);
+  assert_string_equal(json_string_value(json_object_get(own, "id")), "id19");
+  json_decref(s1);
+  json_decref(s2);
+  room_free(r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_admission),
+      cmocka_unit_test(test_moderation_events), cmocka_unit_test(test_slow_member),
+      cmocka_unit_test(test_sampling),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
