@@ -1,0 +1,158 @@
+/* pipeline_int: what the pipeline's three files share (not for other
+ * modules: they use pipeline.h). pipeline.c has the public API, the control
+ * items and the timeline (begin / end); pipeline_decode.c the decode
+ * thread's media path (timestamps, the hold, decoding, the overload policy,
+ * scaling); pipeline_rung.c the bounded queues and the encoder threads. */
+#ifndef GALARELAY_PIPELINE_INT_H
+#define GALARELAY_PIPELINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <libswscale/swscale.h>
+
+#include "config/config.h"
+#include "transcoder/pipeline.h"
+
+#define HOLD_MAX 1024        /* packets held while the source's GOP is measured */
+#define TS_JUMP_MS 5000      /* a forward step larger than this is a jump */
+#define ARRIVAL_RING 128
+#define CONTROL_RESERVE 16   /* queue slots only control items may use */
+
+/* ---- bounded queue of packets / frames / control items ---- */
+
+enum qkind { Q_PACKET, Q_FRAME, Q_START, Q_STOP, Q_SYNC, Q_EOS };
+
+struct qitem {
+  enum qkind kind;
+  AVPacket *pkt;
+  AVFrame *frame;
+  int64_t arrival_ms;
+  bool forced;                /* Q_FRAME: force a keyframe */
+  AVCodecParameters *vpar, *apar; /* Q_START */
+  double fps;
+};
+
+struct queue {
+  pthread_mutex_t mu;
+  pthread_cond_t nonempty, nonfull;
+  struct qitem *items;
+  int bound, size, head, count;
+  bool closed;
+};
+
+/* ---- state ---- */
+
+struct rstat {
+  _Atomic uint64_t in, out, dropped, gops, errors;
+};
+
+struct rung {
+  struct pipeline *p;
+  int index; /* in the ladder and the layout */
+  struct ladder_rendition lr;
+  AVCodecContext *enc;
+  struct SwsContext *sws;
+  void *writer;
+  struct queue q;
+  pthread_t thread;
+  bool started;
+  bool skipping; /* decode thread: drop until the next segment boundary */
+  bool shed;     /* decode thread: shed this GOP (overload) */
+  AVFrame *scaled; /* decode thread: this frame's picture */
+  int64_t amap_pts[ARRIVAL_RING], amap_arr[ARRIVAL_RING];
+  unsigned amap_n;
+  uint64_t synced;
+};
+
+enum pstate { P_IDLE, P_HOLDING, P_RUNNING, P_DISCARD };
+
+struct pipeline {
+  char channel[64];
+  struct pipeline_output out;
+  bool realtime;
+  struct queue in;
+  pthread_t thread;
+  bool in_skip_video; /* loop thread: dropped video, wait for a keyframe */
+
+  pthread_mutex_t mu; /* guards: settings, begun, sync, layout for stats */
+  pthread_cond_t cond;
+  struct config *settings; /* transcoder.* and hls.* from the last reload */
+  bool begun_answered;
+  uint32_t begun_timeline;
+  uint64_t sync_req, sync_done;
+  _Atomic bool aborting;
+
+  /* decode thread only */
+  enum pstate state;
+  bool replaying; /* the hold goes in: rung queues block instead of dropping */
+  struct config cfg; /* the settings this timeline runs with */
+  AVCodecParameters *vpar, *apar;
+  double fps;
+  AVCodecContext *dec;
+  int src_w, src_h, src_fmt;
+  AVRational src_sar;
+  bool source_decided, source_fits;
+  int64_t first_key_dts, last_key_dts, max_keyint;
+  bool keyint_warned;
+  struct qitem *hold;
+  int hold_count;
+  int64_t hold_bytes;
+  struct ladder ladder;
+  struct rung *rungs[LADDER_MAX]; /* NULL for the source */
+  int nrungs;
+  void *source_writer, *audio_writer;
+  int audio_index;
+  uint32_t timeline;
+  int64_t ts_off, last_dts[2];
+  bool have_last[2], have_off;
+  int64_t last_seg, last_frame_pts;
+  int shed_count;
+  int64_t arr_pts[ARRIVAL_RING], arr_ms[ARRIVAL_RING];
+  unsigned arr_n;
+  AVFrame *frame;
+
+  /* counters, any thread */
+  _Atomic uint64_t packets_in, input_dropped, decode_errors, ts_rebased, timelines, reconfigures;
+  struct rstat rs[LADDER_MAX];
+  struct ladder shown; /* under mu: the current renditions */
+  bool shown_audio;
+  bool shown_live;
+};
+
+static inline int64_t pl_seg_ms(const struct pipeline *p)
+{
+  return (int64_t)(p->cfg.hls.segment_duration * 1000.0 + 0.5);
+}
+
+/* pipeline_rung.c */
+int pl_q_init(struct queue *q, int bound);
+void pl_qitem_clear(struct qitem *it);
+void pl_q_destroy(struct queue *q);
+/* Data items respect the bound, control items may also use the reserve;
+ * past it, block waits, else -1 (full). On success the queue owns the
+ * item's references; on failure the caller keeps them. */
+int pl_q_push(struct queue *q, struct qitem *it, bool block);
+bool pl_q_pop(struct queue *q, struct qitem *out); /* false once closed */
+int pl_q_depth(struct queue *q);
+void pl_q_close(struct queue *q);
+int pl_cpu_count(void);
+int pl_rung_open_encoder(struct pipeline *p, struct rung *r);
+void *pl_rung_main(void *arg);
+void pl_rung_free(struct rung *r);
+
+/* pipeline.c: the timeline */
+void pl_clear_hold(struct pipeline *p);
+int pl_begin_timeline(struct pipeline *p);
+void pl_end_timeline(struct pipeline *p, bool flush);
+void pl_fail_timeline(struct pipeline *p);
+
+/* pipeline_decode.c */
+void pl_on_packet(struct pipeline *p, struct qitem *it);
+void pl_receive_frames(struct pipeline *p);
+/* Whether the hold may end (the source size known and its fit decided). */
+bool pl_hold_decided(struct pipeline *p);
+/* Begin the timeline and replay the held packets into it. */
+void pl_start_running(struct pipeline *p);
+
+#endif

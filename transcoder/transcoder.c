@@ -1,0 +1,381 @@
+/* transcoder: one pipeline per channel, fed by the channel's sink callbacks
+ * and answered by the loop when it asks for HLS timelines (see
+ * transcoder.h).
+ *
+ * Worker -> loop: a pipeline's decode thread posts a request (begin a
+ * timeline with this layout / end it) on a mutex-guarded list and wakes the
+ * loop with uv_async_send. The list needs no bound of its own: each
+ * pipeline has at most one begin outstanding (its decode thread waits for
+ * the answer) and one end per stop, and stops come from the bounded
+ * control reserve of its input queue. */
+#include "transcoder/transcoder.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "relay/app.h"
+#include "relay/buf.h"
+#include "relay/channel.h"
+#include "relay/log.h"
+#include "transcoder/hls_packager.h"
+#include "transcoder/hls_store.h"
+#include "transcoder/pipeline.h"
+
+struct tc_channel {
+  struct transcoder *t;
+  struct channel *ch;
+  char name[64];
+  int sink_id;
+  struct pipeline *p;
+  struct hls_stream *st;
+  bool timeline_open; /* a begin was answered and no end since */
+  struct tc_channel *next;
+};
+
+enum tc_req_kind { REQ_BEGIN, REQ_END };
+
+struct tc_request {
+  enum tc_req_kind kind;
+  struct tc_channel *c;
+  struct hls_stream_layout layout;
+  struct tc_request *next;
+};
+
+struct transcoder {
+  struct app *app;
+  uv_async_t *async; /* freed in its close callback */
+  pthread_mutex_t mu;
+  struct tc_request *head, *tail;
+  struct tc_channel *channels;
+};
+
+/* ---- requests from the pipelines (worker threads) ---- */
+
+static void post(struct tc_channel *c, struct tc_request *rq)
+{
+  struct transcoder *t = c->t;
+  rq->c = c;
+  pthread_mutex_lock(&t->mu);
+  if (t->tail)
+    t->tail->next = rq;
+  else
+    t->head = rq;
+  t->tail = rq;
+  pthread_mutex_unlock(&t->mu);
+  uv_async_send(t->async);
+}
+
+static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout)
+{
+  (void)p;
+  struct tc_request *rq = calloc(1, sizeof(*rq));
+  if (!rq)
+    return -1;
+  rq->kind = REQ_BEGIN;
+  rq->layout = *layout;
+  post(opaque, rq);
+  return 0;
+}
+
+static void out_end(void *opaque)
+{
+  struct tc_request *rq = calloc(1, sizeof(*rq));
+  if (!rq)
+    return; /* the next begin is a discontinuity all the same */
+  rq->kind = REQ_END;
+  post(opaque, rq);
+}
+
+/* Writers are the stream's packagers: they push into the stream's own
+ * queue, and the stream lives until hls_server_free. */
+static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
+                      AVRational tb)
+{
+  struct tc_channel *c = opaque;
+  return hls_packager_new(c->st, timeline, index, par, tb);
+}
+
+static int out_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)
+{
+  return hls_packager_write(writer, pkt, arrival_ms);
+}
+
+static void out_close(void *writer, bool flush)
+{
+  if (flush)
+    hls_packager_flush(writer);
+  hls_packager_free(writer);
+}
+
+/* ---- the loop side ---- */
+
+static void handle(struct tc_request *rq)
+{
+  struct tc_channel *c = rq->c;
+  if (rq->kind == REQ_BEGIN) {
+    hls_stream_drain(c->st); /* the last timeline's tail goes in before the switch */
+    uint32_t id = hls_stream_begin(c->st, &rq->layout);
+    c->timeline_open = id != 0;
+    pipeline_begun(c->p, id);
+  } else {
+    hls_stream_end(c->st);
+    c->timeline_open = false;
+  }
+}
+
+static void on_async(uv_async_t *h)
+{
+  struct transcoder *t = h->data;
+  if (!t)
+    return;
+  pthread_mutex_lock(&t->mu);
+  struct tc_request *rq = t->head;
+  t->head = t->tail = NULL;
+  pthread_mutex_unlock(&t->mu);
+  while (rq) {
+    struct tc_request *next = rq->next;
+    handle(rq);
+    free(rq);
+    rq = next;
+  }
+}
+
+/* Drop the queued requests of c (its pipeline is joined: no new ones). */
+static void purge(struct transcoder *t, struct tc_channel *c)
+{
+  pthread_mutex_lock(&t->mu);
+  struct tc_request **pp = &t->head, *last = NULL;
+  while (*pp) {
+    struct tc_request *rq = *pp;
+    if (rq->c == c) {
+      *pp = rq->next;
+      free(rq);
+    } else {
+      last = rq;
+      pp = &rq->next;
+    }
+  }
+  t->tail = last;
+  pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- channel sink ---- */
+
+static void sink_start(void *opaque, const struct channel_feed_info *info)
+{
+  struct tc_channel *c = opaque;
+  pipeline_start(c->p, info);
+}
+
+static void sink_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms)
+{
+  struct tc_channel *c = opaque;
+  pipeline_packet(c->p, pkt, arrival_ms);
+}
+
+static void sink_stop(void *opaque)
+{
+  struct tc_channel *c = opaque;
+  pipeline_stop(c->p);
+}
+
+static const struct channel_sink_ops sink_ops = {
+    .on_start = sink_start, .on_packet = sink_packet, .on_stop = sink_stop};
+
+static struct tc_channel *find(const struct transcoder *t, const struct channel *ch,
+                               const char *name)
+{
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    if ((ch && c->ch == ch) || (name && strcmp(c->name, name) == 0))
+      return c;
+  return NULL;
+}
+
+static void attach(void *opaque, struct channel *ch)
+{
+  struct transcoder *t = opaque;
+  if (find(t, ch, NULL))
+    return;
+  struct tc_channel *c = calloc(1, sizeof(*c));
+  if (!c)
+    return;
+  c->t = t;
+  c->ch = ch;
+  snprintf(c->name, sizeof(c->name), "%s", channel_name(ch));
+  c->st = hls_stream_get(t->app->hls, c->name);
+  struct pipeline_output out = {.begin = out_begin, .open = out_open, .write = out_write,
+                                .close = out_close, .end = out_end, .opaque = c};
+  c->p = c->st ? pipeline_new(c->name, t->app->cfg, &out, true) : NULL;
+  if (!c->p) {
+    log_error("transcoder", "channel not transcoded channel=%s", c->name);
+    free(c);
+    return;
+  }
+  c->next = t->channels;
+  t->channels = c;
+  c->sink_id = channel_subscribe(ch, &sink_ops, c);
+}
+
+static void detach_one(struct transcoder *t, struct tc_channel *c)
+{
+  if (c->sink_id > 0)
+    channel_unsubscribe(c->ch, c->sink_id);
+  pipeline_free(c->p); /* aborts: joins the decode and rung threads */
+  purge(t, c);
+  if (c->timeline_open)
+    hls_stream_end(c->st);
+  free(c);
+}
+
+static void detach(void *opaque, struct channel *ch)
+{
+  struct transcoder *t = opaque;
+  for (struct tc_channel **pp = &t->channels; *pp; pp = &(*pp)->next) {
+    if ((*pp)->ch == ch) {
+      struct tc_channel *c = *pp;
+      *pp = c->next;
+      detach_one(t, c);
+      return;
+    }
+  }
+}
+
+/* ---- public ---- */
+
+struct transcoder *transcoder_start(struct app *app)
+{
+  struct transcoder *t = calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  t->app = app;
+  t->async = calloc(1, sizeof(*t->async));
+  if (!t->async || uv_async_init(app->loop, t->async, on_async) != 0) {
+    log_error("transcoder", "uv_async_init failed");
+    free(t->async);
+    free(t);
+    return NULL;
+  }
+  t->async->data = t;
+  pthread_mutex_init(&t->mu, NULL);
+  int n = channel_registry_count(app->channels);
+  for (int i = 0; i < n; i++)
+    attach(t, channel_registry_at(app->channels, i));
+  struct channel_registry_observer obs = {
+      .on_channel_added = attach, .on_channel_removed = detach, .opaque = t};
+  channel_registry_observe(app->channels, &obs);
+  log_info("transcoder", "started channels=%d", n);
+  return t;
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+  free(h);
+}
+
+void transcoder_stop(struct transcoder *t)
+{
+  if (!t)
+    return;
+  while (t->channels) {
+    struct tc_channel *c = t->channels;
+    t->channels = c->next;
+    detach_one(t, c);
+  }
+  t->async->data = NULL;
+  uv_close((uv_handle_t *)t->async, on_async_closed);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+void transcoder_reload(struct transcoder *t, const struct config *cfg)
+{
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    pipeline_reload(c->p, cfg);
+}
+
+struct metric {
+  const char *name, *help;
+  int field; /* index into the row below */
+};
+
+static uint64_t rung_field(const struct pipeline_rung_stats *r, int f)
+{
+  const uint64_t v[] = {r->frames_in, r->frames_out, r->frames_dropped, r->gops_dropped, r->errors};
+  return v[f];
+}
+
+static uint64_t channel_field(const struct pipeline_stats *s, int f)
+{
+  const uint64_t v[] = {s->packets_in, s->input_dropped, s->decode_errors, s->ts_rebased,
+                        s->timelines, s->reconfigures};
+  return v[f];
+}
+
+void transcoder_metrics(const struct transcoder *t, struct buf *out)
+{
+  static const struct metric per_channel[] = {
+      {"galarelay_transcoder_packets_total", "Packets fed to the pipeline", 0},
+      {"galarelay_transcoder_input_dropped_total", "Packets dropped at the full input queue", 1},
+      {"galarelay_transcoder_decode_errors_total", "Source video decode errors", 2},
+      {"galarelay_transcoder_timestamp_rebases_total", "Timestamp jumps rebased", 3},
+      {"galarelay_transcoder_timelines_total", "HLS timelines begun", 4},
+      {"galarelay_transcoder_reconfigures_total", "Mid-stream source size changes", 5},
+  };
+  static const struct metric per_rung[] = {
+      {"galarelay_transcoder_frames_in_total", "Frames queued to a rung encoder", 0},
+      {"galarelay_transcoder_frames_out_total", "Encoded frames out of a rung", 1},
+      {"galarelay_transcoder_frames_dropped_total", "Frames a rung skipped (lag, overload)", 2},
+      {"galarelay_transcoder_gops_dropped_total", "GOPs a rung skipped (lag, overload)", 3},
+      {"galarelay_transcoder_encode_errors_total", "Encoder or writer errors", 4},
+  };
+  int n = 0;
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    n++;
+  struct pipeline_stats *st = calloc(n ? (size_t)n : 1, sizeof(*st));
+  if (!st)
+    return;
+  int i = 0;
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    pipeline_get_stats(c->p, &st[i++]);
+  for (size_t m = 0; m < sizeof(per_channel) / sizeof(per_channel[0]); m++) {
+    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_channel[m].name, per_channel[m].help,
+               per_channel[m].name);
+    i = 0;
+    for (struct tc_channel *c = t->channels; c; c = c->next, i++)
+      buf_printf(out, "%s{channel=\"%s\"} %llu\n", per_channel[m].name, c->name,
+                 (unsigned long long)channel_field(&st[i], per_channel[m].field));
+  }
+  for (size_t m = 0; m < sizeof(per_rung) / sizeof(per_rung[0]); m++) {
+    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_rung[m].name, per_rung[m].help,
+               per_rung[m].name);
+    i = 0;
+    for (struct tc_channel *c = t->channels; c; c = c->next, i++)
+      for (int r = 0; r < st[i].rendition_count; r++)
+        if (!st[i].r[r].passthrough)
+          buf_printf(out, "%s{channel=\"%s\",rendition=\"%s\"} %llu\n", per_rung[m].name, c->name,
+                     st[i].r[r].name, (unsigned long long)rung_field(&st[i].r[r], per_rung[m].field));
+  }
+  free(st);
+}
+
+void transcoder_api_fill(const struct transcoder *t, const char *channel, struct json_t *obj)
+{
+  struct tc_channel *c = find(t, NULL, channel);
+  json_t *arr = json_array();
+  if (!arr)
+    return;
+  struct pipeline_stats st = {0};
+  if (c)
+    pipeline_get_stats(c->p, &st);
+  for (int i = 0; st.live && i < st.rendition_count; i++) {
+    const struct pipeline_rung_stats *r = &st.r[i];
+    json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:I, s:b}", "name", r->name, "width",
+                                         r->width, "height", r->height, "bitrate",
+                                         (json_int_t)r->bitrate, "passthrough", r->passthrough));
+  }
+  json_object_set_new(obj, "renditions", arr);
+  json_object_set_new(obj, "audio", json_boolean(st.live && st.has_audio));
+}
