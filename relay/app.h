@@ -12,6 +12,7 @@ struct channel_registry; /* relay/channel.h */
 struct rtmp_server;      /* relay/rtmp_server.h */
 struct hls_server;       /* transcoder/hls_http.h */
 struct chat;             /* chat/chat.h */
+struct transcoder;       /* transcoder/transcoder.h */
 
 struct app {
   uv_loop_t *loop;
@@ -23,6 +24,7 @@ struct app {
   struct channel_registry *channels;
   struct rtmp_server *rtmp;
   struct hls_server *hls;
+  struct transcoder *transcoder;
   struct chat *chat;
 
   uint64_t started_ms;     /* uv_now at start, for uptime */

@@ -77,4 +77,57 @@ struct json_t;
 void channel_api_fill(const struct channel *ch, struct json_t *obj);
 void channel_registry_metrics(const struct channel_registry *reg, struct buf *out);
 
+/* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
+
+/* RTMP players: like channel_subscribe, and if the channel is live the
+ * cached GOP (from the last keyframe) follows on_start at once. on_removed
+ * runs if the channel is removed by a reload while subscribed: the sink id
+ * is then already gone (do not unsubscribe). */
+int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
+                             void (*on_removed)(void *opaque));
+
+/* What the active feed's players are sent before media: the onMetaData
+ * body (AMF "onMetaData" + object) and the FLV bodies of the sequence
+ * headers exactly as the publisher sent them. NULL if none. Valid until the
+ * next on_start / on_stop. */
+const uint8_t *channel_metadata(const struct channel *ch, size_t *len);
+const uint8_t *channel_sequence_header(const struct channel *ch, int stream_index, size_t *len);
+
+/* Publisher side. A feed is one publishing connection on a channel, as
+ * its primary or backup (key or backup_key). */
+struct channel_feed;
+
+struct channel_feed_ops {
+  /* The channel drops this publisher (a newcomer took over a silent feed,
+   * or the channel or its key went away on reload). The feed is already
+   * detached: close the connection, do not call channel_feed_close. */
+  void (*kick)(void *opaque, const char *why);
+};
+
+enum channel_open_result {
+  CHANNEL_OPEN_OK = 0,
+  CHANNEL_OPEN_UNKNOWN_KEY = -1,
+  CHANNEL_OPEN_BUSY = -2, /* that key is live and its publisher not silent */
+};
+
+/* Find the channel by stream key (constant-time comparison against every
+ * key) and attach a feed. addr is the publisher's address for the API. */
+int channel_feed_open(struct channel_registry *reg, const char *key, const char *addr,
+                      const struct channel_feed_ops *ops, void *opaque, struct channel_feed **out);
+void channel_feed_close(struct channel_feed *f);
+struct channel *channel_feed_channel(const struct channel_feed *f);
+bool channel_feed_is_backup(const struct channel_feed *f);
+
+/* The onMetaData body as players get it. */
+void channel_feed_metadata(struct channel_feed *f, const uint8_t *body, size_t len);
+/* A sequence header: par is taken over by the channel (freed by it);
+ * body is the FLV body, copied. */
+void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par,
+                         const uint8_t *body, size_t len);
+/* A media packet (pts/dts in ms, stream_index set, opaque_ref may hold the
+ * chunked RTMP wire bytes for players). The caller keeps its reference. */
+void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms);
+
+int channel_player_count(const struct channel *ch);
+
 #endif

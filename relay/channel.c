@@ -1,0 +1,694 @@
+/* channel: the fan-out point of the media path (see channel.h).
+ *
+ * A channel has up to two feeds (primary key and backup key). The first
+ * one to publish is active; the other is held as standby with its codec
+ * configuration and metadata kept ready, and takes over when the active
+ * one goes away. Only the active feed reaches the sinks. Sinks are kept in
+ * an array that may change while it is walked (a player closed from inside
+ * on_packet): removal leaves a hole that is compacted afterwards.
+ *
+ * The last GOP (from the last video keyframe) is kept as packet references
+ * so a new RTMP player starts at once with a picture. Bound: GOP_MAX_BYTES
+ * and GOP_MAX_PACKETS; past either the cache is emptied and stays empty
+ * until the next keyframe (new players then wait for it). An audio-only
+ * feed keeps its last AUDIO_ONLY_KEEP packets. */
+#include "relay/channel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "config/config.h"
+#include "relay/amf.h"
+#include "relay/app.h"
+#include "relay/buf.h"
+#include "relay/log.h"
+#include "relay/rtmp_push.h"
+
+#define GOP_MAX_BYTES (16u << 20)
+#define GOP_MAX_PACKETS 4096
+#define AUDIO_ONLY_KEEP 64
+#define MAX_OBSERVERS 8
+#define STATS_WINDOW_MS 2000
+
+struct channel_sink {
+  int id; /* 0 = hole */
+  const struct channel_sink_ops *ops;
+  void *opaque;
+  bool player;
+  void (*on_removed)(void *opaque);
+};
+
+struct channel_feed {
+  struct channel *ch;
+  bool backup;
+  const struct channel_feed_ops *ops;
+  void *opaque;
+  char addr[64];
+  AVCodecParameters *par[2];
+  uint8_t *seq[2];
+  size_t seq_len[2];
+  uint8_t *meta;
+  size_t meta_len;
+  double meta_fps;
+  uint64_t opened_ms;
+  uint64_t last_media_ms;
+  /* measured over windows of STATS_WINDOW_MS */
+  uint64_t win_start_ms, win_bytes, win_frames;
+  double bitrate_kbps, fps;
+  int64_t last_key_dts;
+  double key_interval_s;
+  uint64_t packets, bytes;
+};
+
+struct channel {
+  struct channel_registry *reg;
+  char name[64];
+  char key[256];
+  char backup_key[256];
+  char title[256];
+  struct channel_feed *feeds[2]; /* [0] primary, [1] backup */
+  int active;                    /* index into feeds, -1 = none */
+  bool started;                  /* on_start sent for the active feed */
+  uint64_t generation;
+  uint64_t live_since_ms;
+  struct channel_feed_info info;
+  struct channel_sink *sinks;
+  int nsinks, capsinks, next_id, walking, players;
+  AVPacket **gop;
+  int gop_n;
+  size_t gop_bytes;
+  struct rtmp_push *push[CONFIG_MAX_PUSH];
+  char push_url[CONFIG_MAX_PUSH][512];
+  int push_count;
+};
+
+struct channel_registry {
+  struct app *app;
+  struct channel **ch;
+  int n;
+  struct channel_registry_observer obs[MAX_OBSERVERS];
+  int nobs;
+};
+
+static uint64_t ch__now(const struct channel *ch) { return uv_now(ch->reg->app->loop); }
+
+/* --- GOP cache --- */
+
+static void gop_clear(struct channel *ch) {
+  for (int i = 0; i < ch->gop_n; i++)
+    av_packet_free(&ch->gop[i]);
+  ch->gop_n = 0;
+  ch->gop_bytes = 0;
+}
+
+static void gop_add(struct channel *ch, const AVPacket *pkt) {
+  bool has_video = ch->info.video != NULL;
+  bool key = pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
+  if (has_video && key)
+    gop_clear(ch);
+  else if (has_video && ch->gop_n == 0)
+    return; /* waiting for a keyframe */
+  if (!has_video && ch->gop_n >= AUDIO_ONLY_KEEP) {
+    ch->gop_bytes -= (size_t)ch->gop[0]->size;
+    av_packet_free(&ch->gop[0]);
+    memmove(ch->gop, ch->gop + 1, sizeof ch->gop[0] * (size_t)--ch->gop_n);
+  }
+  if (ch->gop_n >= GOP_MAX_PACKETS || ch->gop_bytes + (size_t)pkt->size > GOP_MAX_BYTES) {
+    gop_clear(ch); /* too long a GOP: new players wait for the next keyframe */
+    return;
+  }
+  if (!ch->gop) {
+    ch->gop = calloc(GOP_MAX_PACKETS, sizeof ch->gop[0]);
+    if (!ch->gop)
+      return;
+  }
+  AVPacket *ref = av_packet_clone(pkt);
+  if (!ref)
+    return;
+  ch->gop[ch->gop_n++] = ref;
+  ch->gop_bytes += (size_t)pkt->size;
+}
+
+/* --- sinks --- */
+
+static void sinks_compact(struct channel *ch) {
+  if (ch->walking)
+    return;
+  int j = 0;
+  for (int i = 0; i < ch->nsinks; i++)
+    if (ch->sinks[i].id)
+      ch->sinks[j++] = ch->sinks[i];
+  ch->nsinks = j;
+}
+
+/* Walk the sinks by index and by value: a callback may subscribe (the
+ * array moves) or unsubscribe (a hole, compacted when the walk ends). */
+#define SINKS_WALK(ch, s)                                                                          \
+  for (int _i = ((ch)->walking++, 0), _n = (ch)->nsinks; _i < _n; _i++)                          \
+    for (struct channel_sink s = (ch)->sinks[_i], *_once = &s; _once && s.id; _once = NULL)
+
+static void sinks_walk_end(struct channel *ch) {
+  ch->walking--;
+  sinks_compact(ch);
+}
+
+static void ch__start(struct channel *ch) {
+  struct channel_feed *f = ch->feeds[ch->active];
+  ch->generation++;
+  ch->info = (struct channel_feed_info){
+      .video = f->par[CHANNEL_VIDEO],
+      .audio = f->par[CHANNEL_AUDIO],
+      .fps = f->fps > 0 ? f->fps : f->meta_fps,
+      .is_backup = f->backup,
+      .generation = ch->generation,
+  };
+  if (!ch->started)
+    ch->live_since_ms = ch__now(ch);
+  ch->started = true;
+  gop_clear(ch);
+  log_info("channel", "feed start channel=%s feed=%s addr=%s video=%s audio=%s generation=%llu", ch->name,
+           f->backup ? "backup" : "primary", f->addr,
+           f->par[0] ? avcodec_get_name(f->par[0]->codec_id) : "none",
+           f->par[1] ? avcodec_get_name(f->par[1]->codec_id) : "none", (unsigned long long)ch->generation);
+  SINKS_WALK(ch, s) {
+    if (s.ops->on_start)
+      s.ops->on_start(s.opaque, &ch->info);
+  }
+  sinks_walk_end(ch);
+}
+
+static void ch__stop(struct channel *ch) {
+  bool was = ch->started;
+  ch->started = false;
+  gop_clear(ch);
+  memset(&ch->info, 0, sizeof ch->info);
+  if (!was)
+    return;
+  log_info("channel", "offline channel=%s", ch->name);
+  SINKS_WALK(ch, s) {
+    if (s.ops->on_stop)
+      s.ops->on_stop(s.opaque);
+  }
+  sinks_walk_end(ch);
+}
+
+static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
+                         void (*on_removed)(void *)) {
+  if (ch->nsinks == ch->capsinks) {
+    int cap = ch->capsinks ? ch->capsinks * 2 : 8;
+    struct channel_sink *n = realloc(ch->sinks, sizeof *n * (size_t)cap);
+    if (!n)
+      return -1;
+    ch->sinks = n;
+    ch->capsinks = cap;
+  }
+  int id = ++ch->next_id;
+  ch->sinks[ch->nsinks++] = (struct channel_sink){id, ops, opaque, player, on_removed};
+  if (player)
+    ch->players++;
+  if (ch->started) {
+    if (ops->on_start)
+      ops->on_start(opaque, &ch->info);
+    if (player && ops->on_packet) {
+      int64_t now_ms = (int64_t)ch__now(ch);
+      for (int i = 0; i < ch->gop_n; i++)
+        ops->on_packet(opaque, ch->gop[i], now_ms);
+    }
+  }
+  return id;
+}
+
+int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque) {
+  return ch__subscribe(ch, ops, opaque, false, NULL);
+}
+
+int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
+                             void (*on_removed)(void *opaque)) {
+  return ch__subscribe(ch, ops, opaque, true, on_removed);
+}
+
+void channel_unsubscribe(struct channel *ch, int sink_id) {
+  for (int i = 0; i < ch->nsinks; i++) {
+    if (ch->sinks[i].id == sink_id) {
+      if (ch->sinks[i].player)
+        ch->players--;
+      ch->sinks[i].id = 0;
+      break;
+    }
+  }
+  sinks_compact(ch);
+}
+
+/* --- feeds --- */
+
+static void feed_free(struct channel_feed *f) {
+  for (int i = 0; i < 2; i++) {
+    avcodec_parameters_free(&f->par[i]);
+    free(f->seq[i]);
+  }
+  free(f->meta);
+  free(f);
+}
+
+/* Detach a feed from its channel: the standby takes over, or the channel
+ * goes offline. */
+static void feed_detach(struct channel_feed *f) {
+  struct channel *ch = f->ch;
+  int idx = f->backup ? 1 : 0;
+  ch->feeds[idx] = NULL;
+  if (ch->active == idx) {
+    int other = 1 - idx;
+    if (ch->feeds[other]) {
+      ch->active = other;
+      log_info("channel", "feed switch channel=%s to=%s", ch->name, other ? "backup" : "primary");
+      if (ch->started)
+        ch__start(ch); /* new timeline; players wait for its next keyframe */
+    } else {
+      ch->active = -1;
+      ch__stop(ch);
+    }
+  }
+  feed_free(f);
+}
+
+static void feed_kick(struct channel_feed *f, const char *why) {
+  const struct channel_feed_ops *ops = f->ops;
+  void *opaque = f->opaque;
+  log_info("channel", "publisher dropped channel=%s addr=%s why=%s", f->ch->name, f->addr, why);
+  feed_detach(f);
+  if (ops && ops->kick)
+    ops->kick(opaque, why);
+}
+
+/* Constant-time: every key of every channel is compared in full. */
+static struct channel *reg__match_key(struct channel_registry *reg, const char *key, bool *backup) {
+  char cand[256] = {0};
+  size_t kl = strlen(key);
+  if (kl == 0 || kl >= sizeof cand)
+    return NULL;
+  memcpy(cand, key, kl);
+  struct channel *found = NULL;
+  for (int i = 0; i < reg->n; i++) {
+    struct channel *ch = reg->ch[i];
+    char k[256] = {0}, b[256] = {0};
+    memcpy(k, ch->key, strnlen(ch->key, sizeof k - 1));
+    memcpy(b, ch->backup_key, strnlen(ch->backup_key, sizeof b - 1));
+    bool pk = ch->key[0] && CRYPTO_memcmp(k, cand, sizeof cand) == 0;
+    bool bk = ch->backup_key[0] && CRYPTO_memcmp(b, cand, sizeof cand) == 0;
+    if ((pk || bk) && !found) {
+      found = ch;
+      *backup = bk && !pk;
+    }
+  }
+  return found;
+}
+
+int channel_feed_open(struct channel_registry *reg, const char *key, const char *addr,
+                      const struct channel_feed_ops *ops, void *opaque, struct channel_feed **out) {
+  bool backup = false;
+  struct channel *ch = reg__match_key(reg, key, &backup);
+  if (!ch)
+    return CHANNEL_OPEN_UNKNOWN_KEY;
+  int idx = backup ? 1 : 0;
+  uint64_t now = ch__now(ch);
+  struct channel_feed *old = ch->feeds[idx];
+  if (old) {
+    uint64_t last = old->last_media_ms ? old->last_media_ms : old->opened_ms;
+    double silent = (double)(now - last) / 1000.0;
+    if (silent < reg->app->cfg->rtmp.publisher_takeover) {
+      log_warn("channel", "publish refused: key already live channel=%s feed=%s addr=%s live_addr=%s", ch->name,
+               backup ? "backup" : "primary", addr, old->addr);
+      return CHANNEL_OPEN_BUSY;
+    }
+    feed_kick(old, "replaced by a new publisher (silent feed)");
+  }
+  struct channel_feed *f = calloc(1, sizeof *f);
+  if (!f)
+    return CHANNEL_OPEN_BUSY;
+  f->ch = ch;
+  f->backup = backup;
+  f->ops = ops;
+  f->opaque = opaque;
+  snprintf(f->addr, sizeof f->addr, "%s", addr);
+  f->opened_ms = now;
+  f->win_start_ms = now;
+  f->last_key_dts = -1;
+  ch->feeds[idx] = f;
+  if (ch->active < 0)
+    ch->active = idx;
+  log_info("channel", "publish channel=%s feed=%s addr=%s role=%s", ch->name, backup ? "backup" : "primary", addr,
+           ch->active == idx ? "active" : "standby");
+  *out = f;
+  return CHANNEL_OPEN_OK;
+}
+
+void channel_feed_close(struct channel_feed *f) {
+  if (!f)
+    return;
+  log_info("channel", "unpublish channel=%s feed=%s addr=%s", f->ch->name, f->backup ? "backup" : "primary",
+           f->addr);
+  feed_detach(f);
+}
+
+struct channel *channel_feed_channel(const struct channel_feed *f) { return f->ch; }
+bool channel_feed_is_backup(const struct channel_feed *f) { return f->backup; }
+
+static bool feed_is_active(const struct channel_feed *f) {
+  return f->ch->active >= 0 && f->ch->feeds[f->ch->active] == f;
+}
+
+void channel_feed_metadata(struct channel_feed *f, const uint8_t *body, size_t len) {
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy)
+    return;
+  memcpy(copy, body, len);
+  free(f->meta);
+  f->meta = copy;
+  f->meta_len = len;
+  struct amf_reader r;
+  amf_reader_init(&r, body, len);
+  const char *s;
+  size_t sl;
+  double fps = 0, framerate = 0;
+  struct amf_field obj[] = {
+      {AMF_NUMBER, "framerate", &framerate, sizeof framerate},
+      {AMF_NUMBER, "fps", &fps, sizeof fps},
+  };
+  if (amf_read_string(&r, &s, &sl) == 0 && amf_decode_object(&r, obj, 2) == 0)
+    f->meta_fps = framerate > 0 ? framerate : fps;
+}
+
+void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par,
+                         const uint8_t *body, size_t len) {
+  if (stream_index != CHANNEL_VIDEO && stream_index != CHANNEL_AUDIO) {
+    avcodec_parameters_free(&par);
+    return;
+  }
+  if (f->seq[stream_index] && f->seq_len[stream_index] == len && memcmp(f->seq[stream_index], body, len) == 0) {
+    avcodec_parameters_free(&par); /* repeated, unchanged (OBS resends on reconnect) */
+    return;
+  }
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) {
+    avcodec_parameters_free(&par);
+    return;
+  }
+  memcpy(copy, body, len);
+  AVCodecParameters *old = f->par[stream_index];
+  uint8_t *old_seq = f->seq[stream_index];
+  f->par[stream_index] = par;
+  f->seq[stream_index] = copy;
+  f->seq_len[stream_index] = len;
+  /* A change under a started feed starts a new timeline now (sinks hold
+   * the old parameters until on_start, so they are freed after it). */
+  if (feed_is_active(f) && f->ch->started)
+    ch__start(f->ch);
+  avcodec_parameters_free(&old);
+  free(old_seq);
+}
+
+static void feed_stats(struct channel_feed *f, const AVPacket *pkt, uint64_t now) {
+  f->packets++;
+  f->bytes += (uint64_t)pkt->size;
+  f->win_bytes += (uint64_t)pkt->size;
+  f->last_media_ms = now;
+  if (pkt->stream_index == CHANNEL_VIDEO) {
+    f->win_frames++;
+    if (pkt->flags & AV_PKT_FLAG_KEY) {
+      if (f->last_key_dts >= 0 && pkt->dts > f->last_key_dts)
+        f->key_interval_s = (double)(pkt->dts - f->last_key_dts) / 1000.0;
+      f->last_key_dts = pkt->dts;
+    }
+  }
+  uint64_t span = now - f->win_start_ms;
+  if (span >= STATS_WINDOW_MS) {
+    f->bitrate_kbps = (double)f->win_bytes * 8.0 / (double)span;
+    f->fps = (double)f->win_frames * 1000.0 / (double)span;
+    f->win_bytes = f->win_frames = 0;
+    f->win_start_ms = now;
+  }
+}
+
+void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {
+  struct channel *ch = f->ch;
+  feed_stats(f, pkt, ch__now(ch));
+  if (!feed_is_active(f))
+    return; /* standby: held ready, not forwarded */
+  if (!ch->started)
+    ch__start(ch);
+  gop_add(ch, pkt);
+  SINKS_WALK(ch, s) {
+    if (s.ops->on_packet)
+      s.ops->on_packet(s.opaque, pkt, arrival_ms);
+  }
+  sinks_walk_end(ch);
+}
+
+/* --- queries --- */
+
+const char *channel_name(const struct channel *ch) { return ch->name; }
+bool channel_is_live(const struct channel *ch) { return ch->started; }
+int channel_player_count(const struct channel *ch) { return ch->players; }
+
+const uint8_t *channel_metadata(const struct channel *ch, size_t *len) {
+  if (ch->active < 0 || !ch->feeds[ch->active]->meta)
+    return NULL;
+  *len = ch->feeds[ch->active]->meta_len;
+  return ch->feeds[ch->active]->meta;
+}
+
+const uint8_t *channel_sequence_header(const struct channel *ch, int stream_index, size_t *len) {
+  if (ch->active < 0 || (stream_index != 0 && stream_index != 1))
+    return NULL;
+  const struct channel_feed *f = ch->feeds[ch->active];
+  *len = f->seq_len[stream_index];
+  return f->seq[stream_index];
+}
+
+/* --- registry --- */
+
+static void ch__set_pushes(struct channel *ch, const struct config_channel *cc) {
+  bool same = cc->push_count == ch->push_count;
+  for (int i = 0; same && i < cc->push_count; i++)
+    same = strcmp(cc->push[i], ch->push_url[i]) == 0;
+  if (same)
+    return;
+  for (int i = 0; i < ch->push_count; i++)
+    if (ch->push[i])
+      rtmp_push_stop(ch->push[i]);
+  ch->push_count = 0;
+  for (int i = 0; i < cc->push_count && i < CONFIG_MAX_PUSH; i++) {
+    snprintf(ch->push_url[i], sizeof ch->push_url[i], "%s", cc->push[i]);
+    ch->push[i] = rtmp_push_start(ch->reg->app, ch, cc->push[i]);
+    ch->push_count++;
+  }
+}
+
+static struct channel *ch__new(struct channel_registry *reg, const struct config_channel *cc) {
+  struct channel *ch = calloc(1, sizeof *ch);
+  if (!ch)
+    return NULL;
+  ch->reg = reg;
+  ch->active = -1;
+  snprintf(ch->name, sizeof ch->name, "%s", cc->name);
+  snprintf(ch->key, sizeof ch->key, "%s", cc->key);
+  snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
+  snprintf(ch->title, sizeof ch->title, "%s", cc->title);
+  return ch;
+}
+
+static void ch__free(struct channel *ch) {
+  for (int i = 0; i < 2; i++)
+    if (ch->feeds[i])
+      feed_kick(ch->feeds[i], "channel removed");
+  for (int i = 0; i < ch->push_count; i++)
+    if (ch->push[i])
+      rtmp_push_stop(ch->push[i]);
+  /* Sinks still here (players): tell them the channel is gone. */
+  for (int i = 0; i < ch->nsinks; i++) {
+    struct channel_sink s = ch->sinks[i];
+    ch->sinks[i].id = 0;
+    if (s.id && s.on_removed)
+      s.on_removed(s.opaque);
+  }
+  gop_clear(ch);
+  free(ch->gop);
+  free(ch->sinks);
+  free(ch);
+}
+
+static int reg__append(struct channel_registry *reg, struct channel *ch) {
+  struct channel **n = realloc(reg->ch, sizeof *n * (size_t)(reg->n + 1));
+  if (!n)
+    return -1;
+  reg->ch = n;
+  reg->ch[reg->n++] = ch;
+  return 0;
+}
+
+struct channel_registry *channel_registry_new(struct app *app) {
+  struct channel_registry *reg = calloc(1, sizeof *reg);
+  if (!reg)
+    return NULL;
+  reg->app = app;
+  const struct config *cfg = app->cfg;
+  for (int i = 0; i < cfg->channel_count; i++) {
+    struct channel *ch = ch__new(reg, &cfg->channels[i]);
+    if (!ch || reg__append(reg, ch) < 0) {
+      free(ch);
+      channel_registry_free(reg);
+      return NULL;
+    }
+    ch__set_pushes(ch, &cfg->channels[i]);
+  }
+  return reg;
+}
+
+void channel_registry_free(struct channel_registry *reg) {
+  if (!reg)
+    return;
+  for (int i = 0; i < reg->n; i++)
+    ch__free(reg->ch[i]);
+  free(reg->ch);
+  free(reg);
+}
+
+void channel_registry_reload(struct channel_registry *reg, const struct config *cfg) {
+  /* Removed channels first. */
+  for (int i = 0; i < reg->n;) {
+    struct channel *ch = reg->ch[i];
+    if (config_find_channel(cfg, ch->name)) {
+      i++;
+      continue;
+    }
+    log_info("channel", "removed channel=%s", ch->name);
+    for (int o = 0; o < reg->nobs; o++)
+      if (reg->obs[o].on_channel_removed)
+        reg->obs[o].on_channel_removed(reg->obs[o].opaque, ch);
+    memmove(reg->ch + i, reg->ch + i + 1, sizeof reg->ch[0] * (size_t)(reg->n - i - 1));
+    reg->n--;
+    ch__free(ch);
+  }
+  for (int i = 0; i < cfg->channel_count; i++) {
+    const struct config_channel *cc = &cfg->channels[i];
+    struct channel *ch = channel_registry_find(reg, cc->name);
+    if (ch) {
+      if (strcmp(ch->key, cc->key) != 0 && ch->feeds[0])
+        feed_kick(ch->feeds[0], "stream key changed");
+      if (strcmp(ch->backup_key, cc->backup_key) != 0 && ch->feeds[1])
+        feed_kick(ch->feeds[1], "backup key changed");
+      snprintf(ch->key, sizeof ch->key, "%s", cc->key);
+      snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
+      snprintf(ch->title, sizeof ch->title, "%s", cc->title);
+      ch__set_pushes(ch, cc);
+      continue;
+    }
+    ch = ch__new(reg, cc);
+    if (!ch || reg__append(reg, ch) < 0) {
+      free(ch);
+      log_error("channel", "out of memory adding channel=%s", cc->name);
+      continue;
+    }
+    ch__set_pushes(ch, cc);
+    log_info("channel", "added channel=%s", ch->name);
+    for (int o = 0; o < reg->nobs; o++)
+      if (reg->obs[o].on_channel_added)
+        reg->obs[o].on_channel_added(reg->obs[o].opaque, ch);
+  }
+}
+
+int channel_registry_count(const struct channel_registry *reg) { return reg->n; }
+
+struct channel *channel_registry_at(struct channel_registry *reg, int index) {
+  return index >= 0 && index < reg->n ? reg->ch[index] : NULL;
+}
+
+struct channel *channel_registry_find(struct channel_registry *reg, const char *name) {
+  for (int i = 0; i < reg->n; i++)
+    if (strcmp(reg->ch[i]->name, name) == 0)
+      return reg->ch[i];
+  return NULL;
+}
+
+void channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs) {
+  if (reg->nobs >= MAX_OBSERVERS) {
+    log_error("channel", "too many registry observers");
+    return;
+  }
+  reg->obs[reg->nobs++] = *obs;
+  for (int i = 0; i < reg->n; i++)
+    if (obs->on_channel_added)
+      obs->on_channel_added(obs->opaque, reg->ch[i]);
+}
+
+/* --- API and metrics --- */
+
+static const struct channel_feed *ch__active(const struct channel *ch) {
+  return ch->active >= 0 ? ch->feeds[ch->active] : NULL;
+}
+
+void channel_api_fill(const struct channel *ch, struct json_t *obj) {
+  const struct channel_feed *f = ch__active(ch);
+  json_object_set_new(obj, "live", json_boolean(ch->started));
+  json_object_set_new(obj, "rtmp_players", json_integer(ch->players));
+  json_object_set_new(obj, "backup_connected", json_boolean(ch->feeds[1] != NULL));
+  json_object_set_new(obj, "primary_connected", json_boolean(ch->feeds[0] != NULL));
+  if (!f || !ch->started)
+    return;
+  json_object_set_new(obj, "publisher_addr", json_string(f->addr));
+  json_object_set_new(obj, "feed", json_string(f->backup ? "backup" : "primary"));
+  const AVCodecParameters *v = f->par[CHANNEL_VIDEO], *a = f->par[CHANNEL_AUDIO];
+  if (v) {
+    json_object_set_new(obj, "codec", json_string(avcodec_get_name(v->codec_id)));
+    json_object_set_new(obj, "width", json_integer(v->width));
+    json_object_set_new(obj, "height", json_integer(v->height));
+  }
+  if (a) {
+    json_object_set_new(obj, "audio_codec", json_string(avcodec_get_name(a->codec_id)));
+    json_object_set_new(obj, "audio_sample_rate", json_integer(a->sample_rate));
+    json_object_set_new(obj, "audio_channels", json_integer(a->ch_layout.nb_channels));
+  }
+  json_object_set_new(obj, "fps", json_real(f->fps > 0 ? f->fps : f->meta_fps));
+  json_object_set_new(obj, "bitrate_kbps", json_real(f->bitrate_kbps));
+  json_object_set_new(obj, "keyframe_interval", json_real(f->key_interval_s));
+  json_object_set_new(obj, "uptime", json_real((double)(ch__now(ch) - ch->live_since_ms) / 1000.0));
+}
+
+void channel_registry_metrics(const struct channel_registry *reg, struct buf *out) {
+  static const char *const names[][2] = {
+      {"galarelay_channel_live", "1 if the channel has a live feed"},
+      {"galarelay_channel_rtmp_players", "RTMP players subscribed"},
+      {"galarelay_channel_bitrate_kbps", "measured source bitrate"},
+      {"galarelay_channel_fps", "source frames per second"},
+      {"galarelay_channel_width", "source width"},
+      {"galarelay_channel_height", "source height"},
+      {"galarelay_channel_keyframe_interval_seconds", "time between the last two keyframes"},
+      {"galarelay_channel_uptime_seconds", "time since the channel went live"},
+      {"galarelay_channel_media_bytes_total", "media bytes received on the active feed"},
+  };
+  for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m][0], names[m][1], names[m][0],
+               m == 8 ? "counter" : "gauge");
+    for (int i = 0; i < reg->n; i++) {
+      const struct channel *ch = reg->ch[i];
+      const struct channel_feed *f = ch->started ? ch__active(ch) : NULL;
+      const AVCodecParameters *v = f ? f->par[CHANNEL_VIDEO] : NULL;
+      double val = 0;
+      switch (m) {
+      case 0: val = ch->started; break;
+      case 1: val = ch->players; break;
+      case 2: val = f ? f->bitrate_kbps : 0; break;
+      case 3: val = f ? (f->fps > 0 ? f->fps : f->meta_fps) : 0; break;
+      case 4: val = v ? v->width : 0; break;
+      case 5: val = v ? v->height : 0; break;
+      case 6: val = f ? f->key_interval_s : 0; break;
+      case 7: val = f ? (double)(ch__now(ch) - ch->live_since_ms) / 1000.0 : 0; break;
+      default: val = f ? (double)f->bytes : 0; break;
+      }
+      buf_printf(out, "%s{channel=\"%s\"} %g\n", names[m][0], ch->name, val);
+    }
+  }
+}

@@ -1,0 +1,583 @@
+/* rtmp_server: RTMP connections on the loop. See the header.
+ *
+ * One struct rtmp_conn per TCP connection; it owns its session and, while
+ * publishing, a channel feed, or while playing, a channel sink. Every error
+ * path reaches conn_close(); memory goes in the uv_close callback. One
+ * timer for the whole server checks handshake and idle timeouts. */
+#include "relay/rtmp_server.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "relay/app.h"
+#include "relay/buf.h"
+#include "relay/channel.h"
+#include "relay/flv.h"
+#include "relay/log.h"
+#include "relay/rtmp_session.h"
+
+#define SWEEP_MS 250
+#define READ_BUF 65536
+
+struct rtmp_server {
+  struct app *app;
+  uv_tcp_t listener;
+  uv_timer_t sweep;
+  struct rtmp_conn *conns;
+  int nconns;
+  int handles; /* open handles of the server itself */
+  bool stopping;
+  uint64_t accepted, refused, handshake_failures, protocol_errors, timeouts, player_skips,
+      codec_refusals, bytes_in, bytes_out;
+};
+
+struct rtmp_conn {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown;
+  struct rtmp_server *srv;
+  struct rtmp_conn *prev, *next;
+  struct rtmp_session *sess;
+  char addr[64];
+  uint64_t accepted_ms, last_activity_ms, last_media_ms;
+  bool closing;
+  /* publisher */
+  struct channel_feed *feed;
+  bool have_config[2];
+  AVPacket *pkt;
+  int64_t arrival_ms;
+  /* player */
+  struct channel *play_ch;
+  int sink_id;
+  bool wait_key, has_video, skipping;
+  uint8_t rbuf[READ_BUF];
+};
+
+struct conn_write {
+  uv_write_t req;
+  struct rtmp_conn *c;
+  AVBufferRef *ref; /* shared media, or NULL when data follows */
+  size_t len;
+  uint8_t data[];
+};
+
+static void conn_close(struct rtmp_conn *c, const char *why, bool flush);
+static void srv_maybe_free(struct rtmp_server *srv);
+
+static uint64_t srv_now(const struct rtmp_server *srv) { return uv_now(srv->app->loop); }
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- writing --- */
+
+static void on_written(uv_write_t *req, int status) {
+  struct conn_write *w = (struct conn_write *)req;
+  struct rtmp_conn *c = w->c;
+  if (status == 0) {
+    c->srv->bytes_out += w->len;
+    c->last_activity_ms = srv_now(c->srv);
+  }
+  av_buffer_unref(&w->ref);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED)
+    conn_close(c, uv_strerror(status), false);
+}
+
+static void conn_write_buf(struct rtmp_conn *c, struct conn_write *w, const uint8_t *data, size_t len) {
+  w->c = c;
+  w->len = len;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  if (rc < 0) {
+    av_buffer_unref(&w->ref);
+    free(w);
+    conn_close(c, uv_strerror(rc), false);
+  }
+}
+
+static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
+  struct rtmp_conn *c = opaque;
+  if (c->closing || len == 0)
+    return;
+  struct conn_write *w = malloc(sizeof *w + len);
+  if (!w) {
+    conn_close(c, "out of memory", false);
+    return;
+  }
+  w->ref = NULL;
+  memcpy(w->data, data, len);
+  conn_write_buf(c, w, w->data, len);
+}
+
+static void conn_send_ref(struct rtmp_conn *c, AVBufferRef *wire) {
+  struct conn_write *w = malloc(sizeof *w);
+  if (!w) {
+    conn_close(c, "out of memory", false);
+    return;
+  }
+  w->ref = av_buffer_ref(wire);
+  if (!w->ref) {
+    free(w);
+    conn_close(c, "out of memory", false);
+    return;
+  }
+  conn_write_buf(c, w, w->ref->data, (size_t)w->ref->size);
+}
+
+/* --- player: a channel sink --- */
+
+static void player_on_start(void *opaque, const struct channel_feed_info *info) {
+  struct rtmp_conn *c = opaque;
+  if (c->closing)
+    return;
+  size_t len;
+  const uint8_t *meta = channel_metadata(c->play_ch, &len);
+  if (meta)
+    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0, meta, len);
+  const uint8_t *seq = channel_sequence_header(c->play_ch, CHANNEL_VIDEO, &len);
+  if (seq && info->video)
+    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, 0, seq, len);
+  seq = channel_sequence_header(c->play_ch, CHANNEL_AUDIO, &len);
+  if (seq && info->audio)
+    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, 0, seq, len);
+  c->has_video = info->video != NULL;
+  c->wait_key = c->has_video;
+}
+
+static void player_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms) {
+  (void)arrival_ms;
+  struct rtmp_conn *c = opaque;
+  if (c->closing || !pkt->opaque_ref)
+    return;
+  bool key = pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
+  if (c->wait_key) {
+    if (!key)
+      return;
+    c->wait_key = false;
+    if (c->skipping)
+      log_debug("rtmp", "player caught up at keyframe addr=%s", c->addr);
+    c->skipping = false;
+  }
+  size_t queued = c->tcp.write_queue_size;
+  size_t bound = c->srv->app->cfg->rtmp.player_queue_bytes;
+  if (queued + (size_t)pkt->opaque_ref->size > bound) {
+    /* Drop policy: never queue past the bound; skip to the next keyframe. */
+    c->srv->player_skips++;
+    if (!c->skipping)
+      log_info("rtmp", "slow player skips to next keyframe addr=%s queued=%zu", c->addr, queued);
+    c->skipping = true;
+    c->wait_key = c->has_video;
+    return;
+  }
+  conn_send_ref(c, pkt->opaque_ref);
+}
+
+static void player_on_stop(void *opaque) {
+  struct rtmp_conn *c = opaque;
+  if (!c->closing)
+    rtmp_session_play_unpublished(c->sess);
+}
+
+static void player_on_removed(void *opaque) {
+  struct rtmp_conn *c = opaque;
+  c->play_ch = NULL;
+  c->sink_id = 0;
+  conn_close(c, "channel removed", false);
+}
+
+static const struct channel_sink_ops player_ops = {
+    .on_start = player_on_start,
+    .on_packet = player_on_packet,
+    .on_stop = player_on_stop,
+};
+
+/* --- session callbacks --- */
+
+static void feed_kicked(void *opaque, const char *why) {
+  struct rtmp_conn *c = opaque;
+  c->feed = NULL;
+  conn_close(c, why, false);
+}
+
+static const struct channel_feed_ops feed_ops = {.kick = feed_kicked};
+
+static int sess_on_publish(void *opaque, const char *app, const char *name) {
+  struct rtmp_conn *c = opaque;
+  (void)app;
+  if (c->feed || c->play_ch)
+    return RTMP_REFUSE_BADNAME;
+  int rc = channel_feed_open(c->srv->app->channels, name, c->addr, &feed_ops, c, &c->feed);
+  if (rc == CHANNEL_OPEN_UNKNOWN_KEY) {
+    log_warn("rtmp", "publish refused: unknown stream key addr=%s", c->addr);
+    return RTMP_REFUSE_BADNAME;
+  }
+  if (rc != CHANNEL_OPEN_OK)
+    return RTMP_REFUSE_BADNAME;
+  c->last_media_ms = srv_now(c->srv);
+  c->have_config[0] = c->have_config[1] = false;
+  return RTMP_ACCEPT;
+}
+
+static void sess_on_unpublish(void *opaque) {
+  struct rtmp_conn *c = opaque;
+  if (c->feed) {
+    channel_feed_close(c->feed);
+    c->feed = NULL;
+  }
+}
+
+static void sess_on_metadata(void *opaque, const uint8_t *body, size_t len) {
+  struct rtmp_conn *c = opaque;
+  if (c->feed)
+    channel_feed_metadata(c->feed, body, len);
+}
+
+static int sess_on_media(void *opaque, const struct rtmp_msg *msg) {
+  struct rtmp_conn *c = opaque;
+  if (!c->feed)
+    return 0;
+  bool video = msg->type == RTMP_MSG_VIDEO;
+  int idx = video ? CHANNEL_VIDEO : CHANNEL_AUDIO;
+  struct flv_media m;
+  int rc = video ? flv_parse_video(msg->data, msg->len, msg->timestamp, &m)
+                 : flv_parse_audio(msg->data, msg->len, msg->timestamp, &m);
+  if (rc == FLV_E_UNSUPPORTED) {
+    c->srv->codec_refusals++;
+    log_warn("rtmp", "publish refused: unsupported %s codec=\"%s\" channel=%s addr=%s", video ? "video" : "audio",
+             m.codec_name, channel_name(channel_feed_channel(c->feed)), c->addr);
+    return RTMP_REFUSE_CODEC;
+  }
+  if (rc < 0) {
+    log_debug("rtmp", "malformed %s tag ignored addr=%s len=%zu", video ? "video" : "audio", c->addr, msg->len);
+    return 0;
+  }
+  c->last_media_ms = srv_now(c->srv);
+  if (m.kind == FLV_CONFIG) {
+    AVCodecParameters *par = flv_codecpar(&m);
+    if (!par)
+      return 0;
+    c->have_config[idx] = true;
+    channel_feed_config(c->feed, idx, par, msg->data, msg->len);
+    return 0;
+  }
+  if (m.kind != FLV_FRAME || !c->have_config[idx])
+    return 0; /* a frame before its sequence header cannot be decoded */
+  AVPacket *pkt = c->pkt;
+  if (av_new_packet(pkt, (int)m.len) < 0)
+    return 0;
+  memcpy(pkt->data, m.data, m.len);
+  pkt->pts = m.pts;
+  pkt->dts = m.dts;
+  pkt->stream_index = idx;
+  pkt->time_base = (AVRational){1, 1000};
+  if (m.keyframe)
+    pkt->flags |= AV_PKT_FLAG_KEY;
+  pkt->opaque_ref = rtmp_chunk_wire(video ? RTMP_CSID_VIDEO : RTMP_CSID_AUDIO, msg->type, msg->timestamp,
+                                    msg->data, msg->len);
+  channel_feed_packet(c->feed, pkt, c->arrival_ms);
+  av_packet_unref(pkt);
+  return 0;
+}
+
+static int sess_on_play(void *opaque, const char *app, const char *name) {
+  struct rtmp_conn *c = opaque;
+  (void)app;
+  if (c->feed || c->play_ch)
+    return RTMP_REFUSE_NOTFOUND;
+  struct channel *ch = channel_registry_find(c->srv->app->channels, name);
+  if (!ch) {
+    log_info("rtmp", "play refused: no channel name=%s addr=%s", name, c->addr);
+    return RTMP_REFUSE_NOTFOUND;
+  }
+  log_info("rtmp", "play channel=%s addr=%s live=%d", name, c->addr, channel_is_live(ch));
+  c->play_ch = ch;
+  c->sink_id = channel_subscribe_player(ch, &player_ops, c, player_on_removed);
+  if (c->sink_id < 0) {
+    c->play_ch = NULL;
+    return RTMP_REFUSE_NOTFOUND;
+  }
+  return RTMP_ACCEPT;
+}
+
+static void sess_on_play_stop(void *opaque) {
+  struct rtmp_conn *c = opaque;
+  if (c->play_ch && c->sink_id > 0)
+    channel_unsubscribe(c->play_ch, c->sink_id);
+  c->play_ch = NULL;
+  c->sink_id = 0;
+}
+
+static const struct rtmp_session_ops session_ops = {
+    .send = conn_send_copy,
+    .on_publish = sess_on_publish,
+    .on_unpublish = sess_on_unpublish,
+    .on_metadata = sess_on_metadata,
+    .on_media = sess_on_media,
+    .on_play = sess_on_play,
+    .on_play_stop = sess_on_play_stop,
+};
+
+/* --- connection lifetime --- */
+
+static void conn_on_close(uv_handle_t *h) {
+  struct rtmp_conn *c = h->data;
+  struct rtmp_server *srv = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  srv->nconns--;
+  rtmp_session_free(c->sess);
+  av_packet_free(&c->pkt);
+  free(c);
+  srv_maybe_free(srv);
+}
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  struct rtmp_conn *c = req->data;
+  uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+}
+
+static void conn_detach(struct rtmp_conn *c) {
+  if (c->feed) {
+    channel_feed_close(c->feed);
+    c->feed = NULL;
+  }
+  if (c->play_ch && c->sink_id > 0)
+    channel_unsubscribe(c->play_ch, c->sink_id);
+  c->play_ch = NULL;
+  c->sink_id = 0;
+}
+
+/* flush: let what was queued (a refusal's onStatus) reach the peer first. */
+static void conn_close(struct rtmp_conn *c, const char *why, bool flush) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  log_info("rtmp", "close addr=%s why=%s", c->addr, why);
+  conn_detach(c);
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->shutdown.data = c;
+  if (flush && uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0)
+    return;
+  uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  (void)suggested;
+  struct rtmp_conn *c = h->data;
+  *b = uv_buf_init((char *)c->rbuf, sizeof c->rbuf);
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  struct rtmp_conn *c = s->data;
+  (void)b;
+  if (c->closing)
+    return;
+  if (n < 0) {
+    conn_close(c, n == UV_EOF ? "peer closed" : uv_strerror((int)n), false);
+    return;
+  }
+  if (n == 0)
+    return;
+  c->srv->bytes_in += (uint64_t)n;
+  c->last_activity_ms = srv_now(c->srv);
+  c->arrival_ms = wall_ms();
+  bool was_handshake = rtmp_session_state(c->sess) == RTMP_SESSION_HANDSHAKE;
+  int rc = rtmp_session_feed(c->sess, c->rbuf, (size_t)n);
+  if (rc < 0) {
+    if (was_handshake && rtmp_session_state(c->sess) == RTMP_SESSION_HANDSHAKE)
+      c->srv->handshake_failures++;
+    else
+      c->srv->protocol_errors++;
+    conn_close(c, rtmp_session_error(c->sess), false);
+  } else if (rc > 0) {
+    conn_close(c, "refused", true);
+  }
+}
+
+static void srv_on_connection(uv_stream_t *server, int status) {
+  struct rtmp_server *srv = server->data;
+  if (status < 0 || srv->stopping)
+    return;
+  struct rtmp_conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return;
+  c->srv = srv;
+  uv_tcp_init(srv->app->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  snprintf(c->addr, sizeof c->addr, "?");
+  c->accepted_ms = c->last_activity_ms = srv_now(srv);
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    char ip[48] = "?";
+    int port = 0;
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      snprintf(c->addr, sizeof c->addr, "[%s]:%d", ip, port);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
+    }
+  }
+  const struct config *cfg = srv->app->cfg;
+  if (srv->nconns > cfg->rtmp.max_connections) {
+    srv->refused++;
+    log_warn("rtmp", "connection refused: max_connections=%d addr=%s", cfg->rtmp.max_connections, c->addr);
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+    return;
+  }
+  srv->accepted++;
+  struct rtmp_session_limits lim = {cfg->rtmp.max_chunk_size, cfg->rtmp.max_message_size};
+  c->sess = rtmp_session_new(&lim, &session_ops, c);
+  c->pkt = av_packet_alloc();
+  if (!c->sess || !c->pkt) {
+    conn_close(c, "out of memory", false);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  log_debug("rtmp", "accept addr=%s", c->addr);
+  uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+}
+
+static void srv_sweep(uv_timer_t *t) {
+  struct rtmp_server *srv = t->data;
+  const struct config *cfg = srv->app->cfg;
+  uint64_t now = srv_now(srv);
+  uint64_t hs_ms = (uint64_t)(cfg->rtmp.handshake_timeout * 1000);
+  uint64_t idle_ms = (uint64_t)(cfg->rtmp.idle_timeout * 1000);
+  for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing || !c->sess)
+      continue;
+    enum rtmp_session_state st = rtmp_session_state(c->sess);
+    if ((st == RTMP_SESSION_HANDSHAKE || st == RTMP_SESSION_CONNECTING) && now - c->accepted_ms > hs_ms) {
+      srv->timeouts++;
+      srv->handshake_failures += st == RTMP_SESSION_HANDSHAKE;
+      conn_close(c, "handshake timeout", false);
+    } else if (now - c->last_activity_ms > idle_ms) {
+      srv->timeouts++;
+      conn_close(c, "idle timeout", false);
+    } else if (c->feed && now - c->last_media_ms > idle_ms) {
+      srv->timeouts++;
+      conn_close(c, "publisher sent no media (idle timeout)", false);
+    }
+  }
+}
+
+/* --- server lifetime --- */
+
+static void srv_maybe_free(struct rtmp_server *srv) {
+  if (srv->stopping && srv->handles == 0 && srv->nconns == 0)
+    free(srv);
+}
+
+static void srv_handle_closed(uv_handle_t *h) {
+  struct rtmp_server *srv = h->data;
+  srv->handles--;
+  srv_maybe_free(srv);
+}
+
+struct rtmp_server *rtmp_server_start(struct app *app) {
+  const struct config_addr *a = &app->cfg->server.rtmp_listen;
+  struct rtmp_server *srv = calloc(1, sizeof *srv);
+  if (!srv)
+    return NULL;
+  srv->app = app;
+  struct sockaddr_storage ss;
+  int rc = strchr(a->host, ':') ? uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss)
+                                : uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&ss);
+  if (rc < 0) {
+    log_error("rtmp", "bad rtmp_listen host=%s: %s", a->host, uv_strerror(rc));
+    free(srv);
+    return NULL;
+  }
+  uv_tcp_init(app->loop, &srv->listener);
+  srv->listener.data = srv;
+  srv->handles = 1;
+  rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&srv->listener, 128, srv_on_connection);
+  if (rc < 0) {
+    log_error("rtmp", "cannot listen on %s:%u: %s", a->host, a->port, uv_strerror(rc));
+    srv->stopping = true;
+    uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+    return NULL;
+  }
+  uv_timer_init(app->loop, &srv->sweep);
+  srv->sweep.data = srv;
+  srv->handles++;
+  uv_timer_start(&srv->sweep, srv_sweep, SWEEP_MS, SWEEP_MS);
+  log_info("rtmp", "listening on %s:%u", a->host, a->port);
+  return srv;
+}
+
+void rtmp_server_stop(struct rtmp_server *srv) {
+  if (!srv || srv->stopping)
+    return;
+  srv->stopping = true;
+  uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+  uv_timer_stop(&srv->sweep);
+  uv_close((uv_handle_t *)&srv->sweep, srv_handle_closed);
+  for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    conn_close(c, "shutdown", false);
+  }
+}
+
+void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
+  if (!srv)
+    return;
+  int publishers = 0, players = 0;
+  for (const struct rtmp_conn *c = srv->conns; c; c = c->next) {
+    publishers += c->feed != NULL;
+    players += c->play_ch != NULL;
+  }
+  const struct {
+    const char *name, *type, *help;
+    double v;
+  } m[] = {
+      {"galarelay_rtmp_connections", "gauge", "open RTMP connections", srv->nconns},
+      {"galarelay_rtmp_publishers", "gauge", "connections publishing", publishers},
+      {"galarelay_rtmp_players", "gauge", "connections playing", players},
+      {"galarelay_rtmp_accepted_total", "counter", "connections accepted", (double)srv->accepted},
+      {"galarelay_rtmp_refused_total", "counter", "connections refused (max_connections)", (double)srv->refused},
+      {"galarelay_rtmp_handshake_failures_total", "counter", "bad or timed out handshakes",
+       (double)srv->handshake_failures},
+      {"galarelay_rtmp_protocol_errors_total", "counter", "connections closed on a protocol error",
+       (double)srv->protocol_errors},
+      {"galarelay_rtmp_timeouts_total", "counter", "connections closed on a timeout", (double)srv->timeouts},
+      {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
+       (double)srv->codec_refusals},
+      {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
+      {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
+      {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
+  };
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", m[i].name, m[i].help, m[i].name, m[i].type,
+               m[i].name, m[i].v);
+}

@@ -1,0 +1,31 @@
+/* rtmp_server: the RTMP listener on the libuv loop (ingest and play).
+ *
+ * Each accepted connection runs an rtmp_session (relay/rtmp_session.h):
+ * a publisher's media goes through relay/flv into its channel's feed
+ * (relay/channel.h); a player subscribes to a channel and is written the
+ * shared chunked messages. Limits and timeouts come from the [rtmp]
+ * config section: handshake_timeout, idle_timeout, max_chunk_size,
+ * max_message_size, max_connections, player_queue_bytes.
+ *
+ * Player queue: a player's unsent bytes (libuv's write queue) are bounded
+ * by rtmp.player_queue_bytes. A message that would pass the bound is not
+ * queued; the player then skips everything up to the next video keyframe
+ * (audio-only: just that message), so a slow player never grows memory or
+ * slows the publisher or other players. */
+#ifndef GALARELAY_RTMP_SERVER_H
+#define GALARELAY_RTMP_SERVER_H
+
+struct app;
+struct buf;
+struct rtmp_server;
+
+/* Binds cfg->server.rtmp_listen; NULL (logged) on failure. Needs
+ * app->channels. */
+struct rtmp_server *rtmp_server_start(struct app *app);
+/* Stop accepting and close every connection; memory is freed in the
+ * close callbacks, so uv_run can return and uv_loop_close() == 0. */
+void rtmp_server_stop(struct rtmp_server *srv);
+/* Prometheus lines (prefix galarelay_rtmp_). */
+void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out);
+
+#endif
