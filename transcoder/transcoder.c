@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@
 #include "transcoder/hls_packager.h"
 #include "transcoder/hls_store.h"
 #include "transcoder/pipeline.h"
+
+#include <libavutil/log.h>
 
 struct tc_channel {
   struct transcoder *t;
@@ -245,8 +248,28 @@ static void detach(void *opaque, struct channel *ch)
 
 /* ---- public ---- */
 
+/* libav and x264 log through av_log from the encoder threads; give their
+ * warnings and errors our line format (log_msg is thread-safe) and keep
+ * their informational chatter at debug. */
+static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl)
+{
+  if (level > AV_LOG_INFO && log_get_level() > LOG_LEVEL_DEBUG)
+    return;
+  char line[1024];
+  int print_prefix = 1;
+  av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &print_prefix);
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+    line[--n] = '\0';
+  if (!n)
+    return;
+  enum log_level ours = level <= AV_LOG_ERROR ? LOG_LEVEL_ERROR : level <= AV_LOG_WARNING ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
+  log_msg(ours, "libav", "%s", line);
+}
+
 struct transcoder *transcoder_start(struct app *app)
 {
+  av_log_set_callback(av_log_to_ours);
   struct transcoder *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
