@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "relay/app.h"
 #include "relay/buf.h"
+#include "relay/http.h"
 #include "relay/log.h"
 
 int64_t chat__wall_ms(void) {
@@ -300,6 +301,9 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   struct chat_conn *conn = user;
   struct chat *c = chat_of(wsi);
   switch (reason) {
+  case LWS_CALLBACK_WSI_DESTROY: /* every connection ends here (protocols[0]) */
+    http_connection_destroyed(wsi);
+    return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room */
     char uri[256];
     return !c || c->stopping || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||

@@ -36,8 +36,8 @@ static int open_connections;
 /* Per-connection state (lws allocates and zeroes it). */
 struct http_session {
   struct lws *wsi;
-  int bound; /* counted in open_connections */
   int head_only;
+  int close_after; /* a refused newcomer: close once answered */
   /* the pending answer */
   int answering;
   int headers_sent;
@@ -61,6 +61,13 @@ int http_add_route(const char *prefix, http_route_fn fn) {
 }
 
 int http_open_connections(void) { return open_connections; }
+
+void http_connection_destroyed(struct lws *wsi) {
+  if (lws_get_opaque_user_data(wsi) == &open_connections) {
+    lws_set_opaque_user_data(wsi, NULL);
+    open_connections--;
+  }
+}
 
 static void session_release_body(struct http_session *s) {
   if (s->release) {
@@ -196,6 +203,8 @@ static int write_some(struct lws *wsi, struct http_session *s) {
     }
   }
   session_reset(s);
+  if (s->close_after)
+    return -1;
   if (lws_http_transaction_completed(wsi))
     return -1;
   return 0;
@@ -244,6 +253,7 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
   char path[1024], query[1024] = "", addr[64] = "";
   session_reset(s);
   s->wsi = wsi;
+  s->close_after = 0;
   const char *method = request_method(wsi, path, sizeof path);
   if (!method) {
     http_respond_text(wsi, 405, "method not allowed\n");
@@ -257,10 +267,18 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
     http_respond_text(wsi, 503, "shutting down\n");
     return 0;
   }
-  if (app->cfg && open_connections > app->cfg->server.max_http_connections) {
-    /* Refuse the newcomer rather than slow everyone already watching. */
-    http_respond_copy(wsi, 503, "text/plain", "Retry-After: 2\r\n", "busy, retry\n", 12);
-    return 0;
+  if (!lws_get_opaque_user_data(wsi)) {
+    /* A connection's first request: count it until the connection closes
+     * (per-session data lives per request on keep-alive, the opaque
+     * pointer lives per connection). Past the limit, refuse newcomers and
+     * close them, rather than slow everyone already watching. */
+    lws_set_opaque_user_data(wsi, &open_connections);
+    open_connections++;
+    if (app->cfg && open_connections > app->cfg->server.max_http_connections) {
+      s->close_after = 1;
+      http_respond_copy(wsi, 503, "text/plain", "Retry-After: 2\r\nConnection: close\r\n", "busy, retry\n", 12);
+      return 0;
+    }
   }
 
   struct http_request req = {app, wsi, method, path, query, addr};
@@ -281,12 +299,6 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   struct http_session *s = user;
   switch (reason) {
-  case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
-    if (s && !s->bound) {
-      s->bound = 1;
-      open_connections++;
-    }
-    break;
   case LWS_CALLBACK_HTTP:
     return handle_request(wsi, s);
   case LWS_CALLBACK_HTTP_BODY:
@@ -306,10 +318,6 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         cb(s->park_arg);
       }
       session_reset(s);
-      if (s->bound) {
-        s->bound = 0;
-        open_connections--;
-      }
     }
     break;
   default:

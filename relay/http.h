@@ -57,7 +57,12 @@ int http_add_route(const char *prefix, http_route_fn fn);
  * names none is bound to protocols[0]), then HTTP, then the terminator. */
 const struct lws_protocols *http_protocol(void);
 
-/* Open HTTP connections (for /metrics). */
+/* Open HTTP connections (for /metrics and the connection limit). */
 int http_open_connections(void);
+
+/* lws delivers a connection's end (LWS_CALLBACK_WSI_DESTROY) only to
+ * protocols[0], whatever protocol served it; that protocol's callback
+ * forwards it here so keep-alive connections are counted until they close. */
+void http_connection_destroyed(struct lws *wsi);
 
 #endif
