@@ -1,0 +1,19 @@
+# Show-night drills (issue 7): the real daemon with real peers (ffmpeg,
+# ffprobe, nginx), each failure a broadcaster or an operator meets on the
+# night. docs/runbook.md says what each one proves.
+galarelay_script_test(it_edge_nginx
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_edge_nginx.py
+  LABELS integration
+  TIMEOUT 180)
+galarelay_script_test(it_drill_restart
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_restart.py
+  LABELS integration
+  TIMEOUT 180)
+galarelay_script_test(it_drill_overload
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_overload.py
+  LABELS integration
+  TIMEOUT 120)
+galarelay_script_test(it_drill_publisher
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_publisher.py
+  LABELS integration
+  TIMEOUT 180)
