@@ -21,6 +21,7 @@
 #include "relay/buf.h"
 #include "relay/http.h"
 #include "relay/log.h"
+#include "relay/memguard.h"
 
 int64_t chat__wall_ms(void) {
   struct timespec ts;
@@ -304,9 +305,9 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   case LWS_CALLBACK_WSI_DESTROY: /* every connection ends here (protocols[0]) */
     http_connection_destroyed(wsi);
     return 0;
-  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room */
+  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
-    return !c || c->stopping || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+    return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
   }
   case LWS_CALLBACK_ESTABLISHED:

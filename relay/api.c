@@ -9,6 +9,7 @@
 #include "relay/app.h"
 #include "relay/buf.h"
 #include "relay/http.h"
+#include "relay/memguard.h"
 #include "relay/subsystems.h"
 
 #ifndef GALARELAY_VERSION
@@ -42,6 +43,7 @@ static int metrics_route(struct http_request *req) {
              GALARELAY_VERSION, (double)(uv_now(app->loop) - app->started_ms) / 1000.0,
              (unsigned long long)app->config_reloads, (unsigned long long)app->config_reload_failures,
              http_open_connections());
+  memguard_metrics(&out);
   subsystems_metrics(app, &out);
   if (out.failed) {
     buf_free(&out);

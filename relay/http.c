@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "relay/app.h"
 #include "relay/log.h"
+#include "relay/memguard.h"
 
 #define HTTP_MAX_ROUTES 16
 /* One write per WRITEABLE: large enough to fill a socket buffer quickly,
@@ -274,7 +275,9 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
      * close them, rather than slow everyone already watching. */
     lws_set_opaque_user_data(wsi, &open_connections);
     open_connections++;
-    if (app->cfg && open_connections > app->cfg->server.max_http_connections) {
+    bool operator_path = strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0;
+    bool over = (app->cfg && open_connections > app->cfg->server.max_http_connections) || memguard_over_limit();
+    if (over && !operator_path) { /* health checks and metrics must answer most of all under load */
       s->close_after = 1;
       http_respond_copy(wsi, 503, "text/plain", "Retry-After: 2\r\nConnection: close\r\n", "busy, retry\n", 12);
       return 0;

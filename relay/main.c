@@ -23,6 +23,7 @@
 #include "relay/app.h"
 #include "relay/http.h"
 #include "relay/log.h"
+#include "relay/memguard.h"
 #include "relay/subsystems.h"
 #include "relay/webroot.h"
 
@@ -95,6 +96,7 @@ static void close_own_handles(struct daemon *d) {
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
     if (!uv_is_closing(own[i]))
       uv_close(own[i], NULL);
+  memguard_stop();
 }
 
 static void on_shutdown_timer(uv_timer_t *t) {
@@ -172,6 +174,7 @@ static void reload(struct daemon *d) {
   d->cfg = next;
   d->app.cfg = next;
   log_set_level((enum log_level)next->server.log_level);
+  memguard_set_limit((size_t)next->server.memory_limit_mb);
   subsystems_reload(&d->app, old);
   free(old);
   d->app.config_reloads++;
@@ -246,6 +249,8 @@ static int start(struct daemon *d) {
     return -1;
   }
   api_register_routes();
+  if (memguard_start(loop, (size_t)d->cfg->server.memory_limit_mb) < 0)
+    return -1;
   if (subsystems_start(&d->app) < 0) {
     subsystems_stop(&d->app); /* whatever did start */
     return -1;
@@ -339,6 +344,7 @@ int main(int argc, char **argv) {
   d.app.loop = &loop;
   if (start(&d) < 0) {
     d.exit_code = 1;
+    memguard_stop();
     /* Let whatever started close its handles. */
     uv_run(&loop, UV_RUN_DEFAULT);
   } else {

@@ -17,3 +17,7 @@ galarelay_script_test(it_drill_publisher
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_publisher.py
   LABELS integration
   TIMEOUT 180)
+galarelay_script_test(it_drill_memory
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_memory.py
+  LABELS integration
+  TIMEOUT 60)

@@ -1,0 +1,25 @@
+/* memguard: the daemon's memory ceiling (server.memory_limit_mb).
+ *
+ * A loop timer reads the resident set size once a second. Over the
+ * ceiling, the daemon refuses newcomers (HTTP 503, new websockets and RTMP
+ * players closed at once) so that the viewers already connected keep
+ * their stream; every per-client queue has its own bound, so what is
+ * already admitted cannot grow without limit. Loop thread only. */
+#ifndef GALARELAY_MEMGUARD_H
+#define GALARELAY_MEMGUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct buf;
+
+int memguard_start(uv_loop_t *loop, size_t limit_mb);
+void memguard_set_limit(size_t limit_mb); /* reload */
+void memguard_stop(void);
+/* True while the last reading was above the ceiling (never without one). */
+bool memguard_over_limit(void);
+size_t memguard_rss_bytes(void);
+void memguard_metrics(struct buf *out);
+
+#endif
