@@ -78,6 +78,7 @@ struct channel {
   struct channel_sink *sinks;
   int nsinks, capsinks, next_id, walking, players;
   AVPacket **gop;
+  int64_t *gop_arrival; /* arrival_ms of each cached packet */
   int gop_n;
   size_t gop_bytes;
   struct rtmp_push *push[CONFIG_MAX_PUSH];
@@ -104,7 +105,7 @@ static void gop_clear(struct channel *ch) {
   ch->gop_bytes = 0;
 }
 
-static void gop_add(struct channel *ch, const AVPacket *pkt) {
+static void gop_add(struct channel *ch, const AVPacket *pkt, int64_t arrival_ms) {
   bool has_video = ch->info.video != NULL;
   bool key = pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
   if (has_video && key)
@@ -114,7 +115,9 @@ static void gop_add(struct channel *ch, const AVPacket *pkt) {
   if (!has_video && ch->gop_n >= AUDIO_ONLY_KEEP) {
     ch->gop_bytes -= (size_t)ch->gop[0]->size;
     av_packet_free(&ch->gop[0]);
-    memmove(ch->gop, ch->gop + 1, sizeof ch->gop[0] * (size_t)--ch->gop_n);
+    ch->gop_n--;
+    memmove(ch->gop, ch->gop + 1, sizeof ch->gop[0] * (size_t)ch->gop_n);
+    memmove(ch->gop_arrival, ch->gop_arrival + 1, sizeof ch->gop_arrival[0] * (size_t)ch->gop_n);
   }
   if (ch->gop_n >= GOP_MAX_PACKETS || ch->gop_bytes + (size_t)pkt->size > GOP_MAX_BYTES) {
     gop_clear(ch); /* too long a GOP: new players wait for the next keyframe */
@@ -122,12 +125,19 @@ static void gop_add(struct channel *ch, const AVPacket *pkt) {
   }
   if (!ch->gop) {
     ch->gop = calloc(GOP_MAX_PACKETS, sizeof ch->gop[0]);
-    if (!ch->gop)
+    ch->gop_arrival = calloc(GOP_MAX_PACKETS, sizeof ch->gop_arrival[0]);
+    if (!ch->gop || !ch->gop_arrival) {
+      free(ch->gop);
+      free(ch->gop_arrival);
+      ch->gop = NULL;
+      ch->gop_arrival = NULL;
       return;
+    }
   }
   AVPacket *ref = av_packet_clone(pkt);
   if (!ref)
     return;
+  ch->gop_arrival[ch->gop_n] = arrival_ms;
   ch->gop[ch->gop_n++] = ref;
   ch->gop_bytes += (size_t)pkt->size;
 }
@@ -212,11 +222,9 @@ static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops,
   if (ch->started) {
     if (ops->on_start)
       ops->on_start(opaque, &ch->info);
-    if (player && ops->on_packet) {
-      int64_t now_ms = (int64_t)ch__now(ch);
+    if (player && ops->on_packet)
       for (int i = 0; i < ch->gop_n; i++)
-        ops->on_packet(opaque, ch->gop[i], now_ms);
-    }
+        ops->on_packet(opaque, ch->gop[i], ch->gop_arrival[i]);
   }
   return id;
 }
@@ -439,7 +447,7 @@ void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t ar
     return; /* standby: held ready, not forwarded */
   if (!ch->started)
     ch__start(ch);
-  gop_add(ch, pkt);
+  gop_add(ch, pkt, arrival_ms);
   SINKS_WALK(ch, s) {
     if (s.ops->on_packet)
       s.ops->on_packet(s.opaque, pkt, arrival_ms);
@@ -516,6 +524,7 @@ static void ch__free(struct channel *ch) {
   }
   gop_clear(ch);
   free(ch->gop);
+  free(ch->gop_arrival);
   free(ch->sinks);
   free(ch);
 }

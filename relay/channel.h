@@ -79,6 +79,17 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
 
 /* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
 
+/* Notes on the API above, as implemented in channel.c:
+ * - on_start fires when the active feed's first media packet arrives (its
+ *   sequence headers are known by then), again when a sequence header
+ *   changes mid-stream, and when the standby feed takes over. The
+ *   AVCodecParameters in channel_feed_info stay valid until the next
+ *   on_start or on_stop of that channel: copy what you keep.
+ * - Packets from RTMP carry pkt->opaque_ref: the message already chunked
+ *   for RTMP players (shared, read-only); other sinks ignore it.
+ * - channel_subscribe does not replay the cached GOP;
+ *   channel_subscribe_player does. */
+
 /* RTMP players: like channel_subscribe, and if the channel is live the
  * cached GOP (from the last keyframe) follows on_start at once. on_removed
  * runs if the channel is removed by a reload while subscribed: the sink id

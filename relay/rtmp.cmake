@@ -44,6 +44,8 @@ add_library(galarelay_rtmp STATIC
 target_include_directories(galarelay_rtmp PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_rtmp PUBLIC galarelay_rtmp_proto galarelay_core galarelay_config
   PkgConfig::UV PkgConfig::FFMPEG PkgConfig::CRYPTO PkgConfig::JANSSON)
+galarelay_unit_test(test_channel SOURCES ${rtmp_tests}/test_channel.c LIBS galarelay_rtmp)
+galarelay_unit_test(test_rtmp_push SOURCES ${rtmp_tests}/test_rtmp_push.c LIBS galarelay_rtmp)
 
 # Integration: the real daemon with ffmpeg, ffprobe, GStreamer and a small
 # scripted client (tests/integration/test_rtmp_lib.py).
@@ -56,3 +58,5 @@ galarelay_script_test(it_rtmp_slow_player
 galarelay_script_test(it_rtmp_push
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_push.py
   TIMEOUT 180)
+# They measure pace, timeouts and memory: not beside other heavy tests.
+set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push PROPERTIES RUN_SERIAL TRUE)

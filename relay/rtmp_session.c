@@ -16,7 +16,8 @@ struct rtmp_session {
   void *opaque;
   struct rtmp_session_limits lim;
   enum rtmp_session_state state;
-  struct rtmp_handshake hs;
+  struct rtmp_handshake *hs; /* freed once done: 4.6 KB per connection */
+  bool complex_handshake;
   struct rtmp_chunk_reader rd;
   uint32_t out_chunk_size;
   uint32_t peer_window; /* the peer's Window Acknowledgement Size, 0 = none */
@@ -437,7 +438,12 @@ struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim,
   s->state = RTMP_SESSION_HANDSHAKE;
   buf_init(&s->out);
   buf_init(&s->body);
-  rtmp_handshake_server_init(&s->hs);
+  s->hs = malloc(sizeof *s->hs);
+  if (!s->hs) {
+    free(s);
+    return NULL;
+  }
+  rtmp_handshake_server_init(s->hs);
   rtmp_chunk_reader_init(&s->rd, lim->max_chunk_size, lim->max_message_size);
   return s;
 }
@@ -446,6 +452,7 @@ void rtmp_session_free(struct rtmp_session *s) {
   if (!s)
     return;
   rtmp_chunk_reader_free(&s->rd);
+  free(s->hs);
   buf_free(&s->out);
   buf_free(&s->body);
   free(s);
@@ -453,15 +460,18 @@ void rtmp_session_free(struct rtmp_session *s) {
 
 int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
   if (s->state == RTMP_SESSION_HANDSHAKE) {
-    long used = rtmp_handshake_feed(&s->hs, data, len, sess__hs_send, s);
+    long used = rtmp_handshake_feed(s->hs, data, len, sess__hs_send, s);
     if (used < 0) {
       snprintf(s->error, sizeof s->error, "bad handshake version");
       return -1;
     }
     data += used;
     len -= (size_t)used;
-    if (s->hs.state != RTMP_HS_DONE)
+    if (s->hs->state != RTMP_HS_DONE)
       return 0;
+    s->complex_handshake = s->hs->complex;
+    free(s->hs);
+    s->hs = NULL;
     s->state = RTMP_SESSION_CONNECTING;
   }
   if (s->state == RTMP_SESSION_CLOSING)
@@ -498,5 +508,5 @@ const char *rtmp_session_error(const struct rtmp_session *s) {
 }
 const char *rtmp_session_app(const struct rtmp_session *s) { return s->app; }
 const char *rtmp_session_stream_name(const struct rtmp_session *s) { return s->name; }
-bool rtmp_session_complex_handshake(const struct rtmp_session *s) { return s->hs.complex; }
+bool rtmp_session_complex_handshake(const struct rtmp_session *s) { return s->complex_handshake; }
 uint64_t rtmp_session_bytes_in(const struct rtmp_session *s) { return s->rd.bytes_in; }

@@ -25,6 +25,7 @@ CHANNELS = """
 handshake_timeout = 1
 idle_timeout = 2
 publisher_takeover = 1
+max_connections = 12
 
 [channel gala]
 key = k-primary
@@ -99,6 +100,10 @@ class Ingest(unittest.TestCase):
         t.join(30)
         self.assertEqual(got.get("video"), want["video"])
         self.assertEqual(got.get("audio"), want["audio"])
+        # ffmpeg's RTMP client signs C1 and checks our S1/S2 digests: the
+        # "complex" handshake, verified by a real client
+        self.assertIn("play channel=gala addr=127.0.0.1", self.d.log())
+        self.assertIn("handshake=digest", self.d.log())
 
     def test_late_player_starts_at_keyframe(self):
         p = ffmpeg_publish(self.d, "k-primary", extra=["-re", "-stream_loop", "-1"], wait=False)
@@ -198,6 +203,28 @@ class Ingest(unittest.TestCase):
         # idle_timeout = 2: nothing more is sent
         self.assertTrue(wait_for(lambda: not channel(self.d)["live"], 5), self.d.log())
         self.assertIn("idle timeout", self.d.log())
+        a.close()
+
+    def test_other_codec_refused_by_name(self):
+        p = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine", "-t", "1",
+                            "-c:a", "libmp3lame", "-f", "flv", f"{self.d.rtmp_url}/k-primary"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertTrue(wait_for(lambda: 'codec="MP3"' in self.d.log(), 5), self.d.log())
+        self.assertIn("publish refused: unsupported audio", self.d.log())
+        self.assertFalse(channel(self.d)["live"])
+
+    def test_max_connections(self):
+        socks = [socket.create_connection(("127.0.0.1", self.d.rtmp_port)) for _ in range(12)]
+        extra = socket.create_connection(("127.0.0.1", self.d.rtmp_port))
+        extra.settimeout(5)
+        self.assertEqual(extra.recv(10), b"")  # closed at once
+        self.assertIn("max_connections=12", self.d.log())
+        for s in socks + [extra]:
+            s.close()
+        # the slots free up again
+        self.assertTrue(wait_for(lambda: self.d.metric("galarelay_rtmp_connections") == 0, 5))
+        a = Client(self.d.rtmp_port)
+        self.assertEqual(a.publish("k-primary"), "NetStream.Publish.Start")
         a.close()
 
     def test_garbage_and_truncated_handshakes(self):

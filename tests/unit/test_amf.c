@@ -114,7 +114,7 @@ static void test_truncated_everywhere(void **state) {
 
 static void test_depth_and_counts_bounded(void **state) {
   (void)state;
-  uint8_t deep[200];
+  uint8_t deep[256];
   /* strict arrays of one element nested 40 deep */
   size_t n = 0;
   for (int i = 0; i < 40; i++) {

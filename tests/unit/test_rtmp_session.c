@@ -285,12 +285,61 @@ static void test_protocol_errors(void **state) {
   buf_free(&p.out);
 }
 
+/* AMF3 command messages (type 17: a 0 byte, then AMF0), an Aggregate
+ * message of two FLV tags, and an Abort of a half-sent message. */
+static void test_amf3_aggregate_abort(void **state) {
+  (void)state;
+  struct peer p = {.verdict = RTMP_ACCEPT};
+  buf_init(&p.out);
+  struct rtmp_session *s = rtmp_session_new(&lim, &ops, &p);
+  struct buf c, b;
+  buf_init(&c);
+  buf_init(&b);
+  client_handshake(&c);
+  client_cmd(&c, "connect", 1, NULL, 0);
+  buf_append(&b, "", 1); /* AMF3 format selector */
+  amf_put_string(&b, "publish");
+  amf_put_number(&b, 2);
+  amf_put_null(&b);
+  amf_put_string(&b, "k3");
+  rtmp_chunk_write(&c, 3, RTMP_MSG_COMMAND_AMF3, 1, 0, (uint8_t *)b.data, b.len, 128);
+  /* aggregate: two video tags at 1000 and 1040, message timestamp 5000 */
+  uint8_t agg[2 * (11 + 3 + 4)] = {0};
+  for (int i = 0; i < 2; i++) {
+    uint8_t *t = agg + i * 18;
+    uint32_t ts = 1000 + 40 * (uint32_t)i;
+    t[0] = RTMP_MSG_VIDEO, t[3] = 3, t[4] = (uint8_t)(ts >> 16), t[5] = (uint8_t)(ts >> 8), t[6] = (uint8_t)ts;
+    t[11] = 0x27, t[12] = 1;
+    t[17] = 14; /* previous tag size */
+  }
+  rtmp_chunk_write(&c, 6, RTMP_MSG_AGGREGATE, 1, 5000, agg, sizeof agg, 128);
+  /* the first chunk of a 300-byte message, then Abort, then a whole one */
+  uint8_t big[300] = {0x27, 1};
+  struct buf half;
+  buf_init(&half);
+  rtmp_chunk_write(&half, 7, RTMP_MSG_VIDEO, 1, 6000, big, sizeof big, 128);
+  buf_append(&c, half.data, 12 + 128);
+  uint8_t abort_body[4] = {0, 0, 0, 7};
+  rtmp_chunk_write(&c, 2, RTMP_MSG_ABORT, 0, 0, abort_body, 4, 128);
+  rtmp_chunk_write(&c, 7, RTMP_MSG_VIDEO, 1, 7000, big, 10, 128);
+  assert_int_equal(feed_bytewise(s, &c), 0);
+  assert_string_equal(p.published, "k3");
+  assert_int_equal(p.media, 3);
+  assert_int_equal(p.last_ts, 7000);
+  rtmp_session_free(s);
+  buf_free(&c);
+  buf_free(&b);
+  buf_free(&half);
+  buf_free(&p.out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_publish_sequence),
       cmocka_unit_test(test_publish_refused),
       cmocka_unit_test(test_play),
       cmocka_unit_test(test_protocol_errors),
+      cmocka_unit_test(test_amf3_aggregate_abort),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
