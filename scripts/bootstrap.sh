@@ -15,7 +15,7 @@ packages=(
   build-essential gcc clang libclang-rt-14-dev cmake pkg-config git curl ca-certificates
   # libraries the daemon links
   libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libssl-dev
-  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavfilter-dev
   libjansson-dev libinih-dev libsqlite3-dev libhiredis-dev
   libutf8proc-dev libopencc-dev opencc libsystemd-dev
   # tests

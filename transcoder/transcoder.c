@@ -7,7 +7,17 @@
  * loop with uv_async_send. The list needs no bound of its own: each
  * pipeline has at most one begin outstanding (its decode thread waits for
  * the answer) and one end per stop, and stops come from the bounded
- * control reserve of its input queue. */
+ * control reserve of its input queue.
+ *
+ * The slate (slate.h): whenever a channel has no timeline of a feed open
+ * (from the start, between feeds, while a new feed's first GOP is held),
+ * the loop begins a timeline of its own and a slate player fills it with a
+ * still picture and silence, so playlists keep growing and players never
+ * stall. A feed's begin request halts the player first (its tail is
+ * flushed), so each switch is one discontinuity and MSNs continue. The
+ * slate reuses the renditions of the last feed (players keep their
+ * playlist URLs), or, before any feed, the configured ladder for a
+ * 1920x1080 source. */
 #include "transcoder/transcoder.h"
 
 #include <jansson.h>
@@ -23,7 +33,9 @@
 #include "relay/log.h"
 #include "transcoder/hls_packager.h"
 #include "transcoder/hls_store.h"
+#include "transcoder/ladder.h"
 #include "transcoder/pipeline.h"
+#include "transcoder/slate.h"
 
 #include <libavutil/log.h>
 
@@ -35,6 +47,10 @@ struct tc_channel {
   struct pipeline *p;
   struct hls_stream *st;
   bool timeline_open; /* a begin was answered and no end since */
+  struct slate_player *slate;
+  bool slate_on; /* the slate's timeline is open */
+  struct hls_stream_layout last_layout; /* the last feed's, for the slate */
+  bool have_last_layout;
   struct tc_channel *next;
 };
 
@@ -113,15 +129,100 @@ static void out_close(void *writer, bool flush)
   hls_packager_free(writer);
 }
 
+/* ---- the slate ---- */
+
+#define SLATE_SRC_W 1920 /* the nominal source of the slate before any feed */
+#define SLATE_SRC_H 1080
+
+static const struct config_channel *channel_cfg(const struct config *cfg, const char *name)
+{
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (strcmp(cfg->channels[i].name, name) == 0)
+      return &cfg->channels[i];
+  return NULL;
+}
+
+/* Before any feed: the ladder of a nominal 1080p source (every rung, and
+ * "source" when passed through), plus audio. */
+static void default_layout(const struct config *cfg, struct hls_stream_layout *lay)
+{
+  struct ladder l;
+  memset(lay, 0, sizeof(*lay));
+  if (ladder_build(cfg, SLATE_SRC_W, SLATE_SRC_H, &l) < 0)
+    l.count = 0;
+  for (int i = 0; i < l.count && lay->count < HLS_MAX_RENDITIONS - 1; i++) {
+    struct hls_rendition_desc *d = &lay->r[lay->count++];
+    snprintf(d->name, sizeof(d->name), "%s", l.r[i].name);
+    d->kind = HLS_VIDEO;
+    d->width = l.r[i].width;
+    d->height = l.r[i].height;
+    d->bandwidth = (int64_t)l.r[i].max_rate * 1000;
+    d->average_bandwidth = (int64_t)l.r[i].video_bitrate * 1000;
+  }
+  struct hls_rendition_desc *a = &lay->r[lay->count++];
+  snprintf(a->name, sizeof(a->name), "audio");
+  a->kind = HLS_AUDIO;
+  a->channels = 2;
+}
+
+static void slate_begin(struct tc_channel *c)
+{
+  if (c->slate_on || c->timeline_open || !c->slate)
+    return;
+  const struct config *cfg = c->t->app->cfg;
+  const struct config_channel *cc = channel_cfg(cfg, c->name);
+  struct slate_params sp = {.segment_duration = cfg->hls.segment_duration,
+                            .part_duration = cfg->hls.part_duration};
+  if (cc) {
+    snprintf(sp.title, sizeof(sp.title), "%s", cc->title);
+    snprintf(sp.image, sizeof(sp.image), "%s", cc->slate_image);
+  }
+  struct hls_stream_layout lay;
+  if (c->have_last_layout)
+    lay = c->last_layout;
+  else
+    default_layout(cfg, &lay);
+  double fps = 1000.0 / (double)slate_frame_ms_for(sp.part_duration);
+  for (int i = 0; i < lay.count; i++)
+    if (lay.r[i].kind == HLS_VIDEO)
+      lay.r[i].fps = fps;
+  hls_stream_drain(c->st);
+  uint32_t id = hls_stream_begin(c->st, &lay);
+  if (id == 0)
+    return;
+  if (slate_player_play(c->slate, &sp, &lay, id) < 0) {
+    hls_stream_end(c->st);
+    return;
+  }
+  c->slate_on = true;
+  log_info("transcoder", "slate on channel=%s timeline=%u renditions=%d", c->name, id, lay.count);
+}
+
+/* flush: the slate's last part goes out (a feed follows); else dropped. */
+static void slate_end(struct tc_channel *c, bool flush)
+{
+  if (!c->slate_on)
+    return;
+  slate_player_halt(c->slate, flush);
+  hls_stream_end(c->st);
+  c->slate_on = false;
+  log_info("transcoder", "slate off channel=%s", c->name);
+}
+
 /* ---- the loop side ---- */
 
 static void handle(struct tc_request *rq)
 {
   struct tc_channel *c = rq->c;
   if (rq->kind == REQ_BEGIN) {
+    slate_end(c, true);
     hls_stream_drain(c->st); /* the last timeline's tail goes in before the switch */
     uint32_t id = hls_stream_begin(c->st, &rq->layout);
     c->timeline_open = id != 0;
+    if (id != 0) {
+      c->last_layout = rq->layout;
+      c->have_last_layout = true;
+    }
     pipeline_begun(c->p, id);
   } else {
     hls_stream_end(c->st);
@@ -144,6 +245,10 @@ static void on_async(uv_async_t *h)
     free(rq);
     rq = next;
   }
+  /* after the whole batch: an end followed at once by a begin (a resize,
+   * a feed switch) needs no slate in between */
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    slate_begin(c);
 }
 
 /* Drop the queued requests of c (its pipeline is joined: no new ones). */
@@ -217,9 +322,15 @@ static void attach(void *opaque, struct channel *ch)
     free(c);
     return;
   }
+  struct slate_output sout = {.open = out_open, .write = out_write, .close = out_close,
+                              .opaque = c};
+  c->slate = slate_player_new(c->name, &sout);
+  if (!c->slate)
+    log_warn("transcoder", "no slate channel=%s", c->name);
   c->next = t->channels;
   t->channels = c;
   c->sink_id = channel_subscribe(ch, &sink_ops, c);
+  slate_begin(c); /* a live feed's begin will halt it */
 }
 
 static void detach_one(struct transcoder *t, struct tc_channel *c)
@@ -228,6 +339,8 @@ static void detach_one(struct transcoder *t, struct tc_channel *c)
     channel_unsubscribe(c->ch, c->sink_id);
   pipeline_free(c->p); /* aborts: joins the decode and rung threads */
   purge(t, c);
+  slate_end(c, false);
+  slate_player_free(c->slate);
   if (c->timeline_open)
     hls_stream_end(c->st);
   free(c);
@@ -381,6 +494,11 @@ void transcoder_metrics(const struct transcoder *t, struct buf *out)
           buf_printf(out, "%s{channel=\"%s\",rendition=\"%s\"} %llu\n", per_rung[m].name, c->name,
                      st[i].r[r].name, (unsigned long long)rung_field(&st[i].r[r], per_rung[m].field));
   }
+  buf_printf(out, "# HELP galarelay_transcoder_slate_active Whether the channel plays its slate\n"
+                  "# TYPE galarelay_transcoder_slate_active gauge\n");
+  for (struct tc_channel *c = t->channels; c; c = c->next)
+    buf_printf(out, "galarelay_transcoder_slate_active{channel=\"%s\"} %d\n", c->name,
+               c->slate_on ? 1 : 0);
   free(st);
 }
 
@@ -401,4 +519,5 @@ void transcoder_api_fill(const struct transcoder *t, const char *channel, struct
   }
   json_object_set_new(obj, "renditions", arr);
   json_object_set_new(obj, "audio", json_boolean(st.live && st.has_audio));
+  json_object_set_new(obj, "slate", json_boolean(c && c->slate_on));
 }

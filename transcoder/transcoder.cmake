@@ -12,7 +12,7 @@ add_library(galarelay_transcoder STATIC
   ${CMAKE_CURRENT_LIST_DIR}/transcoder.c)
 target_include_directories(galarelay_transcoder PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_transcoder PUBLIC
-  galarelay_core galarelay_config galarelay_hls
+  galarelay_core galarelay_config galarelay_hls galarelay_slate
   PkgConfig::FFMPEG PkgConfig::UV PkgConfig::JANSSON Threads::Threads m)
 
 galarelay_unit_test(test_ladder

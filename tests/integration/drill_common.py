@@ -87,11 +87,33 @@ def master_url(base):
     return f"{base}/hls/{CHANNEL}/master.m3u8"
 
 
+def feed_on_air(base):
+    """True once the channel's HLS carries the publisher's feed, not the
+    standby slate (the slate keeps master.m3u8 answering with no feed)."""
+    import json
+    status, _, body = http(f"{base}/api/v1/channels", timeout=10)
+    if status != 200:
+        return False
+    for ch in json.loads(body).get("channels", []):
+        if ch.get("name") == CHANNEL:
+            return bool(ch.get("live")) and not ch.get("slate", False)
+    return False
+
+
 def wait_master(base, timeout=25, log=lambda: ""):
-    """The multivariant playlist text once the channel serves HLS."""
+    """The multivariant playlist text once the channel serves the feed."""
     def get():
+        if not feed_on_air(base):
+            return None
         status, _, body = http(master_url(base), timeout=10)
-        return body.decode() if status == 200 else None
+        if status != 200:
+            return None
+        # A player joining now starts three segments from the live edge:
+        # wait until those are the feed's, not the slate's before it.
+        variant = next(l for l in body.decode().splitlines() if l and not l.startswith("#"))
+        status, _, pl = http(f"{base}/hls/{CHANNEL}/{variant}", timeout=10)
+        since = pl.decode().rsplit("#EXT-X-DISCONTINUITY\n", 1)[-1] if status == 200 else ""
+        return body.decode() if since.count("#EXTINF") >= 3 else None
     return wait_until(f"GET {master_url(base)} = 200", get, timeout, interval=0.25, log=log)
 
 
