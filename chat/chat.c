@@ -343,8 +343,23 @@ const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
 static void op_wake(void *opaque, struct room_member *m) {
   (void)opaque;
   struct chat_conn *conn = m->transport;
-  if (conn->wsi)
-    lws_callback_on_writable(conn->wsi);
+  if (!conn->wsi)
+    return;
+  /* Fast path for the common case, a viewer keeping up: nothing of ours is
+   * pending in lws for this socket, so write the frame now. Asking for
+   * WRITEABLE instead costs two epoll_ctl calls per member per tick (lws
+   * arms and disarms POLLOUT), which profiled as the largest cost of a
+   * 10k-viewer fan-out. If the kernel takes only part of the frame, lws
+   * keeps the rest and we are back on the WRITEABLE path. */
+  if (!conn->close_code && !lws_partial_buffered(conn->wsi)) {
+    /* on_writeable asks for WRITEABLE itself while frames remain */
+    if (on_writeable(conn) < 0) {
+      conn->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION; /* broken socket: close there */
+      lws_callback_on_writable(conn->wsi);
+    }
+    return;
+  }
+  lws_callback_on_writable(conn->wsi);
 }
 
 static void op_kick(void *opaque, struct room_member *m, int code, const char *reason) {
