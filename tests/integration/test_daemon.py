@@ -147,6 +147,45 @@ class Http(unittest.TestCase):
         c.close()
 
 
+class Systemd(unittest.TestCase):
+    """Type=notify: READY=1 once the listeners are bound, the watchdog petted
+    from the loop, STOPPING=1 on the way out (a fake NOTIFY_SOCKET)."""
+
+    def test_notify_ready_watchdog_stopping(self):
+        import tempfile
+        sock_path = os.path.join(tempfile.mkdtemp(prefix="galarelay-notify-"), "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(10)
+        d = Daemon()
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="400000")
+        d.logf = open(d.log_path, "ab")
+        d.proc = subprocess.Popen([BIN, "-c", d.conf], stdout=d.logf, stderr=subprocess.STDOUT, env=env)
+        try:
+            messages = []
+            deadline = time.time() + 10
+            while time.time() < deadline and sum("WATCHDOG=1" in m for m in messages) < 2:
+                messages.append(sock.recv(4096).decode())
+            self.assertIn("READY=1", messages[0])
+            # READY means the HTTP listener is bound: the first request succeeds
+            self.assertEqual(d.get("/healthz")[0], 200)
+            self.assertGreaterEqual(sum("WATCHDOG=1" in m for m in messages), 2, messages)
+            code, _ = d.stop()
+            self.assertEqual(code, 0, d.log())
+            rest = []
+            sock.settimeout(1)
+            try:
+                while True:
+                    rest.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+            self.assertTrue(any("STOPPING=1" in m for m in rest), rest)
+        finally:
+            sock.close()
+            if d.proc.poll() is None:
+                d.proc.kill()
+
+
 class Signals(unittest.TestCase):
     def test_sigterm_exits_zero_quickly(self):
         d = Daemon().start()
