@@ -2,16 +2,36 @@
  *
  * A channel has up to two feeds (primary key and backup key). The first
  * one to publish is active; the other is held as standby with its codec
- * configuration and metadata kept ready, and takes over when the active
- * one goes away. Only the active feed reaches the sinks. Sinks are kept in
- * an array that may change while it is walked (a player closed from inside
- * on_packet): removal leaves a hole that is compacted afterwards.
+ * configuration, metadata and last GOP kept ready. Only the active feed
+ * reaches the sinks. Sinks are kept in an array that may change while it
+ * is walked (a player closed from inside on_packet): removal leaves a hole
+ * that is compacted afterwards.
  *
- * The last GOP (from the last video keyframe) is kept as packet references
- * so a new RTMP player starts at once with a picture. Bound: GOP_MAX_BYTES
- * and GOP_MAX_PACKETS; past either the cache is emptied and stays empty
- * until the next keyframe (new players then wait for it). An audio-only
- * feed keeps its last AUDIO_ONLY_KEEP packets. */
+ * Failover (a switch of the active feed) happens when
+ *  - the active feed's publisher goes (disconnect, kick): at once;
+ *  - the active feed sent no media for the channel's failover_after while
+ *    the standby did: noticed by the registry's timer (FAILOVER_TICK_MS);
+ *  - prefer_primary is on, the backup is active and the primary sends a
+ *    keyframe: at that keyframe.
+ * A switch is a new timeline for the sinks (on_start, a new generation),
+ * followed at once by the new active feed's held GOP. For the first two
+ * cases that GOP starts at the standby's last keyframe, before the switch:
+ * replaying it is what gives viewers the shortest gap (the transcoder
+ * measures a new feed's keyframe interval over its first GOP before its
+ * HLS timeline begins, so starting from the held keyframe saves a whole
+ * keyframe interval over waiting for the next one, and RTMP players get a
+ * picture at once). The price is that up to one GOP of the show may be
+ * seen twice; the standby's GOP is replayed only while it is fresh (the
+ * standby sent media within failover_after), else the sinks wait for its
+ * next keyframe. For a returning primary the held GOP is just the keyframe
+ * that triggered the switch.
+ *
+ * The last GOP (from the last video keyframe) of each feed is kept as
+ * packet references, so a new RTMP player starts at once with a picture
+ * and a standby can take over from its last keyframe. Bound, per feed:
+ * GOP_MAX_BYTES and GOP_MAX_PACKETS; past either the cache is emptied and
+ * stays empty until the next keyframe (new players then wait for it). An
+ * audio-only feed keeps its last AUDIO_ONLY_KEEP packets. */
 #include "relay/channel.h"
 
 #include <stdlib.h>
@@ -32,6 +52,11 @@
 #define AUDIO_ONLY_KEEP 64
 #define MAX_OBSERVERS 8
 #define STATS_WINDOW_MS 2000
+#define FAILOVER_TICK_MS 100
+#define FAILOVER_DEFAULT_MS 2000 /* a hand-built config (tests) leaves 0 */
+
+enum failover_reason { FAILOVER_DISCONNECT, FAILOVER_SILENCE, FAILOVER_PRIMARY_RETURNED, FAILOVER_REASONS };
+static const char *const failover_reason_names[FAILOVER_REASONS] = {"disconnect", "silence", "primary_returned"};
 
 struct channel_sink {
   int id; /* 0 = hole */
@@ -61,6 +86,11 @@ struct channel_feed {
   int64_t last_key_dts;
   double key_interval_s;
   uint64_t packets, bytes;
+  /* the last GOP, from its keyframe (bounds at the top of the file) */
+  AVPacket **gop;
+  int64_t *gop_arrival; /* arrival_ms of each cached packet */
+  int gop_n;
+  size_t gop_bytes;
 };
 
 struct channel {
@@ -77,10 +107,9 @@ struct channel {
   struct channel_feed_info info;
   struct channel_sink *sinks;
   int nsinks, capsinks, next_id, walking, players;
-  AVPacket **gop;
-  int64_t *gop_arrival; /* arrival_ms of each cached packet */
-  int gop_n;
-  size_t gop_bytes;
+  uint64_t failover_ms; /* config: channel failover_after */
+  bool prefer_primary;  /* config: channel prefer_primary */
+  uint64_t failovers[FAILOVER_REASONS];
   struct rtmp_push *push[CONFIG_MAX_PUSH];
   char push_url[CONFIG_MAX_PUSH][512];
   int push_count;
@@ -92,54 +121,61 @@ struct channel_registry {
   int n;
   struct channel_registry_observer obs[MAX_OBSERVERS];
   int nobs;
+  uv_timer_t *timer; /* the failover check; freed in its close callback */
+  uint64_t (*clock)(void *opaque);
+  void *clock_opaque;
 };
 
-static uint64_t ch__now(const struct channel *ch) { return uv_now(ch->reg->app->loop); }
-
-/* --- GOP cache --- */
-
-static void gop_clear(struct channel *ch) {
-  for (int i = 0; i < ch->gop_n; i++)
-    av_packet_free(&ch->gop[i]);
-  ch->gop_n = 0;
-  ch->gop_bytes = 0;
+static uint64_t reg__now(const struct channel_registry *reg) {
+  return reg->clock ? reg->clock(reg->clock_opaque) : uv_now(reg->app->loop);
 }
 
-static void gop_add(struct channel *ch, const AVPacket *pkt, int64_t arrival_ms) {
-  bool has_video = ch->info.video != NULL;
+static uint64_t ch__now(const struct channel *ch) { return reg__now(ch->reg); }
+
+/* --- GOP cache (per feed) --- */
+
+static void gop_clear(struct channel_feed *f) {
+  for (int i = 0; i < f->gop_n; i++)
+    av_packet_free(&f->gop[i]);
+  f->gop_n = 0;
+  f->gop_bytes = 0;
+}
+
+static void gop_add(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {
+  bool has_video = f->par[CHANNEL_VIDEO] != NULL;
   bool key = pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
   if (has_video && key)
-    gop_clear(ch);
-  else if (has_video && ch->gop_n == 0)
+    gop_clear(f);
+  else if (has_video && f->gop_n == 0)
     return; /* waiting for a keyframe */
-  if (!has_video && ch->gop_n >= AUDIO_ONLY_KEEP) {
-    ch->gop_bytes -= (size_t)ch->gop[0]->size;
-    av_packet_free(&ch->gop[0]);
-    ch->gop_n--;
-    memmove(ch->gop, ch->gop + 1, sizeof ch->gop[0] * (size_t)ch->gop_n);
-    memmove(ch->gop_arrival, ch->gop_arrival + 1, sizeof ch->gop_arrival[0] * (size_t)ch->gop_n);
+  if (!has_video && f->gop_n >= AUDIO_ONLY_KEEP) {
+    f->gop_bytes -= (size_t)f->gop[0]->size;
+    av_packet_free(&f->gop[0]);
+    f->gop_n--;
+    memmove(f->gop, f->gop + 1, sizeof f->gop[0] * (size_t)f->gop_n);
+    memmove(f->gop_arrival, f->gop_arrival + 1, sizeof f->gop_arrival[0] * (size_t)f->gop_n);
   }
-  if (ch->gop_n >= GOP_MAX_PACKETS || ch->gop_bytes + (size_t)pkt->size > GOP_MAX_BYTES) {
-    gop_clear(ch); /* too long a GOP: new players wait for the next keyframe */
+  if (f->gop_n >= GOP_MAX_PACKETS || f->gop_bytes + (size_t)pkt->size > GOP_MAX_BYTES) {
+    gop_clear(f); /* too long a GOP: new players wait for the next keyframe */
     return;
   }
-  if (!ch->gop) {
-    ch->gop = calloc(GOP_MAX_PACKETS, sizeof ch->gop[0]);
-    ch->gop_arrival = calloc(GOP_MAX_PACKETS, sizeof ch->gop_arrival[0]);
-    if (!ch->gop || !ch->gop_arrival) {
-      free(ch->gop);
-      free(ch->gop_arrival);
-      ch->gop = NULL;
-      ch->gop_arrival = NULL;
+  if (!f->gop) {
+    f->gop = calloc(GOP_MAX_PACKETS, sizeof f->gop[0]);
+    f->gop_arrival = calloc(GOP_MAX_PACKETS, sizeof f->gop_arrival[0]);
+    if (!f->gop || !f->gop_arrival) {
+      free(f->gop);
+      free(f->gop_arrival);
+      f->gop = NULL;
+      f->gop_arrival = NULL;
       return;
     }
   }
   AVPacket *ref = av_packet_clone(pkt);
   if (!ref)
     return;
-  ch->gop_arrival[ch->gop_n] = arrival_ms;
-  ch->gop[ch->gop_n++] = ref;
-  ch->gop_bytes += (size_t)pkt->size;
+  f->gop_arrival[f->gop_n] = arrival_ms;
+  f->gop[f->gop_n++] = ref;
+  f->gop_bytes += (size_t)pkt->size;
 }
 
 /* --- sinks --- */
@@ -178,7 +214,6 @@ static void ch__start(struct channel *ch) {
   if (!ch->started)
     ch->live_since_ms = ch__now(ch);
   ch->started = true;
-  gop_clear(ch);
   log_info("channel", "feed start channel=%s feed=%s addr=%s video=%s audio=%s generation=%llu", ch->name,
            f->backup ? "backup" : "primary", f->addr,
            f->par[0] ? avcodec_get_name(f->par[0]->codec_id) : "none",
@@ -193,7 +228,6 @@ static void ch__start(struct channel *ch) {
 static void ch__stop(struct channel *ch) {
   bool was = ch->started;
   ch->started = false;
-  gop_clear(ch);
   memset(&ch->info, 0, sizeof ch->info);
   if (!was)
     return;
@@ -220,11 +254,12 @@ static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops,
   if (player)
     ch->players++;
   if (ch->started) {
+    const struct channel_feed *f = ch->feeds[ch->active];
     if (ops->on_start)
       ops->on_start(opaque, &ch->info);
     if (player && ops->on_packet)
-      for (int i = 0; i < ch->gop_n; i++)
-        ops->on_packet(opaque, ch->gop[i], ch->gop_arrival[i]);
+      for (int i = 0; i < f->gop_n; i++)
+        ops->on_packet(opaque, f->gop[i], f->gop_arrival[i]);
   }
   return id;
 }
@@ -253,12 +288,51 @@ void channel_unsubscribe(struct channel *ch, int sink_id) {
 /* --- feeds --- */
 
 static void feed_free(struct channel_feed *f) {
+  gop_clear(f);
+  free(f->gop);
+  free(f->gop_arrival);
   for (int i = 0; i < 2; i++) {
     avcodec_parameters_free(&f->par[i]);
     free(f->seq[i]);
   }
   free(f->meta);
   free(f);
+}
+
+/* Media within failover_after: the feed is sending (now is not earlier
+ * than any last_media_ms: both come from the same clock). */
+static bool feed_sending(const struct channel_feed *f, uint64_t now) {
+  return f->last_media_ms && now - f->last_media_ms < f->ch->failover_ms;
+}
+
+static void sinks_packet(struct channel *ch, const AVPacket *pkt, int64_t arrival_ms) {
+  SINKS_WALK(ch, s) {
+    if (s.ops->on_packet)
+      s.ops->on_packet(s.opaque, pkt, arrival_ms);
+  }
+  sinks_walk_end(ch);
+}
+
+/* Make feeds[to] the active feed: a new timeline for the sinks, and the
+ * feed's held GOP after it (see the top of the file). */
+static void ch__switch(struct channel *ch, int to, enum failover_reason why) {
+  struct channel_feed *f = ch->feeds[to];
+  uint64_t now = ch__now(ch);
+  bool replay = f->gop_n > 0 && feed_sending(f, now);
+  if (!replay)
+    gop_clear(f); /* stale: the sinks wait for the next keyframe */
+  ch->active = to;
+  ch->failovers[why]++;
+  log_info("channel", "feed switch channel=%s to=%s reason=%s replay_packets=%d", ch->name,
+           to ? "backup" : "primary", failover_reason_names[why], replay ? f->gop_n : 0);
+  if (!ch->started && !replay)
+    return; /* starts with the feed's first packet */
+  ch__start(ch);
+  /* Sinks (players) subscribing from here on get the GOP from
+   * channel_subscribe_player; the ones here now get it once, in order. A
+   * sink does not change the feed's GOP (it only keeps references). */
+  for (int i = 0; i < f->gop_n && ch->feeds[to] == f && ch->active == to; i++)
+    sinks_packet(ch, f->gop[i], f->gop_arrival[i]);
 }
 
 /* Detach a feed from its channel: the standby takes over, or the channel
@@ -270,10 +344,7 @@ static void feed_detach(struct channel_feed *f) {
   if (ch->active == idx) {
     int other = 1 - idx;
     if (ch->feeds[other]) {
-      ch->active = other;
-      log_info("channel", "feed switch channel=%s to=%s", ch->name, other ? "backup" : "primary");
-      if (ch->started)
-        ch__start(ch); /* new timeline; players wait for its next keyframe */
+      ch__switch(ch, other, FAILOVER_DISCONNECT);
     } else {
       ch->active = -1;
       ch__stop(ch);
@@ -410,6 +481,7 @@ void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParame
   f->par[stream_index] = par;
   f->seq[stream_index] = copy;
   f->seq_len[stream_index] = len;
+  gop_clear(f); /* its packets belong to the old configuration */
   /* A change under a started feed starts a new timeline now (sinks hold
    * the old parameters until on_start, so they are freed after it). */
   if (feed_is_active(f) && f->ch->started)
@@ -440,19 +512,30 @@ static void feed_stats(struct channel_feed *f, const AVPacket *pkt, uint64_t now
   }
 }
 
+/* prefer_primary: the primary, back while the backup is active, takes
+ * over at its keyframe (or at once when it sends no video). */
+static bool primary_takes_over(const struct channel_feed *f, const AVPacket *pkt) {
+  const struct channel *ch = f->ch;
+  if (f->backup || !ch->prefer_primary || ch->active != 1)
+    return false;
+  if (!f->par[CHANNEL_VIDEO])
+    return true;
+  return pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
+}
+
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {
   struct channel *ch = f->ch;
   feed_stats(f, pkt, ch__now(ch));
-  if (!feed_is_active(f))
-    return; /* standby: held ready, not forwarded */
+  gop_add(f, pkt, arrival_ms);
+  if (!feed_is_active(f)) {
+    /* standby: held ready, not forwarded */
+    if (primary_takes_over(f, pkt))
+      ch__switch(ch, 0, FAILOVER_PRIMARY_RETURNED); /* forwards this packet as its GOP */
+    return;
+  }
   if (!ch->started)
     ch__start(ch);
-  gop_add(ch, pkt, arrival_ms);
-  SINKS_WALK(ch, s) {
-    if (s.ops->on_packet)
-      s.ops->on_packet(s.opaque, pkt, arrival_ms);
-  }
-  sinks_walk_end(ch);
+  sinks_packet(ch, pkt, arrival_ms);
 }
 
 /* --- queries --- */
@@ -495,6 +578,11 @@ static void ch__set_pushes(struct channel *ch, const struct config_channel *cc) 
   }
 }
 
+static void ch__set_failover(struct channel *ch, const struct config_channel *cc) {
+  ch->failover_ms = cc->failover_after > 0 ? (uint64_t)(cc->failover_after * 1000.0 + 0.5) : FAILOVER_DEFAULT_MS;
+  ch->prefer_primary = cc->prefer_primary;
+}
+
 static struct channel *ch__new(struct channel_registry *reg, const struct config_channel *cc) {
   struct channel *ch = calloc(1, sizeof *ch);
   if (!ch)
@@ -505,6 +593,7 @@ static struct channel *ch__new(struct channel_registry *reg, const struct config
   snprintf(ch->key, sizeof ch->key, "%s", cc->key);
   snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
   snprintf(ch->title, sizeof ch->title, "%s", cc->title);
+  ch__set_failover(ch, cc);
   return ch;
 }
 
@@ -522,9 +611,6 @@ static void ch__free(struct channel *ch) {
     if (s.id && s.on_removed)
       s.on_removed(s.opaque);
   }
-  gop_clear(ch);
-  free(ch->gop);
-  free(ch->gop_arrival);
   free(ch->sinks);
   free(ch);
 }
@@ -538,11 +624,60 @@ static int reg__append(struct channel_registry *reg, struct channel *ch) {
   return 0;
 }
 
+/* --- failover on silence --- */
+
+/* The active feed sent no media for failover_after (or none at all since it
+ * connected that long ago) while the standby is sending: the standby takes
+ * over. Both silent: nothing changes (switching to a silent feed helps no
+ * viewer; rtmp idle_timeout and publisher_takeover deal with dead
+ * connections). */
+static void ch__check_silence(struct channel *ch, uint64_t now) {
+  if (ch->active < 0)
+    return;
+  int other = 1 - ch->active;
+  struct channel_feed *a = ch->feeds[ch->active], *s = ch->feeds[other];
+  if (!s || !feed_sending(s, now))
+    return;
+  uint64_t last = a->last_media_ms ? a->last_media_ms : a->opened_ms;
+  if (now < last || now - last < ch->failover_ms)
+    return;
+  log_warn("channel", "active feed silent channel=%s feed=%s addr=%s silent_ms=%llu: failing over", ch->name,
+           a->backup ? "backup" : "primary", a->addr, (unsigned long long)(now - last));
+  ch__switch(ch, other, FAILOVER_SILENCE);
+}
+
+void channel_registry_check_feeds(struct channel_registry *reg) {
+  uint64_t now = reg__now(reg);
+  for (int i = 0; i < reg->n; i++)
+    ch__check_silence(reg->ch[i], now);
+}
+
+void channel_registry_set_clock(struct channel_registry *reg, uint64_t (*now)(void *opaque), void *opaque) {
+  reg->clock = now;
+  reg->clock_opaque = opaque;
+}
+
+static void reg__on_timer(uv_timer_t *t) {
+  if (t->data)
+    channel_registry_check_feeds(t->data);
+}
+
+static void reg__timer_closed(uv_handle_t *h) { free(h); }
+
 struct channel_registry *channel_registry_new(struct app *app) {
   struct channel_registry *reg = calloc(1, sizeof *reg);
   if (!reg)
     return NULL;
   reg->app = app;
+  reg->timer = calloc(1, sizeof *reg->timer);
+  if (!reg->timer || uv_timer_init(app->loop, reg->timer) != 0) {
+    free(reg->timer);
+    free(reg);
+    return NULL;
+  }
+  reg->timer->data = reg;
+  uv_timer_start(reg->timer, reg__on_timer, FAILOVER_TICK_MS, FAILOVER_TICK_MS);
+  uv_unref((uv_handle_t *)reg->timer); /* never what keeps the loop running */
   const struct config *cfg = app->cfg;
   for (int i = 0; i < cfg->channel_count; i++) {
     struct channel *ch = ch__new(reg, &cfg->channels[i]);
@@ -561,6 +696,11 @@ void channel_registry_free(struct channel_registry *reg) {
     return;
   for (int i = 0; i < reg->n; i++)
     ch__free(reg->ch[i]);
+  if (reg->timer) {
+    uv_timer_stop(reg->timer);
+    reg->timer->data = NULL;
+    uv_close((uv_handle_t *)reg->timer, reg__timer_closed);
+  }
   free(reg->ch);
   free(reg);
 }
@@ -592,6 +732,7 @@ void channel_registry_reload(struct channel_registry *reg, const struct config *
       snprintf(ch->key, sizeof ch->key, "%s", cc->key);
       snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
       snprintf(ch->title, sizeof ch->title, "%s", cc->title);
+      ch__set_failover(ch, cc);
       ch__set_pushes(ch, cc);
       continue;
     }
@@ -645,6 +786,11 @@ void channel_api_fill(const struct channel *ch, struct json_t *obj) {
   json_object_set_new(obj, "rtmp_players", json_integer(ch->players));
   json_object_set_new(obj, "backup_connected", json_boolean(ch->feeds[1] != NULL));
   json_object_set_new(obj, "primary_connected", json_boolean(ch->feeds[0] != NULL));
+  json_t *fo = json_object();
+  for (int r = 0; fo && r < FAILOVER_REASONS; r++)
+    json_object_set_new(fo, failover_reason_names[r], json_integer((json_int_t)ch->failovers[r]));
+  if (fo)
+    json_object_set_new(obj, "failovers", fo);
   if (!f || !ch->started)
     return;
   json_object_set_new(obj, "publisher_addr", json_string(f->addr));
@@ -700,4 +846,15 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
       buf_printf(out, "%s{channel=\"%s\"} %g\n", names[m][0], ch->name, val);
     }
   }
+  buf_printf(out, "# HELP galarelay_channel_backup_active 1 if the backup feed is the active one\n"
+                  "# TYPE galarelay_channel_backup_active gauge\n");
+  for (int i = 0; i < reg->n; i++)
+    buf_printf(out, "galarelay_channel_backup_active{channel=\"%s\"} %d\n", reg->ch[i]->name,
+               reg->ch[i]->active == 1);
+  buf_printf(out, "# HELP galarelay_channel_failovers_total Switches of the active feed (primary/backup)\n"
+                  "# TYPE galarelay_channel_failovers_total counter\n");
+  for (int i = 0; i < reg->n; i++)
+    for (int r = 0; r < FAILOVER_REASONS; r++)
+      buf_printf(out, "galarelay_channel_failovers_total{channel=\"%s\",reason=\"%s\"} %llu\n", reg->ch[i]->name,
+                 failover_reason_names[r], (unsigned long long)reg->ch[i]->failovers[r]);
 }

@@ -82,7 +82,7 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
 /* Notes on the API above, as implemented in channel.c:
  * - on_start fires when the active feed's first media packet arrives (its
  *   sequence headers are known by then), again when a sequence header
- *   changes mid-stream, and when the standby feed takes over. The
+ *   changes mid-stream, and when the other feed takes over (failover). The
  *   AVCodecParameters in channel_feed_info stay valid until the next
  *   on_start or on_stop of that channel: copy what you keep.
  * - Packets from RTMP carry pkt->opaque_ref: the message already chunked
@@ -140,5 +140,19 @@ void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParame
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms);
 
 int channel_player_count(const struct channel *ch);
+
+/* ---- Additions for backup feed failover (issue 7). ---- */
+
+/* The active feed switches (see channel.c for when): sinks get on_start
+ * (is_backup, a new generation) and then the new feed's packets from its
+ * last held keyframe. A timer on the registry's loop calls
+ * channel_registry_check_feeds every 100 ms; tests call it themselves,
+ * with a clock of their own (ms, monotonic) instead of uv_now. /metrics
+ * gains galarelay_channel_failovers_total{channel,reason} (reason:
+ * disconnect, silence, primary_returned) and
+ * galarelay_channel_backup_active{channel}; the API object gains
+ * "failovers": {reason: count}. */
+void channel_registry_check_feeds(struct channel_registry *reg);
+void channel_registry_set_clock(struct channel_registry *reg, uint64_t (*now)(void *opaque), void *opaque);
 
 #endif

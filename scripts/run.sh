@@ -10,7 +10,7 @@ cd "$root"
 bash scripts/bootstrap.sh
 export CC=${CC:-clang}
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >build.configure.log 2>&1 || { cat build.configure.log; exit 1; }
-cmake --build build -j"$(nproc)" --target galarelay web-root >/dev/null
+cmake --build build -j"$(nproc)" --target galarelay galarelay_web >/dev/null
 
 relay_pid= ffmpeg_pid=
 cleanup() {

@@ -21,3 +21,7 @@ galarelay_script_test(it_drill_memory
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_memory.py
   LABELS integration
   TIMEOUT 60)
+galarelay_script_test(it_drill_failover
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_failover.py
+  LABELS integration
+  TIMEOUT 180)

@@ -1,6 +1,9 @@
 /* channel: keys (unknown, busy, backup standby, takeover), fan-out to
- * sinks, the GOP a late player starts with, failover to the standby feed,
- * reload removing a channel, metrics. */
+ * sinks, the GOP a late player starts with, failover to the standby feed
+ * (disconnect, silence, the primary's return with and without
+ * prefer_primary, at the right keyframe, counted), reload removing a
+ * channel, metrics. Socket-free: a fake clock drives the channel, and the
+ * tests call the failover check the registry's timer would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +32,8 @@ struct sink {
   uint64_t generation;
   bool backup, has_video;
   int64_t first_dts;
+  bool first_is_key;     /* the first packet of the current timeline */
+  int packets_since_start;
 };
 
 static void s_start(void *o, const struct channel_feed_info *i) {
@@ -38,13 +43,17 @@ static void s_start(void *o, const struct channel_feed_info *i) {
   s->backup = i->is_backup;
   s->has_video = i->video != NULL;
   s->first_dts = -1;
+  s->packets_since_start = 0;
 }
 static void s_packet(void *o, const AVPacket *p, int64_t arrival) {
   (void)arrival;
   struct sink *s = o;
-  if (s->first_dts < 0)
+  if (s->first_dts < 0) {
     s->first_dts = p->dts;
+    s->first_is_key = (p->flags & AV_PKT_FLAG_KEY) != 0;
+  }
   s->packets++;
+  s->packets_since_start++;
   s->keys += (p->flags & AV_PKT_FLAG_KEY) != 0;
 }
 static void s_stop(void *o) { ((struct sink *)o)->stops++; }
@@ -58,6 +67,12 @@ static void kick(void *o, const char *why) {
 }
 static const struct channel_feed_ops feed_ops = {kick};
 
+static uint64_t fake_ms; /* the channel's clock in these tests */
+static uint64_t fake_clock(void *o) {
+  (void)o;
+  return fake_ms;
+}
+
 static int setup(void **state) {
   struct env *e = calloc(1, sizeof *e);
   uv_loop_init(&e->loop);
@@ -65,6 +80,8 @@ static int setup(void **state) {
   snprintf(ch->name, sizeof ch->name, "gala");
   snprintf(ch->key, sizeof ch->key, "k-primary");
   snprintf(ch->backup_key, sizeof ch->backup_key, "k-backup");
+  ch->failover_after = 2.0;
+  ch->prefer_primary = true;
   e->cfg.channel_count = 1;
   e->cfg.rtmp.publisher_takeover = 3600;
   e->app.loop = &e->loop;
@@ -72,6 +89,9 @@ static int setup(void **state) {
   e->reg = channel_registry_new(&e->app);
   e->app.channels = e->reg;
   kicked = 0;
+  fake_ms = 1000000;
+  if (e->reg)
+    channel_registry_set_clock(e->reg, fake_clock, NULL);
   *state = e;
   return e->reg ? 0 : -1;
 }
@@ -165,13 +185,17 @@ static void test_fanout_gop_and_standby(void **state) {
   assert_int_equal(late.packets, 5);
   assert_int_equal(late.first_dts, 20 * 33);
   assert_int_equal(channel_player_count(ch), 1);
-  /* the primary goes: the backup takes over, a new timeline */
+  /* the primary goes: the backup takes over, a new timeline that starts
+   * with the backup's held GOP (its keyframe at 20, frames 20..24) */
   channel_feed_close(a);
   assert_int_equal(early.starts, 2);
   assert_true(early.backup);
   assert_int_equal(early.stops, 0);
-  send_frames(bk, 25, 5);
   assert_int_equal(early.packets, 30);
+  assert_true(early.first_is_key);
+  assert_int_equal(early.first_dts, 20 * 33);
+  send_frames(bk, 25, 5);
+  assert_int_equal(early.packets, 35);
   channel_feed_close(bk);
   assert_int_equal(early.stops, 1);
   assert_false(channel_is_live(ch));
@@ -221,6 +245,247 @@ static void test_reload_removes_channel(void **state) {
   assert_int_equal(channel_registry_count(e->reg), 1);
 }
 
+
+/* ---- failover ---- */
+
+static struct channel_feed *open_feed(struct env *e, const char *key, const char *addr) {
+  struct channel_feed *f = NULL;
+  assert_int_equal(channel_feed_open(e->reg, key, addr, &feed_ops, NULL, &f), CHANNEL_OPEN_OK);
+  configure(f);
+  return f;
+}
+
+/* Frames from..from+n-1 (33 ms apart, a keyframe every 10th) on each
+ * non-NULL feed, the clock advancing with them and the registry's check
+ * run after each, as its timer would. */
+static void play(struct env *e, struct channel_feed *a, struct channel_feed *b, int from, int n) {
+  for (int i = from; i < from + n; i++) {
+    fake_ms += 33;
+    if (a)
+      send_frames(a, i, 1);
+    if (b)
+      send_frames(b, i, 1);
+    channel_registry_check_feeds(e->reg);
+  }
+}
+
+static uint64_t failovers(struct env *e, const char *reason) {
+  struct buf b;
+  buf_init(&b);
+  channel_registry_metrics(e->reg, &b);
+  char want[128];
+  snprintf(want, sizeof want, "galarelay_channel_failovers_total{channel=\"gala\",reason=\"%s\"} ", reason);
+  const char *at = strstr(b.data, want);
+  assert_non_null(at);
+  uint64_t v = strtoull(at + strlen(want), NULL, 10);
+  buf_free(&b);
+  return v;
+}
+
+static const char *api_feed(struct channel *ch) {
+  static char feed[16];
+  json_t *obj = json_object();
+  channel_api_fill(ch, obj);
+  const char *f = json_string_value(json_object_get(obj, "feed"));
+  snprintf(feed, sizeof feed, "%s", f ? f : "");
+  json_decref(obj);
+  return feed;
+}
+
+static void test_failover_on_disconnect(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0}, player = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  channel_subscribe_player(ch, &sink_ops, &player, s_removed);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 27); /* keyframes at 0, 10, 20 on both */
+  assert_int_equal(tc.starts, 1);
+  assert_false(tc.backup);
+  assert_string_equal(api_feed(ch), "primary");
+  uint64_t gen = tc.generation;
+  channel_feed_close(a);
+  /* at once: a new timeline from the backup's last keyframe (20..26) */
+  assert_int_equal(tc.starts, 2);
+  assert_true(tc.backup);
+  assert_true(tc.generation > gen);
+  assert_true(tc.first_is_key);
+  assert_int_equal(tc.first_dts, 20 * 33);
+  assert_int_equal(tc.packets_since_start, 7);
+  assert_int_equal(player.starts, 2);
+  assert_true(player.first_is_key);
+  assert_int_equal(player.packets_since_start, 7);
+  assert_string_equal(api_feed(ch), "backup");
+  play(e, NULL, b, 27, 3);
+  assert_int_equal(tc.packets_since_start, 10);
+  assert_int_equal(failovers(e, "disconnect"), 1);
+  assert_int_equal(failovers(e, "silence"), 0);
+  struct buf m;
+  buf_init(&m);
+  channel_registry_metrics(e->reg, &m);
+  assert_non_null(strstr(m.data, "galarelay_channel_backup_active{channel=\"gala\"} 1\n"));
+  buf_free(&m);
+  channel_feed_close(b);
+  assert_int_equal(tc.stops, 1);
+}
+
+static void test_failover_to_stale_standby_waits_for_keyframe(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 25);
+  play(e, a, NULL, 25, 100); /* the backup hangs; its GOP is 3.3 s old */
+  channel_feed_close(a);
+  assert_int_equal(tc.starts, 2);
+  assert_true(tc.backup);
+  assert_int_equal(tc.packets_since_start, 0); /* nothing old replayed */
+  assert_int_equal(failovers(e, "disconnect"), 1);
+  channel_feed_close(b);
+}
+
+static void test_failover_on_silence(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 30);
+  uint64_t silent_since = fake_ms;
+  /* the primary's connection stays open but nothing comes: no switch
+   * before failover_after (2 s)... */
+  int i = 30;
+  while (fake_ms + 33 - silent_since < 2000)
+    play(e, NULL, b, i++, 1);
+  assert_int_equal(tc.starts, 1);
+  assert_false(tc.backup);
+  /* ...and at it, with the backup's last keyframe first */
+  play(e, NULL, b, i++, 1);
+  assert_int_equal(tc.starts, 2);
+  assert_true(tc.backup);
+  assert_true(fake_ms - silent_since >= 2000 && fake_ms - silent_since < 2000 + 33);
+  assert_true(tc.first_is_key);
+  assert_int_equal(tc.first_dts % (10 * 33), 0);
+  assert_int_equal(failovers(e, "silence"), 1);
+  assert_string_equal(api_feed(ch), "backup");
+  /* the primary, still connected, sends again: it takes over at its next
+   * keyframe (prefer_primary), not before */
+  int next = (i / 10 + 1) * 10;
+  play(e, a, b, i, next - i);
+  assert_true(tc.backup);
+  play(e, a, b, next, 1);
+  assert_int_equal(tc.starts, 3);
+  assert_false(tc.backup);
+  assert_true(tc.first_is_key);
+  assert_int_equal(tc.first_dts, next * 33);
+  assert_int_equal(tc.packets_since_start, 1);
+  assert_int_equal(failovers(e, "primary_returned"), 1);
+  channel_feed_close(a);
+  channel_feed_close(b);
+}
+
+static void test_no_failover_when_both_silent(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 30);
+  for (int t = 0; t < 100; t++) {
+    fake_ms += 100;
+    channel_registry_check_feeds(e->reg);
+  }
+  assert_int_equal(tc.starts, 1);
+  assert_false(tc.backup);
+  assert_int_equal(failovers(e, "silence"), 0);
+  channel_feed_close(a);
+  channel_feed_close(b);
+}
+
+static void test_primary_returns(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 25);
+  channel_feed_close(a);
+  assert_true(tc.backup);
+  play(e, NULL, b, 25, 10);
+  /* the primary reconnects mid-GOP: the backup stays on air until the
+   * primary's next keyframe, which is the new timeline's first packet */
+  a = open_feed(e, "k-primary", "a2");
+  play(e, a, b, 35, 5);
+  assert_true(tc.backup);
+  assert_int_equal(tc.starts, 2);
+  play(e, a, b, 40, 1);
+  assert_int_equal(tc.starts, 3);
+  assert_false(tc.backup);
+  assert_true(tc.first_is_key);
+  assert_int_equal(tc.first_dts, 40 * 33);
+  play(e, a, b, 41, 5);
+  assert_int_equal(tc.packets_since_start, 6);
+  assert_string_equal(api_feed(ch), "primary");
+  assert_int_equal(failovers(e, "disconnect"), 1);
+  assert_int_equal(failovers(e, "primary_returned"), 1);
+  channel_feed_close(a);
+  channel_feed_close(b);
+}
+
+static void test_primary_returns_without_prefer_primary(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct config next = e->cfg;
+  next.channels[0].prefer_primary = false;
+  channel_registry_reload(e->reg, &next); /* a live setting: kept channel, new value */
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  play(e, a, b, 0, 25);
+  channel_feed_close(a);
+  a = open_feed(e, "k-primary", "a2");
+  play(e, a, b, 25, 40); /* keyframes at 30, 40, 50, 60 */
+  assert_int_equal(tc.starts, 2);
+  assert_true(tc.backup);
+  assert_int_equal(failovers(e, "primary_returned"), 0);
+  /* the primary is the standby now: it takes over when the backup goes */
+  channel_feed_close(b);
+  assert_int_equal(tc.starts, 3);
+  assert_false(tc.backup);
+  assert_true(tc.first_is_key);
+  assert_int_equal(tc.first_dts, 60 * 33);
+  assert_int_equal(failovers(e, "disconnect"), 2);
+  channel_feed_close(a);
+}
+
+/* The rule of publisher_takeover still holds with a backup on air: a
+ * newcomer with the silent primary's key replaces it, and takes over at
+ * its first keyframe. A primary that sends is not replaced. */
+static void test_takeover_while_backup_active(void **state) {
+  struct env *e = *state;
+  e->cfg.rtmp.publisher_takeover = 2;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct sink tc = {0};
+  channel_subscribe(ch, &sink_ops, &tc);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b"), *x = NULL;
+  play(e, a, b, 0, 20);
+  assert_int_equal(channel_feed_open(e->reg, "k-primary", "x", &feed_ops, NULL, &x), CHANNEL_OPEN_BUSY);
+  play(e, NULL, b, 20, 70); /* 2.3 s: silence failover, then takeover allowed */
+  assert_true(tc.backup);
+  assert_int_equal(failovers(e, "silence"), 1);
+  struct channel_feed *a2 = open_feed(e, "k-primary", "a2");
+  assert_int_equal(kicked, 1); /* the silent primary */
+  (void)a;
+  assert_true(tc.backup);
+  play(e, a2, b, 90, 1);
+  assert_false(tc.backup);
+  assert_int_equal(failovers(e, "primary_returned"), 1);
+  assert_int_equal(failovers(e, "disconnect"), 0); /* the kicked one was standby */
+  channel_feed_close(a2);
+  channel_feed_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
@@ -228,6 +493,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fanout_gop_and_standby, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api_and_metrics, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_removes_channel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failover_on_disconnect, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failover_to_stale_standby_waits_for_keyframe, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failover_on_silence, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_failover_when_both_silent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_primary_returns, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_primary_returns_without_prefer_primary, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_takeover_while_backup_active, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
