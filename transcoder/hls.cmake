@@ -25,6 +25,7 @@ galarelay_unit_test(test_hls_playlist
 galarelay_unit_test(test_hls_http
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_hls_http.c ${CMAKE_CURRENT_LIST_DIR}/hls_http.c
   LIBS galarelay_hls)
+target_compile_definitions(test_hls_http PRIVATE HLS_PARKED_MAX=8) # the bound, reachable in a test
 
 # LL-HLS from the real daemon (ffmpeg publishes; tests/integration/hls_check.py checks).
 galarelay_script_test(it_hls

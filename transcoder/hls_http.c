@@ -22,6 +22,15 @@
 #define T_PLAYLIST "application/vnd.apple.mpegurl"
 #define T_MP4 "video/mp4"
 
+/* Bound on parked requests (all channels and renditions): past it a
+ * blocking request is answered 503 at once, so clients that pile up parked
+ * requests (HTTP/2 streams, many connections) cannot grow memory without
+ * limit. Loop thread; the daemon has one server. */
+#ifndef HLS_PARKED_MAX
+#define HLS_PARKED_MAX 8192
+#endif
+static int parked_count;
+
 enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
 
 struct parked {
@@ -80,6 +89,7 @@ static void parked_close(void *arg) { /* the client left */
   struct parked *p = arg;
   hls_waiter_cancel(&p->w);
   free(p);
+  parked_count--;
 }
 
 static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
@@ -127,18 +137,21 @@ static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
     break;
   }
   }
-  if (done)
+  if (done) {
     free(p);
+    parked_count--;
+  }
   return done;
 }
 
 static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                 struct hls_rendition *r, struct parked *tmpl) {
-  struct parked *p = malloc(sizeof *p);
+  struct parked *p = parked_count < HLS_PARKED_MAX ? malloc(sizeof *p) : NULL;
   if (!p) {
     error(req->wsi, 503, "busy\n");
     return HTTP_DONE;
   }
+  parked_count++;
   *p = *tmpl;
   p->srv = srv;
   p->wsi = req->wsi;

@@ -148,8 +148,11 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
     if (s->complete)
       buf_printf(out, "#EXTINF:%.5f,\nseg-%" PRIu64 ".m4s\n", s->duration, s->msn);
   }
-  if (v->live) {
-    const struct hls_segment *last = r->segs[r->seg_count - 1];
+  const struct hls_segment *last = r->segs[r->seg_count - 1];
+  /* The hinted part continues the last segment's timeline; between a new
+   * timeline's begin and its first part that name would never exist (the
+   * next part is part-NEW-SEQ, after a discontinuity and a new map): no hint. */
+  if (v->live && last->timeline == r->timeline) {
     buf_printf(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-%" PRIu32 "-%" PRIu64 ".m4s\"\n",
                last->timeline, r->next_part_seq);
   }

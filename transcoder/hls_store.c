@@ -254,15 +254,17 @@ static void disk_done(uv_work_t *req, int status) {
   server_maybe_free(srv);
 }
 
-static void disk_submit(struct hls_server *srv, struct disk_job *job) {
+/* false if not queued (job freed) */
+static bool disk_submit(struct hls_server *srv, struct disk_job *job) {
   job->srv = srv;
   job->req.data = job;
   if (uv_queue_work(srv->loop, &job->req, disk_work, disk_done) != 0) {
     hls_blob_unref(job->blob);
     free(job);
-    return;
+    return false;
   }
   srv->pending++;
+  return true;
 }
 
 static void state_path(const struct hls_stream *st, char *out, size_t size) {
@@ -286,8 +288,7 @@ static void state_save(struct hls_stream *st) {
   state_path(st, job->path, sizeof job->path);
   snprintf(job->text, sizeof job->text, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu32 "\n",
            st->p_msn, st->p_disc, st->p_timeline);
-  disk_submit(st->srv, job);
-  if (!job->srv) /* not submitted */
+  if (!disk_submit(st->srv, job)) /* job is gone */
     st->state_busy = false;
 }
 
@@ -522,8 +523,11 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
     if (!next[j]) {
       next[j] = hls_rendition_new(st, &layout->r[j]);
       if (!next[j]) {
-        for (int k = 0; k < layout->count; k++)
+        for (int k = 0; k < layout->count; k++) {
+          if (next[k]) /* kept ones may still have parked requests: answer them first */
+            wake(srv, &next[k]->waiters, HLS_WAKE_GONE);
           hls_rendition_free(next[k]);
+        }
         st->rend_count = 0;
         st->live = false;
         return 0;

@@ -310,7 +310,8 @@ void pl_start_running(struct pipeline *p)
    * on it while the input queue buffers what arrives meanwhile. */
   p->replaying = true;
   for (int i = 0; i < p->hold_count; i++) {
-    if (p->state == P_RUNNING)
+    /* pipeline_free waits (on the loop thread) for this: stop replaying */
+    if (p->state == P_RUNNING && !atomic_load(&p->aborting))
       process_packet(p, p->hold[i].pkt, p->hold[i].arrival_ms);
     pl_qitem_clear(&p->hold[i]);
   }

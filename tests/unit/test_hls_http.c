@@ -301,6 +301,34 @@ static void test_timeout_and_leaving(void **state) {
   assert_int_equal(pl->answers, 1);
 }
 
+/* Parked requests are bounded (HLS_PARKED_MAX, 8 in this test's build):
+ * past it a blocking request gets 503 at once; a slot frees when one is
+ * answered or its client leaves. */
+static void test_parked_bound(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 2);
+  int ret;
+  struct fake_conn *c[8];
+  for (int i = 0; i < 8; i++) {
+    c[i] = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=3", &ret);
+    assert_int_equal(ret, HTTP_PARKED);
+  }
+  struct fake_conn *over = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=3", &ret);
+  assert_int_equal(ret, HTTP_DONE);
+  assert_int_equal(over->status, 503);
+  c[0]->on_close(c[0]->close_arg); /* a client leaves: its slot is free */
+  struct fake_conn *again = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=3", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  feed(f, 0, 2); /* part 3 exists: every parked one is answered */
+  for (int i = 1; i < 8; i++)
+    assert_int_equal(c[i]->status, 200);
+  assert_int_equal(again->status, 200);
+  struct fake_conn *next = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  (void)next;
+}
+
 static void test_stop_answers_parked(void **state) {
   struct fixture *f = *state;
   begin(f, true);
@@ -321,6 +349,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_blocking_reload, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hinted_part, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout_and_leaving, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_parked_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_answers_parked, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -254,6 +254,34 @@ static void test_old_timeline_dropped(void **state) {
   assert_int_equal(r->segs[0]->timeline, old);
 }
 
+/* Between a new timeline's begin and its first part, the playlist ends with
+ * the old timeline's segment: a preload hint would name a part of the old
+ * timeline that never comes (the next part is part-NEW-SEQ). */
+static void test_preload_hint_across_timelines(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  uint32_t old = f->timeline;
+  for (int k = 0; k < 3; k++)
+    feed_part(f, 0, k, "v");
+  hls_stream_drain(f->st);
+  hls_stream_end(f->st);
+  begin_std(f);
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  char *text = render(r);
+  char bad[64];
+  snprintf(bad, sizeof bad, "PRELOAD-HINT:TYPE=PART,URI=\"part-%u-", old);
+  assert_null(strstr(text, bad));
+  free(text);
+  feed_part(f, 0, 0, "w");
+  hls_stream_drain(f->st);
+  text = render(r);
+  char good[80];
+  snprintf(good, sizeof good, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-%u-4.m4s\"\n", f->timeline);
+  assert_non_null(strstr(text, good));
+  free(text);
+}
+
 static void test_layout_change_removes_rendition(void **state) {
   struct fixture *f = *state;
   begin_std(f);
@@ -320,6 +348,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_master_golden, setup, teardown),
       cmocka_unit_test_setup_teardown(test_discontinuity_and_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_old_timeline_dropped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_preload_hint_across_timelines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
       cmocka_unit_test(test_pdt_format),
