@@ -221,7 +221,8 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx = malloc((size_t)c->app->cfg->chat.max_frame_bytes);
+  conn->rx_cap = (size_t)c->app->cfg->chat.max_frame_bytes;
+  conn->rx = malloc(conn->rx_cap);
   if (!conn->rx) {
     conn->wsi = NULL;
     return -1;
@@ -258,6 +259,13 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
     c->stats.oversize++;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too large", 9);
     return -1;
+  }
+  if (max > conn->rx_cap) { /* a reload raised the limit since it joined */
+    unsigned char *grown = realloc(conn->rx, max);
+    if (!grown)
+      return -1;
+    conn->rx = grown;
+    conn->rx_cap = max;
   }
   memcpy(conn->rx + conn->rx_len, in, len);
   conn->rx_len += len;

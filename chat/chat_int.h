@@ -52,6 +52,7 @@ struct chat_conn {
   struct lws *wsi;
   struct chat_room *slot;
   unsigned char *rx; /* reassembly of one message, at most max_frame_bytes */
+  size_t rx_cap;     /* bytes allocated: the limit when it joined (SIGHUP may raise it) */
   size_t rx_len;
   bool rx_binary;
   int close_code; /* set: close at the next writable callback */

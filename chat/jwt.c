@@ -108,6 +108,8 @@ static bool hs256(const char *secret, const void *data, size_t len, unsigned cha
          maclen == 32;
 }
 
+#define JWT_TIME_MAX 1e15 /* seconds: far past any real exp, far inside int64_t */
+
 static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
                                     struct jwt_claims *out) {
   json_t *exp = json_object_get(claims, "exp");
@@ -115,10 +117,15 @@ static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leewa
   const char *sub = json_string_value(json_object_get(claims, "sub"));
   if (!json_is_number(exp) || !sub || !*sub || strlen(sub) >= sizeof(out->sub))
     return JWT_MALFORMED;
-  out->exp = (int64_t)json_number_value(exp);
-  if (now_s > out->exp + leeway_s)
+  /* compared as doubles: exp = 1e300 or INT64_MAX must not overflow (UB)
+   * when cast or when the leeway is added */
+  double e = json_number_value(exp);
+  if (!(e > -JWT_TIME_MAX && e < JWT_TIME_MAX))
+    return JWT_MALFORMED;
+  out->exp = (int64_t)e;
+  if ((double)now_s > e + (double)leeway_s)
     return JWT_EXPIRED;
-  if (nbf && (!json_is_number(nbf) || now_s + leeway_s < (int64_t)json_number_value(nbf)))
+  if (nbf && (!json_is_number(nbf) || (double)now_s + (double)leeway_s < json_number_value(nbf)))
     return JWT_EXPIRED;
   copy_claim(claims, "sub", out->sub, sizeof(out->sub));
   copy_claim(claims, "name", out->name, sizeof(out->name));

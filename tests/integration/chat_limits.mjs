@@ -51,11 +51,18 @@ await run('chat_limits', {
 
   // SIGHUP applies new chat limits without dropping anyone
   writeFileSync(d.confPath, readFileSync(d.confPath, 'utf8')
-    .replace('max_connections_per_addr = 3', 'max_connections_per_addr = 3\nmax_comment_length = 5'));
+    .replace('max_connections_per_addr = 3',
+      'max_connections_per_addr = 3\nmax_comment_length = 5\nmax_frame_bytes = 16384'));
   d.reload();
   await sleep(300);
   eq((await many.request({ type: 'comment', text: 'sixsix' })).code, 'too_long', 'new limit after SIGHUP');
   eq((await many.request({ type: 'comment', text: 'five5' })).type, 'ack', 'still connected after SIGHUP');
+  // a raised max_frame_bytes reaches members who joined under the old one
+  // (their reassembly buffer was sized for 4096: this frame overflowed it)
+  eq((await many.request({ type: 'comment', text: 'y'.repeat(10000) })).code, 'too_long',
+     'bigger frame after SIGHUP raised max_frame_bytes');
+  r = await many.request({ type: 'comment', text: 'ok' });
+  assert(r.type === 'ack' || r.code === 'rate_limited', `still connected after a big frame: ${JSON.stringify(r)}`);
   for (const x of [a, b, c, d2, d3, d5, many]) await x.close();
 });
 

@@ -51,6 +51,26 @@ static void test_expired(void **state) {
   free(tok);
 }
 
+/* exp/nbf at the edges of int64_t or of double: refused, no overflow (UBSan) */
+static void test_huge_times(void **state) {
+  (void)state;
+  struct jwt_claims c;
+  const char *claims[] = {
+      "{\"sub\":\"u\",\"exp\":9223372036854775807}",
+      "{\"sub\":\"u\",\"exp\":1e300}",
+      "{\"sub\":\"u\",\"exp\":-1e300}",
+  };
+  for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
+    char *tok = jwt_sign_hs256(claims[i], "k");
+    assert_non_null(tok);
+    assert_int_equal(jwt_verify_hs256(tok, "k", 1800000000, 30, &c), JWT_MALFORMED);
+    free(tok);
+  }
+  char *tok = jwt_sign_hs256("{\"sub\":\"u\",\"exp\":1800000100,\"nbf\":1e300}", "k");
+  assert_int_equal(jwt_verify_hs256(tok, "k", 1800000000, 30, &c), JWT_EXPIRED);
+  free(tok);
+}
+
 static void test_forged(void **state) {
   (void)state;
   char *tok = jwt_sign_hs256("{\"sub\":\"u\",\"exp\":1800000100}", "k");
@@ -71,7 +91,7 @@ static void test_forged(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid), cmocka_unit_test(test_structure),
-      cmocka_unit_test(test_expired), cmocka_unit_test(test_forged),
+      cmocka_unit_test(test_expired), cmocka_unit_test(test_forged), cmocka_unit_test(test_huge_times),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
