@@ -236,8 +236,11 @@ static int32_t bits_se(struct bits *b) {
 static void sps_skip_scaling_list(struct bits *b, int size) {
   int last = 8, next = 8;
   for (int j = 0; j < size && !b->overrun; j++) {
-    if (next != 0)
-      next = (last + bits_se(b) + 256) % 256;
+    if (next != 0) {
+      /* 64-bit: a hostile delta (up to +-2^31) must not overflow an int. */
+      int64_t v = ((int64_t)last + bits_se(b)) % 256;
+      next = (int)(v < 0 ? v + 256 : v);
+    }
     last = next == 0 ? last : next;
   }
 }
@@ -307,8 +310,9 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
     return -1;
   unsigned ux = (chroma == 1 || chroma == 2) ? 2 : 1;
   unsigned uy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
-  long w = (long)w_mbs * 16 - (long)ux * (cl + cr);
-  long h = (long)h_units * 16 * (2 - frame_mbs_only) - (long)uy * (ct + cb);
+  /* Crop offsets summed in 64 bits: two huge ue values must not wrap. */
+  int64_t w = (int64_t)w_mbs * 16 - (int64_t)ux * ((int64_t)cl + cr);
+  int64_t h = (int64_t)h_units * 16 * (2 - frame_mbs_only) - (int64_t)uy * ((int64_t)ct + cb);
   if (w <= 0 || h <= 0)
     return -1;
   *width = (int)w;

@@ -50,8 +50,10 @@ struct rtmp_conn {
   struct rtmp_conn *prev, *next;
   struct rtmp_session *sess;
   char addr[64];
-  uint64_t accepted_ms, last_activity_ms, last_media_ms;
+  uint64_t accepted_ms, last_activity_ms, last_media_ms, closing_ms;
   bool closing;
+  bool shutting_down; /* closing after a flush (uv_shutdown in flight) */
+  size_t write_mem;   /* memory held by session output (copies) in flight */
   /* publisher */
   struct channel_feed *feed;
   bool have_config[2];
@@ -73,6 +75,7 @@ struct conn_write {
   uv_write_t req;
   struct rtmp_conn *c;
   size_t len;
+  size_t mem; /* counted in c->write_mem */
   int nrefs;
   AVBufferRef *refs[BATCH_MAX];
   uv_buf_t bufs[BATCH_MAX];
@@ -105,6 +108,7 @@ static void on_written(uv_write_t *req, int status) {
     c->srv->bytes_out += w->len;
     c->last_activity_ms = srv_now(c->srv);
   }
+  c->write_mem -= w->mem;
   conn_write_free(w);
   if (status < 0 && status != UV_ECANCELED)
     conn_close(c, uv_strerror(status), false);
@@ -112,8 +116,11 @@ static void on_written(uv_write_t *req, int status) {
 
 static void conn_submit(struct rtmp_conn *c, struct conn_write *w, int nbufs) {
   w->c = c;
+  w->mem = w->nrefs ? 0 : sizeof *w + w->len; /* media has its own bound */
+  c->write_mem += w->mem;
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned)nbufs, on_written);
   if (rc < 0) {
+    c->write_mem -= w->mem;
     conn_write_free(w);
     conn_close(c, uv_strerror(rc), false);
   }
@@ -158,7 +165,11 @@ static void srv_flush_dirty(uv_check_t *h) {
   }
 }
 
-/* Session output (commands, control, headers): after the batch, in order. */
+/* Session output (commands, control, headers): after the batch, in order.
+ * Hard limit: a peer that makes us answer (pings, commands) but never
+ * reads would grow libuv's write queue without end; past twice the player
+ * bound it is disconnected (media alone never passes the bound itself).
+ * Counted in memory held, not bytes: each small answer costs a request. */
 static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   struct rtmp_conn *c = opaque;
   if (c->closing || len == 0)
@@ -166,6 +177,10 @@ static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   conn_flush(c);
   if (c->closing)
     return;
+  if (c->write_mem > 2 * c->srv->app->cfg->rtmp.player_queue_bytes) {
+    conn_close(c, "peer does not read (output over limit)", false);
+    return;
+  }
   struct conn_write *w = calloc(1, sizeof *w + len);
   if (!w) {
     conn_close(c, "out of memory", false);
@@ -276,7 +291,9 @@ static const struct channel_feed_ops feed_ops = {.kick = feed_kicked};
 static int sess_on_publish(void *opaque, const char *app, const char *name) {
   struct rtmp_conn *c = opaque;
   (void)app;
-  if (c->feed || c->play_ch)
+  /* closing: conn_close ran while the rest of the read is still parsed; a
+   * feed opened now would outlive the connection. */
+  if (c->closing || c->feed || c->play_ch)
     return RTMP_REFUSE_BADNAME;
   int rc = channel_feed_open(c->srv->app->channels, name, c->addr, &feed_ops, c, &c->feed);
   if (rc == CHANNEL_OPEN_UNKNOWN_KEY) {
@@ -356,7 +373,7 @@ static int sess_on_media(void *opaque, const struct rtmp_msg *msg) {
 static int sess_on_play(void *opaque, const char *app, const char *name) {
   struct rtmp_conn *c = opaque;
   (void)app;
-  if (c->feed || c->play_ch)
+  if (c->closing || c->feed || c->play_ch)
     return RTMP_REFUSE_NOTFOUND;
   struct channel *ch = channel_registry_find(c->srv->app->channels, name);
   if (!ch) {
@@ -369,6 +386,15 @@ static int sess_on_play(void *opaque, const char *app, const char *name) {
   c->sink_id = channel_subscribe_player(ch, &player_ops, c, player_on_removed);
   if (c->sink_id < 0) {
     c->play_ch = NULL;
+    return RTMP_REFUSE_NOTFOUND;
+  }
+  /* The connection may have closed inside the subscription (on_start and
+   * the GOP replay write to it) before sink_id was known to conn_detach. */
+  if (c->closing) {
+    if (c->sink_id > 0 && c->play_ch)
+      channel_unsubscribe(c->play_ch, c->sink_id);
+    c->play_ch = NULL;
+    c->sink_id = 0;
     return RTMP_REFUSE_NOTFOUND;
   }
   return RTMP_ACCEPT;
@@ -420,7 +446,10 @@ static void conn_on_close(uv_handle_t *h) {
 static void conn_on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   struct rtmp_conn *c = req->data;
-  uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+  c->shutting_down = false;
+  /* The sweep may have closed it already (a peer that never reads). */
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
 }
 
 static void conn_detach(struct rtmp_conn *c) {
@@ -444,8 +473,11 @@ static void conn_close(struct rtmp_conn *c, const char *why, bool flush) {
   conn_drop_batch(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
   c->shutdown.data = c;
-  if (flush && uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0)
+  c->closing_ms = srv_now(c->srv);
+  if (flush && uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0) {
+    c->shutting_down = true;
     return;
+  }
   uv_close((uv_handle_t *)&c->tcp, conn_on_close);
 }
 
@@ -549,6 +581,13 @@ static void srv_sweep(uv_timer_t *t) {
   uint64_t idle_ms = (uint64_t)(cfg->rtmp.idle_timeout * 1000);
   for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
     next = c->next;
+    /* A flush that never ends (the peer reads nothing) must not hold the
+     * connection forever: close it after handshake_timeout. */
+    if (c->shutting_down && !uv_is_closing((uv_handle_t *)&c->tcp) && now - c->closing_ms > hs_ms) {
+      srv->timeouts++;
+      uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+      continue;
+    }
     if (c->closing || !c->sess)
       continue;
     enum rtmp_session_state st = rtmp_session_state(c->sess);
@@ -634,6 +673,9 @@ void rtmp_server_stop(struct rtmp_server *srv) {
   for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
     next = c->next;
     conn_close(c, "shutdown", false);
+    /* A refusal still flushing to a peer that reads nothing: stop waiting. */
+    if (c->shutting_down && !uv_is_closing((uv_handle_t *)&c->tcp))
+      uv_close((uv_handle_t *)&c->tcp, conn_on_close);
   }
 }
 

@@ -134,10 +134,34 @@ static void test_enhanced_hevc(void **state) {
   assert_int_equal(m.pts, 10);
 }
 
+/* Hostile SPS values: crop offsets of 2^31 each (their 32-bit sum wraps to
+ * 0, which once passed as an uncropped 1280x720) and a scaling-list delta
+ * of 2^31-1 (a signed overflow under UBSan). Both must be refused or read
+ * without undefined behaviour. */
+static void test_avc_sps_hostile_values(void **state) {
+  (void)state;
+  static const uint8_t crop_sps[] = {0x67, 0x42, 0x00, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xf0,
+                                     0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x20, 0x00,
+                                     0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x74};
+  uint8_t avcc[64] = {0x01, 0x42, 0x00, 0x1f, 0xff, 0xe1, 0x00, (uint8_t)sizeof crop_sps};
+  memcpy(avcc + 8, crop_sps, sizeof crop_sps);
+  int w = 0, h = 0;
+  assert_int_equal(flv_avc_dimensions(avcc, 8 + sizeof crop_sps, &w, &h), -1);
+
+  uint8_t scal_sps[51] = {0x67, 0x64, 0x00, 0x1f, 0xad, 0x80, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xfe};
+  memset(scal_sps + 13, 0xff, sizeof scal_sps - 14);
+  scal_sps[sizeof scal_sps - 1] = 0xf8;
+  uint8_t avcc2[80] = {0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, (uint8_t)sizeof scal_sps};
+  memcpy(avcc2 + 8, scal_sps, sizeof scal_sps);
+  int rc = flv_avc_dimensions(avcc2, 8 + sizeof scal_sps, &w, &h);
+  assert_true(rc == 0 || rc == -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_avc_sequence_header),
       cmocka_unit_test(test_avc_dimensions_720p),
+      cmocka_unit_test(test_avc_sps_hostile_values),
       cmocka_unit_test(test_avc_frame_cts),
       cmocka_unit_test(test_aac),
       cmocka_unit_test(test_refused_by_name),
