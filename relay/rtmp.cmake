@@ -58,5 +58,8 @@ galarelay_script_test(it_rtmp_slow_player
 galarelay_script_test(it_rtmp_push
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_push.py
   TIMEOUT 180)
+galarelay_script_test(it_rtmp_abuse
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_abuse.py
+  TIMEOUT 120)
 # They measure pace, timeouts and memory: not beside other heavy tests.
-set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push PROPERTIES RUN_SERIAL TRUE)
+set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse PROPERTIES RUN_SERIAL TRUE)
