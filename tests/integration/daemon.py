@@ -19,6 +19,14 @@ SOURCE_DIR = os.environ.get("GALARELAY_SOURCE_DIR", os.path.dirname(os.path.dirn
 BUILD_DIR = os.environ.get("GALARELAY_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def free_port():
     """A port that was free a moment ago (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -127,6 +135,28 @@ class Daemon:
                 return f.read().decode("utf-8", "replace")[-8000:]
         except OSError:
             return ""
+
+    def wait_slate_ready(self, timeout=60):
+        """Each channel encodes its slate in a thread at start: tens of MiB
+        of encoder memory for a moment (seconds of it under ASan). A test
+        that bounds the daemon's memory takes its baseline after that."""
+        deadline = time.time() + timeout
+        while "slate: ready" not in self.log() and "slate on channel" in self.log():
+            assert time.time() < deadline, "slate never ready\n" + self.log()
+            time.sleep(0.1)
+
+    def settled_rss_kib(self, timeout=60):
+        """The daemon's idle RSS as the baseline of a memory bound: once the
+        slate is ready and RSS has held still for a second."""
+        deadline = time.time() + timeout
+        self.wait_slate_ready(timeout)
+        samples = []
+        while True:
+            samples = (samples + [rss_kib(self.proc.pid)])[-5:]
+            if len(samples) == 5 and max(samples) - min(samples) <= 256:
+                return samples[-1]
+            assert time.time() < deadline, f"RSS never settled: {samples}"
+            time.sleep(0.25)
 
     def metric(self, name, labels=None):
         """The value of one Prometheus sample (labels: exact label text, e.g. 'kind="http"')."""

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, http  # noqa: E402,F401
+from daemon import Daemon, http, rss_kib  # noqa: E402,F401
 from hls_check import MediaPlaylist, parse_master  # noqa: E402,F401
 
 CHANNEL = "gala"
@@ -157,9 +157,3 @@ def channel_live(base):
     raise AssertionError(f"channel {CHANNEL} not in /api/v1/channels")
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0

@@ -16,14 +16,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon  # noqa: E402
-from test_rtmp_lib import Client, rss_kib, wait_for  # noqa: E402
+from daemon import Daemon, rss_kib  # noqa: E402
+from test_rtmp_lib import Client, measure_rss_without_asan_quarantine, wait_for  # noqa: E402
 
-# Under AddressSanitizer (scripts/test.sh's second pass) freed memory sits
-# in ASan's quarantine and counts as RSS: turn the quarantine off for the
-# daemon so the measurement means the same thing in both passes.
-opts = os.environ.get("ASAN_OPTIONS", "")
-os.environ["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "quarantine_size_mb=0"
+measure_rss_without_asan_quarantine()
 
 QUEUE = 1 << 20
 CHANNELS = f"""
@@ -85,6 +81,7 @@ class SlowPlayer(unittest.TestCase):
                 # read until the first media message, then never again
                 while slow.read_message()[0] != 9:
                     pass
+                d.wait_slate_ready()
                 time.sleep(2)
                 base = rss_kib(d.proc.pid)
                 t_stall = time.time()
