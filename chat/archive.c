@@ -27,6 +27,8 @@ enum archive_kind {
   REC_UNBAN,
   REC_WORD,
   REC_STATE,
+  REC_APPROVE,
+  REC_KINDS /* how many */
 };
 
 /* One record: its strings live in the same allocation, after the struct. */
@@ -61,7 +63,7 @@ struct archive {
   uv_cond_t cond;
   sqlite3 *wdb; /* archive thread only (after open) */
   sqlite3 *rdb; /* loop thread only: loads */
-  sqlite3_stmt *stmt[8]; /* writer statements, by enum archive_kind */
+  sqlite3_stmt *stmt[REC_KINDS]; /* writer statements, by enum archive_kind */
   sqlite3_stmt *stmt_word_del; /* REC_WORD remove */
   int commit_ms;
   int batch;
@@ -109,7 +111,7 @@ static const char *const schema_sql =
     "PRAGMA user_version = 1;";
 
 /* Indexed by enum archive_kind. */
-static const char *const stmt_sql[8] = {
+static const char *const stmt_sql[REC_KINDS] = {
     [REC_COMMENT] = "INSERT INTO comments(id, channel, user_id, user_name, role, text, ts,"
                     " addr, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?11)",
     [REC_STATUS] = "UPDATE comments SET status = ?11 WHERE channel = ?1 AND id = ?2",
@@ -124,6 +126,9 @@ static const char *const stmt_sql[8] = {
     [REC_WORD] = "INSERT OR IGNORE INTO banned_words(channel, word) VALUES (?1, ?2)",
     [REC_STATE] = "INSERT OR REPLACE INTO room_state(channel, slow, hold, pinned)"
                   " VALUES (?1, ?11, ?12, ?2)",
+    /* published under its new id (ids sort in publish order) */
+    [REC_APPROVE] = "UPDATE comments SET id = ?3, status = 0 WHERE channel = ?1 AND id = ?2"
+                    " AND status = 1",
 };
 /* Parameters: ?1..?7 = s[0..6], ?9/?10 = n[0..1], ?11/?12 = i[0..1]. */
 
@@ -321,7 +326,7 @@ static int open_writer(struct archive *a, const char *path) {
   if (exec_sql(a->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "pragmas") ||
       exec_sql(a->wdb, schema_sql, "schema"))
     return -1;
-  for (int k = 0; k < 8; k++) {
+  for (int k = 0; k < REC_KINDS; k++) {
     if (sqlite3_prepare_v3(a->wdb, stmt_sql[k], -1, SQLITE_PREPARE_PERSISTENT,
                            &a->stmt[k], NULL) != SQLITE_OK) {
       log_error("archive", "prepare failed: %s", sqlite3_errmsg(a->wdb));
@@ -335,7 +340,7 @@ static int open_writer(struct archive *a, const char *path) {
 }
 
 static void close_dbs(struct archive *a) {
-  for (int k = 0; k < 8; k++)
+  for (int k = 0; k < REC_KINDS; k++)
     sqlite3_finalize(a->stmt[k]);
   sqlite3_finalize(a->stmt_word_del);
   sqlite3_close(a->wdb);
@@ -474,6 +479,12 @@ int archive_submit_status(struct archive *a, const char *channel, const char *id
                           enum archive_status status, archive_done_fn done, void *opaque) {
   const char *s[] = {channel, id};
   return submit(a, REC_STATUS, s, 2, 0, 0, (int)status, 0, done, opaque);
+}
+
+int archive_submit_approve(struct archive *a, const char *channel, const char *held_id,
+                           const char *new_id, archive_done_fn done, void *opaque) {
+  const char *s[] = {channel, held_id, new_id};
+  return submit(a, REC_APPROVE, s, 3, 0, 0, 0, 0, done, opaque);
 }
 
 int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,

@@ -128,9 +128,14 @@ typedef void (*archive_done_fn)(void *opaque, int ok);
  * -1 = refused (queue full, or closing): done is never called. */
 int archive_submit_comment(struct archive *a, const struct archive_comment *c,
                            archive_done_fn done, void *opaque);
-/* delete / approve (-> VISIBLE) / reject a comment by id. */
+/* delete / reject a comment by id (approve: archive_submit_approve). */
 int archive_submit_status(struct archive *a, const char *channel, const char *id,
                           enum archive_status status, archive_done_fn done, void *opaque);
+/* approve: the held comment becomes visible under new_id, the id it was
+ * published with (a held comment's first id would sort before comments
+ * published while it waited). */
+int archive_submit_approve(struct archive *a, const char *channel, const char *held_id,
+                           const char *new_id, archive_done_fn done, void *opaque);
 /* "clear": every visible or held comment of the channel with ts <= ts_ms
  * becomes deleted. */
 int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,

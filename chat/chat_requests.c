@@ -222,16 +222,29 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
   }
   case CHAT_MOD_APPROVE:
   case CHAT_MOD_REJECT: {
-    bool approve = msg->action == CHAT_MOD_APPROVE;
     if (!(found = room_find_held(room, msg->id)))
       return "no such held comment";
-    if (approve)
-      chat__ticket_event(t, json_deep_copy(found));
-    chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id, "action",
-                              approve ? "approve" : "reject"));
+    if (msg->action == CHAT_MOD_REJECT) {
+      chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
+                                      "action", "reject"));
+      if (a)
+        archive_submit_status(a, ch, msg->id, ARCHIVE_REJECTED, NULL, NULL);
+      return NULL;
+    }
+    /* Published now, so it gets an id of now: ids sort in publish order,
+     * and the held id is older than every comment published while it
+     * waited. Its ts stays the moment it was written about. The ack and
+     * the moderators' "resolved" carry the new id. */
+    char *published = t->id;
+    chat__make_id(c, published);
+    json_t *ev = json_deep_copy(found);
+    if (ev)
+      json_object_set_new(ev, "id", json_string(published));
+    chat__ticket_event(t, ev);
+    chat__ticket_event(t, json_pack("{s:s, s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
+                                    "action", "approve", "comment_id", published));
     if (a)
-      archive_submit_status(a, ch, msg->id, approve ? ARCHIVE_VISIBLE : ARCHIVE_REJECTED, NULL,
-                            NULL);
+      archive_submit_approve(a, ch, msg->id, published, NULL, NULL);
     return NULL;
   }
   case CHAT_MOD_WORDS_ADD:

@@ -676,7 +676,6 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
   if (!strcmp(type, "comment")) {
     if (!id || !json_is_object(json_object_get(event, "user")) || !ev_str(event, "text"))
       return -1;
-    held_remove(r, id); /* an approved comment leaves the review queue */
     hist_push(r, json_deep_copy(event));
     comment = true;
   } else if (!strcmp(type, "delete")) {

@@ -77,10 +77,18 @@ await run('chat_moderation', { chat: () => 'user_burst = 50\nuser_rate = 50'  },
   await modLate.next((x) => x.type === 'welcome');
   const wl = await modLate.hello('mod2', MOD_TOKEN);
   eq(wl.held.map((h) => h.id), [held.comment.id], 'held queue in a moderator welcome');
-  eq((await m('approve', { id: held.comment.id })).type, 'ack', 'approve acked');
+  // published while the comment waited: the approved one must sort after it
+  const meanwhile = await mod.request({ type: 'comment', text: 'while you wait' });
+  eq(meanwhile.type, 'ack', 'a moderator posts while a comment is held');
+  const approved = await m('approve', { id: held.comment.id });
+  eq(approved.type, 'ack', 'approve acked');
   const shown = await viewer.event((e) => e.type === 'comment' && e.text === 'please approve');
-  eq(shown.id, held.comment.id, 'approved comment keeps its id');
-  await mod.event((e) => e.type === 'resolved' && e.id === held.comment.id && e.action === 'approve');
+  eq(approved.id, shown.id, 'the approve ack carries the published id');
+  assert(shown.id > meanwhile.id && shown.id !== held.comment.id,
+    `ids sort in publish order: approved ${shown.id} after ${meanwhile.id} (held as ${held.comment.id})`);
+  eq(shown.ts, held.comment.ts, 'ts stays the moment it was written');
+  await mod.event((e) => e.type === 'resolved' && e.id === held.comment.id && e.action === 'approve' &&
+    e.comment_id === shown.id);
   r = await troll.request({ type: 'comment', text: 'reject me' });
   eq(r.code, 'held', 'held again');
   const held2 = await mod.event((e) => e.type === 'held' && e.comment.text === 'reject me');

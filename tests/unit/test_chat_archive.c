@@ -257,6 +257,40 @@ static void test_reload_after_reopen(void **state) {
   archive_close(f->a);
 }
 
+/* approve re-keys the held comment to the id it was published with: it
+ * loads as visible under the new id, sorted after what was published while
+ * it waited; the held id is gone. A second approve of the same id (already
+ * resolved) changes nothing. */
+static void test_approve_rekeys(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[6];
+  struct archive_comment held = {.id = "000000000000000000010", .channel = "gala",
+                                 .user_id = "u2", .user_name = "troll", .role = "viewer",
+                                 .text = "please approve", .ts_ms = 500, .addr = "10.0.0.9",
+                                 .status = ARCHIVE_HELD};
+  t[0] = (struct ticket){f, 0};
+  assert_int_equal(archive_submit_comment(f->a, &held, on_done, &t[0]), 0);
+  assert_int_equal(submit_comment(f, &t[1], 11, "gala"), 0); /* published meanwhile */
+  t[2] = (struct ticket){f, 12};
+  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000012",
+                                          on_done, &t[2]), 0);
+  t[3] = (struct ticket){f, 13};
+  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000013",
+                                          on_done, &t[3]), 0);
+  run_until(f, 4);
+  assert_int_equal(f->acks, 4);
+  struct collected col = {0};
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, 2);
+  assert_string_equal(col.ids[0], "000000000000000000011");
+  assert_string_equal(col.ids[1], "000000000000000000012");
+  memset(&col, 0, sizeof col);
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_HELD, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, 0);
+  archive_close(f->a);
+}
+
 /* queue_max in flight, then -1 at once, and no callback for the refused. */
 static void test_full_queue_refuses(void **state) {
   struct fixture *f = *state;
@@ -376,6 +410,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_one_bad_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_after_reopen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_approve_rekeys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_queue_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_keeps_acked, setup, teardown),
