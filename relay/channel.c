@@ -11,16 +11,16 @@
  *  - the active feed's publisher goes (disconnect, kick): at once;
  *  - the active feed sent no media for the channel's failover_after while
  *    the standby did: noticed by the registry's timer (FAILOVER_TICK_MS);
- *  - prefer_primary is on, the backup is active and the primary sends a
- *    keyframe: at that keyframe.
+ *  - prefer_primary is on, the backup is active and the primary sends its
+ *    second keyframe (its keyframe interval known): at that keyframe.
  * A switch is a new timeline for the sinks (on_start, a new generation),
  * followed at once by the new active feed's held GOP. For the first two
  * cases that GOP starts at the standby's last keyframe, before the switch:
- * replaying it is what gives viewers the shortest gap (the transcoder
- * measures a new feed's keyframe interval over its first GOP before its
- * HLS timeline begins, so starting from the held keyframe saves a whole
- * keyframe interval over waiting for the next one, and RTMP players get a
- * picture at once). The price is that up to one GOP of the show may be
+ * replaying it is what gives viewers the shortest gap: the transcoder gets
+ * a keyframe at once and, with the feed's keyframe interval and bitrate
+ * that the channel measured while the feed stood by (channel_feed_info),
+ * begins its renditions from it without measuring a GOP first; RTMP
+ * players get a picture at once. The price is that up to one GOP of the show may be
  * seen twice; the standby's GOP is replayed only while it is fresh (the
  * standby sent media within failover_after), else the sinks wait for its
  * next keyframe. For a returning primary the held GOP is just the keyframe
@@ -81,8 +81,8 @@ struct channel_feed {
   uint64_t opened_ms;
   uint64_t last_media_ms;
   /* measured over windows of STATS_WINDOW_MS */
-  uint64_t win_start_ms, win_bytes, win_frames;
-  double bitrate_kbps, fps;
+  uint64_t win_start_ms, win_bytes, win_video_bytes, win_frames;
+  double bitrate_kbps, video_kbps, fps;
   int64_t last_key_dts;
   double key_interval_s;
   uint64_t packets, bytes;
@@ -210,6 +210,8 @@ static void ch__start(struct channel *ch) {
       .fps = f->fps > 0 ? f->fps : f->meta_fps,
       .is_backup = f->backup,
       .generation = ch->generation,
+      .key_interval_ms = (int64_t)(f->key_interval_s * 1000.0 + 0.5),
+      .video_kbps = f->video_kbps,
   };
   if (!ch->started)
     ch->live_since_ms = ch__now(ch);
@@ -497,6 +499,7 @@ static void feed_stats(struct channel_feed *f, const AVPacket *pkt, uint64_t now
   f->last_media_ms = now;
   if (pkt->stream_index == CHANNEL_VIDEO) {
     f->win_frames++;
+    f->win_video_bytes += (uint64_t)pkt->size;
     if (pkt->flags & AV_PKT_FLAG_KEY) {
       if (f->last_key_dts >= 0 && pkt->dts > f->last_key_dts)
         f->key_interval_s = (double)(pkt->dts - f->last_key_dts) / 1000.0;
@@ -506,21 +509,26 @@ static void feed_stats(struct channel_feed *f, const AVPacket *pkt, uint64_t now
   uint64_t span = now - f->win_start_ms;
   if (span >= STATS_WINDOW_MS) {
     f->bitrate_kbps = (double)f->win_bytes * 8.0 / (double)span;
+    f->video_kbps = (double)f->win_video_bytes * 8.0 / (double)span;
     f->fps = (double)f->win_frames * 1000.0 / (double)span;
-    f->win_bytes = f->win_frames = 0;
+    f->win_bytes = f->win_video_bytes = f->win_frames = 0;
     f->win_start_ms = now;
   }
 }
 
 /* prefer_primary: the primary, back while the backup is active, takes
- * over at its keyframe (or at once when it sends no video). */
+ * over at its second keyframe (or at once when it sends no video): by then
+ * its keyframe interval is known, so the transcoder begins at once and the
+ * backup stays on air until then, rather than the slate while the
+ * transcoder would measure the primary's first GOP. */
 static bool primary_takes_over(const struct channel_feed *f, const AVPacket *pkt) {
   const struct channel *ch = f->ch;
   if (f->backup || !ch->prefer_primary || ch->active != 1)
     return false;
   if (!f->par[CHANNEL_VIDEO])
     return true;
-  return pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY);
+  return pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY) &&
+         f->key_interval_s > 0;
 }
 
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {

@@ -29,6 +29,13 @@ struct channel_feed_info {
   const AVCodecParameters *audio; /* NULL = video-only feed */
   double fps;                     /* from metadata or measured; 0 = unknown */
   bool is_backup;                 /* the backup key's feed */
+  /* What the channel measured of this feed before it went on air (a
+   * standby's keyframe interval and video bitrate); 0 = not known yet.
+   * With them the transcoder begins at the feed's first keyframe instead
+   * of measuring a whole GOP first, which is what makes a failover to a
+   * ready standby seamless. */
+  int64_t key_interval_ms;
+  double video_kbps;
   uint64_t generation;            /* grows by one for every new feed timeline */
 };
 

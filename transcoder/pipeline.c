@@ -134,9 +134,11 @@ static int build_ladder(struct pipeline *p)
       ladder_remove(&p->ladder, 0);
     }
   }
-  if (p->ladder.count > 0 && p->ladder.r[0].passthrough && p->hold_bytes > 0 &&
-      p->max_keyint > 0) {
-    int64_t kbps = p->hold_bytes * 8 / p->max_keyint;
+  if (p->ladder.count > 0 && p->ladder.r[0].passthrough &&
+      (p->kbps_hint > 0 || (p->hold_bytes > 0 && p->max_keyint > 0))) {
+    /* the channel's measure when the hold is shorter than a GOP */
+    int64_t kbps = p->kbps_hint > 0 ? (int64_t)(p->kbps_hint + 0.5)
+                                    : p->hold_bytes * 8 / p->max_keyint;
     p->ladder.r[0].video_bitrate = (int)kbps;
     p->ladder.r[0].max_rate = (int)(kbps * 3 / 2);
   }
@@ -267,6 +269,8 @@ static void on_start(struct pipeline *p, struct qitem *it)
   p->apar = it->apar;
   it->vpar = it->apar = NULL;
   p->fps = it->fps;
+  p->keyint_hint = it->keyint_hint_ms > 0 ? it->keyint_hint_ms : 0;
+  p->kbps_hint = it->kbps_hint > 0 ? it->kbps_hint : 0;
   if (p->apar && p->apar->codec_id != AV_CODEC_ID_AAC) {
     log_warn("transcoder", "audio left out: only AAC is passed through channel=%s codec=%s",
              p->channel, avcodec_get_name(p->apar->codec_id));
@@ -406,7 +410,8 @@ static AVCodecParameters *par_copy(const AVCodecParameters *src)
 
 int pipeline_start(struct pipeline *p, const struct channel_feed_info *info)
 {
-  struct qitem it = {.kind = Q_START, .fps = info->fps};
+  struct qitem it = {.kind = Q_START, .fps = info->fps, .keyint_hint_ms = info->key_interval_ms,
+                     .kbps_hint = info->video_kbps};
   it.vpar = par_copy(info->video);
   it.apar = par_copy(info->audio);
   p->in_skip_video = false;

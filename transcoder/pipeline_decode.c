@@ -290,6 +290,14 @@ bool pl_hold_decided(struct pipeline *p)
     p->source_fits = false;
     return true;
   }
+  if (p->keyint_hint > 0 && p->first_key_dts != INT64_MIN) {
+    /* the channel measured this feed's GOP before it went on air: begin at
+     * its first keyframe (track_keyframes still warns if it grows) */
+    if (p->keyint_hint > p->max_keyint)
+      p->max_keyint = p->keyint_hint;
+    p->source_fits = ladder_source_fits(p->max_keyint, p->cfg.hls.segment_duration);
+    return true;
+  }
   int64_t limit = pl_seg_ms(p) + 50;
   if (p->max_keyint > limit || (p->max_keyint > 0 && p->last_key_dts != p->first_key_dts)) {
     p->source_fits = ladder_source_fits(p->max_keyint, p->cfg.hls.segment_duration);

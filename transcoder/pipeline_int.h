@@ -31,6 +31,8 @@ struct qitem {
   bool forced;                /* Q_FRAME: force a keyframe */
   AVCodecParameters *vpar, *apar; /* Q_START */
   double fps;
+  int64_t keyint_hint_ms; /* Q_START: channel_feed_info's, 0 = unknown */
+  double kbps_hint;
 };
 
 struct queue {
@@ -94,6 +96,8 @@ struct pipeline {
   AVRational src_sar;
   bool source_decided, source_fits;
   int64_t first_key_dts, last_key_dts, max_keyint;
+  int64_t keyint_hint; /* ms; the channel measured the feed's GOP: no hold */
+  double kbps_hint;    /* the feed's video bitrate as the channel measured it */
   bool keyint_warned;
   struct qitem *hold;
   int hold_count;

@@ -17,7 +17,9 @@
  * flushed), so each switch is one discontinuity and MSNs continue. The
  * slate reuses the renditions of the last feed (players keep their
  * playlist URLs), or, before any feed, the configured ladder for a
- * 1920x1080 source. */
+ * 1920x1080 source. After a feed's timeline ends the slate waits one part
+ * duration (the grace timer): a switch to a ready standby begins its
+ * timeline within it, and viewers see no card flash between the two. */
 #include "transcoder/transcoder.h"
 
 #include <jansson.h>
@@ -51,6 +53,7 @@ struct tc_channel {
   bool slate_on; /* the slate's timeline is open */
   struct hls_stream_layout last_layout; /* the last feed's, for the slate */
   bool have_last_layout;
+  uint64_t slate_due; /* uv_now when the grace after a timeline's end is over; 0 = none */
   struct tc_channel *next;
 };
 
@@ -66,6 +69,7 @@ struct tc_request {
 struct transcoder {
   struct app *app;
   uv_async_t *async; /* freed in its close callback */
+  uv_timer_t *grace; /* the slate's grace after an end; freed in its close callback */
   pthread_mutex_t mu;
   struct tc_request *head, *tail;
   struct tc_channel *channels;
@@ -211,6 +215,13 @@ static void slate_end(struct tc_channel *c, bool flush)
 
 /* ---- the loop side ---- */
 
+static uint64_t slate_grace_ms(const struct transcoder *t)
+{
+  return (uint64_t)(t->app->cfg->hls.part_duration * 1000.0 + 0.5);
+}
+
+static void on_grace(uv_timer_t *h);
+
 static void handle(struct tc_request *rq)
 {
   struct tc_channel *c = rq->c;
@@ -224,10 +235,37 @@ static void handle(struct tc_request *rq)
       c->have_last_layout = true;
     }
     pipeline_begun(c->p, id);
+    c->slate_due = 0;
   } else {
     hls_stream_end(c->st);
     c->timeline_open = false;
+    c->slate_due = uv_now(c->t->app->loop) + slate_grace_ms(c->t);
   }
+}
+
+/* The slate for every channel without a timeline whose grace is over;
+ * the timer is armed for the earliest grace still running. */
+static void slate_when_due(struct transcoder *t)
+{
+  uint64_t now = uv_now(t->app->loop), next = 0;
+  for (struct tc_channel *c = t->channels; c; c = c->next) {
+    if (c->timeline_open || c->slate_on)
+      continue;
+    if (c->slate_due > now) {
+      next = next && next < c->slate_due ? next : c->slate_due;
+      continue;
+    }
+    c->slate_due = 0;
+    slate_begin(c);
+  }
+  if (next)
+    uv_timer_start(t->grace, on_grace, next - now, 0);
+}
+
+static void on_grace(uv_timer_t *h)
+{
+  if (h->data)
+    slate_when_due(h->data);
 }
 
 static void on_async(uv_async_t *h)
@@ -247,8 +285,7 @@ static void on_async(uv_async_t *h)
   }
   /* after the whole batch: an end followed at once by a begin (a resize,
    * a feed switch) needs no slate in between */
-  for (struct tc_channel *c = t->channels; c; c = c->next)
-    slate_begin(c);
+  slate_when_due(t);
 }
 
 /* Drop the queued requests of c (its pipeline is joined: no new ones). */
@@ -380,6 +417,11 @@ static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl)
   log_msg(ours, "libav", "%s", line);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+  free(h);
+}
+
 struct transcoder *transcoder_start(struct app *app)
 {
   av_log_set_callback(av_log_to_ours);
@@ -395,6 +437,15 @@ struct transcoder *transcoder_start(struct app *app)
     return NULL;
   }
   t->async->data = t;
+  t->grace = calloc(1, sizeof(*t->grace));
+  if (!t->grace || uv_timer_init(app->loop, t->grace) != 0) {
+    log_error("transcoder", "uv_timer_init failed");
+    free(t->grace);
+    uv_close((uv_handle_t *)t->async, on_handle_closed);
+    free(t);
+    return NULL;
+  }
+  t->grace->data = t;
   pthread_mutex_init(&t->mu, NULL);
   int n = channel_registry_count(app->channels);
   for (int i = 0; i < n; i++)
@@ -404,11 +455,6 @@ struct transcoder *transcoder_start(struct app *app)
   channel_registry_observe(app->channels, &obs);
   log_info("transcoder", "started channels=%d", n);
   return t;
-}
-
-static void on_async_closed(uv_handle_t *h)
-{
-  free(h);
 }
 
 void transcoder_stop(struct transcoder *t)
@@ -421,7 +467,9 @@ void transcoder_stop(struct transcoder *t)
     detach_one(t, c);
   }
   t->async->data = NULL;
-  uv_close((uv_handle_t *)t->async, on_async_closed);
+  uv_close((uv_handle_t *)t->async, on_handle_closed);
+  t->grace->data = NULL;
+  uv_close((uv_handle_t *)t->grace, on_handle_closed);
   pthread_mutex_destroy(&t->mu);
   free(t);
 }

@@ -8,8 +8,11 @@ and the arrival time of every new part recorded.
   feed=backup), the playlist keeps gaining a part at least every second
   (the slate covers the moment until the backup's HLS timeline begins), and
   it shows EXT-X-DISCONTINUITY with media sequence numbers continuing.
-- A new primary publishes: it takes over again at its first keyframe
-  (prefer_primary = yes, the default).
+- A new primary publishes: it takes over again at its second keyframe,
+  once its keyframe interval is known (prefer_primary = yes, the default).
+- No switch shows the slate: each time the other feed was ready, so the
+  transcoder begins its timeline at once (the channel passes the feed's
+  keyframe interval and bitrate) and the slate's grace is not over.
 - SIGSTOP the primary (its connection open, nothing sent): the backup takes
   over within failover_after (2 s) + 1 s.
 - The hung primary is killed and a new one publishes: it takes over again.
@@ -133,6 +136,10 @@ class FailoverDrill(unittest.TestCase):
                    log=self.d.log)
         return time.monotonic() - t0
 
+    def slates(self):
+        with open(self.d.log_path, encoding="utf-8", errors="replace") as f:
+            return len(re.findall(r"slate on channel=", f.read()))
+
     def failovers(self, reason):
         return metric(self.d.url, "galarelay_channel_failovers_total", channel=CHANNEL, reason=reason)
 
@@ -154,6 +161,7 @@ class FailoverDrill(unittest.TestCase):
         self.watcher.start()
         time.sleep(2)  # the backup has sent a keyframe or two: it is ready
         before = {name: media_playlist(self.d.url, r) for name, r in rends.items()}
+        slates_before = self.slates()
 
         # 1. the primary dies
         t_kill = time.monotonic()
@@ -226,6 +234,8 @@ class FailoverDrill(unittest.TestCase):
             switches = re.findall(r"feed switch channel=gala .*", f.read())
         self.assertEqual(len(switches), 4, "\n".join(switches))
         self.assertFalse(self.watcher.errors, self.watcher.errors)
+        self.assertEqual(self.slates(), slates_before, "the slate came on during a switch to a ready feed\n"
+                         + self.d.log())
 
 
 if __name__ == "__main__":

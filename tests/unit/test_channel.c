@@ -33,6 +33,7 @@ struct sink {
   bool backup, has_video;
   int64_t first_dts;
   bool first_is_key;     /* the first packet of the current timeline */
+  int64_t key_interval_ms; /* channel_feed_info's, at the last start */
   int packets_since_start;
 };
 
@@ -42,6 +43,7 @@ static void s_start(void *o, const struct channel_feed_info *i) {
   s->generation = i->generation;
   s->backup = i->is_backup;
   s->has_video = i->video != NULL;
+  s->key_interval_ms = i->key_interval_ms;
   s->first_dts = -1;
   s->packets_since_start = 0;
 }
@@ -194,6 +196,7 @@ static void test_fanout_gop_and_standby(void **state) {
   assert_int_equal(early.packets, 30);
   assert_true(early.first_is_key);
   assert_int_equal(early.first_dts, 20 * 33);
+  assert_int_equal(early.key_interval_ms, 10 * 33); /* measured while standby */
   send_frames(bk, 25, 5);
   assert_int_equal(early.packets, 35);
   channel_feed_close(bk);
@@ -414,17 +417,19 @@ static void test_primary_returns(void **state) {
   assert_true(tc.backup);
   play(e, NULL, b, 25, 10);
   /* the primary reconnects mid-GOP: the backup stays on air until the
-   * primary's next keyframe, which is the new timeline's first packet */
+   * primary's second keyframe (its keyframe interval is known then, and is
+   * passed on), which is the new timeline's first packet */
   a = open_feed(e, "k-primary", "a2");
-  play(e, a, b, 35, 5);
+  play(e, a, b, 35, 15); /* its first keyframe at 40 */
   assert_true(tc.backup);
   assert_int_equal(tc.starts, 2);
-  play(e, a, b, 40, 1);
+  play(e, a, b, 50, 1);
   assert_int_equal(tc.starts, 3);
   assert_false(tc.backup);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts, 40 * 33);
-  play(e, a, b, 41, 5);
+  assert_int_equal(tc.first_dts, 50 * 33);
+  assert_int_equal(tc.key_interval_ms, 10 * 33);
+  play(e, a, b, 51, 5);
   assert_int_equal(tc.packets_since_start, 6);
   assert_string_equal(api_feed(ch), "primary");
   assert_int_equal(failovers(e, "disconnect"), 1);
@@ -461,7 +466,7 @@ static void test_primary_returns_without_prefer_primary(void **state) {
 
 /* The rule of publisher_takeover still holds with a backup on air: a
  * newcomer with the silent primary's key replaces it, and takes over at
- * its first keyframe. A primary that sends is not replaced. */
+ * its second keyframe. A primary that sends is not replaced. */
 static void test_takeover_while_backup_active(void **state) {
   struct env *e = *state;
   e->cfg.rtmp.publisher_takeover = 2;
@@ -478,7 +483,9 @@ static void test_takeover_while_backup_active(void **state) {
   assert_int_equal(kicked, 1); /* the silent primary */
   (void)a;
   assert_true(tc.backup);
-  play(e, a2, b, 90, 1);
+  play(e, a2, b, 90, 10); /* its first keyframe */
+  assert_true(tc.backup);
+  play(e, a2, b, 100, 1); /* the second */
   assert_false(tc.backup);
   assert_int_equal(failovers(e, "primary_returned"), 1);
   assert_int_equal(failovers(e, "disconnect"), 0); /* the kicked one was standby */

@@ -358,6 +358,39 @@ static void long_gop_source_left_out(void **state)
   pipeline_free(p);
 }
 
+/* What the channel measured of a standby feed (channel_feed_info) decides
+ * at the first keyframe: the source's bandwidth is the channel's bitrate,
+ * and a keyframe interval past the segment leaves the source rung out
+ * without waiting to see it. */
+static void channel_measures_used(void **state)
+{
+  (void)state;
+  const char *path = clip("base", BASE_ARGS);
+  for (int round = 0; round < 2; round++) {
+    rec_reset();
+    struct pipeline *p = pipeline_new("test", &cfg, &rec_out, false);
+    assert_non_null(p);
+    struct feed f;
+    feed_open(&f, path);
+    f.info.key_interval_ms = round == 0 ? 1000 : 10000;
+    f.info.video_kbps = 777;
+    assert_int_equal(pipeline_start(p, &f.info), 0);
+    feed_run(&f, p, NULL, 0, NULL);
+    pipeline_stop(p);
+    pipeline_wait_idle(p);
+    feed_close(&f);
+    assert_int_equal(rec.timelines, 1);
+    const struct hls_stream_layout *lay = &rec.layouts[0];
+    if (round == 0) {
+      assert_string_equal(lay->r[0].name, "source");
+      assert_int_equal(lay->r[0].average_bandwidth, 777000);
+    } else {
+      assert_string_equal(lay->r[0].name, "270p");
+    }
+    pipeline_free(p);
+  }
+}
+
 static void shift_back(AVPacket *pkt, int n)
 {
   (void)n;
@@ -636,6 +669,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(ladder_aligned_keyframes, setup, teardown),
       cmocka_unit_test_setup_teardown(long_gop_source_left_out, setup, teardown),
+      cmocka_unit_test_setup_teardown(channel_measures_used, setup, teardown),
       cmocka_unit_test_setup_teardown(timestamps_going_back_are_rebased, setup, teardown),
       cmocka_unit_test_setup_teardown(corrupt_nalus_counted, setup, teardown),
       cmocka_unit_test_setup_teardown(audio_only_and_video_only, setup, teardown),
