@@ -31,7 +31,17 @@
  * and a standby can take over from its last keyframe. Bound, per feed:
  * GOP_MAX_BYTES and GOP_MAX_PACKETS; past either the cache is emptied and
  * stays empty until the next keyframe (new players then wait for it). An
- * audio-only feed keeps its last AUDIO_ONLY_KEEP packets. */
+ * audio-only feed keeps its last AUDIO_ONLY_KEEP packets.
+ *
+ * The output clock: RTMP players and push targets see one stream whatever
+ * feed is on air, and an encoder's clock is its own (a backup's may be
+ * hours from the primary's; a replayed GOP is up to one GOP old). So the
+ * timestamps sinks get are the feed's plus the channel's ts_offset, chosen
+ * at the first packet of each timeline after the first one so that it
+ * follows the last packet sent, one frame later. The first timeline keeps
+ * the encoder's timestamps. Packets carry the RTMP wire bytes, so a packet
+ * whose timestamp moves gets a retimed copy of its wire (one per packet,
+ * shared by every player). */
 #include "relay/channel.h"
 
 #include <stdlib.h>
@@ -45,6 +55,7 @@
 #include "relay/app.h"
 #include "relay/buf.h"
 #include "relay/log.h"
+#include "relay/rtmp_chunk.h"
 #include "relay/rtmp_push.h"
 
 #define GOP_MAX_BYTES (16u << 20)
@@ -105,6 +116,12 @@ struct channel {
   uint64_t generation;
   uint64_t live_since_ms;
   struct channel_feed_info info;
+  /* the output clock (top of the file) */
+  int64_t ts_offset;   /* added to the active feed's timestamps */
+  int64_t out_last;    /* the largest timestamp sent so far */
+  bool have_out;       /* something was sent: later timelines follow it */
+  bool offset_pending; /* a timeline began: ts_offset is set at its first packet */
+  uint32_t header_ts;  /* for the headers a sink sends at on_start */
   struct channel_sink *sinks;
   int nsinks, capsinks, next_id, walking, players;
   uint64_t failover_ms; /* config: channel failover_after */
@@ -204,6 +221,9 @@ static void sinks_walk_end(struct channel *ch) {
 static void ch__start(struct channel *ch) {
   struct channel_feed *f = ch->feeds[ch->active];
   ch->generation++;
+  /* a later timeline follows what was sent (the output clock) */
+  ch->offset_pending = ch->have_out;
+  ch->header_ts = ch->have_out ? (uint32_t)(ch->out_last > 0 ? ch->out_last : 0) : 0;
   ch->info = (struct channel_feed_info){
       .video = f->par[CHANNEL_VIDEO],
       .audio = f->par[CHANNEL_AUDIO],
@@ -241,6 +261,8 @@ static void ch__stop(struct channel *ch) {
   sinks_walk_end(ch);
 }
 
+static const AVPacket *ch__retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned);
+
 static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
                          void (*on_removed)(void *)) {
   if (ch->nsinks == ch->capsinks) {
@@ -257,11 +279,22 @@ static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops,
     ch->players++;
   if (ch->started) {
     const struct channel_feed *f = ch->feeds[ch->active];
+    /* its headers go out with the first packet it will get */
+    uint32_t shared_ts = ch->header_ts;
+    if (player && f->gop_n > 0 && !ch->offset_pending) {
+      int64_t t = f->gop[0]->dts + ch->ts_offset;
+      ch->header_ts = (uint32_t)(t > 0 ? t : 0);
+    }
     if (ops->on_start)
       ops->on_start(opaque, &ch->info);
-    if (player && ops->on_packet)
-      for (int i = 0; i < f->gop_n; i++)
-        ops->on_packet(opaque, f->gop[i], f->gop_arrival[i]);
+    ch->header_ts = shared_ts;
+    for (int i = 0; player && ops->on_packet && i < f->gop_n; i++) {
+      AVPacket *owned;
+      const AVPacket *out = ch__retime(ch, f->gop[i], &owned);
+      if (out)
+        ops->on_packet(opaque, out, f->gop_arrival[i]);
+      av_packet_free(&owned);
+    }
   }
   return id;
 }
@@ -307,13 +340,56 @@ static bool feed_sending(const struct channel_feed *f, uint64_t now) {
   return f->last_media_ms && now - f->last_media_ms < f->ch->failover_ms;
 }
 
+/* pkt on the output clock: pkt itself when ts_offset is 0, else a new
+ * packet (*owned, free it) with moved timestamps and a retimed wire. NULL
+ * on no memory. */
+static const AVPacket *ch__retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned) {
+  *owned = NULL;
+  if (ch->ts_offset == 0)
+    return pkt;
+  AVPacket *out = av_packet_clone(pkt);
+  if (!out)
+    return NULL;
+  out->dts += ch->ts_offset;
+  out->pts += ch->ts_offset;
+  if (pkt->opaque_ref) {
+    av_buffer_unref(&out->opaque_ref);
+    /* the RTMP message timestamp is the dts (the composition offset is in
+     * the payload, unchanged) */
+    out->opaque_ref = rtmp_chunk_wire_retimed(pkt->opaque_ref->data, pkt->opaque_ref->size,
+                                              (uint32_t)(out->dts > 0 ? out->dts : 0));
+    if (!out->opaque_ref) {
+      av_packet_free(&out);
+      return NULL;
+    }
+  }
+  *owned = out;
+  return out;
+}
+
 static void sinks_packet(struct channel *ch, const AVPacket *pkt, int64_t arrival_ms) {
+  if (ch->offset_pending) {
+    double fps = ch->info.fps;
+    int64_t step = fps > 0 ? (int64_t)(1000.0 / fps + 0.5) : 33;
+    ch->ts_offset = ch->out_last + step - pkt->dts;
+    ch->offset_pending = false;
+  }
+  AVPacket *owned;
+  const AVPacket *out = ch__retime(ch, pkt, &owned);
+  if (!out)
+    return; /* no memory: this packet is lost for every sink alike */
+  if (!ch->have_out || out->dts > ch->out_last)
+    ch->out_last = out->dts;
+  ch->have_out = true;
   SINKS_WALK(ch, s) {
     if (s.ops->on_packet)
-      s.ops->on_packet(s.opaque, pkt, arrival_ms);
+      s.ops->on_packet(s.opaque, out, arrival_ms);
   }
   sinks_walk_end(ch);
+  av_packet_free(&owned);
 }
+
+uint32_t channel_header_timestamp(const struct channel *ch) { return ch->header_ts; }
 
 /* Make feeds[to] the active feed: a new timeline for the sinks, and the
  * feed's held GOP after it (see the top of the file). */

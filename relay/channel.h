@@ -86,6 +86,11 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
 
 /* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
 
+/* The timestamp a sink gives the metadata and sequence headers it sends
+ * from on_start: no later than the first packet that follows (packets are
+ * on the channel's output clock, continuous across feed switches). */
+uint32_t channel_header_timestamp(const struct channel *ch);
+
 /* Notes on the API above, as implemented in channel.c:
  * - on_start fires when the active feed's first media packet arrives (its
  *   sequence headers are known by then), again when a sequence header

@@ -352,6 +352,44 @@ AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp,
   return ref;
 }
 
+static uint32_t chunk__csid(const uint8_t *p) {
+  switch (p[0] & 0x3f) {
+  case 0: return 64u + p[1];
+  case 1: return 64u + p[1] + 256u * p[2];
+  default: return p[0] & 0x3fu;
+  }
+}
+
+AVBufferRef *rtmp_chunk_wire_retimed(const uint8_t *wire, size_t len, uint32_t timestamp) {
+  size_t hl = rtmp_chunk_first_header_len(wire, len);
+  if (hl == 0 || wire[0] >> 6 != 0)
+    return NULL;
+  size_t bl = chunk__basic_len(wire[0]);
+  uint32_t csid = chunk__csid(wire);
+  size_t msg_len = rd24(wire + bl + 3);
+  uint8_t type = wire[bl + 6];
+  size_t ext = rd24(wire + bl) == EXT_TS ? 4 : 0;
+  if (rtmp_chunk_size(csid, ext ? rd32(wire + bl + 11) : rd24(wire + bl), msg_len,
+                      RTMP_OUT_CHUNK_SIZE) != len)
+    return NULL; /* not one whole message in our chunk size */
+  uint8_t *payload = malloc(msg_len ? msg_len : 1);
+  if (!payload)
+    return NULL;
+  /* the payload comes in RTMP_OUT_CHUNK_SIZE pieces after each header */
+  size_t in = hl, got = 0;
+  while (got < msg_len) {
+    size_t n = msg_len - got < RTMP_OUT_CHUNK_SIZE ? msg_len - got : RTMP_OUT_CHUNK_SIZE;
+    memcpy(payload + got, wire + in, n);
+    got += n;
+    in += n;
+    if (got < msg_len)
+      in += bl + ext; /* the next type-3 header */
+  }
+  AVBufferRef *ref = rtmp_chunk_wire(csid, type, timestamp, payload, msg_len);
+  free(payload);
+  return ref;
+}
+
 size_t rtmp_chunk_first_header_len(const uint8_t *wire, size_t len) {
   if (len < 1)
     return 0;

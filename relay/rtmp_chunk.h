@@ -125,6 +125,10 @@ size_t rtmp_chunk_size(uint32_t csid, uint32_t timestamp, size_t len, uint32_t c
  * with RTMP_OUT_CHUNK_SIZE and message stream id 1. NULL on no memory. */
 struct AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp,
                                     const uint8_t *payload, size_t len);
+/* A copy of a wire from rtmp_chunk_wire with another timestamp (the
+ * channel's output clock after a feed switch). NULL when wire is not one
+ * whole message as rtmp_chunk_wire writes it, or on no memory. */
+struct AVBufferRef *rtmp_chunk_wire_retimed(const uint8_t *wire, size_t len, uint32_t timestamp);
 /* Length of the type-0 header at the start of a written message, and a
  * copy of it with another message stream id (players get stream 1 baked
  * in; a push target may have handed out another). */

@@ -216,23 +216,24 @@ static void push_command(struct push_conn *pc, const char *name, double txid, co
 static void push_send_start(struct push_conn *pc) {
   struct channel *ch = pc->p->ch;
   size_t len;
+  uint32_t ts = channel_header_timestamp(ch);
   const uint8_t *meta = channel_metadata(ch, &len);
   if (meta) {
     struct buf b;
     buf_init(&b);
     amf_put_string(&b, "@setDataFrame");
     buf_append(&b, meta, len);
-    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, 0, (uint8_t *)b.data, b.len,
+    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, ts, (uint8_t *)b.data, b.len,
                      pc->out_chunk);
     buf_free(&b);
   }
   const uint8_t *seq = channel_sequence_header(ch, CHANNEL_VIDEO, &len);
   pc->has_video = seq != NULL;
   if (seq)
-    rtmp_chunk_write(&pc->out, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, pc->stream_id, 0, seq, len, pc->out_chunk);
+    rtmp_chunk_write(&pc->out, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, pc->stream_id, ts, seq, len, pc->out_chunk);
   seq = channel_sequence_header(ch, CHANNEL_AUDIO, &len);
   if (seq)
-    rtmp_chunk_write(&pc->out, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, pc->stream_id, 0, seq, len, pc->out_chunk);
+    rtmp_chunk_write(&pc->out, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, pc->stream_id, ts, seq, len, pc->out_chunk);
   push_flush(pc);
   pc->wait_key = pc->has_video;
 }

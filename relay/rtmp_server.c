@@ -218,15 +218,16 @@ static void player_on_start(void *opaque, const struct channel_feed_info *info) 
   if (c->closing)
     return;
   size_t len;
+  uint32_t ts = channel_header_timestamp(c->play_ch);
   const uint8_t *meta = channel_metadata(c->play_ch, &len);
   if (meta)
-    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0, meta, len);
+    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, ts, meta, len);
   const uint8_t *seq = channel_sequence_header(c->play_ch, CHANNEL_VIDEO, &len);
   if (seq && info->video)
-    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, 0, seq, len);
+    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, seq, len);
   seq = channel_sequence_header(c->play_ch, CHANNEL_AUDIO, &len);
   if (seq && info->audio)
-    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, 0, seq, len);
+    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, ts, seq, len);
   c->has_video = info->video != NULL;
   c->wait_key = c->has_video;
 }

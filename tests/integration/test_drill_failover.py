@@ -17,6 +17,9 @@ and the arrival time of every new part recorded.
   over within failover_after (2 s) + 1 s.
 - The hung primary is killed and a new one publishes: it takes over again.
 - /metrics counts each switch by reason.
+- An RTMP player (ffprobe) watching across the first switch sees video
+  timestamps that keep going forward (the channel's output clock), though
+  the two encoders' clocks are seconds apart.
 
 Kept cheap for two shared cores: 320x180 at 20 fps, ultrafast, one small
 rung (the source is passed through above it)."""
@@ -163,6 +166,14 @@ class FailoverDrill(unittest.TestCase):
         before = {name: media_playlist(self.d.url, r) for name, r in rends.items()}
         slates_before = self.slates()
 
+        # an RTMP player across the switch
+        probe = subprocess.Popen(["timeout", "15", "ffprobe", "-v", "error", "-select_streams", "v",
+                                  "-show_entries", "packet=dts", "-of", "csv=p=0", "-read_intervals", "%+6",
+                                  f"{self.d.rtmp_url}/{CHANNEL}"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(probe)
+        time.sleep(2)
+
         # 1. the primary dies
         t_kill = time.monotonic()
         primary.send_signal(signal.SIGKILL)
@@ -191,6 +202,14 @@ class FailoverDrill(unittest.TestCase):
         gap = self.watcher.max_gap(t_kill - 1, time.monotonic())
         print(f"kill: feed=backup after {took:.2f}s, longest wait for a part {gap:.2f}s", file=sys.stderr)
         self.assertLessEqual(gap, MAX_PART_GAP, f"arrivals {self.watcher.arrivals}\n{self.d.log()}")
+        out, err = probe.communicate(timeout=20)
+        dts = [int(x) for x in out.split() if x.strip().isdigit()]
+        self.assertGreater(len(dts), 80, f"the RTMP player got too little: {err}")
+        steps = [b - a for a, b in zip(dts, dts[1:])]
+        print(f"kill: RTMP player {len(dts)} video packets, dts {dts[0]}..{dts[-1]}, "
+              f"steps {min(steps)}..{max(steps)} ms", file=sys.stderr)
+        self.assertGreater(min(steps), 0, f"video timestamps went back for an RTMP player: {dts}")
+        self.assertLess(max(steps), 1000, f"video timestamps jumped for an RTMP player: {dts}")
 
         # 2. a primary is back: it takes over again (prefer_primary)
         t_back = time.monotonic()

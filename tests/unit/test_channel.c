@@ -19,6 +19,7 @@
 #include "relay/app.h"
 #include "relay/buf.h"
 #include "relay/channel.h"
+#include "relay/rtmp_chunk.h"
 
 struct env {
   uv_loop_t loop;
@@ -31,8 +32,13 @@ struct sink {
   int starts, stops, packets, keys, removed;
   uint64_t generation;
   bool backup, has_video;
-  int64_t first_dts;
+  int64_t first_frame;   /* send_frames' index of the timeline's first packet */
   bool first_is_key;     /* the first packet of the current timeline */
+  int64_t first_dts;     /* ... and its timestamp on the output clock */
+  int64_t last_dts;      /* the output clock: never goes back, across timelines */
+  bool dts_went_back;
+  int wired;             /* packets with RTMP wire bytes ... */
+  bool wire_ts_wrong;    /* ... whose message timestamp is not the packet's dts */
   int64_t key_interval_ms; /* channel_feed_info's, at the last start */
   int packets_since_start;
 };
@@ -44,15 +50,33 @@ static void s_start(void *o, const struct channel_feed_info *i) {
   s->backup = i->is_backup;
   s->has_video = i->video != NULL;
   s->key_interval_ms = i->key_interval_ms;
-  s->first_dts = -1;
+  s->first_frame = -1;
   s->packets_since_start = 0;
 }
 static void s_packet(void *o, const AVPacket *p, int64_t arrival) {
   (void)arrival;
   struct sink *s = o;
-  if (s->first_dts < 0) {
+  if (p->stream_index == CHANNEL_VIDEO) {
+    if (s->packets > 0 && p->dts <= s->last_dts)
+      s->dts_went_back = true;
+    s->last_dts = p->dts;
+  }
+  if (s->first_frame < 0) {
+    int32_t frame = -1;
+    if (p->size >= 4)
+      memcpy(&frame, p->data, 4);
+    s->first_frame = frame;
     s->first_dts = p->dts;
     s->first_is_key = (p->flags & AV_PKT_FLAG_KEY) != 0;
+  }
+  if (p->opaque_ref) { /* csid < 64: a 1-byte basic header, then the timestamp */
+    const uint8_t *w = p->opaque_ref->data;
+    uint32_t ts = (uint32_t)w[1] << 16 | (uint32_t)w[2] << 8 | w[3];
+    if (ts == 0xffffff)
+      ts = (uint32_t)w[12] << 24 | (uint32_t)w[13] << 16 | (uint32_t)w[14] << 8 | w[15];
+    s->wired++;
+    if (ts != (uint32_t)p->dts)
+      s->wire_ts_wrong = true;
   }
   s->packets++;
   s->packets_since_start++;
@@ -120,6 +144,8 @@ static void send_frames(struct channel_feed *f, int from, int n) {
   AVPacket *p = av_packet_alloc();
   for (int i = from; i < from + n; i++) {
     av_new_packet(p, 100);
+    int32_t frame = i;
+    memcpy(p->data, &frame, 4); /* which frame, whatever the output clock makes of its dts */
     p->stream_index = CHANNEL_VIDEO;
     p->dts = p->pts = i * 33;
     if (i % 10 == 0)
@@ -185,7 +211,7 @@ static void test_fanout_gop_and_standby(void **state) {
   int pid = channel_subscribe_player(ch, &sink_ops, &late, s_removed);
   assert_int_equal(late.starts, 1);
   assert_int_equal(late.packets, 5);
-  assert_int_equal(late.first_dts, 20 * 33);
+  assert_int_equal(late.first_frame, 20);
   assert_int_equal(channel_player_count(ch), 1);
   /* the primary goes: the backup takes over, a new timeline that starts
    * with the backup's held GOP (its keyframe at 20, frames 20..24) */
@@ -195,7 +221,7 @@ static void test_fanout_gop_and_standby(void **state) {
   assert_int_equal(early.stops, 0);
   assert_int_equal(early.packets, 30);
   assert_true(early.first_is_key);
-  assert_int_equal(early.first_dts, 20 * 33);
+  assert_int_equal(early.first_frame, 20);
   assert_int_equal(early.key_interval_ms, 10 * 33); /* measured while standby */
   send_frames(bk, 25, 5);
   assert_int_equal(early.packets, 35);
@@ -295,6 +321,96 @@ static const char *api_feed(struct channel *ch) {
   return feed;
 }
 
+/* Frames as from RTMP: wire bytes with the encoder's own clock at base. */
+static void send_wired(struct channel_feed *f, int from, int n, int64_t base) {
+  AVPacket *p = av_packet_alloc();
+  for (int i = from; i < from + n; i++) {
+    av_new_packet(p, 5000); /* two chunks on the wire */
+    memset(p->data, 0, 5000);
+    int32_t frame = i;
+    memcpy(p->data, &frame, 4);
+    p->stream_index = CHANNEL_VIDEO;
+    p->dts = p->pts = base + i * 33;
+    if (i % 10 == 0)
+      p->flags |= AV_PKT_FLAG_KEY;
+    p->opaque_ref = rtmp_chunk_wire(RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, (uint32_t)p->dts, p->data, 5000);
+    channel_feed_packet(f, p, 0);
+    av_packet_unref(p);
+  }
+  av_packet_free(&p);
+}
+
+struct header_sink {
+  struct sink s;
+  struct channel *ch;
+  uint32_t header_ts;
+};
+static void h_start(void *o, const struct channel_feed_info *i) {
+  struct header_sink *h = o;
+  h->header_ts = channel_header_timestamp(h->ch);
+  s_start(&h->s, i);
+}
+static void h_packet(void *o, const AVPacket *p, int64_t arrival) {
+  s_packet(&((struct header_sink *)o)->s, p, arrival);
+}
+static const struct channel_sink_ops header_sink_ops = {h_start, h_packet, s_stop};
+
+/* The output clock: a backup whose encoder clock is hours away from the
+ * primary's continues the timestamps players and push targets see, wire
+ * bytes included; headers sent from on_start are never after the packets
+ * that follow; a late player's GOP is on the same clock. */
+static void test_output_clock_across_switch(void **state) {
+  struct env *e = *state;
+  /* past 2^24 ms the wire needs the extended timestamp: retimed across it */
+  const int64_t P = 0xffffff - 400;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct header_sink player = {.ch = ch};
+  channel_subscribe_player(ch, &header_sink_ops, &player, s_removed);
+  struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
+  for (int i = 0; i < 25; i++) {
+    fake_ms += 33;
+    send_wired(a, i, 1, P);              /* primary: crosses 2^24 ms at frame 13 */
+    send_wired(b, i, 1, 7200000 - 500);  /* backup: two hours later */
+  }
+  assert_int_equal(player.s.first_dts, P); /* the first timeline keeps the encoder's clock */
+  assert_int_equal(player.header_ts, 0);
+  channel_feed_close(a);
+  assert_int_equal(player.s.starts, 2);
+  assert_int_equal(player.s.first_frame, 20);
+  assert_int_equal(player.s.first_dts, P + 25 * 33);
+  assert_true(player.header_ts <= P + 25 * 33);
+  assert_true(player.header_ts >= P + 24 * 33);
+  for (int i = 25; i < 30; i++) {
+    fake_ms += 33;
+    send_wired(b, i, 1, 7200000 - 500);
+  }
+  assert_false(player.s.dts_went_back);
+  assert_int_equal(player.s.wired, 25 + 5 + 5);
+  assert_false(player.s.wire_ts_wrong);
+  /* a late player: the backup's GOP (20..29) on the output clock */
+  struct header_sink late = {.ch = ch};
+  channel_subscribe_player(ch, &header_sink_ops, &late, s_removed);
+  assert_int_equal(late.s.first_frame, 20);
+  assert_int_equal(late.s.first_dts, P + 25 * 33);
+  assert_int_equal(late.header_ts, P + 25 * 33);
+  assert_int_equal(late.s.packets, 10);
+  assert_false(late.s.wire_ts_wrong);
+  /* a returning primary with yet another clock */
+  struct channel_feed *c = open_feed(e, "k-primary", "c");
+  for (int i = 30; i < 45; i++) { /* keyframes at 30 and 40: it takes over at 40 */
+    fake_ms += 33;
+    send_wired(c, i, 1, 0);
+    send_wired(b, i, 1, 7200000 - 500);
+  }
+  assert_int_equal(player.s.starts, 3);
+  assert_false(player.s.backup);
+  assert_int_equal(player.s.first_frame, 40);
+  assert_false(player.s.dts_went_back);
+  assert_false(player.s.wire_ts_wrong);
+  channel_feed_close(b);
+  channel_feed_close(c);
+}
+
 static void test_failover_on_disconnect(void **state) {
   struct env *e = *state;
   struct channel *ch = channel_registry_find(e->reg, "gala");
@@ -313,7 +429,9 @@ static void test_failover_on_disconnect(void **state) {
   assert_true(tc.backup);
   assert_true(tc.generation > gen);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts, 20 * 33);
+  assert_int_equal(tc.first_frame, 20);
+  assert_int_equal(tc.first_dts, 27 * 33); /* one frame after the primary's last */
+  assert_false(tc.dts_went_back);
   assert_int_equal(tc.packets_since_start, 7);
   assert_int_equal(player.starts, 2);
   assert_true(player.first_is_key);
@@ -369,7 +487,7 @@ static void test_failover_on_silence(void **state) {
   assert_true(tc.backup);
   assert_true(fake_ms - silent_since >= 2000 && fake_ms - silent_since < 2000 + 33);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts % (10 * 33), 0);
+  assert_int_equal(tc.first_frame % 10, 0);
   assert_int_equal(failovers(e, "silence"), 1);
   assert_string_equal(api_feed(ch), "backup");
   /* the primary, still connected, sends again: it takes over at its next
@@ -381,7 +499,7 @@ static void test_failover_on_silence(void **state) {
   assert_int_equal(tc.starts, 3);
   assert_false(tc.backup);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts, next * 33);
+  assert_int_equal(tc.first_frame, next);
   assert_int_equal(tc.packets_since_start, 1);
   assert_int_equal(failovers(e, "primary_returned"), 1);
   channel_feed_close(a);
@@ -427,7 +545,7 @@ static void test_primary_returns(void **state) {
   assert_int_equal(tc.starts, 3);
   assert_false(tc.backup);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts, 50 * 33);
+  assert_int_equal(tc.first_frame, 50);
   assert_int_equal(tc.key_interval_ms, 10 * 33);
   play(e, a, b, 51, 5);
   assert_int_equal(tc.packets_since_start, 6);
@@ -459,7 +577,7 @@ static void test_primary_returns_without_prefer_primary(void **state) {
   assert_int_equal(tc.starts, 3);
   assert_false(tc.backup);
   assert_true(tc.first_is_key);
-  assert_int_equal(tc.first_dts, 60 * 33);
+  assert_int_equal(tc.first_frame, 60);
   assert_int_equal(failovers(e, "disconnect"), 2);
   channel_feed_close(a);
 }
@@ -501,6 +619,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_api_and_metrics, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_removes_channel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failover_on_disconnect, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_output_clock_across_switch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failover_to_stale_standby_waits_for_keyframe, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failover_on_silence, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_failover_when_both_silent, setup, teardown),

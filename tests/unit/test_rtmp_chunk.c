@@ -221,6 +221,53 @@ static void test_wire_shared_and_patch(void **state) {
   av_buffer_unref(&w);
 }
 
+/* Retiming a shared wire: the same message with another timestamp, into
+ * and out of the extended form, read back by our own reader; anything
+ * that is not one whole message of ours is refused. */
+static void test_wire_retimed(void **state) {
+  (void)state;
+  uint8_t payload[9000];
+  for (size_t i = 0; i < sizeof payload; i++)
+    payload[i] = (uint8_t)(i * 7);
+  const uint32_t from[] = {33, 0xfffffe, 0x1000000, 0x1000000, 0};
+  const uint32_t to[] = {0x12345678, 0xffffff, 5, 0x2000000, 0};
+  const uint32_t csids[] = {RTMP_CSID_VIDEO, 70, 400, RTMP_CSID_AUDIO, RTMP_CSID_VIDEO};
+  const size_t lens[] = {sizeof payload, 4096, 4097, 1, 0};
+  for (int k = 0; k < 5; k++) {
+    AVBufferRef *w = rtmp_chunk_wire(csids[k], RTMP_MSG_VIDEO, from[k], payload, lens[k]);
+    AVBufferRef *r = rtmp_chunk_wire_retimed(w->data, (size_t)w->size, to[k]);
+    assert_non_null(r);
+    AVBufferRef *want = rtmp_chunk_wire(csids[k], RTMP_MSG_VIDEO, to[k], payload, lens[k]);
+    assert_int_equal(r->size, want->size);
+    assert_memory_equal(r->data, want->data, (size_t)want->size);
+    struct rtmp_chunk_reader rd;
+    rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
+    assert_int_equal(rtmp_chunk_reader_set_chunk_size(&rd, RTMP_OUT_CHUNK_SIZE), 0);
+    struct got g = {.rd = &rd};
+    feed_all(&rd, r->data, (size_t)r->size, &g, 100);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.m[0].timestamp, to[k]);
+    assert_int_equal(g.m[0].len, lens[k]);
+    if (lens[k])
+      assert_memory_equal(g.m[0].data, payload, lens[k]);
+    got_free(&g);
+    rtmp_chunk_reader_free(&rd);
+    /* cut short, or a byte too many: not a whole message */
+    assert_null(rtmp_chunk_wire_retimed(w->data, (size_t)w->size - 1, 1));
+    uint8_t *longer = malloc((size_t)w->size + 1);
+    memcpy(longer, w->data, (size_t)w->size);
+    longer[w->size] = 0;
+    assert_null(rtmp_chunk_wire_retimed(longer, (size_t)w->size + 1, 1));
+    free(longer);
+    av_buffer_unref(&w);
+    av_buffer_unref(&r);
+    av_buffer_unref(&want);
+  }
+  uint8_t fmt1[] = {0x46, 0, 0, 1, 0, 0, 1, 9, 0x17};
+  assert_null(rtmp_chunk_wire_retimed(fmt1, sizeof fmt1, 1));
+  assert_null(rtmp_chunk_wire_retimed(fmt1, 0, 1));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_bytewise),
@@ -229,6 +276,7 @@ int main(void) {
       cmocka_unit_test(test_abort),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_wire_shared_and_patch),
+      cmocka_unit_test(test_wire_retimed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
