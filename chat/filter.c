@@ -347,6 +347,8 @@ struct filter_job {
   size_t word_count;
   struct filter_words *result;
   size_t file_words;
+  char **file_list; /* the file's words, sorted, each once (owned until job_done takes it) */
+  size_t file_list_count;
 };
 
 struct filter {
@@ -357,6 +359,11 @@ struct filter {
   char path[512];
   char **live;
   size_t live_count;
+  /* The words file as the current automaton has it, kept raw (sorted, each
+   * once) so that filter_list_words can show moderators what is banned;
+   * the automaton itself keeps only normalised bytes. */
+  char **file_list;
+  size_t file_list_count;
   struct filter_job *job; /* in flight, or NULL */
   bool dirty;             /* changed while the job ran: build again */
   bool closing;
@@ -400,28 +407,57 @@ static void job_read_file(struct filter_job *job, char ***words, size_t *count, 
   fclose(fp);
 }
 
-static void job_work(uv_work_t *req) {
-  struct filter_job *job = req->data;
-  char **words = NULL; /* file words (owned here), then the live ones (borrowed) */
-  size_t count = 0, cap = 0;
-  job_read_file(job, &words, &count, &cap);
-  size_t file_count = count;
-  char **all = realloc(words, (count + job->word_count + 1) * sizeof(*all));
-  if (all) {
-    words = all;
-    for (size_t i = 0; i < job->word_count; i++)
-      words[count++] = job->words[i];
-  }
-  job->result = filter_words_build(job->f->worker_norm, (const char *const *)words, count);
-  for (size_t i = 0; i < file_count; i++)
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void free_words(char **words, size_t count) {
+  for (size_t i = 0; i < count; i++)
     free(words[i]);
   free(words);
 }
 
+/* Sort the file's words and drop repeats, here on the worker, so the loop
+ * thread can list them and look a live word up with bsearch. */
+static void job_keep_file_list(struct filter_job *job, char **file, size_t count) {
+  if (count > 1) /* qsort's array may not be NULL, even empty */
+    qsort(file, count, sizeof(*file), cmp_str);
+  size_t w = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (w && !strcmp(file[w - 1], file[i]))
+      free(file[i]);
+    else
+      file[w++] = file[i];
+  }
+  job->file_list = file;
+  job->file_list_count = w;
+}
+
+static void job_work(uv_work_t *req) {
+  struct filter_job *job = req->data;
+  char **file = NULL; /* the file's words (owned here) */
+  size_t file_count = 0, cap = 0;
+  job_read_file(job, &file, &file_count, &cap);
+  /* the build's list: the file's words, then the live ones (both borrowed) */
+  char **all = malloc((file_count + job->word_count + 1) * sizeof(*all));
+  size_t count = 0;
+  if (all) {
+    for (size_t i = 0; i < file_count; i++)
+      all[count++] = file[i];
+    for (size_t i = 0; i < job->word_count; i++)
+      all[count++] = job->words[i];
+    job->result = filter_words_build(job->f->worker_norm, (const char *const *)all, count);
+  }
+  free(all);
+  if (job->result)
+    job_keep_file_list(job, file, file_count);
+  else
+    free_words(file, file_count);
+}
+
 static void job_free(struct filter_job *job) {
-  for (size_t i = 0; i < job->word_count; i++)
-    free(job->words[i]);
-  free(job->words);
+  free_words(job->words, job->word_count);
+  free_words(job->file_list, job->file_list_count);
   free(job);
 }
 
@@ -429,9 +465,8 @@ static void filter_free_now(struct filter *f) {
   filter_words_free(f->current);
   filter_norm_free(f->loop_norm);
   filter_norm_free(f->worker_norm);
-  for (size_t i = 0; i < f->live_count; i++)
-    free(f->live[i]);
-  free(f->live);
+  free_words(f->live, f->live_count);
+  free_words(f->file_list, f->file_list_count);
   free(f);
 }
 
@@ -448,6 +483,11 @@ static void job_done(uv_work_t *req, int status) {
   if (status == 0 && job->result) {
     filter_words_free(f->current);
     f->current = job->result;
+    free_words(f->file_list, f->file_list_count);
+    f->file_list = job->file_list; /* the list goes with the automaton it was built into */
+    f->file_list_count = job->file_list_count;
+    job->file_list = NULL;
+    job->file_list_count = 0;
     f->stats.builds++;
     f->stats.words = filter_words_count(f->current);
     log_info("chat", "banned words compiled words=%zu from_file=%zu",
@@ -548,6 +588,44 @@ int filter_remove_word(struct filter *f, const char *word) {
 }
 
 size_t filter_live_word_count(const struct filter *f) { return f->live_count; }
+
+/* Index of word in the file list, or -1. */
+static long file_list_find(const struct filter *f, const char *word) {
+  if (!f->file_list_count)
+    return -1;
+  char **at = bsearch(&word, f->file_list, f->file_list_count, sizeof(*f->file_list), cmp_str);
+  return at ? (long)(at - f->file_list) : -1;
+}
+
+size_t filter_list_words(const struct filter *f, size_t max,
+                         void (*fn)(void *opaque, const char *word), void *opaque) {
+  /* Live words first: they are the ones a moderator can remove, so a cut
+   * list still shows them. A live word that the file has too is listed
+   * once, with the live ones: mark those file entries (a bitmap, not a
+   * search of the live list per file word, which could cost 10^8 compares
+   * of the loop thread's time). */
+  size_t total = 0, dup = 0;
+  unsigned char *live_too = NULL;
+  for (size_t i = 0; i < f->live_count; i++) {
+    if (total++ < max)
+      fn(opaque, f->live[i]);
+    long k = file_list_find(f, f->live[i]);
+    if (k < 0)
+      continue;
+    if (!dup++)
+      live_too = calloc(f->file_list_count, 1);
+    if (live_too)
+      live_too[k] = 1;
+  }
+  for (size_t i = 0; i < f->file_list_count && total < max; i++) {
+    if (dup && (live_too ? live_too[i] : live_find(f, f->file_list[i]) >= 0))
+      continue;
+    fn(opaque, f->file_list[i]);
+    total++;
+  }
+  free(live_too);
+  return f->live_count + f->file_list_count - dup;
+}
 
 bool filter_check(struct filter *f, const char *text, size_t len) {
   if (!f->current || filter_words_count(f->current) == 0)

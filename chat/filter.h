@@ -76,6 +76,14 @@ void filter_set_file(struct filter *f, const char *path); /* "" = none; rereads 
 int filter_add_word(struct filter *f, const char *word);
 int filter_remove_word(struct filter *f, const char *word);
 size_t filter_live_word_count(const struct filter *f);
+/* The banned words in raw form, for moderators to see: the live words,
+ * then the words file's (sorted, each once) as the current automaton has
+ * them; a word in both is listed once. Calls fn for at most max of them
+ * (the strings are valid until the next change on the loop thread) and
+ * returns how many there are in all, so a caller can say the list was
+ * cut. Before the first build is done the file's words are not known. */
+size_t filter_list_words(const struct filter *f, size_t max,
+                         void (*fn)(void *opaque, const char *word), void *opaque);
 
 /* Does text (valid UTF-8, display form) say a banned word? Uses the loop
  * thread's normaliser and the current automaton. */

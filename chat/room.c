@@ -444,6 +444,22 @@ static json_t *state_object(const struct room *r) {
   return s;
 }
 
+static void add_word(void *opaque, const char *word) {
+  json_array_append_new(opaque, json_string(word));
+}
+
+/* The banned words for a moderator's console to edit. Bounded: a words
+ * file may hold tens of thousands, and a welcome is one frame; the total
+ * says how many were left out. */
+static void welcome_words(const struct room *r, json_t *msg) {
+  json_t *list = json_array();
+  if (!list)
+    return;
+  size_t total = filter_list_words(r->filter, ROOM_WELCOME_WORDS_MAX, add_word, list);
+  json_object_set_new(msg, "banned_words", list);
+  json_object_set_new(msg, "banned_words_total", json_integer((json_int_t)total));
+}
+
 int room_send_welcome(struct room *r, struct room_member *m) {
   json_t *hist = json_array();
   for (size_t i = 0; hist && i < r->hist_count; i++)
@@ -456,6 +472,8 @@ int room_send_welcome(struct room *r, struct room_member *m) {
     for (size_t i = 0; held && i < r->held_count; i++)
       json_array_append(held, r->held[i]);
     json_object_set_new(msg, "held", held);
+    if (r->filter) /* viewers never learn the list: it would say what to misspell */
+      welcome_words(r, msg);
   }
   int rc = msg ? room_send(m, msg) : -1;
   json_decref(msg);

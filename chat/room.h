@@ -48,6 +48,7 @@ struct room;
 #define ROOM_HELD_MAX 1000   /* held comments per room; past it the oldest is forgotten */
 #define ROOM_USERS_MAX 200000 /* user and address entries per room (each table) */
 #define ROOM_NAME_MAX 32     /* code points of a display name */
+#define ROOM_WELCOME_WORDS_MAX 1000 /* banned words in a moderator's welcome; more: counted */
 
 enum room_role { ROOM_VIEWER = 0, ROOM_MODERATOR = 1 };
 const char *room_role_name(enum room_role r);
@@ -147,7 +148,9 @@ void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_m
 
 /* ---- Replies (unicast, never dropped) */
 int room_send(struct room_member *m, const json_t *msg);
-/* welcome: the user, the state and the history (SPEC) */
+/* welcome: the user, the state and the history (SPEC); a moderator's also
+ * has the held queue and the banned words (at most ROOM_WELCOME_WORDS_MAX,
+ * with banned_words_total) */
 int room_send_welcome(struct room *r, struct room_member *m);
 /* Next frame to write, with one reference for the caller (unref after
  * writing), or NULL when the queue is empty. */

@@ -283,6 +283,54 @@ test('moderate: sign in with the token, every action sends its message', async (
   await page.context().close();
 });
 
+// A signed-in console; welcome: extra fields of the moderator's welcome.
+async function signedInConsole(welcome = {}) {
+  channels = { channels: [{ name: 'gala', live: false }] };
+  const page = await newPage(browser, { problems });
+  await routeFiles(page);
+  const chat = await mockChat(page, 'gala');
+  await page.goto(`${BASE}/moderate/gala`);
+  await page.fill('#token', 'demo-moderator');
+  await page.click('#signin button[type=submit]');
+  await chat.next('hello');
+  chat.send({ type: 'welcome', user: user('m1', '主持人', 'moderator'), state: { slow: 0, hold: false, pinned: null }, history: [], held: [], ...welcome });
+  await waitFor('console shown', () => page.locator('#console').isVisible());
+  return { page, chat };
+}
+
+const wordChips = async (page) => (await page.locator('#words .chip span').allTextContents()).sort();
+
+test('moderate: words events from other moderators change the list', async () => {
+  const { page, chat } = await signedInConsole();
+  // SPEC's shape: {"type":"words","add":[…]} or {"type":"words","remove":[…]}
+  chat.send({ type: 'batch', events: [{ type: 'words', add: ['spoiler', '坏词', 'third'] }] });
+  await waitFor('added words', async () => (await page.locator('#words .chip').count()) === 3);
+  assert.deepEqual(await wordChips(page), ['spoiler', 'third', '坏词'].sort());
+  chat.send({ type: 'batch', events: [{ type: 'words', remove: ['spoiler', 'third'] }] });
+  await waitFor('removed words', async () => (await page.locator('#words .chip').count()) === 1);
+  assert.deepEqual(await wordChips(page), ['坏词']);
+  await page.context().close();
+});
+
+test('moderate: the welcome\'s banned words are listed and can be removed', async () => {
+  const { page, chat } = await signedInConsole({ banned_words: ['剧透', 'fromfile', XSS], banned_words_total: 5 });
+  await waitFor('the welcome\'s words', async () => (await page.locator('#words .chip').count()) === 3);
+  assert.deepEqual(await wordChips(page), [XSS, 'fromfile', '剧透'].sort());
+  assert.equal(await page.locator('#words img').count(), 0, 'a word is text, never HTML');
+  assert.match(await page.locator('#words-note').textContent(), /2 more words are not listed/);
+  await page.click('#words .chip:has-text("剧透") button');
+  const m = await chat.next('mod');
+  assert.equal(m.action, 'words_remove');
+  assert.deepEqual(m.words, ['剧透']);
+  chat.send({ type: 'ack', nonce: m.nonce });
+  await waitFor('word gone', async () => (await page.locator('#words .chip').count()) === 2);
+  // then the server's words event for it changes nothing more
+  chat.send({ type: 'batch', events: [{ type: 'words', remove: ['剧透'] }] });
+  await sleep(200);
+  assert.deepEqual(await wordChips(page), [XSS, 'fromfile'].sort());
+  await page.context().close();
+});
+
 test('moderate: a viewer-role welcome means the token was refused', async () => {
   const page = await newPage(browser, { problems });
   await routeFiles(page);

@@ -1,12 +1,17 @@
 // Every moderator action, seen from a viewer's and a moderator's socket:
 // delete, timeout, ban, unban, slow, hold + approve / reject, words_add /
-// words_remove, clear, pin. Clients get distinct addresses through
-// X-Forwarded-For from the trusted proxy (127.0.0.1).
+// words_remove (and the list in a moderator's welcome), clear, pin.
+// Clients get distinct addresses through X-Forwarded-For from the trusted
+// proxy (127.0.0.1).
+import { join } from 'node:path';
 import { run, Client, assert, eq, sleep, MOD_TOKEN } from './chat_lib.mjs';
 
 const as = (ip) => ({ headers: { 'X-Forwarded-For': ip } });
 
-await run('chat_moderation', { chat: () => 'user_burst = 50\nuser_rate = 50'  }, async (d) => {
+await run('chat_moderation', {
+  files: { 'words.txt': '# from the config\nxyzzyfile\n' },
+  chat: (dir) => `user_burst = 50\nuser_rate = 50\nbanned_words_file = ${join(dir, 'words.txt')}`,
+}, async (d) => {
   const mod = await Client.connect(d.url(), as('10.0.0.1'));
   await mod.hello('mod', MOD_TOKEN);
   const viewer = await Client.connect(d.url(), as('10.0.0.2'));
@@ -103,9 +108,30 @@ await run('chat_moderation', { chat: () => 'user_burst = 50\nuser_rate = 50'  },
   eq((await m('words_add', { words: ['spoiler'] })).type, 'ack', 'words_add acked');
   await sleep(300); // compiled on the thread pool
   eq((await viewer.request({ type: 'comment', text: 'big SPOILER here' })).code, 'forbidden', 'banned word');
+  // the list to edit: a moderator's welcome has the file's and the added
+  // words; a viewer's (on connect and after hello) has none
+  const modWords = new Client(d.url(), as('10.0.0.13'));
+  await modWords.opened;
+  eq((await modWords.next((x) => x.type === 'welcome')).banned_words, undefined, 'no words before the token');
+  const ww = await modWords.hello('mod3', MOD_TOKEN);
+  eq([...ww.banned_words].sort(), ['spoiler', 'xyzzyfile'], 'banned words in a moderator welcome');
+  eq(ww.banned_words_total, 2, 'banned_words_total');
+  const viewerWords = new Client(d.url(), as('10.0.0.14'));
+  await viewerWords.opened;
+  const vw0 = await viewerWords.next((x) => x.type === 'welcome');
+  const vw1 = await viewerWords.hello('curious');
+  for (const vw of [vw0, vw1]) {
+    eq(vw.banned_words, undefined, 'no banned words for a viewer');
+    eq(vw.banned_words_total, undefined, 'no banned words count for a viewer');
+  }
   eq((await m('words_remove', { words: ['spoiler'] })).type, 'ack', 'words_remove acked');
   await sleep(300);
   eq((await viewer.request({ type: 'comment', text: 'big spoiler here' })).type, 'ack', 'word removed');
+  await modWords.event((e) => e.type === 'words' && JSON.stringify(e.remove) === '["spoiler"]');
+  const modWords2 = new Client(d.url(), as('10.0.0.15'));
+  await modWords2.opened;
+  await modWords2.next((x) => x.type === 'welcome');
+  eq((await modWords2.hello('mod4', MOD_TOKEN)).banned_words, ['xyzzyfile'], 'a removed word leaves the list');
 
   // pin
   const p = await viewer.request({ type: 'comment', text: 'pin me' });
@@ -128,5 +154,6 @@ await run('chat_moderation', { chat: () => 'user_burst = 50\nuser_rate = 50'  },
   const after = new Client(d.url(), as('10.0.0.12'));
   eq((await after.next((x) => x.type === 'welcome')).history, [], 'history cleared');
 
-  for (const c of [slowpoke, mod, viewer, troll, sock, late, modLate, w, w2, after]) await c.close();
+  for (const c of [slowpoke, mod, viewer, troll, sock, late, modLate, w, w2, after, modWords, viewerWords, modWords2])
+    await c.close();
 });

@@ -1,11 +1,14 @@
 /* Unit tests for chat/filter: display sanitising, matching normalisation
- * (full-width, case, traditional Chinese, spacing and zero-width tricks)
- * and the Aho-Corasick matcher. */
+ * (full-width, case, traditional Chinese, spacing and zero-width tricks),
+ * the Aho-Corasick matcher, and the daemon's word list as moderators see
+ * it (file words and live words, once each, bounded). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -104,6 +107,76 @@ static void test_match_many(void **state) {
   filter_words_free(w);
 }
 
+/* ---- filter_list_words */
+
+struct listed {
+  char words[8][32];
+  size_t n;
+};
+
+static void collect(void *opaque, const char *word) {
+  struct listed *l = opaque;
+  assert_true(l->n < 8);
+  snprintf(l->words[l->n++], sizeof(l->words[0]), "%s", word);
+}
+
+static size_t list(struct filter *f, size_t max, struct listed *out) {
+  memset(out, 0, sizeof(*out));
+  return filter_list_words(f, max, collect, out);
+}
+
+/* The list moderators edit: live words first, then the file's (sorted,
+ * repeats and words also added live listed once), cut at max with the
+ * total still counted. */
+static void test_list_words(void **state) {
+  (void)state;
+  char path[] = "/tmp/test_chat_filter_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  const char *text = "# comment\nzeta\n  alpha\nzeta\nshared\n\n";
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct filter *f = filter_new(&loop);
+  assert_non_null(f);
+  filter_set_file(f, path);
+  assert_int_equal(filter_add_word(f, "live1"), 1);
+  assert_int_equal(filter_add_word(f, "shared"), 1);
+  struct listed l;
+  assert_int_equal(list(f, 100, &l), 2); /* the file is read by the build */
+  uv_run(&loop, UV_RUN_DEFAULT);         /* until the builds are done */
+  assert_true(filter_check(f, "an alpha", 8));
+
+  assert_int_equal(list(f, 100, &l), 4);
+  assert_int_equal(l.n, 4);
+  assert_string_equal(l.words[0], "live1");
+  assert_string_equal(l.words[1], "shared");
+  assert_string_equal(l.words[2], "alpha");
+  assert_string_equal(l.words[3], "zeta");
+
+  assert_int_equal(list(f, 3, &l), 4); /* cut: the total still says 4 */
+  assert_int_equal(l.n, 3);
+  assert_string_equal(l.words[2], "alpha");
+  assert_int_equal(list(f, 1, &l), 4);
+  assert_int_equal(l.n, 1);
+  assert_string_equal(l.words[0], "live1");
+
+  /* removed live, still in the file: listed with the file's */
+  assert_int_equal(filter_remove_word(f, "shared"), 1);
+  assert_int_equal(list(f, 100, &l), 4);
+  assert_string_equal(l.words[0], "live1");
+  assert_string_equal(l.words[1], "alpha");
+  assert_string_equal(l.words[2], "shared");
+  assert_string_equal(l.words[3], "zeta");
+
+  filter_close(f);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(path);
+}
+
 static int setup(void **state) {
   (void)state;
   norm = filter_norm_new();
@@ -120,6 +193,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize), cmocka_unit_test(test_sanitize),
       cmocka_unit_test(test_match), cmocka_unit_test(test_match_many),
+      cmocka_unit_test(test_list_words),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "chat/filter.h"
 #include "chat/room.h"
 
 #define HEAD 16
@@ -95,6 +96,48 @@ static void test_join_and_welcome(void **state) {
   room_leave(&a);
   assert_int_equal(room_join(r, &c), 0); /* a's slot is free again */
   room_free(r);
+}
+
+/* A moderator's welcome lists the banned words, bounded, with the total;
+ * a viewer's does not: it would tell them what to misspell. */
+static void test_welcome_words(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct filter *f = filter_new(&loop);
+  assert_non_null(f);
+  for (int i = 0; i < ROOM_WELCOME_WORDS_MAX + 5; i++) {
+    char w[16];
+    snprintf(w, sizeof(w), "word%d", i);
+    assert_int_equal(filter_add_word(f, w), 1);
+  }
+  struct room_params p = params();
+  p.queue_hard_bytes = p.queue_soft_bytes = 1 << 20;
+  struct room *r = room_new("gala", &p, &ops, NULL, f);
+  struct room_member v, m;
+  member(&v, "v", "10.0.0.1", ROOM_VIEWER);
+  member(&m, "m", "10.0.0.2", ROOM_MODERATOR);
+  assert_int_equal(room_join(r, &v), 0);
+  assert_int_equal(room_join(r, &m), 0);
+  room_send_welcome(r, &v);
+  room_send_welcome(r, &m);
+  json_t *w = take(&v);
+  assert_string_equal(type_of(w), "welcome");
+  assert_null(json_object_get(w, "banned_words"));
+  assert_null(json_object_get(w, "banned_words_total"));
+  json_decref(w);
+  w = take(&m);
+  assert_string_equal(type_of(w), "welcome");
+  json_t *words = json_object_get(w, "banned_words");
+  assert_int_equal(json_array_size(words), ROOM_WELCOME_WORDS_MAX);
+  assert_string_equal(json_string_value(json_array_get(words, 0)), "word0");
+  assert_int_equal(json_integer_value(json_object_get(w, "banned_words_total")),
+                   ROOM_WELCOME_WORDS_MAX + 5);
+  json_decref(w);
+  room_free(r);
+  filter_close(f);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void test_admission(void **state) {
@@ -298,7 +341,8 @@ static void test_sampling(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_admission),
+      cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_welcome_words),
+      cmocka_unit_test(test_admission),
       cmocka_unit_test(test_moderation_events), cmocka_unit_test(test_slow_member),
       cmocka_unit_test(test_sampling),
   };

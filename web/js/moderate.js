@@ -3,8 +3,9 @@
 // Signs in by sending the moderator token in hello; the server's welcome
 // then names the role. Every comment shows at once (no sync with the
 // picture: moderators act before viewers see) with delete / timeout / ban /
-// pin; held comments wait in their own list for approve / reject. Every
-// action and its answer goes to the log.
+// pin; held comments wait in their own list for approve / reject; the
+// banned words come with the welcome and follow every moderator's words
+// events. Every action and its answer goes to the log.
 
 import { ChatClient, eventComment } from './chat.js';
 import { CommentFeed } from './comments.js';
@@ -17,6 +18,7 @@ let signedIn = false;
 let rejectTimer = 0;
 let words = new Set();
 let wordsFromServer = false;
+let wordsNotListed = 0; // the welcome's list is bounded: how many it left out
 let pinned = null;
 
 // ---- sign-in ------------------------------------------------------------
@@ -59,6 +61,13 @@ function onWelcome(msg) {
   heldList.replaceChildren();
   if (Array.isArray(held)) for (const h of held) addHeld(eventComment(h));
   updateHeldCount();
+  // The list to edit: the words file's and the ones added live. Set before
+  // applyState, which shows it.
+  if (Array.isArray(msg.banned_words)) {
+    words = new Set(msg.banned_words.map(String));
+    wordsFromServer = true;
+    wordsNotListed = Math.max(0, (Number(msg.banned_words_total) || 0) - words.size);
+  }
   applyState(msg.state);
 }
 
@@ -187,19 +196,11 @@ function onEvent(ev) {
   }
 }
 
-// Another moderator changed the list (the event's exact shape is read
-// tolerantly: a full list, or words added / removed).
+// Any moderator (this one too) changed the list: the server's words event
+// names what changed, {"type":"words","add":[…]} or {"remove":[…]}.
 function wordsEvent(ev) {
-  const list = Array.isArray(ev.words) ? ev.words.map(String) : [];
-  const op = String(ev.action ?? ev.op ?? '');
-  if (Array.isArray(ev.list)) {
-    words = new Set(ev.list.map(String));
-    wordsFromServer = true;
-  } else if (/remove/.test(op)) {
-    for (const w of list) words.delete(w);
-  } else {
-    for (const w of list) words.add(w);
-  }
+  if (Array.isArray(ev.add)) for (const w of ev.add) words.add(String(w));
+  if (Array.isArray(ev.remove)) for (const w of ev.remove) words.delete(String(w));
   showWords();
 }
 
@@ -324,9 +325,11 @@ function showWords() {
       el('li', { class: 'chip' }, el('span', {}, w), el('button', { type: 'button', 'aria-label': `删除 ${w} · remove`, onclick: () => removeWord(w) }, '×')),
     ),
   );
-  $('words-note').textContent = wordsFromServer
-    ? ''
-    : bi('这里只列出本次添加的词；配置文件里的词不在此列', 'Only words added in this session are listed; words from the config are not shown');
+  $('words-note').textContent = !wordsFromServer
+    ? bi('这里只列出本次添加的词；配置文件里的词不在此列', 'Only words added in this session are listed; words from the config are not shown')
+    : wordsNotListed
+      ? bi(`另有 ${wordsNotListed} 个词未列出`, `${wordsNotListed} more words are not listed`)
+      : '';
 }
 
 // ---- viewer count -------------------------------------------------------
