@@ -104,6 +104,84 @@ static void avc_string(const uint8_t *sps, char *out, size_t size) {
   snprintf(out, size, "%s", s);
 }
 
+/* The general part of an HEVC profile_tier_level() (12 bytes: space, tier
+ * and profile_idc; 32 compatibility flags; 48 constraint flags; level_idc),
+ * as in hvcC bytes 1..12, to "hvc1.P.C.Ll.B..." (ISO/IEC 14496-15 E.3):
+ * profile space as A/B/C before the decimal profile_idc, the compatibility
+ * flags bit-reversed in hex, tier L/H with the decimal level_idc, then each
+ * constraint byte in hex with the trailing zero bytes left out. Hex digits
+ * are upper case, as GPAC and Apple's tools write them. */
+static void hevc_ptl_string(const uint8_t *ptl, char *out, size_t size) {
+  static const char *const space[] = {"", "A", "B", "C"};
+  uint32_t flags = (uint32_t)ptl[1] << 24 | (uint32_t)ptl[2] << 16 | (uint32_t)ptl[3] << 8 | ptl[4];
+  uint32_t reversed = 0;
+  for (int i = 0; i < 32; i++)
+    reversed |= ((flags >> i) & 1u) << (31 - i);
+  int len = snprintf(out, size, "hvc1.%s%d.%X.%c%d", space[ptl[0] >> 6], ptl[0] & 0x1f, reversed,
+                     (ptl[0] & 0x20) ? 'H' : 'L', ptl[11]);
+  int last = 5;
+  while (last >= 0 && ptl[5 + last] == 0)
+    last--;
+  for (int i = 0; i <= last && len > 0 && (size_t)len < size; i++)
+    len += snprintf(out + len, size - (size_t)len, ".%X", ptl[5 + i]);
+}
+
+/* Annex B parameter set at nal (after the start code, n bytes up to the
+ * next one): its profile_tier_level, with the emulation prevention bytes
+ * (00 00 03) taken out: runs of zero constraint bytes carry them.
+ * The general PTL follows 1 byte of SPS fields or 4 bytes of VPS fields
+ * after the 2-byte NAL header. */
+static bool hevc_annexb_ptl(const uint8_t *nal, size_t n, uint8_t ptl[12]) {
+  int type = (nal[0] >> 1) & 0x3f;
+  size_t skip = type == 33 ? 1 : 4; /* SPS : VPS */
+  uint8_t rbsp[16];
+  size_t got = 0, zeros = 0;
+  for (size_t i = 2; i < n && got < skip + 12; i++) {
+    if (zeros >= 2 && nal[i] == 3) {
+      zeros = 0;
+      continue;
+    }
+    zeros = nal[i] == 0 ? zeros + 1 : 0;
+    rbsp[got++] = nal[i];
+  }
+  if (got < skip + 12)
+    return false;
+  memcpy(ptl, rbsp + skip, 12);
+  return true;
+}
+
+/* From hvcC (configurationVersion 1) or Annex B VPS/SPS (the SPS
+ * preferred: it is what the decoder is configured from). */
+static bool hevc_string(const uint8_t *x, size_t n, char *out, size_t size) {
+  if (n >= 23 && x[0] == 1) {
+    hevc_ptl_string(x + 1, out, size);
+    return true;
+  }
+  uint8_t ptl[12];
+  bool have = false;
+  for (size_t i = 0; i + 3 < n; i++) {
+    if (x[i] != 0 || x[i + 1] != 0 || x[i + 2] != 1)
+      continue;
+    const uint8_t *nal = x + i + 3;
+    size_t len = n - (i + 3);
+    for (size_t j = 0; j + 2 < len; j++) /* up to the next start code */
+      if (nal[j] == 0 && nal[j + 1] == 0 && nal[j + 2] == 1) {
+        len = j;
+        break;
+      }
+    int type = (nal[0] >> 1) & 0x3f;
+    if ((type == 33 || (type == 32 && !have)) && hevc_annexb_ptl(nal, len, ptl)) {
+      have = true;
+      if (type == 33)
+        break;
+    }
+    i += 2;
+  }
+  if (have)
+    hevc_ptl_string(ptl, out, size);
+  return have;
+}
+
 void hls_codec_string(const AVCodecParameters *par, char *out, size_t size) {
   const uint8_t *x = par->extradata;
   int n = par->extradata_size;
@@ -126,7 +204,13 @@ void hls_codec_string(const AVCodecParameters *par, char *out, size_t size) {
       aot = 32 + (((x[0] & 7) << 3) | (x[1] >> 5));
     snprintf(out, size, "mp4a.40.%d", aot ? aot : 2);
   } else if (par->codec_id == AV_CODEC_ID_HEVC) {
-    snprintf(out, size, "hvc1.1.6.L%d.B0", par->level > 0 ? par->level : 120);
+    if (!hevc_string(x, n > 0 ? (size_t)n : 0, out, size)) {
+      /* no profile_tier_level to read: Main at the level the demuxer saw */
+      int profile = par->profile > 0 && par->profile < 32 ? par->profile : 1;
+      int level = par->level > 0 ? par->level : 120;
+      snprintf(out, size, "hvc1.%d.%X.L%d.B0", profile, profile == 1 ? 6u : 1u << profile, level);
+      log_warn("hls", "HEVC profile/level not found in extradata (size=%d), CODECS=%s", n, out);
+    }
   } else if (par->codec_id == AV_CODEC_ID_MP3) {
     snprintf(out, size, "mp4a.40.34");
   }
@@ -150,7 +234,9 @@ static int open_muxer(struct hls_packager *pk, const AVPacket *first) {
     return AVERROR(ENOMEM);
   if ((err = avcodec_parameters_copy(st->codecpar, pk->par)) < 0)
     return err;
-  st->codecpar->codec_tag = 0;
+  /* The muxer's default for HEVC is 'hev1', which Safari does not play;
+   * 'hvc1' is what the playlist's CODECS names. */
+  st->codecpar->codec_tag = pk->par->codec_id == AV_CODEC_ID_HEVC ? MKTAG('h', 'v', 'c', '1') : 0;
   st->time_base = pk->tb;
   uint8_t *iobuf = av_malloc(AVIO_BUF_SIZE);
   if (!iobuf)

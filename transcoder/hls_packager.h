@@ -70,8 +70,9 @@ struct hls_packager;
  * (to the loop thread), with the part and segment durations of the stream's
  * config. `timeline` is the value hls_stream_begin() returned for the
  * layout that has this rendition at rendition_index. par: codec parameters
- * with extradata (avcC or Annex B SPS/PPS for H.264; AudioSpecificConfig for
- * AAC), or the extradata may come with the first packet as
+ * with extradata (avcC or Annex B SPS/PPS for H.264; hvcC or Annex B
+ * VPS/SPS/PPS for HEVC, muxed as 'hvc1'; AudioSpecificConfig for AAC), or
+ * the extradata may come with the first packet as
  * AV_PKT_DATA_NEW_EXTRADATA side data. time_base: that of the packets.
  * Any thread. NULL on error (logged). */
 struct hls_packager *hls_packager_new(struct hls_stream *st, uint32_t timeline,
@@ -96,7 +97,9 @@ int hls_packager_flush(struct hls_packager *pk);
 /* Frees without flushing (call hls_packager_flush first to keep the tail). */
 void hls_packager_free(struct hls_packager *pk);
 
-/* RFC 6381 codec string for par into out ("" if unknown). Any thread. */
+/* RFC 6381 codec string for par into out ("" if unknown), read from the
+ * extradata: "avc1.64001f", "hvc1.1.6.L93.B0", "mp4a.40.2". HEVC without a
+ * readable profile_tier_level gets Main at par->level (logged). Any thread. */
 void hls_codec_string(const AVCodecParameters *par, char *out, size_t size);
 
 #endif

@@ -27,6 +27,25 @@
 
 #define SWEEP_MS 50
 
+/* Sequence numbers are reserved ahead of use. The state file is written on
+ * the threadpool while the loop goes on listing segments, so a kill -9 can
+ * land after segment N was served (and cached: seg-N.m4s is immutable) but
+ * before a file saying N was written; a restart from "last used" would then
+ * serve other media as seg-N. So the file holds a ceiling instead: every
+ * number this process uses is at most the ceiling on disk, and a restart
+ * begins above the ceiling. When the number in use comes within half a step
+ * of the ceiling, the ceiling moves to that number + a step and is written:
+ * the write has half a step (16 segments, 32 s at 2 s segments) to land
+ * before a number above the old ceiling is used; one that has not is logged.
+ * A crash thus costs at most a step of numbers (the media sequence skips
+ * ahead, which HLS allows: it only has to grow), and the file is written
+ * once per half step instead of at every segment. A graceful stop writes
+ * the numbers actually used, so a plain restart continues without a gap.
+ * Timelines (init-T.mp4, part-T-SEQ.m4s are immutable too) and
+ * discontinuity numbers, one per timeline at most, get the same with a
+ * smaller step. */
+#define TIMELINE_RESERVE 8
+
 struct hls_params {
   double part_duration, segment_duration, block_timeout;
   int window_segments;
@@ -64,10 +83,14 @@ struct hls_stream {
   struct hls_blob *master;    /* rendered, NULL when stale */
   double cur_part, cur_seg;   /* of the current timeline */
 
-  /* persisted: the highest values used */
+  /* the highest values used (after a restart: the ceilings the last run saved) */
   uint64_t p_msn, p_disc;
   uint32_t p_timeline;
   bool have_state;
+  /* persisted: the reservations (see HLS_MSN_RESERVE) */
+  uint64_t r_msn, r_disc, r_timeline;
+  uint64_t msn_covered; /* MSNs below this are within a ceiling on disk */
+  bool warned_uncovered;
   bool state_busy, state_dirty;
 };
 
@@ -182,6 +205,8 @@ struct disk_job {
   char text[128];
   struct hls_blob *blob; /* or text */
   bool fsync;
+  uint64_t msn; /* state job: the MSN ceiling in text */
+  bool ok;      /* written and renamed (set on the threadpool, read in disk_done) */
 };
 
 static int mkdirs(const char *dir) {
@@ -233,6 +258,8 @@ static void disk_work(uv_work_t *req) {
   close(fd);
   if (rename(tmp, job->path) < 0)
     log_warn("hls", "rename failed path=%s err=%s", job->path, strerror(errno));
+  else
+    job->ok = true;
 }
 
 static void server_maybe_free(struct hls_server *srv);
@@ -243,6 +270,8 @@ static void disk_done(uv_work_t *req, int status) {
   struct disk_job *job = req->data;
   struct hls_server *srv = job->srv;
   struct hls_stream *st = job->st;
+  if (st && job->ok)
+    st->msn_covered = job->msn + 1;
   hls_blob_unref(job->blob);
   free(job);
   srv->pending--;
@@ -285,9 +314,10 @@ static void state_save(struct hls_stream *st) {
   st->state_dirty = false;
   job->st = st;
   job->fsync = true;
+  job->msn = st->r_msn;
   state_path(st, job->path, sizeof job->path);
-  snprintf(job->text, sizeof job->text, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu32 "\n",
-           st->p_msn, st->p_disc, st->p_timeline);
+  snprintf(job->text, sizeof job->text, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu64 "\n",
+           st->r_msn, st->r_disc, st->r_timeline);
   if (!disk_submit(st->srv, job)) /* job is gone */
     st->state_busy = false;
 }
@@ -311,8 +341,31 @@ static void state_load(struct hls_stream *st) {
   }
   fclose(f);
   st->have_state = true;
+  st->r_msn = st->p_msn;
+  st->r_disc = st->p_disc;
+  st->r_timeline = st->p_timeline;
+  st->msn_covered = st->p_msn + 1;
   log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64, st->channel, st->p_msn,
            st->p_disc);
+}
+
+/* Move a ceiling up when `used` comes within half a step of it (see
+ * HLS_MSN_RESERVE); true if it moved. */
+static bool reserve(uint64_t used, uint64_t *ceiling, uint64_t step) {
+  if (used + step / 2 <= *ceiling)
+    return false;
+  *ceiling = used + step;
+  return true;
+}
+
+/* Reserve ahead of msn (the next or current MSN), timeline and disc; write
+ * the file if a ceiling moved, or if the last write of it failed. */
+static void reserve_save(struct hls_stream *st, uint64_t msn, uint64_t disc) {
+  bool moved = reserve(msn, &st->r_msn, HLS_MSN_RESERVE);
+  moved |= reserve(disc, &st->r_disc, TIMELINE_RESERVE);
+  moved |= reserve(st->p_timeline, &st->r_timeline, TIMELINE_RESERVE);
+  if (moved || (!st->state_busy && st->msn_covered <= st->r_msn))
+    state_save(st);
 }
 
 static void record(struct hls_rendition *r, const char *name, struct hls_blob *blob) {
@@ -393,19 +446,21 @@ static void invalidate_master(struct hls_stream *st) {
   st->master = NULL;
 }
 
+/* Segment msn was opened (it is listed from now on). */
 static void note_msn(struct hls_stream *st, uint64_t msn, uint64_t disc) {
-  bool changed = false;
-  if (msn > st->p_msn || !st->have_state) {
+  if (msn > st->p_msn || !st->have_state)
     st->p_msn = msn;
-    changed = true;
-  }
-  if (disc > st->p_disc) {
+  if (disc > st->p_disc)
     st->p_disc = disc;
-    changed = true;
-  }
   st->have_state = true;
-  if (changed)
-    state_save(st);
+  reserve_save(st, st->p_msn, st->p_disc);
+  if (st->srv->params.state_dir[0] && msn >= st->msn_covered && !st->warned_uncovered) {
+    st->warned_uncovered = true; /* once until a write lands: the disk is slow or failing */
+    log_warn("hls", "MSN listed before its reservation was on disk channel=%s msn=%" PRIu64
+             " (a crash now may reuse it)", st->channel, msn);
+  }
+  if (msn < st->msn_covered)
+    st->warned_uncovered = false;
 }
 
 static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
@@ -555,7 +610,7 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
   st->cur_part = st->params.part_duration;
   st->cur_seg = st->params.segment_duration;
   pthread_mutex_unlock(&st->mu);
-  state_save(st);
+  reserve_save(st, base, disc); /* before the first part arrives */
   invalidate_master(st);
   log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d",
            st->channel, st->timeline, base, layout->count);
@@ -722,6 +777,15 @@ void hls_server_free(struct hls_server *srv) {
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
     st->live = false;
+    if ((st->have_state || st->p_timeline > 0) &&
+        (st->r_msn != st->p_msn || st->r_disc != st->p_disc || st->r_timeline != st->p_timeline)) {
+      /* nothing is listed from now on: the numbers used are the ceilings,
+       * and a restart continues right above them */
+      st->r_msn = st->p_msn;
+      st->r_disc = st->p_disc;
+      st->r_timeline = st->p_timeline;
+      state_save(st);
+    }
     wake(srv, &st->waiters, HLS_WAKE_GONE);
     for (int j = 0; j < st->rend_count; j++)
       wake(srv, &st->rend[j]->waiters, HLS_WAKE_GONE);

@@ -14,10 +14,12 @@
  * dropped, counted, and the rendition skips the rest of that segment (its
  * next segment starts clean), so a stalled loop never grows memory.
  *
- * Media sequence numbers only grow: per channel the last MSN, discontinuity
- * and timeline numbers are persisted in server.state_dir/hls-CHANNEL.state
- * (tmp + fsync + rename, on the libuv threadpool) at every segment start, and
- * a restart begins above them.
+ * Media sequence numbers only grow: per channel, ceilings of the MSN,
+ * discontinuity and timeline numbers in use are persisted in
+ * server.state_dir/hls-CHANNEL.state (tmp + fsync + rename, on the libuv
+ * threadpool), reserved ahead of use, and a restart begins above them. After
+ * a crash the numbers skip ahead (by up to HLS_MSN_RESERVE MSNs); after a
+ * graceful stop they continue without a gap.
  *
  * Everything here is loop-thread only, except hls_packager_new() (any thread). */
 #ifndef GALARELAY_HLS_STORE_H
@@ -35,6 +37,10 @@ struct hls_stream;
 
 #define HLS_MAX_RENDITIONS 12
 #define HLS_QUEUE_MAX 512 /* parts in flight per channel, worker -> loop */
+/* MSNs reserved ahead of use in the state file (see hls_store.c): a restart
+ * after a crash may skip up to this many; every MSN up to the one in use
+ * + HLS_MSN_RESERVE / 2 is covered by the file once its last write landed. */
+#define HLS_MSN_RESERVE 32
 
 enum hls_media_kind { HLS_VIDEO = 0, HLS_AUDIO = 1 };
 

@@ -2,7 +2,9 @@
  * FFmpeg's encoder, made in the test, go through the packager; the init and
  * parts it emits must parse back with libavformat with every frame and
  * continuous timestamps, parts must stay within the part target, and
- * segments must begin with keyframes at the segment boundaries. */
+ * segments must begin with keyframes at the segment boundaries. HEVC clips
+ * from the ffmpeg CLI (libx265) must come out as 'hvc1' with the CODECS
+ * string of their own profile and level. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,8 +12,11 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -162,6 +167,63 @@ static void make_aac(struct encoded *e, double seconds) {
   avcodec_free_context(&enc);
 }
 
+/* HEVC from the ffmpeg CLI (libx265), read back with libavformat: hvcC
+ * extradata from mp4, Annex B VPS/SPS/PPS from MPEG-TS. */
+static void make_hevc(struct encoded *e, const char *path, const char *format) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=320x240:rate=25 -t 2 "
+           "-c:v libx265 -x265-params keyint=25:min-keyint=25:scenecut=0:log-level=error -f %s %s",
+           format, path);
+  assert_int_equal(system(cmd), 0);
+  AVFormatContext *fmt = NULL;
+  assert_int_equal(avformat_open_input(&fmt, path, NULL, NULL), 0);
+  assert_true(avformat_find_stream_info(fmt, NULL) >= 0);
+  int v = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+  assert_true(v >= 0);
+  e->par = avcodec_parameters_alloc();
+  avcodec_parameters_copy(e->par, fmt->streams[v]->codecpar);
+  e->tb = fmt->streams[v]->time_base;
+  AVPacket *pkt = av_packet_alloc();
+  while (av_read_frame(fmt, pkt) >= 0) {
+    if (pkt->stream_index == v) {
+      assert_true(e->n < 1024);
+      e->pkts[e->n++] = av_packet_clone(pkt);
+    }
+    av_packet_unref(pkt);
+  }
+  av_packet_free(&pkt);
+  avformat_close_input(&fmt);
+}
+
+/* What ffprobe says of the clip's video: "Main" -> 1, and general_level_idc. */
+static void probe_hevc(const char *path, int *profile, int *level) {
+  char cmd[512], line[128];
+  snprintf(cmd, sizeof cmd,
+           "ffprobe -v error -select_streams v:0 -show_entries stream=profile,level "
+           "-of default=nw=1 %s",
+           path);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  *profile = *level = -1;
+  while (fgets(line, sizeof line, p)) {
+    if (strcmp(line, "profile=Main\n") == 0)
+      *profile = 1;
+    else if (strcmp(line, "profile=Main 10\n") == 0)
+      *profile = 2;
+    sscanf(line, "level=%d", level);
+  }
+  assert_int_equal(pclose(p), 0);
+  assert_true(*profile > 0 && *level > 0);
+}
+
+static bool has_box(const struct hls_blob *b, const char *type) {
+  for (size_t i = 0; i + 4 <= b->len; i++)
+    if (memcmp(b->data + i, type, 4) == 0)
+      return true;
+  return false;
+}
+
 /* ---- reading back ---- */
 
 struct memfile {
@@ -195,6 +257,7 @@ struct readback {
   int frames;
   int64_t dts[1024]; /* in microseconds */
   int key[1024];
+  uint32_t tag; /* the sample entry's */
 };
 
 /* Demux init + parts[from..to) from memory. */
@@ -218,6 +281,7 @@ static void read_back(const struct collected *c, int from, int to, struct readba
   assert_true(avformat_find_stream_info(fmt, NULL) >= 0);
   AVPacket *pkt = av_packet_alloc();
   memset(rb, 0, sizeof *rb);
+  rb->tag = fmt->streams[0]->codecpar->codec_tag;
   while (av_read_frame(fmt, pkt) >= 0) {
     assert_true(rb->frames < 1024);
     rb->dts[rb->frames] = av_rescale_q(pkt->dts, fmt->streams[0]->time_base, (AVRational){1, 1000000});
@@ -369,6 +433,96 @@ static void test_waits_for_keyframe(void **state) {
   encoded_free(&e);
 }
 
+/* HEVC pass-through: the init's sample entry is 'hvc1' (Safari refuses
+ * 'hev1') and CODECS carries the clip's own profile and level. */
+static void check_hevc(const char *path, const char *format, bool annexb) {
+  struct encoded e = {0};
+  make_hevc(&e, path, format);
+  assert_true(e.n >= 50);
+  assert_true(e.par->extradata_size > 4);
+  assert_int_equal(e.par->extradata[0] == 0 && e.par->extradata[1] == 0, annexb); /* else hvcC */
+  int profile, level;
+  probe_hevc(path, &profile, &level);
+  struct collected c = {0};
+  run_packager(&e, &c, 0.333, 1.0);
+  assert_int_equal(c.init_calls, 1);
+  assert_true(has_box(c.init, "hvc1"));
+  assert_false(has_box(c.init, "hev1"));
+  assert_true(has_box(c.init, "hvcC"));
+  /* Main: compatibility flags 1 and 2 -> "6"; main tier; x265's
+   * progressive, frame-only source -> constraint byte 0x90 */
+  char want[64];
+  snprintf(want, sizeof want, "hvc1.%d.%s.L%d.90", profile, profile == 1 ? "6" : "4", level);
+  assert_string_equal(c.codecs, want);
+  struct readback rb;
+  read_back(&c, 0, c.n, &rb);
+  assert_int_equal(rb.tag, MKTAG('h', 'v', 'c', '1'));
+  assert_int_equal(rb.frames, e.n);
+  assert_true(rb.key[0]);
+  collected_free(&c);
+  encoded_free(&e);
+  unlink(path);
+}
+
+static void test_hevc_hvcc(void **state) {
+  (void)state;
+  check_hevc("test_hls_packager_hevc.mp4", "mp4", false);
+}
+
+static void test_hevc_annexb(void **state) {
+  (void)state;
+  check_hevc("test_hls_packager_hevc.ts", "mpegts", true);
+}
+
+static void set_extradata(AVCodecParameters *par, const uint8_t *x, size_t n) {
+  av_freep(&par->extradata);
+  par->extradata = av_mallocz(n + AV_INPUT_BUFFER_PADDING_SIZE);
+  memcpy(par->extradata, x, n);
+  par->extradata_size = (int)n;
+}
+
+static void test_hevc_codec_string(void **state) {
+  (void)state;
+  AVCodecParameters *par = avcodec_parameters_alloc();
+  char out[64];
+  par->codec_id = AV_CODEC_ID_HEVC;
+  /* hvcC: Main 10, high tier, level 5.1 (153), constraint bytes B0 00 00 00 00 01 */
+  uint8_t hvcc[23] = {1, 0x22, 0x20, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0x01, 153};
+  set_extradata(par, hvcc, sizeof hvcc);
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.2.4.H153.B0.0.0.0.0.1");
+  /* profile space 1 ("A"), profile 4 with flags 4 and 5 (reversed: 0x30),
+   * trailing zero constraint bytes left out */
+  uint8_t rext[23] = {1, 0x44, 0x0c, 0, 0, 0, 0x98, 0x08, 0, 0, 0, 0, 93};
+  set_extradata(par, rext, sizeof rext);
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.A4.30.L93.98.8");
+  /* Annex B VPS + SPS as x265 writes them (Main, level 3.1 = 93): the
+   * zero bytes carry emulation prevention bytes (00 00 03) */
+  static const uint8_t annexb[] = {
+      0, 0, 0, 1, 0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0, 0, 0x03, 0, 0x90, 0, 0, 0x03,
+      0, 0, 0x03, 0, 0x5d, 0x95, 0x98, 0x09,
+      0, 0, 0, 1, 0x42, 0x01, 0x01, 0x01, 0x60, 0, 0, 0x03, 0, 0x90, 0, 0, 0x03, 0, 0, 0x03, 0,
+      0x5d, 0xa0, 0x02, 0x80, 0x80,
+      0, 0, 0, 1, 0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40};
+  set_extradata(par, annexb, sizeof annexb);
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.1.6.L93.90");
+  /* the SPS alone (no VPS) and the VPS alone give the same */
+  set_extradata(par, annexb + 28, 26);
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.1.6.L93.90");
+  set_extradata(par, annexb, 28);
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.1.6.L93.90");
+  /* nothing to read: Main at the demuxer's level, not a crash */
+  set_extradata(par, annexb, 8);
+  par->level = 120;
+  hls_codec_string(par, out, sizeof out);
+  assert_string_equal(out, "hvc1.1.6.L120.B0");
+  avcodec_parameters_free(&par);
+}
+
 static void test_codec_string(void **state) {
   (void)state;
   AVCodecParameters *par = avcodec_parameters_alloc();
@@ -401,6 +555,9 @@ int main(void) {
       cmocka_unit_test(test_audio),
       cmocka_unit_test(test_waits_for_keyframe),
       cmocka_unit_test(test_codec_string),
+      cmocka_unit_test(test_hevc_hvcc),
+      cmocka_unit_test(test_hevc_annexb),
+      cmocka_unit_test(test_hevc_codec_string),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Unit tests for the HLS store and playlist rendering: parts fed through a
  * stream's sink (as packagers do) must give exactly the expected playlists
  * (golden text), discontinuities on a new timeline, a trimmed window, and
- * media sequence numbers that keep growing across a restart (state file). */
+ * media sequence numbers that keep growing across a restart (state file),
+ * also across a kill -9 that loses the state writes in flight. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -239,6 +240,94 @@ static void test_discontinuity_and_restart(void **state) {
   free(text);
 }
 
+static char *read_file(const char *path) {
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  char *text = calloc(1, 256);
+  assert_true(fread(text, 1, 255, fp) > 0);
+  fclose(fp);
+  return text;
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+  fclose(fp);
+}
+
+static uint64_t media_sequence(struct fixture *f) {
+  char *text = render(hls_stream_rendition(f->st, "720p"));
+  const char *p = strstr(text, "#EXT-X-MEDIA-SEQUENCE:");
+  assert_non_null(p);
+  uint64_t msn = strtoull(p + strlen("#EXT-X-MEDIA-SEQUENCE:"), NULL, 10);
+  free(text);
+  return msn;
+}
+
+/* kill -9 while the state file is being written: the process had listed
+ * segments whose numbers reached no write that landed, and the restart
+ * reads the file as the last finished write left it. Every MSN (and
+ * timeline) it begins with must still be above all those served. */
+static void test_crash_restart(void **state) {
+  struct fixture *f = *state;
+  char path[128];
+  snprintf(path, sizeof path, "%s/state/hls-gala.state", f->dir);
+  begin_std(f);
+  for (int k = 0; k < 8; k++) /* segments 0, 1 */
+    feed_part(f, 0, k, "v");
+  hls_stream_drain(f->st);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* the writes submitted so far land */
+  char *on_disk = read_file(path);
+  uint32_t first = f->timeline;
+
+  /* up to half a reservation more: segments 2 .. 1 + HLS_MSN_RESERVE/2,
+   * listed while their writes are in flight (and lost below); a feed switch
+   * in between begins a new timeline */
+  int last = 1 + HLS_MSN_RESERVE / 2;
+  for (int k = 8; k < 4 * 8; k++)
+    feed_part(f, 0, k, "v");
+  hls_stream_drain(f->st);
+  hls_stream_end(f->st);
+  begin_std(f);
+  for (int k = 0; k < 4 * (last - 8) + 1; k++)
+    feed_part(f, 0, k, "w");
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  assert_non_null(hls_rendition_segment(r, (uint64_t)last));
+  assert_null(hls_rendition_segment(r, (uint64_t)last + 1));
+  uint32_t served_timeline = f->timeline;
+  assert_int_equal(served_timeline, first + 1);
+
+  server_down(f);
+  write_file(path, on_disk); /* the writes after it never happened */
+  free(on_disk);
+  server_up(f);
+  begin_std(f);
+  assert_true(f->timeline > served_timeline);
+  feed_part(f, 0, 0, "x");
+  hls_stream_drain(f->st);
+  uint64_t msn = media_sequence(f);
+  assert_true(msn > (uint64_t)last);
+  assert_true(msn <= (uint64_t)last + HLS_MSN_RESERVE); /* skips ahead, but not far */
+
+  /* and again: numbers only grow */
+  uint64_t before = msn;
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  on_disk = read_file(path);
+  for (int k = 1; k < 9; k++)
+    feed_part(f, 0, k, "x");
+  hls_stream_drain(f->st);
+  server_down(f);
+  write_file(path, on_disk);
+  free(on_disk);
+  server_up(f);
+  begin_std(f);
+  feed_part(f, 0, 0, "y");
+  hls_stream_drain(f->st);
+  assert_true(media_sequence(f) > before + 2);
+}
+
 static void test_old_timeline_dropped(void **state) {
   struct fixture *f = *state;
   begin_std(f);
@@ -347,6 +436,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_media_playlist_golden, setup, teardown),
       cmocka_unit_test_setup_teardown(test_master_golden, setup, teardown),
       cmocka_unit_test_setup_teardown(test_discontinuity_and_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_crash_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_old_timeline_dropped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_preload_hint_across_timelines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
