@@ -1,6 +1,7 @@
 /* memguard: see memguard.h. RSS comes from /proc/self/statm (pages). */
 #include "relay/memguard.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@ static bool running;
 static size_t limit_bytes;
 static size_t rss_bytes;
 static bool over;
+static atomic_bool near; /* read by the transcoder's threads */
 static unsigned long long refusals_started;
 
 static size_t read_rss(void) {
@@ -32,6 +34,7 @@ static void sample(uv_timer_t *t) {
   (void)t;
   rss_bytes = read_rss();
   bool now_over = limit_bytes && rss_bytes > limit_bytes;
+  atomic_store(&near, limit_bytes && rss_bytes > limit_bytes / 10 * 9);
   if (now_over != over) {
     if (now_over) {
       refusals_started++;
@@ -60,10 +63,14 @@ void memguard_stop(void) {
   if (!running)
     return;
   running = false;
+  over = false; /* no guard, no ceiling */
+  atomic_store(&near, false);
   uv_close((uv_handle_t *)&timer, NULL);
 }
 
 bool memguard_over_limit(void) { return over; }
+
+bool memguard_near_limit(void) { return atomic_load(&near); }
 
 size_t memguard_rss_bytes(void) { return rss_bytes; }
 

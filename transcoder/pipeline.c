@@ -282,6 +282,7 @@ static void on_start(struct pipeline *p, struct qitem *it)
   p->have_off = p->have_last[0] = p->have_last[1] = false;
   p->first_key_dts = p->last_key_dts = INT64_MIN;
   p->max_keyint = 0;
+  p->key_n = 0; /* keyframe pts of an earlier feed could recur on this one's clock */
   p->keyint_warned = false;
   p->source_fits = false;
   p->state = P_DISCARD;

@@ -8,6 +8,7 @@
 
 #include "relay/channel.h"
 #include "relay/log.h"
+#include "relay/memguard.h"
 #include "transcoder/pipeline_int.h"
 
 /* ---- video: overload policy, scaling, hand-off to the rungs ---- */
@@ -42,6 +43,11 @@ static void shed_policy(struct pipeline *p)
   }
   if (p->replaying) /* the hold's burst is not lag */
     lagging = calm = false;
+  bool memory = memguard_near_limit(); /* shed before the ceiling refuses viewers */
+  if (memory) {
+    lagging = true;
+    calm = false;
+  }
   int before = p->shed_count;
   if (!p->realtime)
     p->shed_count = 0;
@@ -54,8 +60,8 @@ static void shed_policy(struct pipeline *p)
     atomic_fetch_add(&p->rs[order[i]->index].gops, 1);
   }
   if (p->shed_count != before)
-    log_warn("transcoder", "overload: shedding the %d lowest-priority rung(s) channel=%s",
-             p->shed_count, p->channel);
+    log_warn("transcoder", "overload: shedding the %d lowest-priority rung(s) channel=%s reason=%s",
+             p->shed_count, p->channel, memory ? "memory" : "lag");
 }
 
 static int scale_rung(struct rung *r, const AVFrame *src, int64_t pts)
@@ -143,6 +149,14 @@ static int64_t frame_arrival(struct pipeline *p, int64_t pts)
   return p->arr_n ? p->arr_ms[(p->arr_n - 1) % ARRIVAL_RING] : 0;
 }
 
+static bool source_keyframe(const struct pipeline *p, int64_t pts)
+{
+  for (unsigned i = 0; i < KEY_RING && i < p->key_n; i++)
+    if (p->key_pts[(p->key_n - 1 - i) % KEY_RING] == pts)
+      return true;
+  return false;
+}
+
 static void handle_frame(struct pipeline *p, AVFrame *frame)
 {
   int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp
@@ -164,8 +178,20 @@ static void handle_frame(struct pipeline *p, AVFrame *frame)
   }
   p->last_frame_pts = pts;
   int64_t k = ladder_segment_index(pts, 0, p->cfg.hls.segment_duration);
-  bool boundary = k != p->last_seg;
-  p->last_seg = k;
+  bool boundary;
+  if (p->source_writer) {
+    /* The source's segments are cut by its packager at its first keyframe
+     * in a new slot of the segment clock; the rungs' cut where it does,
+     * whatever the encoder's GOP or clock (a 1.5 s GOP, a feed switch),
+     * so every rendition's segment N covers the same time. */
+    boundary = source_keyframe(p, pts) && (p->last_seg == INT64_MIN || k > p->last_seg);
+    if (boundary)
+      p->last_seg = k;
+  } else {
+    /* no source rendition: keyframes on the segment clock itself */
+    boundary = k != p->last_seg;
+    p->last_seg = k;
+  }
   if (boundary)
     shed_policy(p);
   scale_and_push(p, frame, pts, boundary, frame_arrival(p, pts));
@@ -187,6 +213,8 @@ static void decode_video(struct pipeline *p, const AVPacket *pkt, int64_t arriva
   unsigned k = p->arr_n++ % ARRIVAL_RING;
   p->arr_pts[k] = pkt->pts;
   p->arr_ms[k] = arrival;
+  if (pkt->flags & AV_PKT_FLAG_KEY)
+    p->key_pts[p->key_n++ % KEY_RING] = pkt->pts;
   int rc = avcodec_send_packet(p->dec, pkt);
   if (rc < 0 && rc != AVERROR(EAGAIN)) {
     if (atomic_fetch_add(&p->decode_errors, 1) % 100 == 0)

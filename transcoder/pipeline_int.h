@@ -17,6 +17,7 @@
 #define HOLD_MAX 1024        /* packets held while the source's GOP is measured */
 #define TS_JUMP_MS 5000      /* a forward step larger than this is a jump */
 #define ARRIVAL_RING 128
+#define KEY_RING 16
 #define CONTROL_RESERVE 16   /* queue slots only control items may use */
 
 /* ---- bounded queue of packets / frames / control items ---- */
@@ -113,6 +114,10 @@ struct pipeline {
   int64_t last_seg, last_frame_pts;
   int shed_count;
   int64_t arr_pts[ARRIVAL_RING], arr_ms[ARRIVAL_RING];
+  /* pts of the last source keyframes sent to the decoder: with the source
+   * passed through, rung keyframes go where its segments are cut */
+  int64_t key_pts[KEY_RING];
+  unsigned key_n;
   unsigned arr_n;
   AVFrame *frame;
 

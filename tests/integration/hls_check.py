@@ -30,6 +30,7 @@ What it checks, reloading every media playlist about once per part:
               answer lists it; far-future requests get 400
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -355,6 +356,61 @@ class HlsChecker:
                 lo, hi = min(by.values()), max(by.values())
                 if hi - lo > 0.04:  # edit lists may differ by a frame
                     self.problems.append(f"segment {msn}: keyframes not aligned across renditions {by}")
+
+    def check_whole_window(self):
+        """Per rendition: init + every complete segment of the last playlist
+        (one timeline: from the last discontinuity on), concatenated,
+        decodes with ffmpeg -xerror and lasts as long as the EXTINFs say.
+        Returns {name: (width, height)} of the video renditions."""
+        sizes = {}
+        for name, url, is_video in self.renditions:
+            pl = self.load(name, url)  # fresh: the window slides
+            if not pl:
+                continue
+            segs = [s for s in pl.segments if s.uri]
+            for i in range(len(segs) - 1, -1, -1):
+                if segs[i].discontinuity:
+                    segs = segs[i:]
+                    break
+            if len(segs) > 3:
+                segs = segs[1:]  # the oldest may leave the window while we fetch
+            if len(segs) < 2:
+                self.problems.append(f"{name}: fewer than 2 segments in one timeline to decode")
+                continue
+            data = [self.init_for(name, url, segs[0].map)]
+            for s in segs:
+                body = self.get_media(self.url(s.uri, url), f"{name} {s.uri}")
+                if body is None:
+                    break
+                data.append(body)
+            else:
+                with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as f:
+                    f.write(b"".join(data))
+                    path = f.name
+                try:
+                    r = subprocess.run(["ffmpeg", "-v", "error", "-xerror", "-i", path, "-f", "null", "-"],
+                                       capture_output=True, text=True, timeout=60)
+                    if r.returncode != 0 or r.stderr.strip():
+                        self.problems.append(f"{name}: {len(segs)} segments do not decode cleanly: "
+                                             f"{r.stderr.strip()[:300]}")
+                    r = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                                        "format=duration,start_time:stream=width,height", "-of", "json",
+                                        path],
+                                       capture_output=True, text=True, timeout=30)
+                    info = json.loads(r.stdout or "{}")
+                    fmt = info.get("format", {})
+                    # fragments keep their timeline's times (tfdt): the
+                    # window starts where it starts, not at 0
+                    got = float(fmt.get("duration", 0)) - float(fmt.get("start_time", 0))
+                    want = sum(s.duration for s in segs)
+                    if abs(got - want) > 0.1:
+                        self.problems.append(f"{name}: decoded {got:.3f} s, EXTINFs say {want:.3f} s")
+                    for st in info.get("streams", []):
+                        if is_video and st.get("width"):
+                            sizes[name] = (st["width"], st["height"])
+                finally:
+                    os.unlink(path)
+        return sizes
 
     def run(self, seconds=12.0):
         self.load_master()

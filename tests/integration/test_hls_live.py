@@ -20,14 +20,15 @@ KEY = "hls-test-key"
 CHANNEL = "gala"
 
 
-def publisher(rtmp_url, seconds=60, size="854x480"):
-    """ffmpeg sending a test pattern and a tone, keyframes every 2 s, in real time."""
+def publisher(rtmp_url, seconds=60, size="854x480", gop=60):
+    """ffmpeg sending a test pattern and a tone, keyframes every gop frames
+    (60: every 2 s), in real time."""
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
            "-t", str(seconds),
            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-           "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k",
+           "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", "800k",
            "-c:a", "aac", "-b:a", "96k", "-ar", "48000",
            "-f", "flv", f"{rtmp_url}/{KEY}"]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -84,7 +85,12 @@ class LiveHls(unittest.TestCase):
             problems = c.run(seconds=10)
             for name, url, _ in c.renditions:
                 c.check_blocking_reload(f"{name}/index.m3u8", count=5)
+            # every rendition's window decodes end to end, at the ladder's
+            # sizes for an 854x480 source (the default ladder: 720p and up
+            # are left out, the source is passed through)
+            sizes = c.check_whole_window()
             self.assertEqual(problems, [], d.log())
+            self.assertEqual(sizes, {"source": (854, 480), "360p": (640, 360)}, sizes)
             self.assertGreaterEqual(len(c.renditions), 2)
             # the hinted part is answered when it completes
             pl = media_playlist(d, first_rendition(master))
@@ -108,9 +114,16 @@ class LiveHls(unittest.TestCase):
             last_before = before.segments[-1].msn
             stop(pub)
             time.sleep(1)
-            pub = publisher(d.rtmp_url, seconds=30)
+            # the encoder comes back with a 1 s GOP, on a clock the channel
+            # continues (its keyframes off the 2 s grid): every rendition's
+            # segments still start together, the rungs following the
+            # source's cuts
+            pub = publisher(d.rtmp_url, seconds=30, gop=30)
             wait_master(d)
             time.sleep(5)
+            c = HlsChecker(f"{d.url}/hls/{CHANNEL}/master.m3u8")
+            problems = c.run(seconds=4)
+            self.assertEqual(problems, [], d.log())
             after = media_playlist(d, rendition)
             self.assertGreaterEqual(after.media_sequence, before.media_sequence)
             self.assertGreater(after.segments[-1].msn, last_before)

@@ -16,9 +16,11 @@
 #include <cmocka.h>
 #include <libavformat/avformat.h>
 #include <libavutil/time.h>
+#include <uv.h>
 
 #include "config/config.h"
 #include "relay/channel.h"
+#include "relay/memguard.h"
 #include "transcoder/hls_packager.h"
 #include "transcoder/pipeline.h"
 
@@ -487,8 +489,11 @@ static void new_parameters_new_timeline(void **state)
   struct rec_stream *r = rec_find(2, 1);
   int64_t k[8];
   assert_int_equal(keys_of(r, k, 8), 2);
-  assert_int_equal(k[0], 5000); /* the first frame, then the absolute 2 s clock */
-  assert_int_equal(k[1], 6000);
+  /* the first frame, then where the source's segment is cut: its keyframe
+   * at 7000, the first in a new slot of the 2 s clock (not 6000, where the
+   * source has none: segment N would differ between renditions) */
+  assert_int_equal(k[0], 5000);
+  assert_int_equal(k[1], 7000);
   pipeline_free(p);
 }
 
@@ -580,6 +585,50 @@ static void overload_sheds_lowest_priority(void **state)
   pipeline_free(p);
 }
 
+/* Near the memory ceiling (server.memory_limit_mb) the lowest-priority
+ * rung is shed first though nothing lags, and the source keeps every
+ * packet; with the guard gone, nothing more is shed. */
+static void memory_ceiling_sheds_lowest_priority(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  assert_int_equal(memguard_start(&loop, 1), 0); /* 1 MiB: we are past 90 % of it */
+  assert_true(memguard_near_limit());
+  struct pipeline *p = pipeline_new("test", &cfg, &rec_out, true);
+  struct feed f;
+  feed_open(&f, clip("base", BASE_ARGS));
+  pipeline_start(p, &f.info);
+  int video = 0;
+  AVPacket *pkt = av_packet_alloc();
+  while (av_read_frame(f.fmt, pkt) >= 0) {
+    if (pkt->stream_index != f.vstream) {
+      av_packet_unref(pkt);
+      continue;
+    }
+    av_packet_rescale_ts(pkt, f.fmt->streams[pkt->stream_index]->time_base, (AVRational){1, 1000});
+    pkt->stream_index = CHANNEL_VIDEO;
+    pipeline_packet(p, pkt, 1700000000000 + pkt->dts);
+    av_packet_unref(pkt);
+    video++;
+  }
+  av_packet_free(&pkt);
+  pipeline_stop(p);
+  pipeline_wait_idle(p);
+  memguard_stop();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  assert_false(memguard_near_limit());
+  struct pipeline_stats st;
+  pipeline_get_stats(p, &st);
+  feed_close(&f);
+  assert_int_equal(st.rendition_count, 3); /* source, 270p, 180p */
+  assert_true(st.r[2].gops_dropped >= 1);
+  assert_true(st.r[2].gops_dropped >= st.r[1].gops_dropped); /* the lowest priority first */
+  assert_int_equal(rec_find(1, 0)->n, video); /* the source: every packet */
+  pipeline_free(p);
+}
+
 /* ---- through the real packager ---- */
 
 struct pk_rec {
@@ -635,32 +684,46 @@ static void pk_close(void *w, bool flush)
   hls_packager_free(w);
 }
 
+/* Segments of every rendition start at the same times: with an encoder
+ * whose GOP divides the segment, from timestamp 0; and with a 1.5 s GOP on
+ * a clock that starts at 1234 ms (an encoder after a reconnect, a feed on
+ * the channel's output clock), where the source is cut at 1234, 2734 and
+ * 4234 (its first keyframe in each new 2 s slot) and the rungs must be too. */
 static void segments_align_in_the_packager(void **state)
 {
   (void)state;
-  memset(&pkr, 0, sizeof(pkr));
-  struct pipeline_output out = rec_out;
-  out.open = pk_open;
-  out.write = pk_write;
-  out.close = pk_close;
-  struct pipeline *p = pipeline_new("test", &cfg, &out, false);
-  struct feed f;
-  feed_open(&f, clip("base", BASE_ARGS));
-  pipeline_start(p, &f.info);
-  feed_run(&f, p, NULL, 0, NULL);
-  pipeline_stop(p);
-  pipeline_wait_idle(p);
-  feed_close(&f);
-  assert_int_equal(pkr.init_count, 4);
-  /* source, 270p, 180p: segments start at the same times */
-  assert_int_equal(pkr.segs[1], 3);
-  for (int r = 0; r < 3; r++) {
-    assert_int_equal(pkr.segs[r], pkr.segs[1]);
-    for (int i = 0; i < pkr.segs[1]; i++)
-      assert_int_equal(pkr.seg_start_us[r][i], pkr.seg_start_us[1][i]);
+  const char *clips[2] = {clip("base", BASE_ARGS),
+                          clip("gop45", "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i "
+                                        "sine=frequency=440:sample_rate=44100 -t 4.5 -c:v libx264 "
+                                        "-preset ultrafast -g 45 -pix_fmt yuv420p -c:a aac -b:a 64k")};
+  const int64_t shift[2] = {0, 1234};
+  const int64_t want_starts[2][3] = {{0, 2000, 4000}, {1234, 2734, 4234}};
+  for (int c = 0; c < 2; c++) {
+    memset(&pkr, 0, sizeof(pkr));
+    struct pipeline_output out = rec_out;
+    out.open = pk_open;
+    out.write = pk_write;
+    out.close = pk_close;
+    struct pipeline *p = pipeline_new("test", &cfg, &out, false);
+    struct feed f;
+    feed_open(&f, clips[c]);
+    pipeline_start(p, &f.info);
+    feed_run(&f, p, NULL, shift[c], NULL);
+    pipeline_stop(p);
+    pipeline_wait_idle(p);
+    feed_close(&f);
+    assert_int_equal(pkr.init_count, 4);
+    /* source, 270p, 180p: segments start at the same times */
+    assert_int_equal(pkr.segs[0], 3);
+    for (int r = 0; r < 3; r++) {
+      assert_int_equal(pkr.segs[r], pkr.segs[0]);
+      for (int i = 0; i < pkr.segs[0]; i++) /* (the timeline may start at the audio's priming) */
+        assert_int_equal(pkr.seg_start_us[r][i] - pkr.seg_start_us[0][0],
+                         (want_starts[c][i] - want_starts[c][0]) * 1000);
+    }
+    assert_true(pkr.parts[1] >= 12 && pkr.parts[3] >= 12);
+    pipeline_free(p);
   }
-  assert_true(pkr.parts[1] >= 12 && pkr.parts[3] >= 12);
-  pipeline_free(p);
 }
 
 int main(void)
@@ -676,6 +739,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(new_parameters_new_timeline, setup, teardown),
       cmocka_unit_test_setup_teardown(in_band_size_change_reconfigures, setup, teardown),
       cmocka_unit_test_setup_teardown(overload_sheds_lowest_priority, setup, teardown),
+      cmocka_unit_test_setup_teardown(memory_ceiling_sheds_lowest_priority, setup, teardown),
       cmocka_unit_test_setup_teardown(segments_align_in_the_packager, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
