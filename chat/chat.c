@@ -186,25 +186,6 @@ static void on_message(struct chat *c, struct chat_conn *conn) {
   chat_msg_free(&msg);
 }
 
-/* Client address; X-Forwarded-For only from the configured proxy. */
-static void client_addr(struct chat *c, struct lws *wsi, char *out, size_t len) {
-  if (!lws_get_peer_simple(wsi, out, len))
-    snprintf(out, len, "unknown");
-  if (!strncmp(out, "::ffff:", 7)) /* IPv4 on a dual-stack socket */
-    memmove(out, out + 7, strlen(out + 7) + 1);
-  const char *proxy = c->app->cfg->server.trusted_proxy;
-  char xff[256];
-  if (!*proxy || strcmp(proxy, out) ||
-      lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) <= 0)
-    return;
-  const char *last = strrchr(xff, ',');
-  last = last ? last + 1 : xff;
-  while (*last == ' ')
-    last++;
-  if (*last)
-    snprintf(out, len, "%s", last);
-}
-
 static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *conn) {
   char uri[256];
   if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strncmp(uri, "/chat/", 6))
@@ -217,7 +198,8 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   conn->slot = slot;
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
-  client_addr(c, wsi, conn->m.addr, sizeof(conn->m.addr));
+  /* X-Forwarded-For only from the configured proxy */
+  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);

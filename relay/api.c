@@ -5,9 +5,11 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "chat/chat.h"
 #include "config/config.h"
 #include "relay/app.h"
 #include "relay/buf.h"
+#include "relay/rtmp_server.h"
 #include "relay/http.h"
 #include "relay/memguard.h"
 #include "relay/subsystems.h"
@@ -20,6 +22,16 @@ static const char json_headers[] = "Cache-Control: no-cache\r\nAccess-Control-Al
 
 static int healthz_route(struct http_request *req) {
   return http_respond_copy(req->wsi, 200, "text/plain", "Cache-Control: no-cache\r\n", "ok\n", 3);
+}
+
+/* Websocket connections: the chat's room members (the only websocket
+ * protocol; a handshake not yet joined to a room is not counted). */
+static int websocket_connections(const struct app *app) {
+  int total = 0, members;
+  for (int i = 0; app->chat && app->cfg && i < app->cfg->channel_count; i++)
+    if (chat_room_counts(app->chat, app->cfg->channels[i].name, &members) == 0)
+      total += members;
+  return total;
 }
 
 static int metrics_route(struct http_request *req) {
@@ -39,10 +51,12 @@ static int metrics_route(struct http_request *req) {
              "galarelay_config_reloads_total{result=\"failed\"} %llu\n"
              "# HELP galarelay_open_connections Open connections by kind.\n"
              "# TYPE galarelay_open_connections gauge\n"
-             "galarelay_open_connections{kind=\"http\"} %d\n",
+             "galarelay_open_connections{kind=\"http\"} %d\n"
+             "galarelay_open_connections{kind=\"websocket\"} %d\n"
+             "galarelay_open_connections{kind=\"rtmp\"} %d\n",
              GALARELAY_VERSION, (double)(uv_now(app->loop) - app->started_ms) / 1000.0,
              (unsigned long long)app->config_reloads, (unsigned long long)app->config_reload_failures,
-             http_open_connections());
+             http_open_connections(), websocket_connections(app), rtmp_server_connections(app->rtmp));
   memguard_metrics(&out);
   subsystems_metrics(app, &out);
   if (out.failed) {

@@ -249,6 +249,30 @@ static void collect_query(struct lws *wsi, char *out, size_t size) {
   }
 }
 
+void http_client_addr(struct lws *wsi, const char *trusted_proxy, char *out, size_t len) {
+  if (!len)
+    return;
+  if (!lws_get_peer_simple(wsi, out, len))
+    snprintf(out, len, "unknown");
+  if (!strncmp(out, "::ffff:", 7)) /* IPv4 on a dual-stack socket */
+    memmove(out, out + 7, strlen(out + 7) + 1);
+  char xff[1024]; /* a longer chain is not believed: the proxy's address stays */
+  if (!trusted_proxy || !*trusted_proxy || strcmp(trusted_proxy, out) ||
+      lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+    return;
+  const char *last = strrchr(xff, ',');
+  last = last ? last + 1 : xff;
+  while (*last == ' ' || *last == '\t')
+    last++;
+  size_t n = strlen(last);
+  while (n && (last[n - 1] == ' ' || last[n - 1] == '\t'))
+    n--;
+  if (n && n < len) {
+    memcpy(out, last, n);
+    out[n] = '\0';
+  }
+}
+
 static int handle_request(struct lws *wsi, struct http_session *s) {
   struct app *app = lws_context_user(lws_get_context(wsi));
   char path[1024], query[1024] = "", addr[64] = "";
@@ -262,7 +286,7 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
   }
   s->head_only = strcmp(method, "HEAD") == 0;
   collect_query(wsi, query, sizeof query);
-  lws_get_peer_simple(wsi, addr, sizeof addr);
+  http_client_addr(wsi, app->cfg ? app->cfg->server.trusted_proxy : NULL, addr, sizeof addr);
 
   if (app->stopping) {
     http_respond_text(wsi, 503, "shutting down\n");

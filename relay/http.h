@@ -23,7 +23,7 @@ struct http_request {
   const char *method; /* "GET", "HEAD", "POST", "OPTIONS" */
   const char *path;   /* URI path, %-decoded, no query */
   const char *query;  /* raw query string without '?', "" if none */
-  const char *client_addr;
+  const char *client_addr; /* http_client_addr(): the viewer, also behind a trusted proxy */
 };
 
 /* What a route returns. */
@@ -56,6 +56,14 @@ int http_add_route(const char *prefix, http_route_fn fn);
  * the context is created with: websocket protocols first (a client that
  * names none is bound to protocols[0]), then HTTP, then the terminator. */
 const struct lws_protocols *http_protocol(void);
+
+/* The client's address into out: the peer's ("unknown" if it cannot be
+ * read), or, only when the peer is trusted_proxy (config server.
+ * trusted_proxy; "" = none), the last X-Forwarded-For entry: the address
+ * the proxy itself saw (nginx appends it). IPv4 on a dual-stack socket
+ * loses its "::ffff:" prefix, so it compares equal to a plain IPv4
+ * trusted_proxy. Works on HTTP and websocket connections alike. */
+void http_client_addr(struct lws *wsi, const char *trusted_proxy, char *out, size_t len);
 
 /* Open HTTP connections (for /metrics and the connection limit). */
 int http_open_connections(void);

@@ -680,6 +680,8 @@ void rtmp_server_stop(struct rtmp_server *srv) {
   }
 }
 
+int rtmp_server_connections(const struct rtmp_server *srv) { return srv ? srv->nconns : 0; }
+
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
   if (!srv)
     return;

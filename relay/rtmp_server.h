@@ -27,5 +27,7 @@ struct rtmp_server *rtmp_server_start(struct app *app);
 void rtmp_server_stop(struct rtmp_server *srv);
 /* Prometheus lines (prefix galarelay_rtmp_). */
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out);
+/* Open RTMP connections (publishers, players, handshakes); 0 for NULL. */
+int rtmp_server_connections(const struct rtmp_server *srv);
 
 #endif

@@ -84,8 +84,10 @@ void subsystems_metrics(struct app *app, struct buf *out) {
     rtmp_server_metrics(app->rtmp, out);
   if (app->transcoder)
     transcoder_metrics(app->transcoder, out);
-  if (app->hls)
+  if (app->hls) {
     hls_server_metrics(app->hls, out);
+    hls_http_metrics(app->hls, app->cfg, out);
+  }
   if (app->chat)
     chat_metrics(app->chat, out);
 }
@@ -96,6 +98,8 @@ void subsystems_channel_api(struct app *app, const char *channel, json_t *obj) {
     channel_api_fill(ch, obj);
   if (app->transcoder)
     transcoder_api_fill(app->transcoder, channel, obj);
+  /* distinct addresses fetching its HLS in the last 30 s (behind edges: the edges) */
+  json_object_set_new(obj, "viewers", json_integer(app->hls ? hls_http_viewers(app->hls, channel, NULL) : 0));
   int members;
   if (app->chat && chat_room_counts(app->chat, channel, &members) == 0)
     json_object_set_new(obj, "chat_members", json_integer(members));

@@ -11,7 +11,8 @@ add_library(galarelay_hls STATIC
   ${CMAKE_CURRENT_LIST_DIR}/hls_window.c
   ${CMAKE_CURRENT_LIST_DIR}/hls_store.c
   ${CMAKE_CURRENT_LIST_DIR}/hls_playlist.c
-  ${CMAKE_CURRENT_LIST_DIR}/hls_http.c)
+  ${CMAKE_CURRENT_LIST_DIR}/hls_http.c
+  ${CMAKE_CURRENT_LIST_DIR}/hls_viewers.c)
 target_include_directories(galarelay_hls PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_hls PUBLIC galarelay_core galarelay_config PkgConfig::FFMPEG
   PkgConfig::UV PkgConfig::LWS Threads::Threads m)
@@ -26,11 +27,15 @@ galarelay_unit_test(test_hls_http
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_hls_http.c ${CMAKE_CURRENT_LIST_DIR}/hls_http.c
   LIBS galarelay_hls)
 target_compile_definitions(test_hls_http PRIVATE HLS_PARKED_MAX=8) # the bound, reachable in a test
+galarelay_unit_test(test_hls_viewers
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_hls_viewers.c
+  LIBS galarelay_hls)
 
 # LL-HLS from the real daemon (ffmpeg publishes; tests/integration/hls_check.py checks).
 galarelay_script_test(it_hls
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_hls_live.py
   TIMEOUT 240)
+set_tests_properties(it_hls PROPERTIES RESOURCE_LOCK media)
 
 # bench/hls_serve: packagers + store + relay/http.c on lws, fed by a test
 # pattern encoded in real time; an end-to-end target for hls_check.py.

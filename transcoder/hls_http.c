@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "relay/app.h"
+#include "relay/buf.h"
 #include "relay/http.h"
 #include "relay/log.h"
 #include "transcoder/hls_model.h"
+#include "transcoder/hls_viewers.h"
 
 #define CORS "Access-Control-Allow-Origin: *\r\n"
 #define H_PLAYLIST "Cache-Control: no-cache\r\n" CORS
@@ -30,6 +33,11 @@
 #define HLS_PARKED_MAX 8192
 #endif
 static int parked_count;
+
+/* Who fetched what channel lately (hls_viewers.h); made by
+ * hls_server_start, NULL without it (nothing is counted). Loop thread;
+ * one server, as for parked_count. */
+static struct hls_viewers *viewers;
 
 enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
 
@@ -322,6 +330,9 @@ int hls_http_handle(struct http_request *req) {
     p = slash ? slash + 1 : p + len;
   }
   struct hls_stream *st = n >= 2 && n <= 3 ? hls_stream_find(srv, parts[0]) : NULL;
+  if (st && viewers && req->client_addr) /* a known channel: its names are bounded */
+    hls_viewers_seen(viewers, parts[0], hls_viewers_hash(viewers, req->client_addr),
+                     uv_now(hls_server_loop(srv)));
   if (n == 2 && strcmp(parts[1], "master.m3u8") == 0) {
     if (st && hls_stream_live(st) && !answer_master(req->wsi, st, false)) {
       struct parked t = {.kind = PARK_MASTER}; /* inits not all there yet */
@@ -342,16 +353,62 @@ int hls_http_handle(struct http_request *req) {
   return serve_file(req, srv, st, r, parts[2]);
 }
 
+uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *saturated) {
+  if (!srv || !viewers) {
+    if (saturated)
+      *saturated = false;
+    return 0;
+  }
+  return hls_viewers_count(viewers, channel, uv_now(hls_server_loop(srv)), saturated);
+}
+
+void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out) {
+  if (!cfg)
+    return;
+  uint32_t count[CONFIG_MAX_CHANNELS];
+  bool saturated[CONFIG_MAX_CHANNELS];
+  for (int i = 0; i < cfg->channel_count; i++)
+    count[i] = hls_http_viewers(srv, cfg->channels[i].name, &saturated[i]);
+  buf_puts(out, "# HELP galarelay_hls_viewers Distinct client addresses that fetched the channel's HLS in the "
+                "last 30 s (behind an edge cache: the edges and what bypasses them).\n"
+                "# TYPE galarelay_hls_viewers gauge\n");
+  for (int i = 0; i < cfg->channel_count; i++)
+    buf_printf(out, "galarelay_hls_viewers{channel=\"%s\"} %" PRIu32 "\n", cfg->channels[i].name, count[i]);
+  buf_puts(out, "# HELP galarelay_hls_viewers_saturated 1 while the channel's viewer count is at its bound "
+                "(an address was not counted in the last 30 s): the count is a lower bound.\n"
+                "# TYPE galarelay_hls_viewers_saturated gauge\n");
+  for (int i = 0; i < cfg->channel_count; i++)
+    buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", cfg->channels[i].name,
+               saturated[i] ? 1 : 0);
+}
+
+/* The hash key: random per start, so no client can pick addresses that
+ * collide in the index. */
+static uint64_t viewers_seed(void) {
+  uint64_t seed = 0;
+  if (uv_random(NULL, NULL, &seed, sizeof seed, 0, NULL) != 0)
+    seed = uv_hrtime() ^ (uint64_t)(uintptr_t)&seed;
+  return seed;
+}
+
 struct hls_server *hls_server_start(struct app *app) {
   struct hls_server *srv = hls_server_new(app->loop, app->cfg);
   if (!srv)
     return NULL;
+  hls_viewers_free(viewers);
+  viewers = hls_viewers_new(HLS_VIEWERS_CAPACITY, HLS_VIEWERS_WINDOW_MS, viewers_seed());
+  if (!viewers)
+    log_warn("hls", "out of memory: HLS viewers are not counted");
   if (http_add_route("/hls/", hls_http_handle) != 0) {
     log_error("hls", "cannot register the /hls/ route");
-    hls_server_free(srv);
+    hls_server_stop(srv);
     return NULL;
   }
   return srv;
 }
 
-void hls_server_stop(struct hls_server *srv) { hls_server_free(srv); }
+void hls_server_stop(struct hls_server *srv) {
+  hls_viewers_free(viewers);
+  viewers = NULL;
+  hls_server_free(srv);
+}

@@ -16,9 +16,13 @@
 #ifndef GALARELAY_HLS_HTTP_H
 #define GALARELAY_HLS_HTTP_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "transcoder/hls_store.h"
 
 struct app;
+struct buf;
 struct http_request;
 
 /* Make the store (from app->cfg) and register the "/hls/" route. Call
@@ -26,6 +30,15 @@ struct http_request;
 struct hls_server *hls_server_start(struct app *app);
 /* Answer or drop parked requests and free (see hls_server_free). */
 void hls_server_stop(struct hls_server *srv);
+
+/* Viewers: every GET/HEAD under /hls/CHANNEL/ of a channel the store knows
+ * records req->client_addr (transcoder/hls_viewers.h: distinct addresses
+ * in the last 30 s, bounded per channel). The count now; 0 for a channel
+ * never fetched. *saturated (may be NULL): the count hit its bound. */
+uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *saturated);
+/* Prometheus lines for cfg's channels: galarelay_hls_viewers{channel} and
+ * galarelay_hls_viewers_saturated{channel}. */
+void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out);
 
 /* The route handler (registered by hls_server_start; exposed for tests). */
 int hls_http_handle(struct http_request *req);

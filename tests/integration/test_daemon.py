@@ -71,7 +71,9 @@ class Cli(unittest.TestCase):
 class Http(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(sections="[channel gala]\nkey = k-gala\ntitle = 春晚\n[channel news]\nkey = k-news\n")
+        # trusted_proxy: the HLS viewer count tells viewers apart by X-Forwarded-For
+        cls.d = Daemon(sections="[channel gala]\nkey = k-gala\ntitle = 春晚\n[channel news]\nkey = k-news\n",
+                       server_extra="trusted_proxy = 127.0.0.1\n")
         cls.d.start()
 
     @classmethod
@@ -89,7 +91,9 @@ class Http(unittest.TestCase):
         self.assertTrue(headers["content-type"].startswith("text/plain"))
         text = body.decode()
         for name in ("galarelay_build_info{", "galarelay_uptime_seconds ", "galarelay_config_reloads_total{",
-                     "galarelay_open_connections{kind=\"http\"}"):
+                     "galarelay_open_connections{kind=\"http\"}", "galarelay_open_connections{kind=\"websocket\"} ",
+                     "galarelay_open_connections{kind=\"rtmp\"} ", "galarelay_hls_viewers{channel=\"news\"} ",
+                     "galarelay_hls_viewers_saturated{channel=\"gala\"} 0"):
             self.assertIn(name, text)
         # every sample line parses as NAME{labels} VALUE
         for line in text.splitlines():
@@ -106,6 +110,20 @@ class Http(unittest.TestCase):
         self.assertIn("live", chans[0])
         self.assertNotIn("key", json.dumps(chans))  # secrets never leave
         self.assertNotIn("k-gala", json.dumps(chans))
+
+    def test_hls_viewers(self):
+        # two viewers behind the trusted proxy (the last X-Forwarded-For
+        # entry is the one it saw), one of them twice; the slate makes the
+        # playlist exist, and a fetch counts whatever it is answered
+        for xff in ("203.0.113.7", "198.51.100.1, 203.0.113.8", "10.0.0.1,203.0.113.7"):
+            status, _, _ = self.d.get("/hls/gala/master.m3u8", headers={"X-Forwarded-For": xff})
+            self.assertIn(status, (200, 404, 503))
+        self.assertEqual(self.d.get("/hls/nope/master.m3u8")[0], 404)  # no such channel: not counted
+        chans = {c["name"]: c for c in json.loads(self.d.get("/api/v1/channels")[2])["channels"]}
+        self.assertEqual((chans["gala"]["viewers"], chans["news"]["viewers"]), (2, 0))
+        self.assertEqual(self.d.metric("galarelay_hls_viewers", 'channel="gala"'), 2)
+        self.assertEqual(self.d.metric("galarelay_hls_viewers", 'channel="news"'), 0)
+        self.assertEqual(self.d.metric("galarelay_hls_viewers_saturated", 'channel="gala"'), 0)
 
     def test_index_and_pages(self):
         for path in ("/", "/watch/gala", "/moderate/gala"):
