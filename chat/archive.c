@@ -28,6 +28,7 @@ enum archive_kind {
   REC_WORD,
   REC_STATE,
   REC_APPROVE,
+  REC_USER_DELETED,
   REC_KINDS /* how many */
 };
 
@@ -115,7 +116,8 @@ static const char *const stmt_sql[REC_KINDS] = {
     [REC_COMMENT] = "INSERT INTO comments(id, channel, user_id, user_name, role, text, ts,"
                     " addr, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?11)",
     [REC_STATUS] = "UPDATE comments SET status = ?11 WHERE channel = ?1 AND id = ?2",
-    [REC_CLEAR] = "UPDATE comments SET status = 2 WHERE channel = ?1 AND status IN (0, 1)"
+    /* visible only: held comments stay in the review queue, as in memory */
+    [REC_CLEAR] = "UPDATE comments SET status = 2 WHERE channel = ?1 AND status = 0"
                   " AND ts <= ?9",
     [REC_MOD] = "INSERT INTO mod_log(channel, ts, moderator, action, target, detail)"
                 " VALUES (?1, ?9, ?2, ?3, ?4, ?5)",
@@ -129,6 +131,10 @@ static const char *const stmt_sql[REC_KINDS] = {
     /* published under its new id (ids sort in publish order) */
     [REC_APPROVE] = "UPDATE comments SET id = ?3, status = 0 WHERE channel = ?1 AND id = ?2"
                     " AND status = 1",
+    /* ban/timeout: what room.c's apply_ban takes out of the history (the
+     * user id's visible comments; held ones stay reviewable) */
+    [REC_USER_DELETED] = "UPDATE comments SET status = 2 WHERE channel = ?1 AND user_id = ?2"
+                         " AND status = 0",
 };
 /* Parameters: ?1..?7 = s[0..6], ?9/?10 = n[0..1], ?11/?12 = i[0..1]. */
 
@@ -491,6 +497,12 @@ int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,
                          archive_done_fn done, void *opaque) {
   const char *s[] = {channel};
   return submit(a, REC_CLEAR, s, 1, ts_ms, 0, 0, 0, done, opaque);
+}
+
+int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id,
+                                archive_done_fn done, void *opaque) {
+  const char *s[] = {channel, user_id};
+  return submit(a, REC_USER_DELETED, s, 2, 0, 0, 0, 0, done, opaque);
 }
 
 int archive_submit_mod(struct archive *a, const struct archive_mod *m, archive_done_fn done,

@@ -136,10 +136,17 @@ int archive_submit_status(struct archive *a, const char *channel, const char *id
  * published while it waited). */
 int archive_submit_approve(struct archive *a, const char *channel, const char *held_id,
                            const char *new_id, archive_done_fn done, void *opaque);
-/* "clear": every visible or held comment of the channel with ts <= ts_ms
- * becomes deleted. */
+/* "clear": every visible comment of the channel with ts <= ts_ms becomes
+ * deleted. Held ones stay held: a clear leaves the review queue alone in
+ * memory too, so a moderator may still approve them afterwards. */
 int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,
                          archive_done_fn done, void *opaque);
+/* A ban or timeout of user_id: every visible comment of that user id in
+ * the channel becomes deleted, what room.c removes from the history (and
+ * sends delete events for), so a restart does not bring them back. Held
+ * ones stay held, as in memory. */
+int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id,
+                                archive_done_fn done, void *opaque);
 int archive_submit_mod(struct archive *a, const struct archive_mod *m,
                        archive_done_fn done, void *opaque);
 /* Insert or replace the ban on (channel, user_id or addr). */

@@ -198,6 +198,9 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
       struct archive_ban ban = {.channel = ch, .user_id = msg->user, .until_ms = until,
                                 .ts_ms = now, .by = conn->m.user_id};
       archive_submit_ban(a, &ban, NULL, NULL);
+      /* the room deletes the user's comments from its history when the
+       * event arrives; without this a restart would reload them */
+      archive_submit_user_deleted(a, ch, msg->user, NULL, NULL);
     }
     return NULL;
   }

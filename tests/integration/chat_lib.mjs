@@ -73,6 +73,13 @@ export async function startDaemon({ chat = () => '', channels = ['gala'], files 
       if (!keep) rmSync(dir, { recursive: true, force: true });
       return r;
     },
+    // A crash: SIGKILL, no shutdown path runs (no final commit, no
+    // checkpoint); the folder stays for a restart with { dir }. stop()
+    // afterwards only removes the folder.
+    async kill9() {
+      proc.kill('SIGKILL');
+      return exited;
+    },
   };
 }
 

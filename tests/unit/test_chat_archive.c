@@ -1,6 +1,7 @@
 /* test_chat_archive: group commit, completions on the loop thread, reload
- * after reopen, the in-flight bound, drain on close, and a crash test (a
- * child acks records then SIGKILLs itself; every acked record is there). */
+ * after reopen, what a ban and a clear do to stored comments, the in-flight
+ * bound, drain on close, and a crash test (a child acks records then
+ * SIGKILLs itself; every acked record is there). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +50,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *f = *state;
+  /* a failed assertion leaves the archive open: close it, or uv_run below
+   * would wait on its async handle for ever instead of reporting */
+  if (f->a)
+    archive_close(f->a);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   char cmd[160];
@@ -64,6 +69,11 @@ static struct archive *open_archive(struct fixture *f, int commit_ms, int batch,
   struct archive *a = archive_open(&f->loop, &p);
   assert_non_null(a);
   return a;
+}
+
+static void close_archive(struct fixture *f) {
+  archive_close(f->a);
+  f->a = NULL;
 }
 
 static void on_done(void *opaque, int ok) {
@@ -120,7 +130,7 @@ static void test_group_commit(void **state) {
   assert_non_null(strstr(m.data, "galarelay_chat_archive_commits_total"));
   assert_non_null(strstr(m.data, "galarelay_chat_archive_commit_seconds_bucket{le=\"+Inf\"} "));
   buf_free(&m);
-  archive_close(f->a);
+  close_archive(f);
 }
 
 /* A duplicate id fails that record only; the rest of the batch commits. */
@@ -135,7 +145,7 @@ static void test_one_bad_record(void **state) {
   run_until(f, 3);
   assert_int_equal(f->acks, 2);
   assert_int_equal(f->fails, 1);
-  archive_close(f->a);
+  close_archive(f);
 }
 
 struct collected {
@@ -209,7 +219,7 @@ static void test_reload_after_reopen(void **state) {
   assert_int_equal(archive_submit_room_state(f->a, &rs, on_done, &t[n++]), 0);
   run_until(f, n);
   assert_int_equal(f->acks, n);
-  archive_close(f->a);
+  close_archive(f);
   uv_run(&f->loop, UV_RUN_DEFAULT);
 
   f->a = open_archive(f, 2, 16, 0);
@@ -246,7 +256,7 @@ static void test_reload_after_reopen(void **state) {
   assert_int_equal(archive_load_room_state(f->a, "other", &got, pinned, sizeof pinned), 0);
   assert_string_equal(got.pinned_id, "");
 
-  /* clear: every visible/held comment up to ts becomes deleted */
+  /* clear: every visible comment up to ts becomes deleted */
   struct ticket tc = {f, 200};
   f->last_tag = -1;
   assert_int_equal(archive_submit_clear(f->a, "gala", 1000000, on_done, &tc), 0);
@@ -254,7 +264,7 @@ static void test_reload_after_reopen(void **state) {
   memset(&col, 0, sizeof col);
   assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 100, collect_comment, &col), 0);
   assert_int_equal(col.n, 0);
-  archive_close(f->a);
+  close_archive(f);
 }
 
 /* approve re-keys the held comment to the id it was published with: it
@@ -288,7 +298,90 @@ static void test_approve_rekeys(void **state) {
   memset(&col, 0, sizeof col);
   assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_HELD, 100, collect_comment, &col), 0);
   assert_int_equal(col.n, 0);
-  archive_close(f->a);
+  close_archive(f);
+}
+
+static int submit_as(struct fixture *f, struct ticket *t, int k, const char *channel,
+                     const char *user, enum archive_status status) {
+  char id[32];
+  snprintf(id, sizeof id, "%021d", k);
+  struct archive_comment c = {.id = id, .channel = channel, .user_id = user,
+                              .user_name = user, .role = "viewer", .text = "x",
+                              .ts_ms = 1000 + k, .addr = "10.0.0.1", .status = status};
+  t->f = f;
+  t->tag = k;
+  return archive_submit_comment(f->a, &c, on_done, t);
+}
+
+static void expect_comments(struct fixture *f, const char *channel, enum archive_status status,
+                            int n, const int *ks) {
+  struct collected col = {0};
+  assert_int_equal(archive_load_comments(f->a, channel, status, 100, collect_comment, &col), 0);
+  assert_int_equal(col.n, n);
+  for (int k = 0; k < n; k++) {
+    char id[32];
+    snprintf(id, sizeof id, "%021d", ks[k]);
+    assert_string_equal(col.ids[k], id);
+  }
+}
+
+/* A ban/timeout deletes what the room takes out of its history: the user
+ * id's visible comments in that channel, nobody else's (not even from the
+ * same address), not in another channel; held ones stay held, as in the
+ * room's review queue. Reloaded after a reopen, as a restart would. */
+static void test_ban_deletes_user_comments(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[8];
+  assert_int_equal(submit_as(f, &t[0], 1, "gala", "troll", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_as(f, &t[1], 2, "gala", "alice", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_as(f, &t[2], 3, "gala", "troll", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_as(f, &t[3], 4, "gala", "troll", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_as(f, &t[4], 5, "other", "troll", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_as(f, &t[5], 6, "gala", "troll2", ARCHIVE_VISIBLE), 0);
+  t[6] = (struct ticket){f, 7};
+  assert_int_equal(archive_submit_user_deleted(f->a, "gala", "troll", on_done, &t[6]), 0);
+  run_until(f, 7);
+  assert_int_equal(f->acks, 7);
+  assert_true(f->order_ok);
+  close_archive(f);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  f->a = open_archive(f, 2, 16, 0);
+  expect_comments(f, "gala", ARCHIVE_VISIBLE, 2, (const int[]){2, 6});
+  expect_comments(f, "gala", ARCHIVE_DELETED, 2, (const int[]){1, 3});
+  expect_comments(f, "gala", ARCHIVE_HELD, 1, (const int[]){4});
+  expect_comments(f, "other", ARCHIVE_VISIBLE, 1, (const int[]){5});
+  close_archive(f);
+}
+
+/* clear deletes the visible comments only: a held one stays held (the
+ * room keeps its review queue), and approving it afterwards stores it as
+ * visible under its new id, so the acked approve survives a restart. */
+static void test_clear_keeps_held(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[8];
+  assert_int_equal(submit_as(f, &t[0], 1, "gala", "alice", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_as(f, &t[1], 2, "gala", "bob", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_as(f, &t[2], 3, "gala", "carol", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_as(f, &t[3], 4, "other", "alice", ARCHIVE_VISIBLE), 0);
+  t[4] = (struct ticket){f, 5};
+  assert_int_equal(archive_submit_clear(f->a, "gala", 1000000, on_done, &t[4]), 0);
+  t[5] = (struct ticket){f, 6};
+  assert_int_equal(archive_submit_approve(f->a, "gala", "000000000000000000002",
+                                          "000000000000000000006", on_done, &t[5]), 0);
+  run_until(f, 6);
+  assert_int_equal(f->acks, 6);
+  close_archive(f);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  f->a = open_archive(f, 2, 16, 0);
+  expect_comments(f, "gala", ARCHIVE_VISIBLE, 1, (const int[]){6});
+  expect_comments(f, "gala", ARCHIVE_HELD, 1, (const int[]){3});
+  expect_comments(f, "gala", ARCHIVE_DELETED, 1, (const int[]){1});
+  expect_comments(f, "other", ARCHIVE_VISIBLE, 1, (const int[]){4});
+  close_archive(f);
 }
 
 /* queue_max in flight, then -1 at once, and no callback for the refused. */
@@ -309,7 +402,7 @@ static void test_full_queue_refuses(void **state) {
   assert_int_equal(submit_comment(f, &t[8], 8, "gala"), 0);
   run_until(f, 9);
   assert_int_equal(f->acks, 9);
-  archive_close(f->a);
+  close_archive(f);
 }
 
 /* close drains: a long window would hold records, close commits them all
@@ -320,7 +413,7 @@ static void test_close_drains(void **state) {
   struct ticket t[50];
   for (int k = 0; k < 50; k++)
     assert_int_equal(submit_comment(f, &t[k], k, "gala"), 0);
-  archive_close(f->a);
+  close_archive(f);
   assert_int_equal(f->acks, 50);
   assert_true(f->order_ok);
   uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -328,9 +421,10 @@ static void test_close_drains(void **state) {
   struct collected col = {0};
   assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 1000, collect_comment, &col), 0);
   assert_int_equal(col.n, 50);
-  /* closing: refused */
+  /* closing: refused (f->a stays valid until the loop runs its close) */
   archive_close(f->a);
   assert_int_equal(submit_comment(f, &t[0], 99, "gala"), -1);
+  f->a = NULL;
 }
 
 /* Crash: a child acks comments and writes each acked id to a pipe, then
@@ -402,7 +496,7 @@ static void test_crash_keeps_acked(void **state) {
     acked[k][21] = '\0';
     assert_string_equal(col.ids[k], acked[k]);
   }
-  archive_close(f->a);
+  close_archive(f);
 }
 
 int main(void) {
@@ -411,6 +505,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_one_bad_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_after_reopen, setup, teardown),
       cmocka_unit_test_setup_teardown(test_approve_rekeys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ban_deletes_user_comments, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_clear_keeps_held, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_queue_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_keeps_acked, setup, teardown),
