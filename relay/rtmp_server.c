@@ -43,6 +43,8 @@ struct rtmp_server {
   uint8_t rbuf[READ_BUF];
 };
 
+#define RTMP_APP "live" /* the one RTMP application (SPEC) */
+
 struct rtmp_conn {
   uv_tcp_t tcp;
   uv_shutdown_t shutdown;
@@ -289,9 +291,22 @@ static void feed_kicked(void *opaque, const char *why) {
 
 static const struct channel_feed_ops feed_ops = {.kick = feed_kicked};
 
+/* SPEC: the server URL is rtmp://HOST:1935/live. Another application is
+ * a typo in an encoder's settings: refused and said so, rather than
+ * working by accident (the session already dropped ?query and a trailing
+ * slash). */
+static bool known_app(struct rtmp_conn *c, const char *app, const char *what) {
+  if (strcmp(app, RTMP_APP) == 0)
+    return true;
+  log_warn("rtmp", "%s refused: unknown application app=\"%s\" (the URL is rtmp://HOST/%s) addr=%s",
+           what, app, RTMP_APP, c->addr);
+  return false;
+}
+
 static int sess_on_publish(void *opaque, const char *app, const char *name) {
   struct rtmp_conn *c = opaque;
-  (void)app;
+  if (!known_app(c, app, "publish"))
+    return RTMP_REFUSE_BADNAME;
   /* closing: conn_close ran while the rest of the read is still parsed; a
    * feed opened now would outlive the connection. */
   if (c->closing || c->feed || c->play_ch)
@@ -373,7 +388,8 @@ static int sess_on_media(void *opaque, const struct rtmp_msg *msg) {
 
 static int sess_on_play(void *opaque, const char *app, const char *name) {
   struct rtmp_conn *c = opaque;
-  (void)app;
+  if (!known_app(c, app, "play"))
+    return RTMP_REFUSE_NOTFOUND;
   if (c->closing || c->feed || c->play_ch)
     return RTMP_REFUSE_NOTFOUND;
   struct channel *ch = channel_registry_find(c->srv->app->channels, name);

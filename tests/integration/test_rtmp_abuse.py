@@ -53,6 +53,18 @@ class Abuse(unittest.TestCase):
         self.assertLess(grown, 8 * 1024, f"RSS grew {grown} KiB")
         self.assertIn("does not read", self.d.log())
 
+    def test_unknown_application_is_refused(self):
+        # rtmp://HOST/lvie/KEY: a typo in the encoder's server URL is refused
+        # with a reason in the log, not published by accident
+        c = Client(self.d.rtmp_port)
+        self.assertEqual(c.publish("k1", app="lvie"), "NetStream.Publish.BadName")
+        c.close()
+        self.assertIn('unknown application app="lvie"', self.d.log())
+        c = Client(self.d.rtmp_port)
+        self.assertEqual(c.publish("k1", app="live/"), "NetStream.Publish.Start")  # a trailing slash is fine
+        c.close()
+        self.assertTrue(wait_for(lambda: self.d.metric("galarelay_rtmp_connections") == 0, 8))
+
     def test_refused_while_not_reading_frees_its_slot(self):
         # Fill our receive buffer, then get refused: the daemon must not wait
         # forever to flush the refusal, or max_connections (4) slots run out.

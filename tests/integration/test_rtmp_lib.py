@@ -165,13 +165,13 @@ class Client:
         self.command("connect", 1, amf_obj({"app": app, "tcUrl": f"rtmp://127.0.0.1:{self.port}/{app}"}))
         self.command("createStream", 2, amf_null())
 
-    def publish(self, key):
-        self.connect()
+    def publish(self, key, app="live"):
+        self.connect(app)
         self.command("publish", 3, amf_null(), amf_str(key), amf_str("live"), sid=1)
         return self.wait_status()
 
-    def play(self, name):
-        self.connect()
+    def play(self, name, app="live"):
+        self.connect(app)
         self.command("play", 3, amf_null(), amf_str(name), sid=1)
 
     def send_tag(self, t, ts, body):
