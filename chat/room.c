@@ -10,7 +10,6 @@
 #include "config/config.h"
 
 #define ROOM_PENDING_MAX 20000 /* events per tick; past it events are applied, not sent */
-#define ROOM_OWN_MAX 64        /* senders per tick that get their own sampled-out comments */
 #define ROOM_TABLE_BUCKETS 4096
 #define ROOM_USER_ADDRS 4      /* addresses remembered per user, newest first */
 #define ROOM_SWEEP_TICKS 200
@@ -737,11 +736,46 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
 
 /* ---- The tick: serialise once, queue references */
 
+/* Senders of one tick's sampled-out comments, each to get their own back
+ * ("the sender always sees their own comment"): a hash table sized for the
+ * tick's events (every sender fits, at midnight too), so each member finds
+ * theirs in O(1). */
 struct own {
-  const char *user;
+  const char *user; /* NULL = free slot */
   json_t *events;
   struct room_frame *frame;
 };
+
+struct own_table {
+  struct own *slot;
+  size_t cap, count; /* cap: a power of two, at least twice the tick's events */
+};
+
+static uint64_t user_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
+/* The sender's entry; with add, created if missing. NULL if absent (or no
+ * table: it could not be allocated, and nobody gets an echo this tick). */
+static struct own *own_find(struct own_table *t, const char *user, bool add) {
+  if (!t->slot)
+    return NULL;
+  for (size_t i = user_hash(user) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    struct own *o = &t->slot[i];
+    if (!o->user) {
+      if (!add)
+        return NULL;
+      *o = (struct own){user, json_array(), NULL};
+      t->count++;
+      return o;
+    }
+    if (!strcmp(o->user, user))
+      return o;
+  }
+}
 
 static struct room_frame *batch_frame(struct room *r, json_t *events /* stolen */) {
   json_t *msg = json_pack("{s:s, s:o}", "type", "batch", "events", events);
@@ -750,13 +784,6 @@ static struct room_frame *batch_frame(struct room *r, json_t *events /* stolen *
   if (f)
     r->stats.frames++;
   return f;
-}
-
-static struct own *own_find(struct own *own, size_t n, const char *user) {
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(own[i].user, user))
-      return &own[i];
-  return NULL;
 }
 
 void room_tick(struct room *r, int64_t wall_ms) {
@@ -770,8 +797,8 @@ void room_tick(struct room *r, int64_t wall_ms) {
   if (r->pending_count == 0)
     return;
   json_t *all = json_array(), *viewers = json_array();
-  struct own own[ROOM_OWN_MAX];
-  size_t own_count = 0, all_count = 0, viewer_count = 0;
+  struct own_table own = {0};
+  size_t all_count = 0, viewer_count = 0;
   for (size_t i = 0; i < r->pending_count; i++) {
     struct pending *p = &r->pending[i];
     json_array_append(all, p->ev);
@@ -786,12 +813,13 @@ void room_tick(struct room *r, int64_t wall_ms) {
     }
     /* sampled out: its sender still sees it */
     const char *user = json_string_value(json_object_get(json_object_get(p->ev, "user"), "id"));
-    struct own *o = user ? own_find(own, own_count, user) : NULL;
-    if (!o && user && own_count < ROOM_OWN_MAX) {
-      o = &own[own_count++];
-      *o = (struct own){user, json_array(), NULL};
+    if (user && !own.slot) {
+      for (own.cap = 16; own.cap < 2 * r->pending_count; own.cap *= 2)
+        ;
+      own.slot = calloc(own.cap, sizeof(*own.slot));
     }
-    if (o)
+    struct own *o = user ? own_find(&own, user, true) : NULL;
+    if (o && o->events)
       json_array_append(o->events, p->ev);
   }
   struct room_frame *fall = batch_frame(r, all);
@@ -801,8 +829,9 @@ void room_tick(struct room *r, int64_t wall_ms) {
     json_decref(viewers);
   if (fview && fview == fall)
     fall->refs++;
-  for (size_t i = 0; i < own_count; i++)
-    own[i].frame = batch_frame(r, json_incref(own[i].events));
+  for (size_t i = 0; own.count && i < own.cap; i++)
+    if (own.slot[i].user && own.slot[i].events)
+      own.slot[i].frame = batch_frame(r, json_incref(own.slot[i].events));
   for (struct room_member *m = r->members; m; m = m->next) {
     if (m->role == ROOM_MODERATOR) {
       if (fall) {
@@ -815,16 +844,17 @@ void room_tick(struct room *r, int64_t wall_ms) {
       enqueue(r, m, fview);
       r->stats.delivered_events += viewer_count;
     }
-    struct own *o = own_count ? own_find(own, own_count, m->user_id) : NULL;
+    struct own *o = own.count ? own_find(&own, m->user_id, false) : NULL;
     if (o && o->frame) {
       enqueue(r, m, o->frame);
       r->stats.delivered_events += json_array_size(o->events);
     }
   }
-  for (size_t i = 0; i < own_count; i++) {
-    room_frame_unref(own[i].frame);
-    json_decref(own[i].events);
+  for (size_t i = 0; own.count && i < own.cap; i++) {
+    room_frame_unref(own.slot[i].frame);
+    json_decref(own.slot[i].events);
   }
+  free(own.slot);
   room_frame_unref(fview);
   room_frame_unref(fall);
   for (size_t i = 0; i < r->pending_count; i++)

@@ -339,12 +339,55 @@ static void test_sampling(void **state) {
   room_free(r);
 }
 
+/* The midnight storm: 300 senders in one tick, sampled down to 5 per second
+ * for viewers; every sender still gets their own comment (it used to be
+ * the first 64 senders only). */
+static void test_sampling_many_senders(void **state) {
+  (void)state;
+  enum { N = 300 };
+  struct room_params p = params();
+  p.viewer_events_per_sec = 5;
+  p.max_connections_per_addr = N;
+  p.queue_soft_bytes = 1 << 20;
+  p.queue_hard_bytes = 1 << 21;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  static struct room_member senders[N];
+  for (int i = 0; i < N; i++) {
+    char user[16];
+    snprintf(user, sizeof(user), "u%03d", i);
+    member(&senders[i], user, "2.2.2.2", ROOM_VIEWER);
+    room_join(r, &senders[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    char id[16], user[16];
+    snprintf(id, sizeof(id), "id%03d", i);
+    snprintf(user, sizeof(user), "u%03d", i);
+    deliver(r, comment(id, user, "hi"));
+  }
+  room_tick(r, 0);
+  for (int i = 0; i < N; i++) {
+    char id[16];
+    snprintf(id, sizeof(id), "id%03d", i);
+    bool seen = false;
+    for (json_t *b; (b = take(&senders[i]));) {
+      json_t *ev;
+      size_t k;
+      json_array_foreach(json_object_get(b, "events"), k, ev)
+        seen = seen || !strcmp(json_string_value(json_object_get(ev, "id")), id);
+      json_decref(b);
+    }
+    assert_true(seen);
+  }
+  room_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_welcome_words),
       cmocka_unit_test(test_admission),
       cmocka_unit_test(test_moderation_events), cmocka_unit_test(test_slow_member),
       cmocka_unit_test(test_sampling),
+      cmocka_unit_test(test_sampling_many_senders),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
