@@ -263,6 +263,11 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     chat__ticket_event(t, json_pack("{s:s}", "type", "clear"));
     if (a)
       archive_submit_clear(a, ch, now, NULL, NULL);
+    if (a && room_pinned(room)) { /* the room unpins it too */
+      struct archive_room_state st = {.channel = ch, .slow_seconds = room_slow_seconds(room),
+                                      .hold = room_hold(room), .pinned_id = ""};
+      archive_submit_room_state(a, &st, NULL, NULL);
+    }
     return NULL;
   }
   return "unknown action";

@@ -705,6 +705,9 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
     return 0;
   } else if (!strcmp(type, "clear")) {
     hist_clear(r);
+    pending_add(r, json_deep_copy(event), false, false);
+    unpin_if(r, NULL); /* the pinned comment was cleared with the rest */
+    return 0;
   } else if (!strcmp(type, "state")) {
     if (apply_state(r, event))
       return -1;

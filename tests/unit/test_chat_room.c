@@ -236,8 +236,23 @@ static void test_moderation_events(void **state) {
   }
   json_decref(bv);
   json_decref(bm);
+  deliver(r, comment("c4", "y", "four"));
+  deliver(r, chat_state_json(0, false, room_find_comment(r, "c4")));
+  assert_non_null(room_pinned(r));
+  room_tick(r, 0);
+  json_decref(take(&v));
+  json_decref(take(&mod));
   deliver(r, json_pack("{s:s}", "type", "clear"));
   assert_null(room_find_comment(r, "c4"));
+  assert_null(room_pinned(r)); /* cleared with the rest */
+  room_tick(r, 0);
+  bv = take(&v);
+  ev = json_object_get(bv, "events");
+  assert_int_equal(json_array_size(ev), 2); /* clear, then state (unpinned) */
+  assert_string_equal(type_of(json_array_get(ev, 0)), "clear");
+  assert_string_equal(type_of(json_array_get(ev, 1)), "state");
+  assert_true(json_is_null(json_object_get(json_array_get(ev, 1), "pinned")));
+  json_decref(bv);
   deliver(r, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", "h1", "action", "reject"));
   assert_null(room_find_held(r, "h1"));
   json_t *junk = json_pack("{s:s}", "type", "nonsense");
