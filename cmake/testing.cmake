@@ -9,6 +9,12 @@
 #       listed so they get coverage instrumentation.
 #   galarelay_script_test(NAME COMMAND ... [LABELS l] [TIMEOUT s])
 #       an integration/browser test driven by a script.
+#
+# A test that runs the real daemon with encoders, ffmpeg, nginx or chromium,
+# or that asserts on pace and timing, takes the shared resource "media":
+#   set_tests_properties(NAME PROPERTIES RESOURCE_LOCK media)
+# so that at `ctest -j2` no two of them overlap, while unit, fuzz and chat
+# tests still run beside them. (`ctest -N -V` lists each test's properties.)
 
 function(galarelay_unit_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})

@@ -61,5 +61,7 @@ galarelay_script_test(it_rtmp_push
 galarelay_script_test(it_rtmp_abuse
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_abuse.py
   TIMEOUT 120)
-# They measure pace, timeouts and memory: not beside other heavy tests.
-set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse PROPERTIES RUN_SERIAL TRUE)
+# They measure pace, timeouts and memory: not beside other heavy tests
+# (RESOURCE_LOCK media, cmake/testing.cmake), nor beside anything at all.
+set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse PROPERTIES
+  RUN_SERIAL TRUE RESOURCE_LOCK media)

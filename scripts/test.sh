@@ -16,19 +16,33 @@ bash scripts/npm-deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 export CC=${CC:-clang}
 
+# Configures and builds DIR quietly: the build's own lines (warnings, npm)
+# are shown without the progress lines; on failure, the tail of the log and
+# a line naming the full log, and the script stops.
 build() { # dir, cmake args…
   local dir=$1; shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 || {
-    cat "$dir.configure.log"; return 1; }
-  cmake --build "$dir" -j"$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^(Consolidate|Scanning|Built target)' || true
-  test "${PIPESTATUS[0]}" -eq 0
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1; then
+    cat "$dir.configure.log" >&2
+    echo "test: configuring $dir failed (log above: $dir.configure.log)" >&2
+    exit 1
+  fi
+  local rc=0
+  echo "test: building $dir"
+  cmake --build "$dir" -j"$jobs" >"$dir/galarelay-build.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    grep -vE "$progress" "$dir/galarelay-build.log" | tail -n 60 >&2 || true
+    echo "test: building $dir failed (exit $rc; full log: $dir/galarelay-build.log)" >&2
+    exit 1
+  fi
+  grep -vE "$progress" "$dir/galarelay-build.log" || true
 }
+progress='^\[ *[0-9]+%\]|^(Consolidate|Scanning|Built target)'
 
 status=0
 mkdir -p build build-asan
 build build
-# Quick tests in parallel; the ones that run the real daemon with encoders
-# are serialised so two cores suffice.
+# Quick tests in parallel; the ones that run the real daemon with encoders,
+# ffmpeg or chromium share RESOURCE_LOCK media, so no two of them overlap.
 (cd build && ctest --output-on-failure --timeout 600 -j"$jobs") || status=1
 
 if [ -z "${SKIP_ASAN:-}" ]; then

@@ -25,3 +25,6 @@ galarelay_script_test(it_drill_failover
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_failover.py
   LABELS integration
   TIMEOUT 180)
+# Encoders, ffmpeg and timing: one media test at a time (cmake/testing.cmake).
+set_tests_properties(it_edge_nginx it_drill_restart it_drill_overload it_drill_publisher
+  it_drill_memory it_drill_failover PROPERTIES RESOURCE_LOCK media)

@@ -23,3 +23,4 @@ galarelay_unit_test(test_slate
 galarelay_script_test(it_slate
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_slate.py
   TIMEOUT 240)
+set_tests_properties(it_slate PROPERTIES RESOURCE_LOCK media)

@@ -6,3 +6,4 @@ galarelay_script_test(browser_pages
   COMMAND sh ${CMAKE_SOURCE_DIR}/tests/browser/run.sh
   LABELS browser
   TIMEOUT 300)
+set_tests_properties(browser_pages PROPERTIES RESOURCE_LOCK media)
