@@ -29,6 +29,8 @@ enum archive_kind {
   REC_STATE,
   REC_APPROVE,
   REC_USER_DELETED,
+  REC_COMMENT_IF_NEW,
+  REC_DROP_HELD,
   REC_KINDS /* how many */
 };
 
@@ -135,6 +137,12 @@ static const char *const stmt_sql[REC_KINDS] = {
      * user id's visible comments; held ones stay reviewable) */
     [REC_USER_DELETED] = "UPDATE comments SET status = 2 WHERE channel = ?1 AND user_id = ?2"
                          " AND status = 0",
+    /* from another node: it may come twice around a Redis failure */
+    [REC_COMMENT_IF_NEW] = "INSERT OR IGNORE INTO comments(id, channel, user_id, user_name,"
+                           " role, text, ts, addr, status)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?11)",
+    /* approved on another node: its comment event inserted the new id */
+    [REC_DROP_HELD] = "DELETE FROM comments WHERE channel = ?1 AND id = ?2 AND status = 1",
 };
 /* Parameters: ?1..?7 = s[0..6], ?9/?10 = n[0..1], ?11/?12 = i[0..1]. */
 
@@ -479,6 +487,18 @@ int archive_submit_comment(struct archive *a, const struct archive_comment *c,
                            archive_done_fn done, void *opaque) {
   const char *s[] = {c->id, c->channel, c->user_id, c->user_name, c->role, c->text, c->addr};
   return submit(a, REC_COMMENT, s, 7, c->ts_ms, 0, (int)c->status, 0, done, opaque);
+}
+
+int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c,
+                                  archive_done_fn done, void *opaque) {
+  const char *s[] = {c->id, c->channel, c->user_id, c->user_name, c->role, c->text, c->addr};
+  return submit(a, REC_COMMENT_IF_NEW, s, 7, c->ts_ms, 0, (int)c->status, 0, done, opaque);
+}
+
+int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id,
+                             archive_done_fn done, void *opaque) {
+  const char *s[] = {channel, held_id};
+  return submit(a, REC_DROP_HELD, s, 2, 0, 0, 0, 0, done, opaque);
 }
 
 int archive_submit_status(struct archive *a, const char *channel, const char *id,

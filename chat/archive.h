@@ -128,6 +128,18 @@ typedef void (*archive_done_fn)(void *opaque, int ok);
  * -1 = refused (queue full, or closing): done is never called. */
 int archive_submit_comment(struct archive *a, const struct archive_comment *c,
                            archive_done_fn done, void *opaque);
+/* The same for a comment received from another node (Redis mode): one
+ * whose (channel, id) is already stored is left as it is, and that is not
+ * a failure (the bus may deliver an event twice around a Redis failure). */
+int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c,
+                                  archive_done_fn done, void *opaque);
+/* An approve done on another node: the held comment held_id is dropped
+ * (if still held). The visible comment comes as its own comment event,
+ * under the id it was published with, stored by
+ * archive_submit_comment_if_new before this (bus order); re-keying the
+ * held row instead could collide with it. */
+int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id,
+                             archive_done_fn done, void *opaque);
 /* delete / reject a comment by id (approve: archive_submit_approve). */
 int archive_submit_status(struct archive *a, const char *channel, const char *id,
                           enum archive_status status, archive_done_fn done, void *opaque);

@@ -1,5 +1,7 @@
 /* test_chat_archive: group commit, completions on the loop thread, reload
- * after reopen, what a ban and a clear do to stored comments, the in-flight
+ * after reopen, what a ban and a clear do to stored comments, the records
+ * for events from other nodes (duplicate-tolerant insert, dropping a held
+ * comment approved elsewhere), the in-flight
  * bound, drain on close, and a crash test (a child acks records then
  * SIGKILLs itself; every acked record is there). */
 #include <setjmp.h>
@@ -384,6 +386,89 @@ static void test_clear_keeps_held(void **state) {
   close_archive(f);
 }
 
+static int submit_if_new(struct fixture *f, struct ticket *t, int k, const char *user,
+                         enum archive_status status) {
+  char id[32];
+  snprintf(id, sizeof id, "%021d", k);
+  struct archive_comment c = {.id = id, .channel = "gala", .user_id = user,
+                              .user_name = user, .role = "viewer", .text = "from node 2",
+                              .ts_ms = 1000 + k, .addr = "", .status = status};
+  t->f = f;
+  t->tag = k;
+  return archive_submit_comment_if_new(f->a, &c, on_done, t);
+}
+
+/* Comments from another node: a duplicate id (the bus may deliver an
+ * event twice around a Redis failure) is no failure and changes nothing,
+ * so a comment deleted meanwhile stays deleted and a held one stays held;
+ * new ids are stored with their status. */
+static void test_comment_if_new_ignores_duplicate(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[8];
+  assert_int_equal(submit_as(f, &t[0], 1, "gala", "alice", ARCHIVE_VISIBLE), 0);
+  t[1] = (struct ticket){f, 2};
+  assert_int_equal(archive_submit_status(f->a, "gala", "000000000000000000001",
+                                         ARCHIVE_DELETED, on_done, &t[1]), 0);
+  assert_int_equal(submit_if_new(f, &t[2], 1, "alice", ARCHIVE_VISIBLE), 0);
+  t[2].tag = 3;
+  assert_int_equal(submit_if_new(f, &t[3], 4, "bob", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_if_new(f, &t[4], 5, "bob", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_if_new(f, &t[5], 6, "carol", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_if_new(f, &t[6], 6, "carol", ARCHIVE_VISIBLE), 0);
+  t[6].tag = 7;
+  assert_int_equal(submit_if_new(f, &t[7], 4, "bob", ARCHIVE_VISIBLE), 0);
+  t[7].tag = 8;
+  run_until(f, 8);
+  assert_int_equal(f->acks, 8);
+  assert_int_equal(f->fails, 0);
+  assert_true(f->order_ok);
+  close_archive(f);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  f->a = open_archive(f, 2, 16, 0);
+  expect_comments(f, "gala", ARCHIVE_VISIBLE, 2, (const int[]){4, 5});
+  expect_comments(f, "gala", ARCHIVE_DELETED, 1, (const int[]){1});
+  expect_comments(f, "gala", ARCHIVE_HELD, 1, (const int[]){6});
+  close_archive(f);
+}
+
+/* An approve seen from another node: its comment event stored the visible
+ * comment under the new id first (bus order), then the held row goes, so
+ * a restart reloads it as neither held nor twice. Only a held row goes: a
+ * visible comment with that id, or an unknown id, is left alone. */
+static void test_drop_held(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct ticket t[8];
+  assert_int_equal(submit_if_new(f, &t[0], 1, "bob", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_if_new(f, &t[1], 2, "carol", ARCHIVE_HELD), 0);
+  assert_int_equal(submit_if_new(f, &t[2], 3, "alice", ARCHIVE_VISIBLE), 0);
+  assert_int_equal(submit_if_new(f, &t[3], 4, "bob", ARCHIVE_VISIBLE), 0); /* 1 approved */
+  t[4] = (struct ticket){f, 5};
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000001", on_done,
+                                            &t[4]), 0);
+  t[5] = (struct ticket){f, 6};
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000003", on_done,
+                                            &t[5]), 0);
+  t[6] = (struct ticket){f, 7};
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000099", on_done,
+                                            &t[6]), 0);
+  t[7] = (struct ticket){f, 8};
+  assert_int_equal(archive_submit_drop_held(f->a, "other", "000000000000000000002", on_done,
+                                            &t[7]), 0);
+  run_until(f, 8);
+  assert_int_equal(f->acks, 8);
+  assert_true(f->order_ok);
+  close_archive(f);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+
+  f->a = open_archive(f, 2, 16, 0);
+  expect_comments(f, "gala", ARCHIVE_VISIBLE, 2, (const int[]){3, 4});
+  expect_comments(f, "gala", ARCHIVE_HELD, 1, (const int[]){2});
+  close_archive(f);
+}
+
 /* queue_max in flight, then -1 at once, and no callback for the refused. */
 static void test_full_queue_refuses(void **state) {
   struct fixture *f = *state;
@@ -507,6 +592,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_approve_rekeys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ban_deletes_user_comments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_clear_keeps_held, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_comment_if_new_ignores_duplicate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_drop_held, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_queue_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_keeps_acked, setup, teardown),
