@@ -2,13 +2,16 @@
 
 ffmpeg publishes a clip and ffprobe plays it back: every packet must arrive
 with the same timestamps and bytes. GStreamer's rtmp2sink publishes and
-plays back. Keys: unknown refused, duplicate refused, backup accepted
+plays back. librtmp-based tools (SPEC): GStreamer's rtmpsink publishes and
+the channel goes live; rtmpdump plays the channel into an FLV that ffprobe
+reads. Keys: unknown refused, duplicate refused, backup accepted
 beside the primary, a silent publisher taken over, a stalled publisher
 dropped. Garbage and truncated handshakes leave the daemon healthy.
 """
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +40,7 @@ CLIP = os.path.join(TMP, "clip.flv")
 
 
 def setUpModule():
+    require_tools()
     # 4 s, H.264 with B-frames (composition times) + AAC.
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
                     "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",
@@ -67,6 +71,17 @@ def channel(d, name="gala"):
         if c["name"] == name:
             return c
     return None
+
+
+def require_tools():
+    """Fail (not skip) with a clear message when a peer tool is missing."""
+    missing = [b for b in ("ffmpeg", "ffprobe", "gst-launch-1.0", "gst-inspect-1.0", "rtmpdump")
+               if not shutil.which(b)]
+    if not missing and subprocess.run(["gst-inspect-1.0", "--exists", "rtmpsink"]).returncode != 0:
+        missing.append("GStreamer rtmpsink (gstreamer1.0-plugins-bad)")
+    if missing:
+        raise AssertionError(f"missing prerequisite(s): {', '.join(missing)} "
+                             f"(scripts/bootstrap.sh installs them)")
 
 
 def ffmpeg_publish(d, key, extra=(), src=None, wait=True, timeout=30):
@@ -146,6 +161,82 @@ class Ingest(unittest.TestCase):
         self.assertGreaterEqual(len(got.get("video", [])), 85, self.d.log())
         self.assertGreater(len(got.get("audio", [])), 50)
         self.assertEqual(got["video"][0][3], "K")
+
+    def test_gstreamer_rtmpsink_librtmp_publishes(self):
+        # rtmpsink is GStreamer's librtmp element (not rtmp2sink): librtmp
+        # publishes with the plain handshake, its own connect/releaseStream/
+        # FCPublish/createStream/publish sequence and a 4 KiB chunk size.
+        got = {}
+        import threading
+        t = threading.Thread(target=lambda: got.update(packets(f"{self.d.rtmp_url}/gala")))
+        t.start()
+        self.assertTrue(wait_for(lambda: "play channel=gala" in self.d.log(), 10))
+        # 3 s in real time (is-live): the channel is seen live while it lasts
+        g = subprocess.Popen(["gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "num-buffers=90", "!",
+                              "video/x-raw,width=320,height=240,framerate=30/1", "!",
+                              "x264enc", "speed-preset=ultrafast", "tune=zerolatency", "key-int-max=30", "!",
+                              "h264parse", "!", "flvmux", "streamable=true", "name=m", "!",
+                              "rtmpsink", f"location={self.d.rtmp_url}/k-primary live=1",
+                              "audiotestsrc", "is-live=true", "num-buffers=130", "!", "voaacenc", "!", "aacparse",
+                              "!", "m."], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            c = wait_for(lambda: (lambda c: c if c["live"] and c.get("codec") else None)(channel(self.d)), 10)
+            self.assertIsNotNone(c, "rtmpsink publish never went live\n" + self.d.log())
+            self.assertEqual(c["feed"], "primary")
+            self.assertEqual(c["codec"], "h264")
+            self.assertEqual(c["audio_codec"], "aac")
+            self.assertEqual((c["width"], c["height"]), (320, 240))
+            err = g.communicate(timeout=30)[1]
+        finally:
+            if g.poll() is None:
+                g.kill()
+                g.wait()
+        self.assertEqual(g.returncode, 0, err + self.d.log())
+        self.assertIn("publish accepted channel=gala", self.d.log())
+        t.join(30)
+        self.assertGreaterEqual(len(got.get("video", [])), 85, self.d.log())
+        self.assertGreater(len(got.get("audio", [])), 50)
+        self.assertEqual(got["video"][0][3], "K")
+        self.assertTrue(wait_for(lambda: not channel(self.d)["live"], 5), self.d.log())
+
+    def test_rtmpdump_librtmp_plays(self):
+        p = ffmpeg_publish(self.d, "k-primary", extra=["-re", "-stream_loop", "-1"], wait=False)
+        out = os.path.join(TMP, "rtmpdump.flv")
+        try:
+            self.assertTrue(wait_for(lambda: (channel(self.d) or {}).get("live"), 10), self.d.log())
+            # -v: live. Stopped with SIGINT after ~3 s: rtmpdump then closes
+            # the FLV cleanly (exit 2, "incomplete", is what a live stream
+            # interrupted by the user gives).
+            r = subprocess.Popen(["rtmpdump", "-q", "-v", "-r", f"{self.d.rtmp_url}/gala", "-o", out],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+            try:
+                self.assertTrue(wait_for(lambda: "play channel=gala" in self.d.log(), 5), self.d.log())
+                time.sleep(3)
+                if r.poll() is not None:
+                    self.fail(f"rtmpdump exited early ({r.returncode}): {r.stderr.read()}\n{self.d.log()}")
+                r.send_signal(signal.SIGINT)
+                err = r.communicate(timeout=10)[1]
+            finally:
+                if r.poll() is None:
+                    r.kill()
+                    r.wait()
+            self.assertIn(r.returncode, (0, 2), err)
+        finally:
+            p.kill()
+            p.wait()
+        got = packets(out)
+        self.assertGreater(len(got.get("video", [])), 60, f"{got.keys()} {err}\n{self.d.log()}")
+        self.assertGreater(len(got.get("audio", [])), 80, err)
+        self.assertEqual(got["video"][0][3], "K")  # starts at a keyframe (the cached GOP)
+        # decodable: ffprobe names the codecs and the size
+        s = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
+                            "-of", "json", out], capture_output=True, text=True, timeout=30)
+        streams = {x["codec_type"]: x for x in json.loads(s.stdout).get("streams", [])}
+        self.assertEqual(streams["video"]["codec_name"], "h264", s.stdout)
+        self.assertEqual((streams["video"]["width"], streams["video"]["height"]), (320, 240))
+        self.assertEqual(streams["audio"]["codec_name"], "aac", s.stdout)
+        self.assertIn("rtmp: play channel=gala", self.d.log())
 
     def test_unknown_key_refused(self):
         c = Client(self.d.rtmp_port)
