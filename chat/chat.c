@@ -4,6 +4,7 @@
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
+#include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -198,8 +199,11 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   conn->slot = slot;
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
-  /* X-Forwarded-For only from the configured proxy */
-  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, conn->m.addr, sizeof(conn->m.addr));
+  /* X-Forwarded-For only from the configured proxy; limits and bans by
+   * the /64 for IPv6 (room_addr_key) */
+  char addr[INET6_ADDRSTRLEN + 8];
+  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
+  room_addr_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);

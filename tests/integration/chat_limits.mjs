@@ -41,6 +41,16 @@ await run('chat_limits', {
   await sleep(100);
   const d5 = await Client.connect(d.url(), as('10.1.0.3'));
 
+  // IPv6: the limit is per /64 (one subscriber line), not per address
+  const v6 = [];
+  for (let i = 1; i <= 3; i++) v6.push(await Client.connect(d.url(), as(`2001:db8:7:7::${i}`)));
+  const v6more = new Client(d.url(), as('2001:db8:7:7:ffff::99'));
+  eq((await v6more.next((m) => m.type === 'error')).code, 'rate_limited', 'a 4th address in the same /64');
+  eq((await v6more.closed).code, 1008, 'closed with 1008 (/64)');
+  const v6other = await Client.connect(d.url(), as('2001:db8:7:8::1')); // the next /64 is someone else
+  await v6other.close();
+  for (const c of v6) await c.close();
+
   // nonce: exactly one reply each
   const many = await Client.connect(d.url(), as('10.1.0.4'));
   await many.hello('many');
