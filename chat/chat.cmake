@@ -8,7 +8,8 @@ add_library(galarelay_chat STATIC
   ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c
   ${CMAKE_CURRENT_LIST_DIR}/room.c
   ${CMAKE_CURRENT_LIST_DIR}/chat.c
-  ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c)
+  ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c
+  ${CMAKE_CURRENT_LIST_DIR}/chat_remote.c)
 target_include_directories(galarelay_chat PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat PUBLIC
   galarelay_chat_store galarelay_core galarelay_config

@@ -1,5 +1,6 @@
-/* chat_int: what chat.c (transport, rooms, bus, archive glue) and
- * chat_requests.c (hello, comment and moderator requests) share. Not an
+/* chat_int: what chat.c (transport, rooms, bus, archive glue),
+ * chat_requests.c (hello, comment and moderator requests) and chat_remote.c
+ * (archiving other nodes' events) share. Not an
  * API: nothing outside chat/chat*.c includes it. Internal names carry the
  * chat__ prefix. */
 #ifndef GALARELAY_CHAT_INT_H
@@ -93,5 +94,11 @@ void chat__ticket_commit_now(struct ticket *t);
 void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg);
 void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg);
 void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg);
+
+/* chat_remote.c: archive an event another node published (origin), which
+ * room_deliver accepted (its shape is checked there). Loop thread; never
+ * waits; a refusal is logged. */
+void chat__archive_remote(struct chat *c, struct chat_room *slot, const json_t *ev,
+                          const char *origin);
 
 #endif
