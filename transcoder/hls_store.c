@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,17 @@
  * discontinuity numbers, one per timeline at most, get the same with a
  * smaller step. */
 #define TIMELINE_RESERVE 8
+
+/* The state file also holds the layout of the channel's last feed timeline,
+ * one line per rendition:
+ *   rendition=NAME video|audio WIDTH HEIGHT FPS BANDWIDTH AVERAGE_BANDWIDTH CHANNELS
+ * so that after a restart the slate lists the renditions the feed will
+ * bring back, not those of a nominal 1080p source. Files of older versions
+ * have no such lines: the slate then starts with its default. The text of
+ * one write (3 number lines + HLS_MAX_RENDITIONS layout lines) stays below
+ * STATE_TEXT_MAX; a rendition line below STATE_LINE_MAX. */
+#define STATE_TEXT_MAX 2560
+#define STATE_LINE_MAX 256
 
 struct hls_params {
   double part_duration, segment_duration, block_timeout;
@@ -92,6 +104,9 @@ struct hls_stream {
   uint64_t msn_covered; /* MSNs below this are within a ceiling on disk */
   bool warned_uncovered;
   bool state_busy, state_dirty;
+  /* persisted: the layout of the last feed timeline (hls_stream_save_layout) */
+  struct hls_stream_layout feed_layout;
+  bool have_feed_layout;
 };
 
 struct hls_server {
@@ -202,7 +217,7 @@ struct disk_job {
   struct hls_server *srv;
   struct hls_stream *st; /* state job only */
   char path[1100];
-  char text[128];
+  char text[STATE_TEXT_MAX];
   struct hls_blob *blob; /* or text */
   bool fsync;
   uint64_t msn; /* state job: the MSN ceiling in text */
@@ -300,6 +315,22 @@ static void state_path(const struct hls_stream *st, char *out, size_t size) {
   snprintf(out, size, "%s/hls-%s.state", st->srv->params.state_dir, st->channel);
 }
 
+/* false if it does not fit */
+static bool state_text(const struct hls_stream *st, char *out, size_t size) {
+  size_t n = 0;
+  int w = snprintf(out, size, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu64 "\n", st->r_msn,
+                   st->r_disc, st->r_timeline);
+  for (int i = 0; w >= 0 && (size_t)w < size - n && st->have_feed_layout &&
+                  i < st->feed_layout.count; i++) {
+    n += (size_t)w;
+    const struct hls_rendition_desc *d = &st->feed_layout.r[i];
+    w = snprintf(out + n, size - n, "rendition=%s %s %d %d %.17g %" PRId64 " %" PRId64 " %d\n",
+                 d->name, d->kind == HLS_AUDIO ? "audio" : "video", d->width, d->height, d->fps,
+                 d->bandwidth, d->average_bandwidth, d->channels);
+  }
+  return w >= 0 && (size_t)w < size - n;
+}
+
 static void state_save(struct hls_stream *st) {
   if (!st->srv->params.state_dir[0])
     return;
@@ -316,23 +347,99 @@ static void state_save(struct hls_stream *st) {
   job->fsync = true;
   job->msn = st->r_msn;
   state_path(st, job->path, sizeof job->path);
-  snprintf(job->text, sizeof job->text, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu64 "\n",
-           st->r_msn, st->r_disc, st->r_timeline);
+  if (!state_text(st, job->text, sizeof job->text)) {
+    log_error("hls", "state text too long channel=%s", st->channel); /* see STATE_TEXT_MAX */
+    free(job);
+    st->state_busy = false;
+    return;
+  }
   if (!disk_submit(st->srv, job)) /* job is gone */
     st->state_busy = false;
 }
 
-/* Read once, when the channel's stream is made (a few bytes). */
+/* A whole decimal number in [lo, hi]. */
+static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi)
+    return false;
+  *out = v;
+  return true;
+}
+
+/* The fields of a "rendition=" line (after the '='), into d; false if
+ * malformed. The file is outside input: every field is checked. */
+static bool parse_rendition(char *text, struct hls_rendition_desc *d) {
+  char *field[9], *save = NULL;
+  int n = 0;
+  for (char *tok = strtok_r(text, " \t\r\n", &save); tok; tok = strtok_r(NULL, " \t\r\n", &save)) {
+    if (n == 9)
+      return false;
+    field[n++] = tok;
+  }
+  if (n != 8 || strlen(field[0]) >= sizeof d->name)
+    return false;
+  memset(d, 0, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", field[0]);
+  if (strcmp(field[1], "video") == 0)
+    d->kind = HLS_VIDEO;
+  else if (strcmp(field[1], "audio") == 0)
+    d->kind = HLS_AUDIO;
+  else
+    return false;
+  int64_t w, h, ch;
+  char *end;
+  errno = 0;
+  d->fps = strtod(field[4], &end);
+  if (errno || end == field[4] || *end || !isfinite(d->fps) || d->fps < 0 || d->fps > 1000)
+    return false;
+  if (!parse_i64(field[2], 0, 16384, &w) || !parse_i64(field[3], 0, 16384, &h) ||
+      !parse_i64(field[5], 0, INT64_MAX / 2, &d->bandwidth) ||
+      !parse_i64(field[6], 0, INT64_MAX / 2, &d->average_bandwidth) ||
+      !parse_i64(field[7], 0, 64, &ch))
+    return false;
+  d->width = (int)w;
+  d->height = (int)h;
+  d->channels = (int)ch;
+  return d->kind == HLS_AUDIO || (w > 0 && h > 0);
+}
+
+static const char *layout_error(const struct hls_stream_layout *layout);
+
+/* Read once, when the channel's stream is made (a few hundred bytes). A
+ * malformed layout is dropped (the slate falls back to its default); the
+ * numbers are kept. */
 static void state_load(struct hls_stream *st) {
   char path[1100];
   state_path(st, path, sizeof path);
   FILE *f = st->srv->params.state_dir[0] ? fopen(path, "r") : NULL;
   if (!f)
     return;
-  char line[128];
+  char line[STATE_LINE_MAX];
+  struct hls_stream_layout lay = {.count = 0};
+  bool lay_bad = false;
+  int lineno = 0;
   while (fgets(line, sizeof line, f)) {
+    lineno++;
     unsigned long long v;
-    if (sscanf(line, "msn=%llu", &v) == 1)
+    if (!strchr(line, '\n') && !feof(f)) { /* longer than any line this writes */
+      log_warn("hls", "state file line too long path=%s line=%d", path, lineno);
+      lay_bad = true;
+      int c;
+      while ((c = fgetc(f)) != EOF && c != '\n')
+        ;
+      continue;
+    }
+    if (strncmp(line, "rendition=", 10) == 0) {
+      if (lay.count >= HLS_MAX_RENDITIONS || !parse_rendition(line + 10, &lay.r[lay.count])) {
+        log_warn("hls", "state file: malformed rendition line, saved layout ignored path=%s line=%d",
+                 path, lineno);
+        lay_bad = true;
+      } else {
+        lay.count++;
+      }
+    } else if (sscanf(line, "msn=%llu", &v) == 1)
       st->p_msn = v;
     else if (sscanf(line, "disc=%llu", &v) == 1)
       st->p_disc = v;
@@ -340,13 +447,20 @@ static void state_load(struct hls_stream *st) {
       st->p_timeline = (uint32_t)v;
   }
   fclose(f);
+  const char *bad = lay.count > 0 && !lay_bad ? layout_error(&lay) : NULL;
+  if (bad)
+    log_warn("hls", "state file: bad saved layout, ignored path=%s rendition=%s", path, bad);
+  if (lay.count > 0 && !lay_bad && !bad) {
+    st->feed_layout = lay;
+    st->have_feed_layout = true;
+  }
   st->have_state = true;
   st->r_msn = st->p_msn;
   st->r_disc = st->p_disc;
   st->r_timeline = st->p_timeline;
   st->msn_covered = st->p_msn + 1;
-  log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64, st->channel, st->p_msn,
-           st->p_disc);
+  log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64 " layout_renditions=%d",
+           st->channel, st->p_msn, st->p_disc, st->have_feed_layout ? st->feed_layout.count : 0);
 }
 
 /* Move a ceiling up when `used` comes within half a step of it (see
@@ -535,11 +649,11 @@ static bool valid_name(const char *s) {
   return true;
 }
 
-uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout *layout) {
-  if (layout->count <= 0 || layout->count > HLS_MAX_RENDITIONS) {
-    log_error("hls", "bad layout channel=%s count=%d", st->channel, layout->count);
-    return 0;
-  }
+/* NULL if the layout can begin a timeline, else the name of the first bad
+ * rendition ("" when the count is out of range). */
+static const char *layout_error(const struct hls_stream_layout *layout) {
+  if (layout->count <= 0 || layout->count > HLS_MAX_RENDITIONS)
+    return "";
   int audio = 0;
   for (int i = 0; i < layout->count; i++) {
     const struct hls_rendition_desc *d = &layout->r[i];
@@ -547,10 +661,24 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
     bool dup = false;
     for (int j = 0; j < i; j++)
       dup |= strcmp(layout->r[j].name, d->name) == 0;
-    if (!valid_name(d->name) || dup || audio > 1) {
-      log_error("hls", "bad layout channel=%s rendition=%s", st->channel, d->name);
-      return 0;
-    }
+    if (!memchr(d->name, 0, sizeof d->name) || !valid_name(d->name) || dup || audio > 1 ||
+        (d->kind != HLS_VIDEO && d->kind != HLS_AUDIO))
+      return memchr(d->name, 0, sizeof d->name) ? d->name : "";
+  }
+  return NULL;
+}
+
+static bool desc_equal(const struct hls_rendition_desc *a, const struct hls_rendition_desc *b) {
+  return strcmp(a->name, b->name) == 0 && a->kind == b->kind && a->width == b->width &&
+         a->height == b->height && a->fps == b->fps && a->bandwidth == b->bandwidth &&
+         a->average_bandwidth == b->average_bandwidth && a->channels == b->channels;
+}
+
+uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout *layout) {
+  const char *bad = layout_error(layout);
+  if (bad) {
+    log_error("hls", "bad layout channel=%s count=%d rendition=%s", st->channel, layout->count, bad);
+    return 0;
   }
   hls_stream_drain(st);
   struct hls_server *srv = st->srv;
@@ -616,6 +744,26 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
            st->channel, st->timeline, base, layout->count);
   wake(srv, &st->waiters, HLS_WAKE_CHANGE);
   return st->timeline;
+}
+
+void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layout *layout) {
+  if (layout_error(layout))
+    return;
+  bool same = st->have_feed_layout && st->feed_layout.count == layout->count;
+  for (int i = 0; same && i < layout->count; i++)
+    same = desc_equal(&st->feed_layout.r[i], &layout->r[i]);
+  if (same)
+    return; /* the usual reconnect: nothing to write */
+  st->feed_layout = *layout;
+  st->have_feed_layout = true;
+  state_save(st);
+}
+
+int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out) {
+  if (!st->have_feed_layout)
+    return -1;
+  *out = st->feed_layout;
+  return 0;
 }
 
 void hls_stream_end(struct hls_stream *st) {

@@ -19,7 +19,9 @@
  * server.state_dir/hls-CHANNEL.state (tmp + fsync + rename, on the libuv
  * threadpool), reserved ahead of use, and a restart begins above them. After
  * a crash the numbers skip ahead (by up to HLS_MSN_RESERVE MSNs); after a
- * graceful stop they continue without a gap.
+ * graceful stop they continue without a gap. The same file keeps the layout
+ * of the channel's last feed timeline (hls_stream_save_layout), so that the
+ * slate after a restart lists the renditions the feed had.
  *
  * Everything here is loop-thread only, except hls_packager_new() (any thread). */
 #ifndef GALARELAY_HLS_STORE_H
@@ -90,6 +92,14 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
  * first), closes the open segments. Playlists stay served; master.m3u8
  * answers 404 until the next begin. */
 void hls_stream_end(struct hls_stream *st);
+/* layout (copied) is that of a timeline a feed has begun (not the slate's):
+ * kept, and written to the state file (on the threadpool) when it differs
+ * from the one kept. Invalid layouts are ignored. */
+void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layout *layout);
+/* The last feed's layout, as saved by hls_stream_save_layout() in this run
+ * or read from the state file at start-up: 0 and *out filled, or -1 if
+ * there is none (no feed yet, no state_dir, an older or malformed file). */
+int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out);
 bool hls_stream_live(const struct hls_stream *st);
 const char *hls_stream_channel(const struct hls_stream *st);
 

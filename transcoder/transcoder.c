@@ -16,8 +16,8 @@
  * stall. A feed's begin request halts the player first (its tail is
  * flushed), so each switch is one discontinuity and MSNs continue. The
  * slate reuses the renditions of the last feed (players keep their
- * playlist URLs), or, before any feed, the configured ladder for a
- * 1920x1080 source. After a feed's timeline ends the slate waits one part
+ * playlist URLs; after a restart, those hls_store saved in state_dir), or,
+ * before any feed, the configured ladder for a 1920x1080 source. After a feed's timeline ends the slate waits one part
  * duration (the grace timer): a switch to a ready standby begins its
  * timeline within it, and viewers see no card flash between the two. */
 #include "transcoder/transcoder.h"
@@ -233,6 +233,7 @@ static void handle(struct tc_request *rq)
     if (id != 0) {
       c->last_layout = rq->layout;
       c->have_last_layout = true;
+      hls_stream_save_layout(c->st, &rq->layout); /* for the slate after a restart */
     }
     pipeline_begun(c->p, id);
     c->slate_due = 0;
@@ -351,6 +352,9 @@ static void attach(void *opaque, struct channel *ch)
   c->ch = ch;
   snprintf(c->name, sizeof(c->name), "%s", channel_name(ch));
   c->st = hls_stream_get(t->app->hls, c->name);
+  /* after a restart: the renditions of the feed before it, not a nominal 1080p source's */
+  if (c->st && hls_stream_saved_layout(c->st, &c->last_layout) == 0)
+    c->have_last_layout = true;
   struct pipeline_output out = {.begin = out_begin, .open = out_open, .write = out_write,
                                 .close = out_close, .end = out_end, .opaque = c};
   c->p = c->st ? pipeline_new(c->name, t->app->cfg, &out, true) : NULL;

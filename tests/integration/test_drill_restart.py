@@ -19,6 +19,10 @@
       both ways); what it did is printed, and the test asserts only that
       it played up to the kill and that a fresh ffmpeg player reads the
       stream after the restarts.
+- After a restart with no publisher, the slate's master.m3u8 lists the
+  renditions of the last feed (names and sizes, kept in state_dir), not
+  those of the nominal 1080p source it uses before any feed: a player that
+  picks a rendition during that slate keeps it when the feed returns.
 """
 import os
 import re
@@ -32,10 +36,18 @@ import unittest
 import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drill_common import (CHANNEL, Daemon, channel_sections, last_msn, media_playlist,  # noqa: E402
-                          publisher, renditions, require, stop_proc, try_media_playlist, wait_master,
-                          wait_until)
+from drill_common import (CHANNEL, Daemon, channel_live, channel_sections, http,  # noqa: E402
+                          last_msn, master_url, media_playlist, parse_master, publisher, renditions,
+                          require, stop_proc, try_media_playlist, wait_master, wait_until)
 from hls_check import MediaPlaylist, fetch  # noqa: E402
+
+
+def master_layout(master):
+    """{rendition name: RESOLUTION (None for audio)} of a master playlist."""
+    variants, media = parse_master(master)
+    out = {uri.split("/")[0]: a.get("RESOLUTION") for a, uri in variants}
+    out.update({m["URI"].split("/")[0]: None for m in media if "URI" in m})
+    return out
 
 
 class Follower(threading.Thread):
@@ -235,6 +247,42 @@ class RestartDrill(unittest.TestCase):
                 print(f"ffmpeg HLS player (started before the kill) log, tail:\n{err}", file=sys.stderr)
             for p in procs:
                 stop_proc(p, signal.SIGKILL)
+            if d.proc and d.proc.poll() is None:
+                code, _ = d.stop()
+                self.assertEqual(code, 0, d.log())
+
+    def test_slate_after_restart_keeps_feed_renditions(self):
+        d = Daemon(sections=channel_sections())
+        pub = None
+        try:
+            d.start()
+            pub = publisher(d.rtmp_url)
+            feed = master_layout(wait_master(d.url, log=d.log))
+            # the drill's ladder on a 640x360 feed: 240p and the source passed
+            # through at its own size (a nominal 1080p source would be 1920x1080)
+            self.assertEqual(feed.get("source"), "640x360", feed)
+            stop_proc(pub, signal.SIGKILL)
+            pub = None
+            # the slate between feeds must not replace the saved layout
+            wait_until("the slate after the feed", lambda: channel_live(d.url).get("slate"), 10, log=d.log)
+            code, _ = d.stop()
+            self.assertEqual(code, 0, d.log())
+
+            d.start()  # no publisher: the slate plays
+            def slate_master():
+                if not channel_live(d.url).get("slate"):
+                    return None
+                status, _, body = http(master_url(d.url), timeout=10)
+                # a variant is listed once its init segment is in
+                ok = status == 200 and len(master_layout(body.decode())) >= len(feed)
+                return body.decode() if ok else None
+            master = wait_until("the slate's master.m3u8 after the restart", slate_master, 15,
+                                interval=0.25, log=d.log)
+            self.assertEqual(master_layout(master), feed,
+                             f"the slate after a restart lists other renditions than the feed had\n"
+                             f"{master}\n{d.log()}")
+        finally:
+            stop_proc(pub, signal.SIGKILL)
             if d.proc and d.proc.poll() is None:
                 code, _ = d.stop()
                 self.assertEqual(code, 0, d.log())

@@ -2,7 +2,8 @@
  * stream's sink (as packagers do) must give exactly the expected playlists
  * (golden text), discontinuities on a new timeline, a trimmed window, and
  * media sequence numbers that keep growing across a restart (state file),
- * also across a kill -9 that loses the state writes in flight. */
+ * also across a kill -9 that loses the state writes in flight, and the last
+ * feed's layout kept in the same file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -328,6 +329,140 @@ static void test_crash_restart(void **state) {
   assert_true(media_sequence(f) > before + 2);
 }
 
+static void layout_small(struct hls_stream_layout *l) {
+  memset(l, 0, sizeof *l);
+  l->count = 3;
+  l->r[0] = (struct hls_rendition_desc){.name = "source", .kind = HLS_VIDEO, .width = 640, .height = 360,
+                                        .fps = 29.97, .bandwidth = 1200000, .average_bandwidth = 900000};
+  l->r[1] = (struct hls_rendition_desc){.name = "240p", .kind = HLS_VIDEO, .width = 426, .height = 240,
+                                        .fps = 29.97, .bandwidth = 450000, .average_bandwidth = 300000};
+  l->r[2] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 64000,
+                                        .average_bandwidth = 64000, .channels = 2};
+}
+
+static void assert_layout_equal(const struct hls_stream_layout *a, const struct hls_stream_layout *b) {
+  assert_int_equal(a->count, b->count);
+  for (int i = 0; i < a->count; i++) {
+    assert_string_equal(a->r[i].name, b->r[i].name);
+    assert_int_equal(a->r[i].kind, b->r[i].kind);
+    assert_int_equal(a->r[i].width, b->r[i].width);
+    assert_int_equal(a->r[i].height, b->r[i].height);
+    assert_true(a->r[i].fps == b->r[i].fps);
+    assert_int_equal(a->r[i].bandwidth, b->r[i].bandwidth);
+    assert_int_equal(a->r[i].average_bandwidth, b->r[i].average_bandwidth);
+    assert_int_equal(a->r[i].channels, b->r[i].channels);
+  }
+}
+
+/* The last feed's layout survives a restart (the slate after it lists the
+ * feed's renditions); the slate's own timelines do not replace it. */
+static void test_saved_layout_restart(void **state) {
+  struct fixture *f = *state;
+  struct hls_stream_layout got, feed;
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1); /* no feed yet */
+  layout_small(&feed);
+  f->timeline = hls_stream_begin(f->st, &feed);
+  assert_true(f->timeline > 0);
+  hls_stream_save_layout(f->st, &feed);
+  begin_std(f); /* a slate-like timeline, not saved */
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), 0);
+  assert_layout_equal(&got, &feed);
+
+  server_down(f);
+  server_up(f);
+  memset(&got, 0, sizeof got);
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), 0);
+  assert_layout_equal(&got, &feed);
+  /* kept through a restart with no feed (the numbers are written again) */
+  begin_std(f);
+  for (int k = 0; k < 8 * HLS_MSN_RESERVE; k++)
+    feed_part(f, 0, k, "v");
+  hls_stream_drain(f->st);
+  server_down(f);
+  server_up(f);
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), 0);
+  assert_layout_equal(&got, &feed);
+}
+
+/* The state file is outside input: files of older versions (no layout) and
+ * malformed layout lines give no saved layout but keep the numbers. */
+static void test_saved_layout_bad_files(void **state) {
+  struct fixture *f = *state;
+  char path[128];
+  snprintf(path, sizeof path, "%s/state/hls-gala.state", f->dir);
+  static const char *const bad[] = {
+      "rendition=source video 640 360 30 1000 900\n",              /* a field short */
+      "rendition=source video 640 360 30 1000 900 0 7\n",          /* one too many */
+      "rendition=source film 640 360 30 1000 900 0\n",             /* kind */
+      "rendition=../x video 640 360 30 1000 900 0\n",              /* name */
+      "rendition=source video 640x 360 30 1000 900 0\n",           /* number */
+      "rendition=source video 99999999999 360 30 1000 900 0\n",    /* range */
+      "rendition=source video 0 360 30 1000 900 0\n",              /* no size */
+      "rendition=source video 640 360 nan 1000 900 0\n",           /* fps */
+      "rendition=source video 640 360 30 -1 900 0\n",              /* bandwidth */
+      "rendition=a video 2 2 30 1 1 0\nrendition=a video 2 2 30 1 1 0\n", /* duplicate */
+      "rendition=a audio 0 0 0 1 1 2\nrendition=b audio 0 0 0 1 1 2\n",   /* two audio */
+      "rendition=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa video 2 2\n",
+      "rendition=\n",
+      "", /* an old file: numbers only */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    server_down(f);
+    char text[1024];
+    snprintf(text, sizeof text, "msn=40\ndisc=3\ntimeline=7\n%s", bad[i]);
+    write_file(path, text);
+    server_up(f);
+    struct hls_stream_layout got;
+    assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+    begin_std(f); /* the numbers were read all the same */
+    assert_int_equal(f->timeline, 8);
+  }
+  /* thirteen renditions: more than a layout holds */
+  server_down(f);
+  char text[2048] = "msn=40\n";
+  for (int i = 0; i < HLS_MAX_RENDITIONS + 1; i++)
+    snprintf(text + strlen(text), sizeof text - strlen(text), "rendition=r%d video 2 2 30 1 1 0\n", i);
+  write_file(path, text);
+  server_up(f);
+  struct hls_stream_layout got;
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+  /* a well-formed one, as an operator might write it */
+  server_down(f);
+  write_file(path, "msn=40\nrendition=source video 640 360 30 1200000 900000 0\n"
+                   "rendition=audio audio 0 0 0 64000 64000 2");
+  server_up(f);
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), 0);
+  assert_int_equal(got.count, 2);
+  assert_int_equal(got.r[0].width, 640);
+  assert_int_equal(got.r[1].kind, HLS_AUDIO);
+}
+
+/* The largest layout fits in a state write. */
+static void test_saved_layout_full(void **state) {
+  struct fixture *f = *state;
+  struct hls_stream_layout l;
+  memset(&l, 0, sizeof l);
+  l.count = HLS_MAX_RENDITIONS;
+  for (int i = 0; i < l.count; i++) {
+    struct hls_rendition_desc *d = &l.r[i];
+    snprintf(d->name, sizeof d->name, "rendition_%021d", i); /* 31 characters */
+    d->kind = i == 0 ? HLS_AUDIO : HLS_VIDEO;
+    d->width = d->height = 16384;
+    d->fps = 1.0 / 3.0 + 29;
+    d->bandwidth = d->average_bandwidth = INT64_MAX / 2;
+    d->channels = 64;
+  }
+  assert_true(hls_stream_begin(f->st, &l) > 0);
+  hls_stream_save_layout(f->st, &l);
+  server_down(f);
+  server_up(f);
+  struct hls_stream_layout got;
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), 0);
+  assert_layout_equal(&got, &l);
+}
+
 static void test_old_timeline_dropped(void **state) {
   struct fixture *f = *state;
   begin_std(f);
@@ -437,6 +572,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_master_golden, setup, teardown),
       cmocka_unit_test_setup_teardown(test_discontinuity_and_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saved_layout_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saved_layout_bad_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saved_layout_full, setup, teardown),
       cmocka_unit_test_setup_teardown(test_old_timeline_dropped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_preload_hint_across_timelines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
