@@ -6,7 +6,7 @@ and the arrival time of every new part recorded.
 
 - SIGKILL the primary: the backup is on air at once (/api/v1/channels
   feed=backup), the playlist keeps gaining a part at least every second
-  (the slate covers the moment until the backup's HLS timeline begins), and
+  (the backup's timeline begins at its held keyframe: no slate), and
   it shows EXT-X-DISCONTINUITY with media sequence numbers continuing.
 - A new primary publishes: it takes over again at its second keyframe,
   once its keyframe interval is known (prefer_primary = yes, the default).
