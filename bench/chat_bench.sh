@@ -51,29 +51,12 @@ if [[ ! -f $src/bench/node_modules/ws/package.json ]]; then
   (cd "$src/bench" && npm ci --prefer-offline --no-audit --no-fund >&2) || { say "npm ci failed"; exit 77; }
 fi
 
-if [[ -z ${CHAT_LOAD:-} || -z ${GALARELAY_BIN:-} ]]; then
-  if [[ ! -f $build/CMakeCache.txt ]]; then
-    cmake -S "$src" -B "$build" >&2
-  fi
-  cmake --build "$build" --target chat_load galarelay -j2 >&2
-fi
-CHAT_LOAD=${CHAT_LOAD:-$build/bench/chat_load}
-GALARELAY_BIN=${GALARELAY_BIN:-$build/galarelay}
+source "$src/bench/lib.sh"
+bench_binaries
 
-# 10k sockets per side: raise the descriptor limit for everything started here.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (( $(ulimit -n) < VIEWERS + POSTERS + 256 )); then
-  say "warning: ulimit -n $(ulimit -n) is below $((VIEWERS + POSTERS + 256)); raise the hard limit"
-fi
+bench_fd_limit $((VIEWERS + POSTERS + 256)) # 10k sockets per side
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/galarelay-chatbench-XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [[ ${KEEP:-0} == 1 ]]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
+bench_tmp chatbench
 
 free_port() {
   node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'

@@ -48,29 +48,13 @@ for need in ffmpeg curl python3; do
   command -v "$need" >/dev/null || { say "$need is not installed"; exit 1; }
 done
 
-if [[ -z ${CHAT_LOAD:-} || -z ${GALARELAY_BIN:-} ]]; then
-  if [[ ! -f $build/CMakeCache.txt ]]; then
-    cmake -S "$src" -B "$build" >&2
-  fi
-  cmake --build "$build" --target chat_load galarelay -j2 >&2
-fi
-CHAT_LOAD=${CHAT_LOAD:-$build/bench/chat_load}
-GALARELAY_BIN=${GALARELAY_BIN:-$build/galarelay}
+source "$src/bench/lib.sh"
+bench_binaries
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if (( $(ulimit -n) < VIEWERS + POSTERS + 256 )); then
-  say "warning: ulimit -n $(ulimit -n) is below $((VIEWERS + POSTERS + 256)); raise the hard limit"
-fi
+bench_fd_limit $((VIEWERS + POSTERS + 256))
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/galarelay-soak-XXXXXX")
+bench_tmp soak
 csv=${OUT:-$tmp/soak.csv}
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [[ ${KEEP:-0} == 1 ]]; then say "kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
