@@ -531,6 +531,31 @@ static void in_band_size_change_reconfigures(void **state)
   pipeline_free(p);
 }
 
+/* The clip's video alone into p, paced like a live feed or as fast as it
+ * is read; returns the packets pushed. */
+static int feed_video(struct feed *f, struct pipeline *p, bool paced)
+{
+  AVPacket *pkt = av_packet_alloc();
+  int64_t t0 = av_gettime_relative();
+  int video = 0;
+  while (av_read_frame(f->fmt, pkt) >= 0) {
+    if (pkt->stream_index != f->vstream) {
+      av_packet_unref(pkt);
+      continue;
+    }
+    av_packet_rescale_ts(pkt, f->fmt->streams[pkt->stream_index]->time_base, (AVRational){1, 1000});
+    pkt->stream_index = CHANNEL_VIDEO;
+    int64_t due = t0 + pkt->dts * 1000, now = av_gettime_relative();
+    if (paced && due > now)
+      usleep((useconds_t)(due - now));
+    pipeline_packet(p, pkt, 1700000000000 + pkt->dts);
+    av_packet_unref(pkt);
+    video++;
+  }
+  av_packet_free(&pkt);
+  return video;
+}
+
 /* A slow writer on the lowest-priority rung: in real time the pipeline
  * sheds that rung's GOPs, never the source, and the other rung goes on. */
 static int slow_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
@@ -550,26 +575,7 @@ static void overload_sheds_lowest_priority(void **state)
   struct feed f;
   feed_open(&f, clip("base", BASE_ARGS));
   pipeline_start(p, &f.info);
-  /* paced like a live feed */
-  AVPacket *pkt = av_packet_alloc();
-  int64_t t0 = av_gettime_relative();
-  int video = 0;
-  while (av_read_frame(f.fmt, pkt) >= 0) {
-    if (pkt->stream_index != f.vstream) {
-      av_packet_unref(pkt);
-      continue;
-    }
-    av_packet_rescale_ts(pkt, f.fmt->streams[pkt->stream_index]->time_base, (AVRational){1, 1000});
-    pkt->stream_index = CHANNEL_VIDEO;
-    int64_t due = t0 + pkt->dts * 1000;
-    int64_t now = av_gettime_relative();
-    if (due > now)
-      usleep((useconds_t)(due - now));
-    pipeline_packet(p, pkt, 1700000000000 + pkt->dts);
-    av_packet_unref(pkt);
-    video++;
-  }
-  av_packet_free(&pkt);
+  int video = feed_video(&f, p, true);
   pipeline_stop(p);
   pipeline_wait_idle(p);
   struct pipeline_stats st;
@@ -599,20 +605,7 @@ static void memory_ceiling_sheds_lowest_priority(void **state)
   struct feed f;
   feed_open(&f, clip("base", BASE_ARGS));
   pipeline_start(p, &f.info);
-  int video = 0;
-  AVPacket *pkt = av_packet_alloc();
-  while (av_read_frame(f.fmt, pkt) >= 0) {
-    if (pkt->stream_index != f.vstream) {
-      av_packet_unref(pkt);
-      continue;
-    }
-    av_packet_rescale_ts(pkt, f.fmt->streams[pkt->stream_index]->time_base, (AVRational){1, 1000});
-    pkt->stream_index = CHANNEL_VIDEO;
-    pipeline_packet(p, pkt, 1700000000000 + pkt->dts);
-    av_packet_unref(pkt);
-    video++;
-  }
-  av_packet_free(&pkt);
+  int video = feed_video(&f, p, false);
   pipeline_stop(p);
   pipeline_wait_idle(p);
   memguard_stop();
