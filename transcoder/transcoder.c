@@ -17,9 +17,10 @@
  * flushed), so each switch is one discontinuity and MSNs continue. The
  * slate reuses the renditions of the last feed (players keep their
  * playlist URLs; after a restart, those hls_store saved in state_dir), or,
- * before any feed, the configured ladder for a 1920x1080 source. After a feed's timeline ends the slate waits one part
- * duration (the grace timer): a switch to a ready standby begins its
- * timeline within it, and viewers see no card flash between the two. */
+ * before any feed, the configured ladder for a 1920x1080 source. After a
+ * feed's timeline ends the slate waits one part duration (the grace
+ * timer): a switch to a ready standby begins its timeline within it, and
+ * viewers see no card flash between the two. */
 #include "transcoder/transcoder.h"
 
 #include <jansson.h>
