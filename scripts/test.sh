@@ -40,13 +40,13 @@ progress='^\[ *[0-9]+%\]|^(Consolidate|Scanning|Built target)'
 
 status=0
 mkdir -p build build-asan
-build build
+build build -DGALARELAY_WERROR=ON
 # Quick tests in parallel; the ones that run the real daemon with encoders,
 # ffmpeg or chromium share RESOURCE_LOCK media, so no two of them overlap.
 (cd build && ctest --output-on-failure --timeout 600 -j"$jobs") || status=1
 
 if [ -z "${SKIP_ASAN:-}" ]; then
-  build build-asan -DGALARELAY_SANITIZE=ON -DGALARELAY_FUZZ=OFF
+  build build-asan -DGALARELAY_WERROR=ON -DGALARELAY_SANITIZE=ON -DGALARELAY_FUZZ=OFF
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp

@@ -46,7 +46,8 @@ struct parked {
   struct hls_server *srv;
   struct lws *wsi;
   enum park_kind kind;
-  char channel[64], rendition[32];
+  char channel[96]; /* as long as a path part (hls_http_handle) */
+  char rendition[32];
   uint64_t msn;      /* PLAYLIST, SEGMENT */
   int part;          /* PLAYLIST: -1 = whole segment */
   uint32_t timeline; /* PART */

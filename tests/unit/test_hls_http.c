@@ -153,10 +153,12 @@ static void feed(struct fixture *f, int rendition, int n) {
 }
 
 /* Run the loop for ms milliseconds. */
+static void stop_timer(uv_timer_t *t) { uv_timer_stop(t); }
+
 static void run_for(struct fixture *f, int ms) {
   uv_timer_t t;
   uv_timer_init(&f->loop, &t);
-  uv_timer_start(&t, (uv_timer_cb)uv_timer_stop, (uint64_t)ms, 0);
+  uv_timer_start(&t, stop_timer, (uint64_t)ms, 0);
   uv_run(&f->loop, UV_RUN_DEFAULT); /* the store's own handles are unref'd */
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(&f->loop, UV_RUN_NOWAIT);
