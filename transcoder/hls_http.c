@@ -251,15 +251,57 @@ static int serve_playlist(struct http_request *req, struct hls_server *srv, stru
   return park(req, srv, st, r, &t);
 }
 
+/* Media names are parsed strictly: a number is decimal digits without a
+ * sign, blanks or leading zeros, and fits its field. strtoul/sscanf would
+ * take "seg-005", "seg-+5", "seg- 5" as seg-5: one object under many URLs,
+ * so many cache entries at an edge and a way around the cache. */
+static bool take_literal(const char **p, const char *lit) {
+  size_t n = strlen(lit);
+  if (strncmp(*p, lit, n) != 0)
+    return false;
+  *p += n;
+  return true;
+}
+
+static bool take_number(const char **p, uint64_t max, uint64_t *out) {
+  const char *s = *p;
+  if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+    return false;
+  uint64_t v = 0;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    uint64_t d = (uint64_t)(*s - '0');
+    if (v > (max - d) / 10)
+      return false; /* past max: no such object */
+    v = v * 10 + d;
+  }
+  *out = v;
+  *p = s;
+  return true;
+}
+
+/* "init-T.mp4", "seg-MSN.m4s", "part-T-SEQ.m4s"; false if file is not one. */
+static bool parse_init(const char *file, uint64_t *timeline) {
+  return take_literal(&file, "init-") && take_number(&file, UINT32_MAX, timeline) &&
+         strcmp(file, ".mp4") == 0;
+}
+
+static bool parse_segment(const char *file, uint64_t *msn) {
+  return take_literal(&file, "seg-") && take_number(&file, UINT64_MAX, msn) && strcmp(file, ".m4s") == 0;
+}
+
+static bool parse_part(const char *file, uint64_t *timeline, uint64_t *seq) {
+  return take_literal(&file, "part-") && take_number(&file, UINT32_MAX, timeline) &&
+         take_literal(&file, "-") && take_number(&file, UINT64_MAX, seq) && strcmp(file, ".m4s") == 0;
+}
+
 static int serve_file(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                       struct hls_rendition *r, const char *file) {
-  unsigned long long a, b;
-  char tail;
+  uint64_t a, b;
   struct parked t = {0};
   snprintf(t.channel, sizeof t.channel, "%s", hls_stream_channel(st));
   snprintf(t.rendition, sizeof t.rendition, "%s", r->desc.name);
-  if (sscanf(file, "init-%llu.mp4%c", &a, &tail) == 1) {
-    struct hls_blob *blob = a <= UINT32_MAX ? hls_rendition_init(r, (uint32_t)a) : NULL;
+  if (parse_init(file, &a)) {
+    struct hls_blob *blob = hls_rendition_init(r, (uint32_t)a);
     if (!blob) {
       error(req->wsi, 404, "no such init\n");
       return HTTP_DONE;
@@ -267,7 +309,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
     return HTTP_DONE;
   }
-  if (sscanf(file, "seg-%llu.m4s%c", &a, &tail) == 1) {
+  if (parse_segment(file, &a)) {
     struct hls_segment *s = hls_rendition_segment(r, a);
     if (s && s->complete && s->data) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
@@ -281,7 +323,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     t.msn = a;
     return park(req, srv, st, r, &t);
   }
-  if (sscanf(file, "part-%llu-%llu.m4s%c", &a, &b, &tail) == 2 && a <= UINT32_MAX) {
+  if (parse_part(file, &a, &b)) {
     struct hls_blob *blob = hls_rendition_part(r, (uint32_t)a, b);
     if (blob) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));

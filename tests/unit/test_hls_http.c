@@ -21,7 +21,7 @@
 
 /* ---- fake relay/http ---- */
 
-#define MAX_WSI 32
+#define MAX_WSI 64
 struct fake_conn {
   int status; /* 0 = not answered */
   char type[64];
@@ -228,6 +228,35 @@ static void test_media_and_files(void **state) {
   assert_string_equal(c->body, "<0:4><0:5><0:6><0:7>");
 }
 
+/* Media names are parsed strictly: one object, one URL. Every spelling
+ * that strtoul or sscanf would read as the same number is a 404. */
+static void test_strict_names(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 6); /* seg-0 complete, parts 0..5 of timeline 1 */
+  static const char *const ok[] = {"init-1.mp4", "seg-0.m4s", "part-1-5.m4s", "part-1-0.m4s"};
+  static const char *const bad[] = {
+      "seg-00.m4s", "seg-+0.m4s", "seg- 0.m4s", "seg-0x.m4s", "seg-0.m4sx", "seg-.m4s", "seg--0.m4s",
+      "seg-0.m4s ", "seg-\t0.m4s", "seg-18446744073709551616.m4s", "seg-99999999999999999999999.m4s",
+      "part-01-5.m4s", "part-1-05.m4s", "part-+1-5.m4s", "part-1-+5.m4s", "part-1- 5.m4s", "part- 1-5.m4s",
+      "part-1--5.m4s", "part-1-5x.m4s", "part-4294967297-5.m4s", "part-1-18446744073709551621.m4s",
+      "init-01.mp4", "init-+1.mp4", "init- 1.mp4", "init-1x.mp4", "init-4294967297.mp4",
+      "init-99999999999999999999999.mp4"};
+  char path[128];
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    snprintf(path, sizeof path, "/hls/gala/360p/%s", ok[i]);
+    assert_int_equal(get(f, "GET", path, NULL, NULL)->status, 200);
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(path, sizeof path, "/hls/gala/360p/%s", bad[i]);
+    int ret;
+    struct fake_conn *c = get(f, "GET", path, NULL, &ret);
+    if (c->status != 404)
+      fail_msg("%s: status %d, want 404", bad[i], c->status);
+    assert_int_equal(ret, HTTP_DONE);
+  }
+}
+
 static void test_blocking_reload(void **state) {
   struct fixture *f = *state;
   begin(f, true);
@@ -348,6 +377,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_master, setup, teardown),
       cmocka_unit_test_setup_teardown(test_media_and_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_strict_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_blocking_reload, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hinted_part, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout_and_leaving, setup, teardown),
