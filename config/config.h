@@ -81,6 +81,7 @@ struct config {
     int window_segments;     /* per rendition in memory */
     char record_dir[512];    /* "" = no mirror on disk */
     double block_timeout;    /* seconds a blocking reload may be parked */
+    int max_parked_per_address; /* blocking requests waiting per client address; 0 = no bound */
   } hls;
 
   struct {
