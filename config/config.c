@@ -80,6 +80,7 @@ static const struct key_def keys[] = {
     {SEC_SERVER, "log_level", KT_LOGLEVEL, CFG(server.log_level), 0, 0},
     {SEC_SERVER, "max_http_connections", KT_INT, CFG(server.max_http_connections), 1, 1000000},
     {SEC_SERVER, "trusted_proxy", KT_STRING, CFG(server.trusted_proxy), 0, 0},
+    {SEC_SERVER, "allowed_origins", KT_STRING, CFG(server.allowed_origins), 0, 0},
     {SEC_SERVER, "memory_limit_mb", KT_INT, CFG(server.memory_limit_mb), 0, 1048576},
     {SEC_SERVER, "shutdown_timeout", KT_DOUBLE, CFG(server.shutdown_timeout), 0.1, 60},
 

@@ -57,6 +57,7 @@ struct config {
     int log_level;          /* enum log_level */
     int max_http_connections;
     char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
+    char allowed_origins[1024]; /* websocket Origins besides the same origin; "*" = any */
     int memory_limit_mb;    /* 0 = no ceiling */
     double shutdown_timeout; /* seconds */
   } server;

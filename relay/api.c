@@ -61,6 +61,11 @@ static int metrics_route(struct http_request *req) {
   memguard_metrics(&out);
   subsystems_metrics(app, &out);
   webroot_metrics(&out);
+  buf_printf(&out, "# HELP galarelay_websocket_origin_refused_total Websocket handshakes answered 403: their "
+                   "Origin is neither the same origin nor in [server] allowed_origins.\n"
+                   "# TYPE galarelay_websocket_origin_refused_total counter\n"
+                   "galarelay_websocket_origin_refused_total %llu\n",
+             (unsigned long long)http_ws_origin_refused());
   if (out.failed) {
     buf_free(&out);
     return http_respond_text(req->wsi, 500, "out of memory\n");
