@@ -303,6 +303,26 @@ static void test_blocking_reload(void **state) {
   assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=0", NULL)->status, 200);
 }
 
+/* Arguments other than _HLS_msn/_HLS_part/_HLS_skip are ignored: a
+ * cache-busting ?x=random gets the answer the plain URL gets, parks like
+ * it, and is never a 400. */
+static void test_other_arguments_ignored(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 6);
+  struct fake_conn *plain = get(f, "GET", "/hls/gala/360p/index.m3u8", NULL, NULL);
+  struct fake_conn *busted = get(f, "GET", "/hls/gala/360p/index.m3u8", "x=123&_HLS_=1&_hls_msn=9", NULL);
+  assert_int_equal(busted->status, 200);
+  assert_string_equal(busted->body, plain->body);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/part-1-5.m4s", "x=1", NULL)->status, 200);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/seg-0.m4s", "v=2", NULL)->status, 200);
+  int ret;
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "x=1&_HLS_msn=1&y=&_HLS_part=2&_HLS_skip=YES", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  feed(f, 0, 1);
+  assert_int_equal(c->status, 200);
+}
+
 static void test_hinted_part(void **state) {
   struct fixture *f = *state;
   begin(f, true);
@@ -440,6 +460,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_media_and_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_strict_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_blocking_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_other_arguments_ignored, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hinted_part, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout_and_leaving, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parked_bound, setup, teardown),
