@@ -498,15 +498,13 @@ void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct b
   for (int i = 0; i < cfg->channel_count; i++)
     buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", cfg->channels[i].name,
                saturated[i] ? 1 : 0);
-  buf_printf(out, "# HELP galarelay_hls_parked Blocking HLS requests waiting now.\n"
-                  "# TYPE galarelay_hls_parked gauge\ngalarelay_hls_parked %d\n"
-                  "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
+  buf_printf(out, "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
                   "their address had hls.max_parked_per_address waiting (address), or the server had its "
                   "bound waiting (server).\n"
                   "# TYPE galarelay_hls_parked_refused_total counter\n"
                   "galarelay_hls_parked_refused_total{reason=\"address\"} %" PRIu64 "\n"
                   "galarelay_hls_parked_refused_total{reason=\"server\"} %" PRIu64 "\n",
-             parked_count, refused_address, refused_global);
+             refused_address, refused_global);
 }
 
 /* The hash key: random per start, so no client can pick addresses that

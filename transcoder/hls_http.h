@@ -41,8 +41,9 @@ void hls_server_stop(struct hls_server *srv);
  * never fetched. *saturated (may be NULL): the count hit its bound. */
 uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *saturated);
 /* Prometheus lines for cfg's channels: galarelay_hls_viewers{channel} and
- * galarelay_hls_viewers_saturated{channel}; and galarelay_hls_parked,
- * galarelay_hls_parked_refused_total{reason="address"|"server"}. */
+ * galarelay_hls_viewers_saturated{channel}; and
+ * galarelay_hls_parked_refused_total{reason="address"|"server"} (the
+ * parked ones: galarelay_hls_parked_requests, hls_server_metrics). */
 void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out);
 
 /* The route handler (registered by hls_server_start; exposed for tests). */

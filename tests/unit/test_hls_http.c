@@ -421,7 +421,8 @@ static void test_parked_per_address(void **state) {
   struct buf m;
   buf_init(&m);
   hls_http_metrics(f->app.hls, &f->cfg, &m);
-  assert_non_null(strstr(m.data, "galarelay_hls_parked 7\n"));
+  hls_server_metrics(f->app.hls, &m);
+  assert_non_null(strstr(m.data, "galarelay_hls_parked_requests 7\n"));
   assert_non_null(strstr(m.data, "galarelay_hls_parked_refused_total{reason=\"address\"} 3\n"));
   buf_free(&m);
 
