@@ -117,6 +117,10 @@ struct hls_server {
   int stream_count;
   bool stopping;
   int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+  /* the recording queue (record(), bounded: see HLS_RECORD_MAX_JOBS) */
+  int record_jobs;
+  size_t record_bytes;
+  uint64_t record_dropped;
 };
 
 /* ---- waiters ---- */
@@ -219,6 +223,7 @@ struct disk_job {
   char path[1100];
   char text[STATE_TEXT_MAX];
   struct hls_blob *blob; /* or text */
+  bool recording; /* a record_dir mirror write (counted in record_jobs) */
   bool fsync;
   uint64_t msn; /* state job: the MSN ceiling in text */
   bool ok;      /* written and renamed (set on the threadpool, read in disk_done) */
@@ -287,6 +292,10 @@ static void disk_done(uv_work_t *req, int status) {
   struct hls_stream *st = job->st;
   if (st && job->ok)
     st->msn_covered = job->msn + 1;
+  if (job->recording) {
+    srv->record_jobs--;
+    srv->record_bytes -= job->blob->len;
+  }
   hls_blob_unref(job->blob);
   free(job);
   srv->pending--;
@@ -482,17 +491,36 @@ static void reserve_save(struct hls_stream *st, uint64_t msn, uint64_t disc) {
     state_save(st);
 }
 
+/* The recording queue: mirror writes waiting for or running on the
+ * threadpool, each holding its segment's buffer. Bound: HLS_RECORD_MAX_JOBS
+ * writes and HLS_RECORD_MAX_BYTES bytes, over all channels. Drop policy:
+ * when a write would pass either, that file is not mirrored (the newest is
+ * dropped: what is queued is older and closer to being written), counted
+ * in galarelay_hls_record_dropped_total and logged; serving viewers from
+ * memory is never held back by a slow or failing disk. */
 static void record(struct hls_rendition *r, const char *name, struct hls_blob *blob) {
   struct hls_server *srv = r->stream->srv;
   if (!srv->params.record_dir[0] || !blob)
     return;
+  if (srv->record_jobs >= HLS_RECORD_MAX_JOBS || srv->record_bytes + blob->len > HLS_RECORD_MAX_BYTES) {
+    if (srv->record_dropped++ % 100 == 0) /* one line per hundred: the metric counts them all */
+      log_warn("hls", "recording queue full, not mirrored channel=%s rendition=%s file=%s queued=%d "
+               "dropped=%" PRIu64, r->stream->channel, r->desc.name, name, srv->record_jobs, srv->record_dropped);
+    return;
+  }
   struct disk_job *job = calloc(1, sizeof *job);
   if (!job)
     return;
   snprintf(job->path, sizeof job->path, "%s/%s/%s/%s", srv->params.record_dir, r->stream->channel,
            r->desc.name, name);
   job->blob = hls_blob_ref(blob);
-  disk_submit(srv, job);
+  job->recording = true;
+  srv->record_jobs++;
+  srv->record_bytes += blob->len;
+  if (!disk_submit(srv, job)) {
+    srv->record_jobs--;
+    srv->record_bytes -= blob->len;
+  }
 }
 
 /* Close the open segment and mirror it to disk. */
@@ -989,4 +1017,11 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
   }
   buf_printf(out, "# TYPE galarelay_hls_parked_requests gauge\ngalarelay_hls_parked_requests %d\n",
              parked);
+  buf_printf(out, "# HELP galarelay_hls_record_queued Mirror writes to hls.record_dir queued or running.\n"
+                  "# TYPE galarelay_hls_record_queued gauge\ngalarelay_hls_record_queued %d\n"
+                  "# HELP galarelay_hls_record_dropped_total Segments and inits not mirrored to "
+                  "hls.record_dir: the recording queue was full (a slow or failing disk).\n"
+                  "# TYPE galarelay_hls_record_dropped_total counter\ngalarelay_hls_record_dropped_total %" PRIu64
+                  "\n",
+             srv->record_jobs, srv->record_dropped);
 }

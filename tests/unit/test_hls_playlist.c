@@ -547,6 +547,49 @@ static void test_record_dir(void **state) {
   assert_int_equal(access(path, R_OK), 0);
 }
 
+/* The recording queue is bounded: with the loop not running, no write
+ * completes, so the queue fills; past HLS_RECORD_MAX_JOBS a segment is not
+ * mirrored and is counted, and once the queue drains segments are mirrored
+ * again. */
+static void test_record_queue_bound(void **state) {
+  struct fixture *f = *state;
+  server_down(f);
+  snprintf(f->cfg.hls.record_dir, sizeof f->cfg.hls.record_dir, "%s/rec", f->dir);
+  server_up(f);
+  begin_std(f);
+  /* two inits (video, audio) and HLS_RECORD_MAX_JOBS + 4 closed segments */
+  int n = 4 * (HLS_RECORD_MAX_JOBS + 5);
+  for (int k = 0; k < n; k++)
+    feed_part(f, 0, k, "ab");
+  hls_stream_drain(f->st);
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  char want[96];
+  snprintf(want, sizeof want, "galarelay_hls_record_queued %d\n", HLS_RECORD_MAX_JOBS);
+  assert_non_null(strstr(b.data, want));
+  if (!strstr(b.data, "galarelay_hls_record_dropped_total 6\n"))
+    fail_msg("%s", b.data);
+  buf_free(&b);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* the queued writes land */
+  char path[256];
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, HLS_RECORD_MAX_JOBS - 3);
+  assert_int_equal(access(path, R_OK), 0); /* the last one queued */
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, HLS_RECORD_MAX_JOBS - 2);
+  assert_int_not_equal(access(path, R_OK), 0); /* the first one dropped */
+  for (int k = n; k < n + 8; k++) /* room again: mirrored */
+    feed_part(f, 0, k, "ab");
+  hls_stream_drain(f->st);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, n / 4);
+  assert_int_equal(access(path, R_OK), 0);
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_record_queued 0\n"));
+  assert_non_null(strstr(b.data, "galarelay_hls_record_dropped_total 6\n"));
+  buf_free(&b);
+}
+
 static void test_pdt_format(void **state) {
   (void)state;
   char s[40];
@@ -579,6 +622,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_preload_hint_across_timelines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_record_queue_bound, setup, teardown),
       cmocka_unit_test(test_pdt_format),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };
