@@ -605,6 +605,39 @@ static void note_msn(struct hls_stream *st, uint64_t msn, uint64_t disc) {
     st->warned_uncovered = false;
 }
 
+static void invalidate_playlists(struct hls_stream *st) {
+  for (int i = 0; i < st->rend_count; i++) {
+    hls_blob_unref(st->rend[i]->playlist);
+    st->rend[i]->playlist = NULL;
+  }
+}
+
+/* A segment ends at a keyframe; a feed that sends none (a broken encoder,
+ * a hostile publisher on the passthrough rung) would grow one open segment
+ * without limit, in memory and in the playlist. Past HLS_SEGMENT_MAX_TARGETS
+ * segment targets or HLS_SEGMENT_MAX_BYTES it is closed as it is (it began
+ * with a keyframe, so it stays a valid independent segment) and the
+ * rendition drops parts until the next keyframe begins a segment: the same
+ * path as a part lost to the queue. Players see a complete segment, then a
+ * gap; no segment ever starts without a keyframe. */
+static bool segment_full(const struct hls_stream *st, const struct hls_segment *s,
+                         const struct hls_part_info *info, const struct hls_blob *part) {
+  double max_s = HLS_SEGMENT_MAX_TARGETS * st->cur_seg;
+  return s->duration + (double)info->duration_us / 1e6 > max_s + 1e-6 ||
+         s->bytes + part->len > HLS_SEGMENT_MAX_BYTES;
+}
+
+static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
+  struct hls_segment *s = hls_rendition_open(r);
+  log_warn("hls", "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
+           "(parts dropped until the next keyframe)", st->channel, r->desc.name, s->msn, s->duration, s->bytes);
+  r->skipping = true;
+  r->segments_cut++;
+  close_segment(r);
+  invalidate_playlists(st); /* their rendition reports changed */
+  wake(st->srv, &r->waiters, HLS_WAKE_CHANGE); /* a request for the segment is answered now */
+}
+
 static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
   struct hls_server *srv = st->srv;
   if (it->lost_before && !r->skipping && hls_rendition_open(r)) {
@@ -625,12 +658,14 @@ static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct q
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
+  } else if (segment_full(st, hls_rendition_open(r), &it->info, it->blob)) {
+    cut_segment(st, r);
+    r->parts_dropped++;
+    hls_blob_unref(it->blob);
+    return;
   }
   hls_rendition_add_part(r, &it->info, it->blob);
-  for (int i = 0; i < st->rend_count; i++) { /* their rendition reports changed */
-    hls_blob_unref(st->rend[i]->playlist);
-    st->rend[i]->playlist = NULL;
-  }
+  invalidate_playlists(st); /* their rendition reports changed */
   wake(srv, &r->waiters, HLS_WAKE_CHANGE);
 }
 
@@ -988,6 +1023,15 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
     for (int j = 0; j < st->rend_count; j++)
       buf_printf(out, "galarelay_hls_segments_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
                  st->channel, st->rend[j]->desc.name, st->rend[j]->segments_done);
+  }
+  buf_puts(out, "# HELP galarelay_hls_segments_cut_total Segments closed without a keyframe to end them "
+                "(past hls segment_duration x 3 or 64 MiB); parts are then dropped until one comes.\n"
+                "# TYPE galarelay_hls_segments_cut_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (int j = 0; j < st->rend_count; j++)
+      buf_printf(out, "galarelay_hls_segments_cut_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
+                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_cut);
   }
   buf_puts(out, "# TYPE galarelay_hls_bytes_total counter\n");
   for (int i = 0; i < srv->stream_count; i++) {

@@ -48,6 +48,11 @@ struct hls_stream;
 #define HLS_RECORD_MAX_JOBS 64
 #endif
 #define HLS_RECORD_MAX_BYTES (256u * 1024 * 1024)
+/* An open segment is closed without waiting for a keyframe past this many
+ * segment durations or bytes, and parts are dropped until the next
+ * keyframe (hls_store.c: segment_full). */
+#define HLS_SEGMENT_MAX_TARGETS 3
+#define HLS_SEGMENT_MAX_BYTES (64u * 1024 * 1024)
 /* MSNs reserved ahead of use in the state file (see hls_store.c): a restart
  * after a crash may skip up to this many; every MSN up to the one in use
  * + HLS_MSN_RESERVE / 2 is covered by the file once its last write landed. */

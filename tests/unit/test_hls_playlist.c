@@ -590,6 +590,48 @@ static void test_record_queue_bound(void **state) {
   buf_free(&b);
 }
 
+/* A feed without keyframes cannot grow a segment without limit: past
+ * HLS_SEGMENT_MAX_TARGETS segment durations the open segment is closed as
+ * it is, parts are dropped until a keyframe starts the next segment, and
+ * the cut is counted. */
+static void test_segment_without_keyframe_is_cut(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  int cap_parts = (int)(HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration / 0.5); /* 0.5 s parts */
+  for (int k = 0; k < cap_parts + 10; k++) { /* one keyframe, at the start */
+    struct hls_part_info info = {.timeline = f->timeline, .rendition = 0, .segment_start = k == 0,
+                                 .independent = k == 0, .start_us = k * 500000LL, .duration_us = 500000,
+                                 .pdt_ms = T0 + k * 500LL, .frames = 15};
+    f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("p", 1));
+  }
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_segment *s = hls_rendition_segment(r, 0);
+  assert_non_null(s);
+  assert_true(s->complete);
+  assert_int_equal(s->part_count, cap_parts);
+  assert_true(s->duration <= HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration + 1e-9);
+  assert_int_equal(s->data->len, cap_parts);
+  assert_null(hls_rendition_open(r));
+  assert_int_equal(r->parts_dropped, 10);
+  assert_int_equal(r->segments_cut, 1);
+  char *pl = render(r);
+  assert_non_null(strstr(pl, "#EXT-X-TARGETDURATION:6\n"));
+  free(pl);
+  /* the next keyframe starts the next segment */
+  struct hls_part_info key = {.timeline = f->timeline, .rendition = 0, .segment_start = true, .independent = true,
+                              .start_us = 20000000, .duration_us = 500000, .pdt_ms = T0 + 20000, .frames = 15};
+  f->sink.on_part(f->sink.opaque, &key, hls_blob_copy("k", 1));
+  hls_stream_drain(f->st);
+  assert_non_null(hls_rendition_open(r));
+  assert_int_equal(hls_rendition_open(r)->msn, 1);
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_segments_cut_total{channel=\"gala\",rendition=\"720p\"} 1\n"));
+  buf_free(&b);
+}
+
 static void test_pdt_format(void **state) {
   (void)state;
   char s[40];
@@ -623,6 +665,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_queue_bound, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_segment_without_keyframe_is_cut, setup, teardown),
       cmocka_unit_test(test_pdt_format),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };
