@@ -522,12 +522,17 @@ static void test_layout_change_removes_rendition(void **state) {
   assert_int_equal(hls_stream_begin(f->st, &l), 0);
 }
 
-static void test_record_dir(void **state) {
-  struct fixture *f = *state;
+/* A server that mirrors to DIR/rec, with the standard layout begun. */
+static void begin_recording(struct fixture *f) {
   server_down(f);
   snprintf(f->cfg.hls.record_dir, sizeof f->cfg.hls.record_dir, "%s/rec", f->dir);
   server_up(f);
   begin_std(f);
+}
+
+static void test_record_dir(void **state) {
+  struct fixture *f = *state;
+  begin_recording(f);
   for (int k = 0; k < 6; k++)
     feed_part(f, 0, k, "ab");
   hls_stream_drain(f->st);
@@ -553,10 +558,7 @@ static void test_record_dir(void **state) {
  * again. */
 static void test_record_queue_bound(void **state) {
   struct fixture *f = *state;
-  server_down(f);
-  snprintf(f->cfg.hls.record_dir, sizeof f->cfg.hls.record_dir, "%s/rec", f->dir);
-  server_up(f);
-  begin_std(f);
+  begin_recording(f);
   /* two inits (video, audio) and HLS_RECORD_MAX_JOBS + 4 closed segments */
   int n = 4 * (HLS_RECORD_MAX_JOBS + 5);
   for (int k = 0; k < n; k++)
