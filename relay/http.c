@@ -332,15 +332,26 @@ bool http_origin_allowed(const char *origin, const char *host, const char *allow
   return false;
 }
 
+/* A client's header as one log token: blanks and control bytes become '?',
+ * so it cannot end its key=value field or forge a line. */
+static const char *log_safe(const char *in, char *out, size_t size) {
+  size_t i = 0;
+  for (; in[i] && i + 1 < size; i++)
+    out[i] = (unsigned char)in[i] > 0x20 && (unsigned char)in[i] < 0x7f ? in[i] : '?';
+  out[i] = '\0';
+  return out;
+}
+
 /* Answer the handshake 403 instead of the upgrade; the value the filter
  * callback returns to refuse. One log line per thousand (the first one
  * included): the metric counts them all. */
 static int ws_refuse(struct lws *wsi, const char *origin, const char *host) {
   if (origin_refused++ % 1000 == 0) {
-    char addr[64];
+    char addr[64], o[256], h[256];
     http_client_addr(wsi, NULL, addr, sizeof addr);
     log_warn("http", "websocket refused: origin not allowed origin=%s host=%s peer=%s refused=%" PRIu64
-             " (see [server] allowed_origins)", origin, host, addr, origin_refused);
+             " (see [server] allowed_origins)", log_safe(origin, o, sizeof o), log_safe(host, h, sizeof h), addr,
+             origin_refused);
   }
   lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL); /* an answer, not a reset */
   return -1;
