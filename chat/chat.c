@@ -301,6 +301,8 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
+    if (c && http_ws_check_origin(wsi, c->app->cfg->server.allowed_origins)) /* 403: a page of another site */
+      return -1;
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
   }

@@ -80,6 +80,7 @@ static const struct key_def keys[] = {
     {SEC_SERVER, "log_level", KT_LOGLEVEL, CFG(server.log_level), 0, 0},
     {SEC_SERVER, "max_http_connections", KT_INT, CFG(server.max_http_connections), 1, 1000000},
     {SEC_SERVER, "trusted_proxy", KT_STRING, CFG(server.trusted_proxy), 0, 0},
+    {SEC_SERVER, "allowed_origins", KT_STRING, CFG(server.allowed_origins), 0, 0},
     {SEC_SERVER, "memory_limit_mb", KT_INT, CFG(server.memory_limit_mb), 0, 1048576},
     {SEC_SERVER, "shutdown_timeout", KT_DOUBLE, CFG(server.shutdown_timeout), 0.1, 60},
 
@@ -106,6 +107,7 @@ static const struct key_def keys[] = {
     {SEC_HLS, "window_segments", KT_INT, CFG(hls.window_segments), 3, 1000},
     {SEC_HLS, "record_dir", KT_STRING, CFG(hls.record_dir), 0, 0},
     {SEC_HLS, "block_timeout", KT_DOUBLE, CFG(hls.block_timeout), 0.5, 60},
+    {SEC_HLS, "max_parked_per_address", KT_INT, CFG(hls.max_parked_per_address), 0, 1000000},
 
     {SEC_TRANSCODER, "source_passthrough", KT_BOOL, CFG(transcoder.source_passthrough), 0, 0},
     {SEC_TRANSCODER, "threads", KT_INT, CFG(transcoder.threads), 0, 64},
@@ -199,6 +201,7 @@ void config_defaults(struct config *cfg) {
   cfg->hls.segment_duration = 2.0;
   cfg->hls.window_segments = 10;
   cfg->hls.block_timeout = 6.0;
+  cfg->hls.max_parked_per_address = 64;
 
   default_rung(&cfg->transcoder.rungs[0], "720p", 720, 2800, 30);
   default_rung(&cfg->transcoder.rungs[1], "480p", 480, 1400, 20);

@@ -57,6 +57,7 @@ struct config {
     int log_level;          /* enum log_level */
     int max_http_connections;
     char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
+    char allowed_origins[1024]; /* websocket Origins besides the same origin; "*" = any */
     int memory_limit_mb;    /* 0 = no ceiling */
     double shutdown_timeout; /* seconds */
   } server;
@@ -81,6 +82,7 @@ struct config {
     int window_segments;     /* per rendition in memory */
     char record_dir[512];    /* "" = no mirror on disk */
     double block_timeout;    /* seconds a blocking reload may be parked */
+    int max_parked_per_address; /* blocking requests waiting per client address; 0 = no bound */
   } hls;
 
   struct {

@@ -13,6 +13,7 @@
 #include "relay/http.h"
 #include "relay/memguard.h"
 #include "relay/subsystems.h"
+#include "relay/webroot.h"
 
 #ifndef GALARELAY_VERSION
 #define GALARELAY_VERSION "0.0.0"
@@ -59,6 +60,12 @@ static int metrics_route(struct http_request *req) {
              http_open_connections(), websocket_connections(app), rtmp_server_connections(app->rtmp));
   memguard_metrics(&out);
   subsystems_metrics(app, &out);
+  webroot_metrics(&out);
+  buf_printf(&out, "# HELP galarelay_websocket_origin_refused_total Websocket handshakes answered 403: their "
+                   "Origin is neither the same origin nor in [server] allowed_origins.\n"
+                   "# TYPE galarelay_websocket_origin_refused_total counter\n"
+                   "galarelay_websocket_origin_refused_total %llu\n",
+             (unsigned long long)http_ws_origin_refused());
   if (out.failed) {
     buf_free(&out);
     return http_respond_text(req->wsi, 500, "out of memory\n");

@@ -10,9 +10,11 @@
 #include "relay/http.h"
 
 #include <libwebsockets.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config/config.h"
 #include "relay/app.h"
@@ -33,6 +35,7 @@ struct http_route {
 static struct http_route routes[HTTP_MAX_ROUTES];
 static int route_count;
 static int open_connections;
+static uint64_t origin_refused;
 
 /* Per-connection state (lws allocates and zeroes it). */
 struct http_session {
@@ -272,6 +275,103 @@ void http_client_addr(struct lws *wsi, const char *trusted_proxy, char *out, siz
     out[n] = '\0';
   }
 }
+
+/* The authority of an http(s) origin into out, without the scheme's default
+ * port; false for any other scheme (and for "null"). */
+static bool origin_authority(const char *origin, char *out, size_t size) {
+  const char *def;
+  if (!strncasecmp(origin, "http://", 7)) {
+    origin += 7;
+    def = ":80";
+  } else if (!strncasecmp(origin, "https://", 8)) {
+    origin += 8;
+    def = ":443";
+  } else {
+    return false;
+  }
+  size_t n = strcspn(origin, "/");
+  if (n == 0 || n >= size || origin[n + (origin[n] == '/')] != '\0')
+    return false; /* an origin has no path */
+  memcpy(out, origin, n);
+  out[n] = '\0';
+  size_t dl = strlen(def);
+  if (n > dl && !strcasecmp(out + n - dl, def))
+    out[n - dl] = '\0';
+  return true;
+}
+
+/* Host without a default port (":80" or ":443": which one applies depends on
+ * the origin's scheme, and the browser leaves it out of Origin anyway). */
+static void host_authority(const char *host, const char *origin, char *out, size_t size) {
+  snprintf(out, size, "%s", host);
+  const char *def = !strncasecmp(origin, "https://", 8) ? ":443" : ":80";
+  size_t n = strlen(out), dl = strlen(def);
+  if (n > dl && !strcasecmp(out + n - dl, def))
+    out[n - dl] = '\0';
+}
+
+bool http_origin_allowed(const char *origin, const char *host, const char *allowed) {
+  if (!origin || !*origin)
+    return true; /* not a browser: nothing to forge on someone's behalf */
+  char a[256], h[256];
+  if (host && *host && origin_authority(origin, a, sizeof a)) {
+    host_authority(host, origin, h, sizeof h);
+    if (!strcasecmp(a, h))
+      return true;
+  }
+  for (const char *p = allowed ? allowed : ""; *p;) {
+    p += strspn(p, " \t,");
+    size_t n = strcspn(p, ",");
+    size_t len = n;
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '/'))
+      len--;
+    if ((len == 1 && p[0] == '*') || (len && len == strlen(origin) && !strncasecmp(p, origin, len)))
+      return true;
+    p += n;
+  }
+  return false;
+}
+
+/* A client's header as one log token: blanks and control bytes become '?',
+ * so it cannot end its key=value field or forge a line. */
+static const char *log_safe(const char *in, char *out, size_t size) {
+  size_t i = 0;
+  for (; in[i] && i + 1 < size; i++)
+    out[i] = (unsigned char)in[i] > 0x20 && (unsigned char)in[i] < 0x7f ? in[i] : '?';
+  out[i] = '\0';
+  return out;
+}
+
+/* Answer the handshake 403 instead of the upgrade; the value the filter
+ * callback returns to refuse. One log line per thousand (the first one
+ * included): the metric counts them all. */
+static int ws_refuse(struct lws *wsi, const char *origin, const char *host) {
+  if (origin_refused++ % 1000 == 0) {
+    char addr[64], o[256], h[256];
+    http_client_addr(wsi, NULL, addr, sizeof addr);
+    log_warn("http", "websocket refused: origin not allowed origin=%s host=%s peer=%s refused=%" PRIu64
+             " (see [server] allowed_origins)", log_safe(origin, o, sizeof o), log_safe(host, h, sizeof h), addr,
+             origin_refused);
+  }
+  lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL); /* an answer, not a reset */
+  return -1;
+}
+
+int http_ws_check_origin(struct lws *wsi, const char *allowed) {
+  char origin[256] = "", host[256] = "";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) >= (int)sizeof origin ||
+      lws_hdr_total_length(wsi, WSI_TOKEN_HOST) >= (int)sizeof host)
+    return ws_refuse(wsi, "(too long)", "");
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0)
+    lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HOST) > 0)
+    lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
+  if (http_origin_allowed(origin, host, allowed))
+    return 0;
+  return ws_refuse(wsi, origin, host);
+}
+
+uint64_t http_ws_origin_refused(void) { return origin_refused; }
 
 static int handle_request(struct lws *wsi, struct http_session *s) {
   struct app *app = lws_context_user(lws_get_context(wsi));

@@ -11,7 +11,9 @@
 #ifndef GALARELAY_HTTP_H
 #define GALARELAY_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct lws;
 struct lws_protocols;
@@ -64,6 +66,20 @@ const struct lws_protocols *http_protocol(void);
  * loses its "::ffff:" prefix, so it compares equal to a plain IPv4
  * trusted_proxy. Works on HTTP and websocket connections alike. */
 void http_client_addr(struct lws *wsi, const char *trusted_proxy, char *out, size_t len);
+
+/* The websocket Origin rule ([server] allowed_origins). A handshake may go
+ * on when it has no Origin (not a browser: nothing is done on a viewer's
+ * behalf), when Origin is the same origin as Host (http or https, default
+ * ports left out), or when `allowed` (comma-separated origins, "*" = any)
+ * lists it. Case-insensitive. */
+bool http_origin_allowed(const char *origin, const char *host, const char *allowed);
+/* Applies http_origin_allowed to wsi's Origin and Host headers, from
+ * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: 0 to go on, or (logged, counted,
+ * answered 403 before the upgrade) the nonzero value that callback must
+ * return to refuse. */
+int http_ws_check_origin(struct lws *wsi, const char *allowed);
+/* Handshakes refused for their Origin since start (for /metrics). */
+uint64_t http_ws_origin_refused(void);
 
 /* Open HTTP connections (for /metrics and the connection limit). */
 int http_open_connections(void);

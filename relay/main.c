@@ -353,6 +353,7 @@ int main(int argc, char **argv) {
   /* The second destroy, outside the loop, frees the context (NOTES.md). */
   if (d.app.lws)
     lws_context_destroy(d.app.lws);
+  webroot_free(); /* every answer that borrowed a file has gone with its connection */
   int closed = uv_loop_close(&loop);
   if (closed != 0) {
     log_error("main", "loop still had handles at exit: %s", uv_strerror(closed));

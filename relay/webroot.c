@@ -1,10 +1,19 @@
-/* webroot: see webroot.h. Files are read whole per request: the pages and
- * scripts are small and the HTTP cache in front of the relay (docs/) takes
- * the repeat traffic; media never comes from here. */
+/* webroot: see webroot.h. A file is read once into a refcounted buffer
+ * that every answer borrows (http_respond's release), so hls.min.js is not
+ * read and copied per request. The cache is keyed by the file's real path
+ * and checked against the file's identity (device, inode, size, mtime) at
+ * every request: a deploy that replaces or rewrites a file is served from
+ * the next request on (a stat per request, no read), while answers still
+ * being written keep the old buffer until they finish. Bounded: at most
+ * WEBROOT_CACHE_FILES files and WEBROOT_CACHE_BYTES bytes; a file that
+ * does not fit is read for its request alone (as before the cache), and
+ * counted. Loop thread only. */
 #include "relay/webroot.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +24,40 @@
 
 #include "config/config.h"
 #include "relay/app.h"
+#include "relay/buf.h"
 #include "relay/log.h"
 
 #define WEBROOT_MAX_FILE (8 * 1024 * 1024)
+#define WEBROOT_CACHE_FILES 256
+#define WEBROOT_CACHE_BYTES (64 * 1024 * 1024)
+
+/* Headers of every answer from the web root. The pages load their scripts,
+ * styles and the player from here; hls.js plays through MediaSource
+ * (blob: media) and runs its demuxer in a blob: worker; the comment
+ * websocket is same-origin (ws:/wss:, which CSP 'self' does not cover in
+ * every browser). frame-ancestors keeps the pages out of others' frames. */
+#define WEBROOT_HEADERS                                                                                        \
+  "Cache-Control: no-cache\r\n"                                                                                \
+  "X-Content-Type-Options: nosniff\r\n"                                                                        \
+  "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "  \
+  "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; "          \
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'self'\r\n"
+
+struct webroot_file {
+  int refs; /* the cache's own + one per answer being written */
+  char *path; /* real path: the key */
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  unsigned char *data;
+  struct webroot_file *next; /* the cache's list, NULL once it left the cache */
+};
+
+static struct webroot_file *cache;
+static int cache_files;
+static size_t cache_bytes;
+static struct webroot_stats stats;
 
 static const struct {
   const char *ext;
@@ -76,39 +116,146 @@ int webroot_path_is_safe(const char *path) {
   return 1;
 }
 
-static int serve_file(struct http_request *req, const char *root, const char *rel) {
-  char root_real[PATH_MAX], wanted[PATH_MAX * 2], real[PATH_MAX];
-  if (!realpath(root, root_real))
-    return http_respond_text(req->wsi, 404, "not found\n");
-  snprintf(wanted, sizeof wanted, "%s/%s", root_real, rel);
-  /* realpath resolves symlinks: whatever it names must still be inside. */
-  size_t rl = strlen(root_real);
-  if (!realpath(wanted, real) || strncmp(real, root_real, rl) != 0 || (real[rl] != '/' && real[rl] != '\0'))
-    return http_respond_text(req->wsi, 404, "not found\n");
-  int fd = open(real, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return http_respond_text(req->wsi, 404, "not found\n");
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > WEBROOT_MAX_FILE) {
-    close(fd);
-    return http_respond_text(req->wsi, 404, "not found\n");
+static void file_unref(void *arg) {
+  struct webroot_file *f = arg;
+  if (--f->refs > 0)
+    return;
+  free(f->path);
+  free(f->data);
+  free(f);
+}
+
+static void cache_remove(struct webroot_file *f) {
+  for (struct webroot_file **pp = &cache; *pp; pp = &(*pp)->next) {
+    if (*pp == f) {
+      *pp = f->next;
+      f->next = NULL;
+      cache_files--;
+      cache_bytes -= (size_t)f->size;
+      file_unref(f);
+      return;
+    }
   }
-  size_t size = (size_t)st.st_size;
-  char *data = malloc(size ? size : 1);
-  size_t got = 0;
-  while (data && got < size) {
-    ssize_t n = read(fd, data + got, size - got);
+}
+
+static bool same_file(const struct webroot_file *f, const struct stat *st) {
+  return f->dev == st->st_dev && f->ino == st->st_ino && f->size == st->st_size &&
+         f->mtime.tv_sec == st->st_mtim.tv_sec && f->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* The whole file behind fd, one reference for the caller; NULL on error. */
+static struct webroot_file *file_read(int fd, const char *real, const struct stat *st) {
+  struct webroot_file *f = calloc(1, sizeof *f);
+  size_t size = (size_t)st->st_size, got = 0;
+  if (f) {
+    f->data = malloc(size ? size : 1);
+    f->path = strdup(real);
+  }
+  while (f && f->data && got < size) {
+    ssize_t n = read(fd, f->data + got, size - got);
     if (n <= 0)
       break;
     got += (size_t)n;
   }
-  close(fd);
-  if (!data || got != size) {
-    free(data);
-    return http_respond_text(req->wsi, 500, "read error\n");
+  if (!f || !f->data || !f->path || got != size) {
+    if (f) {
+      free(f->data);
+      free(f->path);
+    }
+    free(f);
+    return NULL;
   }
-  return http_respond(req->wsi, 200, webroot_mime_type(real),
-                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n", data, size, free, data);
+  f->refs = 1;
+  f->dev = st->st_dev;
+  f->ino = st->st_ino;
+  f->size = st->st_size;
+  f->mtime = st->st_mtim;
+  stats.reads++;
+  return f;
+}
+
+/* The cached buffer of real (read again if the file changed), one
+ * reference for the caller; NULL on error. */
+static struct webroot_file *file_get(int fd, const char *real, const struct stat *st) {
+  for (struct webroot_file *f = cache; f; f = f->next) {
+    if (strcmp(f->path, real) != 0)
+      continue;
+    if (same_file(f, st)) {
+      f->refs++;
+      stats.hits++;
+      return f;
+    }
+    cache_remove(f); /* changed on disk: answers in flight keep the old bytes */
+    break;
+  }
+  struct webroot_file *f = file_read(fd, real, st);
+  if (!f)
+    return NULL;
+  if (cache_files < WEBROOT_CACHE_FILES && cache_bytes + (size_t)st->st_size <= WEBROOT_CACHE_BYTES) {
+    f->refs++; /* the cache's */
+    f->next = cache;
+    cache = f;
+    cache_files++;
+    cache_bytes += (size_t)st->st_size;
+  } else {
+    stats.uncached++; /* drop policy: past the bound, read for this request alone */
+  }
+  return f;
+}
+
+static int not_found(struct http_request *req) {
+  return http_respond_copy(req->wsi, 404, "text/plain; charset=utf-8", WEBROOT_HEADERS, "not found\n", 10);
+}
+
+static int serve_file(struct http_request *req, const char *root, const char *rel) {
+  char root_real[PATH_MAX], wanted[PATH_MAX * 2], real[PATH_MAX];
+  if (!realpath(root, root_real))
+    return not_found(req);
+  snprintf(wanted, sizeof wanted, "%s/%s", root_real, rel);
+  /* realpath resolves symlinks: whatever it names must still be inside. */
+  size_t rl = strlen(root_real);
+  if (!realpath(wanted, real) || strncmp(real, root_real, rl) != 0 || (real[rl] != '/' && real[rl] != '\0'))
+    return not_found(req);
+  int fd = open(real, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return not_found(req);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > WEBROOT_MAX_FILE) {
+    close(fd);
+    return not_found(req);
+  }
+  struct webroot_file *f = file_get(fd, real, &st);
+  close(fd);
+  if (!f)
+    return http_respond_text(req->wsi, 500, "read error\n");
+  return http_respond(req->wsi, 200, webroot_mime_type(real), WEBROOT_HEADERS, f->data, (size_t)f->size,
+                      file_unref, f);
+}
+
+void webroot_stats(struct webroot_stats *out) {
+  *out = stats;
+  out->cached_files = (uint32_t)cache_files;
+  out->cached_bytes = cache_bytes;
+}
+
+void webroot_metrics(struct buf *out) {
+  struct webroot_stats st;
+  webroot_stats(&st);
+  buf_printf(out,
+             "# HELP galarelay_webroot_reads_total Static files read from disk (once per file and change).\n"
+             "# TYPE galarelay_webroot_reads_total counter\ngalarelay_webroot_reads_total %" PRIu64 "\n"
+             "# HELP galarelay_webroot_hits_total Static answers from a buffer already in memory.\n"
+             "# TYPE galarelay_webroot_hits_total counter\ngalarelay_webroot_hits_total %" PRIu64 "\n"
+             "# HELP galarelay_webroot_uncached_total Static files read for one request: the cache was full.\n"
+             "# TYPE galarelay_webroot_uncached_total counter\ngalarelay_webroot_uncached_total %" PRIu64 "\n"
+             "# HELP galarelay_webroot_cached_bytes Bytes of static files held in memory.\n"
+             "# TYPE galarelay_webroot_cached_bytes gauge\ngalarelay_webroot_cached_bytes %zu\n",
+             st.reads, st.hits, st.uncached, st.cached_bytes);
+}
+
+void webroot_free(void) {
+  while (cache)
+    cache_remove(cache);
 }
 
 int webroot_route(struct http_request *req) {
@@ -117,7 +264,7 @@ int webroot_route(struct http_request *req) {
   const char *root = req->app->cfg->server.web_root;
   const char *path = req->path;
   if (!webroot_path_is_safe(path))
-    return http_respond_text(req->wsi, 404, "not found\n");
+    return not_found(req);
   /* Pages that take the channel from their URL. */
   if (strcmp(path, "/") == 0)
     return serve_file(req, root, "index.html");
@@ -126,6 +273,6 @@ int webroot_route(struct http_request *req) {
   if (strncmp(path, "/moderate/", 10) == 0 && path[10] && !strchr(path + 10, '/'))
     return serve_file(req, root, "moderate.html");
   if (path[strlen(path) - 1] == '/')
-    return http_respond_text(req->wsi, 404, "not found\n"); /* no directory listings */
+    return not_found(req); /* no directory listings */
   return serve_file(req, root, path + 1);
 }

@@ -34,6 +34,23 @@
 #endif
 static int parked_count;
 
+/* Parked requests per client address (req->client_addr, an IPv6 /64 as
+ * one: hls_addr_key), bounded by hls.max_parked_per_address so that one
+ * client cannot take the global bound's slots from everyone else. A
+ * request past it is answered 503 with Retry-After at once (not 429:
+ * players retry a 5xx, and treat a 4xx as the end). One counter per
+ * address with parked requests, in a chained table: at most one entry per
+ * parked request, freed with its last one. */
+#define ADDR_BUCKETS 1024
+struct addr_parked {
+  uint64_t key;
+  int count;
+  struct addr_parked *next;
+};
+static struct addr_parked *addr_buckets[ADDR_BUCKETS];
+static uint64_t addr_seed;
+static uint64_t refused_global, refused_address; /* galarelay_hls_parked_refused_total */
+
 /* Who fetched what channel lately (hls_viewers.h); made by
  * hls_server_start, NULL without it (nothing is counted). Loop thread;
  * one server, as for parked_count. */
@@ -52,6 +69,7 @@ struct parked {
   int part;          /* PLAYLIST: -1 = whole segment */
   uint32_t timeline; /* PART */
   uint64_t seq;      /* PART */
+  struct addr_parked *addr; /* its client's counter */
 };
 
 static void error(struct lws *wsi, int status, const char *text) {
@@ -94,11 +112,52 @@ static bool answer_playlist(struct lws *wsi, struct hls_rendition *r) {
   return true;
 }
 
+/* The address's counter, made on its first parked request; NULL when out
+ * of memory. */
+static struct addr_parked *addr_obtain(uint64_t key) {
+  struct addr_parked **head = &addr_buckets[key % ADDR_BUCKETS];
+  for (struct addr_parked *a = *head; a; a = a->next)
+    if (a->key == key)
+      return a;
+  struct addr_parked *a = calloc(1, sizeof *a);
+  if (!a)
+    return NULL;
+  a->key = key;
+  a->next = *head;
+  *head = a;
+  return a;
+}
+
+/* Free the counter once no parked request of its address is left. */
+static void addr_drop_unused(struct addr_parked *a) {
+  if (!a || a->count > 0)
+    return;
+  for (struct addr_parked **pp = &addr_buckets[a->key % ADDR_BUCKETS]; *pp; pp = &(*pp)->next) {
+    if (*pp == a) {
+      *pp = a->next;
+      break;
+    }
+  }
+  free(a);
+}
+
+static void addr_release(struct addr_parked *a) {
+  if (a) {
+    a->count--;
+    addr_drop_unused(a);
+  }
+}
+
+static void parked_free(struct parked *p) {
+  addr_release(p->addr);
+  free(p);
+  parked_count--;
+}
+
 static void parked_close(void *arg) { /* the client left */
   struct parked *p = arg;
   hls_waiter_cancel(&p->w);
-  free(p);
-  parked_count--;
+  parked_free(p);
 }
 
 static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
@@ -146,22 +205,38 @@ static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
     break;
   }
   }
-  if (done) {
-    free(p);
-    parked_count--;
-  }
+  if (done)
+    parked_free(p);
   return done;
+}
+
+static void busy(struct lws *wsi, const char *text) {
+  http_respond_copy(wsi, 503, "text/plain; charset=utf-8", H_PLAYLIST "Retry-After: 1\r\n", text, strlen(text));
 }
 
 static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                 struct hls_rendition *r, struct parked *tmpl) {
-  struct parked *p = parked_count < HLS_PARKED_MAX ? malloc(sizeof *p) : NULL;
-  if (!p) {
-    error(req->wsi, 503, "busy\n");
+  int per_address = req->app && req->app->cfg ? req->app->cfg->hls.max_parked_per_address : 0;
+  struct addr_parked *a = addr_obtain(hls_addr_key(addr_seed, req->client_addr ? req->client_addr : ""));
+  if (a && per_address > 0 && a->count >= per_address) {
+    if (refused_address++ % 1000 == 0) /* one line per thousand: the metric counts them all */
+      log_warn("hls", "parked requests per address at the bound addr=%s max=%d refused=%" PRIu64,
+               req->client_addr ? req->client_addr : "", per_address, refused_address);
+    busy(req->wsi, "busy: too many waiting requests from this address\n");
     return HTTP_DONE;
   }
+  struct parked *p = a && parked_count < HLS_PARKED_MAX ? malloc(sizeof *p) : NULL;
+  if (!p) {
+    if (refused_global++ % 1000 == 0)
+      log_warn("hls", "parked requests at the bound max=%d refused=%" PRIu64, HLS_PARKED_MAX, refused_global);
+    addr_drop_unused(a); /* made for this request alone */
+    busy(req->wsi, "busy\n");
+    return HTTP_DONE;
+  }
+  a->count++;
   parked_count++;
   *p = *tmpl;
+  p->addr = a;
   p->srv = srv;
   p->wsi = req->wsi;
   struct hls_stream_view v;
@@ -251,15 +326,57 @@ static int serve_playlist(struct http_request *req, struct hls_server *srv, stru
   return park(req, srv, st, r, &t);
 }
 
+/* Media names are parsed strictly: a number is decimal digits without a
+ * sign, blanks or leading zeros, and fits its field. strtoul/sscanf would
+ * take "seg-005", "seg-+5", "seg- 5" as seg-5: one object under many URLs,
+ * so many cache entries at an edge and a way around the cache. */
+static bool take_literal(const char **p, const char *lit) {
+  size_t n = strlen(lit);
+  if (strncmp(*p, lit, n) != 0)
+    return false;
+  *p += n;
+  return true;
+}
+
+static bool take_number(const char **p, uint64_t max, uint64_t *out) {
+  const char *s = *p;
+  if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+    return false;
+  uint64_t v = 0;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    uint64_t d = (uint64_t)(*s - '0');
+    if (v > (max - d) / 10)
+      return false; /* past max: no such object */
+    v = v * 10 + d;
+  }
+  *out = v;
+  *p = s;
+  return true;
+}
+
+/* "init-T.mp4", "seg-MSN.m4s", "part-T-SEQ.m4s"; false if file is not one. */
+static bool parse_init(const char *file, uint64_t *timeline) {
+  return take_literal(&file, "init-") && take_number(&file, UINT32_MAX, timeline) &&
+         strcmp(file, ".mp4") == 0;
+}
+
+static bool parse_segment(const char *file, uint64_t *msn) {
+  return take_literal(&file, "seg-") && take_number(&file, UINT64_MAX, msn) && strcmp(file, ".m4s") == 0;
+}
+
+static bool parse_part(const char *file, uint64_t *timeline, uint64_t *seq) {
+  return take_literal(&file, "part-") && take_number(&file, UINT32_MAX, timeline) &&
+         take_literal(&file, "-") && take_number(&file, UINT64_MAX, seq) && strcmp(file, ".m4s") == 0;
+}
+
 static int serve_file(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                       struct hls_rendition *r, const char *file) {
-  unsigned long long a, b;
-  char tail;
+  uint64_t a, b;
   struct parked t = {0};
   snprintf(t.channel, sizeof t.channel, "%s", hls_stream_channel(st));
   snprintf(t.rendition, sizeof t.rendition, "%s", r->desc.name);
-  if (sscanf(file, "init-%llu.mp4%c", &a, &tail) == 1) {
-    struct hls_blob *blob = a <= UINT32_MAX ? hls_rendition_init(r, (uint32_t)a) : NULL;
+  if (parse_init(file, &a)) {
+    struct hls_blob *blob = hls_rendition_init(r, (uint32_t)a);
     if (!blob) {
       error(req->wsi, 404, "no such init\n");
       return HTTP_DONE;
@@ -267,7 +384,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
     return HTTP_DONE;
   }
-  if (sscanf(file, "seg-%llu.m4s%c", &a, &tail) == 1) {
+  if (parse_segment(file, &a)) {
     struct hls_segment *s = hls_rendition_segment(r, a);
     if (s && s->complete && s->data) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
@@ -281,7 +398,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     t.msn = a;
     return park(req, srv, st, r, &t);
   }
-  if (sscanf(file, "part-%llu-%llu.m4s%c", &a, &b, &tail) == 2 && a <= UINT32_MAX) {
+  if (parse_part(file, &a, &b)) {
     struct hls_blob *blob = hls_rendition_part(r, (uint32_t)a, b);
     if (blob) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
@@ -381,6 +498,13 @@ void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct b
   for (int i = 0; i < cfg->channel_count; i++)
     buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", cfg->channels[i].name,
                saturated[i] ? 1 : 0);
+  buf_printf(out, "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
+                  "their address had hls.max_parked_per_address waiting (address), or the server had its "
+                  "bound waiting (server).\n"
+                  "# TYPE galarelay_hls_parked_refused_total counter\n"
+                  "galarelay_hls_parked_refused_total{reason=\"address\"} %" PRIu64 "\n"
+                  "galarelay_hls_parked_refused_total{reason=\"server\"} %" PRIu64 "\n",
+             refused_address, refused_global);
 }
 
 /* The hash key: random per start, so no client can pick addresses that
@@ -396,6 +520,7 @@ struct hls_server *hls_server_start(struct app *app) {
   struct hls_server *srv = hls_server_new(app->loop, app->cfg);
   if (!srv)
     return NULL;
+  addr_seed = viewers_seed();
   hls_viewers_free(viewers);
   viewers = hls_viewers_new(HLS_VIEWERS_CAPACITY, HLS_VIEWERS_WINDOW_MS, viewers_seed());
   if (!viewers)

@@ -11,8 +11,12 @@
  * Playlists: Cache-Control: no-cache; media: immutable, one year. Every
  * answer carries Access-Control-Allow-Origin: *. Blocking requests are
  * parked (http_park) and answered from the store's wake-ups, or after
- * hls.block_timeout with what there is. Bodies are refcounted blobs handed
- * to http_respond(), never copied per viewer. */
+ * hls.block_timeout with what there is. Parked requests are bounded per
+ * client address (hls.max_parked_per_address; an IPv6 /64 is one address)
+ * and in all: past either bound a blocking request is answered 503 with
+ * Retry-After at once. Query arguments other than _HLS_msn, _HLS_part and
+ * _HLS_skip are ignored, so they never make a request distinct. Bodies are
+ * refcounted blobs handed to http_respond(), never copied per viewer. */
 #ifndef GALARELAY_HLS_HTTP_H
 #define GALARELAY_HLS_HTTP_H
 
@@ -37,7 +41,9 @@ void hls_server_stop(struct hls_server *srv);
  * never fetched. *saturated (may be NULL): the count hit its bound. */
 uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *saturated);
 /* Prometheus lines for cfg's channels: galarelay_hls_viewers{channel} and
- * galarelay_hls_viewers_saturated{channel}. */
+ * galarelay_hls_viewers_saturated{channel}; and
+ * galarelay_hls_parked_refused_total{reason="address"|"server"} (the
+ * parked ones: galarelay_hls_parked_requests, hls_server_metrics). */
 void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out);
 
 /* The route handler (registered by hls_server_start; exposed for tests). */

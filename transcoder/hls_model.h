@@ -70,6 +70,7 @@ struct hls_rendition {
   struct hls_blob *playlist; /* rendered index.m3u8, NULL when stale */
   /* figures */
   uint64_t parts_in, parts_dropped, segments_done, bytes_in;
+  uint64_t segments_cut; /* closed without a keyframe: too long (hls_store.c) */
 };
 
 /* Store lookups for the HTTP side (loop thread). */

@@ -117,6 +117,10 @@ struct hls_server {
   int stream_count;
   bool stopping;
   int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+  /* the recording queue (record(), bounded: see HLS_RECORD_MAX_JOBS) */
+  int record_jobs;
+  size_t record_bytes;
+  uint64_t record_dropped;
 };
 
 /* ---- waiters ---- */
@@ -219,6 +223,7 @@ struct disk_job {
   char path[1100];
   char text[STATE_TEXT_MAX];
   struct hls_blob *blob; /* or text */
+  bool recording; /* a record_dir mirror write (counted in record_jobs) */
   bool fsync;
   uint64_t msn; /* state job: the MSN ceiling in text */
   bool ok;      /* written and renamed (set on the threadpool, read in disk_done) */
@@ -287,6 +292,10 @@ static void disk_done(uv_work_t *req, int status) {
   struct hls_stream *st = job->st;
   if (st && job->ok)
     st->msn_covered = job->msn + 1;
+  if (job->recording) {
+    srv->record_jobs--;
+    srv->record_bytes -= job->blob->len;
+  }
   hls_blob_unref(job->blob);
   free(job);
   srv->pending--;
@@ -482,17 +491,36 @@ static void reserve_save(struct hls_stream *st, uint64_t msn, uint64_t disc) {
     state_save(st);
 }
 
+/* The recording queue: mirror writes waiting for or running on the
+ * threadpool, each holding its segment's buffer. Bound: HLS_RECORD_MAX_JOBS
+ * writes and HLS_RECORD_MAX_BYTES bytes, over all channels. Drop policy:
+ * when a write would pass either, that file is not mirrored (the newest is
+ * dropped: what is queued is older and closer to being written), counted
+ * in galarelay_hls_record_dropped_total and logged; serving viewers from
+ * memory is never held back by a slow or failing disk. */
 static void record(struct hls_rendition *r, const char *name, struct hls_blob *blob) {
   struct hls_server *srv = r->stream->srv;
   if (!srv->params.record_dir[0] || !blob)
     return;
+  if (srv->record_jobs >= HLS_RECORD_MAX_JOBS || srv->record_bytes + blob->len > HLS_RECORD_MAX_BYTES) {
+    if (srv->record_dropped++ % 100 == 0) /* one line per hundred: the metric counts them all */
+      log_warn("hls", "recording queue full, not mirrored channel=%s rendition=%s file=%s queued=%d "
+               "dropped=%" PRIu64, r->stream->channel, r->desc.name, name, srv->record_jobs, srv->record_dropped);
+    return;
+  }
   struct disk_job *job = calloc(1, sizeof *job);
   if (!job)
     return;
   snprintf(job->path, sizeof job->path, "%s/%s/%s/%s", srv->params.record_dir, r->stream->channel,
            r->desc.name, name);
   job->blob = hls_blob_ref(blob);
-  disk_submit(srv, job);
+  job->recording = true;
+  srv->record_jobs++;
+  srv->record_bytes += blob->len;
+  if (!disk_submit(srv, job)) {
+    srv->record_jobs--;
+    srv->record_bytes -= blob->len;
+  }
 }
 
 /* Close the open segment and mirror it to disk. */
@@ -577,6 +605,39 @@ static void note_msn(struct hls_stream *st, uint64_t msn, uint64_t disc) {
     st->warned_uncovered = false;
 }
 
+static void invalidate_playlists(struct hls_stream *st) {
+  for (int i = 0; i < st->rend_count; i++) {
+    hls_blob_unref(st->rend[i]->playlist);
+    st->rend[i]->playlist = NULL;
+  }
+}
+
+/* A segment ends at a keyframe; a feed that sends none (a broken encoder,
+ * a hostile publisher on the passthrough rung) would grow one open segment
+ * without limit, in memory and in the playlist. Past HLS_SEGMENT_MAX_TARGETS
+ * segment targets or HLS_SEGMENT_MAX_BYTES it is closed as it is (it began
+ * with a keyframe, so it stays a valid independent segment) and the
+ * rendition drops parts until the next keyframe begins a segment: the same
+ * path as a part lost to the queue. Players see a complete segment, then a
+ * gap; no segment ever starts without a keyframe. */
+static bool segment_full(const struct hls_stream *st, const struct hls_segment *s,
+                         const struct hls_part_info *info, const struct hls_blob *part) {
+  double max_s = HLS_SEGMENT_MAX_TARGETS * st->cur_seg;
+  return s->duration + (double)info->duration_us / 1e6 > max_s + 1e-6 ||
+         s->bytes + part->len > HLS_SEGMENT_MAX_BYTES;
+}
+
+static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
+  struct hls_segment *s = hls_rendition_open(r);
+  log_warn("hls", "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
+           "(parts dropped until the next keyframe)", st->channel, r->desc.name, s->msn, s->duration, s->bytes);
+  r->skipping = true;
+  r->segments_cut++;
+  close_segment(r);
+  invalidate_playlists(st); /* their rendition reports changed */
+  wake(st->srv, &r->waiters, HLS_WAKE_CHANGE); /* a request for the segment is answered now */
+}
+
 static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
   struct hls_server *srv = st->srv;
   if (it->lost_before && !r->skipping && hls_rendition_open(r)) {
@@ -597,12 +658,14 @@ static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct q
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
+  } else if (segment_full(st, hls_rendition_open(r), &it->info, it->blob)) {
+    cut_segment(st, r);
+    r->parts_dropped++;
+    hls_blob_unref(it->blob);
+    return;
   }
   hls_rendition_add_part(r, &it->info, it->blob);
-  for (int i = 0; i < st->rend_count; i++) { /* their rendition reports changed */
-    hls_blob_unref(st->rend[i]->playlist);
-    st->rend[i]->playlist = NULL;
-  }
+  invalidate_playlists(st); /* their rendition reports changed */
   wake(srv, &r->waiters, HLS_WAKE_CHANGE);
 }
 
@@ -961,6 +1024,15 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
       buf_printf(out, "galarelay_hls_segments_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
                  st->channel, st->rend[j]->desc.name, st->rend[j]->segments_done);
   }
+  buf_puts(out, "# HELP galarelay_hls_segments_cut_total Segments closed without a keyframe to end them "
+                "(past hls segment_duration x 3 or 64 MiB); parts are then dropped until one comes.\n"
+                "# TYPE galarelay_hls_segments_cut_total counter\n");
+  for (int i = 0; i < srv->stream_count; i++) {
+    const struct hls_stream *st = srv->streams[i];
+    for (int j = 0; j < st->rend_count; j++)
+      buf_printf(out, "galarelay_hls_segments_cut_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
+                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_cut);
+  }
   buf_puts(out, "# TYPE galarelay_hls_bytes_total counter\n");
   for (int i = 0; i < srv->stream_count; i++) {
     const struct hls_stream *st = srv->streams[i];
@@ -989,4 +1061,11 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
   }
   buf_printf(out, "# TYPE galarelay_hls_parked_requests gauge\ngalarelay_hls_parked_requests %d\n",
              parked);
+  buf_printf(out, "# HELP galarelay_hls_record_queued Mirror writes to hls.record_dir queued or running.\n"
+                  "# TYPE galarelay_hls_record_queued gauge\ngalarelay_hls_record_queued %d\n"
+                  "# HELP galarelay_hls_record_dropped_total Segments and inits not mirrored to "
+                  "hls.record_dir: the recording queue was full (a slow or failing disk).\n"
+                  "# TYPE galarelay_hls_record_dropped_total counter\ngalarelay_hls_record_dropped_total %" PRIu64
+                  "\n",
+             srv->record_jobs, srv->record_dropped);
 }

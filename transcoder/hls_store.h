@@ -6,7 +6,10 @@
  * packagers (hls_packager.h) feed it parts from their worker threads, and
  * hls_stream_end() closes it. Each new timeline is a discontinuity.
  * Renditions keep a window of hls.window_segments complete segments (plus
- * the one being written), optionally mirrored to hls.record_dir.
+ * the one being written), optionally mirrored to hls.record_dir through a
+ * bounded queue of writes (HLS_RECORD_MAX_JOBS, HLS_RECORD_MAX_BYTES): a
+ * segment that finds it full is not mirrored, and counted
+ * (galarelay_hls_record_dropped_total), rather than wait or pile up.
  *
  * Crossing threads: packagers push finished parts into the stream's queue
  * (mutex + uv_async_send); the loop thread drains it into the window. The
@@ -39,6 +42,17 @@ struct hls_stream;
 
 #define HLS_MAX_RENDITIONS 12
 #define HLS_QUEUE_MAX 512 /* parts in flight per channel, worker -> loop */
+/* The recording queue (hls.record_dir mirror writes on the threadpool), all
+ * channels: past either bound a segment is not mirrored, and counted. */
+#ifndef HLS_RECORD_MAX_JOBS
+#define HLS_RECORD_MAX_JOBS 64
+#endif
+#define HLS_RECORD_MAX_BYTES (256u * 1024 * 1024)
+/* An open segment is closed without waiting for a keyframe past this many
+ * segment durations or bytes, and parts are dropped until the next
+ * keyframe (hls_store.c: segment_full). */
+#define HLS_SEGMENT_MAX_TARGETS 3
+#define HLS_SEGMENT_MAX_BYTES (64u * 1024 * 1024)
 /* MSNs reserved ahead of use in the state file (see hls_store.c): a restart
  * after a crash may skip up to this many; every MSN up to the one in use
  * + HLS_MSN_RESERVE / 2 is covered by the file once its last write landed. */

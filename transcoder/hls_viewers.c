@@ -7,6 +7,8 @@
  * never fills with dead keys however many addresses come and go. */
 #include "transcoder/hls_viewers.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +82,42 @@ static uint64_t mix64(uint64_t x) {
   return x;
 }
 
-uint64_t hls_viewers_hash(const struct hls_viewers *v, const char *addr) {
-  uint64_t h = 0xcbf29ce484222325ULL ^ v->seed; /* FNV-1a, keyed */
-  for (const unsigned char *p = (const unsigned char *)addr; *p; p++) {
-    h ^= *p;
+/* FNV-1a over n bytes, keyed by seed, then mixed. */
+static uint64_t keyed_hash(uint64_t seed, const unsigned char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
     h *= 0x100000001b3ULL;
   }
-  return mix64(h ^ v->seed);
+  return mix64(h ^ seed);
 }
+
+uint64_t hls_addr_key(uint64_t seed, const char *addr) {
+  /* One household or one host gets a whole IPv6 /64 and can pick any of its
+   * 2^64 addresses per request: only the prefix names the client. A tag
+   * byte keeps an IPv4 address, a /64 and a name apart. */
+  unsigned char key[1 + 16];
+  struct in6_addr a6;
+  struct in_addr a4;
+  if (inet_pton(AF_INET, addr, &a4) == 1) {
+    key[0] = 4;
+    memcpy(key + 1, &a4, 4);
+    return keyed_hash(seed, key, 5);
+  }
+  if (inet_pton(AF_INET6, addr, &a6) == 1) {
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) { /* ::ffff:192.0.2.1 is 192.0.2.1 */
+      key[0] = 4;
+      memcpy(key + 1, a6.s6_addr + 12, 4);
+      return keyed_hash(seed, key, 5);
+    }
+    key[0] = 6;
+    memcpy(key + 1, a6.s6_addr, 8);
+    return keyed_hash(seed, key, 9);
+  }
+  return keyed_hash(seed, (const unsigned char *)addr, strlen(addr)); /* "unknown" and the like */
+}
+
+uint64_t hls_viewers_hash(const struct hls_viewers *v, const char *addr) { return hls_addr_key(v->seed, addr); }
 
 /* The entry with this hash (NIL if none); *slot is where it is, or the
  * empty slot where it would go. The index is at most half full, so the

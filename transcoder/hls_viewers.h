@@ -2,7 +2,9 @@
  *
  * A viewer is a distinct client address (http_request.client_addr: the
  * peer, or the last X-Forwarded-For entry behind server.trusted_proxy)
- * that fetched anything under /hls/CHANNEL/ in the last window (30 s).
+ * that fetched anything under /hls/CHANNEL/ in the last window (30 s);
+ * an IPv6 client is its /64 (hls_addr_key), so one host cycling through
+ * the addresses of its prefix counts once.
  * Behind an edge cache most fetches never reach the origin, so the count
  * is of the edges' addresses and whoever bypasses them (docs/runbook.md).
  *
@@ -45,7 +47,11 @@ struct hls_viewers;
 struct hls_viewers *hls_viewers_new(uint32_t capacity, uint64_t window_ms, uint64_t seed);
 void hls_viewers_free(struct hls_viewers *v);
 
-/* The key of an address under this set's seed. */
+/* The key of a client address under a seed: an IPv4 address is one key
+ * ("::ffff:" mapped or not), an IPv6 address counts by its /64 (every
+ * address of one /64 is one viewer), anything else by its text. */
+uint64_t hls_addr_key(uint64_t seed, const char *addr);
+/* hls_addr_key under this set's seed. */
 uint64_t hls_viewers_hash(const struct hls_viewers *v, const char *addr);
 
 /* A fetch from the address whose hash is addr_hash. */

@@ -29,10 +29,24 @@ export async function launch() {
 }
 
 // A page that fails the test on any uncaught script error or dialog
-// (an alert() would mean injected HTML ran).
+// (an alert() would mean injected HTML ran), and on anything the pages'
+// Content-Security-Policy blocks: a blocked script, worker, media or
+// websocket breaks the page quietly, so every violation is reported from
+// inside the page (securitypolicyviolation, also from workers' owners) and
+// from Chromium's console line ("Refused to ...").
 export async function newPage(browser, { width = 1280, height = 800, problems } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, locale: 'zh-CN' });
+  await context.exposeBinding('__cspViolation', (_source, text) => problems?.push(`CSP violation: ${text}`));
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'} in ${e.documentURI}`);
+    });
+  });
   const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy|Refused to (load|connect|execute|create|frame|apply)/.test(msg.text()))
+      problems?.push(`CSP console: ${msg.text()}`);
+  });
   page.on('pageerror', (err) => problems?.push(`page error: ${err.message}`));
   page.on('dialog', async (d) => {
     problems?.push(`dialog: ${d.type()} ${d.message()}`);

@@ -115,7 +115,12 @@ async function post(page, text) {
 
 step('offline slate, then the player starts by itself and plays', ['video'], async () => {
   viewer = await newPage(browser, { width: 390, height: 844, problems });
-  await viewer.goto(`${BASE}/watch/${CHANNEL}`);
+  const page = await viewer.goto(`${BASE}/watch/${CHANNEL}`);
+  // the pages run under their own Content-Security-Policy (newPage reports
+  // whatever it blocks)
+  const csp = page.headers()['content-security-policy'] || '';
+  assert.match(csp, /frame-ancestors/);
+  assert.equal(page.headers()['x-content-type-options'], 'nosniff');
   await waitFor('offline slate', () => viewer.locator('#slate').isVisible());
   assert.match(await viewer.locator('#slate').textContent(), /还没有开播/);
   await viewer.screenshot({ path: join(OUT, 'watch-offline.png') });
@@ -291,6 +296,6 @@ step('the offline slate comes back when the publisher stops', ['video'], async (
   await viewer.screenshot({ path: join(OUT, 'watch-ended.png') });
 });
 
-test('no page error, no dialog', () => {
+test('no page error, no dialog, no CSP violation', () => {
   assert.deepEqual(problems, []);
 });

@@ -12,7 +12,8 @@ Through the edge:
   - the second fetch of a part is a cache HIT (X-Cache), a plain playlist
     request is never cached (BYPASS), the hinted part is answered when it
     completes;
-  - the chat websocket upgrade passes through.
+  - the chat websocket upgrade passes through, with the viewer's Origin
+    checked against the Host the edge forwards.
 nginx runs in the foreground as our child and is stopped by its PID.
 """
 import json
@@ -199,14 +200,16 @@ class EdgeNginx(unittest.TestCase):
         self.assertEqual(status, 200, self.nginx_errors())
         self.assertLess(time.monotonic() - t0, pl.part_target + 0.75)
         self.assertTrue(body)
-        # five viewers ask for the same next part at once: one origin request
+        # five viewers ask for the same next part at once: one origin request,
+        # also when each adds a cache-busting argument of its own (the key
+        # holds only the _HLS_ arguments the relay reads)
         _, _, pl = self.rendition_playlist()
         msn, part = pl.next_part()
         target = f"{url}?_HLS_msn={msn}&_HLS_part={part}"
         results = [None] * 5
 
         def ask(i):
-            results[i] = fetch(target)
+            results[i] = fetch(target if i == 0 else f"{target}&x={i}{time.monotonic_ns()}")
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(5)]
         for t in threads:
             t.start()
@@ -223,10 +226,10 @@ class EdgeNginx(unittest.TestCase):
         self.assertTrue((seg and len(seg[0].parts) > part) or any(s.msn > msn for s in answer.segments))
         self.assertLess(max(r[3] for r in results), pl.part_target + 0.75)
 
-    def test_5_chat_websocket_through_the_edge(self):
+    def upgrade_through_edge(self, origin):
         with socket.create_connection(("127.0.0.1", self.edge_port), timeout=5) as s:
             s.sendall((f"GET /chat/{CHANNEL} HTTP/1.1\r\nHost: 127.0.0.1:{self.edge_port}\r\n"
-                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Origin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
             head = b""
             while b"\r\n\r\n" not in head:
@@ -234,8 +237,16 @@ class EdgeNginx(unittest.TestCase):
                 if not chunk:
                     break
                 head += chunk
-            self.assertTrue(head.startswith(b"HTTP/1.1 101"), f"{head[:300]!r}\n{self.nginx_errors()}")
-            self.assertIn(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)
+            return head
+
+    def test_5_chat_websocket_through_the_edge(self):
+        # the page came from the edge: its Origin names the edge, and so does
+        # the Host the edge forwards
+        head = self.upgrade_through_edge(f"http://127.0.0.1:{self.edge_port}")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), f"{head[:300]!r}\n{self.nginx_errors()}")
+        self.assertIn(b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)
+        head = self.upgrade_through_edge("http://evil.example")
+        self.assertTrue(head.startswith(b"HTTP/1.1 403"), f"{head[:300]!r}\n{self.nginx_errors()}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "relay/app.h"
+#include "relay/buf.h"
 #include "relay/http.h"
 #include "transcoder/hls_http.h"
 #include "transcoder/hls_model.h"
@@ -21,7 +22,7 @@
 
 /* ---- fake relay/http ---- */
 
-#define MAX_WSI 32
+#define MAX_WSI 64
 struct fake_conn {
   int status; /* 0 = not answered */
   char type[64];
@@ -113,16 +114,21 @@ static int teardown(void **state) {
   return 0;
 }
 
-static struct fake_conn *get(struct fixture *f, const char *method, const char *path, const char *query,
-                             int *ret) {
+static struct fake_conn *get_from(struct fixture *f, const char *addr, const char *method, const char *path,
+                                  const char *query, int *ret) {
   int id = next_wsi++;
   assert_true(id < MAX_WSI);
   struct http_request req = {.app = &f->app, .wsi = (struct lws *)(intptr_t)id, .method = method,
-                             .path = path, .query = query ? query : "", .client_addr = "127.0.0.1"};
+                             .path = path, .query = query ? query : "", .client_addr = addr};
   int r = route(&req);
   if (ret)
     *ret = r;
   return &conns[id];
+}
+
+static struct fake_conn *get(struct fixture *f, const char *method, const char *path, const char *query,
+                             int *ret) {
+  return get_from(f, "127.0.0.1", method, path, query, ret);
 }
 
 static void begin(struct fixture *f, bool inits) {
@@ -228,6 +234,35 @@ static void test_media_and_files(void **state) {
   assert_string_equal(c->body, "<0:4><0:5><0:6><0:7>");
 }
 
+/* Media names are parsed strictly: one object, one URL. Every spelling
+ * that strtoul or sscanf would read as the same number is a 404. */
+static void test_strict_names(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 6); /* seg-0 complete, parts 0..5 of timeline 1 */
+  static const char *const ok[] = {"init-1.mp4", "seg-0.m4s", "part-1-5.m4s", "part-1-0.m4s"};
+  static const char *const bad[] = {
+      "seg-00.m4s", "seg-+0.m4s", "seg- 0.m4s", "seg-0x.m4s", "seg-0.m4sx", "seg-.m4s", "seg--0.m4s",
+      "seg-0.m4s ", "seg-\t0.m4s", "seg-18446744073709551616.m4s", "seg-99999999999999999999999.m4s",
+      "part-01-5.m4s", "part-1-05.m4s", "part-+1-5.m4s", "part-1-+5.m4s", "part-1- 5.m4s", "part- 1-5.m4s",
+      "part-1--5.m4s", "part-1-5x.m4s", "part-4294967297-5.m4s", "part-1-18446744073709551621.m4s",
+      "init-01.mp4", "init-+1.mp4", "init- 1.mp4", "init-1x.mp4", "init-4294967297.mp4",
+      "init-99999999999999999999999.mp4"};
+  char path[128];
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    snprintf(path, sizeof path, "/hls/gala/360p/%s", ok[i]);
+    assert_int_equal(get(f, "GET", path, NULL, NULL)->status, 200);
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(path, sizeof path, "/hls/gala/360p/%s", bad[i]);
+    int ret;
+    struct fake_conn *c = get(f, "GET", path, NULL, &ret);
+    if (c->status != 404)
+      fail_msg("%s: status %d, want 404", bad[i], c->status);
+    assert_int_equal(ret, HTTP_DONE);
+  }
+}
+
 static void test_blocking_reload(void **state) {
   struct fixture *f = *state;
   begin(f, true);
@@ -266,6 +301,26 @@ static void test_blocking_reload(void **state) {
   assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=x", NULL)->status, 400);
   /* the past: at once */
   assert_int_equal(get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=0&_HLS_part=0", NULL)->status, 200);
+}
+
+/* Arguments other than _HLS_msn/_HLS_part/_HLS_skip are ignored: a
+ * cache-busting ?x=random gets the answer the plain URL gets, parks like
+ * it, and is never a 400. */
+static void test_other_arguments_ignored(void **state) {
+  struct fixture *f = *state;
+  begin(f, true);
+  feed(f, 0, 6);
+  struct fake_conn *plain = get(f, "GET", "/hls/gala/360p/index.m3u8", NULL, NULL);
+  struct fake_conn *busted = get(f, "GET", "/hls/gala/360p/index.m3u8", "x=123&_HLS_=1&_hls_msn=9", NULL);
+  assert_int_equal(busted->status, 200);
+  assert_string_equal(busted->body, plain->body);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/part-1-5.m4s", "x=1", NULL)->status, 200);
+  assert_int_equal(get(f, "GET", "/hls/gala/360p/seg-0.m4s", "v=2", NULL)->status, 200);
+  int ret;
+  struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "x=1&_HLS_msn=1&y=&_HLS_part=2&_HLS_skip=YES", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  feed(f, 0, 1);
+  assert_int_equal(c->status, 200);
 }
 
 static void test_hinted_part(void **state) {
@@ -331,6 +386,62 @@ static void test_parked_bound(void **state) {
   (void)next;
 }
 
+/* hls.max_parked_per_address: one address (an IPv6 /64 as one) gets that
+ * many parked requests; the next is a 503 with Retry-After at once, while
+ * other addresses still park; a slot frees when one is answered or leaves. */
+static void test_parked_per_address(void **state) {
+  struct fixture *f = *state;
+  f->cfg.hls.max_parked_per_address = 3;
+  begin(f, true);
+  feed(f, 0, 2);
+  const char *pl = "/hls/gala/360p/index.m3u8", *wait = "_HLS_msn=0&_HLS_part=3";
+  int ret;
+  struct fake_conn *v4[3], *v6[3];
+  for (int i = 0; i < 3; i++) {
+    v4[i] = get_from(f, "192.0.2.1", "GET", pl, wait, &ret);
+    assert_int_equal(ret, HTTP_PARKED);
+  }
+  struct fake_conn *over = get_from(f, "192.0.2.1", "GET", "/hls/gala/360p/part-1-2.m4s", NULL, &ret);
+  assert_int_equal(ret, HTTP_DONE); /* a hinted part counts too */
+  assert_int_equal(over->status, 503);
+  assert_non_null(strstr(over->headers, "Retry-After: 1\r\n"));
+  assert_int_equal(get_from(f, "::ffff:192.0.2.1", "GET", pl, wait, &ret)->status, 503);
+  v6[0] = get_from(f, "2001:db8:0:1::1", "GET", pl, wait, &ret);
+  v6[1] = get_from(f, "2001:db8:0:1::2", "GET", pl, wait, &ret);
+  v6[2] = get_from(f, "2001:db8:0:1:ffff::3", "GET", pl, wait, &ret);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(v6[i]->status, 0);
+  assert_int_equal(get_from(f, "2001:db8:0:1::99", "GET", pl, wait, &ret)->status, 503);
+  struct fake_conn *other = get_from(f, "192.0.2.2", "GET", pl, wait, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+  v4[0]->on_close(v4[0]->close_arg); /* one leaves: its address may park one more */
+  struct fake_conn *again = get_from(f, "192.0.2.1", "GET", pl, wait, &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+
+  struct buf m;
+  buf_init(&m);
+  hls_http_metrics(f->app.hls, &f->cfg, &m);
+  hls_server_metrics(f->app.hls, &m);
+  assert_non_null(strstr(m.data, "galarelay_hls_parked_requests 7\n"));
+  assert_non_null(strstr(m.data, "galarelay_hls_parked_refused_total{reason=\"address\"} 3\n"));
+  buf_free(&m);
+
+  feed(f, 0, 2); /* every parked one is answered; the counters go back to zero */
+  for (int i = 1; i < 3; i++)
+    assert_int_equal(v4[i]->status, 200);
+  assert_int_equal(again->status, 200);
+  assert_int_equal(other->status, 200);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(v6[i]->status, 200);
+  for (int i = 0; i < 3; i++) {
+    get_from(f, "192.0.2.1", "GET", pl, "_HLS_msn=1&_HLS_part=3", &ret);
+    assert_int_equal(ret, HTTP_PARKED);
+  }
+  f->cfg.hls.max_parked_per_address = 0; /* 0: no bound but the server's */
+  get_from(f, "192.0.2.1", "GET", pl, "_HLS_msn=1&_HLS_part=3", &ret);
+  assert_int_equal(ret, HTTP_PARKED);
+}
+
 static void test_stop_answers_parked(void **state) {
   struct fixture *f = *state;
   begin(f, true);
@@ -348,10 +459,13 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_master, setup, teardown),
       cmocka_unit_test_setup_teardown(test_media_and_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_strict_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_blocking_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_other_arguments_ignored, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hinted_part, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timeout_and_leaving, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parked_bound, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_parked_per_address, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stop_answers_parked, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -522,12 +522,17 @@ static void test_layout_change_removes_rendition(void **state) {
   assert_int_equal(hls_stream_begin(f->st, &l), 0);
 }
 
-static void test_record_dir(void **state) {
-  struct fixture *f = *state;
+/* A server that mirrors to DIR/rec, with the standard layout begun. */
+static void begin_recording(struct fixture *f) {
   server_down(f);
   snprintf(f->cfg.hls.record_dir, sizeof f->cfg.hls.record_dir, "%s/rec", f->dir);
   server_up(f);
   begin_std(f);
+}
+
+static void test_record_dir(void **state) {
+  struct fixture *f = *state;
+  begin_recording(f);
   for (int k = 0; k < 6; k++)
     feed_part(f, 0, k, "ab");
   hls_stream_drain(f->st);
@@ -545,6 +550,88 @@ static void test_record_dir(void **state) {
   assert_int_equal(access(path, R_OK), 0);
   snprintf(path, sizeof path, "%s/state/hls-gala.state", f->dir);
   assert_int_equal(access(path, R_OK), 0);
+}
+
+/* The recording queue is bounded: with the loop not running, no write
+ * completes, so the queue fills; past HLS_RECORD_MAX_JOBS a segment is not
+ * mirrored and is counted, and once the queue drains segments are mirrored
+ * again. */
+static void test_record_queue_bound(void **state) {
+  struct fixture *f = *state;
+  begin_recording(f);
+  /* two inits (video, audio) and HLS_RECORD_MAX_JOBS + 4 closed segments */
+  int n = 4 * (HLS_RECORD_MAX_JOBS + 5);
+  for (int k = 0; k < n; k++)
+    feed_part(f, 0, k, "ab");
+  hls_stream_drain(f->st);
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  char want[96];
+  snprintf(want, sizeof want, "galarelay_hls_record_queued %d\n", HLS_RECORD_MAX_JOBS);
+  assert_non_null(strstr(b.data, want));
+  if (!strstr(b.data, "galarelay_hls_record_dropped_total 6\n"))
+    fail_msg("%s", b.data);
+  buf_free(&b);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* the queued writes land */
+  char path[256];
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, HLS_RECORD_MAX_JOBS - 3);
+  assert_int_equal(access(path, R_OK), 0); /* the last one queued */
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, HLS_RECORD_MAX_JOBS - 2);
+  assert_int_not_equal(access(path, R_OK), 0); /* the first one dropped */
+  for (int k = n; k < n + 8; k++) /* room again: mirrored */
+    feed_part(f, 0, k, "ab");
+  hls_stream_drain(f->st);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, n / 4);
+  assert_int_equal(access(path, R_OK), 0);
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_record_queued 0\n"));
+  assert_non_null(strstr(b.data, "galarelay_hls_record_dropped_total 6\n"));
+  buf_free(&b);
+}
+
+/* A feed without keyframes cannot grow a segment without limit: past
+ * HLS_SEGMENT_MAX_TARGETS segment durations the open segment is closed as
+ * it is, parts are dropped until a keyframe starts the next segment, and
+ * the cut is counted. */
+static void test_segment_without_keyframe_is_cut(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  int cap_parts = (int)(HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration / 0.5); /* 0.5 s parts */
+  for (int k = 0; k < cap_parts + 10; k++) { /* one keyframe, at the start */
+    struct hls_part_info info = {.timeline = f->timeline, .rendition = 0, .segment_start = k == 0,
+                                 .independent = k == 0, .start_us = k * 500000LL, .duration_us = 500000,
+                                 .pdt_ms = T0 + k * 500LL, .frames = 15};
+    f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("p", 1));
+  }
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_segment *s = hls_rendition_segment(r, 0);
+  assert_non_null(s);
+  assert_true(s->complete);
+  assert_int_equal(s->part_count, cap_parts);
+  assert_true(s->duration <= HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration + 1e-9);
+  assert_int_equal(s->data->len, cap_parts);
+  assert_null(hls_rendition_open(r));
+  assert_int_equal(r->parts_dropped, 10);
+  assert_int_equal(r->segments_cut, 1);
+  char *pl = render(r);
+  assert_non_null(strstr(pl, "#EXT-X-TARGETDURATION:6\n"));
+  free(pl);
+  /* the next keyframe starts the next segment */
+  struct hls_part_info key = {.timeline = f->timeline, .rendition = 0, .segment_start = true, .independent = true,
+                              .start_us = 20000000, .duration_us = 500000, .pdt_ms = T0 + 20000, .frames = 15};
+  f->sink.on_part(f->sink.opaque, &key, hls_blob_copy("k", 1));
+  hls_stream_drain(f->st);
+  assert_non_null(hls_rendition_open(r));
+  assert_int_equal(hls_rendition_open(r)->msn, 1);
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_segments_cut_total{channel=\"gala\",rendition=\"720p\"} 1\n"));
+  buf_free(&b);
 }
 
 static void test_pdt_format(void **state) {
@@ -579,6 +666,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_preload_hint_across_timelines, setup, teardown),
       cmocka_unit_test_setup_teardown(test_layout_change_removes_rendition, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_record_queue_bound, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_segment_without_keyframe_is_cut, setup, teardown),
       cmocka_unit_test(test_pdt_format),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };

@@ -42,6 +42,29 @@ static void test_distinct(void **state) {
   hls_viewers_free(v);
 }
 
+/* One host cannot inflate the count: every address of an IPv6 /64 is one
+ * viewer, and an IPv4 address is one viewer however it is written. */
+static void test_one_prefix_one_viewer(void **state) {
+  (void)state;
+  struct hls_viewers *v = hls_viewers_new(HLS_VIEWERS_CAPACITY, W, 7);
+  char addr[64];
+  for (int i = 0; i < 1000; i++) { /* one /64, a thousand addresses */
+    snprintf(addr, sizeof addr, "2001:db8:1:2:%x:%x::%x", i, i * 7, i + 1);
+    hls_viewers_seen(v, "gala", h(v, addr), 1000 + (uint64_t)i);
+  }
+  hls_viewers_seen(v, "gala", h(v, "2001:db8:1:2::1"), 3000);
+  assert_int_equal(hls_viewers_count(v, "gala", 3000, NULL), 1);
+  hls_viewers_seen(v, "gala", h(v, "2001:db8:1:3::1"), 3001); /* the next /64: another client */
+  hls_viewers_seen(v, "gala", h(v, "192.0.2.1"), 3002);
+  hls_viewers_seen(v, "gala", h(v, "::ffff:192.0.2.1"), 3003); /* the same IPv4 client */
+  hls_viewers_seen(v, "gala", h(v, "192.0.2.2"), 3004);
+  assert_int_equal(hls_viewers_count(v, "gala", 3005, NULL), 4);
+  assert_int_equal(h(v, "2001:db8:1:2::1"), h(v, "2001:DB8:1:2:ffff:ffff:ffff:ffff"));
+  assert_int_not_equal(h(v, "2001:db8:1:2::1"), h(v, "2001:db8:1:3::1"));
+  assert_int_not_equal(h(v, "unknown"), h(v, "192.0.2.1"));
+  hls_viewers_free(v);
+}
+
 static void test_expiry(void **state) {
   (void)state;
   struct hls_viewers *v = hls_viewers_new(HLS_VIEWERS_CAPACITY, W, 1);
@@ -195,7 +218,8 @@ static void test_channel_bound(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_distinct),         cmocka_unit_test(test_expiry),
+      cmocka_unit_test(test_distinct),         cmocka_unit_test(test_one_prefix_one_viewer),
+      cmocka_unit_test(test_expiry),
       cmocka_unit_test(test_saturation),       cmocka_unit_test(test_collisions),
       cmocka_unit_test(test_many_in_one_run),  cmocka_unit_test(test_channel_bound),
   };
