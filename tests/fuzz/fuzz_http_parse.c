@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "relay/http_xff.h"
+#include "tests/fuzz/fuzz_text.h"
 #include "transcoder/hls_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,13 +54,9 @@ static void fuzz_query(const char *text) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size < 1)
-    return 0;
-  char *text = malloc(size);
+  char *text = size ? fuzz_text(data + 1, size - 1) : NULL; /* data[0] picks the mode */
   if (!text)
     return 0;
-  memcpy(text, data + 1, size - 1);
-  text[size - 1] = '\0';
   switch (data[0] % 3) {
   case 0: fuzz_xff(text, (size_t)(data[0] / 3) % 65); break;
   case 1: fuzz_split(text); break;
