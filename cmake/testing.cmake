@@ -45,21 +45,25 @@ function(galarelay_fuzz_target name)
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
   target_link_libraries(${name} PRIVATE ${T_LIBS})
+  # libFuzzer writes new inputs into the first corpus folder: give it a
+  # scratch folder so the run never dirties the source tree. Emptied at
+  # each run: the same seed then replays the same run.
+  set(work ${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus)
   set(corpus_args)
   if(T_CORPUS)
-    # libFuzzer writes new inputs into the first corpus folder: give it a
-    # scratch copy so the run never dirties the source tree.
-    set(work ${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus)
     set(corpus_args ${work} ${T_CORPUS})
   endif()
   # -seed=0 is libFuzzer's "pick one at random"; it prints the one it took.
   add_test(NAME ${name}
            COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
                    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-                   sh -c "mkdir -p '${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus' && exec \"$0\" -seed=\"\${GALARELAY_FUZZ_SEED:-0}\" \"$@\""
+                   sh -c "rm -rf '${work}' && mkdir -p '${work}' && exec \"$0\" -seed=\"\${GALARELAY_FUZZ_SEED:-0}\" \"$@\""
                    $<TARGET_FILE:${name}> -max_total_time=${GALARELAY_FUZZ_SECONDS} -max_len=65536
                    -rss_limit_mb=2048 -print_final_stats=1 ${corpus_args})
-  set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 300)
+  # The corpus runs first: room for it, and for a slow machine, past the
+  # fuzzing time.
+  math(EXPR timeout "${GALARELAY_FUZZ_SECONDS} + 240")
+  set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT ${timeout})
 endfunction()
 
 function(galarelay_script_test name)
