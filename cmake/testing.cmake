@@ -3,9 +3,12 @@
 #
 #   galarelay_unit_test(NAME SOURCES a.c ... LIBS lib ...)
 #       a cmocka executable, run by ctest with label "unit".
-#   galarelay_fuzz_target(NAME SOURCES fuzz.c parser.c ... LIBS ... [CORPUS dir] [RUNS n])
-#       a libFuzzer executable built with clang; ctest runs it for a fixed
-#       number of iterations (label "fuzz"). The parser's own sources are
+#   galarelay_fuzz_target(NAME SOURCES fuzz.c parser.c ... LIBS ... [CORPUS dir])
+#       a libFuzzer executable built with clang (ASan + UBSan, any UBSan
+#       report fatal); ctest runs its committed corpus, then fuzzes for
+#       GALARELAY_FUZZ_SECONDS (label "fuzz") from a random seed that it
+#       prints ("Seed: N"); GALARELAY_FUZZ_SEED=N in the environment
+#       replays that seed (docs/HACKING.md). The parser's own sources are
 #       listed so they get coverage instrumentation.
 #   galarelay_script_test(NAME COMMAND ... [LABELS l] [TIMEOUT s])
 #       an integration/browser test driven by a script.
@@ -25,31 +28,42 @@ function(galarelay_unit_test name)
   set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
 endfunction()
 
+# Seconds each fuzz target fuzzes in the suite: CI runs it on two cores,
+# ten targets at most.
+set(GALARELAY_FUZZ_SECONDS 20 CACHE STRING "Seconds of fuzzing per fuzz target in ctest")
+
 function(galarelay_fuzz_target name)
-  cmake_parse_arguments(T "" "CORPUS;RUNS" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "" "CORPUS" "SOURCES;LIBS" ${ARGN})
   if(NOT GALARELAY_FUZZ)
     return()
   endif()
-  if(NOT T_RUNS)
-    set(T_RUNS 20000)
-  endif()
   add_executable(${name} ${T_SOURCES})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR})
-  target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  # UBSan recovers by default: it would print its report and fuzzing would
+  # go on to a passing test. Every UBSan finding aborts, so libFuzzer
+  # reports a crash and saves the input.
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
   target_link_libraries(${name} PRIVATE ${T_LIBS})
+  # libFuzzer writes new inputs into the first corpus folder: give it a
+  # scratch folder so the run never dirties the source tree. Emptied at
+  # each run: the same seed then replays the same run.
+  set(work ${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus)
   set(corpus_args)
   if(T_CORPUS)
-    # libFuzzer writes new inputs into the first corpus folder: give it a
-    # scratch copy so the run never dirties the source tree.
-    set(work ${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus)
     set(corpus_args ${work} ${T_CORPUS})
   endif()
+  # -seed=0 is libFuzzer's "pick one at random"; it prints the one it took.
   add_test(NAME ${name}
            COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
-                   sh -c "mkdir -p '${CMAKE_CURRENT_BINARY_DIR}/${name}-corpus' && exec \"$0\" \"$@\""
-                   $<TARGET_FILE:${name}> -runs=${T_RUNS} -seed=1 -max_len=65536 -rss_limit_mb=2048 ${corpus_args})
-  set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 300)
+                   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+                   sh -c "rm -rf '${work}' && mkdir -p '${work}' && exec \"$0\" -seed=\"\${GALARELAY_FUZZ_SEED:-0}\" \"$@\""
+                   $<TARGET_FILE:${name}> -max_total_time=${GALARELAY_FUZZ_SECONDS} -max_len=65536
+                   -rss_limit_mb=2048 -print_final_stats=1 ${corpus_args})
+  # The corpus runs first: room for it, and for a slow machine, past the
+  # fuzzing time.
+  math(EXPR timeout "${GALARELAY_FUZZ_SECONDS} + 240")
+  set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT ${timeout})
 endfunction()
 
 function(galarelay_script_test name)

@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "relay/app.h"
+#include "relay/http_xff.h"
 #include "relay/log.h"
 #include "relay/memguard.h"
 
@@ -263,17 +264,7 @@ void http_client_addr(struct lws *wsi, const char *trusted_proxy, char *out, siz
   if (!trusted_proxy || !*trusted_proxy || strcmp(trusted_proxy, out) ||
       lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) <= 0)
     return;
-  const char *last = strrchr(xff, ',');
-  last = last ? last + 1 : xff;
-  while (*last == ' ' || *last == '\t')
-    last++;
-  size_t n = strlen(last);
-  while (n && (last[n - 1] == ' ' || last[n - 1] == '\t'))
-    n--;
-  if (n && n < len) {
-    memcpy(out, last, n);
-    out[n] = '\0';
-  }
+  http_xff_last(xff, out, len); /* none usable: the proxy's address stays */
 }
 
 /* The authority of an http(s) origin into out, without the scheme's default

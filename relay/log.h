@@ -2,7 +2,12 @@
  *
  * Safe to call from any thread: each line is formatted into a local buffer
  * and written with a single write(2), so lines from the transcoder and
- * archive threads never interleave with the loop thread's. */
+ * archive threads never interleave with the loop thread's.
+ *
+ * A message may carry what clients sent (names, ids, paths) through %s:
+ * the whole line is escaped before it is written (control bytes as \n,
+ * \t, \xNN; bytes that are not UTF-8 as \xNN; valid UTF-8 as it is), so
+ * nothing a client sends can start a line of its own or hide one. */
 #ifndef GALARELAY_LOG_H
 #define GALARELAY_LOG_H
 

@@ -139,6 +139,16 @@ static void begin_stop(struct daemon *d, const char *why) {
 
 /* ---- reload ------------------------------------------------------------- */
 
+/* A refused reload: each error on its own line (FILE:LINE: what is
+ * wrong), then why the running config stays. */
+static void reload_refused(struct daemon *d, struct config_errors *errs, const char *why) {
+  char *save = NULL;
+  for (char *line = strtok_r(errs->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+    log_error("config", "%s", line);
+  log_error("main", "reload failed: kept the running config errors=%d why=%s", errs->count, why);
+  d->app.config_reload_failures++;
+}
+
 static void reload(struct daemon *d) {
   if (!d->config_path) {
     log_info("main", "reload skipped: running on built-in defaults (no -c FILE)");
@@ -152,12 +162,7 @@ static void reload(struct daemon *d) {
     return;
   }
   if (config_load(next, d->config_path, &errs) < 0) {
-    /* Keep serving on the old config; say exactly why. */
-    char *save = NULL;
-    for (char *line = strtok_r(errs.text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-      log_error("config", "%s", line);
-    log_error("main", "reload failed: kept the running config errors=%d", errs.count);
-    d->app.config_reload_failures++;
+    reload_refused(d, &errs, "invalid"); /* keep serving on the old config */
     free(next);
     return;
   }
@@ -169,6 +174,16 @@ static void reload(struct daemon *d) {
   next->server.http_listen = d->cfg->server.http_listen;
   next->server.rtmp_listen = d->cfg->server.rtmp_listen;
   memcpy(next->server.state_dir, d->cfg->server.state_dir, sizeof next->server.state_dir);
+  /* The file was validated against its own listen lines, which apply only
+   * at restart: judge it again against the listeners that are bound, or a
+   * file saying 127.0.0.1 would bring the public demo secrets to a daemon
+   * that listens on every interface. */
+  memset(&errs, 0, sizeof errs);
+  if (config_validate(next, &errs) < 0) {
+    reload_refused(d, &errs, "demo-secrets-beyond-loopback");
+    free(next);
+    return;
+  }
 
   struct config *old = d->cfg;
   d->cfg = next;

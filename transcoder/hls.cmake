@@ -12,6 +12,7 @@ add_library(galarelay_hls STATIC
   ${CMAKE_CURRENT_LIST_DIR}/hls_store.c
   ${CMAKE_CURRENT_LIST_DIR}/hls_playlist.c
   ${CMAKE_CURRENT_LIST_DIR}/hls_http.c
+  ${CMAKE_CURRENT_LIST_DIR}/hls_url.c
   ${CMAKE_CURRENT_LIST_DIR}/hls_viewers.c)
 target_include_directories(galarelay_hls PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_hls PUBLIC galarelay_core galarelay_config PkgConfig::FFMPEG

@@ -17,6 +17,7 @@
 #include "relay/http.h"
 #include "relay/log.h"
 #include "transcoder/hls_model.h"
+#include "transcoder/hls_url.h"
 #include "transcoder/hls_viewers.h"
 
 #define CORS "Access-Control-Allow-Origin: *\r\n"
@@ -63,7 +64,7 @@ struct parked {
   struct hls_server *srv;
   struct lws *wsi;
   enum park_kind kind;
-  char channel[96]; /* as long as a path part (hls_http_handle) */
+  char channel[HLS_URL_PART]; /* as long as a path part (hls_url_split) */
   char rendition[32];
   uint64_t msn;      /* PLAYLIST, SEGMENT */
   int part;          /* PLAYLIST: -1 = whole segment */
@@ -252,45 +253,10 @@ static int park(struct http_request *req, struct hls_server *srv, struct hls_str
   return HTTP_PARKED;
 }
 
-/* "_HLS_msn=12&_HLS_part=3": -1 where absent, -2 where malformed. lws
- * hands the arguments over joined by ',' rather than '&': both separate. */
-static void parse_query(const char *q, int64_t *msn, int64_t *part) {
-  *msn = *part = -1;
-  while (q && *q) {
-    const char *amp = q + strcspn(q, "&,");
-    if (!*amp)
-      amp = NULL;
-    size_t len = amp ? (size_t)(amp - q) : strlen(q);
-    int64_t *dst = NULL;
-    size_t klen = 0;
-    if (len > 9 && strncmp(q, "_HLS_msn=", 9) == 0) {
-      dst = msn;
-      klen = 9;
-    } else if (len > 10 && strncmp(q, "_HLS_part=", 10) == 0) {
-      dst = part;
-      klen = 10;
-    }
-    if (dst) {
-      char num[24];
-      size_t n = len - klen;
-      char *end;
-      if (n >= sizeof num) {
-        *dst = -2;
-      } else {
-        memcpy(num, q + klen, n);
-        num[n] = 0;
-        long long v = strtoll(num, &end, 10);
-        *dst = (*end || n == 0 || v < 0 || v > (1LL << 52)) ? -2 : v;
-      }
-    }
-    q = amp ? amp + 1 : NULL;
-  }
-}
-
 static int serve_playlist(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                           struct hls_rendition *r) {
   int64_t msn, part;
-  parse_query(req->query, &msn, &part);
+  hls_url_query(req->query, &msn, &part);
   if (msn == -2 || part == -2 || (part >= 0 && msn < 0)) {
     error(req->wsi, 400, "bad _HLS_msn/_HLS_part\n");
     return HTTP_DONE;
@@ -434,19 +400,8 @@ int hls_http_handle(struct http_request *req) {
     error(req->wsi, 404, "not found\n");
     return HTTP_DONE;
   }
-  char parts[3][96];
-  int n = 0;
-  for (const char *p = path + 5; *p && n < 4;) {
-    const char *slash = strchr(p, '/');
-    size_t len = slash ? (size_t)(slash - p) : strlen(p);
-    if (len == 0 || len >= sizeof parts[0] || n == 3) {
-      n = 4;
-      break;
-    }
-    memcpy(parts[n], p, len);
-    parts[n++][len] = 0;
-    p = slash ? slash + 1 : p + len;
-  }
+  char parts[3][HLS_URL_PART];
+  int n = hls_url_split(path + 5, parts);
   struct hls_stream *st = n >= 2 && n <= 3 ? hls_stream_find(srv, parts[0]) : NULL;
   if (st && viewers && req->client_addr) /* a known channel: its names are bounded */
     hls_viewers_seen(viewers, parts[0], hls_viewers_hash(viewers, req->client_addr),
