@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
-# chat_bench: live comments under load (issue 5), galarelay side by side with
-# a minimal Node.js `ws` broadcast server (bench/chat_node_server.mjs) in the
-# same run, both driven from a separate process (bench/chat_load.c) on
-# loopback.
+# chat_bench: live comments under load, galarelay side by side with its peers
+# in the same run on the same machine, all driven the same way from a
+# separate process (bench/chat_load.c) on loopback:
+#   galarelay      the daemon, viewer_events_per_sec = 0 and the rate limits
+#                  raised so that every comment goes to every viewer;
+#   node-batched   Node.js `ws` batching as galarelay does: one batch per
+#                  50 ms tick encoded once, one frame per member
+#                  (bench/chat_node_batched.mjs); the ratios are against it;
+#   go             Go on gorilla/websocket, a hub goroutine, a reader and a
+#                  writer goroutine per client, the same 50 ms batches
+#                  (bench/chat_go_server/main.go, built here with Debian's
+#                  golang-go and golang-github-gorilla-websocket-dev, offline);
+#   node           Node.js `ws` unbatched: one frame per comment per member
+#                  (bench/chat_node_server.mjs).
 #
 #   bench/chat_bench.sh [BUILD_DIR]          # default BUILD_DIR: build/
 #   VIEWERS=10000 RATE=200 bench/chat_bench.sh build
 #
 # Environment: VIEWERS (1000), POSTERS (20), RATE (comments/s in total, 200),
-# DURATION (s, 20), SERVERS ("galarelay node": which to run), SETTLE (s
+# DURATION (s, 20), SERVERS ("galarelay node-batched go node": which to run,
+# in this order), SETTLE (s
 # idle before the storm, 3), DRAIN (s, 2: at least this long after the last
 # comment, and on while a server still delivers its backlog, up to
 # DRAIN_MAX, 30);
 # SERVER_CPUS / CLIENT_CPUS: optional taskset CPU lists; KEEP=1 keeps the
-# temp folder (configs, logs, JSON); SMOKE=1: a tiny run for ctest (50
-# viewers, 2 posters, 20/s, 3 s) that fails when a run fails;
+# temp folder (configs, logs, JSON); BASE_SETTLE (s, 2: idle after a
+# server's start before its base RSS is read); SMOKE=1: a tiny run for
+# ctest (50 viewers, 2 posters, 20/s, 3 s, SERVERS "galarelay node" as
+# before: each server adds ~8 s, the new peers would take it past 20 s; set
+# SERVERS to smoke-test them) that fails when a run fails;
 # CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building.
 #
-# Per server it reports what chat_load measured: delivered events/s, latency
-# send → receipt at the viewers (p50/p99/max), the server's CPU seconds
-# (utime+stime from /proc/PID/stat) over the storm and the drain, events per
+# Per server it reports what chat_load measured: delivered events (and the
+# ratio to sent x viewers), latency send → receipt at the viewers
+# (p50/p99/max), the server's CPU seconds (utime+stime of the server's own
+# PID from /proc/PID/stat, the same window for every server: the storm and
+# the drain), CPU microseconds per delivered event and events per
 # CPU-second, and VmRSS before any connection, with every viewer idle, and
-# at the storm's peak. Then the ratios and the issue's goals.
+# at the storm's peak (KiB per idle viewer). Then each server's ratios
+# against node-batched, and the goals.
 #
-# Exit: 0 when both runs completed (goals are reported, not enforced), 1 when
-# a run failed, 77 when node or bench/node_modules is missing (ctest: skip).
+# Exit: 0 when every run completed (goals are reported, not enforced), 1
+# when a run failed, 77 when node, bench/node_modules or (with go in
+# SERVERS) go or gorilla/websocket is missing (ctest: skip, with the reason
+# on stderr).
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +52,9 @@ build=${1:-$src/build}
 if [[ ${SMOKE:-0} == 1 ]]; then
   VIEWERS=${VIEWERS:-50} POSTERS=${POSTERS:-2} RATE=${RATE:-20} DURATION=${DURATION:-3}
   SETTLE=${SETTLE:-1} DRAIN=${DRAIN:-1}
+  SERVERS=${SERVERS:-galarelay node}
 fi
+BASE_SETTLE=${BASE_SETTLE:-2}
 VIEWERS=${VIEWERS:-1000}
 POSTERS=${POSTERS:-20}
 RATE=${RATE:-200}
@@ -41,7 +62,7 @@ DURATION=${DURATION:-20}
 SETTLE=${SETTLE:-3}
 DRAIN=${DRAIN:-2}
 DRAIN_MAX=${DRAIN_MAX:-30}
-SERVERS=${SERVERS:-galarelay node}
+SERVERS=${SERVERS:-galarelay node-batched go node}
 
 say() { echo "chat_bench: $*" >&2; }
 
@@ -49,6 +70,12 @@ command -v node >/dev/null || { say "node is not installed"; exit 77; }
 if [[ ! -f $src/bench/node_modules/ws/package.json ]]; then
   say "installing bench/node_modules (npm ci)"
   (cd "$src/bench" && npm ci --prefer-offline --no-audit --no-fund >&2) || { say "npm ci failed"; exit 77; }
+fi
+
+gorilla=/usr/share/gocode/src/github.com/gorilla/websocket
+if [[ " $SERVERS " == *" go "* ]]; then
+  command -v go >/dev/null || { say "go is not installed (golang-go; scripts/bootstrap.sh)"; exit 77; }
+  [[ -d $gorilla ]] || { say "$gorilla is missing (golang-github-gorilla-websocket-dev)"; exit 77; }
 fi
 
 source "$src/bench/lib.sh"
@@ -75,7 +102,7 @@ run_load() { # run_load LABEL PORT PID
   say "$label: $VIEWERS viewers, $POSTERS posters, $RATE comments/s for $DURATION s"
   pin "${CLIENT_CPUS:-}" "$CHAT_LOAD" --url "ws://127.0.0.1:$port/chat/gala" --viewers "$VIEWERS" \
     --posters "$POSTERS" --rate "$RATE" --duration "$DURATION" --settle "$SETTLE" --drain "$DRAIN" \
-    --drain-max "$DRAIN_MAX" \
+    --drain-max "$DRAIN_MAX" --base-settle "$BASE_SETTLE" \
     --pid "$pid" --label "$label" --json "$tmp/$label.json" >/dev/null || rc=$?
   if (( rc != 0 )); then say "$label: chat_load exited $rc"; fi
   return $rc
@@ -132,72 +159,58 @@ fi
 stop_pid "$gpid"
 fi
 
-# ---- the Node.js ws server, same load
-if [[ " $SERVERS " == *" node "* ]]; then
-nport=$(free_port)
-serve "${SERVER_CPUS:-}" node "$src/bench/chat_node_server.mjs" "$nport" >"$tmp/node.log" 2>&1 &
-npid=$!
-pids+=("$npid")
-for i in $(seq 100); do
-  if grep -q '^listening' "$tmp/node.log" 2>/dev/null; then break; fi
-  if ! kill -0 "$npid" 2>/dev/null || (( i == 100 )); then
-    say "node server did not come up:"; cat "$tmp/node.log" >&2; exit 1
+# ---- the peers, same load, one after the other: start_peer LABEL CMD...
+# runs CMD (which prints "listening PORT" when ready) on a free port given
+# as its first argument, then the load, then stops it.
+start_peer() {
+  local label=$1; shift
+  local port pid
+  port=$(free_port)
+  serve "${SERVER_CPUS:-}" "$@" "$port" >"$tmp/$label.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for i in $(seq 100); do
+    if grep -q '^listening' "$tmp/$label.log" 2>/dev/null; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null || (( i == 100 )); then
+      say "$label server did not come up:"; cat "$tmp/$label.log" >&2; failed=1; return 0
+    fi
+    sleep 0.1
+  done
+  run_load "$label" "$port" "$pid" || failed=1
+  if ! kill -0 "$pid" 2>/dev/null; then
+    say "$label died during the run:"; tail -20 "$tmp/$label.log" >&2; failed=1
   fi
-  sleep 0.1
-done
-run_load node "$nport" "$npid" || failed=1
-stop_pid "$npid"
-fi
+  stop_pid "$pid"
+}
 
-# ---- side by side
-if [[ -f $tmp/galarelay.json && -f $tmp/node.json ]]; then
-  node - "$tmp/galarelay.json" "$tmp/node.json" <<'EOF'
-const fs = require('fs');
-const [a, b] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
-const rows = [
-  ['viewers connected', (r) => `${r.viewers}/${r.viewers_wanted}`],
-  ['posters, comments/s', (r) => `${r.posters}, ${r.rate}`],
-  ['storm + drain s', (r) => `${r.duration_s.toFixed(1)} + ${r.drain_s.toFixed(1)}`],
-  ['comments sent / acked', (r) => `${r.sent} / ${r.acks}`],
-  ['error replies (rate_limited)', (r) => `${r.error_replies} (${r.rate_limited})`],
-  ['events delivered', (r) => `${r.events}`],
-  ['  of expected (sent x viewers)', (r) => `${(100 * r.delivered_ratio).toFixed(1)} %`],
-  ['events/s delivered', (r) => r.events_per_s.toFixed(0)],
-  ['frames received', (r) => `${r.frames}`],
-  ['latency p50 ms', (r) => r.lat_p50_ms.toFixed(1)],
-  ['latency p90 ms', (r) => r.lat_p90_ms.toFixed(1)],
-  ['latency p99 ms', (r) => r.lat_p99_ms.toFixed(1)],
-  ['latency max ms', (r) => r.lat_max_ms.toFixed(1)],
-  ['server CPU s (storm+drain)', (r) => r.server_cpu_s.toFixed(2)],
-  ['server CPU s (connect+idle)', (r) => r.server_cpu_idle_s.toFixed(2)],
-  ['events per CPU-second', (r) => r.events_per_cpu_s.toFixed(0)],
-  ['RSS before connections MiB', (r) => (r.server_rss_base_kb / 1024).toFixed(1)],
-  ['RSS all viewers idle MiB', (r) => (r.server_rss_idle_kb / 1024).toFixed(1)],
-  ['RSS storm peak MiB', (r) => (r.server_rss_storm_peak_kb / 1024).toFixed(1)],
-  ['RSS per idle viewer KiB', (r) => r.rss_per_idle_viewer_kb.toFixed(2)],
-  ['connect time s', (r) => r.connect_s.toFixed(1)],
-  ['errors conn/hs/closed/proto', (r) => `${r.connect_errors}/${r.handshake_errors}/${r.closed_by_server}/${r.protocol_errors}`],
-  ['load client CPU s (storm)', (r) => r.client_cpu_s.toFixed(2)],
-];
-const w = 34;
-console.log(`${'chat bench'.padEnd(w)}${'galarelay'.padStart(14)}${'node ws'.padStart(14)}`);
-for (const [name, f] of rows) console.log(`${name.padEnd(w)}${f(a).padStart(14)}${f(b).padStart(14)}`);
-const ratio = b.events_per_cpu_s > 0 ? a.events_per_cpu_s / b.events_per_cpu_s : Infinity;
-const rssRatio = a.rss_per_idle_viewer_kb > 0 ? b.rss_per_idle_viewer_kb / a.rss_per_idle_viewer_kb : Infinity;
-console.log('');
-console.log(`events per CPU-second, galarelay / node: ${ratio.toFixed(2)}x`);
-console.log(`RSS per idle viewer, node / galarelay:   ${rssRatio.toFixed(2)}x`);
-const goal = (ok, text) => console.log(`goal ${ok ? 'met   ' : 'MISSED'} ${text}`);
-console.log('');
-goal(a.lat_p99_ms >= 0 && a.lat_p99_ms < 150, `p99 < 150 ms: ${a.lat_p99_ms.toFixed(1)} ms (at ${a.viewers} viewers, ${a.rate}/s; the goal is set at 10000 viewers, 200/s)`);
-goal(a.rss_per_idle_viewer_kb < 16, `RSS per idle viewer < 16 KiB: ${a.rss_per_idle_viewer_kb.toFixed(2)} KiB`);
-goal(ratio >= 5, `>= 5x node's events per CPU-second: ${ratio.toFixed(2)}x`);
-EOF
-else
-  for f in "$tmp"/*.json; do [[ -f $f ]] && cat "$f"; done
-  if [[ " $SERVERS " == *" galarelay "* && " $SERVERS " == *" node "* ]]; then
-    say "no side-by-side table: a run produced no report"
-    failed=1
+for peer in $SERVERS; do
+  case $peer in
+  galarelay) ;;
+  node-batched) start_peer node-batched node "$src/bench/chat_node_batched.mjs" ;;
+  node) start_peer node node "$src/bench/chat_node_server.mjs" ;;
+  go)
+    # Debian packages Go libraries as GOPATH sources: no module download
+    say "building bench/chat_go_server (GOPATH=/usr/share/gocode, offline)"
+    if ! GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$tmp/gocache" GOFLAGS= GOPROXY=off \
+      go build -o "$tmp/chat_go_server" "$src/bench/chat_go_server/main.go" >&2; then
+      say "go build failed"; failed=1; continue
+    fi
+    start_peer go "$tmp/chat_go_server"
+    ;;
+  *) say "unknown server in SERVERS: $peer"; failed=1 ;;
+  esac
+done
+
+# ---- side by side: every row, ratios against node-batched
+reports=()
+for peer in $SERVERS; do
+  if [[ -f $tmp/$peer.json ]]; then
+    reports+=("$tmp/$peer.json")
+  else
+    say "$peer: no report"; failed=1
   fi
+done
+if (( ${#reports[@]} > 0 )); then
+  node "$src/bench/chat_table.mjs" "${reports[@]}"
 fi
 exit $failed

@@ -8,8 +8,12 @@ Black-box, one machine, one clock. It starts the daemon on free loopback
 ports with a temporary config (default part 0.333 s, segment 2 s; ladder
 `[rung 360p] height=360 video_bitrate=800 preset=veryfast` and
 `[rung 240p] height=240 video_bitrate=400 preset=veryfast`, the source
-passed through above them) and an ffmpeg publisher in real time (-re):
-1280x720 30 fps testsrc2 + a sine tone, x264 veryfast zerolatency -g 60.
+passed through above them) and a publisher in real time: ffmpeg (-re)
+encodes 1280x720 30 fps testsrc2 with the wall clock and frame number
+drawn in, + a sine tone, x264 veryfast zerolatency -g 60, into FLV on a
+pipe, and this script sends the FLV tags over RTMP itself, logging the
+wall time at which it handed each keyframe to the socket. That log is the
+reference clock, outside the daemon.
 
 1. Playlist latency. One follower per media playlist of the master
    (source, each rung, audio where it has its own), all at once, each
@@ -30,18 +34,24 @@ passed through above them) and an ffmpeg publisher in real time (-re):
    one new part means the follower fell behind: those parts count, with an
    upper-bound latency, and are reported as "late".
 
-2. Player latency (needs node, tests/node_modules/playwright-core and
+2. The reference clock. Every EXT-X-PROGRAM-DATE-TIME in each media
+   playlist is compared with the publisher's send time of the keyframe
+   that starts the segment: offset = PDT - sent, reported per rendition
+   (p50, min, max); more than --pdt-tolerance (50 ms) away fails the run,
+   since every latency here is measured from PDT.
+
+3. Player latency (needs node, tests/node_modules/playwright-core and
    /usr/bin/chromium; skipped with a note when missing): headless Chromium
    on /watch/gala, where the page's hls.js runs in low-latency mode
    (web/js/player.js). Once playing, every second for --player-seconds:
-   Date.now() - hls.playingDate (the program date of the frame on screen,
-   i.e. RTMP arrival to display), hls.latency and hls.targetLatency
+   Date.now() - hls.playingDate (the program date of the frame on screen;
+   with PDT checked in 2, glass-to-glass: publisher sent to display),
+   hls.latency and hls.targetLatency
    (bench/hls_latency_player.mjs).
 
 Prints the figures; exits 0 when the run completed (goals are reported,
-not enforced), 1 when it could not run. Not part of ctest.
+not enforced), 1 when it could not run or PDT is off the publisher's clock. Not part of ctest.
 """
-import argparse
 import datetime
 import json
 import math
@@ -60,7 +70,9 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 import daemon as daemon_mod  # noqa: E402
 import drill_common as dc  # noqa: E402
+from bench_daemon import arguments, finish  # noqa: E402
 from hls_check import MediaPlaylist  # noqa: E402
+from test_rtmp_lib import Client  # noqa: E402
 
 CHANNEL = dc.CHANNEL
 KEY = "latency-bench-key"
@@ -88,15 +100,94 @@ def pct(values, p):
     return s[k]
 
 
-def publisher(rtmp_url, log_path):
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-           "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
-           "-f", "flv", f"{rtmp_url}/{KEY}"]
-    logf = open(log_path, "wb")
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+
+
+class ClockPublisher(threading.Thread):
+    """The feed and the reference clock, outside the daemon. ffmpeg encodes
+    in real time (-re) into FLV on a pipe, with the wall clock and the frame
+    number drawn into the picture (so that a screenshot of any player shows
+    its glass-to-glass latency against a clock on the wall); this thread
+    publishes the FLV tags over RTMP itself (tests/integration's client) and
+    logs the wall time at which each video keyframe has been handed to the
+    RTMP socket (sendall returned: on loopback the daemon can read it)."""
+
+    def __init__(self, port, key, log_path):
+        super().__init__(daemon=True)
+        self.port = port
+        self.key = key
+        self.keyframes = []  # (flv timestamp ms, wall time sent)
+        self.tags = 0
+        self.error = None
+        self.stopping = False
+        vf = f"drawtext=fontfile={FONT}:text='%{{localtime}} %{{n}}':fontsize=56:fontcolor=white:box=1:boxcolor=black:x=40:y=40"
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+               "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+               "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+               "-vf", vf if os.path.exists(FONT) else "null",
+               "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
+               "-flush_packets", "1", "-f", "flv", "pipe:1"]
+        self.logf = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.logf)
+
+    def run(self):
+        try:
+            c = Client(self.port)
+            code = c.publish(self.key)
+            if code != "NetStream.Publish.Start":
+                raise RuntimeError(f"publish refused: {code}")
+            c.set_chunk_size(65536)
+            r = self.proc.stdout
+            if len(r.read(13)) < 13:  # FLV header + the first PreviousTagSize
+                raise RuntimeError("ffmpeg wrote no FLV header")
+            while not self.stopping:
+                hdr = r.read(11)
+                if len(hdr) < 11:
+                    break
+                size = int.from_bytes(hdr[1:4], "big")
+                ts = int.from_bytes(hdr[4:7], "big") | (hdr[7] << 24)
+                body = r.read(size)
+                r.read(4)
+                if hdr[0] not in (8, 9):
+                    continue  # onMetaData: the daemon learns everything from the sequence headers
+                c.send_tag(hdr[0], ts, body)
+                self.tags += 1
+                if hdr[0] == 9 and len(body) > 1 and body[0] >> 4 == 1 and body[1] == 1:
+                    self.keyframes.append((ts, time.time()))
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            self.error = f"{type(e).__name__}: {e}"
+
+    def stop(self):
+        self.stopping = True
+        dc.stop_proc(self.proc)
+        self.join(5)
+
+
+def check_pdt(base, rends, keyframes, tolerance):
+    """EXT-X-PROGRAM-DATE-TIME of every segment in each media playlist now,
+    against the publisher's own log of when it sent the keyframe that
+    starts the segment (the nearest one; keyframes are 2 s apart, segments
+    start on them). [(rendition, [offset s = PDT - sent])]."""
+    sent = [t for _, t in keyframes]
+    out = []
+    for name, rel in rends:
+        offsets = []
+        try:
+            pl = dc.media_playlist(base, rel)
+        except AssertionError:
+            out.append((name, offsets))
+            continue
+        for seg in pl.segments:
+            if seg.pdt is None or not sent:
+                continue
+            pdt = parse_pdt(seg.pdt)
+            nearest = min(sent, key=lambda t: abs(t - pdt))
+            if abs(nearest - pdt) < 1.0:  # else: the slate's, or before the log began
+                offsets.append(pdt - nearest)
+        out.append((name, offsets))
+    return out
 
 
 def cpu_ticks(pid):
@@ -191,15 +282,14 @@ def run_player(base, seconds, level, out_json):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.environ.get("GALARELAY_BUILD_DIR", os.path.join(SRC, "build")))
-    ap.add_argument("--bin", default=os.environ.get("GALARELAY_BIN"))
+    ap = arguments(__doc__)
     ap.add_argument("--seconds", type=float, default=60, help="playlist measurement (>= 60 for the issue)")
     ap.add_argument("--warmup", type=float, default=6, help="seconds after the feed is on air, before measuring")
     ap.add_argument("--player-seconds", type=float, default=30)
     ap.add_argument("--player-level", type=int, default=None, help="pin hls.js to this level (default auto)")
     ap.add_argument("--no-player", action="store_true")
-    ap.add_argument("--keep", action="store_true", help="keep the temp folder (config, logs)")
+    ap.add_argument("--pdt-tolerance", type=float, default=0.050,
+                    help="largest |PDT - publisher's send time| accepted, seconds")
     args = ap.parse_args()
 
     binary = args.bin or os.path.join(args.build, "galarelay")
@@ -218,7 +308,8 @@ def main():
     rc = 0
     try:
         d.start()
-        pub = publisher(d.rtmp_url, os.path.join(tmp, "ffmpeg.log"))
+        pub = ClockPublisher(d.rtmp_port, KEY, os.path.join(tmp, "ffmpeg.log"))
+        pub.start()
         master = dc.wait_master(d.url, timeout=40, log=d.log)
         rends = dc.renditions(master)
         say(f"on air: {', '.join(n for n, _ in rends)}; warming up {args.warmup:.0f} s")
@@ -235,7 +326,7 @@ def main():
         hz = os.sysconf("SC_CLK_TCK")
         daemon_cpu = (cpu1 - cpu0) / hz / (t1 - t0) * 100
         load = os.getloadavg()[0]
-        pub_alive = pub.poll() is None
+        pub_alive = pub.is_alive() and pub.error is None
 
         print("")
         print(f"LL-HLS playlist latency: RTMP arrival -> part listed by a blocking reload "
@@ -276,6 +367,28 @@ def main():
         with open(os.path.join(tmp, "playlist_latency.json"), "w") as fj:
             json.dump(summary, fj, indent=1)
 
+        # the reference clock: PDT against the publisher's own send log
+        checks = check_pdt(d.url, rends, list(pub.keyframes), args.pdt_tolerance)
+        print("")
+        print(f"EXT-X-PROGRAM-DATE-TIME against the publisher's clock (the wall time it sent each keyframe, "
+              f"{len(pub.keyframes)} logged): offset = PDT - sent, tolerance {args.pdt_tolerance * 1000:.0f} ms")
+        pdt_ok = True
+        for name, offs in checks:
+            worst = max(offs, key=abs) if offs else None
+            ok = bool(offs) and abs(worst) <= args.pdt_tolerance
+            pdt_ok = pdt_ok and ok
+            print(f"  {name:<10} segments {len(offs):>3}  offset p50 {fmt(pct(offs, 50))} s  "
+                  f"min {fmt(min(offs) if offs else None)} s  max {fmt(max(offs) if offs else None)} s  "
+                  f"{'ok' if ok else 'FAILED'}")
+        if pub.error:
+            print(f"  publisher error: {pub.error}")
+        if not pdt_ok:
+            rc = 1
+            print("  PDT is not the publisher's send time within the tolerance: the latencies above and the "
+                  "player's below are measured against a clock that is off by that much")
+        with open(os.path.join(tmp, "pdt_check.json"), "w") as fj:
+            json.dump({"keyframes": pub.keyframes, "offsets": dict(checks)}, fj)
+
         if not args.no_player:
             say(f"player: headless Chromium on /watch/{CHANNEL} for {args.player_seconds:.0f} s")
             res = run_player(d.url, args.player_seconds, args.player_level, os.path.join(tmp, "player.json"))
@@ -294,7 +407,8 @@ def main():
                       f"{len(samples)} samples 1 s apart after {res.get('warmup_s', 0):.0f} s of play "
                       f"(levels on screen: {', '.join(f'{h}p' for h in heights) or '?'}; "
                       f"{'pinned level ' + str(args.player_level) if args.player_level is not None else 'auto level'})")
-                print(f"  Date.now() - hls.playingDate (RTMP arrival -> on screen): p50 {fmt(pct(wall, 50))} s, "
+                print(f"  glass-to-glass, Date.now() - hls.playingDate (publisher sent -> on screen; PDT "
+                      f"{'checked against the publisher above' if pdt_ok else 'NOT within tolerance'}): p50 {fmt(pct(wall, 50))} s, "
                       f"p90 {fmt(pct(wall, 90))} s, min {fmt(min(wall) if wall else None)} s, "
                       f"max {fmt(max(wall) if wall else None)} s")
                 print(f"  hls.latency: p50 {fmt(pct(hlsl, 50))} s (min {fmt(min(hlsl) if hlsl else None)}, "
@@ -309,17 +423,8 @@ def main():
         return 1
     finally:
         if pub is not None:
-            dc.stop_proc(pub)
-        try:
-            d.stop()
-        except AssertionError as e:
-            say(str(e)[:2000])
-        except Exception:  # noqa: BLE001
-            pass
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            pub.stop()
+        finish(d, tmp, args.keep, say)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ packages=(
   rtmpdump
   redis-server nginx-light libnginx-mod-rtmp
   chromium fonts-noto-cjk fonts-dejavu-core
+  # benchmarks: bench/chat_go_server (gorilla/websocket, built offline from
+  # Debian's GOPATH sources)
+  golang-go golang-github-gorilla-websocket-dev
 )
 # Node: Debian 12's nodejs (18.x) and npm (9.x) when there is none; a newer
 # node already on the PATH (NodeSource, nvm) is used as it is. The npm pins

@@ -1,0 +1,84 @@
+// chat_table: the side-by-side table of bench/chat_bench.sh, from the JSON
+// reports chat_load wrote (one per server, same load, same run): every
+// figure per server, then each server's ratios against node-batched (the
+// peer that batches as galarelay does), then the goals.
+//
+//   node bench/chat_table.mjs REPORT.json...   (label = the file's "label")
+import fs from 'fs';
+
+const NAMES = {
+  galarelay: 'galarelay',
+  'node-batched': 'Node ws, batched (one frame per 50 ms tick)',
+  go: 'Go gorilla/websocket, batched (hub + 2 goroutines per client, 50 ms tick)',
+  node: 'Node ws, unbatched (one frame per comment)',
+};
+const runs = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+const usPerEvent = (r) => (r.events > 0 ? (1e6 * r.server_cpu_s) / r.events : Infinity);
+const rows = [
+  ['viewers connected', (r) => `${r.viewers}/${r.viewers_wanted}`],
+  ['posters, comments/s', (r) => `${r.posters}, ${r.rate}`],
+  ['storm + drain s', (r) => `${r.duration_s.toFixed(1)} + ${r.drain_s.toFixed(1)}`],
+  ['comments sent / acked', (r) => `${r.sent} / ${r.acks}`],
+  ['error replies (rate_limited)', (r) => `${r.error_replies} (${r.rate_limited})`],
+  ['events delivered', (r) => `${r.events}`],
+  ['delivered ratio (of sent x viewers)', (r) => `${(100 * r.delivered_ratio).toFixed(1)} %`],
+  ['events/s delivered', (r) => r.events_per_s.toFixed(0)],
+  ['frames received', (r) => `${r.frames}`],
+  ['latency p50 ms', (r) => r.lat_p50_ms.toFixed(1)],
+  ['latency p90 ms', (r) => r.lat_p90_ms.toFixed(1)],
+  ['latency p99 ms', (r) => r.lat_p99_ms.toFixed(1)],
+  ['latency max ms', (r) => r.lat_max_ms.toFixed(1)],
+  ['server CPU s (storm+drain)', (r) => r.server_cpu_s.toFixed(2)],
+  ['server CPU s (connect+idle)', (r) => r.server_cpu_idle_s.toFixed(2)],
+  ['server CPU us per delivered event', (r) => usPerEvent(r).toFixed(3)],
+  ['events per CPU-second', (r) => r.events_per_cpu_s.toFixed(0)],
+  ['RSS before connections MiB', (r) => (r.server_rss_base_kb / 1024).toFixed(1)],
+  ['RSS all viewers idle MiB', (r) => (r.server_rss_idle_kb / 1024).toFixed(1)],
+  ['RSS storm peak MiB', (r) => (r.server_rss_storm_peak_kb / 1024).toFixed(1)],
+  ['RSS per idle viewer KiB', (r) => r.rss_per_idle_viewer_kb.toFixed(2)],
+  ['connect time s', (r) => r.connect_s.toFixed(1)],
+  ['errors conn/hs/closed/proto', (r) => `${r.connect_errors}/${r.handshake_errors}/${r.closed_by_server}/${r.protocol_errors}`],
+  ['load client CPU s (storm)', (r) => r.client_cpu_s.toFixed(2)],
+];
+
+const w = 36;
+const cw = 14;
+console.log('chat bench: every server under the same load in the same run');
+for (const r of runs) console.log(`  ${r.label.padEnd(13)} ${NAMES[r.label] || r.label}`);
+console.log('');
+console.log(`${''.padEnd(w)}${runs.map((r) => r.label.padStart(cw)).join('')}`);
+for (const [name, f] of rows) console.log(`${name.padEnd(w)}${runs.map((r) => f(r).padStart(cw)).join('')}`);
+
+const base = runs.find((r) => r.label === 'node-batched');
+const x = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : '-');
+console.log('');
+if (!base) {
+  console.log('ratios: node-batched did not run (SERVERS), no ratios');
+} else {
+  // > 1 is better than node-batched in every ratio row
+  const ratios = [
+    ['events per CPU-s / node-batched', (r) => r.events_per_cpu_s / base.events_per_cpu_s],
+    ['node-batched RSS per idle viewer / this', (r) => base.rss_per_idle_viewer_kb / r.rss_per_idle_viewer_kb],
+    ['node-batched p99 latency / this', (r) => base.lat_p99_ms / r.lat_p99_ms],
+    ['delivered ratio / node-batched', (r) => r.delivered_ratio / base.delivered_ratio],
+  ];
+  console.log(`${'ratios against node-batched (>1: better)'.padEnd(w)}${runs.map((r) => r.label.padStart(cw)).join('')}`);
+  for (const [name, f] of ratios) console.log(`${name.padEnd(w)}${runs.map((r) => x(f(r)).padStart(cw)).join('')}`);
+}
+
+const g = runs.find((r) => r.label === 'galarelay');
+const unbatched = runs.find((r) => r.label === 'node');
+if (g) {
+  const goal = (ok, text) => console.log(`goal ${ok ? 'met   ' : 'MISSED'} ${text}`);
+  console.log('');
+  goal(g.lat_p99_ms >= 0 && g.lat_p99_ms < 150, `p99 < 150 ms: ${g.lat_p99_ms.toFixed(1)} ms (at ${g.viewers} viewers, ${g.rate}/s; the goal is set at 10000 viewers, 200/s)`);
+  goal(g.rss_per_idle_viewer_kb < 16, `RSS per idle viewer < 16 KiB: ${g.rss_per_idle_viewer_kb.toFixed(2)} KiB`);
+  if (unbatched) {
+    const r = g.events_per_cpu_s / unbatched.events_per_cpu_s;
+    goal(r >= 5, `>= 5x the unbatched node server's events per CPU-second: ${x(r)}`);
+  }
+  if (base) {
+    const r = g.events_per_cpu_s / base.events_per_cpu_s;
+    console.log(`       events per CPU-second against the batched node server: ${x(r)} (no goal set)`);
+  }
+}
