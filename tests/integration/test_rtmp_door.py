@@ -125,58 +125,56 @@ class DaemonCase(unittest.TestCase):
         return self.d.metric(name, f'reason="{reason}"')
 
 
-class IdleFloodOneAddress(DaemonCase):
+def close_all(socks):
+    for s in socks:
+        if s:
+            s.close()
+
+
+class IdleFlood(DaemonCase):
     # Long deadlines: the door must hold without the idle ones timing out.
     SECTIONS = "[rtmp]\nhandshake_timeout = 30\nidle_timeout = 60\n\n[channel gala]\nkey = door-key\n"
 
+    def assert_encoder_live_within_3s(self, held):
+        """ffmpeg publishes the key while `held` idle connections stay open."""
+        t0 = time.time()
+        p = ffmpeg_publish(self.d, "door-key")
+        try:
+            live = wait_for(lambda: channel(self.d)["live"], 3)
+            took = time.time() - t0
+            self.assertTrue(live, f"the encoder was kept out by {held}\n" + self.d.log())
+            self.assertLess(took, 3.5)
+        finally:
+            stop(p)
+
+
+class IdleFloodOneAddress(IdleFlood):
     def test_1100_idle_clients_then_ffmpeg_is_live_within_3s(self):
         socks = [idle(self.d.rtmp_port) for _ in range(1100)]
-        try:
-            t0 = time.time()
-            p = ffmpeg_publish(self.d, "door-key")
-            try:
-                live = wait_for(lambda: channel(self.d)["live"], 3)
-                took = time.time() - t0
-                self.assertTrue(live, "the encoder was kept out by 1100 idle connections\n" + self.d.log())
-                self.assertLess(took, 3.5)
-            finally:
-                stop(p)
-            self.assertLessEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 16)
-            self.assertGreaterEqual(self.reason("galarelay_rtmp_evicted_total", "per_address"), 1100 - 16)
-            self.assertIn("reached max_unauthenticated_per_address", self.d.log())
-        finally:
-            for s in socks:
-                if s:
-                    s.close()
+        self.addCleanup(close_all, socks)
+        self.assert_encoder_live_within_3s("1100 idle connections from its own address")
+        self.assertLessEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 16)
+        self.assertGreaterEqual(self.reason("galarelay_rtmp_evicted_total", "per_address"), 1100 - 16)
+        self.assertIn("reached max_unauthenticated_per_address", self.d.log())
 
 
-class IdleFloodManyAddresses(DaemonCase):
-    SECTIONS = ("[rtmp]\nhandshake_timeout = 30\nidle_timeout = 60\nmax_connections = 200\n\n"
-                "[channel gala]\nkey = door-key\n")
+class IdleFloodManyAddresses(IdleFlood):
+    SECTIONS = IdleFlood.SECTIONS.replace("[rtmp]\n", "[rtmp]\nmax_connections = 200\n")
 
     def test_full_table_from_many_addresses_then_ffmpeg_is_live(self):
         # 30 addresses of 127.0.1.0/24, 10 idle connections each (under the
         # per-address cap): 300 for a table of 200
         socks = [idle(self.d.rtmp_port, f"127.0.1.{1 + i % 30}") for i in range(300)]
-        try:
-            self.assertEqual(self.d.metric("galarelay_rtmp_connections"), 200)
-            p = ffmpeg_publish(self.d, "door-key")
-            try:
-                self.assertTrue(wait_for(lambda: channel(self.d)["live"], 3),
-                                "the encoder was kept out by a full table\n" + self.d.log())
-            finally:
-                stop(p)
-            # the encoder's connection took one idle one's place, then left
-            self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 199)
-            self.assertGreaterEqual(self.reason("galarelay_rtmp_evicted_total", "max_connections"), 100)
-        finally:
-            for s in socks:
-                if s:
-                    s.close()
+        self.addCleanup(close_all, socks)
+        self.assertEqual(self.d.metric("galarelay_rtmp_connections"), 200)
+        self.assert_encoder_live_within_3s("a full table of idle connections from 30 addresses")
+        # the encoder's connection took one idle one's place, then left
+        self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 199)
+        self.assertGreaterEqual(self.reason("galarelay_rtmp_evicted_total", "max_connections"), 100)
 
 
 class Limits(DaemonCase):
-    # 2 stream keys + a reserve of 4: at most 30 - 2 - 4 = 24 players
+    # 3 stream keys + a reserve of 4: at most 30 - 3 - 4 = 23 players
     SECTIONS = ("[rtmp]\nmax_connections = 30\npublisher_reserve = 4\nmax_unauthenticated_per_address = 3\n"
                 "handshake_timeout = 2\nidle_timeout = 60\noffline_player_timeout = 1\n\n"
                 "[channel gala]\nkey = door-key\nbackup_key = door-backup\n\n[channel quiet]\nkey = quiet-key\n")
@@ -224,19 +222,16 @@ class Limits(DaemonCase):
         before = self.reason("galarelay_rtmp_evicted_total", "per_address")
         mine = [idle(self.d.rtmp_port, "127.0.0.1") for _ in range(5)]
         other = [idle(self.d.rtmp_port, "127.0.0.2") for _ in range(3)]
-        try:
-            self.assertTrue(all(mine) and all(other))
-            # the two oldest of 127.0.0.1 made room; 127.0.0.2 is untouched
-            self.assertTrue(closed_by_daemon(mine[0], 1) and closed_by_daemon(mine[1], 1))
-            self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 6)
-            self.assertEqual(self.reason("galarelay_rtmp_evicted_total", "per_address"), before + 2)
-            # and a publisher from the capped address gets in
-            c = Client(self.d.rtmp_port)
-            self.assertEqual(c.publish("quiet-key"), "NetStream.Publish.Start")
-            c.close()
-        finally:
-            for s in mine + other:
-                s.close()
+        self.addCleanup(close_all, mine + other)
+        self.assertTrue(all(mine) and all(other))
+        # the two oldest of 127.0.0.1 made room; 127.0.0.2 is untouched
+        self.assertTrue(closed_by_daemon(mine[0], 1) and closed_by_daemon(mine[1], 1))
+        self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 6)
+        self.assertEqual(self.reason("galarelay_rtmp_evicted_total", "per_address"), before + 2)
+        # and a publisher from the capped address gets in
+        c = Client(self.d.rtmp_port)
+        self.assertEqual(c.publish("quiet-key"), "NetStream.Publish.Start")
+        c.close()
 
     def test_player_of_an_offline_channel_times_out(self):
         before = self.reason("galarelay_rtmp_timeouts_total", "offline_player")
@@ -270,16 +265,12 @@ class MemoryCeiling(DaemonCase):
         self.assertEqual(self.reason("galarelay_rtmp_refused_total", "memory"), 1)
         self.assertIn("play refused: over the memory ceiling", self.d.log())
         socks = [idle(self.d.rtmp_port, f"127.0.2.{i}") for i in range(1, 8)]
-        try:
-            self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 4)
-            self.assertEqual(self.reason("galarelay_rtmp_evicted_total", "memory"), 3)
-            pub = publish_tags(self.d, "door-key", 10)
-            self.assertEqual(self.d.metric("galarelay_rtmp_publishers"), 1)
-            pub.close()
-        finally:
-            for s in socks:
-                if s:
-                    s.close()
+        self.addCleanup(close_all, socks)
+        self.assertEqual(self.d.metric("galarelay_rtmp_unauthenticated"), 4)
+        self.assertEqual(self.reason("galarelay_rtmp_evicted_total", "memory"), 3)
+        pub = publish_tags(self.d, "door-key", 10)
+        self.assertEqual(self.d.metric("galarelay_rtmp_publishers"), 1)
+        pub.close()
 
 
 if __name__ == "__main__":

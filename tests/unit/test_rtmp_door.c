@@ -42,6 +42,13 @@ static enum rtmp_door_verdict arrive(struct table *t, int i, const char *ip, con
   }
 }
 
+/* Distinct documentation addresses, one per i. */
+static const char *addr(int i) {
+  static char ip[32];
+  snprintf(ip, sizeof ip, "203.0.113.%d", i);
+  return ip;
+}
+
 static void table_init(struct table *t) {
   memset(t, 0, sizeof *t);
   rtmp_door_init(&t->door);
@@ -85,10 +92,8 @@ static void test_full_table_evicts_the_biggest_address(void **state) {
   assert_int_equal(arrive(&t, 0, "192.0.2.1", &lim), RTMP_DOOR_ADMIT); /* the encoder, handshaking */
   for (int i = 1; i < 10; i++)
     assert_int_equal(arrive(&t, i, "198.51.100.9", &lim), RTMP_DOOR_ADMIT);
-  for (int i = 10; i < 40; i++) {
-    char ip[32];
-    snprintf(ip, sizeof ip, "203.0.113.%d", i); /* one each, many addresses */
-    assert_int_equal(arrive(&t, i, ip, &lim), RTMP_DOOR_ADMIT);
+  for (int i = 10; i < 40; i++) { /* one each, many addresses */
+    assert_int_equal(arrive(&t, i, addr(i), &lim), RTMP_DOOR_ADMIT);
     assert_int_equal(rtmp_door_total(&t.door), 10);
   }
   /* the flood of single addresses took the 9 of the big one first, then
@@ -121,16 +126,14 @@ static void test_player_limit_and_reserve(void **state) {
   assert_int_equal(rtmp_door_player_limit(&lim), 14);
   int i = 0;
   for (; rtmp_door_check_play(&t.door, &lim) == RTMP_DOOR_ADMIT; i++) {
-    char ip[32];
-    snprintf(ip, sizeof ip, "198.51.100.%d", i);
-    assert_int_equal(arrive(&t, i, ip, &lim), RTMP_DOOR_ADMIT);
+    assert_int_equal(arrive(&t, i, addr(i), &lim), RTMP_DOOR_ADMIT);
     rtmp_door_set(&t.door, &t.e[i], RTMP_DOOR_PLAYER, NULL, t.now);
   }
   assert_int_equal(i, 14);
   assert_int_equal(rtmp_door_check_play(&t.door, &lim), RTMP_DOOR_REFUSE_PLAYERS);
   /* idle connections fill the rest */
   for (; i < 40; i++)
-    assert_int_equal(arrive(&t, i, "203.0.113.5", &lim), RTMP_DOOR_ADMIT);
+    assert_int_equal(arrive(&t, i, "198.51.100.5", &lim), RTMP_DOOR_ADMIT);
   assert_int_equal(rtmp_door_total(&t.door), 20);
   /* both encoders connect and publish */
   assert_int_equal(arrive(&t, 40, "192.0.2.1", &lim), RTMP_DOOR_ADMIT);
@@ -163,11 +166,8 @@ static void test_memory_ceiling(void **state) {
   table_init(&t);
   struct rtmp_door_limits lim = {.max_connections = 1000, .per_address = 16, .reserve = 4, .over_memory = true};
   assert_int_equal(rtmp_door_check_play(&t.door, &lim), RTMP_DOOR_REFUSE_MEMORY);
-  for (int i = 0; i < 10; i++) {
-    char ip[32];
-    snprintf(ip, sizeof ip, "203.0.113.%d", i);
-    assert_int_equal(arrive(&t, i, ip, &lim), RTMP_DOOR_ADMIT);
-  }
+  for (int i = 0; i < 10; i++)
+    assert_int_equal(arrive(&t, i, addr(i), &lim), RTMP_DOOR_ADMIT);
   assert_int_equal(rtmp_door_count(&t.door, RTMP_DOOR_UNAUTH), 4);
   assert_int_equal(t.evicted[RTMP_DOOR_EVICT_MEMORY], 6);
   assert_int_equal(arrive(&t, 10, "192.0.2.1", &lim), RTMP_DOOR_ADMIT);
