@@ -14,7 +14,7 @@ struct rtmp_door_peer {
   struct rtmp_door_peer *next; /* hash chain */
   struct rtmp_door_entry *oldest, *newest;
   int count;
-  char ip[48];
+  char ip[64];
 };
 
 static unsigned door__hash(const char *ip) {

@@ -8,7 +8,8 @@
  * A connection is unauthenticated from its accept until it publishes or
  * plays (and again after it stops). The policy:
  *  - Unauthenticated connections are grouped by peer address (any port,
- *    loopback included), oldest first. A newcomer whose address already
+ *    loopback included; the caller names the group, rtmp_server gives an
+ *    IPv6 peer its /64), oldest first. A newcomer whose address already
  *    holds per_address of them takes the place of that address's oldest.
  *  - When the table (max_connections) is full, a newcomer takes the place
  *    of the oldest unauthenticated connection of the address holding the

@@ -75,7 +75,7 @@ struct rtmp_conn {
   struct rtmp_conn *prev, *next;
   struct rtmp_session *sess;
   char addr[64];
-  char ip[48];                /* addr without the port: the door groups by it */
+  char ip[64];                 /* addr without the port (IPv6: its /64): the door groups by it */
   struct rtmp_door_entry door; /* its slot; RTMP_DOOR_NONE once closing */
   uint64_t accepted_ms, last_activity_ms, last_media_ms, closing_ms;
   bool closing;
@@ -662,6 +662,19 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
+/* The door groups an IPv6 peer by its /64, the block one host or home
+ * usually gets (as the chat's per-address limits do): a peer choosing
+ * among its 2^64 addresses is still one address to the door. */
+static void conn_ip6_group(struct rtmp_conn *c, const struct sockaddr_in6 *sa) {
+  if (IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr))
+    return;
+  struct sockaddr_in6 net = *sa;
+  memset(&net.sin6_addr.s6_addr[8], 0, 8);
+  char ip[INET6_ADDRSTRLEN];
+  if (uv_ip6_name(&net, ip, sizeof ip) == 0)
+    snprintf(c->ip, sizeof c->ip, "%s/64", ip);
+}
+
 static void srv_on_connection(uv_stream_t *server, int status) {
   struct rtmp_server *srv = server->data;
   if (status < 0 || srv->stopping)
@@ -693,6 +706,7 @@ static void srv_on_connection(uv_stream_t *server, int status) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
       port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
       snprintf(c->addr, sizeof c->addr, "[%s]:%d", c->ip, port);
+      conn_ip6_group(c, (struct sockaddr_in6 *)&ss);
     } else {
       uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof c->ip);
       port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
