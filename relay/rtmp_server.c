@@ -701,17 +701,20 @@ static void srv_on_connection(uv_stream_t *server, int status) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
       port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      snprintf(c->addr, sizeof c->addr, "[%s]:%d", c->ip, port);
-      conn_ip6_group(c, (struct sockaddr_in6 *)&ss);
+      snprintf(c->addr, sizeof c->addr, "[%s]:%d", ip, port);
     } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof c->ip);
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
       port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-      snprintf(c->addr, sizeof c->addr, "%s:%d", c->ip, port);
+      snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
     }
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
+    if (ss.ss_family == AF_INET6)
+      conn_ip6_group(c, (struct sockaddr_in6 *)&ss);
   }
   const struct config *cfg = srv->app->cfg;
   if (rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_UNAUTH, c->ip, srv_now(srv)) < 0 || !srv_admit(srv, c)) {
