@@ -173,7 +173,8 @@ def run_galarelay(binary, tmp, clip, players, seconds):
     with open(conf, "w") as f:
         f.write(f"[server]\nhttp_listen = 127.0.0.1:{http}\nrtmp_listen = 127.0.0.1:{rtmp}\n"
                 f"state_dir = {tmp}/state\nlog_level = warn\n\n[transcoder]\nsource_passthrough = false\n\n"
-                f"[rtmp]\nmax_connections = {players + 10}\n\n[channel bench]\nkey = bench-key\n")
+                f"[rtmp]\nmax_connections = {players + 10}\npublisher_reserve = 8\n"
+                f"max_unauthenticated_per_address = {players + 10}\n\n[channel bench]\nkey = bench-key\n")
     p = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/galarelay.log", "w"))
     try:
         wait_port(rtmp)

@@ -89,6 +89,9 @@ static const struct key_def keys[] = {
     {SEC_RTMP, "max_chunk_size", KT_INT, CFG(rtmp.max_chunk_size), 128, 16777215},
     {SEC_RTMP, "max_message_size", KT_INT, CFG(rtmp.max_message_size), 1024, 16777215},
     {SEC_RTMP, "max_connections", KT_INT, CFG(rtmp.max_connections), 1, 100000},
+    {SEC_RTMP, "max_unauthenticated_per_address", KT_INT, CFG(rtmp.max_unauthenticated_per_address), 1, 100000},
+    {SEC_RTMP, "publisher_reserve", KT_INT, CFG(rtmp.publisher_reserve), 1, 100000},
+    {SEC_RTMP, "offline_player_timeout", KT_DOUBLE, CFG(rtmp.offline_player_timeout), 0.1, 86400},
     {SEC_RTMP, "publisher_takeover", KT_DOUBLE, CFG(rtmp.publisher_takeover), 0, 3600},
     {SEC_RTMP, "player_queue_bytes", KT_SIZE, CFG(rtmp.player_queue_bytes), 65536, 1073741824},
     {SEC_RTMP, "push_retry_max", KT_DOUBLE, CFG(rtmp.push_retry_max), 0.5, 3600},
@@ -187,6 +190,9 @@ void config_defaults(struct config *cfg) {
   cfg->rtmp.max_chunk_size = 65536;
   cfg->rtmp.max_message_size = 8 * 1024 * 1024;
   cfg->rtmp.max_connections = 1000;
+  cfg->rtmp.max_unauthenticated_per_address = 16;
+  cfg->rtmp.publisher_reserve = 16;
+  cfg->rtmp.offline_player_timeout = 30;
   cfg->rtmp.publisher_takeover = 2;
   cfg->rtmp.player_queue_bytes = 4 * 1024 * 1024;
   cfg->rtmp.push_retry_max = 30;

@@ -68,6 +68,9 @@ struct config {
     uint32_t max_chunk_size;
     uint32_t max_message_size;
     int max_connections;
+    int max_unauthenticated_per_address; /* not yet publishing or playing */
+    int publisher_reserve;   /* slots players never take, beyond one per stream key */
+    double offline_player_timeout; /* a player waits this long for an offline channel */
     double publisher_takeover; /* a silent live publisher is replaced after this */
     size_t player_queue_bytes;  /* per RTMP player; past it skip to next keyframe */
     double push_retry_max;      /* seconds, restream backoff ceiling */

@@ -1,5 +1,6 @@
 # RTMP: the protocol pieces (AMF0, handshake, chunk stream, FLV, session
-# state machine: socket-free, unit-tested and fuzzed alone) in
+# state machine, the door's admission policy: socket-free, unit-tested and
+# fuzzed alone) in
 # galarelay_rtmp_proto; the server on the loop, channels and restream in
 # galarelay_rtmp.
 add_library(galarelay_rtmp_proto STATIC
@@ -7,7 +8,8 @@ add_library(galarelay_rtmp_proto STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_handshake.c
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_chunk.c
   ${CMAKE_CURRENT_LIST_DIR}/flv.c
-  ${CMAKE_CURRENT_LIST_DIR}/rtmp_session.c)
+  ${CMAKE_CURRENT_LIST_DIR}/rtmp_session.c
+  ${CMAKE_CURRENT_LIST_DIR}/rtmp_door.c)
 target_include_directories(galarelay_rtmp_proto PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_rtmp_proto PUBLIC galarelay_core PkgConfig::FFMPEG PkgConfig::CRYPTO)
 
@@ -17,6 +19,7 @@ galarelay_unit_test(test_rtmp_handshake SOURCES ${rtmp_tests}/test_rtmp_handshak
 galarelay_unit_test(test_rtmp_chunk SOURCES ${rtmp_tests}/test_rtmp_chunk.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_flv SOURCES ${rtmp_tests}/test_flv.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_rtmp_session SOURCES ${rtmp_tests}/test_rtmp_session.c LIBS galarelay_rtmp_proto)
+galarelay_unit_test(test_rtmp_door SOURCES ${rtmp_tests}/test_rtmp_door.c LIBS galarelay_rtmp_proto)
 
 # Fuzz targets list the parser sources themselves so they get coverage
 # instrumentation; seeds are small captures of real sessions.
@@ -61,7 +64,10 @@ galarelay_script_test(it_rtmp_push
 galarelay_script_test(it_rtmp_abuse
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_abuse.py
   TIMEOUT 120)
+galarelay_script_test(it_rtmp_door
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_door.py
+  TIMEOUT 180)
 # They measure pace, timeouts and memory: not beside other heavy tests
 # (RESOURCE_LOCK media, cmake/testing.cmake), nor beside anything at all.
-set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse PROPERTIES
+set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse it_rtmp_door PROPERTIES
   RUN_SERIAL TRUE RESOURCE_LOCK media)

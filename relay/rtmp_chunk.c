@@ -1,7 +1,7 @@
 /* rtmp_chunk: incremental chunk stream reader and stateless writer. See
  * the header. The reader never trusts a length: a message is refused past
  * max_message_size, the bytes being assembled on all chunk streams
- * together are capped (ASSEMBLY_CAP), and buffers grow as bytes arrive, so
+ * together are capped (assembly_cap), and buffers grow as bytes arrive, so
  * a peer that announces a large message and sends nothing costs little. */
 #include "relay/rtmp_chunk.h"
 
@@ -23,7 +23,14 @@ void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size
   r->chunk_size = 128; /* the protocol's initial value */
   r->max_chunk_size = max_chunk_size ? max_chunk_size : 65536;
   r->max_message_size = max_message_size ? max_message_size : 16u << 20;
+  r->assembly_cap = 2 * (size_t)r->max_message_size;
   r->hdr_need = 1;
+}
+
+void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size,
+                                  size_t assembly_cap) {
+  r->max_message_size = max_message_size;
+  r->assembly_cap = assembly_cap;
 }
 
 static void chunk__drop(struct rtmp_chunk_stream *s) {
@@ -141,11 +148,10 @@ static int chunk__apply_header(struct rtmp_chunk_reader *r) {
     break;
   }
   if (!s->buf) {
-    if (s->len > r->max_message_size)
+    if (s->len > r->max_message_size || chunk__assembling(r) + s->len > r->assembly_cap) {
+      r->refused_len = s->len;
       return RTMP_CHUNK_E_TOO_LARGE;
-    /* All partial messages together stay under two maximal messages. */
-    if (chunk__assembling(r) + s->len > 2 * (size_t)r->max_message_size)
-      return RTMP_CHUNK_E_TOO_LARGE;
+    }
     size_t first = s->len < FIRST_ALLOC ? s->len : FIRST_ALLOC;
     s->buf = malloc(first ? first : 1);
     if (!s->buf)

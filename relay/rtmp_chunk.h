@@ -93,6 +93,8 @@ struct rtmp_chunk_reader {
   uint32_t chunk_size;
   uint32_t max_chunk_size;
   uint32_t max_message_size;
+  size_t assembly_cap;  /* declared bytes of all partial messages together */
+  uint32_t refused_len; /* the length that gave RTMP_CHUNK_E_TOO_LARGE */
   uint64_t bytes_in; /* for Acknowledgement */
   /* header being read */
   uint8_t hdr[18];
@@ -104,8 +106,14 @@ struct rtmp_chunk_reader {
   struct rtmp_chunk_stream streams[RTMP_MAX_CHUNK_STREAMS];
 };
 
+/* The assembly cap starts at twice max_message_size. */
 void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size,
                             uint32_t max_message_size);
+/* New limits for messages that start from now on (a message already being
+ * assembled keeps its buffer): the largest message, and the declared bytes
+ * of all partial messages together. */
+void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size,
+                                  size_t assembly_cap);
 void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r);
 /* Returns 0, or a negative error (enum rtmp_chunk_error or the callback's);
  * after an error the reader stays failed. */

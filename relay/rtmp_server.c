@@ -3,7 +3,10 @@
  * One struct rtmp_conn per TCP connection; it owns its session and, while
  * publishing, a channel feed, or while playing, a channel sink. Every error
  * path reaches conn_close(); memory goes in the uv_close callback. One
- * timer for the whole server checks handshake and idle timeouts. */
+ * timer for the whole server checks the deadlines (handshake to publish or
+ * play, idle, silent publisher, player of an offline channel). Who may hold
+ * a slot, and who makes room for a newcomer, is relay/rtmp_door's: each
+ * connection's class there follows what it does (conn_classify). */
 #include "relay/rtmp_server.h"
 
 #include <stdlib.h>
@@ -18,6 +21,8 @@
 #include "relay/channel.h"
 #include "relay/flv.h"
 #include "relay/log.h"
+#include "relay/memguard.h"
+#include "relay/rtmp_door.h"
 #include "relay/rtmp_session.h"
 
 #define SWEEP_MS 250
@@ -26,6 +31,21 @@
  * written with one writev (fewer syscalls with 100 players). */
 #define BATCH_MAX 32
 
+/* Why a connection was closed by a deadline (metric label). */
+enum conn_timeout {
+  TIMEOUT_HANDSHAKE,        /* still in the handshake at the deadline */
+  TIMEOUT_PUBLISH_OR_PLAY,  /* handshake done, no publish or play */
+  TIMEOUT_IDLE,             /* no data for idle_timeout */
+  TIMEOUT_SILENT_PUBLISHER, /* publishing, no media for idle_timeout */
+  TIMEOUT_OFFLINE_PLAYER,   /* its channel not live for offline_player_timeout */
+  TIMEOUT_FLUSH,            /* a refusal that never drained */
+  TIMEOUT_REASONS
+};
+
+static const char *const timeout_reason[TIMEOUT_REASONS] = {
+    "handshake", "publish_or_play", "idle", "silent_publisher", "offline_player", "flush",
+};
+
 struct rtmp_server {
   struct app *app;
   uv_tcp_t listener;
@@ -33,11 +53,14 @@ struct rtmp_server {
   uv_check_t flush; /* after each poll phase: write the players' batches */
   struct rtmp_conn *conns;
   struct rtmp_conn *dirty; /* players with a batch to write */
-  int nconns;
-  int handles; /* open handles of the server itself */
+  int nconns;            /* allocated, closing ones included */
+  struct rtmp_door door; /* the slots: connections not closing */
+  int handles;           /* open handles of the server itself */
   bool stopping;
-  uint64_t accepted, refused, handshake_failures, protocol_errors, timeouts, player_skips,
-      codec_refusals, bytes_in, bytes_out;
+  int player_limit_logged; /* last player limit written to the log */
+  uint64_t accepted, handshake_failures, protocol_errors, player_skips, codec_refusals, bytes_in, bytes_out;
+  uint64_t verdicts[RTMP_DOOR_VERDICTS]; /* refusals and evictions by reason */
+  uint64_t timeouts[TIMEOUT_REASONS];
   /* One read buffer for all connections: a read is consumed (copied into
    * the session's own buffers) before the next one is allocated. */
   uint8_t rbuf[READ_BUF];
@@ -52,6 +75,8 @@ struct rtmp_conn {
   struct rtmp_conn *prev, *next;
   struct rtmp_session *sess;
   char addr[64];
+  char ip[64];                 /* addr without the port (IPv6: its /64): the door groups by it */
+  struct rtmp_door_entry door; /* its slot; RTMP_DOOR_NONE once closing */
   uint64_t accepted_ms, last_activity_ms, last_media_ms, closing_ms;
   bool closing;
   bool shutting_down; /* closing after a flush (uv_shutdown in flight) */
@@ -65,6 +90,8 @@ struct rtmp_conn {
   struct channel *play_ch;
   int sink_id;
   bool wait_key, has_video, skipping;
+  bool offline; /* its channel was not live at the last sweep */
+  uint64_t offline_since_ms;
   AVBufferRef *batch[BATCH_MAX]; /* shared media not yet handed to libuv */
   int nbatch;
   size_t batch_bytes;
@@ -171,6 +198,8 @@ static void srv_flush_dirty(uv_check_t *h) {
  * Hard limit: a peer that makes us answer (pings, commands) but never
  * reads would grow libuv's write queue without end; past twice the player
  * bound it is disconnected (media alone never passes the bound itself).
+ * Before it publishes or plays, the bound is RTMP_PREAUTH_BUDGET, like its
+ * input: the answers a real client waits for take a few KiB.
  * Counted in memory held, not bytes: each small answer costs a request. */
 static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   struct rtmp_conn *c = opaque;
@@ -179,7 +208,8 @@ static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   conn_flush(c);
   if (c->closing)
     return;
-  if (c->write_mem > 2 * c->srv->app->cfg->rtmp.player_queue_bytes) {
+  size_t bound = c->feed || c->play_ch ? 2 * c->srv->app->cfg->rtmp.player_queue_bytes : RTMP_PREAUTH_BUDGET;
+  if (c->write_mem > bound) {
     conn_close(c, "peer does not read (output over limit)", false);
     return;
   }
@@ -281,6 +311,102 @@ static const struct channel_sink_ops player_ops = {
     .on_stop = player_on_stop,
 };
 
+/* --- admission (relay/rtmp_door) --- */
+
+static struct rtmp_door_limits srv_limits(const struct rtmp_server *srv) {
+  const struct config *cfg = srv->app->cfg;
+  struct rtmp_door_limits lim = {
+      .max_connections = cfg->rtmp.max_connections,
+      .per_address = cfg->rtmp.max_unauthenticated_per_address,
+      .reserve = cfg->rtmp.publisher_reserve,
+      .over_memory = memguard_over_limit(),
+  };
+  for (int i = 0; i < cfg->channel_count; i++)
+    lim.stream_keys += (cfg->channels[i].key[0] != '\0') + (cfg->channels[i].backup_key[0] != '\0');
+  return lim;
+}
+
+/* Said once at start and again whenever a reload changes it: an operator
+ * who sets a small max_connections sees why players are refused. */
+static void srv_log_player_limit(struct rtmp_server *srv) {
+  struct rtmp_door_limits lim = srv_limits(srv);
+  int n = rtmp_door_player_limit(&lim);
+  if (n == srv->player_limit_logged)
+    return;
+  srv->player_limit_logged = n;
+  if (n == 0)
+    log_warn("rtmp", "no RTMP player can be admitted: max_connections=%d leaves nothing after publisher_reserve=%d "
+             "and stream_keys=%d", lim.max_connections, lim.reserve, lim.stream_keys);
+  else
+    log_info("rtmp", "players at most %d (max_connections=%d publisher_reserve=%d stream_keys=%d)", n,
+             lim.max_connections, lim.reserve, lim.stream_keys);
+}
+
+static struct rtmp_conn *conn_of_entry(struct rtmp_door_entry *e) {
+  return (struct rtmp_conn *)((char *)e - offsetof(struct rtmp_conn, door));
+}
+
+/* The class follows what the connection does: publishing, playing, or
+ * neither (unauthenticated again, with a fresh deadline). */
+static void conn_classify(struct rtmp_conn *c) {
+  if (c->closing || c->door.cls == RTMP_DOOR_NONE)
+    return;
+  enum rtmp_door_class cls = c->feed ? RTMP_DOOR_PUBLISHER : c->play_ch ? RTMP_DOOR_PLAYER : RTMP_DOOR_UNAUTH;
+  if (rtmp_door_set(&c->srv->door, &c->door, cls, c->ip, srv_now(c->srv)) < 0)
+    conn_close(c, "out of memory", false);
+}
+
+static const char *evict_why(enum rtmp_door_verdict v) {
+  switch (v) {
+  case RTMP_DOOR_EVICT_PER_ADDRESS:
+    return "evicted: its address reached max_unauthenticated_per_address before it published or played";
+  case RTMP_DOOR_EVICT_MEMORY:
+    return "evicted: over the memory ceiling before it published or played";
+  default:
+    return "evicted: max_connections reached before it published or played";
+  }
+}
+
+/* A newcomer, already in the door as unauthenticated: make room for it
+ * (each round closes one connection that has not published or played) or
+ * refuse it. */
+static bool srv_admit(struct rtmp_server *srv, struct rtmp_conn *c) {
+  struct rtmp_door_limits lim = srv_limits(srv);
+  for (;;) {
+    struct rtmp_door_entry *victim;
+    enum rtmp_door_verdict v = rtmp_door_check(&srv->door, &c->door, &lim, &victim);
+    if (v == RTMP_DOOR_ADMIT)
+      return true;
+    srv->verdicts[v]++;
+    if (!victim) {
+      log_warn("rtmp", "connection refused: max_connections=%d all publishing or playing addr=%s",
+               lim.max_connections, c->addr);
+      return false;
+    }
+    conn_close(conn_of_entry(victim), evict_why(v), false);
+  }
+}
+
+/* Before the play itself (sess_on_play): players leave the publisher
+ * reserve free, and none starts over the memory ceiling. */
+static int sess_on_play(void *opaque, const char *app, const char *name);
+static int conn_admit_play(void *opaque, const char *app, const char *name) {
+  struct rtmp_conn *c = opaque;
+  struct rtmp_server *srv = c->srv;
+  struct rtmp_door_limits lim = srv_limits(srv);
+  enum rtmp_door_verdict v = c->door.cls == RTMP_DOOR_UNAUTH ? rtmp_door_check_play(&srv->door, &lim) : RTMP_DOOR_ADMIT;
+  if (v != RTMP_DOOR_ADMIT) {
+    srv->verdicts[v]++;
+    log_warn("rtmp", "play refused: %s players=%d player_limit=%d name=%s addr=%s",
+             v == RTMP_DOOR_REFUSE_MEMORY ? "over the memory ceiling" : "player limit reached",
+             rtmp_door_count(&srv->door, RTMP_DOOR_PLAYER), rtmp_door_player_limit(&lim), name, c->addr);
+    return RTMP_REFUSE_NOTFOUND;
+  }
+  int rc = sess_on_play(opaque, app, name);
+  conn_classify(c);
+  return rc;
+}
+
 /* --- session callbacks --- */
 
 static void feed_kicked(void *opaque, const char *why) {
@@ -322,6 +448,7 @@ static int sess_on_publish(void *opaque, const char *app, const char *name) {
   c->have_config[0] = c->have_config[1] = false;
   log_info("rtmp", "publish accepted channel=%s addr=%s handshake=%s", channel_name(channel_feed_channel(c->feed)),
            c->addr, rtmp_session_complex_handshake(c->sess) ? "digest" : "plain");
+  conn_classify(c);
   return RTMP_ACCEPT;
 }
 
@@ -331,6 +458,7 @@ static void sess_on_unpublish(void *opaque) {
     channel_feed_close(c->feed);
     c->feed = NULL;
   }
+  conn_classify(c);
 }
 
 static void sess_on_metadata(void *opaque, const uint8_t *body, size_t len) {
@@ -431,7 +559,7 @@ static const struct rtmp_session_ops session_ops = {
     .on_unpublish = sess_on_unpublish,
     .on_metadata = sess_on_metadata,
     .on_media = sess_on_media,
-    .on_play = sess_on_play,
+    .on_play = conn_admit_play,
     .on_play_stop = sess_on_play_stop,
 };
 
@@ -486,6 +614,7 @@ static void conn_close(struct rtmp_conn *c, const char *why, bool flush) {
     return;
   c->closing = true;
   log_info("rtmp", "close addr=%s why=%s", c->addr, why);
+  rtmp_door_set(&c->srv->door, &c->door, RTMP_DOOR_NONE, NULL, 0);
   conn_detach(c);
   conn_drop_batch(c);
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -528,7 +657,22 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     conn_close(c, rtmp_session_error(c->sess), false);
   } else if (rc > 0) {
     conn_close(c, "refused", true);
+  } else {
+    conn_classify(c); /* a play or publish that ended makes it unauthenticated again */
   }
+}
+
+/* The door groups an IPv6 peer by its /64, the block one host or home
+ * usually gets (as the chat's per-address limits do): a peer choosing
+ * among its 2^64 addresses is still one address to the door. */
+static void conn_ip6_group(struct rtmp_conn *c, const struct sockaddr_in6 *sa) {
+  if (IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr))
+    return;
+  struct sockaddr_in6 net = *sa;
+  memset(&net.sin6_addr.s6_addr[8], 0, 8);
+  char ip[INET6_ADDRSTRLEN];
+  if (uv_ip6_name(&net, ip, sizeof ip) == 0)
+    snprintf(c->ip, sizeof c->ip, "%s/64", ip);
 }
 
 static void srv_on_connection(uv_stream_t *server, int status) {
@@ -547,6 +691,7 @@ static void srv_on_connection(uv_stream_t *server, int status) {
   srv->conns = c;
   srv->nconns++;
   snprintf(c->addr, sizeof c->addr, "?");
+  snprintf(c->ip, sizeof c->ip, "?");
   c->accepted_ms = c->last_activity_ms = srv_now(srv);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
     c->closing = true;
@@ -556,7 +701,7 @@ static void srv_on_connection(uv_stream_t *server, int status) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    char ip[48] = "?";
+    char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (ss.ss_family == AF_INET6) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
@@ -567,17 +712,19 @@ static void srv_on_connection(uv_stream_t *server, int status) {
       port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
       snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
     }
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
+    if (ss.ss_family == AF_INET6)
+      conn_ip6_group(c, (struct sockaddr_in6 *)&ss);
   }
   const struct config *cfg = srv->app->cfg;
-  if (srv->nconns > cfg->rtmp.max_connections) {
-    srv->refused++;
-    log_warn("rtmp", "connection refused: max_connections=%d addr=%s", cfg->rtmp.max_connections, c->addr);
+  if (rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_UNAUTH, c->ip, srv_now(srv)) < 0 || !srv_admit(srv, c)) {
+    rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_NONE, NULL, 0);
     c->closing = true;
     uv_close((uv_handle_t *)&c->tcp, conn_on_close);
     return;
   }
   srv->accepted++;
-  struct rtmp_session_limits lim = {cfg->rtmp.max_chunk_size, cfg->rtmp.max_message_size};
+  struct rtmp_session_limits lim = {cfg->rtmp.max_chunk_size, cfg->rtmp.max_message_size, RTMP_PREAUTH_BUDGET};
   c->sess = rtmp_session_new(&lim, &session_ops, c);
   c->pkt = av_packet_alloc();
   if (!c->sess || !c->pkt) {
@@ -590,39 +737,64 @@ static void srv_on_connection(uv_stream_t *server, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
 }
 
+/* A player of a channel that is not live waits at most
+ * offline_player_timeout; the clock restarts whenever the channel is live. */
+static bool player_waited_too_long(struct rtmp_conn *c, uint64_t now, uint64_t limit_ms) {
+  if (!c->play_ch || channel_is_live(c->play_ch)) {
+    c->offline = false;
+    return false;
+  }
+  if (!c->offline) {
+    c->offline = true;
+    c->offline_since_ms = now;
+  }
+  return now - c->offline_since_ms > limit_ms;
+}
+
+static void conn_timeout(struct rtmp_conn *c, enum conn_timeout why, const char *text) {
+  c->srv->timeouts[why]++;
+  conn_close(c, text, false);
+}
+
 static void srv_sweep(uv_timer_t *t) {
   struct rtmp_server *srv = t->data;
   const struct config *cfg = srv->app->cfg;
   uint64_t now = srv_now(srv);
   uint64_t hs_ms = (uint64_t)(cfg->rtmp.handshake_timeout * 1000);
   uint64_t idle_ms = (uint64_t)(cfg->rtmp.idle_timeout * 1000);
+  uint64_t offline_ms = (uint64_t)(cfg->rtmp.offline_player_timeout * 1000);
+  srv_log_player_limit(srv);
   for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
     next = c->next;
     /* A flush that never ends (the peer reads nothing) must not hold the
      * connection forever: close it after handshake_timeout. */
     if (c->shutting_down && !uv_is_closing((uv_handle_t *)&c->tcp) && now - c->closing_ms > hs_ms) {
-      srv->timeouts++;
+      srv->timeouts[TIMEOUT_FLUSH]++;
       uv_close((uv_handle_t *)&c->tcp, conn_on_close);
       continue;
     }
     if (c->closing || !c->sess)
       continue;
-    enum rtmp_session_state st = rtmp_session_state(c->sess);
     /* A player with nothing to send (its channel is offline) is waiting,
-     * not idle; TCP keepalive reaps it if the peer is gone. A player whose
+     * not idle: offline_player_timeout bounds that wait. A player whose
      * queue does not drain for idle_timeout is dropped. */
     if (c->play_ch && c->tcp.write_queue_size == 0 && c->nbatch == 0)
       c->last_activity_ms = now;
-    if ((st == RTMP_SESSION_HANDSHAKE || st == RTMP_SESSION_CONNECTING) && now - c->accepted_ms > hs_ms) {
-      srv->timeouts++;
-      srv->handshake_failures += st == RTMP_SESSION_HANDSHAKE;
-      conn_close(c, "handshake timeout", false);
+    /* handshake_timeout runs from the accept (or the end of a publish or
+     * play) to the next publish or play, not just to the handshake's end. */
+    if (c->door.cls == RTMP_DOOR_UNAUTH && now - c->door.since > hs_ms) {
+      bool in_handshake = rtmp_session_state(c->sess) == RTMP_SESSION_HANDSHAKE;
+      srv->handshake_failures += in_handshake;
+      if (in_handshake)
+        conn_timeout(c, TIMEOUT_HANDSHAKE, "handshake timeout");
+      else
+        conn_timeout(c, TIMEOUT_PUBLISH_OR_PLAY, "no publish or play within handshake_timeout");
     } else if (now - c->last_activity_ms > idle_ms) {
-      srv->timeouts++;
-      conn_close(c, "idle timeout", false);
+      conn_timeout(c, TIMEOUT_IDLE, "idle timeout");
     } else if (c->feed && now - c->last_media_ms > idle_ms) {
-      srv->timeouts++;
-      conn_close(c, "publisher sent no media (idle timeout)", false);
+      conn_timeout(c, TIMEOUT_SILENT_PUBLISHER, "publisher sent no media (idle timeout)");
+    } else if (player_waited_too_long(c, now, offline_ms)) {
+      conn_timeout(c, TIMEOUT_OFFLINE_PLAYER, "channel not live for offline_player_timeout");
     }
   }
 }
@@ -630,8 +802,10 @@ static void srv_sweep(uv_timer_t *t) {
 /* --- server lifetime --- */
 
 static void srv_maybe_free(struct rtmp_server *srv) {
-  if (srv->stopping && srv->handles == 0 && srv->nconns == 0)
+  if (srv->stopping && srv->handles == 0 && srv->nconns == 0) {
+    rtmp_door_free(&srv->door);
     free(srv);
+  }
 }
 
 static void srv_handle_closed(uv_handle_t *h) {
@@ -646,6 +820,8 @@ struct rtmp_server *rtmp_server_start(struct app *app) {
   if (!srv)
     return NULL;
   srv->app = app;
+  rtmp_door_init(&srv->door);
+  srv->player_limit_logged = -1;
   struct sockaddr_storage ss;
   int rc = strchr(a->host, ':') ? uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss)
                                 : uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&ss);
@@ -675,6 +851,7 @@ struct rtmp_server *rtmp_server_start(struct app *app) {
   srv->handles++;
   uv_check_start(&srv->flush, srv_flush_dirty);
   log_info("rtmp", "listening on %s:%u", a->host, a->port);
+  srv_log_player_limit(srv);
   return srv;
 }
 
@@ -698,35 +875,58 @@ void rtmp_server_stop(struct rtmp_server *srv) {
 
 int rtmp_server_connections(const struct rtmp_server *srv) { return srv ? srv->nconns : 0; }
 
+static void metric_head(struct buf *out, const char *name, const char *type, const char *help) {
+  buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Refusals and evictions by reason: one labelled family each. */
+static void srv_verdict_metrics(const struct rtmp_server *srv, struct buf *out) {
+  metric_head(out, "galarelay_rtmp_refused_total", "counter",
+              "connections or plays refused (max_connections: every slot publishes or plays; memory: a play over "
+              "the memory ceiling; player_limit: a play past the publisher reserve)");
+  for (int v = RTMP_DOOR_REFUSE_FULL; v <= RTMP_DOOR_REFUSE_PLAYERS; v++)
+    buf_printf(out, "galarelay_rtmp_refused_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
+               (unsigned long long)srv->verdicts[v]);
+  metric_head(out, "galarelay_rtmp_evicted_total", "counter",
+              "connections that had not published or played, closed to make room for a newcomer");
+  for (int v = RTMP_DOOR_EVICT_PER_ADDRESS; v <= RTMP_DOOR_EVICT_FULL; v++)
+    buf_printf(out, "galarelay_rtmp_evicted_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
+               (unsigned long long)srv->verdicts[v]);
+  metric_head(out, "galarelay_rtmp_timeouts_total", "counter", "connections closed by a deadline");
+  for (int r = 0; r < TIMEOUT_REASONS; r++)
+    buf_printf(out, "galarelay_rtmp_timeouts_total{reason=\"%s\"} %llu\n", timeout_reason[r],
+               (unsigned long long)srv->timeouts[r]);
+}
+
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
   if (!srv)
     return;
-  int publishers = 0, players = 0;
-  for (const struct rtmp_conn *c = srv->conns; c; c = c->next) {
-    publishers += c->feed != NULL;
-    players += c->play_ch != NULL;
-  }
+  struct rtmp_door_limits lim = srv_limits(srv);
   const struct {
     const char *name, *type, *help;
     double v;
   } m[] = {
       {"galarelay_rtmp_connections", "gauge", "open RTMP connections", srv->nconns},
-      {"galarelay_rtmp_publishers", "gauge", "connections publishing", publishers},
-      {"galarelay_rtmp_players", "gauge", "connections playing", players},
+      {"galarelay_rtmp_publishers", "gauge", "connections publishing", rtmp_door_count(&srv->door, RTMP_DOOR_PUBLISHER)},
+      {"galarelay_rtmp_players", "gauge", "connections playing", rtmp_door_count(&srv->door, RTMP_DOOR_PLAYER)},
+      {"galarelay_rtmp_unauthenticated", "gauge", "connections that have not (yet) published or played",
+       rtmp_door_count(&srv->door, RTMP_DOOR_UNAUTH)},
+      {"galarelay_rtmp_player_limit", "gauge", "players at most (max_connections less the publisher reserve)",
+       rtmp_door_player_limit(&lim)},
       {"galarelay_rtmp_accepted_total", "counter", "connections accepted", (double)srv->accepted},
-      {"galarelay_rtmp_refused_total", "counter", "connections refused (max_connections)", (double)srv->refused},
       {"galarelay_rtmp_handshake_failures_total", "counter", "bad or timed out handshakes",
        (double)srv->handshake_failures},
       {"galarelay_rtmp_protocol_errors_total", "counter", "connections closed on a protocol error",
        (double)srv->protocol_errors},
-      {"galarelay_rtmp_timeouts_total", "counter", "connections closed on a timeout", (double)srv->timeouts},
       {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
        (double)srv->codec_refusals},
       {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
       {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
       {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
   };
-  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", m[i].name, m[i].help, m[i].name, m[i].type,
-               m[i].name, m[i].v);
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+    metric_head(out, m[i].name, m[i].type, m[i].help);
+    buf_printf(out, "%s %.17g\n", m[i].name, m[i].v);
+  }
+  srv_verdict_metrics(srv, out);
 }

@@ -4,8 +4,12 @@
  * a publisher's media goes through relay/flv into its channel's feed
  * (relay/channel.h); a player subscribes to a channel and is written the
  * shared chunked messages. Limits and timeouts come from the [rtmp]
- * config section: handshake_timeout, idle_timeout, max_chunk_size,
- * max_message_size, max_connections, player_queue_bytes.
+ * config section: handshake_timeout (from accept to publish or play),
+ * idle_timeout, offline_player_timeout, max_chunk_size, max_message_size,
+ * player_queue_bytes, and for admission max_connections,
+ * max_unauthenticated_per_address and publisher_reserve (the policy is
+ * relay/rtmp_door.h's: a newcomer makes room by closing a connection that
+ * has not published or played, so the broadcaster always gets in).
  *
  * Player queue: a player's unsent bytes (libuv's write queue) are bounded
  * by rtmp.player_queue_bytes. A message that would pass the bound is not

@@ -32,6 +32,27 @@ struct rtmp_session {
   struct buf body;
 };
 
+/* The chunk reader's limits follow the state: the small pre-publish
+ * budget, or max_message_size while publishing. */
+static void sess__apply_budget(struct rtmp_session *s) {
+  uint32_t budget = s->lim.preauth_budget ? s->lim.preauth_budget : RTMP_PREAUTH_BUDGET;
+  if (budget > s->lim.max_message_size)
+    budget = s->lim.max_message_size;
+  if (s->state == RTMP_SESSION_PUBLISHING)
+    rtmp_chunk_reader_set_limits(&s->rd, s->lim.max_message_size, 2 * (size_t)s->lim.max_message_size);
+  else
+    rtmp_chunk_reader_set_limits(&s->rd, budget, budget);
+}
+
+static void sess__too_large_error(struct rtmp_session *s) {
+  if (s->state == RTMP_SESSION_PUBLISHING)
+    snprintf(s->error, sizeof s->error, "message of %u bytes over max_message_size %u", s->rd.refused_len,
+             s->rd.max_message_size);
+  else
+    snprintf(s->error, sizeof s->error, "message of %u bytes before publish: over the %u-byte pre-publish budget",
+             s->rd.refused_len, s->rd.max_message_size);
+}
+
 /* --- output --- */
 
 static void sess__flush(struct rtmp_session *s) {
@@ -203,6 +224,7 @@ static int cmd_publish(struct rtmp_session *s, struct amf_reader *r, struct cmd_
   sess__user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
   sess__on_status(s, "status", "NetStream.Publish.Start", "Start publishing.");
   s->state = RTMP_SESSION_PUBLISHING;
+  sess__apply_budget(s);
   return 0;
 }
 
@@ -237,6 +259,7 @@ static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_arg
 static void sess__stop(struct rtmp_session *s) {
   if (s->state == RTMP_SESSION_PUBLISHING) {
     s->state = RTMP_SESSION_CONNECTED;
+    sess__apply_budget(s);
     if (s->ops->on_unpublish)
       s->ops->on_unpublish(s->opaque);
   } else if (s->state == RTMP_SESSION_PLAYING) {
@@ -445,6 +468,8 @@ struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim,
   }
   rtmp_handshake_server_init(s->hs);
   rtmp_chunk_reader_init(&s->rd, lim->max_chunk_size, lim->max_message_size);
+  s->lim.max_message_size = s->rd.max_message_size; /* 0 = the reader's default */
+  sess__apply_budget(s);
   return s;
 }
 
@@ -478,6 +503,8 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
     return 1;
   int rc = rtmp_chunk_reader_feed(&s->rd, data, len, sess__on_message, s);
   if (rc < 0) {
+    if (!s->error[0] && rc == RTMP_CHUNK_E_TOO_LARGE)
+      sess__too_large_error(s);
     if (!s->error[0])
       snprintf(s->error, sizeof s->error, "chunk stream error %d", rc);
     return -1;

@@ -45,9 +45,17 @@ struct rtmp_session_ops {
   void (*on_play_stop)(void *opaque);
 };
 
+/* Until a publish is accepted (players included: they send only
+ * commands) a message may be at most this large, and so may all the
+ * messages being assembled on its chunk streams together: a connection
+ * that has not proven a stream key holds little memory. From the accepted
+ * publish on, max_message_size applies. */
+#define RTMP_PREAUTH_BUDGET 65536
+
 struct rtmp_session_limits {
   uint32_t max_chunk_size;
   uint32_t max_message_size;
+  uint32_t preauth_budget; /* 0 = RTMP_PREAUTH_BUDGET; never above max_message_size */
 };
 
 enum rtmp_session_state {

@@ -23,7 +23,7 @@ static const struct rtmp_session_ops ops = {f_send, f_accept, f_void, f_meta, f_
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
-  struct rtmp_session_limits lim = {65536, 1 << 20};
+  struct rtmp_session_limits lim = {65536, 1 << 20, 0};
   struct rtmp_session *s = rtmp_session_new(&lim, &ops, NULL);
   size_t step = (size_t)(data[0] % 64) * 37 + 1;
   data++, size--;

@@ -29,6 +29,7 @@ handshake_timeout = 1
 idle_timeout = 2
 publisher_takeover = 1
 max_connections = 12
+publisher_reserve = 2
 
 [channel gala]
 key = k-primary
@@ -305,18 +306,22 @@ class Ingest(unittest.TestCase):
         self.assertFalse(channel(self.d)["live"])
 
     def test_max_connections(self):
+        # A table full of connections that have not published or played
+        # makes room for a newcomer: the oldest one is closed, not the newcomer.
         socks = [socket.create_connection(("127.0.0.1", self.d.rtmp_port)) for _ in range(12)]
+        self.assertTrue(wait_for(lambda: self.d.metric("galarelay_rtmp_connections") == 12, 5))
         extra = socket.create_connection(("127.0.0.1", self.d.rtmp_port))
-        extra.settimeout(5)
-        self.assertEqual(extra.recv(10), b"")  # closed at once
-        self.assertIn("max_connections=12", self.d.log())
+        socks[0].settimeout(5)
+        self.assertEqual(socks[0].recv(10), b"")  # closed at once
+        self.assertIn("evicted: max_connections reached", self.d.log())
+        # an encoder gets in while the table is still full
+        a = Client(self.d.rtmp_port)
+        self.assertEqual(a.publish("k-primary"), "NetStream.Publish.Start")
+        a.close()
         for s in socks + [extra]:
             s.close()
         # the slots free up again
         self.assertTrue(wait_for(lambda: self.d.metric("galarelay_rtmp_connections") == 0, 5))
-        a = Client(self.d.rtmp_port)
-        self.assertEqual(a.publish("k-primary"), "NetStream.Publish.Start")
-        a.close()
 
     def test_garbage_and_truncated_handshakes(self):
         port = self.d.rtmp_port

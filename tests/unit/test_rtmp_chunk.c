@@ -195,6 +195,46 @@ static void test_limits(void **state) {
   rtmp_chunk_reader_free(&rd);
 }
 
+/* rtmp_chunk_reader_set_limits: a message that starts after it is held to
+ * the new bounds, alone and together with the partial ones. */
+static void test_set_limits(void **state) {
+  (void)state;
+  struct rtmp_chunk_reader rd;
+  rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
+  rtmp_chunk_reader_set_limits(&rd, 1000, 1500);
+  /* 1001 bytes announced: refused, and the reader says which length */
+  const uint8_t big[] = {0x06, 0, 0, 0, 0x00, 0x03, 0xe9, 0x09, 1, 0, 0, 0};
+  assert_int_equal(rtmp_chunk_reader_feed(&rd, big, sizeof big, NULL, NULL), RTMP_CHUNK_E_TOO_LARGE);
+  assert_int_equal(rd.refused_len, 1001);
+  rtmp_chunk_reader_free(&rd);
+
+  /* two partial 800-byte messages on two chunk streams: 1600 > 1500 */
+  rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
+  rtmp_chunk_reader_set_limits(&rd, 1000, 1500);
+  uint8_t first[12 + 128] = {0x06, 0, 0, 0, 0x00, 0x03, 0x20, 0x09, 1, 0, 0, 0, 0x17}; /* one whole chunk */
+  const uint8_t second[] = {0x07, 0, 0, 0, 0x00, 0x03, 0x20, 0x09, 1, 0, 0, 0};
+  assert_int_equal(rtmp_chunk_reader_feed(&rd, first, sizeof first, NULL, NULL), 0);
+  assert_int_equal(rtmp_chunk_reader_feed(&rd, second, sizeof second, NULL, NULL), RTMP_CHUNK_E_TOO_LARGE);
+  assert_int_equal(rd.refused_len, 800);
+  rtmp_chunk_reader_free(&rd);
+
+  /* raised again: the same 1001 bytes pass */
+  struct got g = {0};
+  struct buf b;
+  buf_init(&b);
+  uint8_t payload[1001] = {0x17};
+  rtmp_chunk_write(&b, 6, RTMP_MSG_VIDEO, 1, 0, payload, sizeof payload, 128);
+  rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
+  rtmp_chunk_reader_set_limits(&rd, 1000, 1000);
+  rtmp_chunk_reader_set_limits(&rd, 1 << 20, 2u << 20);
+  feed_all(&rd, b.data, b.len, &g, 1);
+  assert_int_equal(g.n, 1);
+  assert_int_equal(g.m[0].len, 1001);
+  got_free(&g);
+  rtmp_chunk_reader_free(&rd);
+  buf_free(&b);
+}
+
 static void test_wire_shared_and_patch(void **state) {
   (void)state;
   uint8_t payload[9000];
@@ -275,6 +315,7 @@ int main(void) {
       cmocka_unit_test(test_set_chunk_size_midstream),
       cmocka_unit_test(test_abort),
       cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_set_limits),
       cmocka_unit_test(test_wire_shared_and_patch),
       cmocka_unit_test(test_wire_retimed),
   };

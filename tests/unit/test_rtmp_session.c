@@ -71,7 +71,7 @@ static const struct rtmp_session_ops ops = {
     .on_play_stop = p_play_stop,
 };
 
-static const struct rtmp_session_limits lim = {65536, 1 << 20};
+static const struct rtmp_session_limits lim = {65536, 1 << 20, 0};
 
 /* Client bytes. */
 static void client_handshake(struct buf *c) {
@@ -333,6 +333,66 @@ static void test_amf3_aggregate_abort(void **state) {
   buf_free(&p.out);
 }
 
+/* Before a publish is accepted a connection holds at most
+ * RTMP_PREAUTH_BUDGET of message assembly, whatever max_message_size
+ * says (here 1 MiB): a 1 MiB message announced right after connect is
+ * refused with an error that says why. */
+static void test_preauth_budget(void **state) {
+  (void)state;
+  struct peer p = {.verdict = RTMP_ACCEPT};
+  buf_init(&p.out);
+  const struct rtmp_session_limits big_lim = {65536, 2u << 20, 0};
+  struct rtmp_session *s = rtmp_session_new(&big_lim, &ops, &p);
+  struct buf c;
+  buf_init(&c);
+  client_handshake(&c);
+  client_cmd(&c, "connect", 1, NULL, 0);
+  /* only the first chunk of a 1 MiB data message: its header is enough */
+  uint8_t hdr[12] = {0x05, 0, 0, 0, 0x10, 0x00, 0x00, RTMP_MSG_DATA_AMF0, 1, 0, 0, 0};
+  buf_append(&c, hdr, sizeof hdr);
+  buf_append(&c, "\x02\x00\x0aonMetaData", 13);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_string_equal(rtmp_session_error(s),
+                      "message of 1048576 bytes before publish: over the 65536-byte pre-publish budget");
+  rtmp_session_free(s);
+
+  /* a player stays on the budget: it sends commands, never media */
+  buf_reset(&c);
+  buf_reset(&p.out);
+  s = rtmp_session_new(&big_lim, &ops, &p);
+  client_handshake(&c);
+  client_cmd(&c, "connect", 1, NULL, 0);
+  client_cmd(&c, "play", 0, "gala", 1);
+  hdr[4] = 0x01; /* 64 KiB + 1 */
+  hdr[6] = 0x01;
+  buf_append(&c, hdr, sizeof hdr);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_state(s), RTMP_SESSION_PLAYING);
+  assert_non_null(strstr(rtmp_session_error(s), "65537 bytes before publish"));
+  rtmp_session_free(s);
+
+  /* once publishing, max_message_size applies: 1 MiB passes */
+  buf_reset(&c);
+  buf_reset(&p.out);
+  s = rtmp_session_new(&big_lim, &ops, &p);
+  publish_script(&c);
+  uint8_t *video = calloc(1, 1 << 20);
+  video[0] = 0x17;
+  rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 0, video, 1 << 20, 128);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), 0);
+  assert_int_equal(p.media, 1);
+  /* and after the publish ends the budget is back */
+  buf_reset(&c);
+  client_cmd(&c, "FCUnpublish", 6, "the-key", 0);
+  rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 40, video, 1 << 20, 128);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_non_null(strstr(rtmp_session_error(s), "before publish"));
+  free(video);
+  rtmp_session_free(s);
+  buf_free(&c);
+  buf_free(&p.out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_publish_sequence),
@@ -340,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_play),
       cmocka_unit_test(test_protocol_errors),
       cmocka_unit_test(test_amf3_aggregate_abort),
+      cmocka_unit_test(test_preauth_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
