@@ -215,23 +215,27 @@ static void conn_queue_ref(struct rtmp_conn *c, AVBufferRef *wire) {
 
 /* --- player: a channel sink --- */
 
+/* What a player is written before media. Any send may close the
+ * connection (its output limit), and conn_detach then clears c->play_ch:
+ * hence the channel kept here and the check before each send. */
 static void player_on_start(void *opaque, const struct channel_feed_info *info) {
   struct rtmp_conn *c = opaque;
   if (c->closing)
     return;
-  size_t len;
-  uint32_t ts = channel_header_timestamp(c->play_ch);
-  const uint8_t *meta = channel_metadata(c->play_ch, &len);
-  if (meta)
-    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, ts, meta, len);
-  const uint8_t *seq = channel_sequence_header(c->play_ch, CHANNEL_VIDEO, &len);
-  if (seq && info->video)
-    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, seq, len);
-  seq = channel_sequence_header(c->play_ch, CHANNEL_AUDIO, &len);
-  if (seq && info->audio)
-    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, ts, seq, len);
+  struct channel *ch = c->play_ch;
   c->has_video = info->video != NULL;
   c->wait_key = c->has_video;
+  uint32_t ts = channel_header_timestamp(ch);
+  size_t len;
+  const uint8_t *body = channel_metadata(ch, &len);
+  if (body)
+    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, ts, body, len);
+  body = channel_sequence_header(ch, CHANNEL_VIDEO, &len);
+  if (body && info->video && !c->closing)
+    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, body, len);
+  body = channel_sequence_header(ch, CHANNEL_AUDIO, &len);
+  if (body && info->audio && !c->closing)
+    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, ts, body, len);
 }
 
 static void player_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms) {
@@ -399,18 +403,15 @@ static int sess_on_play(void *opaque, const char *app, const char *name) {
   }
   log_info("rtmp", "play channel=%s addr=%s live=%d handshake=%s", name, c->addr, channel_is_live(ch),
            rtmp_session_complex_handshake(c->sess) ? "digest" : "plain");
+  /* The connection may close inside the subscription: on_start and the
+   * GOP write to it, and past its output limit conn_close runs from there.
+   * The channel writes c->sink_id before it calls back, so that close
+   * unsubscribes on the one ordinary path (conn_detach) like any other,
+   * and the channel, told so, stops the catch-up and answers LEFT. Nothing
+   * here has to undo a half-done subscription. */
   c->play_ch = ch;
-  c->sink_id = channel_subscribe_player(ch, &player_ops, c, player_on_removed);
-  if (c->sink_id < 0) {
-    c->play_ch = NULL;
-    return RTMP_REFUSE_NOTFOUND;
-  }
-  /* The connection may have closed inside the subscription (on_start and
-   * the GOP replay write to it) before sink_id was known to conn_detach. */
-  if (c->closing) {
-    if (c->sink_id > 0 && c->play_ch)
-      channel_unsubscribe(c->play_ch, c->sink_id);
-    c->play_ch = NULL;
+  if (channel_subscribe_player(ch, &player_ops, c, player_on_removed, &c->sink_id) != CHANNEL_SUBSCRIBED) {
+    c->play_ch = NULL; /* LEFT: conn_detach has unsubscribed already */
     c->sink_id = 0;
     return RTMP_REFUSE_NOTFOUND;
   }

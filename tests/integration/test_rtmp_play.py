@@ -1,0 +1,99 @@
+"""RTMP play against the real daemon.
+
+A player whose output limit trips while it is being subscribed (the
+channel's onMetaData alone is past twice rtmp.player_queue_bytes, so the
+server closes it from inside the subscription, while the metadata and
+headers are written): the channel keeps no sink for it, media that follows
+does not touch the closed connection (under the ASan build a
+heap-use-after-free would kill the daemon), and the daemon stops cleanly.
+"""
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon import Daemon  # noqa: E402
+from test_rtmp_lib import Client, amf_obj, amf_str, wait_for  # noqa: E402
+
+QUEUE = 65536
+
+# A real AVC sequence header (x264, 160x120) and random frames: the relay
+# forwards media without decoding it, and with passthrough off the picture
+# is below every rung, so the transcoder has no work.
+AVC_SEQ = bytes.fromhex("17000000000142c00bffe100186742c00bda0a11f970110000030001000003003c0f142aa001000468ce0fc8")
+AAC_SEQ = bytes.fromhex("af001210")
+
+
+class Publisher:
+    """A synthetic H.264 + AAC feed, frame by frame, from this thread."""
+
+    def __init__(self, port, key, metadata):
+        self.c = Client(port)
+        assert self.c.publish(key) == "NetStream.Publish.Start"
+        self.c.set_chunk_size(65536)
+        self.c.send_tag(18, 0, metadata)
+        self.c.send_tag(9, 0, AVC_SEQ)
+        self.c.send_tag(8, 0, AAC_SEQ)
+        self.frames = 0
+
+    def send(self, n):
+        for _ in range(n):
+            i = self.frames
+            ts = i * 33
+            self.c.send_tag(9, ts, bytes([0x17 if i % 30 == 0 else 0x27, 1, 0, 0, 0]) + os.urandom(300))
+            self.c.send_tag(8, ts, b"\xaf\x01" + os.urandom(50))
+            self.frames += 1
+
+
+def full_log(d):
+    with open(d.log_path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def metadata(pad_bytes):
+    """onMetaData with pad_bytes of padding (AMF0 strings hold 64 KiB)."""
+    props = {"width": 160.0, "height": 120.0, "framerate": 30.0}
+    for i in range(0, pad_bytes, 60000):
+        props[f"pad{i}"] = "x" * min(60000, pad_bytes - i)
+    return amf_str("onMetaData") + amf_obj(props)
+
+
+class Play(unittest.TestCase):
+    def test_player_closed_while_subscribing(self):
+        sections = f"""
+[transcoder]
+source_passthrough = false
+
+[rtmp]
+idle_timeout = 60
+player_queue_bytes = {QUEUE}
+
+[channel gala]
+key = k1
+"""
+        with Daemon(sections=sections) as d:
+            pub = Publisher(d.rtmp_port, "k1", metadata(3 * QUEUE))
+            pub.send(31)  # two keyframes: the channel is live with a GOP
+            self.assertTrue(wait_for(lambda: d.metric("galarelay_channel_live", 'channel="gala"') == 1, 5),
+                            d.log())
+            for n in range(1, 3):
+                player = Client(d.rtmp_port)
+                player.play("gala")  # and never reads
+                port = player.s.getsockname()[1]
+                self.assertTrue(wait_for(lambda: f"close addr=127.0.0.1:{port} why=peer does not read" in full_log(d),
+                                         5), d.log())
+                pub.send(30)  # media after the close: it must reach no one
+                time.sleep(0.3)
+                self.assertIsNone(d.proc.poll(), d.log())
+                self.assertEqual(d.metric("galarelay_channel_rtmp_players", 'channel="gala"'), 0, d.log())
+                self.assertEqual(d.metric("galarelay_rtmp_players"), 0, d.log())
+                self.assertEqual(full_log(d).count("why=peer does not read (output over limit)"), n, d.log())
+                player.close()
+            pub.c.close()
+            code, _ = d.stop()
+            self.assertEqual(code, 0, d.log())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
