@@ -88,9 +88,12 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
 
 /* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
 
-/* The timestamp a sink gives the metadata and sequence headers it sends
- * from on_start: no later than the first packet that follows (packets are
- * on the channel's output clock, continuous across feed switches). */
+/* The timestamp a sink gives the sequence headers it sends from on_start:
+ * no later than the first packet that follows (packets are on the
+ * channel's output clock, continuous across feed switches). Metadata goes
+ * at timestamp 0, as nginx-rtmp sends it: it belongs to no instant, and
+ * FFmpeg's FLV reader takes a data message at any other time for a
+ * subtitle stream beside the audio and video. */
 uint32_t channel_header_timestamp(const struct channel *ch);
 
 /* Notes on the API above, as implemented in channel.c:

@@ -223,7 +223,8 @@ static void push_send_start(struct push_conn *pc) {
     buf_init(&b);
     amf_put_string(&b, "@setDataFrame");
     buf_append(&b, meta, len);
-    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, ts, (uint8_t *)b.data, b.len,
+    /* at timestamp 0: see channel_header_timestamp */
+    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, 0, (uint8_t *)b.data, b.len,
                      pc->out_chunk);
     buf_free(&b);
   }

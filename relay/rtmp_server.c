@@ -217,7 +217,8 @@ static void conn_queue_ref(struct rtmp_conn *c, AVBufferRef *wire) {
 
 /* What a player is written before media. Any send may close the
  * connection (its output limit), and conn_detach then clears c->play_ch:
- * hence the channel kept here and the check before each send. */
+ * hence the channel kept here and the check before each send. Metadata
+ * goes at timestamp 0 (see channel_header_timestamp). */
 static void player_on_start(void *opaque, const struct channel_feed_info *info) {
   struct rtmp_conn *c = opaque;
   if (c->closing)
@@ -229,7 +230,7 @@ static void player_on_start(void *opaque, const struct channel_feed_info *info) 
   size_t len;
   const uint8_t *body = channel_metadata(ch, &len);
   if (body)
-    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, ts, body, len);
+    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0, body, len);
   body = channel_sequence_header(ch, CHANNEL_VIDEO, &len);
   if (body && info->video && !c->closing)
     rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, body, len);
