@@ -906,7 +906,6 @@ void channel_api_fill(const struct channel *ch, struct json_t *obj) {
     json_object_set_new(obj, "failovers", fo);
   if (!f || !ch->started)
     return;
-  json_object_set_new(obj, "publisher_addr", json_string(f->addr));
   json_object_set_new(obj, "feed", json_string(f->backup ? "backup" : "primary"));
   const AVCodecParameters *v = f->par[CHANNEL_VIDEO], *a = f->par[CHANNEL_AUDIO];
   if (v) {
