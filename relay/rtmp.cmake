@@ -16,7 +16,8 @@ galarelay_unit_test(test_amf SOURCES ${rtmp_tests}/test_amf.c LIBS galarelay_rtm
 galarelay_unit_test(test_rtmp_handshake SOURCES ${rtmp_tests}/test_rtmp_handshake.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_rtmp_chunk SOURCES ${rtmp_tests}/test_rtmp_chunk.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_flv SOURCES ${rtmp_tests}/test_flv.c LIBS galarelay_rtmp_proto)
-galarelay_unit_test(test_rtmp_session SOURCES ${rtmp_tests}/test_rtmp_session.c LIBS galarelay_rtmp_proto)
+galarelay_unit_test(test_rtmp_session SOURCES ${rtmp_tests}/test_rtmp_session.c ${rtmp_tests}/rtmp_test_client.c
+  LIBS galarelay_rtmp_proto)
 
 # Fuzz targets list the parser sources themselves so they get coverage
 # instrumentation; seeds are small captures of real sessions.
@@ -46,7 +47,8 @@ target_link_libraries(galarelay_rtmp PUBLIC galarelay_rtmp_proto galarelay_core 
   PkgConfig::UV PkgConfig::FFMPEG PkgConfig::CRYPTO PkgConfig::JANSSON)
 galarelay_unit_test(test_channel SOURCES ${rtmp_tests}/test_channel.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_push SOURCES ${rtmp_tests}/test_rtmp_push.c LIBS galarelay_rtmp)
-galarelay_unit_test(test_rtmp_server SOURCES ${rtmp_tests}/test_rtmp_server.c LIBS galarelay_rtmp)
+galarelay_unit_test(test_rtmp_server SOURCES ${rtmp_tests}/test_rtmp_server.c ${rtmp_tests}/rtmp_test_client.c
+  LIBS galarelay_rtmp)
 
 # Integration: the real daemon with ffmpeg, ffprobe, GStreamer and a small
 # scripted client (tests/integration/test_rtmp_lib.py).

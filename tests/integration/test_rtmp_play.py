@@ -147,17 +147,8 @@ class Play(unittest.TestCase):
             self.assertEqual(d.stop()[0], 0, d.log())
 
     def test_player_closed_while_subscribing(self):
-        sections = f"""
-[transcoder]
-source_passthrough = false
-
-[rtmp]
-idle_timeout = 60
-player_queue_bytes = {QUEUE}
-
-[channel gala]
-key = k1
-"""
+        sections = f"[transcoder]\nsource_passthrough = false\n[rtmp]\nplayer_queue_bytes = {QUEUE}\n" \
+                   "[channel gala]\nkey = k1\n"
         with Daemon(sections=sections) as d:
             pub = Publisher(d.rtmp_port, "k1", metadata(3 * QUEUE))
             pub.send(31)  # two keyframes: the channel is live with a GOP

@@ -31,6 +31,7 @@
 #include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_server.h"
+#include "tests/unit/rtmp_test_client.h"
 
 #define QUEUE_BYTES 65536
 #define STEP_LIMIT_MS 5000 /* a step that waits longer has failed */
@@ -196,27 +197,6 @@ static void go_live(struct env *e, size_t meta_pad, size_t video_pad) {
 
 /* --- the player: handshake, connect, createStream, play, in one write --- */
 
-static void command(struct buf *out, uint32_t sid, const char *name, double txid, const char *arg) {
-  struct buf b;
-  buf_init(&b);
-  amf_put_string(&b, name);
-  amf_put_number(&b, txid);
-  if (strcmp(name, "connect") == 0) {
-    amf_put_object_start(&b);
-    amf_put_prop_string(&b, "app", "live");
-    amf_put_prop_string(&b, "tcUrl", "rtmp://127.0.0.1/live");
-    amf_put_object_end(&b);
-  } else {
-    amf_put_null(&b);
-    if (arg)
-      amf_put_string(&b, arg);
-  }
-  assert_int_equal(rtmp_chunk_write(out, RTMP_CSID_COMMAND, RTMP_MSG_COMMAND_AMF0, sid, 0, (uint8_t *)b.data,
-                                    b.len, 128),
-                   0);
-  buf_free(&b);
-}
-
 static void cl_alloc(uv_handle_t *h, size_t size, uv_buf_t *b) {
   (void)h;
   static char rbuf[65536];
@@ -247,13 +227,11 @@ static void cl_connected(uv_connect_t *req, int status) {
 
 static void play(struct env *e) {
   struct client *cl = &e->cl;
-  /* C0 + C1 (a plain handshake: no digest), then C2, which the server
-   * does not check, and the commands: all before any answer. */
-  uint8_t hs[1 + 2 * 1536] = {3};
-  buf_append(&cl->out, hs, sizeof hs);
-  command(&cl->out, 0, "connect", 1, NULL);
-  command(&cl->out, 0, "createStream", 2, NULL);
-  command(&cl->out, 1, "play", 3, "gala");
+  /* all before any answer */
+  rtmp_test_client_handshake(&cl->out);
+  rtmp_test_client_command(&cl->out, "connect", 1, NULL, 0);
+  rtmp_test_client_command(&cl->out, "createStream", 2, NULL, 0);
+  rtmp_test_client_command(&cl->out, "play", 3, "gala", 1);
   uv_tcp_init(&e->loop, &cl->tcp);
   cl->started = true;
   cl->tcp.data = cl;
