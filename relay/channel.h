@@ -121,8 +121,8 @@ uint32_t channel_header_timestamp(const struct channel *ch);
  * close comes at. */
 enum channel_subscribe_result {
   CHANNEL_SUBSCRIBED = 0,
-  CHANNEL_SUBSCRIBE_NOMEM = -1,  /* not subscribed; *sink_id is 0 */
-  CHANNEL_SUBSCRIBE_LEFT = -2,   /* it unsubscribed from inside its catch-up */
+  CHANNEL_SUBSCRIBE_NOMEM = -1, /* not subscribed; *sink_id is 0 */
+  CHANNEL_SUBSCRIBE_LEFT = -2,  /* it unsubscribed from inside its catch-up */
 };
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
                              void (*on_removed)(void *opaque), int *sink_id);
