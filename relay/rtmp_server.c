@@ -38,6 +38,7 @@ struct rtmp_server {
   bool stopping;
   uint64_t accepted, refused, handshake_failures, protocol_errors, timeouts, player_skips,
       codec_refusals, bytes_in, bytes_out;
+  uint64_t output_limit_closes; /* conn_send_copy's hard limit */
   /* One read buffer for all connections: a read is consumed (copied into
    * the session's own buffers) before the next one is allocated. */
   uint8_t rbuf[READ_BUF];
@@ -180,6 +181,7 @@ static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   if (c->closing)
     return;
   if (c->write_mem > 2 * c->srv->app->cfg->rtmp.player_queue_bytes) {
+    c->srv->output_limit_closes++;
     conn_close(c, "peer does not read (output over limit)", false);
     return;
   }
@@ -725,6 +727,9 @@ void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
       {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
        (double)srv->codec_refusals},
       {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
+      {"galarelay_rtmp_output_limit_closes_total", "counter",
+       "connections closed with more than twice player_queue_bytes of answers and headers unsent",
+       (double)srv->output_limit_closes},
       {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
       {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
   };

@@ -166,6 +166,7 @@ class Play(unittest.TestCase):
                 self.assertEqual(d.metric("galarelay_channel_rtmp_players", 'channel="gala"'), 0, d.log())
                 self.assertEqual(d.metric("galarelay_rtmp_players"), 0, d.log())
                 self.assertEqual(full_log(d).count("why=peer does not read (output over limit)"), n, d.log())
+                self.assertEqual(d.metric("galarelay_rtmp_output_limit_closes_total"), n)
                 player.close()
             pub.c.close()
             code, _ = d.stop()

@@ -287,6 +287,11 @@ static void closed_during_subscription(struct env *e) {
   feed_video(e, true);
   feed_video(e, false);
   assert_int_equal(channel_player_count(e->ch), 0);
+  struct buf m;
+  buf_init(&m);
+  rtmp_server_metrics(e->app.rtmp, &m);
+  assert_non_null(strstr(m.data, "\ngalarelay_rtmp_output_limit_closes_total 1\n"));
+  buf_free(&m);
 }
 
 /* The limit trips at the last header (the AAC one, after a huge AVC one). */
