@@ -600,7 +600,9 @@ static void set_value(struct parse_state *st, const struct key_def *k, const cha
       return;
     }
     if (strncmp(value, "rtmp://", 7) != 0 || strlen(value) >= k->size) {
-      add_error(st->errs, st->file, st->line, "%s must be an rtmp:// URL (got \"%s\")", k->name, value);
+      char shown[256];
+      config_redact_url(value, shown, sizeof shown); /* its stream key stays out of the message */
+      add_error(st->errs, st->file, st->line, "%s must be an rtmp:// URL (got \"%s\")", k->name, shown);
       return;
     }
     snprintf(field + (size_t)ch->push_count * k->size, k->size, "%s", value);
@@ -867,6 +869,26 @@ bool config_addr_is_loopback(const struct config_addr *addr) {
   if (inet_pton(AF_INET, addr->host, &a4) == 1)
     return (ntohl(a4.s_addr) >> 24) == 127;
   return strcmp(addr->host, "::1") == 0;
+}
+
+void config_redact_url(const char *url, char *out, size_t size) {
+  const char *sep = strstr(url, "://");
+  size_t end = strcspn(url, "?#"); /* a query may carry a token too */
+  if (!sep || (size_t)(sep - url) >= end) {
+    snprintf(out, size, "***");
+    return;
+  }
+  size_t host = (size_t)(sep - url) + 3;
+  size_t path = host + strcspn(url + host, "/?#");
+  size_t from = host; /* past user:password@ */
+  for (size_t i = host; i < path; i++)
+    if (url[i] == '@')
+      from = i + 1;
+  size_t keep = path; /* the authority, then the path up to its last '/' */
+  for (size_t i = path; i < end; i++)
+    if (url[i] == '/')
+      keep = i + 1;
+  snprintf(out, size, "%.*s%.*s%s", (int)host, url, (int)(keep - from), url + from, url[keep] ? "***" : "");
 }
 
 void config_addr_format(const struct config_addr *addr, char *out, size_t size) {

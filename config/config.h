@@ -161,6 +161,13 @@ const struct config_channel *config_find_channel(const struct config *cfg, const
 bool config_addr_is_loopback(const struct config_addr *addr);
 /* "127.0.0.1:8080" / "[::1]:8080" for logs and URLs. */
 void config_addr_format(const struct config_addr *addr, char *out, size_t size);
+/* A URL that may carry a secret (a restream target's stream key), as logs
+ * and error messages show it: the last path element and any ?query or
+ * #fragment become "***", and a user:password@ goes, so
+ * "rtmp://u:p@live.example.com:1935/app/KEY?t=1" reads
+ * "rtmp://live.example.com:1935/app/" "***". Text without "://" is all
+ * "***": nothing of a value that is not a URL can be told safe. */
+void config_redact_url(const char *url, char *out, size_t size);
 
 /* The schema, for documentation checks: key i of section kind. Returns
  * NULL past the end. section is "server", "channel", "rung", … */

@@ -104,6 +104,17 @@ struct channel_feed {
   size_t gop_bytes;
 };
 
+/* A subscription whose catch-up (on_start, then for a player the GOP) is
+ * running. The sink may leave from inside it (a player whose connection
+ * closes while its headers are written): channel_unsubscribe marks it
+ * here and the catch-up stops at once, so nothing more is called on a sink
+ * that is gone. A stack: a callback may subscribe another sink. */
+struct sink_join {
+  int id;
+  bool left;
+  struct sink_join *outer;
+};
+
 struct channel {
   struct channel_registry *reg;
   char name[64];
@@ -124,6 +135,7 @@ struct channel {
   uint32_t header_ts;  /* for the headers a sink sends at on_start */
   struct channel_sink *sinks;
   int nsinks, capsinks, next_id, walking, players;
+  struct sink_join *joining; /* catch-ups in progress, innermost first */
   uint64_t failover_ms; /* config: channel failover_after */
   bool prefer_primary;  /* config: channel prefer_primary */
   uint64_t failovers[FAILOVER_REASONS];
@@ -263,13 +275,37 @@ static void ch__stop(struct channel *ch) {
 
 static const AVPacket *ch__retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned);
 
+/* What a sink that joins a live channel is sent at once: on_start and,
+ * for a player, the cached GOP; it stops as soon as the sink leaves. */
+static void sink_catch_up(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
+                          const struct sink_join *join) {
+  const struct channel_feed *f = ch->feeds[ch->active];
+  /* its headers go out with the first packet it will get */
+  uint32_t shared_ts = ch->header_ts;
+  if (player && f->gop_n > 0 && !ch->offset_pending) {
+    int64_t t = f->gop[0]->dts + ch->ts_offset;
+    ch->header_ts = (uint32_t)(t > 0 ? t : 0);
+  }
+  if (ops->on_start)
+    ops->on_start(opaque, &ch->info);
+  ch->header_ts = shared_ts;
+  for (int i = 0; player && ops->on_packet && !join->left && i < f->gop_n; i++) {
+    AVPacket *owned;
+    const AVPacket *out = ch__retime(ch, f->gop[i], &owned);
+    if (out)
+      ops->on_packet(opaque, out, f->gop_arrival[i]);
+    av_packet_free(&owned);
+  }
+}
+
 static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
-                         void (*on_removed)(void *)) {
+                         void (*on_removed)(void *), int *sink_id) {
+  *sink_id = 0;
   if (ch->nsinks == ch->capsinks) {
     int cap = ch->capsinks ? ch->capsinks * 2 : 8;
     struct channel_sink *n = realloc(ch->sinks, sizeof *n * (size_t)cap);
     if (!n)
-      return -1;
+      return CHANNEL_SUBSCRIBE_NOMEM;
     ch->sinks = n;
     ch->capsinks = cap;
   }
@@ -277,38 +313,31 @@ static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops,
   ch->sinks[ch->nsinks++] = (struct channel_sink){id, ops, opaque, player, on_removed};
   if (player)
     ch->players++;
-  if (ch->started) {
-    const struct channel_feed *f = ch->feeds[ch->active];
-    /* its headers go out with the first packet it will get */
-    uint32_t shared_ts = ch->header_ts;
-    if (player && f->gop_n > 0 && !ch->offset_pending) {
-      int64_t t = f->gop[0]->dts + ch->ts_offset;
-      ch->header_ts = (uint32_t)(t > 0 ? t : 0);
-    }
-    if (ops->on_start)
-      ops->on_start(opaque, &ch->info);
-    ch->header_ts = shared_ts;
-    for (int i = 0; player && ops->on_packet && i < f->gop_n; i++) {
-      AVPacket *owned;
-      const AVPacket *out = ch__retime(ch, f->gop[i], &owned);
-      if (out)
-        ops->on_packet(opaque, out, f->gop_arrival[i]);
-      av_packet_free(&owned);
-    }
-  }
-  return id;
+  /* Before any callback: the sink may unsubscribe from inside them. */
+  *sink_id = id;
+  if (!ch->started)
+    return CHANNEL_SUBSCRIBED;
+  struct sink_join join = {id, false, ch->joining};
+  ch->joining = &join;
+  sink_catch_up(ch, ops, opaque, player, &join);
+  ch->joining = join.outer;
+  return join.left ? CHANNEL_SUBSCRIBE_LEFT : CHANNEL_SUBSCRIBED;
 }
 
 int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque) {
-  return ch__subscribe(ch, ops, opaque, false, NULL);
+  int id;
+  return ch__subscribe(ch, ops, opaque, false, NULL, &id) == CHANNEL_SUBSCRIBE_NOMEM ? -1 : id;
 }
 
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
-                             void (*on_removed)(void *opaque)) {
-  return ch__subscribe(ch, ops, opaque, true, on_removed);
+                             void (*on_removed)(void *opaque), int *sink_id) {
+  return ch__subscribe(ch, ops, opaque, true, on_removed, sink_id);
 }
 
 void channel_unsubscribe(struct channel *ch, int sink_id) {
+  for (struct sink_join *j = ch->joining; j; j = j->outer)
+    if (j->id == sink_id)
+      j->left = true;
   for (int i = 0; i < ch->nsinks; i++) {
     if (ch->sinks[i].id == sink_id) {
       if (ch->sinks[i].player)
@@ -877,7 +906,6 @@ void channel_api_fill(const struct channel *ch, struct json_t *obj) {
     json_object_set_new(obj, "failovers", fo);
   if (!f || !ch->started)
     return;
-  json_object_set_new(obj, "publisher_addr", json_string(f->addr));
   json_object_set_new(obj, "feed", json_string(f->backup ? "backup" : "primary"));
   const AVCodecParameters *v = f->par[CHANNEL_VIDEO], *a = f->par[CHANNEL_AUDIO];
   if (v) {

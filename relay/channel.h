@@ -63,9 +63,11 @@ struct channel *channel_registry_find(struct channel_registry *reg, const char *
 const char *channel_name(const struct channel *ch);
 bool channel_is_live(const struct channel *ch);
 
-/* Sinks. The returned id (> 0) unsubscribes. If the channel is live when a
- * sink subscribes, on_start is called at once (and, for RTMP players, the
- * cached GOP follows). */
+/* Sinks. The returned id (> 0) unsubscribes; -1 = no memory. If the
+ * channel is live when a sink subscribes, on_start is called at once (and,
+ * for RTMP players, the cached GOP follows). channel_unsubscribe may be
+ * called from inside any callback, the sink's own included; no callback
+ * reaches a sink after it. */
 int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque);
 void channel_unsubscribe(struct channel *ch, int sink_id);
 
@@ -86,9 +88,12 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
 
 /* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
 
-/* The timestamp a sink gives the metadata and sequence headers it sends
- * from on_start: no later than the first packet that follows (packets are
- * on the channel's output clock, continuous across feed switches). */
+/* The timestamp a sink gives the sequence headers it sends from on_start:
+ * no later than the first packet that follows (packets are on the
+ * channel's output clock, continuous across feed switches). Metadata goes
+ * at timestamp 0, as nginx-rtmp sends it: it belongs to no instant, and
+ * FFmpeg's FLV reader takes a data message at any other time for a
+ * subtitle stream beside the audio and video. */
 uint32_t channel_header_timestamp(const struct channel *ch);
 
 /* Notes on the API above, as implemented in channel.c:
@@ -105,9 +110,22 @@ uint32_t channel_header_timestamp(const struct channel *ch);
 /* RTMP players: like channel_subscribe, and if the channel is live the
  * cached GOP (from the last keyframe) follows on_start at once. on_removed
  * runs if the channel is removed by a reload while subscribed: the sink id
- * is then already gone (do not unsubscribe). */
+ * is then already gone (do not unsubscribe).
+ *
+ * *sink_id is written once, before any callback runs, so a player whose
+ * connection closes during this catch-up (its headers trip its output
+ * limit) unsubscribes on its ordinary close path, from inside the
+ * callback; the catch-up then stops, and the result says the sink is
+ * already gone: the caller must not treat it as subscribed. This is what
+ * keeps a sink for freed memory out of the channel whatever point the
+ * close comes at. */
+enum channel_subscribe_result {
+  CHANNEL_SUBSCRIBED = 0,
+  CHANNEL_SUBSCRIBE_NOMEM = -1, /* not subscribed; *sink_id is 0 */
+  CHANNEL_SUBSCRIBE_LEFT = -2,  /* it unsubscribed from inside its catch-up */
+};
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
-                             void (*on_removed)(void *opaque));
+                             void (*on_removed)(void *opaque), int *sink_id);
 
 /* What the active feed's players are sent before media: the onMetaData
  * body (AMF "onMetaData" + object) and the FLV bodies of the sequence

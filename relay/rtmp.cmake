@@ -18,7 +18,8 @@ galarelay_unit_test(test_amf SOURCES ${rtmp_tests}/test_amf.c LIBS galarelay_rtm
 galarelay_unit_test(test_rtmp_handshake SOURCES ${rtmp_tests}/test_rtmp_handshake.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_rtmp_chunk SOURCES ${rtmp_tests}/test_rtmp_chunk.c LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_flv SOURCES ${rtmp_tests}/test_flv.c LIBS galarelay_rtmp_proto)
-galarelay_unit_test(test_rtmp_session SOURCES ${rtmp_tests}/test_rtmp_session.c LIBS galarelay_rtmp_proto)
+galarelay_unit_test(test_rtmp_session SOURCES ${rtmp_tests}/test_rtmp_session.c ${rtmp_tests}/rtmp_test_client.c
+  LIBS galarelay_rtmp_proto)
 galarelay_unit_test(test_rtmp_door SOURCES ${rtmp_tests}/test_rtmp_door.c LIBS galarelay_rtmp_proto)
 
 # Fuzz targets list the parser sources themselves so they get coverage
@@ -49,6 +50,8 @@ target_link_libraries(galarelay_rtmp PUBLIC galarelay_rtmp_proto galarelay_core 
   PkgConfig::UV PkgConfig::FFMPEG PkgConfig::CRYPTO PkgConfig::JANSSON)
 galarelay_unit_test(test_channel SOURCES ${rtmp_tests}/test_channel.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_push SOURCES ${rtmp_tests}/test_rtmp_push.c LIBS galarelay_rtmp)
+galarelay_unit_test(test_rtmp_server SOURCES ${rtmp_tests}/test_rtmp_server.c ${rtmp_tests}/rtmp_test_client.c
+  LIBS galarelay_rtmp)
 
 # Integration: the real daemon with ffmpeg, ffprobe, GStreamer and a small
 # scripted client (tests/integration/test_rtmp_lib.py).
@@ -61,6 +64,9 @@ galarelay_script_test(it_rtmp_slow_player
 galarelay_script_test(it_rtmp_push
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_push.py
   TIMEOUT 180)
+galarelay_script_test(it_rtmp_play
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_play.py
+  TIMEOUT 120)
 galarelay_script_test(it_rtmp_abuse
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_rtmp_abuse.py
   TIMEOUT 120)
@@ -69,5 +75,5 @@ galarelay_script_test(it_rtmp_door
   TIMEOUT 180)
 # They measure pace, timeouts and memory: not beside other heavy tests
 # (RESOURCE_LOCK media, cmake/testing.cmake), nor beside anything at all.
-set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_abuse it_rtmp_door PROPERTIES
+set_tests_properties(it_rtmp_ingest it_rtmp_slow_player it_rtmp_push it_rtmp_play it_rtmp_abuse it_rtmp_door PROPERTIES
   RUN_SERIAL TRUE RESOURCE_LOCK media)

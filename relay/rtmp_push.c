@@ -29,7 +29,7 @@ struct rtmp_push {
   struct app *app;
   struct channel *ch;
   int sink_id;
-  char url[512];
+  char url[512]; /* for logs: without its stream key (config_redact_url) */
   char host[256];
   uint16_t port;
   char app_name[256];
@@ -223,7 +223,8 @@ static void push_send_start(struct push_conn *pc) {
     buf_init(&b);
     amf_put_string(&b, "@setDataFrame");
     buf_append(&b, meta, len);
-    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, ts, (uint8_t *)b.data, b.len,
+    /* at timestamp 0: see channel_header_timestamp */
+    rtmp_chunk_write(&pc->out, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, pc->stream_id, 0, (uint8_t *)b.data, b.len,
                      pc->out_chunk);
     buf_free(&b);
   }
@@ -522,23 +523,25 @@ struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const cha
   struct rtmp_push *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
+  /* The key is the target's password: the full URL lives only in the
+   * config and in p->stream (the publish command). */
+  config_redact_url(url, p->url, sizeof p->url);
   if (rtmp_push_parse_url(url, p->host, sizeof p->host, &p->port, p->app_name, sizeof p->app_name, p->stream,
                           sizeof p->stream) < 0) {
-    log_error("rtmp", "push url not usable channel=%s url=%s", channel_name(ch), url);
+    log_error("rtmp", "push url not usable channel=%s url=%s", channel_name(ch), p->url);
     free(p);
     return NULL;
   }
   p->app = app;
   p->ch = ch;
   p->backoff_s = 1;
-  snprintf(p->url, sizeof p->url, "%s", url);
   /* tcUrl = the URL without the stream name */
   snprintf(p->tc_url, sizeof p->tc_url, "%.*s", (int)(strrchr(url, '/') - url), url);
   uv_timer_init(app->loop, &p->timer);
   p->timer.data = p;
   p->pending = 1;
   p->sink_id = channel_subscribe(ch, &push_sink_ops, p);
-  log_info("rtmp", "push target channel=%s url=%s", channel_name(ch), url);
+  log_info("rtmp", "push target channel=%s url=%s", channel_name(ch), p->url);
   return p;
 }
 

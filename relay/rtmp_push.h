@@ -28,6 +28,7 @@ void rtmp_push_stop(struct rtmp_push *p);
 
 /* "idle", "connecting", "publishing", "backoff". */
 const char *rtmp_push_state(const struct rtmp_push *p);
+/* The target as logs show it: its stream key replaced by "***". */
 const char *rtmp_push_url(const struct rtmp_push *p);
 uint64_t rtmp_push_bytes_sent(const struct rtmp_push *p);
 uint64_t rtmp_push_reconnects(const struct rtmp_push *p);

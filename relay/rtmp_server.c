@@ -61,6 +61,7 @@ struct rtmp_server {
   uint64_t accepted, handshake_failures, protocol_errors, player_skips, codec_refusals, bytes_in, bytes_out;
   uint64_t verdicts[RTMP_DOOR_VERDICTS]; /* refusals and evictions by reason */
   uint64_t timeouts[TIMEOUT_REASONS];
+  uint64_t output_limit_closes; /* conn_send_copy's hard limit */
   /* One read buffer for all connections: a read is consumed (copied into
    * the session's own buffers) before the next one is allocated. */
   uint8_t rbuf[READ_BUF];
@@ -210,6 +211,7 @@ static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
     return;
   size_t bound = c->feed || c->play_ch ? 2 * c->srv->app->cfg->rtmp.player_queue_bytes : RTMP_PREAUTH_BUDGET;
   if (c->write_mem > bound) {
+    c->srv->output_limit_closes++;
     conn_close(c, "peer does not read (output over limit)", false);
     return;
   }
@@ -245,23 +247,28 @@ static void conn_queue_ref(struct rtmp_conn *c, AVBufferRef *wire) {
 
 /* --- player: a channel sink --- */
 
+/* What a player is written before media. Any send may close the
+ * connection (its output limit), and conn_detach then clears c->play_ch:
+ * hence the channel kept here and the check before each send. Metadata
+ * goes at timestamp 0 (see channel_header_timestamp). */
 static void player_on_start(void *opaque, const struct channel_feed_info *info) {
   struct rtmp_conn *c = opaque;
   if (c->closing)
     return;
-  size_t len;
-  uint32_t ts = channel_header_timestamp(c->play_ch);
-  const uint8_t *meta = channel_metadata(c->play_ch, &len);
-  if (meta)
-    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, ts, meta, len);
-  const uint8_t *seq = channel_sequence_header(c->play_ch, CHANNEL_VIDEO, &len);
-  if (seq && info->video)
-    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, seq, len);
-  seq = channel_sequence_header(c->play_ch, CHANNEL_AUDIO, &len);
-  if (seq && info->audio)
-    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, ts, seq, len);
+  struct channel *ch = c->play_ch;
   c->has_video = info->video != NULL;
   c->wait_key = c->has_video;
+  uint32_t ts = channel_header_timestamp(ch);
+  size_t len;
+  const uint8_t *body = channel_metadata(ch, &len);
+  if (body)
+    rtmp_session_send_message(c->sess, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0, body, len);
+  body = channel_sequence_header(ch, CHANNEL_VIDEO, &len);
+  if (body && info->video && !c->closing)
+    rtmp_session_send_message(c->sess, RTMP_CSID_VIDEO, RTMP_MSG_VIDEO, ts, body, len);
+  body = channel_sequence_header(ch, CHANNEL_AUDIO, &len);
+  if (body && info->audio && !c->closing)
+    rtmp_session_send_message(c->sess, RTMP_CSID_AUDIO, RTMP_MSG_AUDIO, ts, body, len);
 }
 
 static void player_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms) {
@@ -527,18 +534,15 @@ static int sess_on_play(void *opaque, const char *app, const char *name) {
   }
   log_info("rtmp", "play channel=%s addr=%s live=%d handshake=%s", name, c->addr, channel_is_live(ch),
            rtmp_session_complex_handshake(c->sess) ? "digest" : "plain");
+  /* The connection may close inside the subscription: on_start and the
+   * GOP write to it, and past its output limit conn_close runs from there.
+   * The channel writes c->sink_id before it calls back, so that close
+   * unsubscribes on the one ordinary path (conn_detach) like any other,
+   * and the channel, told so, stops the catch-up and answers LEFT. Nothing
+   * here has to undo a half-done subscription. */
   c->play_ch = ch;
-  c->sink_id = channel_subscribe_player(ch, &player_ops, c, player_on_removed);
-  if (c->sink_id < 0) {
-    c->play_ch = NULL;
-    return RTMP_REFUSE_NOTFOUND;
-  }
-  /* The connection may have closed inside the subscription (on_start and
-   * the GOP replay write to it) before sink_id was known to conn_detach. */
-  if (c->closing) {
-    if (c->sink_id > 0 && c->play_ch)
-      channel_unsubscribe(c->play_ch, c->sink_id);
-    c->play_ch = NULL;
+  if (channel_subscribe_player(ch, &player_ops, c, player_on_removed, &c->sink_id) != CHANNEL_SUBSCRIBED) {
+    c->play_ch = NULL; /* LEFT: conn_detach has unsubscribed already */
     c->sink_id = 0;
     return RTMP_REFUSE_NOTFOUND;
   }
@@ -921,6 +925,9 @@ void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
       {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
        (double)srv->codec_refusals},
       {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
+      {"galarelay_rtmp_output_limit_closes_total", "counter",
+       "connections closed with more than twice player_queue_bytes of answers and headers unsent",
+       (double)srv->output_limit_closes},
       {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
       {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
   };

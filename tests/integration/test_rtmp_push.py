@@ -3,8 +3,10 @@
 Two daemons: A pushes its channel to B. A player on B receives the same
 packets (timestamps and bytes) as the source, from a keyframe on. With B
 down, A keeps ingesting and serving its own players while the push retries
-with backoff; once B is up the push connects by itself. Also pushes to
-nginx-rtmp (a different server implementation) when it is installed.
+with backoff; once B is up the push connects by itself, and none of A's
+log lines shows the target's stream key or its ?query (the URL is logged
+as rtmp://HOST:PORT/APP/***). Also pushes to nginx-rtmp (a different
+server implementation) when it is installed.
 """
 import json
 import os
@@ -46,6 +48,11 @@ def packets(src, timeout=40):
         out.setdefault(p["codec_type"], []).append(
             (p.get("pts"), p.get("dts"), p["size"], p["flags"][0], p["data_hash"]))
     return out
+
+
+def full_log(d):
+    with open(d.log_path, encoding="utf-8", errors="replace") as f:
+        return f.read()
 
 
 def live(d, name):
@@ -95,8 +102,8 @@ class Push(unittest.TestCase):
             self.assertEqual(b.stop()[0], 0, b.log())
 
     def test_target_down_ingest_unaffected_then_reconnects(self):
-        b = Daemon(sections="[channel mirror]\nkey = kb\n")  # ports chosen, not started
-        a = Daemon(sections=source_config(f"{b.rtmp_url}/kb")).start()
+        b = Daemon(sections="[channel mirror]\nkey = mirror-sEcReT-key\n")  # ports chosen, not started
+        a = Daemon(sections=source_config(f"{b.rtmp_url}/mirror-sEcReT-key?auth=tOkEn-42")).start()
         pub = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
                                 "-i", CLIP, "-c", "copy", "-f", "flv", f"{a.rtmp_url}/ka"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -112,6 +119,13 @@ class Push(unittest.TestCase):
             # backoff is capped at push_retry_max = 1 s
             self.assertTrue(wait_for(lambda: live(b, "mirror"), 6), a.log() + b.log())
             self.assertTrue(live(a, "gala"))
+            # the key is the target's password: never in A's log
+            self.assertTrue(wait_for(lambda: "push publishing" in full_log(a), 5), a.log())
+            log = full_log(a)
+            for line in ("push target", "push failed", "push publishing"):
+                self.assertIn(f"{line} channel=gala url={b.rtmp_url}/***", log)
+            self.assertNotIn("sEcReT", log)
+            self.assertNotIn("tOkEn", log)
         finally:
             pub.kill()
             pub.wait()

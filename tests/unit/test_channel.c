@@ -86,6 +86,14 @@ static void s_stop(void *o) { ((struct sink *)o)->stops++; }
 static void s_removed(void *o) { ((struct sink *)o)->removed++; }
 static const struct channel_sink_ops sink_ops = {s_start, s_packet, s_stop};
 
+/* A player that subscribes and stays subscribed. */
+static int subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *sink) {
+  int id = 0;
+  assert_int_equal(channel_subscribe_player(ch, ops, sink, s_removed, &id), CHANNEL_SUBSCRIBED);
+  assert_true(id > 0);
+  return id;
+}
+
 static int kicked;
 static void kick(void *o, const char *why) {
   (void)o, (void)why;
@@ -208,7 +216,7 @@ static void test_fanout_gop_and_standby(void **state) {
   assert_non_null(channel_sequence_header(ch, CHANNEL_VIDEO, &len));
   assert_int_equal(len, 8);
   /* a late player gets on_start and the GOP from frame 20 */
-  int pid = channel_subscribe_player(ch, &sink_ops, &late, s_removed);
+  int pid = subscribe_player(ch, &sink_ops, &late);
   assert_int_equal(late.starts, 1);
   assert_int_equal(late.packets, 5);
   assert_int_equal(late.first_frame, 20);
@@ -245,7 +253,12 @@ static void test_api_and_metrics(void **state) {
   assert_true(json_is_true(json_object_get(obj, "live")));
   assert_string_equal(json_string_value(json_object_get(obj, "codec")), "h264");
   assert_int_equal(json_integer_value(json_object_get(obj, "width")), 320);
-  assert_string_equal(json_string_value(json_object_get(obj, "publisher_addr")), "10.0.0.1:5000");
+  /* never the publisher's address, under any name */
+  char *text = json_dumps(obj, JSON_COMPACT);
+  assert_non_null(text);
+  assert_null(strstr(text, "10.0.0.1"));
+  assert_null(strstr(text, "addr"));
+  free(text);
   json_decref(obj);
   struct buf b;
   buf_init(&b);
@@ -262,7 +275,7 @@ static void test_reload_removes_channel(void **state) {
   struct sink player = {0};
   struct channel_feed *a = NULL;
   assert_int_equal(channel_feed_open(e->reg, "k-primary", "a", &feed_ops, NULL, &a), CHANNEL_OPEN_OK);
-  channel_subscribe_player(ch, &sink_ops, &player, s_removed);
+  subscribe_player(ch, &sink_ops, &player);
   struct config next = e->cfg;
   snprintf(next.channels[0].name, sizeof next.channels[0].name, "other");
   snprintf(next.channels[0].key, sizeof next.channels[0].key, "k-other");
@@ -282,6 +295,63 @@ static struct channel_feed *open_feed(struct env *e, const char *key, const char
   assert_int_equal(channel_feed_open(e->reg, key, addr, &feed_ops, NULL, &f), CHANNEL_OPEN_OK);
   configure(f);
   return f;
+}
+
+/* A player's connection as the RTMP server has it: it may close from
+ * inside any callback (past its output limit while it is written its
+ * headers or its first packets), unsubscribing with the id the channel
+ * gave it; here its memory goes at once, the harshest case. */
+struct closing_player {
+  struct channel *ch;
+  int id;
+  int close_at; /* 0: in on_start; n: at its n-th packet */
+  int packets;
+  bool *closed;
+};
+static void cp_close(struct closing_player *p) {
+  channel_unsubscribe(p->ch, p->id);
+  *p->closed = true;
+  free(p);
+}
+static void cp_start(void *o, const struct channel_feed_info *i) {
+  (void)i;
+  struct closing_player *p = o;
+  if (p->close_at == 0)
+    cp_close(p);
+}
+static void cp_packet(void *o, const AVPacket *pkt, int64_t arrival) {
+  (void)pkt, (void)arrival;
+  struct closing_player *p = o;
+  if (++p->packets == p->close_at)
+    cp_close(p);
+}
+static const struct channel_sink_ops closing_player_ops = {cp_start, cp_packet, s_stop};
+
+/* A player that closes during its catch-up (on_start, then the GOP): it
+ * knows its id then, the catch-up stops, the channel holds no sink for it
+ * and says so; nothing reaches the freed sink afterwards (ASan). */
+static void test_player_leaves_during_catch_up(void **state) {
+  struct env *e = *state;
+  struct channel *ch = channel_registry_find(e->reg, "gala");
+  struct channel_feed *a = open_feed(e, "k-primary", "a");
+  send_frames(a, 0, 25); /* the GOP a player starts with: frames 20..24 */
+  for (int close_at = 0; close_at <= 3; close_at++) {
+    bool closed = false;
+    struct closing_player *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    *p = (struct closing_player){.ch = ch, .close_at = close_at, .closed = &closed};
+    assert_int_equal(channel_subscribe_player(ch, &closing_player_ops, p, s_removed, &p->id),
+                     CHANNEL_SUBSCRIBE_LEFT);
+    assert_true(closed);
+    assert_int_equal(channel_player_count(ch), 0);
+    send_frames(a, 25 + close_at, 1);
+  }
+  /* one that stays, beside: it gets the whole GOP */
+  struct sink stays = {0};
+  subscribe_player(ch, &sink_ops, &stays);
+  assert_int_equal(stays.packets, 9); /* frames 20..28 */
+  channel_feed_close(a);
+  assert_int_equal(stays.stops, 1);
 }
 
 /* Frames from..from+n-1 (33 ms apart, a keyframe every 10th) on each
@@ -365,7 +435,7 @@ static void test_output_clock_across_switch(void **state) {
   const int64_t P = 0xffffff - 400;
   struct channel *ch = channel_registry_find(e->reg, "gala");
   struct header_sink player = {.ch = ch};
-  channel_subscribe_player(ch, &header_sink_ops, &player, s_removed);
+  subscribe_player(ch, &header_sink_ops, &player);
   struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
   for (int i = 0; i < 25; i++) {
     fake_ms += 33;
@@ -389,7 +459,7 @@ static void test_output_clock_across_switch(void **state) {
   assert_false(player.s.wire_ts_wrong);
   /* a late player: the backup's GOP (20..29) on the output clock */
   struct header_sink late = {.ch = ch};
-  channel_subscribe_player(ch, &header_sink_ops, &late, s_removed);
+  subscribe_player(ch, &header_sink_ops, &late);
   assert_int_equal(late.s.first_frame, 20);
   assert_int_equal(late.s.first_dts, P + 25 * 33);
   assert_int_equal(late.header_ts, P + 25 * 33);
@@ -416,7 +486,7 @@ static void test_failover_on_disconnect(void **state) {
   struct channel *ch = channel_registry_find(e->reg, "gala");
   struct sink tc = {0}, player = {0};
   channel_subscribe(ch, &sink_ops, &tc);
-  channel_subscribe_player(ch, &sink_ops, &player, s_removed);
+  subscribe_player(ch, &sink_ops, &player);
   struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
   play(e, a, b, 0, 27); /* keyframes at 0, 10, 20 on both */
   assert_int_equal(tc.starts, 1);
@@ -618,6 +688,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_fanout_gop_and_standby, setup, teardown),
       cmocka_unit_test_setup_teardown(test_api_and_metrics, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_removes_channel, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_player_leaves_during_catch_up, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failover_on_disconnect, setup, teardown),
       cmocka_unit_test_setup_teardown(test_output_clock_across_switch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failover_to_stale_standby_waits_for_keyframe, setup, teardown),

@@ -377,6 +377,32 @@ static void err_too_many_push(void **state) {
 static void err_bad_push_url(void **state) {
   (void)state;
   expect_error("[channel a]\nkey = k1\npush = http://example.com/live\n", "t.conf:3:", "rtmp:// URL");
+  /* the message shows the URL without its stream key */
+  expect_error("[channel a]\nkey = k1\npush = rtmps://a.example.com/live2/sEcReT-kEy\n", "t.conf:3:",
+               "(got \"rtmps://a.example.com/live2/***\")");
+  assert_null(strstr(errs.text, "sEcReT"));
+}
+
+static void redact_url(void **state) {
+  (void)state;
+  static const char *const cases[][2] = {
+      {"rtmp://live.example.com/app/STREAM-KEY", "rtmp://live.example.com/app/***"},
+      {"rtmp://198.51.100.7:1936/live/sub/k?x=1", "rtmp://198.51.100.7:1936/live/sub/***"},
+      {"rtmp://[::1]:2000/live/k#frag", "rtmp://[::1]:2000/live/***"},
+      {"rtmp://user:pass@host/app/k", "rtmp://host/app/***"},
+      {"rtmp://host/app/key?token=a/b", "rtmp://host/app/***"},
+      {"rtmp://host/app/", "rtmp://host/app/"},
+      {"rtmp://host", "rtmp://host"},
+      {"rtmp://host?k=secret", "rtmp://host***"},
+      {"not a url: secret", "***"},
+      {"key?x=rtmp://h/a/b", "***"},
+      {"", "***"},
+  };
+  char out[128];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    config_redact_url(cases[i][0], out, sizeof out);
+    assert_string_equal(out, cases[i][1]);
+  }
 }
 
 static void err_rung_odd_height(void **state) {
@@ -854,6 +880,7 @@ int main(void) {
       cmocka_unit_test(err_duplicate_server_section),
       cmocka_unit_test(err_too_many_push),
       cmocka_unit_test(err_bad_push_url),
+      cmocka_unit_test(redact_url),
       cmocka_unit_test(err_rung_odd_height),
       cmocka_unit_test(err_rung_unknown_preset),
       cmocka_unit_test(err_rung_bad_profile),

@@ -16,6 +16,7 @@
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_handshake.h"
 #include "relay/rtmp_session.h"
+#include "tests/unit/rtmp_test_client.h"
 
 struct peer {
   struct buf out; /* what the server sent */
@@ -73,33 +74,6 @@ static const struct rtmp_session_ops ops = {
 
 static const struct rtmp_session_limits lim = {65536, 1 << 20, 0};
 
-/* Client bytes. */
-static void client_handshake(struct buf *c) {
-  uint8_t c0c1[1 + RTMP_HANDSHAKE_SIZE] = {3};
-  buf_append(c, c0c1, sizeof c0c1);
-  uint8_t c2[RTMP_HANDSHAKE_SIZE] = {0};
-  buf_append(c, c2, sizeof c2);
-}
-
-static void client_cmd(struct buf *c, const char *name, double txid, const char *arg, uint32_t sid) {
-  struct buf b;
-  buf_init(&b);
-  amf_put_string(&b, name);
-  amf_put_number(&b, txid);
-  if (strcmp(name, "connect") == 0) {
-    amf_put_object_start(&b);
-    amf_put_prop_string(&b, "app", "live");
-    amf_put_prop_string(&b, "tcUrl", "rtmp://127.0.0.1/live");
-    amf_put_prop_number(&b, "objectEncoding", 0);
-    amf_put_object_end(&b);
-  } else {
-    amf_put_null(&b);
-    if (arg)
-      amf_put_string(&b, arg);
-  }
-  rtmp_chunk_write(c, 3, RTMP_MSG_COMMAND_AMF0, sid, 0, (uint8_t *)b.data, b.len, 128);
-  buf_free(&b);
-}
 
 /* Server answers: command names and onStatus codes, in order. */
 struct answers {
@@ -161,12 +135,12 @@ static int feed_bytewise(struct rtmp_session *s, const struct buf *c) {
 }
 
 static void publish_script(struct buf *c) {
-  client_handshake(c);
-  client_cmd(c, "connect", 1, NULL, 0);
-  client_cmd(c, "releaseStream", 2, "the-key?token=1", 0);
-  client_cmd(c, "FCPublish", 3, "the-key?token=1", 0);
-  client_cmd(c, "createStream", 4, NULL, 0);
-  client_cmd(c, "publish", 5, "the-key?token=1", 1);
+  rtmp_test_client_handshake(c);
+  rtmp_test_client_command(c, "connect", 1, NULL, 0);
+  rtmp_test_client_command(c, "releaseStream", 2, "the-key?token=1", 0);
+  rtmp_test_client_command(c, "FCPublish", 3, "the-key?token=1", 0);
+  rtmp_test_client_command(c, "createStream", 4, NULL, 0);
+  rtmp_test_client_command(c, "publish", 5, "the-key?token=1", 1);
 }
 
 static void test_publish_sequence(void **state) {
@@ -205,8 +179,8 @@ static void test_publish_sequence(void **state) {
   assert_true(has(&a, "NetStream.Publish.Start"));
   /* FCUnpublish + deleteStream */
   buf_reset(&c);
-  client_cmd(&c, "FCUnpublish", 6, "the-key", 0);
-  client_cmd(&c, "deleteStream", 7, NULL, 0);
+  rtmp_test_client_command(&c, "FCUnpublish", 6, "the-key", 0);
+  rtmp_test_client_command(&c, "deleteStream", 7, NULL, 0);
   assert_int_equal(feed_bytewise(s, &c), 0);
   assert_int_equal(p.unpublished, 1);
   rtmp_session_free(s);
@@ -241,10 +215,10 @@ static void test_play(void **state) {
   struct rtmp_session *s = rtmp_session_new(&lim, &ops, &p);
   struct buf c;
   buf_init(&c);
-  client_handshake(&c);
-  client_cmd(&c, "connect", 1, NULL, 0);
-  client_cmd(&c, "createStream", 2, NULL, 0);
-  client_cmd(&c, "play", 0, "gala", 1);
+  rtmp_test_client_handshake(&c);
+  rtmp_test_client_command(&c, "connect", 1, NULL, 0);
+  rtmp_test_client_command(&c, "createStream", 2, NULL, 0);
+  rtmp_test_client_command(&c, "play", 0, "gala", 1);
   /* a ping from the client is answered */
   rtmp_write_user_control(&c, RTMP_UC_PING_REQUEST, 77, 128);
   assert_int_equal(feed_bytewise(s, &c), 0);
@@ -271,7 +245,7 @@ static void test_protocol_errors(void **state) {
   struct rtmp_session *s = rtmp_session_new(&lim, &ops, &p);
   struct buf c;
   buf_init(&c);
-  client_handshake(&c);
+  rtmp_test_client_handshake(&c);
   rtmp_write_set_chunk_size(&c, 0, 128); /* invalid */
   assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
   assert_string_equal(rtmp_session_error(s), "bad chunk size");
@@ -295,8 +269,8 @@ static void test_amf3_aggregate_abort(void **state) {
   struct buf c, b;
   buf_init(&c);
   buf_init(&b);
-  client_handshake(&c);
-  client_cmd(&c, "connect", 1, NULL, 0);
+  rtmp_test_client_handshake(&c);
+  rtmp_test_client_command(&c, "connect", 1, NULL, 0);
   buf_append(&b, "", 1); /* AMF3 format selector */
   amf_put_string(&b, "publish");
   amf_put_number(&b, 2);
@@ -345,8 +319,8 @@ static void test_preauth_budget(void **state) {
   struct rtmp_session *s = rtmp_session_new(&big_lim, &ops, &p);
   struct buf c;
   buf_init(&c);
-  client_handshake(&c);
-  client_cmd(&c, "connect", 1, NULL, 0);
+  rtmp_test_client_handshake(&c);
+  rtmp_test_client_command(&c, "connect", 1, NULL, 0);
   /* only the first chunk of a 1 MiB data message: its header is enough */
   uint8_t hdr[12] = {0x05, 0, 0, 0, 0x10, 0x00, 0x00, RTMP_MSG_DATA_AMF0, 1, 0, 0, 0};
   buf_append(&c, hdr, sizeof hdr);
@@ -360,9 +334,9 @@ static void test_preauth_budget(void **state) {
   buf_reset(&c);
   buf_reset(&p.out);
   s = rtmp_session_new(&big_lim, &ops, &p);
-  client_handshake(&c);
-  client_cmd(&c, "connect", 1, NULL, 0);
-  client_cmd(&c, "play", 0, "gala", 1);
+  rtmp_test_client_handshake(&c);
+  rtmp_test_client_command(&c, "connect", 1, NULL, 0);
+  rtmp_test_client_command(&c, "play", 0, "gala", 1);
   hdr[4] = 0x01; /* 64 KiB + 1 */
   hdr[6] = 0x01;
   buf_append(&c, hdr, sizeof hdr);
@@ -383,7 +357,7 @@ static void test_preauth_budget(void **state) {
   assert_int_equal(p.media, 1);
   /* and after the publish ends the budget is back */
   buf_reset(&c);
-  client_cmd(&c, "FCUnpublish", 6, "the-key", 0);
+  rtmp_test_client_command(&c, "FCUnpublish", 6, "the-key", 0);
   rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 40, video, 1 << 20, 128);
   assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
   assert_non_null(strstr(rtmp_session_error(s), "before publish"));
