@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 #include <libavformat/avformat.h>
 #include <libavutil/time.h>
 #include <uv.h>
