@@ -117,8 +117,8 @@ try {
   assert(!q.error, `the sqlite3 CLI is missing (scripts/bootstrap.sh installs it): ${q.error}`);
   eq(q.status, 0, `sqlite3: ${q.stderr}`);
   const stored = new Set(q.stdout.split('\n').filter(Boolean));
-  const missing = acked.filter((id) => !stored.has(id));
-  eq(missing, [], 'acked comments missing from the archive after kill -9');
+  const unstored = acked.filter((id) => !stored.has(id));
+  eq(unstored, [], 'acked comments missing from the archive after kill -9');
 
   d = await startDaemon({ ...crashOpts, dir: d.dir });
   const n = new Client(d.url());
