@@ -1,4 +1,4 @@
-# chat_load: the websocket load generator of bench/chat_bench.sh (issue 5),
+# chat_load: the websocket load generator of bench/chat_bench.sh,
 # run by hand (bench/chat_bench.sh), never by the default ctest except the
 # one smoke test below: the whole bench at a tiny size (50 viewers, 2
 # posters, 3 s) against galarelay and the Node server, label bench-smoke.
