@@ -28,7 +28,9 @@
 # server's start before its base RSS is read); SMOKE=1: a tiny run for
 # ctest (50 viewers, 2 posters, 20/s, 3 s, SERVERS "galarelay node" as
 # before: each server adds ~8 s, the new peers would take it past 20 s; set
-# SERVERS to smoke-test them) that fails when a run fails;
+# SERVERS to smoke-test them) that fails when a run fails, when a server
+# delivered less than every comment to every viewer (at that load nothing
+# may be lost), or when a tool is missing;
 # CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building.
 #
 # Per server it reports what chat_load measured: delivered events (and the
@@ -42,8 +44,8 @@
 #
 # Exit: 0 when every run completed (goals are reported, not enforced), 1
 # when a run failed, 77 when node, bench/node_modules or (with go in
-# SERVERS) go or gorilla/websocket is missing (ctest: skip, with the reason
-# on stderr).
+# SERVERS) go or gorilla/websocket is missing (with the reason on stderr;
+# 1 with SMOKE=1: a test never skips).
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,17 +67,19 @@ DRAIN_MAX=${DRAIN_MAX:-30}
 SERVERS=${SERVERS:-galarelay node-batched go node}
 
 say() { echo "chat_bench: $*" >&2; }
+missing_rc=77
+if [[ ${SMOKE:-0} == 1 ]]; then missing_rc=1; fi
 
-command -v node >/dev/null || { say "node is not installed"; exit 77; }
+command -v node >/dev/null || { say "node is not installed (scripts/bootstrap.sh installs it)"; exit $missing_rc; }
 if [[ ! -f $src/bench/node_modules/ws/package.json ]]; then
   say "installing bench/node_modules (npm ci)"
-  (cd "$src/bench" && npm ci --prefer-offline --no-audit --no-fund >&2) || { say "npm ci failed"; exit 77; }
+  (cd "$src/bench" && npm ci --prefer-offline --no-audit --no-fund >&2) || { say "npm ci failed"; exit $missing_rc; }
 fi
 
 gorilla=/usr/share/gocode/src/github.com/gorilla/websocket
 if [[ " $SERVERS " == *" go "* ]]; then
-  command -v go >/dev/null || { say "go is not installed (golang-go; scripts/bootstrap.sh)"; exit 77; }
-  [[ -d $gorilla ]] || { say "$gorilla is missing (golang-github-gorilla-websocket-dev)"; exit 77; }
+  command -v go >/dev/null || { say "go is not installed (golang-go; scripts/bootstrap.sh)"; exit $missing_rc; }
+  [[ -d $gorilla ]] || { say "$gorilla is missing (golang-github-gorilla-websocket-dev)"; exit $missing_rc; }
 fi
 
 source "$src/bench/lib.sh"
@@ -212,5 +216,21 @@ for peer in $SERVERS; do
 done
 if (( ${#reports[@]} > 0 )); then
   node "$src/bench/chat_table.mjs" "${reports[@]}"
+fi
+
+# The smoke load is far below what either server handles: every comment
+# sent reaches every viewer (sent x viewers events), or the run failed.
+if [[ ${SMOKE:-0} == 1 ]]; then
+  for label in $SERVERS; do
+    node - "$tmp/$label.json" <<'EOF' || { say "$label: not every comment reached every viewer"; failed=1; }
+const fs = require('fs');
+const f = process.argv[2];
+if (!fs.existsSync(f)) { console.error(`${f}: no report`); process.exit(1); }
+const r = JSON.parse(fs.readFileSync(f, 'utf8'));
+const want = r.sent * r.viewers_wanted;
+console.log(`${r.label}: ${r.sent} comments sent, ${r.events} of ${want} deliveries to ${r.viewers} viewers`);
+process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want ? 0 : 1);
+EOF
+  done
 fi
 exit $failed

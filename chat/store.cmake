@@ -20,13 +20,12 @@ galarelay_unit_test(test_chat_archive
 galarelay_unit_test(test_chat_bus
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_bus.c
   LIBS galarelay_chat_store m)
-# The Redis test starts its own redis-server on a free loopback port.
-if(EXISTS /usr/bin/redis-server)
-  galarelay_unit_test(test_chat_bus_redis
-    SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_bus_redis.c
-    LIBS galarelay_chat_store m)
-  set_tests_properties(test_chat_bus_redis PROPERTIES LABELS "unit;redis")
-endif()
+# The Redis test starts its own redis-server on a free loopback port (and
+# fails, naming it, when /usr/bin/redis-server is not installed).
+galarelay_unit_test(test_chat_bus_redis
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_bus_redis.c
+  LIBS galarelay_chat_store m)
+set_tests_properties(test_chat_bus_redis PROPERTIES LABELS "unit;redis")
 
 # Built, not run by ctest: bench/chat_archive.c prints acks/s and ack latency.
 add_executable(chat_archive_bench ${CMAKE_SOURCE_DIR}/bench/chat_archive.c)

@@ -17,7 +17,8 @@
 # or that asserts on pace and timing, takes the shared resource "media":
 #   set_tests_properties(NAME PROPERTIES RESOURCE_LOCK media)
 # so that at `ctest -j2` no two of them overlap, while unit, fuzz and chat
-# tests still run beside them. (`ctest -N -V` lists each test's properties.)
+# tests still run beside them. (`ctest -N --show-only=json-v1` lists each
+# test's properties, RESOURCE_LOCK included.)
 
 function(galarelay_unit_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS" ${ARGN})

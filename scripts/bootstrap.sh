@@ -21,8 +21,9 @@ packages=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavfilter-dev
   libjansson-dev libinih-dev libsqlite3-dev libhiredis-dev
   libutf8proc-dev libopencc-dev opencc libsystemd-dev
-  # tests
-  libcmocka-dev valgrind procps psmisc iproute2 python3
+  # tests (sqlite3: the archive checked on disk; time: GNU /usr/bin/time
+  # in the benchmarks)
+  libcmocka-dev valgrind procps psmisc iproute2 python3 sqlite3 time
   ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # a librtmp client (SPEC: librtmp-based tools must work; gst rtmpsink is one too)

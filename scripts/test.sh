@@ -6,7 +6,14 @@
 #
 #   scripts/test.sh            # everything
 #   SKIP_ASAN=1 scripts/test.sh  # only the first pass (quicker while working)
+#   scripts/test.sh --quick    # build, then the unit and fuzz tests only
 set -euo pipefail
+quick=
+case "${1:-}" in
+  --quick) quick=1 ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
@@ -41,6 +48,11 @@ progress='^\[ *[0-9]+%\]|^(Consolidate|Scanning|Built target)'
 status=0
 mkdir -p build build-asan
 build build -DGALARELAY_WERROR=ON
+if [ -n "$quick" ]; then
+  # the tests that need no daemon, peer or browser; ctest's summary last
+  (cd build && ctest --output-on-failure --timeout 600 -j"$jobs" -L 'unit|fuzz') || status=1
+  exit $status
+fi
 # Quick tests in parallel; the ones that run the real daemon with encoders,
 # ffmpeg or chromium share RESOURCE_LOCK media, so no two of them overlap.
 (cd build && ctest --output-on-failure --timeout 600 -j"$jobs") || status=1

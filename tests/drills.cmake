@@ -1,4 +1,4 @@
-# Show-night drills (issue 7): the real daemon with real peers (ffmpeg,
+# Show-night drills: the real daemon with real peers (ffmpeg,
 # ffprobe, nginx), each failure a broadcaster or an operator meets on the
 # night. docs/runbook.md says what each one proves.
 galarelay_script_test(it_edge_nginx

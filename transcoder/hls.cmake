@@ -21,6 +21,8 @@ target_link_libraries(galarelay_hls PUBLIC galarelay_core galarelay_config PkgCo
 galarelay_unit_test(test_hls_packager
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_hls_packager.c
   LIBS galarelay_hls)
+# Runs the ffmpeg CLI (libx265): one media test at a time.
+set_tests_properties(test_hls_packager PROPERTIES RESOURCE_LOCK media)
 galarelay_unit_test(test_hls_playlist
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_hls_playlist.c
   LIBS galarelay_hls)

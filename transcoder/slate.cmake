@@ -17,6 +17,8 @@ target_link_libraries(galarelay_slate PUBLIC
 galarelay_unit_test(test_slate
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_slate.c
   LIBS galarelay_transcoder)
+# Encoders and a real-time pace: one media test at a time.
+set_tests_properties(test_slate PROPERTIES RESOURCE_LOCK media)
 
 # The daemon: slate before any publisher, replaced by a feed, back when it
 # stops, replaced again (ffmpeg publishes, ffprobe reads).

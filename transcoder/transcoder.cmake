@@ -24,6 +24,8 @@ galarelay_unit_test(test_ladder
 galarelay_unit_test(test_pipeline
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_pipeline.c
   LIBS galarelay_transcoder)
+# ffmpeg, encoders and a paced feed: one media test at a time.
+set_tests_properties(test_pipeline PROPERTIES RESOURCE_LOCK media)
 
 # bench/ladder_bench.sh runs it against the ffmpeg CLI; never run by ctest.
 add_executable(ladder_bench ${CMAKE_SOURCE_DIR}/bench/ladder_bench.c)

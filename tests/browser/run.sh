@@ -6,7 +6,9 @@
 #      browser (message shapes, refusals in words, HTML shown as text).
 #   2. live_pages.mjs: the pages against the real daemon, started here on
 #      free loopback ports with a temporary config; the test itself starts
-#      and stops the ffmpeg publisher.
+#      and stops the ffmpeg publisher. The daemon is then stopped with
+#      SIGTERM and must exit 0: a sanitizer report at shutdown, or a crash
+#      during the test, fails the run.
 #
 # Screenshots go to $BROWSER_OUT (default: $GALARELAY_BUILD_DIR/browser-out).
 # Environment (set by ctest): GALARELAY_BIN, GALARELAY_SOURCE_DIR,
@@ -95,6 +97,21 @@ GALARELAY_URL="http://127.0.0.1:$HTTP_PORT" \
 RTMP_PUBLISH_URL="rtmp://127.0.0.1:$RTMP_PORT/live/$KEY" \
 CHANNEL=gala MOD_TOKEN=$MOD_TOKEN \
   node "$SRC/tests/browser/live_pages.mjs" || { rc=1; echo "# daemon log: $BROWSER_OUT/daemon.log"; }
+
+echo "# step 3: the daemon stops cleanly"
+kill -TERM "$daemon_pid" 2>/dev/null || true
+# a stop that hangs is killed after 10 s (and fails: 137)
+( sleep 10; kill -KILL "$daemon_pid" ) >/dev/null 2>&1 &
+watchdog=$!
+daemon_rc=0
+wait "$daemon_pid" || daemon_rc=$?
+kill "$watchdog" 2>/dev/null || true
+daemon_pid=
+if [ "$daemon_rc" -ne 0 ]; then
+  rc=1
+  echo "run.sh: the daemon exited with $daemon_rc after SIGTERM (want 0); the end of its log:" >&2
+  tail -n 60 "$BROWSER_OUT/daemon.log" >&2
+fi
 
 echo "# screenshots in $BROWSER_OUT"
 exit $rc

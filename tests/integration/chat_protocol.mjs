@@ -1,4 +1,4 @@
-// The comment protocol of SPEC.md against the real daemon: welcome,
+// The comment protocol against the real daemon: welcome,
 // hello (name, JWT accepted / expired / forged, moderator token), comments
 // with acks and ids, history for newcomers, and every way a frame can be
 // wrong (bad JSON, binary, unknown type, missing field: error, stays open;

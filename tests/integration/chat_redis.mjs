@@ -13,8 +13,8 @@ import { connect } from 'node:net';
 import { startDaemon, freePort, Client, assert, eq, sleep, jwt, as, MOD_TOKEN, SECRET } from './chat_lib.mjs';
 
 if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
-  console.log('SKIP chat_redis: no redis-server');
-  process.exit(0);
+  console.error('FAIL chat_redis: redis-server is missing (scripts/bootstrap.sh installs it)');
+  process.exit(1);
 }
 
 const port = await freePort();

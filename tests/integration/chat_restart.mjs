@@ -114,14 +114,11 @@ try {
   const db = join(d.dir, 'state', 'chat.sqlite3');
   const q = spawnSync('sqlite3', [db, "SELECT id FROM comments WHERE channel = 'gala' AND status = 0"],
                       { encoding: 'utf8' });
-  if (q.error) {
-    console.log('chat_restart: no sqlite3 CLI; the history check stands for the archive');
-  } else {
-    eq(q.status, 0, `sqlite3: ${q.stderr}`);
-    const stored = new Set(q.stdout.split('\n').filter(Boolean));
-    const missing = acked.filter((id) => !stored.has(id));
-    eq(missing, [], 'acked comments missing from the archive after kill -9');
-  }
+  assert(!q.error, `the sqlite3 CLI is missing (scripts/bootstrap.sh installs it): ${q.error}`);
+  eq(q.status, 0, `sqlite3: ${q.stderr}`);
+  const stored = new Set(q.stdout.split('\n').filter(Boolean));
+  const unstored = acked.filter((id) => !stored.has(id));
+  eq(unstored, [], 'acked comments missing from the archive after kill -9');
 
   d = await startDaemon({ ...crashOpts, dir: d.dir });
   const n = new Client(d.url());

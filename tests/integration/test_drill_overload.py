@@ -1,12 +1,17 @@
 """Show-night drill: an HTTP connection flood.
 
-With [server] max_http_connections = 50, 200 keep-alive connections are
-opened at once (idle first, then each sends a request):
-  - every one of them gets an answer quickly, 200 or 503 (never a hang),
-    and the ones past the limit get 503;
+With [server] max_http_connections = 50, a channel on air (an ffmpeg
+publisher), 200 keep-alive connections are opened at once (idle first,
+then each sends a request):
+  - every one of them gets an answer quickly, 200 or 503 (never a hang);
+    the ones within the limit are served (200) and the ones past it get
+    503: a daemon that answers 503 to everyone fails;
   - a viewer that was connected before the flood keeps getting /healthz
-    answered (200, fast) on its existing keep-alive connection;
-  - the daemon's RSS stays bounded;
+    answered (200, fast) on its existing keep-alive connection, and keeps
+    getting the channel's playlists, parts and segments (200, fMP4 media);
+  - the daemon's RSS stays bounded (64 MiB of growth; the same bound
+    under ASan, whose quarantine is turned off for this daemon, so that
+    freed memory is not counted);
   - once the flood closes, the connection gauge on /metrics falls back and
     fresh connections are served normally again.
 """
@@ -19,7 +24,11 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drill_common import Daemon, channel_sections, rss_kib, wait_until  # noqa: E402
+from drill_common import (CHANNEL, Daemon, MediaPlaylist, channel_sections, publisher, renditions,  # noqa: E402
+                          require, rss_kib, stop_proc, wait_master, wait_until)
+from test_rtmp_lib import measure_rss_without_asan_quarantine  # noqa: E402
+
+measure_rss_without_asan_quarantine()
 
 LIMIT = 50
 FLOOD = 200
@@ -69,11 +78,20 @@ def read_answers(socks, request, deadline_s):
     return out
 
 
+def media_on(conn, path):
+    """GET path on an open keep-alive connection: (status, body)."""
+    conn.request("GET", path)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
 class OverloadDrill(unittest.TestCase):
     def setUp(self):
+        require("ffmpeg")
         self.d = Daemon(sections=channel_sections(),
                         server_extra=f"max_http_connections = {LIMIT}\n")
         self.d.start()
+        self.pub = publisher(self.d.rtmp_url)
         self.flood = []
         self.findings = []
 
@@ -85,6 +103,7 @@ class OverloadDrill(unittest.TestCase):
     def tearDown(self):
         for s in self.flood:
             s.close()
+        stop_proc(self.pub)
         code, _ = self.d.stop()
         self.assertEqual(code, 0, self.d.log())
 
@@ -95,17 +114,35 @@ class OverloadDrill(unittest.TestCase):
         body = r.read()
         return r.status, body, time.monotonic() - t0
 
+    def check_media(self, conn, rel, when):
+        """The viewer on conn gets rendition rel's playlist, its newest
+        complete part and segment: 200s with fMP4 media in them."""
+        base = f"/hls/{CHANNEL}/{rel.rsplit('/', 1)[0]}/"
+        status, body = media_on(conn, f"/hls/{CHANNEL}/{rel}")
+        self.assertEqual(status, 200, f"{when}: playlist {rel}: HTTP {status} {body[:200]!r}")
+        pl = MediaPlaylist(body.decode(), rel)
+        done = [s for s in pl.segments if s.uri]
+        parts = [p for s in pl.segments for p in s.parts]
+        self.assertTrue(done and parts, f"{when}: no complete segment or part in\n{pl.text}")
+        for what, uri in (("part", parts[-1][1]), ("segment", done[-1].uri)):
+            status, media = media_on(conn, base + uri)
+            self.assertEqual(status, 200, f"{when}: {what} {uri}: HTTP {status} {media[:200]!r}")
+            self.assertIn(b"moof", media, f"{when}: {what} {uri} is not fMP4 media")
+            self.assertIn(b"mdat", media, f"{when}: {what} {uri} is not fMP4 media")
+
     def open_conns(self):
         v = self.d.metric("galarelay_open_connections", 'kind="http"')
         return v
 
     def test_connection_flood(self):
         pid = self.d.proc.pid
-        # a viewer connected before the flood, keep-alive
+        rel = renditions(wait_master(self.d.url, log=self.d.log))[0][1]
+        # a viewer connected before the flood, keep-alive, watching
         viewer = http.client.HTTPConnection("127.0.0.1", self.d.http_port, timeout=5)
         self.addCleanup(viewer.close)
         status, body, _ = self.healthz_on(viewer)
         self.assertEqual((status, body.strip()), (200, b"ok"))
+        self.check_media(viewer, rel, "before the flood")
         rss_before = rss_kib(pid)
 
         # 200 connections at once, idle first
@@ -144,6 +181,10 @@ class OverloadDrill(unittest.TestCase):
         self.check(by.get(200, 0) <= LIMIT,
                    f"more keep-alive connections were served than max_http_connections: {summary}")
         self.check(by.get(503, 0) >= FLOOD - LIMIT, f"the excess did not get 503: {summary}")
+        # shedding is not refusing everyone: the connections within the
+        # limit (the viewer holds one slot) are served, one at a time first
+        self.assertGreaterEqual(served_in_order.count(200), LIMIT // 2,
+                                f"newcomers within max_http_connections were not served: {summary}")
 
         # the existing viewer, again, while the flood is open
         for _ in range(5):
@@ -151,6 +192,8 @@ class OverloadDrill(unittest.TestCase):
             self.assertEqual(status, 200, f"existing keep-alive connection refused during the flood: "
                                           f"HTTP {status} {body!r}")
             self.assertLess(took, 0.5, "healthz slow during the flood")
+        # and it keeps watching: playlist, part and segment, with media
+        self.check_media(viewer, rel, "during the flood")
         # the operator sees it on /metrics (asked on the existing connection)
         viewer.request("GET", "/metrics")
         r = viewer.getresponse()

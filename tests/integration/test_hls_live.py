@@ -5,7 +5,6 @@ reload answers within a part duration, and media sequence numbers keep
 growing across a publisher reconnect (with a discontinuity) and a daemon
 restart."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, http  # noqa: E402
+from daemon import Daemon, http, requires  # noqa: E402
 from hls_check import HlsChecker, MediaPlaylist  # noqa: E402
 
 KEY = "hls-test-key"
@@ -67,7 +66,7 @@ def first_rendition(master):
     raise AssertionError("no variant in master")
 
 
-@unittest.skipUnless(shutil.which("ffmpeg") and shutil.which("ffprobe"), "needs ffmpeg and ffprobe")
+@requires("ffmpeg", "ffprobe")
 class LiveHls(unittest.TestCase):
     def daemon(self, tmp=None):
         return Daemon(sections=f"[channel {CHANNEL}]\nkey = {KEY}\n", tmp=tmp)

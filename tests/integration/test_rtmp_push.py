@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, free_port  # noqa: E402
+from daemon import Daemon, free_port, requires  # noqa: E402
 from test_rtmp_lib import wait_for  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="galarelay-push-")
@@ -133,7 +133,7 @@ class Push(unittest.TestCase):
             if b.proc:
                 self.assertEqual(b.stop()[0], 0, b.log())
 
-    @unittest.skipUnless(shutil.which("nginx") and os.path.exists(NGINX_RTMP), "nginx-rtmp not installed")
+    @requires("nginx", NGINX_RTMP)
     def test_push_to_nginx_rtmp(self):
         port = free_port()
         conf = os.path.join(TMP, "nginx.conf")

@@ -10,7 +10,6 @@ The slate is told from the feed by its picture size on the "source"
 rendition: before any feed the slate uses the ladder of a nominal
 1920x1080 source; the publisher sends 640x360."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon import Daemon, http  # noqa: E402
+from daemon import Daemon, http, requires  # noqa: E402
 from hls_check import HlsChecker, MediaPlaylist, check_playlist  # noqa: E402
 
 KEY = "slate-test-key"
@@ -116,7 +115,7 @@ class Stream:
         return any(seg.uri is not None for seg in pl.segments[start:])
 
 
-@unittest.skipUnless(shutil.which("ffmpeg") and shutil.which("ffprobe"), "needs ffmpeg and ffprobe")
+@requires("ffmpeg", "ffprobe")
 class Slate(unittest.TestCase):
     def test_slate_feed_slate_feed(self):
         d = Daemon(sections=SECTIONS)

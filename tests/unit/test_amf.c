@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "relay/amf.h"
 #include "relay/buf.h"

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 #include <jansson.h>
 #include <uv.h>
 

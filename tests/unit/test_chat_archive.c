@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include <signal.h>
 #include <stdio.h>

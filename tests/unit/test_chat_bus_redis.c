@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -61,6 +62,8 @@ static int port_open(int port) {
 }
 
 static pid_t redis_start(int port) {
+  if (access("/usr/bin/redis-server", X_OK) != 0)
+    fail_msg("/usr/bin/redis-server is missing (scripts/bootstrap.sh installs redis-server)");
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "chat/filter.h"
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "chat/jwt.h"
 

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "chat/ratelimit.h"
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include <stdio.h>
 #include <stdlib.h>

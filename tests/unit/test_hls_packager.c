@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -3,7 +3,7 @@
  * ultrafast) and read back with libavformat as the channel would deliver
  * them: codec parameters, then packets in milliseconds. Checks: keyframes at
  * the same pts on every rung, the expected sizes, no B-frames, audio passed
- * through byte for byte, and the bad-input cases of issue 4. */
+ * through byte for byte, and the bad-input cases. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 #include <libavformat/avformat.h>
 #include <libavutil/time.h>
 #include <uv.h>

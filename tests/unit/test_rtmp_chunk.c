@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 #include <libavutil/buffer.h>
 
 #include "relay/buf.h"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "relay/rtmp_handshake.h"
 

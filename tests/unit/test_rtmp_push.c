@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "relay/rtmp_push.h"
 

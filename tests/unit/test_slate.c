@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include <libavcodec/avcodec.h>
 
