@@ -115,11 +115,19 @@ def enter_private_mount_namespace():
     """Re-runs this script in a mount namespace of its own (see the top)."""
     if os.environ.get(NS_MARK) == "1":
         run(["mount", "--make-rprivate", "/"], "mount --make-rprivate /")
+        # A stop (ctest's timeout, ^C) still runs main's cleanup.
+        signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
         return
     env = dict(os.environ, **{NS_MARK: "1"})
-    # The namespace dies with its last process; signals reach the child.
+
+    def die_with_parent():
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    # The namespace dies with its last process; signals reach the child, and
+    # a SIGTERM when this process is killed outright.
     p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", sys.executable, *sys.argv],
-                         env=env)
+                         env=env, preexec_fn=die_with_parent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: p.send_signal(s))
     sys.exit(p.wait())
@@ -213,6 +221,19 @@ def unmount_under(path):
     check(not left, f"still mounted: {left}")
 
 
+def kill_chrooted(path):
+    """Kills what still runs inside the root (an apt-get cut short), all of
+    it started by this test, so that its mounts can go."""
+    path = os.path.realpath(path)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/root") == path:
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.5)
+
+
 # --- the chroot -----------------------------------------------------------------
 
 class Root:
@@ -298,6 +319,8 @@ class Daemon:
     def __init__(self, root, name):
         self.root = root
         self.http, self.rtmp = free_port(), free_port()
+        while self.rtmp == self.http:
+            self.rtmp = free_port()
         conf = root.read(CONF)
         conf, n1 = re.subn(r"(?m)^http_listen *=.*$", f"http_listen = 127.0.0.1:{self.http}", conf)
         conf, n2 = re.subn(r"(?m)^rtmp_listen *=.*$", f"rtmp_listen = 127.0.0.1:{self.rtmp}", conf)
@@ -377,19 +400,19 @@ def serve_and_publish(d):
 # --- the test ---------------------------------------------------------------------
 
 def build_packages(build_dir, cpack, work):
-    debs = []
-    for sub, extra in (("pkg", []), ("pkg-upgrade", None)):
+    """The package as built, and the same build as VERSION+upgradetest: what
+    an upgrade installs."""
+    def one(sub, *extra):
         out_dir = os.path.join(work, sub)
-        args = [cpack, "--config", os.path.join(build_dir, "CPackConfig.cmake"), "-G", "DEB", "-B", out_dir]
-        if extra is None:
-            # The same build, a higher version: what an upgrade installs.
-            v = dpkg_field(debs[0], "Version")
-            args += ["-D", f"CPACK_PACKAGE_VERSION={v}{UPGRADE_SUFFIX}"]
-        run(args, f"cpack ({sub})", timeout=600)
+        run([cpack, "--config", os.path.join(build_dir, "CPackConfig.cmake"), "-G", "DEB", "-B", out_dir,
+             *extra], f"cpack ({sub})", timeout=600)
         found = glob.glob(os.path.join(out_dir, "*.deb"))
         check(len(found) == 1, f"cpack made {found} in {out_dir}")
-        debs.append(found[0])
-    return debs
+        return found[0]
+
+    deb = one("pkg")
+    version = dpkg_field(deb, "Version")
+    return deb, one("pkg-upgrade", "-D", f"CPACK_PACKAGE_VERSION={version}{UPGRADE_SUFFIX}")
 
 
 def dpkg_field(deb, field):
@@ -478,6 +501,7 @@ def main():
         if daemon is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait()
+        kill_chrooted(root.path)
         unmount_under(work)
         subprocess.run(["rm", "-rf", "--one-file-system", root.path])
 
@@ -493,6 +517,9 @@ def readme_links(root):
 
 
 if __name__ == "__main__":
-    preconditions()
+    try:
+        preconditions()
+    except Fail as e:
+        sys.exit(f"deb_install: FAIL: {e}")
     enter_private_mount_namespace()
     sys.exit(main())
