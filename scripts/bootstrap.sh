@@ -14,8 +14,10 @@ fi
 packages=(
   # toolchain
   build-essential gcc clang libclang-rt-14-dev cmake pkg-config git curl ca-certificates
-  # packaging: `cmake --build build --target package` (dpkg-shlibdeps runs `file`)
-  file
+  # packaging: `cmake --build build --target package` (dpkg-shlibdeps runs `file`);
+  # lintian checks the .deb, debootstrap makes the fresh root deb_install
+  # installs it into
+  file lintian debootstrap
   # libraries the daemon links
   libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libssl-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavfilter-dev
