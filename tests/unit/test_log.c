@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "relay/log.h"
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 
 #include "relay/rtmp_door.h"
 

@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+#include "tests/unit/test_main.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
