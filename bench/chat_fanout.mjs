@@ -7,7 +7,7 @@
 // SECONDS (default 10). Prints the end-to-end latency (post -> seen by a
 // viewer) percentiles, deliveries per second, and the daemon's CPU seconds
 // and RSS. No peer is installed for comparison; the figures to compare with
-// are Owncast's (3 messages / 2 s per client) and the SPEC's tick (50 ms).
+// are Owncast's (3 messages / 2 s per client) and the room's tick (50 ms).
 import { readFileSync } from 'node:fs';
 import { startDaemon, Client, sleep, as } from '../tests/integration/chat_lib.mjs';
 

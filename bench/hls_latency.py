@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hls_latency: glass-to-playlist latency of the LL-HLS output (issue 4).
+"""hls_latency: glass-to-playlist latency of the LL-HLS output.
 
     bench/hls_latency.py [--build DIR] [--seconds 60] [--player-seconds 30]
                          [--no-player] [--player-level N] [--keep]
@@ -30,7 +30,7 @@ reference clock, outside the daemon.
    last-frame latency  = that - the part's DURATION (the end of the part's
    time span; the last frame itself arrived one frame interval earlier, so
    this figure is conservative by up to 1/fps).
-   Goal (issue 4): p50 <= PART-TARGET + 0.2 s. A reload that lists more than
+   Goal: p50 <= PART-TARGET + 0.2 s. A reload that lists more than
    one new part means the follower fell behind: those parts count, with an
    upper-bound latency, and are reported as "late".
 

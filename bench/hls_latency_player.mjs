@@ -1,5 +1,5 @@
 // hls_latency_player.mjs: the live-edge latency a viewer sees with hls.js in
-// low-latency mode (issue 4), driven by bench/hls_latency.py.
+// low-latency mode, driven by bench/hls_latency.py.
 //
 //   node bench/hls_latency_player.mjs WATCH_URL SECONDS OUT_JSON [LEVEL]
 //

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # soak: the show-night load held for a long time, watching the daemon's
-# memory (issue 7: "a soak test runs a publisher, 2,000 chat viewers and a
+# memory ("a soak test runs a publisher, 2,000 chat viewers and a
 # comment storm for ten minutes ... and shows flat RSS"). A benchmark, not
 # part of ctest.
 #

@@ -140,7 +140,7 @@ struct config_errors {
   int count;
 };
 
-/* The built-in defaults (SPEC.md: demo channel, three-rung ladder). */
+/* The built-in defaults (docs/protocol.md: demo channel, three-rung ladder). */
 void config_defaults(struct config *cfg);
 
 /* Parse FILE over the defaults and validate. Returns 0, or -1 with errs

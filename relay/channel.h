@@ -86,7 +86,7 @@ struct json_t;
 void channel_api_fill(const struct channel *ch, struct json_t *obj);
 void channel_registry_metrics(const struct channel_registry *reg, struct buf *out);
 
-/* ---- Additions for relay/rtmp_server and relay/rtmp_push (issue 3). ---- */
+/* ---- What relay/rtmp_server and relay/rtmp_push use. ---- */
 
 /* The timestamp a sink gives the sequence headers it sends from on_start:
  * no later than the first packet that follows (packets are on the
@@ -171,7 +171,7 @@ void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t ar
 
 int channel_player_count(const struct channel *ch);
 
-/* ---- Additions for backup feed failover (issue 7). ---- */
+/* ---- Backup feed failover. ---- */
 
 /* The active feed switches (see channel.c for when): sinks get on_start
  * (is_backup, a new generation) and then the new feed's packets from its

@@ -3,8 +3,9 @@
  * main owns the libuv loop, the current config, the libwebsockets context
  * (created on our loop as a foreign loop, so uv_run drives both), the
  * signal handlers and the systemd notifications. Everything else is started
- * and stopped through subsystems.c. Shutdown follows the order verified in
- * NOTES.md so that uv_loop_close() returns 0 and nothing leaks. */
+ * and stopped through subsystems.c. Shutdown follows the order written
+ * below (lws first, our handles after, a second lws destroy outside the
+ * loop), so that uv_loop_close() returns 0 and nothing leaks. */
 #include <errno.h>
 #include <getopt.h>
 #include <libwebsockets.h>
@@ -108,7 +109,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
   }
 }
 
-/* The last resort if some part hangs on the way out: SPEC promises exit
+/* The last resort if some part hangs on the way out: docs/protocol.md promises exit
  * within 5 s, and a non-zero code tells the test (and systemd) it was not
  * clean. Only async-signal-safe calls here. */
 static void on_alarm(int signum) {
@@ -365,7 +366,8 @@ int main(int argc, char **argv) {
   } else {
     uv_run(&loop, UV_RUN_DEFAULT);
   }
-  /* The second destroy, outside the loop, frees the context (NOTES.md). */
+  /* The second destroy, outside the loop, frees the context (the first,
+   * inside it, only starts closing lws's handles). */
   if (d.app.lws)
     lws_context_destroy(d.app.lws);
   webroot_free(); /* every answer that borrowed a file has gone with its connection */

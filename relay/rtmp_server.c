@@ -67,7 +67,7 @@ struct rtmp_server {
   uint8_t rbuf[READ_BUF];
 };
 
-#define RTMP_APP "live" /* the one RTMP application (SPEC) */
+#define RTMP_APP "live" /* the one RTMP application (docs/protocol.md) */
 
 struct rtmp_conn {
   uv_tcp_t tcp;
@@ -424,7 +424,7 @@ static void feed_kicked(void *opaque, const char *why) {
 
 static const struct channel_feed_ops feed_ops = {.kick = feed_kicked};
 
-/* SPEC: the server URL is rtmp://HOST:1935/live. Another application is
+/* The server URL is rtmp://HOST:1935/live (docs/protocol.md). Another application is
  * a typo in an encoder's settings: refused and said so, rather than
  * working by accident (the session already dropped ?query and a trailing
  * slash). */

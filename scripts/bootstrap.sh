@@ -28,7 +28,7 @@ packages=(
   libcmocka-dev valgrind procps psmisc iproute2 python3 sqlite3 time
   ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  # a librtmp client (SPEC: librtmp-based tools must work; gst rtmpsink is one too)
+  # a librtmp client (librtmp-based tools must work; gst rtmpsink is one too)
   rtmpdump
   redis-server nginx-light libnginx-mod-rtmp
   chromium fonts-noto-cjk fonts-dejavu-core

@@ -28,7 +28,7 @@ galarelay_script_test(it_drill_failover
 # Encoders, ffmpeg and timing: one media test at a time (cmake/testing.cmake).
 set_tests_properties(it_edge_nginx it_drill_restart it_drill_overload it_drill_publisher
   it_drill_memory it_drill_failover PROPERTIES RESOURCE_LOCK media)
-# SIGHUP mid-show (SPEC: reload without dropping publishers or viewers).
+# SIGHUP mid-show (docs/protocol.md: reload without dropping publishers or viewers).
 galarelay_script_test(it_drill_reload
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_drill_reload.py
   LABELS integration

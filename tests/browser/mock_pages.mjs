@@ -1,7 +1,7 @@
 // mock_pages.mjs: the pages against a stand-in for the daemon, inside the
 // browser: files come from the built web root, /api/v1/channels and the
 // chat websocket are answered by this script (playwright's request and
-// websocket routing). It checks what the pages send (SPEC's message shapes)
+// websocket routing). It checks what the pages send (docs/protocol.md's message shapes)
 // and what they show for what the server says, including a comment made of
 // HTML. The real daemon is exercised by live_pages.mjs.
 //
@@ -302,7 +302,7 @@ const wordChips = async (page) => (await page.locator('#words .chip span').allTe
 
 test('moderate: words events from other moderators change the list', async () => {
   const { page, chat } = await signedInConsole();
-  // SPEC's shape: {"type":"words","add":[…]} or {"type":"words","remove":[…]}
+  // The protocol's shape: {"type":"words","add":[…]} or {"type":"words","remove":[…]}
   chat.send({ type: 'batch', events: [{ type: 'words', add: ['spoiler', '坏词', 'third'] }] });
   await waitFor('added words', async () => (await page.locator('#words .chip').count()) === 3);
   assert.deepEqual(await wordChips(page), ['spoiler', 'third', '坏词'].sort());

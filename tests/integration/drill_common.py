@@ -1,5 +1,5 @@
 """Shared pieces of the show-night drills (tests/integration/test_drill_*.py,
-test_edge_nginx.py): the small test publisher, the HLS URLs the SPEC names,
+test_edge_nginx.py): the small test publisher, the HLS URLs docs/protocol.md names,
 waiting for things with a deadline, and failing (never skipping) when a
 peer binary is missing. Standard library only."""
 import os

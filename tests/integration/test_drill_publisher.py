@@ -5,7 +5,7 @@
   publisher with the same key is accepted at once.
 - An encoder whose TCP connection stays open but silent (SIGSTOP) must not
   lock its own reconnect out: a newcomer with the same key is the publisher
-  within ~3 s (SPEC: a live publisher that sent no media for 2 s is
+  within ~3 s (docs/protocol.md: a live publisher that sent no media for 2 s is
   replaced); while the first one still sends, a second one is refused.
   A silent publisher nobody replaces is dropped after idle_timeout.
 - HLS across a publisher reconnect: EXT-X-DISCONTINUITY, and media sequence

@@ -1,6 +1,6 @@
 """Show-night drill: the operator reloads the config (SIGHUP) mid-show.
 
-SPEC: SIGHUP reloads the reloadable parts of the config (channels and their
+docs/protocol.md: SIGHUP reloads the reloadable parts of the config (channels and their
 keys, chat limits, …) "without dropping publishers or viewers". While an
 ffmpeg encoder publishes in real time, a viewer polls the LL-HLS media
 playlist every 200 ms (recording each new part, as test_drill_failover.py

@@ -3,7 +3,7 @@
 
 - After each restart, once the encoder publishes again, every rendition's
   MEDIA-SEQUENCE and segment numbers are above every one served before
-  (SPEC: media sequence numbers only ever grow, also across a restart), and
+  (docs/protocol.md: media sequence numbers only ever grow, also across a restart), and
   the break is signalled (EXT-X-DISCONTINUITY / DISCONTINUITY-SEQUENCE).
 - A player following the live playlist from before the kill keeps going
   after the restart. Two players watch:

@@ -2,7 +2,7 @@
 
 ffmpeg publishes a clip and ffprobe plays it back: every packet must arrive
 with the same timestamps and bytes. GStreamer's rtmp2sink publishes and
-plays back. librtmp-based tools (SPEC): GStreamer's rtmpsink publishes and
+plays back. librtmp-based tools (docs/protocol.md): GStreamer's rtmpsink publishes and
 the channel goes live; rtmpdump plays the channel into an FLV that ffprobe
 reads. Keys: unknown refused, duplicate refused, backup accepted
 beside the primary, a silent publisher taken over, a stalled publisher
@@ -139,7 +139,7 @@ class Ingest(unittest.TestCase):
             self.assertAlmostEqual(c["fps"], 30, delta=3)
             self.assertGreater(c["bitrate_kbps"], 10)
             self.assertAlmostEqual(c["keyframe_interval"], 1.0, delta=0.1)
-            # never the publisher's address (SPEC), in any field
+            # never the publisher's address (docs/protocol.md), in any field
             self.assertNotIn("127.0.0.1", json.dumps(c))
             self.assertFalse([k for k in c if "addr" in k or k in ("ip", "address", "remote")], c)
         finally:

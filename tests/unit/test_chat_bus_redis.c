@@ -2,7 +2,7 @@
  * redis-server that the test starts on a free loopback port. Both see one
  * conversation in one order; Redis killed: local delivery goes on; Redis
  * back on the same port: both reconnect and share the conversation again.
- * Also: a refused connect is retried (the adapter fix, NOTES.md). */
+ * Also: a refused connect is retried (chat/redis_uv.c's fix to hiredis 0.14's libuv adapter). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

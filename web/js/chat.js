@@ -1,4 +1,4 @@
-// chat.js: the websocket to /chat/CHANNEL (SPEC "Live comments").
+// chat.js: the websocket to /chat/CHANNEL (docs/protocol.md, "Live comments").
 //
 // One ChatClient per page. It says hello (name, token) first thing after
 // each (re)connect, hands every `welcome` and every event of every `batch`

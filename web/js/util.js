@@ -61,7 +61,7 @@ export async function fetchChannels() {
   }
 }
 
-// Refusals from the chat server (SPEC: error codes), in words.
+// Refusals from the chat server (docs/protocol.md: error codes), in words.
 const REFUSALS = {
   rate_limited: ['发得太快了，请稍等', 'You are sending too fast'],
   slow_mode: ['慢速模式中，请稍后再发', 'Slow mode is on'],
