@@ -48,6 +48,13 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
   struct room_member *m = &conn->m;
   char name[sizeof(m->name)] = "";
   const char *why = NULL;
+  int64_t retry;
+  /* before any work: a hello costs a name check, maybe an HMAC and a
+   * welcome with the whole history */
+  if (room_admit_hello(conn->slot->room, m, uv_now(c->app->loop), &retry) != ROOM_OK) {
+    chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "too many hellos", retry);
+    return;
+  }
   if (msg->name) {
     enum room_refusal r = check_name(c, msg->name, name, sizeof(name), &why);
     if (r != ROOM_OK) {

@@ -136,6 +136,10 @@ static const struct key_def keys[] = {
     {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824},
     {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824},
     {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000},
+    {SEC_CHAT, "hello_rate", KT_DOUBLE, CFG(chat.hello_rate), 0.001, 1000},
+    {SEC_CHAT, "hello_burst", KT_INT, CFG(chat.hello_burst), 1, 1000},
+    {SEC_CHAT, "hello_addr_rate", KT_DOUBLE, CFG(chat.hello_addr_rate), 0.001, 100000},
+    {SEC_CHAT, "hello_addr_burst", KT_INT, CFG(chat.hello_addr_burst), 1, 100000},
     {SEC_CHAT, "banned_words_file", KT_STRING, CFG(chat.banned_words_file), 0, 0},
     {SEC_CHAT, "filter_hold", KT_BOOL, CFG(chat.filter_hold), 0, 0},
     {SEC_CHAT, "archive_commit_ms", KT_INT, CFG(chat.archive_commit_ms), 1, 1000},
@@ -223,6 +227,10 @@ void config_defaults(struct config *cfg) {
   cfg->chat.queue_soft_bytes = 256 * 1024;
   cfg->chat.queue_hard_bytes = 1024 * 1024;
   cfg->chat.viewer_events_per_sec = 100;
+  cfg->chat.hello_rate = 0.2;      /* a hello every 5 s per connection… */
+  cfg->chat.hello_burst = 5;       /* …after five: a page that renames itself, not a loop */
+  cfg->chat.hello_addr_rate = 5.0; /* one address: a household or a NAT */
+  cfg->chat.hello_addr_burst = 100;
   cfg->chat.archive_commit_ms = 5;
   cfg->chat.archive_batch = 256;
   cfg->chat.max_combining = 2;

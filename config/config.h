@@ -110,6 +110,10 @@ struct config {
     size_t queue_soft_bytes; /* past it a member loses its oldest batches */
     size_t queue_hard_bytes; /* past it a member is closed */
     int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
+    double hello_rate;      /* hellos per second per connection (refill) */
+    int hello_burst;
+    double hello_addr_rate; /* hellos per second per address (refill) */
+    int hello_addr_burst;
     char banned_words_file[512];
     bool filter_hold;       /* banned word: hold for review instead of refusing */
     int archive_commit_ms;
