@@ -148,6 +148,7 @@ static const struct key_def keys[] = {
 
     {SEC_REDIS, "url", KT_STRING, CFG(redis.url), 0, 0},
     {SEC_REDIS, "prefix", KT_STRING, CFG(redis.prefix), 0, 0},
+    {SEC_REDIS, "secret", KT_SECRET, CFG(redis.secret), 0, 0},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -765,8 +766,11 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
     add_error(errs, file, ql ? ql : key_line(st, SEC_CHAT, "queue_soft_bytes"),
               "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
   if (cfg->redis.url[0] && strncmp(cfg->redis.url, "redis://", 8) != 0)
-    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis:// (got \"%s\")",
-              cfg->redis.url);
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis://");
+  /* Without it anyone who can reach Redis could forge bans and comments. */
+  if (cfg->redis.url[0] && !cfg->redis.secret[0])
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"),
+              "[redis]: url needs a secret (or secret_file) shared by every node");
 
   /* The demo secrets are public (they are in the README): refuse them as
    * soon as anyone but this machine can reach a listener. */

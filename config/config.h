@@ -122,8 +122,9 @@ struct config {
   } chat;
 
   struct {
-    char url[256];
+    char url[256];    /* may hold a password: never logged */
     char prefix[64];
+    char secret[256]; /* HMAC key of events between nodes; required with url */
   } redis;
 
   /* Where some keys were set (0 = built-in default), for messages of

@@ -150,7 +150,7 @@ static void values_of_every_type(void **state) {
   expect_ok("[server]\nlog_level = debug\nmax_http_connections = 12\nshutdown_timeout = 0.5\n"
             "[rtmp]\nmax_chunk_size = 4096\nplayer_queue_bytes = 128k\n"
             "[chat]\nrequire_token = yes\nfilter_hold = On\n"
-            "[redis]\nurl = redis://127.0.0.1:6379\nprefix = x:\n");
+            "[redis]\nurl = redis://127.0.0.1:6379\nprefix = x:\nsecret = bus-key\n");
   assert_int_equal(cfg.server.max_http_connections, 12);
   assert_true(cfg.server.shutdown_timeout == 0.5);
   assert_int_equal(cfg.rtmp.max_chunk_size, 4096);
@@ -159,6 +159,7 @@ static void values_of_every_type(void **state) {
   assert_true(cfg.chat.filter_hold);
   assert_string_equal(cfg.redis.url, "redis://127.0.0.1:6379");
   assert_string_equal(cfg.redis.prefix, "x:");
+  assert_string_equal(cfg.redis.secret, "bus-key");
   assert_int_equal(cfg.server.log_level, 0); /* LOG_LEVEL_DEBUG */
 }
 
@@ -420,6 +421,20 @@ static void err_queue_hard_below_soft(void **state) {
 static void err_redis_url_scheme(void **state) {
   (void)state;
   expect_error("[redis]\n\nurl = http://127.0.0.1:6379\n", "t.conf:3:", "redis://");
+}
+
+/* Without a secret every node would take forged events from whoever can
+ * reach Redis: refused at the url's line; secret_file is its file form. */
+static void err_redis_url_needs_secret(void **state) {
+  (void)state;
+  expect_error("[redis]\n\nurl = redis://:pw@127.0.0.1:6379\n", "t.conf:3:", "secret");
+  assert_null(strstr(errs.text, "pw@")); /* the password is not repeated */
+  char path[256], text[512];
+  write_temp("from-a-file\n", path, sizeof path);
+  snprintf(text, sizeof text, "[redis]\nurl = redis://127.0.0.1:6379\nsecret_file = %s\n", path);
+  expect_ok(text);
+  assert_string_equal(cfg.redis.secret, "from-a-file");
+  unlink(path);
 }
 
 static void err_line_too_long(void **state) {
@@ -791,7 +806,8 @@ static void shipped_config_documents_every_key(void **state) {
     if (!strstr(text, header))
       fail_msg("config/galarelay.conf has no %s section", header);
   }
-  static const char *const files[] = {"key_file", "backup_key_file", "moderator_tokens_file", "auth_secret_file"};
+  static const char *const files[] = {"key_file", "backup_key_file", "moderator_tokens_file", "auth_secret_file",
+                                      "secret_file"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     if (!documented(text, files[i]))
       fail_msg("config/galarelay.conf does not document %s", files[i]);
@@ -872,6 +888,7 @@ int main(void) {
       cmocka_unit_test(no_final_newline),
       cmocka_unit_test(secrets_from_files),
       cmocka_unit_test(moderator_tokens_are_split_and_trimmed),
+      cmocka_unit_test(err_redis_url_needs_secret),
       cmocka_unit_test(empty_auth_secret_means_anonymous),
       cmocka_unit_test(push_list_accumulates),
       cmocka_unit_test(file_channels_replace_demo_channel),
