@@ -100,6 +100,7 @@ static const struct key_def keys[] = {
     {SEC_CHANNEL, "failover_after", KT_DOUBLE, CH(failover_after), 0.1, 600},
     {SEC_CHANNEL, "prefer_primary", KT_BOOL, CH(prefer_primary), 0, 0},
     {SEC_CHANNEL, "slate_image", KT_STRING, CH(slate_image), 0, 0},
+    {SEC_CHANNEL, "moderator_tokens", KT_TOKENS, CH(moderator_tokens), 0, CONFIG_MAX_TOKENS},
 
     {SEC_HLS, "part_duration", KT_DOUBLE, CFG(hls.part_duration), 0.1, 2},
     {SEC_HLS, "segment_duration", KT_DOUBLE, CFG(hls.segment_duration), 0.5, 12},
@@ -120,8 +121,7 @@ static const struct key_def keys[] = {
     {SEC_RUNG, "profile", KT_STRING, RG(profile), 0, 0},
     {SEC_RUNG, "priority", KT_INT, RG(priority), 0, 100},
 
-    {SEC_CHAT, "moderator_tokens", KT_TOKENS, offsetof(struct config, chat.moderator_tokens),
-     sizeof(((struct config *)0)->chat.moderator_tokens[0]), 0, CONFIG_MAX_TOKENS},
+    {SEC_CHAT, "moderator_tokens", KT_TOKENS, CFG(chat.moderator_tokens), 0, CONFIG_MAX_TOKENS},
     {SEC_CHAT, "auth_secret", KT_SECRET, CFG(chat.auth_secret), 0, 0},
     {SEC_CHAT, "require_token", KT_BOOL, CFG(chat.require_token), 0, 0},
     {SEC_CHAT, "history", KT_INT, CFG(chat.history), 0, 10000},
@@ -214,8 +214,9 @@ void config_defaults(struct config *cfg) {
   cfg->transcoder.audio_bitrate = 128;
   cfg->transcoder.queue_frames = 60;
 
-  snprintf(cfg->chat.moderator_tokens[0], sizeof cfg->chat.moderator_tokens[0], "demo-moderator");
-  cfg->chat.moderator_token_count = 1;
+  snprintf(cfg->chat.moderator_tokens.token[0], sizeof cfg->chat.moderator_tokens.token[0],
+           "demo-moderator");
+  cfg->chat.moderator_tokens.count = 1;
   cfg->chat.history = 100;
   cfg->chat.max_comment_length = 200;
   cfg->chat.max_frame_bytes = 4096;
@@ -545,9 +546,9 @@ static int read_secret_file(struct parse_state *st, const char *path, char *out,
 }
 
 static int set_tokens(struct parse_state *st, const struct key_def *k, const char *value) {
-  struct config *cfg = st->cfg;
-  cfg->chat.moderator_token_count = 0;
-  cfg->lines.moderator_tokens = st->line;
+  struct config_tokens *t = (struct config_tokens *)((char *)st->base + k->offset);
+  t->count = 0;
+  t->line = st->line;
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", value);
   char *save = NULL;
@@ -559,15 +560,16 @@ static int set_tokens(struct parse_state *st, const struct key_def *k, const cha
       tok[--len] = '\0';
     if (!len)
       continue;
-    if (cfg->chat.moderator_token_count >= (int)k->max) {
+    if (t->count >= (int)k->max) {
       add_error(st->errs, st->file, st->line, "too many tokens in %s (at most %d)", k->name, (int)k->max);
       return -1;
     }
-    if (len >= k->size) {
-      add_error(st->errs, st->file, st->line, "a token in %s is too long (at most %zu bytes)", k->name, k->size - 1);
+    if (len >= sizeof t->token[0]) {
+      add_error(st->errs, st->file, st->line, "a token in %s is too long (at most %zu bytes)", k->name,
+                sizeof t->token[0] - 1);
       return -1;
     }
-    memcpy(cfg->chat.moderator_tokens[cfg->chat.moderator_token_count++], tok, len + 1);
+    memcpy(t->token[t->count++], tok, len + 1);
   }
   return 0;
 }
@@ -783,10 +785,18 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
                   "[channel %s] keeps a demo stream key while listening beyond loopback: set a secret key",
                   ch->name);
     }
-    for (int i = 0; i < cfg->chat.moderator_token_count; i++)
-      if (strcmp(cfg->chat.moderator_tokens[i], "demo-moderator") == 0)
-        add_error(errs, file, cfg->lines.moderator_tokens ? cfg->lines.moderator_tokens : line,
+    for (int i = 0; i < cfg->chat.moderator_tokens.count; i++)
+      if (strcmp(cfg->chat.moderator_tokens.token[i], "demo-moderator") == 0)
+        add_error(errs, file, cfg->chat.moderator_tokens.line ? cfg->chat.moderator_tokens.line : line,
                   "[chat] keeps the demo moderator token while listening beyond loopback: set a secret token");
+    for (int c = 0; c < cfg->channel_count; c++) {
+      const struct config_tokens *t = &cfg->channels[c].moderator_tokens;
+      for (int i = 0; i < t->count; i++)
+        if (strcmp(t->token[i], "demo-moderator") == 0)
+          add_error(errs, file, t->line ? t->line : line,
+                    "[channel %s] has the demo moderator token while listening beyond loopback: set a secret token",
+                    cfg->channels[c].name);
+    }
   }
   return errs->count > before ? -1 : 0;
 }

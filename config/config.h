@@ -17,6 +17,14 @@
 #define CONFIG_MAX_RUNGS 8
 #define CONFIG_MAX_TOKENS 32
 
+/* Moderator tokens (comma-separated secrets): [chat] ones moderate every
+ * channel, a [channel NAME] one only that channel. */
+struct config_tokens {
+  char token[CONFIG_MAX_TOKENS][128];
+  int count;
+  int line; /* where they were set (0 = default), for messages */
+};
+
 /* A listen address: numeric IPv4 or [IPv6] and a port. */
 struct config_addr {
   char host[64]; /* as written, without brackets: "127.0.0.1", "::", "0.0.0.0" */
@@ -33,6 +41,7 @@ struct config_channel {
   double failover_after; /* seconds without media before the other feed takes over */
   bool prefer_primary;   /* the primary takes over again when it returns */
   char slate_image[512]; /* "" = generated card */
+  struct config_tokens moderator_tokens; /* moderators of this channel only */
   int line;              /* where the section starts, for messages */
 };
 
@@ -94,8 +103,7 @@ struct config {
   } transcoder;
 
   struct {
-    char moderator_tokens[CONFIG_MAX_TOKENS][128];
-    int moderator_token_count;
+    struct config_tokens moderator_tokens; /* moderators of every channel */
     char auth_secret[256];
     bool require_token;
     int history;
@@ -130,7 +138,7 @@ struct config {
   /* Where some keys were set (0 = built-in default), for messages of
    * cross-key checks. */
   struct {
-    int http_listen, rtmp_listen, moderator_tokens;
+    int http_listen, rtmp_listen;
   } lines;
 };
 

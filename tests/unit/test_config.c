@@ -89,8 +89,8 @@ static void defaults_match_spec(void **state) {
   assert_string_equal(cfg.channels[0].backup_key, "demo-backup-key");
   assert_string_equal(cfg.channels[0].title, "留浙云春晚");
   assert_int_equal(cfg.channels[0].push_count, 0);
-  assert_int_equal(cfg.chat.moderator_token_count, 1);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "demo-moderator");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 1);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "demo-moderator");
   assert_string_equal(cfg.chat.auth_secret, "");
   assert_string_equal(cfg.redis.url, "");
   assert_string_equal(cfg.path, "");
@@ -522,23 +522,37 @@ static void secrets_from_files(void **state) {
   assert_string_equal(cfg.channels[0].key, "file-key");
   assert_string_equal(cfg.channels[0].backup_key, "file-backup");
   assert_string_equal(cfg.chat.auth_secret, "hs256-secret");
-  assert_int_equal(cfg.chat.moderator_token_count, 3);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "mod-one");
-  assert_string_equal(cfg.chat.moderator_tokens[1], "mod-two");
-  assert_string_equal(cfg.chat.moderator_tokens[2], "mod-three");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 3);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "mod-one");
+  assert_string_equal(cfg.chat.moderator_tokens.token[1], "mod-two");
+  assert_string_equal(cfg.chat.moderator_tokens.token[2], "mod-three");
   unlink(key);
   unlink(backup);
   unlink(auth);
   unlink(tokens);
 }
 
+/* [channel NAME] moderator_tokens: that channel's own list, beside the
+ * global one; the demo token there is refused beyond loopback too. */
+static void channel_moderator_tokens(void **state) {
+  (void)state;
+  expect_ok("[channel a]\nkey = k1\nmoderator_tokens = ch-one, ch-two\n[channel b]\nkey = k2\n");
+  assert_int_equal(cfg.channels[0].moderator_tokens.count, 2);
+  assert_string_equal(cfg.channels[0].moderator_tokens.token[1], "ch-two");
+  assert_int_equal(cfg.channels[1].moderator_tokens.count, 0);
+  assert_int_equal(cfg.chat.moderator_tokens.count, 1); /* the global default stays */
+  expect_error("[server]\nhttp_listen = 0.0.0.0:8080\n[channel a]\nkey = k1\n"
+               "moderator_tokens = demo-moderator\n[chat]\nmoderator_tokens = m\n",
+               "t.conf:5:", "[channel a] has the demo moderator token");
+}
+
 static void moderator_tokens_are_split_and_trimmed(void **state) {
   (void)state;
   expect_ok("[chat]\nmoderator_tokens = a1 , b2,,c3 \n");
-  assert_int_equal(cfg.chat.moderator_token_count, 3);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "a1");
-  assert_string_equal(cfg.chat.moderator_tokens[1], "b2");
-  assert_string_equal(cfg.chat.moderator_tokens[2], "c3");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 3);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "a1");
+  assert_string_equal(cfg.chat.moderator_tokens.token[1], "b2");
+  assert_string_equal(cfg.chat.moderator_tokens.token[2], "c3");
 }
 
 static void empty_auth_secret_means_anonymous(void **state) {
@@ -772,8 +786,9 @@ static void shipped_config_behaves_like_defaults(void **state) {
   /* where things were set differs; what was set must not */
   memset(cfg.path, 0, sizeof cfg.path);
   memset(&cfg.lines, 0, sizeof cfg.lines);
+  cfg.chat.moderator_tokens.line = 0;
   for (int i = 0; i < cfg.channel_count; i++)
-    cfg.channels[i].line = 0;
+    cfg.channels[i].line = cfg.channels[i].moderator_tokens.line = 0;
   assert_int_equal(cfg.channel_count, 1);
   assert_string_equal(cfg.channels[0].title, "留浙云春晚");
   assert_string_equal(cfg.server.web_root, want.server.web_root);
@@ -888,6 +903,7 @@ int main(void) {
       cmocka_unit_test(no_final_newline),
       cmocka_unit_test(secrets_from_files),
       cmocka_unit_test(moderator_tokens_are_split_and_trimmed),
+      cmocka_unit_test(channel_moderator_tokens),
       cmocka_unit_test(err_redis_url_needs_secret),
       cmocka_unit_test(empty_auth_secret_means_anonymous),
       cmocka_unit_test(push_list_accumulates),
