@@ -110,6 +110,30 @@ static int run_until(uv_loop_t *loop, int (*cond)(void *), void *arg, uint64_t m
   return ok;
 }
 
+/* A node's config for the Redis on port: userinfo ("" or ":PASSWORD@")
+ * in the url, a channel prefix of its own, the shared secret. */
+static struct config *redis_config(int port, const char *userinfo) {
+  struct config *cfg = calloc(1, sizeof *cfg);
+  config_defaults(cfg);
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://%s127.0.0.1:%d", userinfo, port);
+  snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "test%d:", port);
+  snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "shared-secret");
+  return cfg;
+}
+
+/* Stop both buses, close the loop, kill Redis, free what the test made. */
+static void two_nodes_end(uv_loop_t *loop, struct node *a, struct node *b, pid_t redis,
+                          struct config *cfg) {
+  bus_stop(a->bus);
+  bus_stop(b->bus);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+  redis_kill(redis);
+  free(a);
+  free(b);
+  free(cfg);
+}
+
 struct pair {
   struct node *a, *b;
   int want;
@@ -148,11 +172,7 @@ static void test_two_nodes_one_order_and_reconnect(void **state) {
   pid_t redis = redis_start(port);
   uv_loop_t loop;
   uv_loop_init(&loop);
-  struct config *cfg = calloc(1, sizeof *cfg);
-  config_defaults(cfg);
-  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:%d", port);
-  snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "test%d:", port);
-  snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "shared-secret");
+  struct config *cfg = redis_config(port, "");
   struct node *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
   a->bus = bus_start(&loop, cfg, on_deliver, a);
   b->bus = bus_start(&loop, cfg, on_deliver, b);
@@ -207,14 +227,7 @@ static void test_two_nodes_one_order_and_reconnect(void **state) {
   assert_true(st.redis_received >= 100);
   assert_int_equal(st.backlog_bytes, 0);
 
-  bus_stop(a->bus);
-  bus_stop(b->bus);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  redis_kill(redis);
-  free(a);
-  free(b);
-  free(cfg);
+  two_nodes_end(&loop, a, b, redis, cfg);
 }
 
 /* Nothing listening at first: connects are refused and retried (with
@@ -285,11 +298,7 @@ static void test_password_and_forged_events(void **state) {
   pid_t redis = redis_start_auth(port, "s3cr3t@pw");
   uv_loop_t loop;
   uv_loop_init(&loop);
-  struct config *cfg = calloc(1, sizeof *cfg);
-  config_defaults(cfg);
-  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:s3cr3t%%40pw@127.0.0.1:%d", port);
-  snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "test%d:", port);
-  snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "shared-secret");
+  struct config *cfg = redis_config(port, ":s3cr3t%40pw@");
   struct node *a = calloc(1, sizeof *a);
   a->bus = bus_start(&loop, cfg, on_deliver, a);
   assert_non_null(a->bus);
@@ -333,14 +342,7 @@ static void test_password_and_forged_events(void **state) {
   struct pair pb = {b, b, 1};
   assert_false(run_until(&loop, a_up, &pb, 700));
   assert_int_equal(bus_redis_connected(b->bus), 0);
-  bus_stop(a->bus);
-  bus_stop(b->bus);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  redis_kill(redis);
-  free(a);
-  free(b);
-  free(cfg);
+  two_nodes_end(&loop, a, b, redis, cfg);
 }
 
 int main(void) {
