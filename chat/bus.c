@@ -24,6 +24,13 @@
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 2000
 #define REJECT_LOG_MS 10000 /* at most one log line per this long about bad MACs */
+/* Replays: a signed event is delivered only if its ts is within this of
+ * our clock (NTP keeps nodes ms apart) and its seq is above the last one
+ * delivered from its origin. ORIGINS_MAX origins are remembered; past it
+ * the one heard from longest ago is forgotten (a replay of its events is
+ * then still refused once they are older than the window). */
+#define REPLAY_WINDOW_MS 60000
+#define ORIGINS_MAX 64
 
 struct bus_item {
   struct bus_item *next;
@@ -44,6 +51,12 @@ struct bus_chan {
 };
 
 enum timer_mode { TIMER_IDLE, TIMER_RETRY, TIMER_CONNECT };
+
+struct origin_seen {
+  char node[BUS_ENVELOPE_ORIGIN_MAX + 1]; /* "" = free */
+  uint64_t seq;   /* the last delivered */
+  uint64_t heard; /* our wall clock then, ms */
+};
 
 struct bus {
   uv_loop_t *loop;
@@ -80,6 +93,7 @@ struct bus {
   int auth_refused; /* the last connect failed on AUTH (logged once until it works) */
   uint64_t reject_log_ms;   /* when a bad MAC was last logged */
   uint64_t reject_unlogged; /* bad MACs since then */
+  struct origin_seen origins[ORIGINS_MAX];
 
   struct bus_stats st;
 };
@@ -358,16 +372,50 @@ static void redis_connect(struct bus *b) {
 
 /* ---- Redis: messages */
 
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A signed event seen before (its origin's seq not above the last one) or
+ * outside the time window: a replay. Otherwise remembered. */
+static int is_replay(struct bus *b, const struct bus_envelope *env) {
+  uint64_t now = wall_ms();
+  if (env->ts_ms + REPLAY_WINDOW_MS < now || env->ts_ms > now + REPLAY_WINDOW_MS)
+    return 1;
+  struct origin_seen *o = NULL, *oldest = &b->origins[0];
+  for (int i = 0; i < ORIGINS_MAX && !o; i++) {
+    if (!strcmp(b->origins[i].node, env->origin))
+      o = &b->origins[i];
+    else if (b->origins[i].heard < oldest->heard)
+      oldest = &b->origins[i];
+  }
+  if (o && env->seq <= o->seq)
+    return 1;
+  if (!o) { /* free slots have heard = 0: taken first */
+    o = oldest;
+    snprintf(o->node, sizeof o->node, "%s", env->origin);
+  }
+  o->seq = env->seq;
+  o->heard = now;
+  return 0;
+}
+
 /* Every event sent or received is signed (bus_envelope). */
-static void count_rejected(struct bus *b, const char *channel) {
-  b->st.rejected_mac++;
+static void count_rejected(struct bus *b, const char *channel, int replay) {
+  if (replay)
+    b->st.rejected_replay++;
+  else
+    b->st.rejected_mac++;
   b->reject_unlogged++;
   uint64_t now = uv_now(b->loop);
   if (b->reject_log_ms && now - b->reject_log_ms < REJECT_LOG_MS)
     return;
-  log_warn("bus", "dropped events without a valid HMAC count=%" PRIu64 " last_channel=%s: "
-           "forged, or a node with another [redis] secret",
-           b->reject_unlogged, channel);
+  log_warn("bus", "dropped events without a valid HMAC or replayed count=%" PRIu64
+           " last_channel=%s last_reason=%s: forged, or a node with another [redis] secret "
+           "or clock",
+           b->reject_unlogged, channel, replay ? "replay" : "hmac");
   b->reject_log_ms = now ? now : 1;
   b->reject_unlogged = 0;
 }
@@ -387,11 +435,15 @@ static void on_message(struct bus *b, const redisReply *ch, const redisReply *pa
   enum bus_envelope_result rc =
       bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
   if (rc == BUS_ENVELOPE_BAD_MAC) {
-    count_rejected(b, channel);
+    count_rejected(b, channel, 0);
     return;
   }
   if (rc != BUS_ENVELOPE_OK) {
     b->st.malformed++;
+    return;
+  }
+  if (is_replay(b, &env)) {
+    count_rejected(b, channel, 1);
     return;
   }
   b->st.redis_received++;
@@ -594,7 +646,7 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
   if (up) {
     struct buf env;
     buf_init(&env);
-    if (bus_envelope_seal(&env, b->secret, channel, b->node, seq, json, len) == 0 &&
+    if (bus_envelope_seal(&env, b->secret, channel, b->node, seq, wall_ms(), json, len) == 0 &&
         redisAsyncCommand(b->pub, on_pub_reply, (void *)(uintptr_t)seq, "PUBLISH %s%s %b",
                           b->prefix, channel, env.data, env.len) == REDIS_OK) {
       list_push(&b->backlog, it);
@@ -690,8 +742,9 @@ void bus_metrics(const struct bus *b, struct buf *out) {
              "galarelay_chat_bus_backlog_bytes %" PRIu64 "\n"
              "# HELP galarelay_chat_bus_rejected_total Events from Redis dropped, by reason\n"
              "# TYPE galarelay_chat_bus_rejected_total counter\n"
-             "galarelay_chat_bus_rejected_total{reason=\"hmac\"} %" PRIu64 "\n",
+             "galarelay_chat_bus_rejected_total{reason=\"hmac\"} %" PRIu64 "\n"
+             "galarelay_chat_bus_rejected_total{reason=\"replay\"} %" PRIu64 "\n",
              s.redis_connected, s.reconnects, s.published, s.delivered, s.local_direct,
              s.redis_published, s.redis_received, s.publish_failures, s.backlog_full,
-             s.malformed, s.backlog_bytes, s.rejected_mac);
+             s.malformed, s.backlog_bytes, s.rejected_mac, s.rejected_replay);
 }

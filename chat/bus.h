@@ -19,7 +19,10 @@
  * with redis.secret (required with a url). A message without a valid
  * HMAC is dropped and counted (galarelay_chat_bus_rejected_total
  * {reason="hmac"}, and a log line at most every 10 s): whoever can reach
- * Redis cannot make a node show a comment or apply a ban.
+ * Redis cannot make a node show a comment or apply a ban. Nor replay one
+ * it saw: an event whose origin's seq is not above the last delivered, or
+ * whose signed ts is more than a minute from our clock, is dropped too
+ * ({reason="replay"}).
  *
  * Redis going away never stops local delivery: while Redis is down (or the
  * room's SUBSCRIBE is not confirmed yet) bus_publish delivers locally
@@ -115,6 +118,7 @@ struct bus_stats {
   uint64_t backlog_full;
   uint64_t malformed;       /* messages from Redis we could not read */
   uint64_t rejected_mac;    /* messages without a valid HMAC: dropped */
+  uint64_t rejected_replay; /* signed, but seen before or too old: dropped */
   uint64_t reconnects;      /* successful connects after the first */
   uint64_t backlog_bytes;
   int redis_connected;

@@ -13,6 +13,7 @@
 #include "relay/buf.h"
 
 #define MAC_LEN 32
+#define TS_MAX 999999999999999ull /* 15 digits: year 33658 */
 static const char mac_key[] = ",\"mac\":\"";
 /* ,"mac":" + 64 hex + "} */
 #define MAC_SUFFIX_LEN (sizeof mac_key - 1 + 2 * MAC_LEN + 2)
@@ -44,12 +45,15 @@ static int hex_value(char c) {
 }
 
 int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
-                      const char *origin, uint64_t seq, const char *event, size_t len) {
+                      const char *origin, uint64_t seq, uint64_t ts_ms, const char *event,
+                      size_t len) {
   size_t olen = strlen(origin);
-  if (!secret || !*secret || olen == 0 || olen > BUS_ENVELOPE_ORIGIN_MAX || len == 0)
+  if (!secret || !*secret || olen == 0 || olen > BUS_ENVELOPE_ORIGIN_MAX || len == 0 ||
+      ts_ms == 0 || ts_ms > TS_MAX)
     return -1;
   size_t start = out->len;
-  buf_printf(out, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"event\":", origin, seq);
+  buf_printf(out, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"event\":",
+             origin, seq, ts_ms);
   buf_append(out, event, len);
   unsigned char mac[MAC_LEN];
   if (out->failed ||
@@ -67,8 +71,18 @@ int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
   return out->failed ? -1 : 0;
 }
 
-/* {"origin":"NODE","seq":N,"event":EVENT: the first n bytes of s, EVENT
- * running to the end. */
+/* Up to max decimal digits at s[*k] (at least one): their value. */
+static int parse_digits(const char *s, size_t n, size_t *k, size_t max, uint64_t *out) {
+  uint64_t v = 0;
+  size_t digits = 0;
+  for (; *k < n && s[*k] >= '0' && s[*k] <= '9' && digits < max; (*k)++, digits++)
+    v = v * 10 + (uint64_t)(s[*k] - '0');
+  *out = v;
+  return digits ? 0 : -1;
+}
+
+/* {"origin":"NODE","seq":N[,"ts":MS],"event":EVENT: the first n bytes of
+ * s, EVENT running to the end. */
 static int parse_body(const char *s, size_t n, struct bus_envelope *out) {
   static const char p1[] = "{\"origin\":\"", p2[] = "\",\"seq\":", p3[] = ",\"event\":";
   size_t k = sizeof p1 - 1, o = 0;
@@ -80,14 +94,18 @@ static int parse_body(const char *s, size_t n, struct bus_envelope *out) {
   if (o == 0 || n - k < sizeof p2 - 1 || memcmp(s + k, p2, sizeof p2 - 1) != 0)
     return -1;
   k += sizeof p2 - 1;
-  uint64_t v = 0;
-  size_t digits = 0;
-  for (; k < n && s[k] >= '0' && s[k] <= '9' && digits < 19; k++, digits++)
-    v = v * 10 + (uint64_t)(s[k] - '0');
-  if (!digits || n - k <= sizeof p3 - 1 || memcmp(s + k, p3, sizeof p3 - 1) != 0)
+  static const char pts[] = ",\"ts\":";
+  if (parse_digits(s, n, &k, 19, &out->seq) != 0)
+    return -1;
+  out->ts_ms = 0;
+  if (n - k > sizeof pts - 1 && memcmp(s + k, pts, sizeof pts - 1) == 0) {
+    k += sizeof pts - 1;
+    if (parse_digits(s, n, &k, 15, &out->ts_ms) != 0)
+      return -1;
+  }
+  if (n - k <= sizeof p3 - 1 || memcmp(s + k, p3, sizeof p3 - 1) != 0)
     return -1;
   k += sizeof p3 - 1;
-  out->seq = v;
   out->event = s + k;
   out->event_len = n - k;
   return 0;

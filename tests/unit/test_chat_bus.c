@@ -214,11 +214,13 @@ static void test_envelope_seal_open(void **state) {
   static const char ev[] = "{\"type\":\"ban\",\"user\":\"victim\"}";
   struct buf b;
   buf_init(&b);
-  assert_int_equal(bus_envelope_seal(&b, "k3y", "gala", "a1b2c3", 42, ev, sizeof ev - 1), 0);
+  assert_int_equal(
+      bus_envelope_seal(&b, "k3y", "gala", "a1b2c3", 42, 1700000000123, ev, sizeof ev - 1), 0);
   struct bus_envelope env;
   assert_int_equal(open_buf("k3y", "gala", &b, &env), BUS_ENVELOPE_OK);
   assert_string_equal(env.origin, "a1b2c3");
   assert_int_equal(env.seq, 42);
+  assert_int_equal(env.ts_ms, 1700000000123);
   assert_int_equal(env.event_len, sizeof ev - 1);
   assert_memory_equal(env.event, ev, sizeof ev - 1);
   assert_int_equal(open_buf("other", "gala", &b, &env), BUS_ENVELOPE_BAD_MAC);
@@ -239,8 +241,9 @@ static void test_envelope_seal_open(void **state) {
   assert_int_equal(bus_envelope_open("k3y", "gala", "", 0, &env), BUS_ENVELOPE_MALFORMED);
   /* bad arguments are refused, not sealed */
   buf_reset(&b);
-  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, ev, sizeof ev - 1), -1);
-  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -1);
   buf_free(&b);
 }
 
