@@ -144,6 +144,8 @@ user_burst = 1000
 addr_rate = 100000
 addr_burst = 100000
 max_connections_per_addr = 1000000
+hello_addr_rate = 100000
+hello_addr_burst = 100000
 viewer_events_per_sec = 0
 EOF
 serve "${SERVER_CPUS:-}" "$GALARELAY_BIN" -c "$tmp/galarelay.conf" 2>"$tmp/galarelay.log" &

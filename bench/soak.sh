@@ -86,6 +86,8 @@ user_burst = 1000
 addr_rate = 100000
 addr_burst = 100000
 max_connections_per_addr = 1000000
+hello_addr_rate = 100000
+hello_addr_burst = 100000
 viewer_events_per_sec = 0
 EOF
 

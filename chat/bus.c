@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat/bus_envelope.h"
 #include "chat/redis_uv.h"
 #include "config/config.h"
 #include "relay/buf.h"
@@ -22,6 +23,14 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 2000
+#define REJECT_LOG_MS 10000 /* at most one log line per this long about bad MACs */
+/* Replays: a signed event is delivered only if its ts is within this of
+ * our clock (NTP keeps nodes ms apart) and its seq is above the last one
+ * delivered from its origin. ORIGINS_MAX origins are remembered; past it
+ * the one heard from longest ago is forgotten (a replay of its events is
+ * then still refused once they are older than the window). */
+#define REPLAY_WINDOW_MS 60000
+#define ORIGINS_MAX 64
 
 struct bus_item {
   struct bus_item *next;
@@ -42,6 +51,12 @@ struct bus_chan {
 };
 
 enum timer_mode { TIMER_IDLE, TIMER_RETRY, TIMER_CONNECT };
+
+struct origin_seen {
+  char node[BUS_ENVELOPE_ORIGIN_MAX + 1]; /* "" = free */
+  uint64_t seq;   /* the last delivered */
+  uint64_t heard; /* our wall clock then, ms */
+};
 
 struct bus {
   uv_loop_t *loop;
@@ -65,6 +80,9 @@ struct bus {
   int redis;
   char host[128];
   int port;
+  char user[64];      /* AUTH user (Redis ACL), "" = default */
+  char password[256]; /* AUTH password, "" = none */
+  char secret[256];   /* HMAC key of every event between nodes */
   char prefix[64];
   redisAsyncContext *pub, *sub;
   int pub_up, sub_up;
@@ -72,6 +90,10 @@ struct bus {
   enum timer_mode timer_mode;
   unsigned backoff_ms;
   int ever_up;
+  int auth_refused; /* the last connect failed on AUTH (logged once until it works) */
+  uint64_t reject_log_ms;   /* when a bad MAC was last logged */
+  uint64_t reject_unlogged; /* bad MACs since then */
+  struct origin_seen origins[ORIGINS_MAX];
 
   struct bus_stats st;
 };
@@ -241,6 +263,8 @@ static int is_ours(struct bus *b, const redisAsyncContext *ac) {
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void ctx_up(struct bus *b, const redisAsyncContext *ac);
 
 static void subscribe_chan(struct bus *b, struct bus_chan *c) {
   redisAsyncCommand(b->sub, on_sub_reply, b, "SUBSCRIBE %s%s", b->prefix, c->name);
@@ -259,12 +283,43 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     redis_fail(b, ac->errstr[0] ? ac->errstr : "connect failed");
     return;
   }
+  if (b->password[0]) { /* nothing else is sent before AUTH's answer */
+    if (b->user[0])
+      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s %s", b->user,
+                        b->password);
+    else
+      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s", b->password);
+    return;
+  }
+  ctx_up(b, ac);
+}
+
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+  struct bus *b = privdata;
+  const redisReply *r = reply;
+  if (!r || !is_ours(b, ac))
+    return; /* teardown */
+  if (r->type != REDIS_REPLY_ERROR) {
+    ctx_up(b, ac);
+    return;
+  }
+  if (!b->auth_refused)
+    log_error("bus", "redis refused our password (AUTH) err=%s host=%s port=%d: check the "
+              "password in [redis] url; retrying", r->str, b->host, b->port);
+  b->auth_refused = 1;
+  redis_fail(b, "AUTH refused");
+}
+
+/* One context of the pair is up (connected, and authenticated when the
+ * url has a password); both: subscribe every room. */
+static void ctx_up(struct bus *b, const redisAsyncContext *ac) {
   if (ac == b->pub)
     b->pub_up = 1;
   else
     b->sub_up = 1;
   if (!(b->pub_up && b->sub_up))
     return;
+  b->auth_refused = 0;
   uv_timer_stop(&b->timer);
   b->timer_mode = TIMER_IDLE;
   b->backoff_ms = BACKOFF_MIN_MS;
@@ -317,32 +372,52 @@ static void redis_connect(struct bus *b) {
 
 /* ---- Redis: messages */
 
-/* Our envelope: {"origin":"NODE","seq":N,"event":EVENT}. Anything else is
- * counted as malformed and dropped: the bus reads only what it wrote. */
-static int parse_envelope(const char *s, size_t n, char origin[16], uint64_t *seq,
-                          const char **ev, size_t *evlen) {
-  static const char p1[] = "{\"origin\":\"", p2[] = "\",\"seq\":", p3[] = ",\"event\":";
-  size_t k = sizeof p1 - 1;
-  if (n < k || memcmp(s, p1, k) != 0)
-    return -1;
-  size_t o = 0;
-  while (k < n && s[k] != '"' && o < 15)
-    origin[o++] = s[k++];
-  origin[o] = '\0';
-  if (n - k < sizeof p2 - 1 || memcmp(s + k, p2, sizeof p2 - 1) != 0)
-    return -1;
-  k += sizeof p2 - 1;
-  uint64_t v = 0;
-  size_t digits = 0;
-  for (; k < n && s[k] >= '0' && s[k] <= '9' && digits < 19; k++, digits++)
-    v = v * 10 + (uint64_t)(s[k] - '0');
-  if (!digits || n - k < sizeof p3 || memcmp(s + k, p3, sizeof p3 - 1) != 0 || s[n - 1] != '}')
-    return -1;
-  k += sizeof p3 - 1;
-  *seq = v;
-  *ev = s + k;
-  *evlen = n - 1 - k;
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A signed event seen before (its origin's seq not above the last one) or
+ * outside the time window: a replay. Otherwise remembered. */
+static int is_replay(struct bus *b, const struct bus_envelope *env) {
+  uint64_t now = wall_ms();
+  if (env->ts_ms + REPLAY_WINDOW_MS < now || env->ts_ms > now + REPLAY_WINDOW_MS)
+    return 1;
+  struct origin_seen *o = NULL, *oldest = &b->origins[0];
+  for (int i = 0; i < ORIGINS_MAX && !o; i++) {
+    if (!strcmp(b->origins[i].node, env->origin))
+      o = &b->origins[i];
+    else if (b->origins[i].heard < oldest->heard)
+      oldest = &b->origins[i];
+  }
+  if (o && env->seq <= o->seq)
+    return 1;
+  if (!o) { /* free slots have heard = 0: taken first */
+    o = oldest;
+    snprintf(o->node, sizeof o->node, "%s", env->origin);
+  }
+  o->seq = env->seq;
+  o->heard = now;
   return 0;
+}
+
+/* Every event sent or received is signed (bus_envelope). */
+static void count_rejected(struct bus *b, const char *channel, int replay) {
+  if (replay)
+    b->st.rejected_replay++;
+  else
+    b->st.rejected_mac++;
+  b->reject_unlogged++;
+  uint64_t now = uv_now(b->loop);
+  if (b->reject_log_ms && now - b->reject_log_ms < REJECT_LOG_MS)
+    return;
+  log_warn("bus", "dropped events without a valid HMAC or replayed count=%" PRIu64
+           " last_channel=%s last_reason=%s: forged, or a node with another [redis] secret "
+           "or clock",
+           b->reject_unlogged, channel, replay ? "replay" : "hmac");
+  b->reject_log_ms = now ? now : 1;
+  b->reject_unlogged = 0;
 }
 
 static void on_message(struct bus *b, const redisReply *ch, const redisReply *payload) {
@@ -356,19 +431,26 @@ static void on_message(struct bus *b, const redisReply *ch, const redisReply *pa
   char channel[BUS_MAX_CHANNEL];
   memcpy(channel, ch->str + plen, (size_t)ch->len - plen);
   channel[ch->len - plen] = '\0';
-  char origin[16];
-  uint64_t seq;
-  const char *ev;
-  size_t evlen;
-  if (parse_envelope(payload->str, (size_t)payload->len, origin, &seq, &ev, &evlen) != 0) {
+  struct bus_envelope env;
+  enum bus_envelope_result rc =
+      bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
+  if (rc == BUS_ENVELOPE_BAD_MAC) {
+    count_rejected(b, channel, 0);
+    return;
+  }
+  if (rc != BUS_ENVELOPE_OK) {
     b->st.malformed++;
     return;
   }
+  if (is_replay(b, &env)) {
+    count_rejected(b, channel, 1);
+    return;
+  }
   b->st.redis_received++;
-  if (strcmp(origin, b->node) == 0)
-    backlog_settle(b, seq, 0);
+  if (strcmp(env.origin, b->node) == 0)
+    backlog_settle(b, env.seq, 0);
   if (chan_find(b, channel, strlen(channel)))
-    deliver(b, channel, origin, seq, ev, evlen, 0);
+    deliver(b, channel, env.origin, env.seq, env.event, env.event_len, 0);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -413,11 +495,51 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* ---- Public API */
 
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = (char)(c | 0x20);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decoding of the url's user and password (RFC 3986), so that a
+ * password may hold '@', ':' or '/'. */
+static int url_decode(const char *in, size_t len, char *out, size_t size) {
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++, n++) {
+    if (n + 1 >= size)
+      return -1;
+    char c = in[i];
+    if (c == '%') {
+      int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
+      int lo = i + 2 < len ? hex_digit(in[i + 2]) : -1;
+      if (hi < 0 || lo < 0 || (hi | lo) == 0) /* no NUL: it would cut the string */
+        return -1;
+      c = (char)(hi << 4 | lo);
+      i += 2;
+    }
+    out[n] = c;
+  }
+  out[n] = '\0';
+  return 0;
+}
+
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/] */
 static int parse_url(struct bus *b, const char *url) {
   static const char scheme[] = "redis://";
   if (strncmp(url, scheme, sizeof scheme - 1) != 0)
     return -1;
   const char *h = url + sizeof scheme - 1;
+  const char *at = strrchr(h, '@');
+  b->user[0] = b->password[0] = '\0';
+  if (at) {
+    const char *colon = memchr(h, ':', (size_t)(at - h));
+    if (!colon || url_decode(h, (size_t)(colon - h), b->user, sizeof b->user) != 0 ||
+        url_decode(colon + 1, (size_t)(at - colon - 1), b->password, sizeof b->password) != 0 ||
+        !b->password[0])
+      return -1;
+    h = at + 1;
+  }
   const char *colon = strrchr(h, ':');
   size_t hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
   if (hl == 0 || hl >= sizeof b->host)
@@ -448,11 +570,18 @@ struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn 
     log_warn("bus", "no random node id");
   snprintf(b->node, sizeof b->node, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
   if (cfg->redis.url[0]) {
+    /* the url may hold a password: never logged */
     if (parse_url(b, cfg->redis.url) != 0) {
-      log_error("bus", "bad redis url=%s (want redis://HOST:PORT)", cfg->redis.url);
+      log_error("bus", "bad [redis] url (want redis://[:PASSWORD@]HOST:PORT)");
       free(b);
       return NULL;
     }
+    if (!cfg->redis.secret[0] || strlen(cfg->redis.secret) >= sizeof b->secret) {
+      log_error("bus", "[redis] url needs a secret (or secret_file) shared by every node");
+      free(b);
+      return NULL;
+    }
+    snprintf(b->secret, sizeof b->secret, "%s", cfg->redis.secret);
     b->redis = 1;
     snprintf(b->prefix, sizeof b->prefix, "%s", cfg->redis.prefix);
   }
@@ -517,10 +646,7 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
   if (up) {
     struct buf env;
     buf_init(&env);
-    buf_printf(&env, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"event\":", b->node, seq);
-    buf_append(&env, json, len);
-    buf_puts(&env, "}");
-    if (!env.failed &&
+    if (bus_envelope_seal(&env, b->secret, channel, b->node, seq, wall_ms(), json, len) == 0 &&
         redisAsyncCommand(b->pub, on_pub_reply, (void *)(uintptr_t)seq, "PUBLISH %s%s %b",
                           b->prefix, channel, env.data, env.len) == REDIS_OK) {
       list_push(&b->backlog, it);
@@ -613,8 +739,12 @@ void bus_metrics(const struct bus *b, struct buf *out) {
              "# TYPE galarelay_chat_bus_malformed_total counter\n"
              "galarelay_chat_bus_malformed_total %" PRIu64 "\n"
              "# TYPE galarelay_chat_bus_backlog_bytes gauge\n"
-             "galarelay_chat_bus_backlog_bytes %" PRIu64 "\n",
+             "galarelay_chat_bus_backlog_bytes %" PRIu64 "\n"
+             "# HELP galarelay_chat_bus_rejected_total Events from Redis dropped, by reason\n"
+             "# TYPE galarelay_chat_bus_rejected_total counter\n"
+             "galarelay_chat_bus_rejected_total{reason=\"hmac\"} %" PRIu64 "\n"
+             "galarelay_chat_bus_rejected_total{reason=\"replay\"} %" PRIu64 "\n",
              s.redis_connected, s.reconnects, s.published, s.delivered, s.local_direct,
              s.redis_published, s.redis_received, s.publish_failures, s.backlog_full,
-             s.malformed, s.backlog_bytes);
+             s.malformed, s.backlog_bytes, s.rejected_mac, s.rejected_replay);
 }

@@ -8,12 +8,21 @@
  * delivers it on the next loop iteration, in publish order (never from
  * inside bus_publish, so a room may publish while it iterates).
  *
- * Redis mode (redis.url = redis://HOST:PORT): one Redis pub/sub channel per
- * room, named redis.prefix + channel. Two hiredis async contexts on the
- * app's loop: one PUBLISHes, one SUBSCRIBEs (a subscribed connection can
- * send nothing else). A node delivers only what it receives from Redis,
- * its own events included: that is what gives every node the same order.
- * The wire message is JSON: {"origin":"NODE","seq":N,"event":EVENT}.
+ * Redis mode (redis.url = redis://[[USER]:PASSWORD@]HOST:PORT): one Redis
+ * pub/sub channel per room, named redis.prefix + channel. Two hiredis async
+ * contexts on the app's loop: one PUBLISHes, one SUBSCRIBEs (a subscribed
+ * connection can send nothing else); with a password each sends AUTH
+ * first, on every connect (a refusal is logged once and retried like a
+ * lost connection). A node delivers only what it receives from Redis, its
+ * own events included: that is what gives every node the same order.
+ * The wire message is bus_envelope's: the event sealed with an HMAC keyed
+ * with redis.secret (required with a url). A message without a valid
+ * HMAC is dropped and counted (galarelay_chat_bus_rejected_total
+ * {reason="hmac"}, and a log line at most every 10 s): whoever can reach
+ * Redis cannot make a node show a comment or apply a ban. Nor replay one
+ * it saw: an event whose origin's seq is not above the last delivered, or
+ * whose signed ts is more than a minute from our clock, is dropped too
+ * ({reason="replay"}).
  *
  * Redis going away never stops local delivery: while Redis is down (or the
  * room's SUBSCRIBE is not confirmed yet) bus_publish delivers locally
@@ -68,9 +77,10 @@ struct bus_msg {
  * call. It may call bus_publish (delivered later, never re-entered). */
 typedef void (*bus_deliver_fn)(void *opaque, const struct bus_msg *m);
 
-/* Starts in local or Redis mode depending on cfg->redis.url (a bad URL is
- * an error: NULL). In Redis mode the first connect starts at once. The
- * config is read at start only (prefix, url): not kept. */
+/* Starts in local or Redis mode depending on cfg->redis.url (a bad URL, or
+ * a url without redis.secret, is an error: NULL). In Redis mode the first
+ * connect starts at once. The config is read at start only (prefix, url,
+ * secret): not kept. */
 struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver,
                       void *opaque);
 
@@ -107,6 +117,8 @@ struct bus_stats {
   uint64_t publish_failures;/* PUBLISH error or lost: delivered locally instead */
   uint64_t backlog_full;
   uint64_t malformed;       /* messages from Redis we could not read */
+  uint64_t rejected_mac;    /* messages without a valid HMAC: dropped */
+  uint64_t rejected_replay; /* signed, but seen before or too old: dropped */
   uint64_t reconnects;      /* successful connects after the first */
   uint64_t backlog_bytes;
   int redis_connected;

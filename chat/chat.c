@@ -608,6 +608,7 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       {"galarelay_chat_slow_members_closed_total", "counter", "Members closed past the hard bound"},
       {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
       {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
+      {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
   };
   for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
@@ -646,6 +647,10 @@ void chat_metrics(const struct chat *c, struct buf *out) {
         break;
       case 7:
         buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.held);
+        break;
+      case 8:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
+                   (unsigned long long)st.hello_refused);
         break;
       }
     }

@@ -58,6 +58,9 @@ struct chat_conn {
   bool rx_binary;
   int close_code; /* set: close at the next writable callback */
   struct ticket *tickets;
+  /* who this moderator is in the moderation log and the archive: the
+   * token's short id (token:1a2b3c4d) or the JWT's sub; never the token */
+  char who[CHAT_ID_MAX + 1];
 };
 
 /* One client operation waiting for its archive commit. Owned by the

@@ -3,6 +3,8 @@
  * actions (each its archive records and the events published after the
  * commit, then the moderator log line that carries the ticket). */
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +17,44 @@
 
 /* ---- hello */
 
-static bool is_moderator_token(const struct config *cfg, const char *token) {
+static bool in_tokens(const struct config_tokens *list, const char *token) {
   size_t n = strlen(token);
-  for (int i = 0; i < cfg->chat.moderator_token_count; i++) {
-    const char *t = cfg->chat.moderator_tokens[i];
+  for (int i = 0; i < list->count; i++) {
+    const char *t = list->token[i];
     if (*t && strlen(t) == n && CRYPTO_memcmp(t, token, n) == 0)
       return true;
   }
   return false;
+}
+
+/* A [chat] token moderates every channel; a [channel NAME] one only its
+ * own. Read from the current config at each hello, so SIGHUP applies. */
+static bool is_moderator_token(const struct config *cfg, const char *channel, const char *token) {
+  const struct config_channel *ch = config_find_channel(cfg, channel);
+  return in_tokens(&cfg->chat.moderator_tokens, token) ||
+         (ch && in_tokens(&ch->moderator_tokens, token));
+}
+
+/* Another channel's moderator token: here its holder is a plain viewer
+ * (as without a token), not a client with a bad token. */
+static bool is_other_channel_token(const struct config *cfg, const char *token) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (in_tokens(&cfg->channels[i].moderator_tokens, token))
+      return true;
+  return false;
+}
+
+/* Who a token moderator is, for the moderation log and the archive:
+ * "token:" and the first 8 hex digits of the token's SHA-256. Stable
+ * across connections and restarts, and says nothing of the token. */
+static void token_who(const char *token, char *out, size_t size) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL) || n < 4) {
+    snprintf(out, size, "token:?");
+    return;
+  }
+  snprintf(out, size, "token:%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
 }
 
 /* Display name: sanitised, 1..ROOM_NAME_MAX code points, no banned word. */
@@ -48,6 +80,13 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
   struct room_member *m = &conn->m;
   char name[sizeof(m->name)] = "";
   const char *why = NULL;
+  int64_t retry;
+  /* before any work: a hello costs a name check, maybe an HMAC and a
+   * welcome with the whole history */
+  if (room_admit_hello(conn->slot->room, m, uv_now(c->app->loop), &retry) != ROOM_OK) {
+    chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "too many hellos", retry);
+    return;
+  }
   if (msg->name) {
     enum room_refusal r = check_name(c, msg->name, name, sizeof(name), &why);
     if (r != ROOM_OK) {
@@ -55,12 +94,13 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
       return;
     }
   }
-  if (msg->token && is_moderator_token(cfg, msg->token)) {
+  if (msg->token && is_moderator_token(cfg, conn->slot->channel, msg->token)) {
     m->role = ROOM_MODERATOR;
     m->named = true;
+    token_who(msg->token, conn->who, sizeof(conn->who));
     if (!name[0] && !m->name[0])
       snprintf(name, sizeof(name), "moderator");
-  } else if (msg->token) {
+  } else if (msg->token && !is_other_channel_token(cfg, msg->token)) {
     struct jwt_claims cl;
     enum jwt_result jr = cfg->chat.auth_secret[0]
                              ? jwt_verify_hs256(msg->token, cfg->chat.auth_secret,
@@ -75,6 +115,7 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
       name[0] = '\0';
     snprintf(m->user_id, sizeof(m->user_id), "%s", cl.sub);
     m->role = !strcmp(cl.role, "moderator") ? ROOM_MODERATOR : ROOM_VIEWER;
+    snprintf(conn->who, sizeof(conn->who), "%s", cl.sub);
     m->authenticated = m->named = true;
     if (!name[0] && !m->name[0])
       snprintf(name, sizeof(name), "%s", cl.sub);
@@ -190,13 +231,13 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     if (ev && msg->action == CHAT_MOD_TIMEOUT)
       json_object_set_new(ev, "until", json_integer(until));
     chat__ticket_event(t, ev);
-    struct addr_ban b = {c, ch, until, lift, conn->m.user_id};
+    struct addr_ban b = {c, ch, until, lift, conn->who};
     room_user_addrs(room, msg->user, archive_addr_ban, &b);
     if (a && lift)
       archive_submit_unban(a, ch, msg->user, NULL, NULL, NULL);
     if (a && !lift) {
       struct archive_ban ban = {.channel = ch, .user_id = msg->user, .until_ms = until,
-                                .ts_ms = now, .by = conn->m.user_id};
+                                .ts_ms = now, .by = conn->who};
       archive_submit_ban(a, &ban, NULL, NULL);
       /* the room deletes the user's comments from its history when the
        * event arrives; without this a restart would reload them */
@@ -296,7 +337,7 @@ void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg 
   char *detail = args ? json_dumps(args, JSON_COMPACT) : NULL;
   json_decref(args);
   struct archive_mod rec = {.channel = conn->slot->channel, .ts_ms = chat__wall_ms(),
-                            .moderator = conn->m.user_id,
+                            .moderator = conn->who,
                             .action = chat_mod_action_name(msg->action), .target = target,
                             .detail = detail ? detail : ""};
   log_info("chat", "moderation channel=%s by=%s action=%s target=%s", rec.channel,

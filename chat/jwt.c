@@ -89,7 +89,10 @@ static json_t *decode_json_part(const char *p, size_t len) {
   size_t n;
   if (len > JWT_MAX_LEN || b64url_decode(p, len, buf, &n))
     return NULL;
-  json_t *j = json_loadb((const char *)buf, n, 0, NULL);
+  /* a key twice ("role" once as viewer, once as moderator) means whatever
+   * the parser picks: a token whose issuer and we could read differently
+   * is refused */
+  json_t *j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
   if (j && !json_is_object(j)) {
     json_decref(j);
     return NULL;
@@ -125,7 +128,9 @@ static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leewa
   out->exp = (int64_t)e;
   if ((double)now_s > e + (double)leeway_s)
     return JWT_EXPIRED;
-  if (nbf && (!json_is_number(nbf) || (double)now_s + (double)leeway_s < json_number_value(nbf)))
+  if (nbf && !json_is_number(nbf))
+    return JWT_MALFORMED;
+  if (nbf && (double)now_s + (double)leeway_s < json_number_value(nbf))
     return JWT_EXPIRED;
   copy_claim(claims, "sub", out->sub, sizeof(out->sub));
   copy_claim(claims, "name", out->name, sizeof(out->name));

@@ -38,6 +38,10 @@ void room_params_from_config(struct room_params *p, const struct config *cfg, si
   p->queue_soft_bytes = cfg->chat.queue_soft_bytes;
   p->queue_hard_bytes = cfg->chat.queue_hard_bytes;
   p->viewer_events_per_sec = cfg->chat.viewer_events_per_sec;
+  p->hello_rate = cfg->chat.hello_rate;
+  p->hello_burst = cfg->chat.hello_burst;
+  p->hello_addr_rate = cfg->chat.hello_addr_rate;
+  p->hello_addr_burst = cfg->chat.hello_addr_burst;
   p->filter_hold = cfg->chat.filter_hold;
   p->headroom = headroom;
 }
@@ -52,6 +56,8 @@ struct entry {
   int64_t until_ms;         /* ban/timeout end (wall); 0 = none */
   bool permanent;           /* a ban, not a timeout */
   int connections;          /* addresses: members connected from it */
+  struct ratelimit hello;   /* addresses: hellos (room_admit_hello) */
+  bool hello_used;          /* hello was initialised */
   char addrs[ROOM_USER_ADDRS][64]; /* users: where they posted from */
 };
 
@@ -94,6 +100,7 @@ static void table_sweep(struct table *t, uint64_t now_ms, int64_t wall_ms, uint6
       struct entry *e = *p;
       bool banned = e->permanent || e->until_ms > wall_ms;
       if (!banned && e->connections == 0 && ratelimit_is_full(&e->bucket, now_ms) &&
+          (!e->hello_used || ratelimit_is_full(&e->hello, now_ms)) &&
           now_ms - e->last_comment_ms > keep_ms) {
         *p = e->next;
         free(e);
@@ -136,6 +143,8 @@ struct room {
 
   json_t **history; /* ring of comment events, capacity p.history */
   size_t hist_cap, hist_head, hist_count;
+  char *hist_json; /* the history serialised for welcomes; NULL = stale */
+  size_t hist_json_len;
   json_t *held[ROOM_HELD_MAX]; /* oldest first */
   size_t held_count;
 
@@ -172,13 +181,22 @@ static json_t *hist_at(const struct room *r, size_t i) {
   return r->history[(r->hist_head + i) % r->hist_cap];
 }
 
+/* Every change of the history goes through here: the welcomes' shared
+ * copy is rebuilt on the next welcome. */
+static void hist_changed(struct room *r) {
+  free(r->hist_json);
+  r->hist_json = NULL;
+}
+
 static void hist_clear(struct room *r) {
+  hist_changed(r);
   for (size_t i = 0; i < r->hist_count; i++)
     json_decref(hist_at(r, i));
   r->hist_head = r->hist_count = 0;
 }
 
 static void hist_push(struct room *r, json_t *ev /* stolen */) {
+  hist_changed(r);
   if (r->hist_cap == 0) {
     json_decref(ev);
     return;
@@ -194,7 +212,7 @@ static void hist_push(struct room *r, json_t *ev /* stolen */) {
 /* Remove entries matching pred from the history, keeping order. */
 static void hist_remove_if(struct room *r, bool (*pred)(const json_t *ev, const char *arg),
                            const char *arg, void (*removed)(struct room *, const json_t *)) {
-  size_t w = 0;
+  size_t w = 0, before = r->hist_count;
   for (size_t i = 0; i < r->hist_count; i++) {
     json_t *ev = hist_at(r, i);
     if (pred(ev, arg)) {
@@ -206,6 +224,8 @@ static void hist_remove_if(struct room *r, bool (*pred)(const json_t *ev, const 
     }
   }
   r->hist_count = w;
+  if (w != before)
+    hist_changed(r);
 }
 
 void room_configure(struct room *r, const struct room_params *p) {
@@ -222,6 +242,7 @@ void room_configure(struct room *r, const struct room_params *p) {
         h[n++] = hist_at(r, i);
     }
     free(r->history);
+    hist_changed(r);
     r->history = h;
     r->hist_cap = cap;
     r->hist_head = 0;
@@ -233,9 +254,13 @@ void room_configure(struct room *r, const struct room_params *p) {
   for (size_t i = 0; i < ROOM_TABLE_BUCKETS; i++) {
     for (struct entry *e = r->users.b[i]; e; e = e->next)
       ratelimit_configure(&e->bucket, p->user_rate, p->user_burst, r->last_now_ms);
-    for (struct entry *e = r->addrs.b[i]; e; e = e->next)
+    for (struct entry *e = r->addrs.b[i]; e; e = e->next) {
       ratelimit_configure(&e->bucket, p->addr_rate, p->addr_burst, r->last_now_ms);
+      ratelimit_configure(&e->hello, p->hello_addr_rate, p->hello_addr_burst, r->last_now_ms);
+    }
   }
+  for (struct room_member *m = r->members; m; m = m->next)
+    ratelimit_configure(&m->hello, p->hello_rate, p->hello_burst, r->last_now_ms);
 }
 
 void room_free(struct room *r) {
@@ -245,6 +270,7 @@ void room_free(struct room *r) {
     room_leave(r->members);
   hist_clear(r);
   free(r->history);
+  free(r->hist_json);
   for (size_t i = 0; i < r->held_count; i++)
     json_decref(r->held[i]);
   json_decref(r->pinned);
@@ -267,6 +293,7 @@ int room_join(struct room *r, struct room_member *m) {
   if (!a || a->connections >= r->p.max_connections_per_addr)
     return -1;
   a->connections++;
+  ratelimit_init(&m->hello, r->p.hello_rate, r->p.hello_burst, r->last_now_ms);
   m->room = r;
   m->prev = NULL;
   m->next = r->members;
@@ -461,13 +488,58 @@ static void welcome_words(const struct room *r, json_t *msg) {
   json_object_set_new(msg, "banned_words_total", json_integer((json_int_t)total));
 }
 
+const char *room_history_json(struct room *r, size_t *len) {
+  if (!r->hist_json) {
+    json_t *hist = json_array();
+    for (size_t i = 0; hist && i < r->hist_count; i++)
+      json_array_append(hist, hist_at(r, i));
+    r->hist_json = hist ? json_dumps(hist, JSON_COMPACT) : NULL;
+    r->hist_json_len = r->hist_json ? strlen(r->hist_json) : 0;
+    json_decref(hist);
+    if (r->hist_json)
+      r->stats.history_builds++;
+  }
+  *len = r->hist_json_len;
+  return r->hist_json;
+}
+
+/* msg's text with ,"history":HISTORY spliced in before its closing brace,
+ * as a reply frame: the shared history is copied, not serialised again. */
+static struct room_frame *welcome_frame(struct room *r, const json_t *msg) {
+  static const char key[] = ",\"history\":";
+  size_t hlen, head = r->p.headroom;
+  const char *hist = room_history_json(r, &hlen);
+  char *text = hist ? json_dumps(msg, JSON_COMPACT) : NULL;
+  size_t tlen = text ? strlen(text) : 0;
+  struct room_frame *f = tlen >= 2 ? calloc(1, sizeof(*f)) : NULL;
+  if (f)
+    f->len = tlen - 1 + sizeof(key) - 1 + hlen + 1;
+  if (f && !(f->base = malloc(head + f->len + 1))) {
+    free(f);
+    f = NULL;
+  }
+  if (f) {
+    unsigned char *p = f->base + head;
+    memcpy(p, text, tlen - 1); /* without its '}' */
+    p += tlen - 1;
+    memcpy(p, key, sizeof(key) - 1);
+    p += sizeof(key) - 1;
+    memcpy(p, hist, hlen);
+    p[hlen] = '}';
+    p[hlen + 1] = '\0';
+    f->refs = 1;
+    f->reply = true;
+  }
+  free(text);
+  return f;
+}
+
 int room_send_welcome(struct room *r, struct room_member *m) {
-  json_t *hist = json_array();
-  for (size_t i = 0; hist && i < r->hist_count; i++)
-    json_array_append(hist, hist_at(r, i));
-  json_t *msg = json_pack("{s:s, s:o, s:o, s:o}", "type", "welcome", "user",
+  if (!m->room)
+    return -1;
+  json_t *msg = json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
                           chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state",
-                          state_object(r), "history", hist);
+                          state_object(r));
   if (msg && m->role == ROOM_MODERATOR) {
     json_t *held = json_array();
     for (size_t i = 0; held && i < r->held_count; i++)
@@ -476,9 +548,35 @@ int room_send_welcome(struct room *r, struct room_member *m) {
     if (r->filter) /* viewers never learn the list: it would say what to misspell */
       welcome_words(r, msg);
   }
-  int rc = msg ? room_send(m, msg) : -1;
+  struct room_frame *f = msg ? welcome_frame(r, msg) : NULL;
   json_decref(msg);
-  return rc;
+  if (!f)
+    return -1;
+  enqueue(r, m, f);
+  room_frame_unref(f);
+  return 0;
+}
+
+enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms,
+                                   int64_t *retry_after_ms) {
+  *retry_after_ms = -1;
+  if (now_ms > r->last_now_ms)
+    r->last_now_ms = now_ms;
+  /* the member's address has an entry while it is connected (room_join) */
+  struct entry *a = table_get(&r->addrs, m->addr, false, 0, 0, 0);
+  if (a && !a->hello_used) {
+    ratelimit_init(&a->hello, r->p.hello_addr_rate, r->p.hello_addr_burst, now_ms);
+    a->hello_used = true;
+  }
+  int64_t wc = ratelimit_take(&m->hello, now_ms);
+  int64_t wa = wc || !a ? 0 : ratelimit_take(&a->hello, now_ms);
+  if (!wc && !wa)
+    return ROOM_OK;
+  if (wa) /* give the connection's token back: the address refused */
+    m->hello.tokens += 1.0;
+  r->stats.hello_refused++;
+  *retry_after_ms = wc ? wc : wa;
+  return ROOM_RATE_LIMITED;
 }
 
 /* ---- Posting */
@@ -490,48 +588,67 @@ enum room_refusal room_admit_comment(struct room *r, struct room_member *m, cons
   *retry_after_ms = -1;
   r->last_now_ms = now_ms;
   enum room_refusal why = ROOM_OK;
-  struct entry *u = table_get(&r->users, m->user_id, true, r->p.user_rate, r->p.user_burst,
-                              now_ms);
+  /* Looked up, not created: a refusal leaves no entry behind (ROOM_USERS_MAX).
+   * A user without one has a full bucket, no ban and no slow mode past. */
+  static const struct entry none;
+  struct entry *u = table_get(&r->users, m->user_id, false, 0, 0, 0);
   struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst,
-                              now_ms);
+                              now_ms); /* there since room_join */
+  const struct entry *uu = u ? u : &none;
   size_t len = 0;
   char *d = NULL;
   bool is_mod = m->role == ROOM_MODERATOR;
-  if (!u || !a) {
+  if (!a) {
     why = ROOM_RATE_LIMITED; /* tables full: behave like a busy server */
     *retry_after_ms = 1000;
-  } else if (u->permanent || a->permanent) {
+  } else if (uu->permanent || a->permanent) {
     why = ROOM_BANNED;
-  } else if (u->until_ms > wall_ms || a->until_ms > wall_ms) {
+  } else if (uu->until_ms > wall_ms || a->until_ms > wall_ms) {
     why = ROOM_TIMED_OUT;
-    *retry_after_ms = (u->until_ms > a->until_ms ? u->until_ms : a->until_ms) - wall_ms;
+    *retry_after_ms = (uu->until_ms > a->until_ms ? uu->until_ms : a->until_ms) - wall_ms;
   } else if (!(d = filter_sanitize(text, strlen(text), r->p.max_combining, &len))) {
     why = ROOM_BAD_REQUEST;
   } else if (len == 0) {
     why = ROOM_EMPTY;
   } else if (chat_utf8_length(d, len) > (size_t)r->p.max_comment_length) {
     why = ROOM_TOO_LONG;
-  } else if (!is_mod && r->slow > 0 && u->last_comment_ms &&
-             now_ms - u->last_comment_ms < (uint64_t)r->slow * 1000) {
+  } else if (!is_mod && r->slow > 0 && uu->last_comment_ms &&
+             now_ms - uu->last_comment_ms < (uint64_t)r->slow * 1000) {
     why = ROOM_SLOW_MODE;
-    *retry_after_ms = (int64_t)((uint64_t)r->slow * 1000 - (now_ms - u->last_comment_ms));
+    *retry_after_ms = (int64_t)((uint64_t)r->slow * 1000 - (now_ms - uu->last_comment_ms));
   } else {
-    int64_t wu = ratelimit_take(&u->bucket, now_ms);
+    /* a user without an entry has a full bucket: at least one token */
+    int64_t wu = u ? ratelimit_take(&u->bucket, now_ms) : 0;
     int64_t wa = wu ? 0 : ratelimit_take(&a->bucket, now_ms);
-    if (wa) /* give the user's token back: the address refused */
+    if (wa && u) /* give the user's token back: the address refused */
       u->bucket.tokens += 1.0;
     if (wu || wa) {
       why = ROOM_RATE_LIMITED;
       *retry_after_ms = wu ? wu : wa;
     }
   }
-  if (why == ROOM_OK) {
-    u->last_comment_ms = now_ms;
+  bool passed = why == ROOM_OK; /* every check before the filter */
+  if (passed) {
     if (r->filter && filter_check(r->filter, d, len))
       why = r->p.filter_hold ? ROOM_HELD : ROOM_FORBIDDEN;
     else if (r->hold && !is_mod)
       why = ROOM_HELD;
   }
+  /* A forbidden comment cost the address a token (above) and the user one
+   * if they have an entry; only a comment kept (accepted or held) makes
+   * one, for its bucket and the slow mode clock. */
+  if ((why == ROOM_OK || why == ROOM_HELD) && !u) {
+    u = table_get(&r->users, m->user_id, true, r->p.user_rate, r->p.user_burst, now_ms);
+    if (u)
+      ratelimit_take(&u->bucket, now_ms);
+    else {
+      a->bucket.tokens += 1.0; /* not kept after all: the address's token back */
+      why = ROOM_RATE_LIMITED;
+      *retry_after_ms = 1000;
+    }
+  }
+  if (u && passed && why != ROOM_RATE_LIMITED)
+    u->last_comment_ms = now_ms;
   if (why == ROOM_OK || why == ROOM_HELD) {
     *display = d;
     if (why == ROOM_OK)
@@ -930,4 +1047,6 @@ const json_t *room_pinned(const struct room *r) { return r->pinned; }
 void room_get_stats(const struct room *r, struct room_stats *out) {
   *out = r->stats;
   out->held = r->held_count;
+  out->users = r->users.count;
+  out->addrs = r->addrs.count;
 }

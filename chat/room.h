@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "chat/protocol.h"
+#include "chat/ratelimit.h"
 
 struct buf;
 struct config;
@@ -46,7 +47,15 @@ struct room;
 
 #define ROOM_QUEUE_FRAMES 64 /* frames per member queue (ring) */
 #define ROOM_HELD_MAX 1000   /* held comments per room; past it the oldest is forgotten */
-#define ROOM_USERS_MAX 200000 /* user and address entries per room (each table) */
+/* User and address entries per room (each table). An entry is made only
+ * for state worth keeping: a connected address, a user whose comment was
+ * accepted or held (bucket and slow mode), a ban or timeout; a refusal
+ * never makes one. Entries with nothing left (full buckets, no ban, no
+ * connection, out of the slow mode window) are forgotten every few
+ * seconds. Past the bound, a new user's comment is refused as
+ * rate_limited (a busy server) until the sweep frees room; existing
+ * entries are never evicted, so no ban is lost. */
+#define ROOM_USERS_MAX 200000
 #define ROOM_NAME_MAX 32     /* code points of a display name */
 #define ROOM_WELCOME_WORDS_MAX 1000 /* banned words in a moderator's welcome; more: counted */
 
@@ -81,6 +90,10 @@ struct room_params {
   size_t queue_soft_bytes;
   size_t queue_hard_bytes;
   int viewer_events_per_sec; /* 0 = no sampling */
+  double hello_rate;         /* hellos per second, per connection */
+  int hello_burst;
+  double hello_addr_rate;    /* hellos per second, per address */
+  int hello_addr_burst;
   bool filter_hold;
   size_t headroom; /* bytes before each frame's payload (LWS_PRE) */
 };
@@ -107,6 +120,7 @@ struct room_member {
   char name[4 * ROOM_NAME_MAX + 1];
   enum room_role role;
   bool named;         /* may post: hello with a name, or a valid token */
+  struct ratelimit hello; /* this connection's hellos (room_admit_hello) */
   bool authenticated; /* a verified token */
   /* send queue (policy above) */
   struct room_frame *ring[ROOM_QUEUE_FRAMES];
@@ -157,8 +171,22 @@ void room_addr_key(const char *addr, char *out, size_t len);
 
 /* welcome: the user, the state and the history (SPEC); a moderator's also
  * has the held queue and the banned words (at most ROOM_WELCOME_WORDS_MAX,
- * with banned_words_total) */
+ * with banned_words_total). The history part is serialised once per
+ * change of the history (room_history_json) and copied into each welcome
+ * as bytes: a hello costs a memcpy, never a walk of N comments. */
 int room_send_welcome(struct room *r, struct room_member *m);
+/* The history as one JSON array text, built when the history changed
+ * since the last call and shared by every welcome until the next change.
+ * Owned by the room: valid until the next change of the history. NULL
+ * when out of memory. */
+const char *room_history_json(struct room *r, size_t *len);
+
+/* A hello from m (which changes the name or role and costs a welcome):
+ * ROOM_OK, or ROOM_RATE_LIMITED with *retry_after_ms when the
+ * connection's or the address's hello bucket is empty. Takes a token
+ * from both only when allowed. */
+enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms,
+                                   int64_t *retry_after_ms);
 /* Next frame to write, with one reference for the caller (unref after
  * writing), or NULL when the queue is empty. */
 struct room_frame *room_member_take(struct room_member *m);
@@ -209,6 +237,9 @@ struct room_stats {
   uint64_t frames;           /* batch frames built */
   size_t queue_bytes;        /* now, over all members */
   size_t held;
+  size_t users, addrs;       /* entries in the tables now */
+  uint64_t hello_refused;    /* hellos refused by room_admit_hello */
+  uint64_t history_builds;   /* times the history JSON was serialised */
 };
 void room_get_stats(const struct room *r, struct room_stats *out);
 /* Record a refusal decided outside room_admit_comment (forbidden, busy). */

@@ -6,11 +6,12 @@ find_package(Threads REQUIRED)
 add_library(galarelay_chat_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/archive.c
   ${CMAKE_CURRENT_LIST_DIR}/bus.c
+  ${CMAKE_CURRENT_LIST_DIR}/bus_envelope.c
   ${CMAKE_CURRENT_LIST_DIR}/redis_uv.c)
 target_include_directories(galarelay_chat_store PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat_store PUBLIC
   galarelay_core galarelay_config
-  PkgConfig::UV PkgConfig::SQLITE PkgConfig::HIREDIS PkgConfig::JANSSON
+  PkgConfig::UV PkgConfig::SQLITE PkgConfig::HIREDIS PkgConfig::JANSSON PkgConfig::CRYPTO
   Threads::Threads)
 
 # m: config.c uses floor() and galarelay_config does not link libm (yet).

@@ -104,6 +104,7 @@ static const struct key_def keys[] = {
     {SEC_CHANNEL, "failover_after", KT_DOUBLE, CH(failover_after), 0.1, 600},
     {SEC_CHANNEL, "prefer_primary", KT_BOOL, CH(prefer_primary), 0, 0},
     {SEC_CHANNEL, "slate_image", KT_STRING, CH(slate_image), 0, 0},
+    {SEC_CHANNEL, "moderator_tokens", KT_TOKENS, CH(moderator_tokens), 0, CONFIG_MAX_TOKENS},
 
     {SEC_HLS, "part_duration", KT_DOUBLE, CFG(hls.part_duration), 0.1, 2},
     {SEC_HLS, "segment_duration", KT_DOUBLE, CFG(hls.segment_duration), 0.5, 12},
@@ -125,8 +126,7 @@ static const struct key_def keys[] = {
     {SEC_RUNG, "profile", KT_STRING, RG(profile), 0, 0},
     {SEC_RUNG, "priority", KT_INT, RG(priority), 0, 100},
 
-    {SEC_CHAT, "moderator_tokens", KT_TOKENS, offsetof(struct config, chat.moderator_tokens),
-     sizeof(((struct config *)0)->chat.moderator_tokens[0]), 0, CONFIG_MAX_TOKENS},
+    {SEC_CHAT, "moderator_tokens", KT_TOKENS, CFG(chat.moderator_tokens), 0, CONFIG_MAX_TOKENS},
     {SEC_CHAT, "auth_secret", KT_SECRET, CFG(chat.auth_secret), 0, 0},
     {SEC_CHAT, "require_token", KT_BOOL, CFG(chat.require_token), 0, 0},
     {SEC_CHAT, "history", KT_INT, CFG(chat.history), 0, 10000},
@@ -141,6 +141,10 @@ static const struct key_def keys[] = {
     {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824},
     {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824},
     {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000},
+    {SEC_CHAT, "hello_rate", KT_DOUBLE, CFG(chat.hello_rate), 0.001, 1000},
+    {SEC_CHAT, "hello_burst", KT_INT, CFG(chat.hello_burst), 1, 1000},
+    {SEC_CHAT, "hello_addr_rate", KT_DOUBLE, CFG(chat.hello_addr_rate), 0.001, 100000},
+    {SEC_CHAT, "hello_addr_burst", KT_INT, CFG(chat.hello_addr_burst), 1, 100000},
     {SEC_CHAT, "banned_words_file", KT_STRING, CFG(chat.banned_words_file), 0, 0},
     {SEC_CHAT, "filter_hold", KT_BOOL, CFG(chat.filter_hold), 0, 0},
     {SEC_CHAT, "archive_commit_ms", KT_INT, CFG(chat.archive_commit_ms), 1, 1000},
@@ -149,6 +153,7 @@ static const struct key_def keys[] = {
 
     {SEC_REDIS, "url", KT_STRING, CFG(redis.url), 0, 0},
     {SEC_REDIS, "prefix", KT_STRING, CFG(redis.prefix), 0, 0},
+    {SEC_REDIS, "secret", KT_SECRET, CFG(redis.secret), 0, 0},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
@@ -218,8 +223,9 @@ void config_defaults(struct config *cfg) {
   cfg->transcoder.audio_bitrate = 128;
   cfg->transcoder.queue_frames = 60;
 
-  snprintf(cfg->chat.moderator_tokens[0], sizeof cfg->chat.moderator_tokens[0], "demo-moderator");
-  cfg->chat.moderator_token_count = 1;
+  snprintf(cfg->chat.moderator_tokens.token[0], sizeof cfg->chat.moderator_tokens.token[0],
+           "demo-moderator");
+  cfg->chat.moderator_tokens.count = 1;
   cfg->chat.history = 100;
   cfg->chat.max_comment_length = 200;
   cfg->chat.max_frame_bytes = 4096;
@@ -232,6 +238,10 @@ void config_defaults(struct config *cfg) {
   cfg->chat.queue_soft_bytes = 256 * 1024;
   cfg->chat.queue_hard_bytes = 1024 * 1024;
   cfg->chat.viewer_events_per_sec = 100;
+  cfg->chat.hello_rate = 0.2;      /* a hello every 5 s per connection… */
+  cfg->chat.hello_burst = 5;       /* …after five: a page that renames itself, not a loop */
+  cfg->chat.hello_addr_rate = 5.0; /* one address: a household or a NAT */
+  cfg->chat.hello_addr_burst = 100;
   cfg->chat.archive_commit_ms = 5;
   cfg->chat.archive_batch = 256;
   cfg->chat.max_combining = 2;
@@ -545,9 +555,9 @@ static int read_secret_file(struct parse_state *st, const char *path, char *out,
 }
 
 static int set_tokens(struct parse_state *st, const struct key_def *k, const char *value) {
-  struct config *cfg = st->cfg;
-  cfg->chat.moderator_token_count = 0;
-  cfg->lines.moderator_tokens = st->line;
+  struct config_tokens *t = (struct config_tokens *)((char *)st->base + k->offset);
+  t->count = 0;
+  t->line = st->line;
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", value);
   char *save = NULL;
@@ -559,15 +569,16 @@ static int set_tokens(struct parse_state *st, const struct key_def *k, const cha
       tok[--len] = '\0';
     if (!len)
       continue;
-    if (cfg->chat.moderator_token_count >= (int)k->max) {
+    if (t->count >= (int)k->max) {
       add_error(st->errs, st->file, st->line, "too many tokens in %s (at most %d)", k->name, (int)k->max);
       return -1;
     }
-    if (len >= k->size) {
-      add_error(st->errs, st->file, st->line, "a token in %s is too long (at most %zu bytes)", k->name, k->size - 1);
+    if (len >= sizeof t->token[0]) {
+      add_error(st->errs, st->file, st->line, "a token in %s is too long (at most %zu bytes)", k->name,
+                sizeof t->token[0] - 1);
       return -1;
     }
-    memcpy(cfg->chat.moderator_tokens[cfg->chat.moderator_token_count++], tok, len + 1);
+    memcpy(t->token[t->count++], tok, len + 1);
   }
   return 0;
 }
@@ -768,8 +779,11 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
     add_error(errs, file, ql ? ql : key_line(st, SEC_CHAT, "queue_soft_bytes"),
               "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
   if (cfg->redis.url[0] && strncmp(cfg->redis.url, "redis://", 8) != 0)
-    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis:// (got \"%s\")",
-              cfg->redis.url);
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis://");
+  /* Without it anyone who can reach Redis could forge bans and comments. */
+  if (cfg->redis.url[0] && !cfg->redis.secret[0])
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"),
+              "[redis]: url needs a secret (or secret_file) shared by every node");
 
   /* The demo secrets are public (they are in the README): refuse them as
    * soon as anyone but this machine can reach a listener. */
@@ -782,10 +796,18 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
                   "[channel %s] keeps a demo stream key while listening beyond loopback: set a secret key",
                   ch->name);
     }
-    for (int i = 0; i < cfg->chat.moderator_token_count; i++)
-      if (strcmp(cfg->chat.moderator_tokens[i], "demo-moderator") == 0)
-        add_error(errs, file, cfg->lines.moderator_tokens ? cfg->lines.moderator_tokens : line,
+    for (int i = 0; i < cfg->chat.moderator_tokens.count; i++)
+      if (strcmp(cfg->chat.moderator_tokens.token[i], "demo-moderator") == 0)
+        add_error(errs, file, cfg->chat.moderator_tokens.line ? cfg->chat.moderator_tokens.line : line,
                   "[chat] keeps the demo moderator token while listening beyond loopback: set a secret token");
+    for (int c = 0; c < cfg->channel_count; c++) {
+      const struct config_tokens *t = &cfg->channels[c].moderator_tokens;
+      for (int i = 0; i < t->count; i++)
+        if (strcmp(t->token[i], "demo-moderator") == 0)
+          add_error(errs, file, t->line ? t->line : line,
+                    "[channel %s] has the demo moderator token while listening beyond loopback: set a secret token",
+                    cfg->channels[c].name);
+    }
   }
   return errs->count > before ? -1 : 0;
 }

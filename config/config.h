@@ -17,6 +17,14 @@
 #define CONFIG_MAX_RUNGS 8
 #define CONFIG_MAX_TOKENS 32
 
+/* Moderator tokens (comma-separated secrets): [chat] ones moderate every
+ * channel, a [channel NAME] one only that channel. */
+struct config_tokens {
+  char token[CONFIG_MAX_TOKENS][128];
+  int count;
+  int line; /* where they were set (0 = default), for messages */
+};
+
 /* A listen address: numeric IPv4 or [IPv6] and a port. */
 struct config_addr {
   char host[64]; /* as written, without brackets: "127.0.0.1", "::", "0.0.0.0" */
@@ -33,6 +41,7 @@ struct config_channel {
   double failover_after; /* seconds without media before the other feed takes over */
   bool prefer_primary;   /* the primary takes over again when it returns */
   char slate_image[512]; /* "" = generated card */
+  struct config_tokens moderator_tokens; /* moderators of this channel only */
   int line;              /* where the section starts, for messages */
 };
 
@@ -99,8 +108,7 @@ struct config {
   } transcoder;
 
   struct {
-    char moderator_tokens[CONFIG_MAX_TOKENS][128];
-    int moderator_token_count;
+    struct config_tokens moderator_tokens; /* moderators of every channel */
     char auth_secret[256];
     bool require_token;
     int history;
@@ -115,6 +123,10 @@ struct config {
     size_t queue_soft_bytes; /* past it a member loses its oldest batches */
     size_t queue_hard_bytes; /* past it a member is closed */
     int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
+    double hello_rate;      /* hellos per second per connection (refill) */
+    int hello_burst;
+    double hello_addr_rate; /* hellos per second per address (refill) */
+    int hello_addr_burst;
     char banned_words_file[512];
     bool filter_hold;       /* banned word: hold for review instead of refusing */
     int archive_commit_ms;
@@ -123,14 +135,15 @@ struct config {
   } chat;
 
   struct {
-    char url[256];
+    char url[256];    /* may hold a password: never logged */
     char prefix[64];
+    char secret[256]; /* HMAC key of events between nodes; required with url */
   } redis;
 
   /* Where some keys were set (0 = built-in default), for messages of
    * cross-key checks. */
   struct {
-    int http_listen, rtmp_listen, moderator_tokens;
+    int http_listen, rtmp_listen;
   } lines;
 };
 

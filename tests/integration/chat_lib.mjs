@@ -26,8 +26,9 @@ export function freePort() {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // chat: extra lines for the [chat] section; files: {name: text} written in
-// the temp dir (their paths are given to chat(dir)).
-export async function startDaemon({ chat = () => '', channels = ['gala'], files = {}, server = 'trusted_proxy = 127.0.0.1', dir: keepDir = null } = {}) {
+// the temp dir (their paths are given to chat(dir)); channelConf: {channel:
+// extra lines for its [channel NAME] section}.
+export async function startDaemon({ chat = () => '', channels = ['gala'], channelConf = {}, files = {}, server = 'trusted_proxy = 127.0.0.1', dir: keepDir = null } = {}) {
   const bin = process.env.GALARELAY_BIN;
   if (!bin) throw new Error('GALARELAY_BIN is not set');
   const dir = keepDir || mkdtempSync(join(tmpdir(), 'galarelay-chat-'));
@@ -40,7 +41,8 @@ export async function startDaemon({ chat = () => '', channels = ['gala'], files 
     `rtmp_listen = 127.0.0.1:${rtmp}`,
     `state_dir = ${join(dir, 'state')}`,
     server,
-    ...channels.flatMap((c, i) => [`[channel ${c}]`, `key = key-${c}-${i}`]),
+    ...channels.flatMap((c, i) => [`[channel ${c}]`, `key = key-${c}-${i}`,
+                                   ...(channelConf[c] ? [channelConf[c]] : [])]),
     '[chat]',
     `moderator_tokens = ${MOD_TOKEN}`,
     chat(dir),

@@ -1,6 +1,8 @@
 // Limits: the per-user token bucket (rate_limited with retry_after_ms),
 // the per-address bucket shared by several users, connections per address,
-// one reply per nonce, new limits applied on SIGHUP, and require_token.
+// one reply per nonce, hello in a loop (rate_limited past hello_burst, no
+// welcome for a refused hello), new limits applied on SIGHUP, and
+// require_token.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { run, Client, assert, eq, sleep } from './chat_lib.mjs';
 
@@ -58,6 +60,21 @@ await run('chat_limits', {
   await sleep(500);
   for (let i = 0; i < 10; i++)
     eq(many.inbox.filter((m) => m.nonce === `k${i}`).length, 1, `one reply for k${i}`);
+
+  // hello in a loop: hello_burst (default 5) per connection, then
+  // rate_limited with retry_after_ms, and no welcome for those
+  const h = await Client.connect(d.url(), as('10.1.0.5'));
+  const hellos = [];
+  for (let i = 0; i < 8; i++) hellos.push(await h.request({ type: 'hello', name: `h${i}` }));
+  eq(hellos.map((x) => (x.type === 'ack' ? 'ack' : x.code)),
+     [...Array(5).fill('ack'), ...Array(3).fill('rate_limited')], 'hellos past the burst');
+  assert(hellos[5].retry_after_ms > 0, `retry_after_ms on a refused hello: ${hellos[5].retry_after_ms}`);
+  await sleep(200);
+  eq(h.inbox.filter((m) => m.type === 'welcome').length, 5, 'a welcome per accepted hello only');
+  const metrics = await (await fetch(`${d.base}/metrics`)).text();
+  eq(metrics.match(/^galarelay_chat_hello_refused_total\{channel="gala"\} (\d+)$/m)?.[1], '3',
+     'refused hellos counted');
+  await h.close();
 
   // SIGHUP applies new chat limits without dropping anyone
   writeFileSync(d.confPath, readFileSync(d.confPath, 'utf8')

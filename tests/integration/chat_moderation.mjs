@@ -1,10 +1,18 @@
 // Every moderator action, seen from a viewer's and a moderator's socket:
 // delete, timeout, ban, unban, slow, hold + approve / reject, words_add /
 // words_remove (and the list in a moderator's welcome), clear, pin.
+// Then moderators per channel: a [channel NAME] moderator token moderates
+// that channel and is a plain viewer elsewhere, a [chat] one moderates
+// every channel, both reload on SIGHUP; the log line of each action and
+// the archive's mod_log name who (the token's short id or a JWT's sub),
+// never the token.
 // Clients get distinct addresses through X-Forwarded-For from the trusted
 // proxy (127.0.0.1).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, Client, assert, eq, sleep, MOD_TOKEN } from './chat_lib.mjs';
+import { run, Client, assert, eq, sleep, jwt, MOD_TOKEN, SECRET } from './chat_lib.mjs';
 
 const as = (ip) => ({ headers: { 'X-Forwarded-For': ip } });
 
@@ -156,4 +164,61 @@ await run('chat_moderation', {
 
   for (const c of [slowpoke, mod, viewer, troll, sock, late, modLate, w, w2, after, modWords, viewerWords, modWords2])
     await c.close();
+});
+
+const CH_TOKEN = 'gala-only-token';
+const shortId = (token) => `token:${createHash('sha256').update(token).digest('hex').slice(0, 8)}`;
+
+await run('chat_moderation_channels', {
+  channels: ['gala', 'other'],
+  channelConf: { gala: `moderator_tokens = ${CH_TOKEN}` },
+  chat: () => `auth_secret = ${SECRET}`,
+}, async (d) => {
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const gm = await Client.connect(d.url('gala'), as('10.2.0.1'));
+  eq((await gm.hello('gm', CH_TOKEN)).user.role, 'moderator', 'channel token moderates its channel');
+  const om = await Client.connect(d.url('other'), as('10.2.0.2'));
+  eq((await om.hello('om', CH_TOKEN)).user.role, 'viewer', 'channel token is a viewer elsewhere');
+  eq((await om.request({ type: 'mod', action: 'slow', seconds: 5 })).code, 'forbidden',
+     'no moderator action in another channel');
+  const glob = await Client.connect(d.url('other'), as('10.2.0.3'));
+  eq((await glob.hello('glob', MOD_TOKEN)).user.role, 'moderator', 'global token moderates every channel');
+  const jm = await Client.connect(d.url('gala'), as('10.2.0.4'));
+  eq((await jm.hello(undefined, jwt({ sub: 'jwt-mod-7', role: 'moderator', exp }))).user.role,
+     'moderator', 'JWT moderator');
+
+  const v = await Client.connect(d.url('gala'), as('10.2.0.5'));
+  await v.hello('viewer');
+  const c = await v.request({ type: 'comment', text: 'delete me' });
+  eq((await gm.request({ type: 'mod', action: 'delete', id: c.id })).type, 'ack', 'channel moderator deletes');
+  await v.event((e) => e.type === 'delete' && e.id === c.id);
+  eq((await jm.request({ type: 'mod', action: 'slow', seconds: 0 })).type, 'ack', 'JWT moderator acts');
+  eq((await glob.request({ type: 'mod', action: 'slow', seconds: 0 })).type, 'ack', 'global moderator acts');
+
+  // who: the token's short id or the JWT's sub; never the token itself
+  const who = shortId(CH_TOKEN);
+  await sleep(300); // archive commit
+  assert(d.log().includes(`moderation channel=gala by=${who} action=delete target=${c.id}`),
+         `log line names ${who}`);
+  assert(d.log().includes('moderation channel=gala by=jwt-mod-7 action=slow'), 'log line names the JWT sub');
+  assert(d.log().includes(`moderation channel=other by=${shortId(MOD_TOKEN)} action=slow`),
+         'log line names the global token by its short id');
+  assert(!d.log().includes(CH_TOKEN) && !d.log().includes(MOD_TOKEN), 'no token in the log');
+  const q = spawnSync('sqlite3', [join(d.dir, 'state', 'chat.sqlite3'),
+    'SELECT channel, moderator, action FROM mod_log ORDER BY ts, rowid'], { encoding: 'utf8' });
+  eq(q.status, 0, `sqlite3: ${q.stderr}`);
+  eq(q.stdout.trim().split('\n'), [`gala|${who}|delete`, 'gala|jwt-mod-7|slow',
+     `other|${shortId(MOD_TOKEN)}|slow`], 'the archive names who');
+
+  // SIGHUP: the channel's tokens are replaced
+  writeFileSync(d.confPath, readFileSync(d.confPath, 'utf8')
+    .replace(`moderator_tokens = ${CH_TOKEN}`, 'moderator_tokens = new-gala-token'));
+  d.reload();
+  await sleep(300);
+  const after = await Client.connect(d.url('gala'), as('10.2.0.6'));
+  eq((await after.request({ type: 'hello', name: 'x', token: CH_TOKEN })).code, 'forbidden',
+     'a removed channel token is no token after SIGHUP');
+  const fresh = await Client.connect(d.url('gala'), as('10.2.0.7'));
+  eq((await fresh.hello('y', 'new-gala-token')).user.role, 'moderator', 'new channel token after SIGHUP');
+  for (const x of [gm, om, glob, jm, v, after, fresh]) await x.close();
 });

@@ -8,8 +8,14 @@
 // one order again. Last, node 2 alone restarts on its state_dir: what it got
 // from node 1 through Redis was archived there too (history, deletes, the
 // ban, banned words, pin, held queue).
+// Trust: this Redis wants a password (--requirepass), which the nodes send
+// from their url on both connections; events forged straight into Redis
+// (a ban and a comment without an HMAC, and a comment signed with a
+// guessed secret) change nothing on either node and are counted; a node
+// with a wrong password says so in its log and stays off Redis.
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
+import { createHmac } from 'node:crypto';
 import { startDaemon, freePort, Client, assert, eq, sleep, jwt, as, MOD_TOKEN, SECRET } from './chat_lib.mjs';
 
 if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
@@ -18,10 +24,11 @@ if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
 }
 
 const port = await freePort();
+const PASS = 'test-redis-pw';
 
 async function startRedis() {
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-    '--appendonly', 'no'], { stdio: 'ignore' });
+    '--appendonly', 'no', '--requirepass', PASS], { stdio: 'ignore' });
   const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
   for (let i = 0; ; i++) {
     const up = await new Promise((r) => {
@@ -50,6 +57,16 @@ async function waitFor(what, cond, ms) {
 }
 
 const connected = (node) => metric(node, 'galarelay_redis_connected');
+const rejected = (node) => metric(node, 'galarelay_chat_bus_rejected_total\\{reason="hmac"\\}');
+
+// PUBLISH into the room's Redis channel as anyone who can reach Redis
+// could; returns how many subscribers (nodes) heard it.
+function forge(msg) {
+  const r = spawnSync('redis-cli', ['-p', String(port), '-a', PASS, '--no-auth-warning',
+    'PUBLISH', 'galarelay:gala', msg], { encoding: 'utf8' });
+  eq(r.status, 0, `redis-cli: ${r.stderr}`);
+  return Number(r.stdout.trim());
+}
 
 // Comment ids seen by a viewer, in arrival order.
 function collect(c) {
@@ -80,7 +97,7 @@ let redis = await startRedis();
 const exp = Math.floor(Date.now() / 1000) + 600;
 const nodeOpts = {
   chat: () => `auth_secret = ${SECRET}\nhistory = 200\nuser_rate = 100\nuser_burst = 100\n` +
-              `[redis]\nurl = redis://127.0.0.1:${port}`,
+              `[redis]\nurl = redis://:${PASS}@127.0.0.1:${port}\nsecret = test-bus-secret`,
 };
 const n1 = await startDaemon(nodeOpts);
 let n2 = await startDaemon(nodeOpts);
@@ -92,7 +109,7 @@ try {
   const a = await Client.connect(n1.url());
   await a.hello('on-node-1');
   const b = await Client.connect(n2.url());
-  await b.hello('on-node-2');
+  const bId = (await b.hello('on-node-2')).user.id;
   const seenA = collect(a), seenB = collect(b);
   const sent = [];
   for (let i = 0; i < 20; i++) {
@@ -104,6 +121,25 @@ try {
   for (let i = 0; i < 100 && (seenA.length < 40 || seenB.length < 40); i++) await sleep(50);
   eq(seenA.length, 40, 'node 1 viewer saw every comment');
   eq(seenA, seenB, 'one order on both nodes');
+
+  // Forged into Redis: a ban of b and comments, unsigned or signed with a
+  // guessed secret. Both nodes hear them (2 subscribers) and drop them.
+  const forgedId = 'fffffffffff0000abcdef';
+  const forgedComment = { type: 'comment', id: forgedId, text: 'forged comment', ts: Date.now(),
+    user: { id: 'forger', name: 'forger', role: 'moderator' } };
+  eq(forge(JSON.stringify({ origin: 'abcdef', seq: 1, event: { type: 'ban', user: bId } })), 2,
+     'forged ban heard by both nodes');
+  eq(forge(JSON.stringify({ origin: 'abcdef', seq: 2, event: forgedComment })), 2, 'forged comment');
+  const body = `{"origin":"abcdef","seq":3,"event":${JSON.stringify(forgedComment)}`;
+  const mac = createHmac('sha256', 'guessed-secret').update(`gala\0${body}`).digest('hex');
+  eq(forge(`${body},"mac":"${mac}"}`), 2, 'comment signed with a guessed secret');
+  await waitFor('forged events counted on both nodes', async () =>
+    (await rejected(n1)) === 3 && (await rejected(n2)) === 3, 3000);
+  await a.noEvent((e) => e.id === forgedId || e.type === 'ban' || e.type === 'delete');
+  await b.noEvent((e) => e.id === forgedId || e.type === 'ban' || e.type === 'delete');
+  eq((await b.request({ type: 'comment', text: 'not banned' })).type, 'ack', 'the forged ban changed nothing');
+  for (const n of [n1, n2])
+    assert(/dropped events without a valid HMAC/.test(n.log()), 'the log says forged events were dropped');
 
   // Moderation on node 1 of comments from both nodes.
   const mod = await Client.connect(n1.url());
@@ -196,6 +232,17 @@ try {
   eq((await v.request({ type: 'comment', text: 'a forbiddenword' })).code, 'forbidden',
      'banned word added via node 1, refused on node 2 after its restart');
   for (const c of [v, mod2, t2]) await c.close();
+
+  // A wrong password: a clear log line, retried, never connected.
+  const n3 = await startDaemon({ chat: () => `[redis]\nurl = redis://:wrong-pw@127.0.0.1:${port}\n` +
+                                              'secret = test-bus-secret' });
+  try {
+    await waitFor('the wrong password is logged', async () => /redis refused our password/.test(n3.log()), 5000);
+    eq(await connected(n3), 0, 'not connected with a wrong password');
+    assert(!n3.log().includes('wrong-pw'), 'the password is never logged');
+  } finally {
+    await n3.stop();
+  }
 } catch (e) {
   failed = e;
 }

@@ -1,6 +1,8 @@
 /* test_chat_bus: the bus in local mode (order, no re-entry, subscriptions,
  * clean stop) and bus_make_id (fixed width, strictly increasing, so string
- * order = publish order). The Redis mode is in test_chat_bus_redis.c. */
+ * order = publish order), the signed envelope between nodes (seal, open,
+ * every tampering refused) and the url/secret checks at start. The Redis
+ * mode is in test_chat_bus_redis.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <uv.h>
 
 #include "chat/bus.h"
+#include "chat/bus_envelope.h"
 #include "config/config.h"
 #include "relay/buf.h"
 
@@ -150,6 +153,15 @@ static void test_bad_url(void **state) {
   assert_null(bus_start(&loop, cfg, on_deliver, NULL));
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:99999");
   assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "s");
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:@127.0.0.1:6379"); /* empty password */
+  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:p%%zz@127.0.0.1:6379"); /* bad %-escape */
+  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  /* a url without a secret: every node would accept forged events */
+  cfg->redis.secret[0] = '\0';
+  snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:6379");
+  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
   assert_int_equal(uv_loop_close(&loop), 0);
   free(cfg);
 }
@@ -190,6 +202,52 @@ static void test_ids_sort_in_order(void **state) {
   free(cfg);
 }
 
+static enum bus_envelope_result open_buf(const char *secret, const char *channel,
+                                         const struct buf *b, struct bus_envelope *env) {
+  return bus_envelope_open(secret, channel, (const char *)b->data, b->len, env);
+}
+
+/* Sealed with the shared secret: opens on the same channel; any other
+ * secret, channel, byte or length does not; an unsigned envelope (the
+ * form before signing, or a forgery) is a bad MAC, garbage is malformed. */
+static void test_envelope_seal_open(void **state) {
+  (void)state;
+  static const char ev[] = "{\"type\":\"ban\",\"user\":\"victim\"}";
+  struct buf b;
+  buf_init(&b);
+  assert_int_equal(
+      bus_envelope_seal(&b, "k3y", "gala", "a1b2c3", 42, 1700000000123, ev, sizeof ev - 1), 0);
+  struct bus_envelope env;
+  assert_int_equal(open_buf("k3y", "gala", &b, &env), BUS_ENVELOPE_OK);
+  assert_string_equal(env.origin, "a1b2c3");
+  assert_int_equal(env.seq, 42);
+  assert_int_equal(env.ts_ms, 1700000000123);
+  assert_int_equal(env.event_len, sizeof ev - 1);
+  assert_memory_equal(env.event, ev, sizeof ev - 1);
+  assert_int_equal(open_buf("other", "gala", &b, &env), BUS_ENVELOPE_BAD_MAC);
+  assert_int_equal(open_buf("k3y", "other", &b, &env), BUS_ENVELOPE_BAD_MAC);
+  for (size_t i = 0; i < b.len; i++) { /* every byte matters */
+    char saved = b.data[i];
+    b.data[i] = saved == 'a' ? 'b' : 'a';
+    assert_int_not_equal(open_buf("k3y", "gala", &b, &env), BUS_ENVELOPE_OK);
+    b.data[i] = saved;
+  }
+  for (size_t n = 0; n < b.len; n++) /* and every byte is needed */
+    assert_int_not_equal(bus_envelope_open("k3y", "gala", (const char *)b.data, n, &env),
+                         BUS_ENVELOPE_OK);
+  static const char unsigned_env[] = "{\"origin\":\"a1b2c3\",\"seq\":43,\"event\":{\"type\":\"ban\"}}";
+  assert_int_equal(bus_envelope_open("k3y", "gala", unsigned_env, sizeof unsigned_env - 1, &env),
+                   BUS_ENVELOPE_BAD_MAC);
+  assert_int_equal(bus_envelope_open("k3y", "gala", "hello", 5, &env), BUS_ENVELOPE_MALFORMED);
+  assert_int_equal(bus_envelope_open("k3y", "gala", "", 0, &env), BUS_ENVELOPE_MALFORMED);
+  /* bad arguments are refused, not sealed */
+  buf_reset(&b);
+  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -1);
+  buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_local_order),
@@ -197,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_subscriptions),
       cmocka_unit_test(test_bad_url),
       cmocka_unit_test(test_ids_sort_in_order),
+      cmocka_unit_test(test_envelope_seal_open),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

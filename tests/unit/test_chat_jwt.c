@@ -1,4 +1,5 @@
-/* Unit tests for chat/jwt: HS256 accepted, expired, forged, alg confusion. */
+/* Unit tests for chat/jwt: HS256 accepted, expired, forged, alg confusion,
+ * duplicate claims. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +35,22 @@ static void test_structure(void **state) {
   char *tok = jwt_sign_hs256("{\"sub\":\"1\",\"exp\":1}", "k");
   assert_non_null(tok);
   assert_string_equal(strtok(tok, "."), "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
+  free(tok);
+}
+
+/* A claim given twice is refused, whichever copy a parser would keep; a
+ * non-numeric nbf is malformed. */
+static void test_duplicate_claims(void **state) {
+  (void)state;
+  struct jwt_claims c;
+  char *tok = jwt_sign_hs256(
+      "{\"sub\":\"u1\",\"role\":\"viewer\",\"role\":\"moderator\",\"exp\":1800000100}", "k");
+  assert_non_null(tok);
+  assert_int_equal(jwt_verify_hs256(tok, "k", NOW, 0, &c), JWT_MALFORMED);
+  assert_string_equal(c.role, "");
+  free(tok);
+  tok = jwt_sign_hs256("{\"sub\":\"u1\",\"nbf\":\"soon\",\"exp\":1800000100}", "k");
+  assert_int_equal(jwt_verify_hs256(tok, "k", NOW, 0, &c), JWT_MALFORMED);
   free(tok);
 }
 
@@ -92,6 +109,7 @@ static void test_forged(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid), cmocka_unit_test(test_structure),
+      cmocka_unit_test(test_duplicate_claims),
       cmocka_unit_test(test_expired), cmocka_unit_test(test_forged), cmocka_unit_test(test_huge_times),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,8 @@
 /* Unit tests for chat/room without sockets: admission checks, events
  * applied in order, the per-tick fan-out with shared frames, the bounded
- * member queues (drop oldest, then close) and viewer sampling. */
+ * member queues (drop oldest, then close) and viewer sampling; the
+ * hello limits, the welcome's shared history, and refusals that leave no
+ * entry in the user table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +32,8 @@ static struct room_params params(void) {
       .history = 3, .max_comment_length = 10, .max_combining = 2, .user_rate = 1,
       .user_burst = 2, .addr_rate = 100, .addr_burst = 100, .max_connections_per_addr = 2,
       .queue_soft_bytes = 4096, .queue_hard_bytes = 16384, .viewer_events_per_sec = 0,
-      .filter_hold = false, .headroom = HEAD};
+      .filter_hold = false, .headroom = HEAD, .hello_rate = 1, .hello_burst = 3,
+      .hello_addr_rate = 1, .hello_addr_burst = 5};
   return p;
 }
 
@@ -416,6 +419,140 @@ static void test_addr_key(void **state) {
   }
 }
 
+/* Two welcomes with no change of the history between them share one
+ * serialisation of it (built once); a new comment makes a new one. */
+static void test_welcome_shares_history(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a, b;
+  member(&a, "a", "10.0.0.1", ROOM_VIEWER);
+  member(&b, "b", "10.0.0.2", ROOM_VIEWER);
+  assert_int_equal(room_join(r, &a), 0);
+  assert_int_equal(room_join(r, &b), 0);
+  deliver(r, comment("id1", "x", "one"));
+  deliver(r, comment("id2", "x", "two"));
+  size_t len1, len2;
+  const char *h1 = room_history_json(r, &len1);
+  assert_non_null(h1);
+  assert_int_equal(room_send_welcome(r, &a), 0);
+  assert_int_equal(room_send_welcome(r, &b), 0);
+  assert_int_equal(room_send_welcome(r, &a), 0);
+  const char *h2 = room_history_json(r, &len2);
+  assert_ptr_equal(h1, h2); /* one buffer, shared */
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_int_equal(s.history_builds, 1);
+  for (struct room_member *m = &a; m; m = m == &a ? &b : NULL) {
+    json_t *w = take(m);
+    assert_string_equal(type_of(w), "welcome");
+    json_t *hist = json_object_get(w, "history");
+    assert_int_equal(json_array_size(hist), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "id")), "id2");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "user"), "id")),
+                        m->user_id);
+    json_decref(w);
+  }
+  deliver(r, comment("id3", "x", "three"));
+  assert_int_equal(room_send_welcome(r, &b), 0);
+  room_get_stats(r, &s);
+  assert_int_equal(s.history_builds, 2);
+  json_t *w = take(&b);
+  assert_int_equal(json_array_size(json_object_get(w, "history")), 3);
+  json_decref(w);
+  /* a ban removes comments from the history: the next welcome has not them */
+  deliver(r, json_pack("{s:s, s:s}", "type", "ban", "user", "x"));
+  room_tick(r, 2000);
+  while ((w = take(&b)))
+    json_decref(w);
+  assert_int_equal(room_send_welcome(r, &b), 0);
+  w = take(&b);
+  assert_string_equal(type_of(w), "welcome");
+  assert_int_equal(json_array_size(json_object_get(w, "history")), 0);
+  json_decref(w);
+  room_free(r);
+}
+
+/* hello_burst hellos per connection, then rate_limited until the bucket
+ * refills; the address has its own bucket across its connections. */
+static void test_hello_rate_limit(void **state) {
+  (void)state;
+  struct room_params p = params();
+  p.hello_addr_burst = 4;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a, b;
+  member(&a, "a", "10.0.0.1", ROOM_VIEWER);
+  member(&b, "b", "10.0.0.1", ROOM_VIEWER);
+  assert_int_equal(room_join(r, &a), 0);
+  assert_int_equal(room_join(r, &b), 0);
+  int64_t retry;
+  for (int i = 0; i < p.hello_burst; i++)
+    assert_int_equal(room_admit_hello(r, &a, 1000, &retry), ROOM_OK);
+  assert_int_equal(room_admit_hello(r, &a, 1000, &retry), ROOM_RATE_LIMITED); /* N+1-th */
+  assert_true(retry > 0 && retry <= 1000);
+  assert_int_equal(room_admit_hello(r, &a, 2000, &retry), ROOM_OK); /* refilled */
+  /* the address holds 4 (one more each second): a took 3, then 1 after a
+   * refill; b gets the last one, then the address says no */
+  assert_int_equal(room_admit_hello(r, &b, 2000, &retry), ROOM_OK);
+  assert_int_equal(room_admit_hello(r, &b, 2000, &retry), ROOM_RATE_LIMITED);
+  assert_true(retry > 0);
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_int_equal(s.hello_refused, 2);
+  room_leave(&a);
+  room_leave(&b);
+  room_free(r);
+}
+
+/* A stream of refused comments from fresh identities leaves the user
+ * table as it was; an accepted comment makes one entry. */
+static void test_refusals_make_no_entries(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct filter *f = filter_new(&loop);
+  assert_non_null(f);
+  assert_int_equal(filter_add_word(f, "spam"), 1);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the automaton is built off the loop */
+  struct room_params p = params();
+  p.max_connections_per_addr = 100000;
+  p.addr_burst = 100000;
+  struct room *r = room_new("gala", &p, &ops, NULL, f);
+  static const char *const texts[] = {"   ", "12345678901", "spam"};
+  struct room_member m;
+  char *d;
+  int64_t retry;
+  for (int i = 0; i < 2000; i++) {
+    char user[16];
+    snprintf(user, sizeof(user), "fresh%d", i);
+    member(&m, user, "10.9.0.1", ROOM_VIEWER);
+    assert_int_equal(room_join(r, &m), 0);
+    enum room_refusal why = room_admit_comment(r, &m, texts[i % 3], &d, &retry, 1000, 1000);
+    assert_true(why == ROOM_EMPTY || why == ROOM_TOO_LONG || why == ROOM_FORBIDDEN ||
+                why == ROOM_BAD_REQUEST);
+    room_leave(&m);
+  }
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_int_equal(s.users, 0);
+  assert_int_equal(s.addrs, 1);
+  member(&m, "kept", "10.9.0.1", ROOM_VIEWER);
+  assert_int_equal(room_join(r, &m), 0);
+  assert_int_equal(room_admit_comment(r, &m, "hello", &d, &retry, 1000, 1000), ROOM_OK);
+  free(d);
+  room_get_stats(r, &s);
+  assert_int_equal(s.users, 1);
+  /* the user bucket still limits: burst 2, then rate_limited */
+  assert_int_equal(room_admit_comment(r, &m, "again", &d, &retry, 1000, 1000), ROOM_OK);
+  free(d);
+  assert_int_equal(room_admit_comment(r, &m, "third", &d, &retry, 1000, 1000), ROOM_RATE_LIMITED);
+  room_leave(&m);
+  room_free(r);
+  filter_close(f);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_welcome_words),
@@ -424,6 +561,9 @@ int main(void) {
       cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_sampling_many_senders),
       cmocka_unit_test(test_addr_key),
+      cmocka_unit_test(test_welcome_shares_history),
+      cmocka_unit_test(test_hello_rate_limit),
+      cmocka_unit_test(test_refusals_make_no_entries),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

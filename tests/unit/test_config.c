@@ -90,8 +90,8 @@ static void defaults_match_spec(void **state) {
   assert_string_equal(cfg.channels[0].backup_key, "demo-backup-key");
   assert_string_equal(cfg.channels[0].title, "留浙云春晚");
   assert_int_equal(cfg.channels[0].push_count, 0);
-  assert_int_equal(cfg.chat.moderator_token_count, 1);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "demo-moderator");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 1);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "demo-moderator");
   assert_string_equal(cfg.chat.auth_secret, "");
   assert_string_equal(cfg.redis.url, "");
   assert_string_equal(cfg.path, "");
@@ -151,7 +151,7 @@ static void values_of_every_type(void **state) {
   expect_ok("[server]\nlog_level = debug\nmax_http_connections = 12\nshutdown_timeout = 0.5\n"
             "[rtmp]\nmax_chunk_size = 4096\nplayer_queue_bytes = 128k\n"
             "[chat]\nrequire_token = yes\nfilter_hold = On\n"
-            "[redis]\nurl = redis://127.0.0.1:6379\nprefix = x:\n");
+            "[redis]\nurl = redis://127.0.0.1:6379\nprefix = x:\nsecret = bus-key\n");
   assert_int_equal(cfg.server.max_http_connections, 12);
   assert_true(cfg.server.shutdown_timeout == 0.5);
   assert_int_equal(cfg.rtmp.max_chunk_size, 4096);
@@ -160,6 +160,7 @@ static void values_of_every_type(void **state) {
   assert_true(cfg.chat.filter_hold);
   assert_string_equal(cfg.redis.url, "redis://127.0.0.1:6379");
   assert_string_equal(cfg.redis.prefix, "x:");
+  assert_string_equal(cfg.redis.secret, "bus-key");
   assert_int_equal(cfg.server.log_level, 0); /* LOG_LEVEL_DEBUG */
 }
 
@@ -449,6 +450,20 @@ static void err_redis_url_scheme(void **state) {
   expect_error("[redis]\n\nurl = http://127.0.0.1:6379\n", "t.conf:3:", "redis://");
 }
 
+/* Without a secret every node would take forged events from whoever can
+ * reach Redis: refused at the url's line; secret_file is its file form. */
+static void err_redis_url_needs_secret(void **state) {
+  (void)state;
+  expect_error("[redis]\n\nurl = redis://:pw@127.0.0.1:6379\n", "t.conf:3:", "secret");
+  assert_null(strstr(errs.text, "pw@")); /* the password is not repeated */
+  char path[256], text[512];
+  write_temp("from-a-file\n", path, sizeof path);
+  snprintf(text, sizeof text, "[redis]\nurl = redis://127.0.0.1:6379\nsecret_file = %s\n", path);
+  expect_ok(text);
+  assert_string_equal(cfg.redis.secret, "from-a-file");
+  unlink(path);
+}
+
 static void err_line_too_long(void **state) {
   (void)state;
   /* inih's line buffer is 200 bytes: a longer value must not be cut silently */
@@ -534,23 +549,37 @@ static void secrets_from_files(void **state) {
   assert_string_equal(cfg.channels[0].key, "file-key");
   assert_string_equal(cfg.channels[0].backup_key, "file-backup");
   assert_string_equal(cfg.chat.auth_secret, "hs256-secret");
-  assert_int_equal(cfg.chat.moderator_token_count, 3);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "mod-one");
-  assert_string_equal(cfg.chat.moderator_tokens[1], "mod-two");
-  assert_string_equal(cfg.chat.moderator_tokens[2], "mod-three");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 3);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "mod-one");
+  assert_string_equal(cfg.chat.moderator_tokens.token[1], "mod-two");
+  assert_string_equal(cfg.chat.moderator_tokens.token[2], "mod-three");
   unlink(key);
   unlink(backup);
   unlink(auth);
   unlink(tokens);
 }
 
+/* [channel NAME] moderator_tokens: that channel's own list, beside the
+ * global one; the demo token there is refused beyond loopback too. */
+static void channel_moderator_tokens(void **state) {
+  (void)state;
+  expect_ok("[channel a]\nkey = k1\nmoderator_tokens = ch-one, ch-two\n[channel b]\nkey = k2\n");
+  assert_int_equal(cfg.channels[0].moderator_tokens.count, 2);
+  assert_string_equal(cfg.channels[0].moderator_tokens.token[1], "ch-two");
+  assert_int_equal(cfg.channels[1].moderator_tokens.count, 0);
+  assert_int_equal(cfg.chat.moderator_tokens.count, 1); /* the global default stays */
+  expect_error("[server]\nhttp_listen = 0.0.0.0:8080\n[channel a]\nkey = k1\n"
+               "moderator_tokens = demo-moderator\n[chat]\nmoderator_tokens = m\n",
+               "t.conf:5:", "[channel a] has the demo moderator token");
+}
+
 static void moderator_tokens_are_split_and_trimmed(void **state) {
   (void)state;
   expect_ok("[chat]\nmoderator_tokens = a1 , b2,,c3 \n");
-  assert_int_equal(cfg.chat.moderator_token_count, 3);
-  assert_string_equal(cfg.chat.moderator_tokens[0], "a1");
-  assert_string_equal(cfg.chat.moderator_tokens[1], "b2");
-  assert_string_equal(cfg.chat.moderator_tokens[2], "c3");
+  assert_int_equal(cfg.chat.moderator_tokens.count, 3);
+  assert_string_equal(cfg.chat.moderator_tokens.token[0], "a1");
+  assert_string_equal(cfg.chat.moderator_tokens.token[1], "b2");
+  assert_string_equal(cfg.chat.moderator_tokens.token[2], "c3");
 }
 
 static void empty_auth_secret_means_anonymous(void **state) {
@@ -784,8 +813,9 @@ static void shipped_config_behaves_like_defaults(void **state) {
   /* where things were set differs; what was set must not */
   memset(cfg.path, 0, sizeof cfg.path);
   memset(&cfg.lines, 0, sizeof cfg.lines);
+  cfg.chat.moderator_tokens.line = 0;
   for (int i = 0; i < cfg.channel_count; i++)
-    cfg.channels[i].line = 0;
+    cfg.channels[i].line = cfg.channels[i].moderator_tokens.line = 0;
   assert_int_equal(cfg.channel_count, 1);
   assert_string_equal(cfg.channels[0].title, "留浙云春晚");
   assert_string_equal(cfg.server.web_root, want.server.web_root);
@@ -818,7 +848,8 @@ static void shipped_config_documents_every_key(void **state) {
     if (!strstr(text, header))
       fail_msg("config/galarelay.conf has no %s section", header);
   }
-  static const char *const files[] = {"key_file", "backup_key_file", "moderator_tokens_file", "auth_secret_file"};
+  static const char *const files[] = {"key_file", "backup_key_file", "moderator_tokens_file", "auth_secret_file",
+                                      "secret_file"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     if (!documented(text, files[i]))
       fail_msg("config/galarelay.conf does not document %s", files[i]);
@@ -900,6 +931,8 @@ int main(void) {
       cmocka_unit_test(no_final_newline),
       cmocka_unit_test(secrets_from_files),
       cmocka_unit_test(moderator_tokens_are_split_and_trimmed),
+      cmocka_unit_test(channel_moderator_tokens),
+      cmocka_unit_test(err_redis_url_needs_secret),
       cmocka_unit_test(empty_auth_secret_means_anonymous),
       cmocka_unit_test(push_list_accumulates),
       cmocka_unit_test(file_channels_replace_demo_channel),
