@@ -25,9 +25,9 @@ galarelay_fuzz_target(fuzz_chat_filter
 # Events from Redis: the envelope (chat/bus.c, included by the target) and
 # the event applied to a room (chat/room.c).
 galarelay_fuzz_target(fuzz_chat_bus
-  SOURCES ${fuzz_dir}/fuzz_chat_bus.c ${CMAKE_SOURCE_DIR}/chat/redis_uv.c
+  SOURCES ${fuzz_dir}/fuzz_chat_bus.c ${CMAKE_SOURCE_DIR}/chat/bus_envelope.c
           ${CMAKE_SOURCE_DIR}/chat/room.c ${CMAKE_SOURCE_DIR}/chat/filter.c
           ${CMAKE_SOURCE_DIR}/chat/ratelimit.c ${CMAKE_SOURCE_DIR}/chat/protocol.c
-  LIBS galarelay_core galarelay_config PkgConfig::UV PkgConfig::HIREDIS PkgConfig::JANSSON
+  LIBS galarelay_core galarelay_config PkgConfig::UV PkgConfig::CRYPTO PkgConfig::JANSSON
        PkgConfig::UTF8PROC PkgConfig::OPENCC m
   CORPUS ${fuzz_dir}/corpus/fuzz_chat_bus)
