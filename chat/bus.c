@@ -78,10 +78,7 @@ struct bus {
 
   /* Redis mode */
   int redis;
-  char host[128];
-  int port;
-  char user[64];      /* AUTH user (Redis ACL), "" = default */
-  char password[256]; /* AUTH password, "" = none */
+  struct config_redis_endpoint endpoint; /* from [redis] url: never logged whole */
   char secret[256];   /* HMAC key of every event between nodes */
   char prefix[64];
   redisAsyncContext *pub, *sub;
@@ -233,8 +230,8 @@ static void redis_fail(struct bus *b, const char *why) {
   if (b->backlog.head)
     backlog_settle(b, b->backlog.tail->seq, 1);
   if (was_up)
-    log_warn("bus", "redis down, delivering locally why=%s host=%s port=%d", why, b->host,
-             b->port);
+    log_warn("bus", "redis down, delivering locally why=%s host=%s port=%d", why, b->endpoint.host,
+             b->endpoint.port);
   else
     log_debug("bus", "redis connect failed why=%s backoff_ms=%u", why, b->backoff_ms);
   timer_arm(b, TIMER_RETRY, b->backoff_ms);
@@ -283,12 +280,12 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     redis_fail(b, ac->errstr[0] ? ac->errstr : "connect failed");
     return;
   }
-  if (b->password[0]) { /* nothing else is sent before AUTH's answer */
-    if (b->user[0])
-      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s %s", b->user,
-                        b->password);
+  if (b->endpoint.password[0]) { /* nothing else is sent before AUTH's answer */
+    if (b->endpoint.user[0])
+      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s %s", b->endpoint.user,
+                        b->endpoint.password);
     else
-      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s", b->password);
+      redisAsyncCommand((redisAsyncContext *)ac, on_auth_reply, b, "AUTH %s", b->endpoint.password);
     return;
   }
   ctx_up(b, ac);
@@ -305,7 +302,7 @@ static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   }
   if (!b->auth_refused)
     log_error("bus", "redis refused our password (AUTH) err=%s host=%s port=%d: check the "
-              "password in [redis] url; retrying", r->str, b->host, b->port);
+              "password in [redis] url; retrying", r->str, b->endpoint.host, b->endpoint.port);
   b->auth_refused = 1;
   redis_fail(b, "AUTH refused");
 }
@@ -327,7 +324,7 @@ static void ctx_up(struct bus *b, const redisAsyncContext *ac) {
   if (b->ever_up)
     b->st.reconnects++;
   b->ever_up = 1;
-  log_info("bus", "redis connected host=%s port=%d node=%s", b->host, b->port, b->node);
+  log_info("bus", "redis connected host=%s port=%d node=%s", b->endpoint.host, b->endpoint.port, b->node);
   for (struct bus_chan *c = b->chans; c; c = c->next)
     subscribe_chan(b, c);
 }
@@ -345,7 +342,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
 }
 
 static redisAsyncContext *open_ctx(struct bus *b) {
-  redisAsyncContext *ac = redisAsyncConnect(b->host, b->port);
+  redisAsyncContext *ac = redisAsyncConnect(b->endpoint.host, b->endpoint.port);
   if (!ac)
     return NULL;
   if (ac->err || redis_uv_attach(ac, b->loop, handle_closed, b) != 0) {
@@ -495,68 +492,6 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* ---- Public API */
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = (char)(c | 0x20);
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decoding of the url's user and password (RFC 3986), so that a
- * password may hold '@', ':' or '/'. */
-static int url_decode(const char *in, size_t len, char *out, size_t size) {
-  size_t n = 0;
-  for (size_t i = 0; i < len; i++, n++) {
-    if (n + 1 >= size)
-      return -1;
-    char c = in[i];
-    if (c == '%') {
-      int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
-      int lo = i + 2 < len ? hex_digit(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0 || (hi | lo) == 0) /* no NUL: it would cut the string */
-        return -1;
-      c = (char)(hi << 4 | lo);
-      i += 2;
-    }
-    out[n] = c;
-  }
-  out[n] = '\0';
-  return 0;
-}
-
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/] */
-static int parse_url(struct bus *b, const char *url) {
-  static const char scheme[] = "redis://";
-  if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-    return -1;
-  const char *h = url + sizeof scheme - 1;
-  const char *at = strrchr(h, '@');
-  b->user[0] = b->password[0] = '\0';
-  if (at) {
-    const char *colon = memchr(h, ':', (size_t)(at - h));
-    if (!colon || url_decode(h, (size_t)(colon - h), b->user, sizeof b->user) != 0 ||
-        url_decode(colon + 1, (size_t)(at - colon - 1), b->password, sizeof b->password) != 0 ||
-        !b->password[0])
-      return -1;
-    h = at + 1;
-  }
-  const char *colon = strrchr(h, ':');
-  size_t hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
-  if (hl == 0 || hl >= sizeof b->host)
-    return -1;
-  memcpy(b->host, h, hl);
-  b->host[hl] = '\0';
-  b->port = 6379;
-  if (colon) {
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (p <= 0 || p > 65535 || (*end && strcmp(end, "/") != 0))
-      return -1;
-    b->port = (int)p;
-  }
-  return 0;
-}
-
 struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver_fn,
                       void *opaque) {
   struct bus *b = calloc(1, sizeof *b);
@@ -571,7 +506,7 @@ struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn 
   snprintf(b->node, sizeof b->node, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
   if (cfg->redis.url[0]) {
     /* the url may hold a password: never logged */
-    if (parse_url(b, cfg->redis.url) != 0) {
+    if (config_redis_url_parse(cfg->redis.url, &b->endpoint) != 0) {
       log_error("bus", "bad [redis] url (want redis://[:PASSWORD@]HOST:PORT)");
       free(b);
       return NULL;

@@ -778,8 +778,10 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
   if (cfg->chat.queue_hard_bytes < cfg->chat.queue_soft_bytes)
     add_error(errs, file, ql ? ql : key_line(st, SEC_CHAT, "queue_soft_bytes"),
               "[chat]: queue_hard_bytes must be at least queue_soft_bytes");
-  if (cfg->redis.url[0] && strncmp(cfg->redis.url, "redis://", 8) != 0)
-    add_error(errs, file, key_line(st, SEC_REDIS, "url"), "[redis]: url must start with redis://");
+  struct config_redis_endpoint endpoint;
+  if (cfg->redis.url[0] && config_redis_url_parse(cfg->redis.url, &endpoint) != 0)
+    add_error(errs, file, key_line(st, SEC_REDIS, "url"),
+              "[redis]: url must be redis://[[USER]:PASSWORD@]HOST[:PORT] (the value is not repeated: it may hold a password)");
   /* Without it anyone who can reach Redis could forge bans and comments. */
   if (cfg->redis.url[0] && !cfg->redis.secret[0])
     add_error(errs, file, key_line(st, SEC_REDIS, "url"),
@@ -929,3 +931,63 @@ const char *config_key_at(int i, const char **section) {
 }
 
 _Static_assert(sizeof(int) == sizeof(uint32_t), "KT_INT stores into int and uint32_t fields alike");
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = (char)(c | 0x20);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decoding of the url's user and password (RFC 3986). */
+static int url_decode(const char *in, size_t len, char *out, size_t size) {
+  size_t n = 0;
+  for (size_t i = 0; i < len; i++, n++) {
+    if (n + 1 >= size)
+      return -1;
+    char c = in[i];
+    if (c == '%') {
+      int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
+      int lo = i + 2 < len ? hex_digit(in[i + 2]) : -1;
+      if (hi < 0 || lo < 0 || (hi | lo) == 0) /* no NUL: it would cut the string */
+        return -1;
+      c = (char)(hi << 4 | lo);
+      i += 2;
+    }
+    out[n] = c;
+  }
+  out[n] = '\0';
+  return 0;
+}
+
+int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
+  static const char scheme[] = "redis://";
+  if (strncmp(url, scheme, sizeof scheme - 1) != 0)
+    return -1;
+  const char *h = url + sizeof scheme - 1;
+  const char *at = strrchr(h, '@');
+  out->user[0] = out->password[0] = '\0';
+  if (at) {
+    const char *colon = memchr(h, ':', (size_t)(at - h));
+    if (!colon || url_decode(h, (size_t)(colon - h), out->user, sizeof out->user) != 0 ||
+        url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) != 0 ||
+        !out->password[0])
+      return -1;
+    h = at + 1;
+  }
+  const char *colon = strrchr(h, ':');
+  size_t hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
+  if (hl == 0 || hl >= sizeof out->host)
+    return -1;
+  memcpy(out->host, h, hl);
+  out->host[hl] = '\0';
+  out->port = 6379;
+  if (colon) {
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || p <= 0 || p > 65535 || (*end && strcmp(end, "/") != 0))
+      return -1;
+    out->port = (int)p;
+  }
+  return 0;
+}

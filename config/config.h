@@ -182,6 +182,18 @@ void config_addr_format(const struct config_addr *addr, char *out, size_t size);
  * "***": nothing of a value that is not a URL can be told safe. */
 void config_redact_url(const char *url, char *out, size_t size);
 
+/* Where [redis] url points: redis://[[USER]:PASSWORD@]HOST[:PORT][/], the
+ * user and password percent-decoded (RFC 3986), so that a password may hold
+ * '@', ':' or '/'. One parser for --check and the bus. */
+struct config_redis_endpoint {
+  char host[128];
+  int port;           /* 6379 when the url has none */
+  char user[64];      /* AUTH user (Redis ACL), "" = default */
+  char password[256]; /* AUTH password, "" = none */
+};
+/* 0, or -1 when url is not such a url (*out is then unspecified). */
+int config_redis_url_parse(const char *url, struct config_redis_endpoint *out);
+
 /* The schema, for documentation checks: key i of section kind. Returns
  * NULL past the end. section is "server", "channel", "rung", … */
 const char *config_key_at(int i, const char **section);

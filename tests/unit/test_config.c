@@ -464,6 +464,28 @@ static void err_redis_url_needs_secret(void **state) {
   unlink(path);
 }
 
+/* --check judges the url with the parser the bus uses: what passes here
+ * starts, what the bus would refuse is a FILE:LINE error here. */
+static void err_bad_redis_url(void **state) {
+  (void)state;
+  static const char *bad[] = {"redis://host:abc", "redis://:@host:6379", "redis://host:0",
+                              "redis://host:70000", "redis://:pw@", "redis://h:6379/x", "http://h:6379"};
+  char text[256];
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(text, sizeof text, "[redis]\nsecret = s\nurl = %s\n", bad[i]);
+    expect_error(text, "t.conf:3:", "url must be redis://");
+  }
+  expect_ok("[redis]\nsecret = s\nurl = redis://u%40x:p%3Aw@10.0.0.1:6380/\n");
+  struct config_redis_endpoint ep;
+  assert_int_equal(config_redis_url_parse(cfg.redis.url, &ep), 0);
+  assert_string_equal(ep.host, "10.0.0.1");
+  assert_int_equal(ep.port, 6380);
+  assert_string_equal(ep.user, "u@x");
+  assert_string_equal(ep.password, "p:w");
+  assert_int_equal(config_redis_url_parse("redis://localhost", &ep), 0);
+  assert_int_equal(ep.port, 6379);
+}
+
 static void err_line_too_long(void **state) {
   (void)state;
   /* inih's line buffer is 200 bytes: a longer value must not be cut silently */
@@ -933,6 +955,7 @@ int main(void) {
       cmocka_unit_test(moderator_tokens_are_split_and_trimmed),
       cmocka_unit_test(channel_moderator_tokens),
       cmocka_unit_test(err_redis_url_needs_secret),
+      cmocka_unit_test(err_bad_redis_url),
       cmocka_unit_test(empty_auth_secret_means_anonymous),
       cmocka_unit_test(push_list_accumulates),
       cmocka_unit_test(file_channels_replace_demo_channel),
