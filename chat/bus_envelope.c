@@ -122,7 +122,8 @@ enum bus_envelope_result bus_envelope_open(const char *secret, const char *chann
     int hi = hex_value(suffix[sizeof mac_key - 1 + 2 * i]);
     int lo = hex_value(suffix[sizeof mac_key + 2 * i]);
     has_mac = hi >= 0 && lo >= 0;
-    sent[i] = (unsigned char)(hi << 4 | lo);
+    if (has_mac) /* a bad digit is -1: never shifted */
+      sent[i] = (unsigned char)(hi << 4 | lo);
   }
   if (!has_mac) /* unsigned: our old envelope, or a forgery that did not try */
     return n > 0 && msg[n - 1] == '}' && parse_body(msg, n - 1, out) == 0
