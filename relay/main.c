@@ -377,6 +377,10 @@ int main(int argc, char **argv) {
     uv_print_all_handles(&loop, stderr);
     d.exit_code = 1;
   }
+  /* Everything is closed: what is left is the C library's exit (and, in a
+   * sanitizer build, the leak check), which must not be cut short by the
+   * alarm meant for a hanging teardown. */
+  alarm(0);
   log_info("main", "stopped exit=%d", d.exit_code);
   free(d.cfg);
   return d.exit_code;
