@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -162,25 +163,24 @@ def get(url):
         return r.read()
 
 
-def feed_run(pl):
-    """The longest run of segments between discontinuities: the feed, not
-    the slate before or after it."""
-    runs, cur = [], []
-    for s in pl.segments:
-        if s.discontinuity and cur:
-            runs.append(cur)
-            cur = []
-        if s.uri:
-            cur.append(s)
-    if cur:
-        runs.append(cur)
-    return max(runs, key=len) if runs else []
+def feed_timeline(d):
+    """The timeline the transcoder began for the feed (the slate's begin with
+    "slate on"), from the daemon's log: its segments map init-N.mp4."""
+    found = re.findall(rf"transcoder: timeline begun channel={CHANNEL} timeline=(\d+)", d.log())
+    return int(found[-1]) if found else None
 
 
-def download_rendition(base, rel, out_path):
+def feed_run(pl, timeline):
+    """The feed's segments, not the slate's before or after it: those of
+    the feed's timeline."""
+    want = f"init-{timeline}.mp4"
+    return [s for s in pl.segments if s.uri and s.map and s.map.split("/")[-1].split("?")[0] == want]
+
+
+def download_rendition(base, rel, out_path, timeline):
     url = f"{base}/hls/{CHANNEL}/{rel}"
     pl = MediaPlaylist(get(url).decode(), url)
-    segs = feed_run(pl)
+    segs = feed_run(pl, timeline)
     if not segs or not segs[0].map:
         return 0, 0.0
     with open(out_path, "wb") as f:
@@ -259,15 +259,27 @@ def main():
         pub.wait(timeout=media_s * 3 + 60)
         # the last GOP is still in the encoders: wait until every rendition
         # has listed media up to the end (or 10 s)
-        master = get(f"{d.url}/hls/{CHANNEL}/master.m3u8").decode()
+        # Between the feed's timeline and the slate's the master playlist is
+        # briefly 404 (no timeline is live): ask again for a few seconds.
+        for attempt in range(40):
+            try:
+                master = get(f"{d.url}/hls/{CHANNEL}/master.m3u8").decode()
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 404 or attempt == 39:
+                    raise
+                time.sleep(0.25)
         variants, media = parse_master(master)
         rels = [uri for _, uri in variants] + [m["URI"] for m in media if "URI" in m]
+        timeline = feed_timeline(d)
+        if timeline is None:
+            raise SystemExit("ladder_bench: the daemon began no timeline for the feed\n" + d.log()[-3000:])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             done = True
             for rel in rels:
                 url = f"{d.url}/hls/{CHANNEL}/{rel}"
-                segs = feed_run(MediaPlaylist(get(url).decode(), url))
+                segs = feed_run(MediaPlaylist(get(url).decode(), url), timeline)
                 if sum(s.duration or 0 for s in segs) < media_s - SEGMENT_S - 0.1:
                     done = False
             if done:
@@ -284,7 +296,7 @@ def main():
         got = {}
         for rel in rels:
             name = rel.split("/")[0]
-            n, dur = download_rendition(d.url, rel, os.path.join(gdir, f"{name}.mp4"))
+            n, dur = download_rendition(d.url, rel, os.path.join(gdir, f"{name}.mp4"), timeline)
             got[name] = (n, dur)
         _, _, body = d.get("/metrics")
         dropped = {}  # frames the daemon skipped for lag or overload: less work, a worse ladder
