@@ -67,7 +67,7 @@ struct archive_mod {
   const char *channel;
   int64_t ts_ms;
   const char *moderator; /* user id or name of the moderator */
-  const char *action;    /* "delete", "ban", "slow", ... (SPEC's mod actions) */
+  const char *action;    /* "delete", "ban", "slow", ... (the mod actions of docs/protocol.md) */
   const char *target;    /* comment id or user; "" if none */
   const char *detail;    /* free text / JSON of the arguments */
 };

@@ -1,6 +1,6 @@
 /* bus: fan-out of chat events between rooms, on one node or across nodes.
  *
- * A room publishes each accepted event (the JSON event object of SPEC's
+ * A room publishes each accepted event (the JSON event object of docs/protocol.md's
  * batch: comment, delete, clear, state, ...) on its channel; every node's
  * subscriber callback receives it, in one order shared by all nodes.
  *

@@ -1,4 +1,4 @@
-/* protocol: the live comment wire format of SPEC.md, "Live comments".
+/* protocol: the live comment wire format of docs/protocol.md, "Live comments".
  *
  * Parsing turns one complete websocket text frame into a validated
  * `struct chat_msg` (hello, comment or mod), or says why it is not one:

@@ -62,7 +62,7 @@ struct room;
 enum room_role { ROOM_VIEWER = 0, ROOM_MODERATOR = 1 };
 const char *room_role_name(enum room_role r);
 
-/* Refusals, in SPEC's error codes. */
+/* Refusals, in the error codes of docs/protocol.md. */
 enum room_refusal {
   ROOM_OK = 0,
   ROOM_RATE_LIMITED,
@@ -169,7 +169,7 @@ int room_send(struct room_member *m, const json_t *msg);
  * kept as it is. */
 void room_addr_key(const char *addr, char *out, size_t len);
 
-/* welcome: the user, the state and the history (SPEC); a moderator's also
+/* welcome: the user, the state and the history (docs/protocol.md); a moderator's also
  * has the held queue and the banned words (at most ROOM_WELCOME_WORDS_MAX,
  * with banned_words_total). The history part is serialised once per
  * change of the history (room_history_json) and copied into each welcome
@@ -210,7 +210,7 @@ void room_user_addrs(struct room *r, const char *user_id,
                      void (*fn)(void *opaque, const char *addr), void *opaque);
 
 /* ---- Events: applied in bus order, queued for the next tick.
- * event types: comment, delete, clear, state, held, resolved (SPEC), and
+ * event types: comment, delete, clear, state, held, resolved (docs/protocol.md), and
  * the moderators' ban, timeout, unban, words. Returns -1 if malformed. */
 int room_deliver(struct room *r, const json_t *event, int64_t wall_ms);
 void room_tick(struct room *r, int64_t wall_ms);
