@@ -39,6 +39,14 @@ int64_t ratelimit_take(struct ratelimit *rl, uint64_t now_ms) {
   return wait < 1 ? 1 : wait;
 }
 
+void ratelimit_give_back(struct ratelimit *rl) {
+  if (rl->rate <= 0) /* unlimited: take took nothing */
+    return;
+  rl->tokens += 1.0;
+  if (rl->tokens > rl->burst)
+    rl->tokens = rl->burst;
+}
+
 bool ratelimit_is_full(struct ratelimit *rl, uint64_t now_ms) {
   if (rl->rate <= 0)
     return true;

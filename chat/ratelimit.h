@@ -23,6 +23,9 @@ void ratelimit_configure(struct ratelimit *rl, double rate, double burst, uint64
 /* Take one token: 0 when allowed, else the milliseconds until one will be
  * there (nothing taken). */
 int64_t ratelimit_take(struct ratelimit *rl, uint64_t now_ms);
+/* Return the token a ratelimit_take just took, when what it paid for did
+ * not happen after all (another limit refused it); never past burst. */
+void ratelimit_give_back(struct ratelimit *rl);
 /* Full again: nothing to remember about this key (a table may forget it). */
 bool ratelimit_is_full(struct ratelimit *rl, uint64_t now_ms);
 

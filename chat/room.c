@@ -573,7 +573,7 @@ enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64
   if (!wc && !wa)
     return ROOM_OK;
   if (wa) /* give the connection's token back: the address refused */
-    m->hello.tokens += 1.0;
+    ratelimit_give_back(&m->hello);
   r->stats.hello_refused++;
   *retry_after_ms = wc ? wc : wa;
   return ROOM_RATE_LIMITED;
@@ -621,7 +621,7 @@ enum room_refusal room_admit_comment(struct room *r, struct room_member *m, cons
     int64_t wu = u ? ratelimit_take(&u->bucket, now_ms) : 0;
     int64_t wa = wu ? 0 : ratelimit_take(&a->bucket, now_ms);
     if (wa && u) /* give the user's token back: the address refused */
-      u->bucket.tokens += 1.0;
+      ratelimit_give_back(&u->bucket);
     if (wu || wa) {
       why = ROOM_RATE_LIMITED;
       *retry_after_ms = wu ? wu : wa;
@@ -642,7 +642,7 @@ enum room_refusal room_admit_comment(struct room *r, struct room_member *m, cons
     if (u)
       ratelimit_take(&u->bucket, now_ms);
     else {
-      a->bucket.tokens += 1.0; /* not kept after all: the address's token back */
+      ratelimit_give_back(&a->bucket); /* not kept after all: the address's token back */
       why = ROOM_RATE_LIMITED;
       *retry_after_ms = 1000;
     }

@@ -38,10 +38,33 @@ static void test_unlimited_and_reconfigure(void **state) {
   assert_true(ratelimit_take(&rl, 0) > 0);
 }
 
+/* A token given back makes the next take succeed, but never fills the
+ * bucket past its burst, and an unlimited bucket stays unlimited. */
+static void test_give_back(void **state) {
+  (void)state;
+  struct ratelimit rl;
+  ratelimit_init(&rl, 1.0, 2, 0);
+  assert_int_equal(ratelimit_take(&rl, 0), 0);
+  assert_int_equal(ratelimit_take(&rl, 0), 0);
+  assert_true(ratelimit_take(&rl, 0) > 0);
+  ratelimit_give_back(&rl);
+  assert_int_equal(ratelimit_take(&rl, 0), 0);
+  ratelimit_give_back(&rl);
+  ratelimit_give_back(&rl);
+  ratelimit_give_back(&rl); /* one past the burst: dropped */
+  assert_int_equal(ratelimit_take(&rl, 0), 0);
+  assert_int_equal(ratelimit_take(&rl, 0), 0);
+  assert_true(ratelimit_take(&rl, 0) > 0);
+  ratelimit_init(&rl, 0, 1, 0);
+  ratelimit_give_back(&rl);
+  assert_true(ratelimit_is_full(&rl, 0));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_then_rate),
       cmocka_unit_test(test_unlimited_and_reconfigure),
+      cmocka_unit_test(test_give_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
