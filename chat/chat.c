@@ -18,11 +18,11 @@
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
-#include "relay/http.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
+#include "core/app.h"
+#include "core/buf.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/memguard.h"
 
 int64_t chat__wall_ms(void) {
   struct timespec ts;

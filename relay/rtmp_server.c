@@ -16,12 +16,12 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
+#include "core/app.h"
+#include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/flv.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
+#include "core/log.h"
+#include "core/memguard.h"
 #include "relay/rtmp_door.h"
 #include "relay/rtmp_session.h"
 
