@@ -7,8 +7,8 @@
  * never fills with dead keys however many addresses come and go. */
 #include "transcoder/hls/hls_viewers.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "core/netaddr.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,28 +93,9 @@ static uint64_t keyed_hash(uint64_t seed, const unsigned char *p, size_t n) {
 }
 
 uint64_t hls_addr_key(uint64_t seed, const char *addr) {
-  /* One household or one host gets a whole IPv6 /64 and can pick any of its
-   * 2^64 addresses per request: only the prefix names the client. A tag
-   * byte keeps an IPv4 address, a /64 and a name apart. */
-  unsigned char key[1 + 16];
-  struct in6_addr a6;
-  struct in_addr a4;
-  if (inet_pton(AF_INET, addr, &a4) == 1) {
-    key[0] = 4;
-    memcpy(key + 1, &a4, 4);
-    return keyed_hash(seed, key, 5);
-  }
-  if (inet_pton(AF_INET6, addr, &a6) == 1) {
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) { /* ::ffff:192.0.2.1 is 192.0.2.1 */
-      key[0] = 4;
-      memcpy(key + 1, a6.s6_addr + 12, 4);
-      return keyed_hash(seed, key, 5);
-    }
-    key[0] = 6;
-    memcpy(key + 1, a6.s6_addr, 8);
-    return keyed_hash(seed, key, 9);
-  }
-  return keyed_hash(seed, (const unsigned char *)addr, strlen(addr)); /* "unknown" and the like */
+  char key[NETADDR_KEY_MAX]; /* an IPv6 client is its /64 (core/netaddr.h) */
+  netaddr_client_key(addr, key, sizeof key);
+  return keyed_hash(seed, (const unsigned char *)key, strlen(key));
 }
 
 uint64_t hls_viewers_hash(const struct hls_viewers *v, const char *addr) { return hls_addr_key(v->seed, addr); }
