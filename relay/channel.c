@@ -50,13 +50,13 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include <errno.h>
+
 #include "config/config.h"
-#include "relay/amf.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "relay/amf.h"
 #include "relay/rtmp_chunk.h"
-#include "relay/rtmp_push.h"
 
 #define GOP_MAX_BYTES (16u << 20)
 #define GOP_MAX_PACKETS 4096
@@ -139,24 +139,26 @@ struct channel {
   uint64_t failover_ms; /* config: channel failover_after */
   bool prefer_primary;  /* config: channel prefer_primary */
   uint64_t failovers[FAILOVER_REASONS];
-  struct rtmp_push *push[CONFIG_MAX_PUSH];
-  char push_url[CONFIG_MAX_PUSH][512];
-  int push_count;
 };
 
 struct channel_registry {
-  struct app *app;
+  uv_loop_t *loop;
+  /* [rtmp] of the running config (publisher_takeover): replaced by every
+   * reload, never kept past it. */
+  const struct config_rtmp *rtmp;
   struct channel **ch;
   int n;
   struct channel_registry_observer obs[MAX_OBSERVERS];
   int nobs;
-  uv_timer_t *timer; /* the failover check; freed in its close callback */
+  uv_timer_t *timer; /* the failover check; the registry goes in its close callback */
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
   uint64_t (*clock)(void *opaque);
   void *clock_opaque;
 };
 
 static uint64_t reg__now(const struct channel_registry *reg) {
-  return reg->clock ? reg->clock(reg->clock_opaque) : uv_now(reg->app->loop);
+  return reg->clock ? reg->clock(reg->clock_opaque) : uv_now(reg->loop);
 }
 
 static uint64_t ch__now(const struct channel *ch) { return reg__now(ch->reg); }
@@ -504,7 +506,7 @@ int channel_feed_open(struct channel_registry *reg, const char *key, const char 
   if (old) {
     uint64_t last = old->last_media_ms ? old->last_media_ms : old->opened_ms;
     double silent = (double)(now - last) / 1000.0;
-    if (silent < reg->app->cfg->rtmp.publisher_takeover) {
+    if (silent < reg->rtmp->publisher_takeover) {
       log_warn("channel", "publish refused: key already live channel=%s feed=%s addr=%s live_addr=%s", ch->name,
                backup ? "backup" : "primary", addr, old->addr);
       return CHANNEL_OPEN_BUSY;
@@ -674,23 +676,6 @@ const uint8_t *channel_sequence_header(const struct channel *ch, int stream_inde
 
 /* --- registry --- */
 
-static void ch__set_pushes(struct channel *ch, const struct config_channel *cc) {
-  bool same = cc->push_count == ch->push_count;
-  for (int i = 0; same && i < cc->push_count; i++)
-    same = strcmp(cc->push[i], ch->push_url[i]) == 0;
-  if (same)
-    return;
-  for (int i = 0; i < ch->push_count; i++)
-    if (ch->push[i])
-      rtmp_push_stop(ch->push[i]);
-  ch->push_count = 0;
-  for (int i = 0; i < cc->push_count && i < CONFIG_MAX_PUSH; i++) {
-    snprintf(ch->push_url[i], sizeof ch->push_url[i], "%s", cc->push[i]);
-    ch->push[i] = rtmp_push_start(ch->reg->app, ch, cc->push[i]);
-    ch->push_count++;
-  }
-}
-
 static void ch__set_failover(struct channel *ch, const struct config_channel *cc) {
   ch->failover_ms = cc->failover_after > 0 ? (uint64_t)(cc->failover_after * 1000.0 + 0.5) : FAILOVER_DEFAULT_MS;
   ch->prefer_primary = cc->prefer_primary;
@@ -714,9 +699,6 @@ static void ch__free(struct channel *ch) {
   for (int i = 0; i < 2; i++)
     if (ch->feeds[i])
       feed_kick(ch->feeds[i], "channel removed");
-  for (int i = 0; i < ch->push_count; i++)
-    if (ch->push[i])
-      rtmp_push_stop(ch->push[i]);
   /* Sinks still here (players): tell them the channel is gone. */
   for (int i = 0; i < ch->nsinks; i++) {
     struct channel_sink s = ch->sinks[i];
@@ -731,7 +713,7 @@ static void ch__free(struct channel *ch) {
 static int reg__append(struct channel_registry *reg, struct channel *ch) {
   struct channel **n = realloc(reg->ch, sizeof *n * (size_t)(reg->n + 1));
   if (!n)
-    return -1;
+    return -ENOMEM;
   reg->ch = n;
   reg->ch[reg->n++] = ch;
   return 0;
@@ -775,15 +757,27 @@ static void reg__on_timer(uv_timer_t *t) {
     channel_registry_check_feeds(t->data);
 }
 
-static void reg__timer_closed(uv_handle_t *h) { free(h); }
+/* The registry's memory goes with its timer's handle: then the stop is
+ * done. */
+static void reg__timer_closed(uv_handle_t *h) {
+  struct channel_registry *reg = h->data;
+  void (*cb)(void *) = reg->stopped_cb;
+  void *arg = reg->stopped_arg;
+  free(h);
+  free(reg);
+  if (cb)
+    cb(arg);
+}
 
-struct channel_registry *channel_registry_new(struct app *app) {
+struct channel_registry *channel_registry_new(uv_loop_t *loop, const struct config_rtmp *rtmp,
+                                              const struct config_channel *channels, int channel_count) {
   struct channel_registry *reg = calloc(1, sizeof *reg);
   if (!reg)
     return NULL;
-  reg->app = app;
+  reg->loop = loop;
+  reg->rtmp = rtmp;
   reg->timer = calloc(1, sizeof *reg->timer);
-  if (!reg->timer || uv_timer_init(app->loop, reg->timer) != 0) {
+  if (!reg->timer || uv_timer_init(loop, reg->timer) != 0) {
     free(reg->timer);
     free(reg);
     return NULL;
@@ -791,51 +785,68 @@ struct channel_registry *channel_registry_new(struct app *app) {
   reg->timer->data = reg;
   uv_timer_start(reg->timer, reg__on_timer, FAILOVER_TICK_MS, FAILOVER_TICK_MS);
   uv_unref((uv_handle_t *)reg->timer); /* never what keeps the loop running */
-  const struct config *cfg = app->cfg;
-  for (int i = 0; i < cfg->channel_count; i++) {
-    struct channel *ch = ch__new(reg, &cfg->channels[i]);
+  for (int i = 0; i < channel_count; i++) {
+    struct channel *ch = ch__new(reg, &channels[i]);
     if (!ch || reg__append(reg, ch) < 0) {
       free(ch);
-      channel_registry_free(reg);
+      channel_registry_stop(reg, NULL, NULL);
       return NULL;
     }
-    ch__set_pushes(ch, &cfg->channels[i]);
   }
   return reg;
 }
 
-void channel_registry_free(struct channel_registry *reg) {
+void channel_registry_stop(struct channel_registry *reg, void (*cb)(void *arg), void *arg) {
   if (!reg)
     return;
   for (int i = 0; i < reg->n; i++)
     ch__free(reg->ch[i]);
-  if (reg->timer) {
-    uv_timer_stop(reg->timer);
-    reg->timer->data = NULL;
-    uv_close((uv_handle_t *)reg->timer, reg__timer_closed);
-  }
   free(reg->ch);
-  free(reg);
+  reg->ch = NULL;
+  reg->n = 0;
+  reg->nobs = 0;
+  reg->stopped_cb = cb;
+  reg->stopped_arg = arg;
+  uv_timer_stop(reg->timer);
+  uv_close((uv_handle_t *)reg->timer, reg__timer_closed);
 }
 
-void channel_registry_reload(struct channel_registry *reg, const struct config *cfg) {
+static const struct config_channel *find_config(const struct config_channel *channels, int channel_count,
+                                                const char *name) {
+  for (int i = 0; i < channel_count; i++)
+    if (strcmp(channels[i].name, name) == 0)
+      return &channels[i];
+  return NULL;
+}
+
+static void reg__notify(struct channel_registry *reg, struct channel *ch, bool added) {
+  for (int o = 0; o < reg->nobs; o++) {
+    const struct channel_registry_observer *obs = &reg->obs[o];
+    if (added && obs->on_channel_added)
+      obs->on_channel_added(obs->opaque, ch);
+    else if (!added && obs->on_channel_removed)
+      obs->on_channel_removed(obs->opaque, ch);
+  }
+}
+
+void channel_registry_reload(struct channel_registry *reg, const struct config_rtmp *rtmp,
+                             const struct config_channel *channels, int channel_count) {
+  reg->rtmp = rtmp;
   /* Removed channels first. */
   for (int i = 0; i < reg->n;) {
     struct channel *ch = reg->ch[i];
-    if (config_find_channel(cfg, ch->name)) {
+    if (find_config(channels, channel_count, ch->name)) {
       i++;
       continue;
     }
     log_info("channel", "removed channel=%s", ch->name);
-    for (int o = 0; o < reg->nobs; o++)
-      if (reg->obs[o].on_channel_removed)
-        reg->obs[o].on_channel_removed(reg->obs[o].opaque, ch);
+    reg__notify(reg, ch, false);
     memmove(reg->ch + i, reg->ch + i + 1, sizeof reg->ch[0] * (size_t)(reg->n - i - 1));
     reg->n--;
     ch__free(ch);
   }
-  for (int i = 0; i < cfg->channel_count; i++) {
-    const struct config_channel *cc = &cfg->channels[i];
+  for (int i = 0; i < channel_count; i++) {
+    const struct config_channel *cc = &channels[i];
     struct channel *ch = channel_registry_find(reg, cc->name);
     if (ch) {
       if (strcmp(ch->key, cc->key) != 0 && ch->feeds[0])
@@ -846,7 +857,6 @@ void channel_registry_reload(struct channel_registry *reg, const struct config *
       snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
       snprintf(ch->title, sizeof ch->title, "%s", cc->title);
       ch__set_failover(ch, cc);
-      ch__set_pushes(ch, cc);
       continue;
     }
     ch = ch__new(reg, cc);
@@ -855,11 +865,8 @@ void channel_registry_reload(struct channel_registry *reg, const struct config *
       log_error("channel", "out of memory adding channel=%s", cc->name);
       continue;
     }
-    ch__set_pushes(ch, cc);
     log_info("channel", "added channel=%s", ch->name);
-    for (int o = 0; o < reg->nobs; o++)
-      if (reg->obs[o].on_channel_added)
-        reg->obs[o].on_channel_added(reg->obs[o].opaque, ch);
+    reg__notify(reg, ch, true);
   }
 }
 
@@ -876,15 +883,29 @@ struct channel *channel_registry_find(struct channel_registry *reg, const char *
   return NULL;
 }
 
-void channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs) {
+int channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs) {
   if (reg->nobs >= MAX_OBSERVERS) {
     log_error("channel", "too many registry observers");
-    return;
+    return -ENOSPC;
   }
   reg->obs[reg->nobs++] = *obs;
   for (int i = 0; i < reg->n; i++)
     if (obs->on_channel_added)
       obs->on_channel_added(obs->opaque, reg->ch[i]);
+  return 0;
+}
+
+int channel_registry_unobserve(struct channel_registry *reg, const struct channel_registry_observer *obs) {
+  for (int o = 0; o < reg->nobs; o++) {
+    const struct channel_registry_observer *x = &reg->obs[o];
+    if (x->opaque == obs->opaque && x->on_channel_added == obs->on_channel_added &&
+        x->on_channel_removed == obs->on_channel_removed) {
+      memmove(reg->obs + o, reg->obs + o + 1, sizeof reg->obs[0] * (size_t)(reg->nobs - o - 1));
+      reg->nobs--;
+      return 0;
+    }
+  }
+  return -ENOENT;
 }
 
 /* --- API and metrics --- */

@@ -15,10 +15,11 @@
 #include <stdint.h>
 
 #include <libavcodec/avcodec.h>
+#include <uv.h>
 
-struct app;
-struct config;
 struct buf;
+struct config_channel;
+struct config_rtmp;
 
 enum { CHANNEL_VIDEO = 0, CHANNEL_AUDIO = 1 };
 
@@ -50,11 +51,22 @@ struct channel_sink_ops {
 struct channel;
 struct channel_registry;
 
-struct channel_registry *channel_registry_new(struct app *app);
-void channel_registry_free(struct channel_registry *reg);
+/* The channels of the config's [channel NAME] sections, on loop. rtmp
+ * (publisher_takeover) is read while the registry runs: it must stay valid
+ * until the next channel_registry_reload or channel_registry_stop. The
+ * channels' settings are copied. NULL on no memory. */
+struct channel_registry *channel_registry_new(uv_loop_t *loop, const struct config_rtmp *rtmp,
+                                              const struct config_channel *channels, int channel_count);
+/* Asynchronous teardown: every channel goes at once (its publishers are
+ * kicked, its remaining players told through on_removed), the registry's
+ * timer is closed, and cb(arg) runs once that is done (cb may be NULL).
+ * Observers are not called. */
+void channel_registry_stop(struct channel_registry *reg, void (*cb)(void *arg), void *arg);
 /* Apply a new config: channels added, removed (their publishers dropped) or
- * with new keys; live feeds of unchanged channels are kept. */
-void channel_registry_reload(struct channel_registry *reg, const struct config *cfg);
+ * with new keys; live feeds of unchanged channels are kept. No pointer into
+ * the previous config is kept past it. */
+void channel_registry_reload(struct channel_registry *reg, const struct config_rtmp *rtmp,
+                             const struct config_channel *channels, int channel_count);
 
 int channel_registry_count(const struct channel_registry *reg);
 struct channel *channel_registry_at(struct channel_registry *reg, int index);
@@ -71,14 +83,24 @@ bool channel_is_live(const struct channel *ch);
 int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque);
 void channel_unsubscribe(struct channel *ch, int sink_id);
 
-/* Observers of the registry (the transcoder attaches a pipeline per channel
- * as channels come and go on reload). */
+/* Observers of the registry: whoever keeps something per channel (the
+ * transcoder a pipeline, the restream manager its pushes) learns of
+ * channels as they come and go on reload. on_channel_added runs for every
+ * channel already there when the observer registers, and for each channel
+ * a reload adds (after it is in the registry); on_channel_removed runs
+ * before a reload frees a channel (it is still whole: unsubscribe from
+ * it there). The registry copies the struct. At most 8 observers:
+ * channel_registry_observe returns 0 or -ENOSPC. channel_registry_unobserve
+ * takes out the observer with the same callbacks and opaque (0, or
+ * -ENOENT); not from inside an observer callback. channel_registry_stop
+ * calls no observer: stop what observes before it. */
 struct channel_registry_observer {
   void (*on_channel_added)(void *opaque, struct channel *ch);
   void (*on_channel_removed)(void *opaque, struct channel *ch);
   void *opaque;
 };
-void channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs);
+int channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs);
+int channel_registry_unobserve(struct channel_registry *reg, const struct channel_registry_observer *obs);
 
 /* JSON object fields for /api/v1/channels (jansson json_t *), and lines for
  * /metrics. */

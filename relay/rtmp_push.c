@@ -13,11 +13,10 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "relay/amf.h"
-#include "core/app.h"
 #include "core/buf.h"
-#include "relay/channel.h"
 #include "core/log.h"
+#include "relay/amf.h"
+#include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_handshake.h"
 
@@ -26,7 +25,8 @@ enum push_state { PUSH_IDLE, PUSH_CONNECTING, PUSH_PUBLISHING, PUSH_BACKOFF };
 struct push_conn;
 
 struct rtmp_push {
-  struct app *app;
+  uv_loop_t *loop;
+  const struct rtmp_push_limits *lim; /* the owner's, read at each use */
   struct channel *ch;
   int sink_id;
   char url[512]; /* for logs: without its stream key (config_redact_url) */
@@ -39,6 +39,8 @@ struct rtmp_push {
   bool live;     /* the channel has a feed */
   bool stopping;
   int pending;   /* timer handle + getaddrinfo in flight + conns alive */
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
   uv_timer_t timer;
   uv_getaddrinfo_t gai;
   bool gai_busy;
@@ -76,8 +78,13 @@ static void push_connect(struct rtmp_push *p);
 static void pc_abandon(struct rtmp_push *p);
 
 static void push_maybe_free(struct rtmp_push *p) {
-  if (p->stopping && p->pending == 0)
-    free(p);
+  if (!p->stopping || p->pending != 0)
+    return;
+  void (*cb)(void *) = p->stopped_cb;
+  void *arg = p->stopped_arg;
+  free(p);
+  if (cb)
+    cb(arg);
 }
 
 /* --- URL --- */
@@ -260,7 +267,7 @@ static void sink_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms
     return;
   pc->wait_key = false;
   /* Same bound and drop policy as a slow player: skip to the next keyframe. */
-  if (pc->tcp.write_queue_size + (size_t)pkt->opaque_ref->size > p->app->cfg->rtmp.player_queue_bytes) {
+  if (pc->tcp.write_queue_size + (size_t)pkt->opaque_ref->size > p->lim->queue_bytes) {
     pc->wait_key = pc->has_video;
     return;
   }
@@ -321,7 +328,7 @@ static void push_fail(struct rtmp_push *p, const char *why) {
   p->state = PUSH_BACKOFF;
   p->reconnects++;
   uv_timer_start(&p->timer, push_on_timer, (uint64_t)(p->backoff_s * 1000), 0);
-  double cap = p->app->cfg->rtmp.push_retry_max;
+  double cap = p->lim->retry_max_s;
   p->backoff_s = p->backoff_s * 2 > cap ? cap : p->backoff_s * 2;
 }
 
@@ -461,7 +468,7 @@ static void push_connect_addr(struct rtmp_push *p, const struct sockaddr *sa) {
   pc->stream_id = 1;
   buf_init(&pc->out);
   rtmp_chunk_reader_init(&pc->rd, 16u << 20, 16u << 20);
-  uv_tcp_init(p->app->loop, &pc->tcp);
+  uv_tcp_init(p->loop, &pc->tcp);
   pc->tcp.data = pc;
   pc->connect.data = pc;
   p->pending++;
@@ -503,7 +510,7 @@ static void push_connect(struct rtmp_push *p) {
   snprintf(port, sizeof port, "%u", p->port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   p->gai.data = p;
-  if (uv_getaddrinfo(p->app->loop, &p->gai, push_on_resolved, p->host, port, &hints) == 0) {
+  if (uv_getaddrinfo(p->loop, &p->gai, push_on_resolved, p->host, port, &hints) == 0) {
     p->gai_busy = true;
     p->pending++;
   } else {
@@ -519,7 +526,8 @@ static void push_timer_closed(uv_handle_t *h) {
   push_maybe_free(p);
 }
 
-struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const char *url) {
+struct rtmp_push *rtmp_push_start(uv_loop_t *loop, const struct rtmp_push_limits *lim, struct channel *ch,
+                                  const char *url) {
   struct rtmp_push *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
@@ -532,12 +540,13 @@ struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const cha
     free(p);
     return NULL;
   }
-  p->app = app;
+  p->loop = loop;
+  p->lim = lim;
   p->ch = ch;
   p->backoff_s = 1;
   /* tcUrl = the URL without the stream name */
   snprintf(p->tc_url, sizeof p->tc_url, "%.*s", (int)(strrchr(url, '/') - url), url);
-  uv_timer_init(app->loop, &p->timer);
+  uv_timer_init(loop, &p->timer);
   p->timer.data = p;
   p->pending = 1;
   p->sink_id = channel_subscribe(ch, &push_sink_ops, p);
@@ -545,10 +554,12 @@ struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const cha
   return p;
 }
 
-void rtmp_push_stop(struct rtmp_push *p) {
+void rtmp_push_stop(struct rtmp_push *p, void (*cb)(void *arg), void *arg) {
   if (!p || p->stopping)
     return;
   p->stopping = true;
+  p->stopped_cb = cb;
+  p->stopped_arg = arg;
   if (p->sink_id > 0)
     channel_unsubscribe(p->ch, p->sink_id);
   p->sink_id = 0;
