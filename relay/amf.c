@@ -20,15 +20,15 @@ int amf_peek_type(const struct amf_reader *r) {
   return r->data[r->pos];
 }
 
-static size_t amf__left(const struct amf_reader *r) { return r->len - r->pos; }
+static size_t amf_left(const struct amf_reader *r) { return r->len - r->pos; }
 
-static uint16_t amf__u16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint16_t amf_u16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-static uint32_t amf__u32(const uint8_t *p) {
+static uint32_t amf_u32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static double amf__double(const uint8_t *p) {
+static double amf_double(const uint8_t *p) {
   uint64_t u = 0;
   for (int i = 0; i < 8; i++)
     u = u << 8 | p[i];
@@ -38,15 +38,15 @@ static double amf__double(const uint8_t *p) {
 }
 
 int amf_read_number(struct amf_reader *r, double *out) {
-  if (amf__left(r) < 9 || r->data[r->pos] != AMF_NUMBER)
+  if (amf_left(r) < 9 || r->data[r->pos] != AMF_NUMBER)
     return -1;
-  *out = amf__double(r->data + r->pos + 1);
+  *out = amf_double(r->data + r->pos + 1);
   r->pos += 9;
   return 0;
 }
 
 int amf_read_boolean(struct amf_reader *r, bool *out) {
-  if (amf__left(r) < 2 || r->data[r->pos] != AMF_BOOLEAN)
+  if (amf_left(r) < 2 || r->data[r->pos] != AMF_BOOLEAN)
     return -1;
   *out = r->data[r->pos + 1] != 0;
   r->pos += 2;
@@ -54,12 +54,12 @@ int amf_read_boolean(struct amf_reader *r, bool *out) {
 }
 
 /* A string body without its marker (object keys have none). */
-static int amf__read_utf8(struct amf_reader *r, bool long_form, const char **s, size_t *len) {
+static int amf_read_utf8(struct amf_reader *r, bool long_form, const char **s, size_t *len) {
   size_t hdr = long_form ? 4 : 2;
-  if (amf__left(r) < hdr)
+  if (amf_left(r) < hdr)
     return -1;
-  size_t n = long_form ? amf__u32(r->data + r->pos) : amf__u16(r->data + r->pos);
-  if (amf__left(r) - hdr < n)
+  size_t n = long_form ? amf_u32(r->data + r->pos) : amf_u16(r->data + r->pos);
+  if (amf_left(r) - hdr < n)
     return -1;
   *s = (const char *)r->data + r->pos + hdr;
   *len = n;
@@ -73,7 +73,7 @@ int amf_read_string(struct amf_reader *r, const char **s, size_t *len) {
     return -1;
   size_t save = r->pos;
   r->pos++;
-  if (amf__read_utf8(r, t == AMF_LONG_STRING, s, len) < 0) {
+  if (amf_read_utf8(r, t == AMF_LONG_STRING, s, len) < 0) {
     r->pos = save;
     return -1;
   }
@@ -88,82 +88,82 @@ int amf_read_null(struct amf_reader *r) {
   return 0;
 }
 
-static int amf__skip(struct amf_reader *r, int depth);
+static int skip_value(struct amf_reader *r, int depth);
 
 /* Properties until the empty key + object-end marker. */
-static int amf__skip_props(struct amf_reader *r, int depth) {
+static int amf_skip_props(struct amf_reader *r, int depth) {
   for (;;) {
     const char *k;
     size_t kl;
-    if (amf__read_utf8(r, false, &k, &kl) < 0)
+    if (amf_read_utf8(r, false, &k, &kl) < 0)
       return -1;
     if (kl == 0 && amf_peek_type(r) == AMF_OBJECT_END) {
       r->pos++;
       return 0;
     }
-    if (amf__skip(r, depth + 1) < 0)
+    if (skip_value(r, depth + 1) < 0)
       return -1;
   }
 }
 
-static int amf__skip(struct amf_reader *r, int depth) {
-  if (depth > AMF_MAX_DEPTH || amf__left(r) < 1)
+static int skip_value(struct amf_reader *r, int depth) {
+  if (depth > AMF_MAX_DEPTH || amf_left(r) < 1)
     return -1;
   uint8_t t = r->data[r->pos++];
   const char *s;
   size_t n;
   switch (t) {
   case AMF_NUMBER:
-    if (amf__left(r) < 8)
+    if (amf_left(r) < 8)
       return -1;
     r->pos += 8;
     return 0;
   case AMF_BOOLEAN:
-    if (amf__left(r) < 1)
+    if (amf_left(r) < 1)
       return -1;
     r->pos += 1;
     return 0;
   case AMF_STRING:
   case AMF_XML:
   case AMF_LONG_STRING:
-    return amf__read_utf8(r, t != AMF_STRING, &s, &n);
+    return amf_read_utf8(r, t != AMF_STRING, &s, &n);
   case AMF_NULL:
   case AMF_UNDEFINED:
   case AMF_UNSUPPORTED:
     return 0;
   case AMF_REFERENCE:
-    if (amf__left(r) < 2)
+    if (amf_left(r) < 2)
       return -1;
     r->pos += 2;
     return 0;
   case AMF_DATE:
-    if (amf__left(r) < 10)
+    if (amf_left(r) < 10)
       return -1;
     r->pos += 10;
     return 0;
   case AMF_OBJECT:
-    return amf__skip_props(r, depth);
+    return amf_skip_props(r, depth);
   case AMF_TYPED_OBJECT:
-    if (amf__read_utf8(r, false, &s, &n) < 0)
+    if (amf_read_utf8(r, false, &s, &n) < 0)
       return -1;
-    return amf__skip_props(r, depth);
+    return amf_skip_props(r, depth);
   case AMF_ECMA_ARRAY:
     /* The count is only a hint; the array ends like an object. */
-    if (amf__left(r) < 4)
+    if (amf_left(r) < 4)
       return -1;
     r->pos += 4;
-    return amf__skip_props(r, depth);
+    return amf_skip_props(r, depth);
   case AMF_STRICT_ARRAY: {
-    if (amf__left(r) < 4)
+    if (amf_left(r) < 4)
       return -1;
-    uint32_t count = amf__u32(r->data + r->pos);
+    uint32_t count = amf_u32(r->data + r->pos);
     r->pos += 4;
     /* Each element takes at least one byte: a count beyond the input is
      * malformed, and checking it first bounds the loop. */
-    if (count > amf__left(r))
+    if (count > amf_left(r))
       return -1;
     for (uint32_t i = 0; i < count; i++)
-      if (amf__skip(r, depth + 1) < 0)
+      if (skip_value(r, depth + 1) < 0)
         return -1;
     return 0;
   }
@@ -174,14 +174,14 @@ static int amf__skip(struct amf_reader *r, int depth) {
 
 int amf_skip(struct amf_reader *r) {
   size_t save = r->pos;
-  if (amf__skip(r, 0) < 0) {
+  if (skip_value(r, 0) < 0) {
     r->pos = save;
     return -1;
   }
   return 0;
 }
 
-static int amf__decode_value(struct amf_reader *r, struct amf_field *f) {
+static int amf_decode_value(struct amf_reader *r, struct amf_field *f) {
   int t = amf_peek_type(r);
   switch (f->type) {
   case AMF_NUMBER:
@@ -226,7 +226,7 @@ int amf_decode_seq(struct amf_reader *r, struct amf_field *fields, size_t count)
   for (size_t i = 0; i < count; i++) {
     if (amf_at_end(r))
       return 0;
-    if (amf__decode_value(r, &fields[i]) < 0)
+    if (amf_decode_value(r, &fields[i]) < 0)
       return -1;
   }
   return 0;
@@ -238,7 +238,7 @@ int amf_decode_object(struct amf_reader *r, struct amf_field *fields, size_t cou
   if (t == AMF_OBJECT) {
     r->pos += 1;
   } else if (t == AMF_ECMA_ARRAY) {
-    if (amf__left(r) < 5)
+    if (amf_left(r) < 5)
       return -1;
     r->pos += 5;
   } else {
@@ -247,7 +247,7 @@ int amf_decode_object(struct amf_reader *r, struct amf_field *fields, size_t cou
   for (;;) {
     const char *k;
     size_t kl;
-    if (amf__read_utf8(r, false, &k, &kl) < 0)
+    if (amf_read_utf8(r, false, &k, &kl) < 0)
       goto bad;
     if (kl == 0 && amf_peek_type(r) == AMF_OBJECT_END) {
       r->pos++;
@@ -260,7 +260,7 @@ int amf_decode_object(struct amf_reader *r, struct amf_field *fields, size_t cou
         break;
       }
     }
-    int rc = match ? amf__decode_value(r, match) : amf_skip(r);
+    int rc = match ? amf_decode_value(r, match) : amf_skip(r);
     if (rc < 0)
       goto bad;
   }
@@ -271,9 +271,9 @@ bad:
 
 /* --- encoding --- */
 
-static int amf__put_u8(struct buf *b, uint8_t v) { return buf_append(b, &v, 1); }
+static int amf_put_u8(struct buf *b, uint8_t v) { return buf_append(b, &v, 1); }
 
-static int amf__put_utf8(struct buf *b, const char *s) {
+static int amf_put_utf8(struct buf *b, const char *s) {
   size_t n = strlen(s);
   if (n > 0xffff)
     n = 0xffff;
@@ -298,14 +298,14 @@ int amf_put_boolean(struct buf *b, bool v) {
 }
 
 int amf_put_string(struct buf *b, const char *s) {
-  if (amf__put_u8(b, AMF_STRING) < 0)
+  if (amf_put_u8(b, AMF_STRING) < 0)
     return -1;
-  return amf__put_utf8(b, s);
+  return amf_put_utf8(b, s);
 }
 
-int amf_put_null(struct buf *b) { return amf__put_u8(b, AMF_NULL); }
+int amf_put_null(struct buf *b) { return amf_put_u8(b, AMF_NULL); }
 
-int amf_put_object_start(struct buf *b) { return amf__put_u8(b, AMF_OBJECT); }
+int amf_put_object_start(struct buf *b) { return amf_put_u8(b, AMF_OBJECT); }
 
 int amf_put_ecma_start(struct buf *b, uint32_t count) {
   uint8_t p[5] = {AMF_ECMA_ARRAY, (uint8_t)(count >> 24), (uint8_t)(count >> 16),
@@ -318,7 +318,7 @@ int amf_put_object_end(struct buf *b) {
   return buf_append(b, p, 3);
 }
 
-int amf_put_key(struct buf *b, const char *name) { return amf__put_utf8(b, name); }
+int amf_put_key(struct buf *b, const char *name) { return amf_put_utf8(b, name); }
 
 int amf_put_prop_string(struct buf *b, const char *name, const char *v) {
   return amf_put_key(b, name) < 0 ? -1 : amf_put_string(b, v);

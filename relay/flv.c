@@ -7,7 +7,7 @@
 #include <libavutil/channel_layout.h>
 #include <libavutil/mem.h>
 
-static int32_t flv__si24(const uint8_t *p) {
+static int32_t flv_si24(const uint8_t *p) {
   int32_t v = (int32_t)((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]);
   if (v & 0x800000)
     v -= 0x1000000;
@@ -41,10 +41,10 @@ static const struct {
 };
 
 /* Frames in the AVC layout: packet type, composition time, data. */
-static int flv__avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
+static int flv_avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
   if (len < 5)
     return FLV_E_INVALID;
-  int32_t cts = flv__si24(body + 2);
+  int32_t cts = flv_si24(body + 2);
   switch (body[1]) {
   case 0:
     out->kind = FLV_CONFIG;
@@ -66,7 +66,7 @@ static int flv__avc_like(const uint8_t *body, size_t len, uint32_t ts, struct fl
   return 0;
 }
 
-static int flv__enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
+static int flv_enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
                                struct flv_media *out) {
   if (len < 5)
     return FLV_E_INVALID;
@@ -97,7 +97,7 @@ static int flv__enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
   case 1: /* CodedFrames: with composition time */
     if (len < 8)
       return FLV_E_INVALID;
-    cts = flv__si24(body + 5);
+    cts = flv_si24(body + 5);
     out->kind = FLV_FRAME;
     off = 8;
     break;
@@ -129,7 +129,7 @@ int flv_parse_video(const uint8_t *body, size_t len, uint32_t ts, struct flv_med
   if (len < 1)
     return FLV_E_INVALID;
   if (body[0] & 0x80)
-    return flv__enhanced_video(body, len, ts, out);
+    return flv_enhanced_video(body, len, ts, out);
   unsigned frame_type = body[0] >> 4;
   unsigned codec = body[0] & 0x0f;
   out->codec_name = video_codec_names[codec] ? video_codec_names[codec] : "unknown video codec";
@@ -141,7 +141,7 @@ int flv_parse_video(const uint8_t *body, size_t len, uint32_t ts, struct flv_med
     out->kind = FLV_IGNORE;
     return 0;
   }
-  return flv__avc_like(body, len, ts, out);
+  return flv_avc_like(body, len, ts, out);
 }
 
 int flv_parse_audio(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {

@@ -17,7 +17,7 @@ struct rtmp_door_peer {
   char ip[64];
 };
 
-static unsigned door__hash(const char *ip) {
+static unsigned door_hash(const char *ip) {
   uint32_t h = 2166136261u; /* FNV-1a */
   for (; *ip; ip++)
     h = (h ^ (uint8_t)*ip) * 16777619u;
@@ -37,8 +37,8 @@ void rtmp_door_free(struct rtmp_door *d) {
   d->peers = 0;
 }
 
-static struct rtmp_door_peer *door__peer(struct rtmp_door *d, const char *ip) {
-  unsigned h = door__hash(ip);
+static struct rtmp_door_peer *door_peer(struct rtmp_door *d, const char *ip) {
+  unsigned h = door_hash(ip);
   for (struct rtmp_door_peer *p = d->bucket[h]; p; p = p->next)
     if (strcmp(p->ip, ip) == 0)
       return p;
@@ -52,10 +52,10 @@ static struct rtmp_door_peer *door__peer(struct rtmp_door *d, const char *ip) {
   return p;
 }
 
-static void door__peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
+static void door_peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
   if (p->count > 0)
     return;
-  struct rtmp_door_peer **pp = &d->bucket[door__hash(p->ip)];
+  struct rtmp_door_peer **pp = &d->bucket[door_hash(p->ip)];
   while (*pp != p)
     pp = &(*pp)->next;
   *pp = p->next;
@@ -63,7 +63,7 @@ static void door__peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
   free(p);
 }
 
-static void door__unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
+static void door_unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
   struct rtmp_door_peer *p = e->peer;
   if (e->prev)
     e->prev->next = e->next;
@@ -76,11 +76,11 @@ static void door__unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
   e->prev = e->next = NULL;
   e->peer = NULL;
   p->count--;
-  door__peer_release(d, p);
+  door_peer_release(d, p);
 }
 
-static int door__link(struct rtmp_door *d, struct rtmp_door_entry *e, const char *ip) {
-  struct rtmp_door_peer *p = door__peer(d, ip ? ip : "?");
+static int door_link(struct rtmp_door *d, struct rtmp_door_entry *e, const char *ip) {
+  struct rtmp_door_peer *p = door_peer(d, ip ? ip : "?");
   if (!p)
     return -1;
   e->peer = p;
@@ -100,11 +100,11 @@ int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door
   if (e->cls == cls)
     return 0;
   if (e->cls == RTMP_DOOR_UNAUTH)
-    door__unlink(d, e);
+    door_unlink(d, e);
   if (e->cls != RTMP_DOOR_NONE)
     d->count[e->cls]--;
   e->cls = RTMP_DOOR_NONE;
-  if (cls == RTMP_DOOR_UNAUTH && door__link(d, e, ip) < 0)
+  if (cls == RTMP_DOOR_UNAUTH && door_link(d, e, ip) < 0)
     return -1;
   e->cls = cls;
   e->since = now;
@@ -115,7 +115,7 @@ int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door
 
 /* The oldest unauthenticated connection of the address holding the most
  * (ties: the oldest), never the newcomer. */
-static struct rtmp_door_entry *door__victim(const struct rtmp_door *d, const struct rtmp_door_entry *newcomer) {
+static struct rtmp_door_entry *door_victim(const struct rtmp_door *d, const struct rtmp_door_entry *newcomer) {
   struct rtmp_door_entry *best = NULL;
   int best_count = 0;
   for (int i = 0; i < RTMP_DOOR_BUCKETS; i++) {
@@ -148,7 +148,7 @@ enum rtmp_door_verdict rtmp_door_check(const struct rtmp_door *d, const struct r
     why = RTMP_DOOR_EVICT_MEMORY;
   if (why == RTMP_DOOR_ADMIT)
     return why;
-  *victim = door__victim(d, newcomer);
+  *victim = door_victim(d, newcomer);
   return *victim ? why : RTMP_DOOR_REFUSE_FULL;
 }
 
