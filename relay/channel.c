@@ -44,13 +44,12 @@
  * shared by every player). */
 #include "relay/channel.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-
-#include <errno.h>
 
 #include "config/config.h"
 #include "core/buf.h"
@@ -328,7 +327,7 @@ static int ch_subscribe(struct channel *ch, const struct channel_sink_ops *ops, 
 
 int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque) {
   int id;
-  return ch_subscribe(ch, ops, opaque, false, NULL, &id) == CHANNEL_SUBSCRIBE_NOMEM ? -1 : id;
+  return ch_subscribe(ch, ops, opaque, false, NULL, &id) == CHANNEL_SUBSCRIBE_NOMEM ? -ENOMEM : id;
 }
 
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
@@ -515,7 +514,7 @@ int channel_feed_open(struct channel_registry *reg, const char *key, const char 
   }
   struct channel_feed *f = calloc(1, sizeof *f);
   if (!f)
-    return CHANNEL_OPEN_BUSY;
+    return CHANNEL_OPEN_NOMEM;
   f->ch = ch;
   f->backup = backup;
   f->ops = ops;
@@ -654,6 +653,15 @@ void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t ar
 }
 
 /* --- queries --- */
+
+const char *channel_strerror(int code) {
+  switch (code) {
+  case CHANNEL_OPEN_UNKNOWN_KEY: return "unknown stream key";
+  case CHANNEL_OPEN_BUSY: return "stream key already live";
+  case CHANNEL_SUBSCRIBE_LEFT: return "sink left during its catch-up";
+  default: return strerror(-code);
+  }
+}
 
 const char *channel_name(const struct channel *ch) { return ch->name; }
 bool channel_is_live(const struct channel *ch) { return ch->started; }

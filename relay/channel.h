@@ -11,6 +11,7 @@
 #ifndef GALARELAY_CHANNEL_H
 #define GALARELAY_CHANNEL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -75,7 +76,7 @@ struct channel *channel_registry_find(struct channel_registry *reg, const char *
 const char *channel_name(const struct channel *ch);
 bool channel_is_live(const struct channel *ch);
 
-/* Sinks. The returned id (> 0) unsubscribes; -1 = no memory. If the
+/* Sinks. The returned id (> 0) unsubscribes; -ENOMEM = no memory. If the
  * channel is live when a sink subscribes, on_start is called at once (and,
  * for RTMP players, the cached GOP follows). channel_unsubscribe may be
  * called from inside any callback, the sink's own included; no callback
@@ -143,8 +144,8 @@ uint32_t channel_header_timestamp(const struct channel *ch);
  * close comes at. */
 enum channel_subscribe_result {
   CHANNEL_SUBSCRIBED = 0,
-  CHANNEL_SUBSCRIBE_NOMEM = -1, /* not subscribed; *sink_id is 0 */
-  CHANNEL_SUBSCRIBE_LEFT = -2,  /* it unsubscribed from inside its catch-up */
+  CHANNEL_SUBSCRIBE_NOMEM = -ENOMEM,  /* not subscribed; *sink_id is 0 */
+  CHANNEL_SUBSCRIBE_LEFT = -ECANCELED, /* it unsubscribed from inside its catch-up */
 };
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
                              void (*on_removed)(void *opaque), int *sink_id);
@@ -169,12 +170,18 @@ struct channel_feed_ops {
 
 enum channel_open_result {
   CHANNEL_OPEN_OK = 0,
-  CHANNEL_OPEN_UNKNOWN_KEY = -1,
-  CHANNEL_OPEN_BUSY = -2, /* that key is live and its publisher not silent */
+  CHANNEL_OPEN_UNKNOWN_KEY = -ENOENT,
+  CHANNEL_OPEN_BUSY = -EBUSY, /* that key is live and its publisher not silent */
+  CHANNEL_OPEN_NOMEM = -ENOMEM,
 };
 
+/* The channel's failure codes (negative errno values: the enums above) as
+ * words for logs; any other code as strerror(-code). */
+const char *channel_strerror(int code);
+
 /* Find the channel by stream key (constant-time comparison against every
- * key) and attach a feed. addr is the publisher's address for the API. */
+ * key) and attach a feed. addr is the publisher's address for the API.
+ * Returns CHANNEL_OPEN_OK or a negative enum channel_open_result. */
 int channel_feed_open(struct channel_registry *reg, const char *key, const char *addr,
                       const struct channel_feed_ops *ops, void *opaque, struct channel_feed **out);
 void channel_feed_close(struct channel_feed *f);

@@ -2,6 +2,7 @@
  * header. Every field is read after checking the body is long enough. */
 #include "relay/flv.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <libavutil/channel_layout.h>
@@ -307,14 +308,14 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
     cb = bits_ue(&b);
   }
   if (b.overrun || w_mbs > 1024 || h_units > 1024)
-    return -1;
+    return -EINVAL;
   unsigned ux = (chroma == 1 || chroma == 2) ? 2 : 1;
   unsigned uy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
   /* Crop offsets summed in 64 bits: two huge ue values must not wrap. */
   int64_t w = (int64_t)w_mbs * 16 - (int64_t)ux * ((int64_t)cl + cr);
   int64_t h = (int64_t)h_units * 16 * (2 - frame_mbs_only) - (int64_t)uy * ((int64_t)ct + cb);
   if (w <= 0 || h <= 0)
-    return -1;
+    return -EINVAL;
   *width = (int)w;
   *height = (int)h;
   return 0;
@@ -322,10 +323,10 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
 
 int flv_avc_dimensions(const uint8_t *avcc, size_t len, int *width, int *height) {
   if (len < 8 || avcc[0] != 1 || (avcc[5] & 0x1f) == 0)
-    return -1;
+    return -EINVAL;
   size_t sps_len = (size_t)avcc[6] << 8 | avcc[7];
   if (sps_len < 2 || 8 + sps_len > len)
-    return -1;
+    return -EINVAL;
   return sps_dimensions(avcc + 8, sps_len, width, height);
 }
 
@@ -358,7 +359,7 @@ AVCodecParameters *flv_codecpar(const struct flv_media *cfg) {
 
 int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap) {
   if (!par || !par->extradata || par->extradata_size <= 0)
-    return -1;
+    return -EINVAL;
   size_t n = (size_t)par->extradata_size;
   size_t hdr;
   uint8_t h[5];
@@ -376,11 +377,19 @@ int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap) 
     hdr = 2;
     break;
   default:
-    return -1;
+    return -EINVAL;
   }
   if (hdr + n > cap)
-    return -1;
+    return -ENOSPC;
   memcpy(out, h, hdr);
   memcpy(out + hdr, par->extradata, n);
   return (int)(hdr + n);
+}
+
+const char *flv_strerror(int code) {
+  switch (code) {
+  case FLV_E_INVALID: return "malformed or truncated FLV body";
+  case FLV_E_UNSUPPORTED: return "codec not supported";
+  default: return strerror(-code);
+  }
 }

@@ -5,6 +5,7 @@
  * a peer that announces a large message and sends nothing costs little. */
 #include "relay/rtmp_chunk.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r) {
 
 int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size) {
   if (size < 1 || size > r->max_chunk_size)
-    return -1;
+    return -EINVAL;
   r->chunk_size = size;
   return 0;
 }
@@ -340,9 +341,9 @@ int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stre
   uint8_t small[512];
   uint8_t *tmp = n <= sizeof small ? small : malloc(n);
   if (!tmp)
-    return -1;
+    return -ENOMEM;
   chunk_write_into(tmp, csid, type, stream_id, timestamp, payload, len, chunk_size);
-  int rc = buf_append(out, tmp, n);
+  int rc = buf_append(out, tmp, n) < 0 ? -ENOMEM : 0;
   if (tmp != small)
     free(tmp);
   return rc;
@@ -448,4 +449,14 @@ int rtmp_write_user_control(struct buf *out, uint16_t event, uint32_t value, uin
   uint8_t p[6] = {(uint8_t)(event >> 8), (uint8_t)event,        (uint8_t)(value >> 24),
                   (uint8_t)(value >> 16), (uint8_t)(value >> 8), (uint8_t)value};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_USER_CONTROL, 0, 0, p, 6, chunk_size);
+}
+
+const char *rtmp_chunk_strerror(int code) {
+  switch (code) {
+  case RTMP_CHUNK_E_TOO_MANY_STREAMS: return "too many chunk streams";
+  case RTMP_CHUNK_E_TOO_LARGE: return "message too large";
+  case RTMP_CHUNK_E_NO_HEADER: return "chunk continues a stream never opened";
+  case RTMP_CHUNK_E_NOMEM: return "out of memory";
+  default: return strerror(-code);
+  }
 }

@@ -16,6 +16,7 @@
 #ifndef GALARELAY_RTMP_CHUNK_H
 #define GALARELAY_RTMP_CHUNK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,12 +83,15 @@ struct rtmp_chunk_stream {
   uint32_t cap; /* allocated bytes of buf */
 };
 
+/* The reader's failures: negative errno codes, told apart (and from the
+ * callback's own codes) by rtmp_chunk_strerror. */
 enum rtmp_chunk_error {
-  RTMP_CHUNK_E_TOO_MANY_STREAMS = -2,
-  RTMP_CHUNK_E_TOO_LARGE = -3,
-  RTMP_CHUNK_E_NO_HEADER = -4, /* type 1/2/3 on a chunk stream never opened */
-  RTMP_CHUNK_E_NOMEM = -5,
+  RTMP_CHUNK_E_TOO_MANY_STREAMS = -EMFILE,
+  RTMP_CHUNK_E_TOO_LARGE = -EMSGSIZE,
+  RTMP_CHUNK_E_NO_HEADER = -EPROTO, /* type 1/2/3 on a chunk stream never opened */
+  RTMP_CHUNK_E_NOMEM = -ENOMEM,
 };
+const char *rtmp_chunk_strerror(int code);
 
 struct rtmp_chunk_reader {
   uint32_t chunk_size;
@@ -119,12 +123,13 @@ void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r);
  * after an error the reader stays failed. */
 int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len,
                            rtmp_msg_fn cb, void *opaque);
-/* Set Chunk Size from the peer: 1..max_chunk_size, else -1. */
+/* Set Chunk Size from the peer: 1..max_chunk_size, else -EINVAL. */
 int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size);
 /* Abort: drop the partly received message on csid. */
 void rtmp_chunk_reader_abort(struct rtmp_chunk_reader *r, uint32_t csid);
 
-/* Writer: append one whole message as chunks. Returns 0 or -1 (no memory). */
+/* Writer: append one whole message as chunks. Returns 0 or -ENOMEM; so do
+ * the rtmp_write_* below. */
 int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id,
                      uint32_t timestamp, const uint8_t *payload, size_t len, uint32_t chunk_size);
 /* Bytes rtmp_chunk_write would produce. */

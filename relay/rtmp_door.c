@@ -6,6 +6,7 @@
  * unauthenticated connection, and only when the table is full. */
 #include "relay/rtmp_door.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static void door_unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
 static int door_link(struct rtmp_door *d, struct rtmp_door_entry *e, const char *ip) {
   struct rtmp_door_peer *p = door_peer(d, ip ? ip : "?");
   if (!p)
-    return -1;
+    return -ENOMEM;
   e->peer = p;
   e->prev = p->newest;
   e->next = NULL;
@@ -105,7 +106,7 @@ int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door
     d->count[e->cls]--;
   e->cls = RTMP_DOOR_NONE;
   if (cls == RTMP_DOOR_UNAUTH && door_link(d, e, ip) < 0)
-    return -1;
+    return -ENOMEM;
   e->cls = cls;
   e->since = now;
   if (cls != RTMP_DOOR_NONE)

@@ -4,6 +4,7 @@
  * 12 or 776, and is an HMAC-SHA256 of the packet without those 32 bytes. */
 #include "relay/rtmp_handshake.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -172,7 +173,7 @@ long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t 
       need = RTMP_HANDSHAKE_SIZE;
       break;
     default:
-      return -1;
+      return -EPROTO;
     }
     size_t take = need - hs->have;
     if (take > len - used)
@@ -183,7 +184,7 @@ long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t 
     /* Version 3 is RTMP; 6 (RTMPE) and the rest we do not speak. */
     if (hs->state != RTMP_HS_WAIT_C2 && hs->have >= 1 && hs->in[0] != 3) {
       hs->state = RTMP_HS_FAILED;
-      return -1;
+      return -EPROTO;
     }
     if (hs->have < need)
       break;

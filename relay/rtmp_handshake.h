@@ -45,7 +45,7 @@ void rtmp_handshake_server_init(struct rtmp_handshake *hs);
 void rtmp_handshake_client_init(struct rtmp_handshake *hs, rtmp_hs_send_fn send, void *opaque);
 
 /* Consume up to len bytes; returns how many were used (the rest belongs to
- * the chunk stream once state is DONE), or -1 if the handshake failed
+ * the chunk stream once state is DONE), or -EPROTO if the handshake failed
  * (bad version). */
 long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len,
                          rtmp_hs_send_fn send, void *opaque);

@@ -6,6 +6,7 @@
  * getaddrinfo request; it is freed once stopped and all of them are done. */
 #include "relay/rtmp_push.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,17 +93,17 @@ static void push_maybe_free(struct rtmp_push *p) {
 int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app,
                         size_t app_len, char *stream, size_t stream_len) {
   if (strncmp(url, "rtmp://", 7) != 0)
-    return -1;
+    return -EINVAL;
   const char *h = url + 7;
   const char *slash = strchr(h, '/');
   if (!slash)
-    return -1;
+    return -EINVAL;
   const char *hend = slash;
   *port = 1935;
   if (*h == '[') {
     const char *rb = memchr(h, ']', (size_t)(slash - h));
     if (!rb)
-      return -1;
+      return -EINVAL;
     if (rb + 1 < slash && rb[1] == ':')
       *port = (uint16_t)atoi(rb + 2);
     h++;
@@ -112,17 +113,17 @@ int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *
     if (colon) {
       int pt = atoi(colon + 1);
       if (pt <= 0 || pt > 65535)
-        return -1;
+        return -EINVAL;
       *port = (uint16_t)pt;
       hend = colon;
     }
   }
   const char *last = strrchr(slash, '/');
   if (hend == h || (size_t)(hend - h) >= host_len || last == slash || !last[1])
-    return -1;
+    return -EINVAL;
   size_t al = (size_t)(last - slash - 1);
   if (al >= app_len || strlen(last + 1) >= stream_len)
-    return -1;
+    return -EINVAL;
   memcpy(host, h, (size_t)(hend - h));
   host[hend - h] = '\0';
   memcpy(app, slash + 1, al);
@@ -340,7 +341,7 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
                            : 0;
   switch (m->type) {
   case RTMP_MSG_SET_CHUNK_SIZE:
-    return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu) < 0 ? -1 : 0;
+    return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu);
   case RTMP_MSG_ABORT:
     rtmp_chunk_reader_abort(&pc->rd, v);
     return 0;
@@ -383,12 +384,12 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
     struct amf_field g[] = {{AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0},
                             {AMF_NUMBER, NULL, &sid, sizeof sid}};
     if (amf_decode_seq(&r, g, 4) < 0 || sid < 1 || sid > 0xffffff)
-      return -1;
+      return -EPROTO;
     pc->stream_id = (uint32_t)sid;
     push_command(pc, "publish", 5, p->stream, pc->stream_id);
   } else if (strcmp(name, "_error") == 0 || strcmp(level, "error") == 0) {
     log_warn("rtmp", "push refused channel=%s url=%s code=%s", channel_name(p->ch), p->url, code);
-    return -1;
+    return -EPROTO;
   } else if (strcmp(name, "onStatus") == 0 && strcmp(code, "NetStream.Publish.Start") == 0) {
     log_info("rtmp", "push publishing channel=%s url=%s", channel_name(p->ch), p->url);
     p->state = PUSH_PUBLISHING;

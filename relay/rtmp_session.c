@@ -3,6 +3,7 @@
  * decodes its arguments with an amf_field table and answers. */
 #include "relay/rtmp_session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,7 +146,7 @@ static int cmd_connect(struct rtmp_session *s, struct amf_reader *r, struct cmd_
       {AMF_OBJECT, NULL, &t, 0},
   };
   if (amf_decode_seq(r, f, 2) < 0)
-    return -1;
+    return -EPROTO;
   rtmp_strip_query(s->app);
   size_t al = strlen(s->app);
   while (al > 0 && s->app[al - 1] == '/')
@@ -176,7 +177,7 @@ static int cmd_connect(struct rtmp_session *s, struct amf_reader *r, struct cmd_
 
 static int cmd_simple_result(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   if (a->txid > 0)
     sess_result_null(s, a->txid);
   return 0;
@@ -184,7 +185,7 @@ static int cmd_simple_result(struct rtmp_session *s, struct amf_reader *r, struc
 
 static int cmd_fcpublish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (cmd_simple_result(s, r, a) < 0)
-    return -1;
+    return -EPROTO;
   amf_put_string(&s->body, "onFCPublish");
   amf_put_number(&s->body, 0);
   amf_put_null(&s->body);
@@ -198,7 +199,7 @@ static int cmd_fcpublish(struct rtmp_session *s, struct amf_reader *r, struct cm
 
 static int cmd_create_stream(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   s->stream_created = true;
   amf_put_string(&s->body, "_result");
   amf_put_number(&s->body, a->txid);
@@ -210,7 +211,7 @@ static int cmd_create_stream(struct rtmp_session *s, struct amf_reader *r, struc
 
 static int cmd_publish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
@@ -230,7 +231,7 @@ static int cmd_publish(struct rtmp_session *s, struct amf_reader *r, struct cmd_
 
 static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
@@ -271,7 +272,7 @@ static void sess_stop(struct rtmp_session *s) {
 
 static int cmd_unpublish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   bool was_publishing = s->state == RTMP_SESSION_PUBLISHING;
   sess_stop(s);
   if (a->txid > 0)
@@ -283,7 +284,7 @@ static int cmd_unpublish(struct rtmp_session *s, struct amf_reader *r, struct cm
 
 static int cmd_delete_stream(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (sess_decode_args(r, a) < 0)
-    return -1;
+    return -EPROTO;
   sess_stop(s);
   return 0;
 }
@@ -325,7 +326,7 @@ static int sess_command(struct rtmp_session *s, const uint8_t *data, size_t len)
       struct cmd_args a = {0};
       if (cmd_table[i].fn(s, &r, &a) < 0) {
         snprintf(s->error, sizeof s->error, "malformed %s command", cmd_table[i].name);
-        return -1;
+        return -EPROTO;
       }
       return 0;
     }
@@ -357,7 +358,7 @@ static int sess_media(struct rtmp_session *s, const struct rtmp_msg *msg) {
     return 0;
   if (s->ops->on_media(s->opaque, msg) == RTMP_REFUSE_CODEC) {
     snprintf(s->error, sizeof s->error, "codec refused");
-    return -1;
+    return -EPROTO;
   }
   return 0;
 }
@@ -374,7 +375,7 @@ static int sess_aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
     size_t sz = (size_t)t[1] << 16 | (size_t)t[2] << 8 | t[3];
     uint32_t ts = (uint32_t)t[7] << 24 | (uint32_t)t[4] << 16 | (uint32_t)t[5] << 8 | t[6];
     if (sz > msg->len - pos - 11)
-      return -1;
+      return -EPROTO;
     if (first)
       base = ts, first = false;
     struct rtmp_msg sub = *msg;
@@ -383,7 +384,7 @@ static int sess_aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
     sub.data = t + 11;
     sub.len = sz;
     if ((sub.type == RTMP_MSG_AUDIO || sub.type == RTMP_MSG_VIDEO) && sess_media(s, &sub) < 0)
-      return -1;
+      return -EPROTO;
     pos += 11 + sz;
     pos += msg->len - pos >= 4 ? 4 : msg->len - pos;
   }
@@ -402,7 +403,7 @@ static int sess_on_message(void *opaque, const struct rtmp_msg *msg) {
   case RTMP_MSG_SET_CHUNK_SIZE:
     if (msg->len < 4 || rtmp_chunk_reader_set_chunk_size(&s->rd, rd32(msg->data) & 0x7fffffffu) < 0) {
       snprintf(s->error, sizeof s->error, "bad chunk size");
-      return -1;
+      return -EPROTO;
     }
     return 0;
   case RTMP_MSG_ABORT:
@@ -441,7 +442,7 @@ static int sess_on_message(void *opaque, const struct rtmp_msg *msg) {
     if (sess_aggregate(s, msg) < 0) {
       if (!s->error[0])
         snprintf(s->error, sizeof s->error, "malformed aggregate message");
-      return -1;
+      return -EPROTO;
     }
     return 0;
   default:
@@ -488,7 +489,7 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
     long used = rtmp_handshake_feed(s->hs, data, len, sess_hs_send, s);
     if (used < 0) {
       snprintf(s->error, sizeof s->error, "bad handshake version");
-      return -1;
+      return -EPROTO;
     }
     data += used;
     len -= (size_t)used;
@@ -506,8 +507,8 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
     if (!s->error[0] && rc == RTMP_CHUNK_E_TOO_LARGE)
       sess_too_large_error(s);
     if (!s->error[0])
-      snprintf(s->error, sizeof s->error, "chunk stream error %d", rc);
-    return -1;
+      snprintf(s->error, sizeof s->error, "chunk stream error: %s", rtmp_chunk_strerror(rc));
+    return -EPROTO;
   }
   if (s->peer_window && s->rd.bytes_in - s->acked >= s->peer_window) {
     s->acked = s->rd.bytes_in;

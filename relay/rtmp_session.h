@@ -78,7 +78,7 @@ void rtmp_session_free(struct rtmp_session *s);
 
 /* Feed bytes read from the socket. Returns 0 to go on, 1 when the session
  * wants the connection closed after what was sent is flushed (a refusal),
- * -1 on a protocol error (close now; rtmp_session_error says why). */
+ * -EPROTO on a protocol error (close now; rtmp_session_error says why). */
 int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len);
 
 enum rtmp_session_state rtmp_session_state(const struct rtmp_session *s);

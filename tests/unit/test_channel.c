@@ -724,8 +724,20 @@ static void test_observers(void **state) {
   assert_int_equal(many[8].added, 0);
 }
 
+/* The channel's codes are errno values; a refusal reads as words. */
+static void test_strerror(void **state) {
+  struct env *e = *state;
+  struct channel_feed *a = NULL;
+  int rc = channel_feed_open(e->reg, "nope", "a", &feed_ops, NULL, &a);
+  assert_int_equal(rc, -ENOENT);
+  assert_string_equal(channel_strerror(rc), "unknown stream key");
+  assert_string_equal(channel_strerror(CHANNEL_OPEN_BUSY), "stream key already live");
+  assert_string_equal(channel_strerror(CHANNEL_SUBSCRIBE_NOMEM), strerror(ENOMEM));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_takeover_of_silent_publisher, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fanout_gop_and_standby, setup, teardown),

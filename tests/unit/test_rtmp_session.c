@@ -1,6 +1,7 @@
 /* RTMP session state machine: a scripted client (our own chunk writer and
  * AMF encoder, the command sequence ffmpeg and OBS send) fed one byte at a
  * time; the server's answers are parsed back and checked. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -248,13 +249,13 @@ static void test_protocol_errors(void **state) {
   buf_init(&c);
   rtmp_test_client_handshake(&c);
   rtmp_write_set_chunk_size(&c, 0, 128); /* invalid */
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_string_equal(rtmp_session_error(s), "bad chunk size");
   rtmp_session_free(s);
   buf_reset(&p.out);
   s = rtmp_session_new(&lim, &ops, &p);
   const uint8_t http[] = "GET / HTTP/1.0\r\n\r\n";
-  assert_int_equal(rtmp_session_feed(s, http, sizeof http), -1);
+  assert_int_equal(rtmp_session_feed(s, http, sizeof http), -EPROTO);
   rtmp_session_free(s);
   buf_free(&c);
   buf_free(&p.out);
@@ -326,7 +327,7 @@ static void test_preauth_budget(void **state) {
   uint8_t hdr[12] = {0x05, 0, 0, 0, 0x10, 0x00, 0x00, RTMP_MSG_DATA_AMF0, 1, 0, 0, 0};
   buf_append(&c, hdr, sizeof hdr);
   buf_append(&c, "\x02\x00\x0aonMetaData", 13);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_string_equal(rtmp_session_error(s),
                       "message of 1048576 bytes before publish: over the 65536-byte pre-publish budget");
   rtmp_session_free(s);
@@ -341,7 +342,7 @@ static void test_preauth_budget(void **state) {
   hdr[4] = 0x01; /* 64 KiB + 1 */
   hdr[6] = 0x01;
   buf_append(&c, hdr, sizeof hdr);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_int_equal(rtmp_session_state(s), RTMP_SESSION_PLAYING);
   assert_non_null(strstr(rtmp_session_error(s), "65537 bytes before publish"));
   rtmp_session_free(s);
@@ -360,7 +361,7 @@ static void test_preauth_budget(void **state) {
   buf_reset(&c);
   rtmp_test_client_command(&c, "FCUnpublish", 6, "the-key", 0);
   rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 40, video, 1 << 20, 128);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_non_null(strstr(rtmp_session_error(s), "before publish"));
   free(video);
   rtmp_session_free(s);
