@@ -8,7 +8,10 @@
  * Fields that are absent or of another type leave their destination as it
  * was (the caller's default).
  *
- * Encoding appends to a struct buf. */
+ * Encoding appends to a struct buf.
+ *
+ * No state of its own: any thread, one reader or buffer per thread.
+ * Errors: -EINVAL (decoding), -ENOMEM (encoding). */
 #ifndef GALARELAY_AMF_H
 #define GALARELAY_AMF_H
 

@@ -6,7 +6,8 @@
  * become an AVPacket with dts = the RTMP timestamp and pts = dts +
  * composition time, in milliseconds. Audio: the AAC AudioSpecificConfig,
  * then raw AAC frames. Anything else is refused with the codec's name so
- * the caller can log it. Pure: no sockets, no logging, fuzzed alone. */
+ * the caller can log it. Pure: no sockets, no logging, fuzzed alone; any
+ * thread. Errors: enum flv_error (negative errno codes), flv_strerror. */
 #ifndef GALARELAY_FLV_H
 #define GALARELAY_FLV_H
 

@@ -12,7 +12,12 @@
  * The writer is stateless: every message starts with a type-0 header and
  * continues with type-3 chunks, so the bytes of one message are the same
  * for every receiver that uses the same chunk size. That is what lets one
- * chunked media message be shared by all players (rtmp_chunk_wire). */
+ * chunked media message be shared by all players (rtmp_chunk_wire).
+ *
+ * A reader belongs to its caller (one connection; any thread, one at a
+ * time); the writer's output buffers and wires belong to the caller.
+ * Errors: enum rtmp_chunk_error (negative errno codes),
+ * rtmp_chunk_strerror. */
 #ifndef GALARELAY_RTMP_CHUNK_H
 #define GALARELAY_RTMP_CHUNK_H
 

@@ -10,7 +10,8 @@
  *
  * Client (restream): C0 + C1 plain, read S0 + S1 + S2, answer C2 = S1.
  *
- * Fed incrementally: any number of bytes per call. */
+ * Fed incrementally: any number of bytes per call. The state is the
+ * caller's (one per connection, any thread); a failure is -EPROTO. */
 #ifndef GALARELAY_RTMP_HANDSHAKE_H
 #define GALARELAY_RTMP_HANDSHAKE_H
 

@@ -13,7 +13,11 @@
  *
  * What to do with a publish or a play is the caller's: on_publish and
  * on_play decide, and the session answers the peer accordingly. Media
- * after an accepted publish goes to on_media untouched (FLV bodies). */
+ * after an accepted publish goes to on_media untouched (FLV bodies).
+ *
+ * The caller owns the session (rtmp_session_new / rtmp_session_free, both
+ * synchronous) and calls it from one thread (the server: the loop's). A
+ * protocol error is -EPROTO, with rtmp_session_error saying why. */
 #ifndef GALARELAY_RTMP_SESSION_H
 #define GALARELAY_RTMP_SESSION_H
 
