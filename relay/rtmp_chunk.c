@@ -427,25 +427,25 @@ static int chunk_ctl32(struct buf *out, uint8_t type, uint32_t v, uint32_t chunk
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, type, 0, 0, p, 4, chunk_size);
 }
 
-int rtmp_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size) {
+int rtmp_chunk_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size) {
   return chunk_ctl32(out, RTMP_MSG_SET_CHUNK_SIZE, size & 0x7fffffffu, chunk_size);
 }
 
-int rtmp_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size) {
+int rtmp_chunk_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size) {
   return chunk_ctl32(out, RTMP_MSG_WINDOW_ACK_SIZE, size, chunk_size);
 }
 
-int rtmp_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size) {
+int rtmp_chunk_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size) {
   return chunk_ctl32(out, RTMP_MSG_ACK, seq, chunk_size);
 }
 
-int rtmp_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size) {
+int rtmp_chunk_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size) {
   uint8_t p[5] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
                   (uint8_t)size, limit};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_SET_PEER_BW, 0, 0, p, 5, chunk_size);
 }
 
-int rtmp_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size) {
+int rtmp_chunk_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size) {
   uint8_t p[6] = {(uint8_t)(event >> 8), (uint8_t)event,        (uint8_t)(value >> 24),
                   (uint8_t)(value >> 16), (uint8_t)(value >> 8), (uint8_t)value};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_USER_CONTROL, 0, 0, p, 6, chunk_size);

@@ -134,7 +134,7 @@ int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size)
 void rtmp_chunk_reader_abort(struct rtmp_chunk_reader *r, uint32_t csid);
 
 /* Writer: append one whole message as chunks. Returns 0 or -ENOMEM; so do
- * the rtmp_write_* below. */
+ * the rtmp_chunk_write_* below. */
 int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id,
                      uint32_t timestamp, const uint8_t *payload, size_t len, uint32_t chunk_size);
 /* Bytes rtmp_chunk_write would produce. */
@@ -154,13 +154,13 @@ size_t rtmp_chunk_first_header_len(const uint8_t *wire, size_t len);
 void rtmp_chunk_patch_stream_id(uint8_t *hdr, size_t hdr_len, uint32_t stream_id);
 
 /* Protocol control messages, written on csid 2. */
-int rtmp_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size);
-int rtmp_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size);
-int rtmp_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size);
-int rtmp_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size);
+int rtmp_chunk_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size);
+int rtmp_chunk_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size);
+int rtmp_chunk_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size);
+int rtmp_chunk_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size);
 /* User Control: event type + one 32-bit value (StreamBegin = 0, PingRequest
  * = 6, PingResponse = 7, StreamEOF = 1, StreamIsRecorded = 4). */
-int rtmp_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size);
+int rtmp_chunk_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size);
 
 enum {
   RTMP_UC_STREAM_BEGIN = 0,

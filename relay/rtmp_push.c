@@ -351,7 +351,7 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
   case RTMP_MSG_USER_CONTROL:
     if (m->len >= 6 && (m->data[0] << 8 | m->data[1]) == RTMP_UC_PING_REQUEST) {
       uint32_t ts = (uint32_t)m->data[2] << 24 | (uint32_t)m->data[3] << 16 | (uint32_t)m->data[4] << 8 | m->data[5];
-      rtmp_write_user_control(&pc->out, RTMP_UC_PING_RESPONSE, ts, pc->out_chunk);
+      rtmp_chunk_write_user_control(&pc->out, RTMP_UC_PING_RESPONSE, ts, pc->out_chunk);
       push_flush(pc);
     }
     return 0;
@@ -427,7 +427,7 @@ static void pc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     len -= (size_t)used;
     if (pc->hs.state != RTMP_HS_DONE)
       return;
-    rtmp_write_set_chunk_size(&pc->out, RTMP_OUT_CHUNK_SIZE, pc->out_chunk);
+    rtmp_chunk_write_set_chunk_size(&pc->out, RTMP_OUT_CHUNK_SIZE, pc->out_chunk);
     pc->out_chunk = RTMP_OUT_CHUNK_SIZE;
     push_flush(pc);
     push_command(pc, "connect", 1, NULL, 0);
@@ -439,7 +439,7 @@ static void pc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
   if (pc->peer_window && pc->rd.bytes_in - pc->acked >= pc->peer_window) {
     pc->acked = pc->rd.bytes_in;
-    rtmp_write_ack(&pc->out, (uint32_t)pc->rd.bytes_in, pc->out_chunk);
+    rtmp_chunk_write_ack(&pc->out, (uint32_t)pc->rd.bytes_in, pc->out_chunk);
     push_flush(pc);
   }
 }

@@ -108,7 +108,7 @@ static void sess_on_status(struct rtmp_session *s, const char *level, const char
 }
 
 static void sess_user_control(struct rtmp_session *s, uint16_t ev, uint32_t v) {
-  rtmp_write_user_control(&s->out, ev, v, s->out_chunk_size);
+  rtmp_chunk_write_user_control(&s->out, ev, v, s->out_chunk_size);
   sess_flush(s);
 }
 
@@ -147,15 +147,15 @@ static int cmd_connect(struct rtmp_session *s, struct amf_reader *r, struct cmd_
   };
   if (amf_decode_seq(r, f, 2) < 0)
     return -EPROTO;
-  rtmp_strip_query(s->app);
+  rtmp_session_strip_query(s->app);
   size_t al = strlen(s->app);
   while (al > 0 && s->app[al - 1] == '/')
     s->app[--al] = '\0';
   if (s->state != RTMP_SESSION_CONNECTING)
     return 0; /* a second connect: ignore */
-  rtmp_write_window_ack(&s->out, RTMP_WINDOW, s->out_chunk_size);
-  rtmp_write_peer_bw(&s->out, RTMP_WINDOW, 2, s->out_chunk_size);
-  rtmp_write_set_chunk_size(&s->out, RTMP_OUT_CHUNK_SIZE, s->out_chunk_size);
+  rtmp_chunk_write_window_ack(&s->out, RTMP_WINDOW, s->out_chunk_size);
+  rtmp_chunk_write_peer_bw(&s->out, RTMP_WINDOW, 2, s->out_chunk_size);
+  rtmp_chunk_write_set_chunk_size(&s->out, RTMP_OUT_CHUNK_SIZE, s->out_chunk_size);
   s->out_chunk_size = RTMP_OUT_CHUNK_SIZE;
   sess_flush(s);
   amf_put_string(&s->body, "_result");
@@ -215,7 +215,7 @@ static int cmd_publish(struct rtmp_session *s, struct amf_reader *r, struct cmd_
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
-  rtmp_strip_query(s->name);
+  rtmp_session_strip_query(s->name);
   int v = s->ops->on_publish ? s->ops->on_publish(s->opaque, s->app, s->name) : RTMP_ACCEPT;
   if (v != RTMP_ACCEPT) {
     sess_on_status(s, "error", "NetStream.Publish.BadName", "Publishing refused.");
@@ -235,7 +235,7 @@ static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_arg
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
-  rtmp_strip_query(s->name);
+  rtmp_session_strip_query(s->name);
   /* Answer before on_play: it may start sending the stream at once. */
   sess_user_control(s, RTMP_UC_STREAM_IS_RECORDED, RTMP_STREAM_ID);
   sess_user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
@@ -512,7 +512,7 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
   }
   if (s->peer_window && s->rd.bytes_in - s->acked >= s->peer_window) {
     s->acked = s->rd.bytes_in;
-    rtmp_write_ack(&s->out, (uint32_t)s->rd.bytes_in, s->out_chunk_size);
+    rtmp_chunk_write_ack(&s->out, (uint32_t)s->rd.bytes_in, s->out_chunk_size);
     sess_flush(s);
   }
   return s->state == RTMP_SESSION_CLOSING ? 1 : 0;
@@ -524,7 +524,7 @@ void rtmp_session_play_unpublished(struct rtmp_session *s) {
   sess_on_status(s, "status", "NetStream.Play.UnpublishNotify", "Stream unpublished.");
 }
 
-void rtmp_strip_query(char *name) {
+void rtmp_session_strip_query(char *name) {
   char *q = strchr(name, '?');
   if (q)
     *q = '\0';

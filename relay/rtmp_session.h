@@ -93,7 +93,7 @@ bool rtmp_session_complex_handshake(const struct rtmp_session *s);
 uint64_t rtmp_session_bytes_in(const struct rtmp_session *s);
 
 /* Strip "?query" from a stream name (OBS and ffmpeg pass tokens there). */
-void rtmp_strip_query(char *name);
+void rtmp_session_strip_query(char *name);
 
 /* Messages the server sends to players on start, written with the
  * session's output chunk size (RTMP_OUT_CHUNK_SIZE once connected):

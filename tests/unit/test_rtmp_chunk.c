@@ -128,7 +128,7 @@ static void test_set_chunk_size_midstream(void **state) {
   memset(payload, 0x42, sizeof payload);
   struct buf b;
   buf_init(&b);
-  rtmp_write_set_chunk_size(&b, 4096, 128);
+  rtmp_chunk_write_set_chunk_size(&b, 4096, 128);
   rtmp_chunk_write(&b, 6, RTMP_MSG_VIDEO, 1, 0, payload, sizeof payload, 4096);
   struct rtmp_chunk_reader rd;
   rtmp_chunk_reader_init(&rd, 65536, 1 << 20);

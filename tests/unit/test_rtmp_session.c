@@ -163,7 +163,7 @@ static void test_publish_sequence(void **state) {
   amf_put_prop_number(&m, "width", 640);
   amf_put_object_end(&m);
   rtmp_chunk_write(&c, 4, RTMP_MSG_DATA_AMF0, 1, 0, (uint8_t *)m.data, m.len, 128);
-  rtmp_write_set_chunk_size(&c, 60000, 128);
+  rtmp_chunk_write_set_chunk_size(&c, 60000, 128);
   uint8_t big[70000] = {0x17, 0x01};
   rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 0x1000000, big, sizeof big, 60000);
   rtmp_chunk_write(&c, 4, RTMP_MSG_AUDIO, 1, 0x1000001, big, 10, 60000);
@@ -222,7 +222,7 @@ static void test_play(void **state) {
   rtmp_test_client_command(&c, "createStream", 2, NULL, 0);
   rtmp_test_client_command(&c, "play", 0, "gala", 1);
   /* a ping from the client is answered */
-  rtmp_write_user_control(&c, RTMP_UC_PING_REQUEST, 77, 128);
+  rtmp_chunk_write_user_control(&c, RTMP_UC_PING_REQUEST, 77, 128);
   assert_int_equal(feed_bytewise(s, &c), 0);
   assert_string_equal(p.played, "gala");
   assert_int_equal(rtmp_session_state(s), RTMP_SESSION_PLAYING);
@@ -248,7 +248,7 @@ static void test_protocol_errors(void **state) {
   struct buf c;
   buf_init(&c);
   rtmp_test_client_handshake(&c);
-  rtmp_write_set_chunk_size(&c, 0, 128); /* invalid */
+  rtmp_chunk_write_set_chunk_size(&c, 0, 128); /* invalid */
   assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_string_equal(rtmp_session_error(s), "bad chunk size");
   rtmp_session_free(s);
