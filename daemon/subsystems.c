@@ -15,14 +15,19 @@
 #include "core/buf.h"
 #include "relay/channel.h"
 #include "core/log.h"
+#include "relay/restream.h"
 #include "relay/rtmp_server.h"
 #include "transcoder/hls/hls_http.h"
 #include "transcoder/hls/hls_store.h"
 #include "transcoder/transcoder.h"
 
 int subsystems_start(struct app *app) {
-  app->channels = channel_registry_new(app);
+  const struct config *cfg = app->cfg;
+  app->channels = channel_registry_new(app->loop, &cfg->rtmp, cfg->channels, cfg->channel_count);
   if (!app->channels)
+    return -1;
+  app->restream = restream_start(app->loop, &cfg->rtmp, cfg->channels, cfg->channel_count, app->channels);
+  if (!app->restream)
     return -1;
   /* Registers the /hls/ route: before the lws context exists. */
   app->hls = hls_server_start(app);
@@ -31,7 +36,8 @@ int subsystems_start(struct app *app) {
   app->transcoder = transcoder_start(app);
   if (!app->transcoder)
     return -1;
-  app->rtmp = rtmp_server_start(app);
+  app->rtmp = rtmp_server_start(app->loop, &cfg->server.rtmp_listen, &cfg->rtmp, cfg->channels,
+                                cfg->channel_count, app->channels);
   if (!app->rtmp)
     return -1;
   app->chat = chat_start(app);
@@ -48,7 +54,7 @@ void subsystems_stop(struct app *app) {
     app->chat = NULL;
   }
   if (app->rtmp) { /* publishers and players go: channels end their feeds */
-    rtmp_server_stop(app->rtmp);
+    rtmp_server_stop(app->rtmp, NULL, NULL);
     app->rtmp = NULL;
   }
   if (app->transcoder) { /* joins the encoder threads, ends HLS timelines */
@@ -59,8 +65,12 @@ void subsystems_stop(struct app *app) {
     hls_server_stop(app->hls);
     app->hls = NULL;
   }
+  if (app->restream) {
+    restream_stop(app->restream, NULL, NULL);
+    app->restream = NULL;
+  }
   if (app->channels) {
-    channel_registry_free(app->channels);
+    channel_registry_stop(app->channels, NULL, NULL);
     app->channels = NULL;
   }
 }
@@ -71,8 +81,13 @@ void subsystems_reload(struct app *app, const struct config *old_cfg) {
     hls_server_reload(app->hls, app->cfg);
   if (app->transcoder)
     transcoder_reload(app->transcoder, app->cfg);
+  const struct config *cfg = app->cfg;
+  if (app->rtmp)
+    rtmp_server_reload(app->rtmp, &cfg->rtmp, cfg->channels, cfg->channel_count);
+  if (app->restream)
+    restream_reload(app->restream, &cfg->rtmp, cfg->channels, cfg->channel_count);
   if (app->channels) /* after the transcoder: it observes channels coming and going */
-    channel_registry_reload(app->channels, app->cfg);
+    channel_registry_reload(app->channels, &cfg->rtmp, cfg->channels, cfg->channel_count);
   if (app->chat)
     chat_reload(app->chat, app->cfg);
 }
