@@ -97,7 +97,7 @@ static void *produce(void *arg) {
   for (int r = 0; r < VIDEOS; r++) {
     venc[r] = video_encoder(sizes[r][0], sizes[r][1]);
     avcodec_parameters_from_context(par, venc[r]);
-    pk[r] = hls_packager_new(p->st, p->timeline, r, par, (AVRational){1, 1000});
+    pk[r] = hls_stream_packager(p->st, p->timeline, r, par, (AVRational){1, 1000});
     vf[r] = av_frame_alloc();
     vf[r]->format = AV_PIX_FMT_YUV420P;
     vf[r]->width = sizes[r][0];
@@ -105,7 +105,7 @@ static void *produce(void *arg) {
     av_frame_get_buffer(vf[r], 0);
   }
   avcodec_parameters_from_context(par, aenc);
-  pk[VIDEOS] = hls_packager_new(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
+  pk[VIDEOS] = hls_stream_packager(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
   AVFrame *af = av_frame_alloc();
   af->format = aenc->sample_fmt;
   af->nb_samples = aenc->frame_size;

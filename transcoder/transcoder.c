@@ -119,7 +119,7 @@ static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecP
                       AVRational tb)
 {
   struct tc_channel *c = opaque;
-  return hls_packager_new(c->st, timeline, index, par, tb);
+  return hls_stream_packager(c->st, timeline, index, par, tb);
 }
 
 static int out_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)

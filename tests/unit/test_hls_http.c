@@ -19,6 +19,8 @@
 #include "core/http.h"
 #include "transcoder/hls/hls_http.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window.h"
 #include "transcoder/hls/hls_packager.h"
 
 /* ---- fake core/http ---- */

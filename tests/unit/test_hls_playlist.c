@@ -19,6 +19,8 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
 #include "transcoder/hls/hls_store.h"

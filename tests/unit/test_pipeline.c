@@ -663,7 +663,7 @@ static void *pk_open(void *opaque, uint32_t timeline, int index, const AVCodecPa
   struct hls_packager_params params = {.timeline = timeline, .rendition = index,
                                        .part_duration = 0.333, .segment_duration = 2.0};
   struct hls_packager_sink sink = {.on_init = pk_on_init, .on_part = pk_on_part};
-  return hls_packager_new_sink(&params, &sink, par, tb);
+  return hls_packager_new(&params, &sink, par, tb);
 }
 
 static int pk_write(void *w, const AVPacket *pkt, int64_t arrival_ms)

@@ -17,6 +17,8 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window.h"
 #include "transcoder/hls/hls_url.h"
 #include "transcoder/hls/hls_viewers.h"
 

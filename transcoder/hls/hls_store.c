@@ -25,6 +25,8 @@
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window.h"
 
 #define SWEEP_MS 50
 
@@ -574,14 +576,33 @@ void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
   *out = (struct hls_packager_sink){.on_init = sink_init, .on_part = sink_part, .opaque = st};
 }
 
-void hls_stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
+/* The part and segment durations of timelines begun now (any thread). */
+static void stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
   pthread_mutex_lock(&st->mu);
   *part_duration = st->params.part_duration;
   *segment_duration = st->params.segment_duration;
   pthread_mutex_unlock(&st->mu);
 }
 
+struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timeline, int rendition_index,
+                                         const struct AVCodecParameters *par, AVRational time_base) {
+  struct hls_packager_params params = {.timeline = timeline, .rendition = rendition_index};
+  struct hls_packager_sink sink;
+  stream_params(st, &params.part_duration, &params.segment_duration);
+  hls_stream_sink(st, &sink);
+  struct hls_packager *pk = hls_packager_new(&params, &sink, par, time_base);
+  if (!pk)
+    log_error("hls", "packager not created channel=%s rendition=%d", st->channel, rendition_index);
+  return pk;
+}
+
 /* ---- loop side ---- */
+
+/* The segment duration the stream's windows and playlists go by: the
+ * current timeline's, or the configured one before any. */
+static double segment_target(const struct hls_stream *st) {
+  return st->cur_seg > 0 ? st->cur_seg : st->srv->params.segment_duration;
+}
 
 static void invalidate_master(struct hls_stream *st) {
   hls_blob_unref(st->master);
@@ -653,7 +674,7 @@ static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct q
     }
     r->skipping = false;
     note_msn(st, msn, r->disc);
-    hls_rendition_trim(r, srv->params.window_segments);
+    hls_rendition_trim(r, srv->params.window_segments, segment_target(st));
   } else if (r->skipping || !hls_rendition_open(r)) {
     r->parts_dropped++;
     hls_blob_unref(it->blob);
@@ -850,7 +871,7 @@ void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v) {
       .channel = st->channel,
       .live = st->live,
       .part_target = st->cur_part > 0 ? st->cur_part : st->srv->params.part_duration,
-      .segment_target = st->cur_seg > 0 ? st->cur_seg : st->srv->params.segment_duration,
+      .segment_target = segment_target(st),
       .block_timeout = st->srv->params.block_timeout,
       .renditions = st->rend,
       .rendition_count = st->rend_count,

@@ -26,15 +26,18 @@
  * of the channel's last feed timeline (hls_stream_save_layout), so that the
  * slate after a restart lists the renditions the feed had.
  *
- * Everything here is loop-thread only, except hls_packager_new() (any thread). */
+ * Everything here is loop-thread only, except hls_stream_packager() (any
+ * thread). */
 #ifndef GALARELAY_HLS_STORE_H
 #define GALARELAY_HLS_STORE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <libavutil/rational.h>
 #include <uv.h>
 
+struct AVCodecParameters;
 struct config;
 struct buf;
 struct hls_server;
@@ -116,6 +119,14 @@ void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layou
 int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out);
 bool hls_stream_live(const struct hls_stream *st);
 const char *hls_stream_channel(const struct hls_stream *st);
+
+/* A packager (hls_packager.h) for rendition `rendition_index` of the
+ * timeline hls_stream_begin() returned: its parts go into the stream's
+ * queue (to the loop thread), with the part and segment durations of the
+ * stream's config. par and time_base as for hls_packager_new(). Any
+ * thread. NULL on error (logged). */
+struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timeline, int rendition_index,
+                                         const struct AVCodecParameters *par, AVRational time_base);
 
 /* Process what the packagers queued now (the uv_async callback does the
  * same; tests call it to be deterministic). */

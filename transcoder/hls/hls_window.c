@@ -1,18 +1,19 @@
-/* hls_window: one rendition's window of segments and parts (hls_model.h).
+/* hls_window: one rendition's window of segments and parts (hls_window.h).
  *
  * A segment is open while its parts arrive; it is closed when the next one
  * starts (or the feed ends), and its parts are then concatenated once into
  * one buffer, so a segment request is one refcounted body, not one copy per
  * viewer. Part buffers are kept only while the playlist lists them (the
  * last three target durations) plus a little slack for requests in flight. */
+#include "transcoder/hls/hls_window.h"
+
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
-#include "transcoder/hls/hls_playlist.h"
 
 #define PART_SLACK_SEGMENTS 2
 
@@ -123,12 +124,24 @@ bool hls_rendition_has(const struct hls_rendition *r, uint64_t msn, int part) {
   return last->part_count > part;
 }
 
-int hls_rendition_target_duration(const struct hls_rendition *r) {
-  struct hls_stream_view v;
-  hls_stream_view(r->stream, &v);
-  double d = v.segment_target > r->max_segment_duration ? v.segment_target : r->max_segment_duration;
+int hls_rendition_target_duration(const struct hls_rendition *r, double segment_target) {
+  double d = segment_target > r->max_segment_duration ? segment_target : r->max_segment_duration;
   int t = (int)lround(d);
   return t < 1 ? 1 : t;
+}
+
+int hls_rendition_part_segments(const struct hls_rendition *r, double segment_target) {
+  int td = hls_rendition_target_duration(r, segment_target);
+  double acc = 0;
+  int n = 0;
+  for (int i = r->seg_count - 1; i >= 0; i--) {
+    n++;
+    if (r->segs[i]->complete)
+      acc += r->segs[i]->duration;
+    if (acc >= 3.0 * td)
+      break;
+  }
+  return n;
 }
 
 struct hls_segment *hls_rendition_close(struct hls_rendition *r) {
@@ -189,14 +202,14 @@ int hls_rendition_add_part(struct hls_rendition *r, const struct hls_part_info *
   struct hls_segment *s = hls_rendition_open(r);
   if (!s) {
     hls_blob_unref(data);
-    return -1;
+    return -ENOENT;
   }
   if (s->part_count == s->part_cap) {
     int cap = s->part_cap ? s->part_cap * 2 : 8;
     struct hls_part *n = realloc(s->parts, (size_t)cap * sizeof *n);
     if (!n) {
       hls_blob_unref(data);
-      return -1;
+      return -ENOMEM;
     }
     s->parts = n;
     s->part_cap = cap;
@@ -216,7 +229,7 @@ int hls_rendition_add_part(struct hls_rendition *r, const struct hls_part_info *
   return 0;
 }
 
-void hls_rendition_trim(struct hls_rendition *r, int window) {
+void hls_rendition_trim(struct hls_rendition *r, int window, double segment_target) {
   int complete = r->seg_count - (hls_rendition_open(r) ? 1 : 0);
   int drop = complete > window ? complete - window : 0;
   for (int i = 0; i < drop; i++)
@@ -227,7 +240,7 @@ void hls_rendition_trim(struct hls_rendition *r, int window) {
     hls_blob_unref(r->playlist);
     r->playlist = NULL;
   }
-  int keep_parts = hls_playlist_part_segments(r) + PART_SLACK_SEGMENTS;
+  int keep_parts = hls_rendition_part_segments(r, segment_target) + PART_SLACK_SEGMENTS;
   for (int i = 0; i < r->seg_count - keep_parts; i++) {
     struct hls_segment *s = r->segs[i];
     for (int j = 0; j < s->part_count; j++) {
