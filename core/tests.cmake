@@ -1,6 +1,9 @@
-# core/ tests: the logger, and http.c's Origin rule on its own function.
+# core/ tests: the logger, http.c's Origin rule on its own function, the workq.
 galarelay_unit_test(test_log SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_log.c LIBS galarelay_core)
 
 galarelay_unit_test(test_http_origin
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_http_origin.c
   LIBS galarelay_core)
+
+# The loop<->worker queue: bound, drop policies, wake-up, purge, shutdown.
+galarelay_unit_test(test_workq SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_workq.c LIBS galarelay_core)
