@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct app app = {.loop = &loop, .cfg = &cfg};
-  app.hls = hls_server_start(&app);
+  app.hls = hls_server_start(&loop, &cfg.hls, cfg.server.state_dir);
   if (!app.hls)
     return 1;
   lws_set_log_level(LLL_ERR | LLL_WARN, NULL);

@@ -25,10 +25,11 @@ int subsystems_start(struct app *app) {
   if (!app->channels)
     return -1;
   /* Registers the /hls/ route: before the lws context exists. */
-  app->hls = hls_server_start(app);
+  app->hls = hls_server_start(app->loop, &app->cfg->hls, app->cfg->server.state_dir);
   if (!app->hls)
     return -1;
-  app->transcoder = transcoder_start(app);
+  app->transcoder = transcoder_start(app->loop, app->channels, app->hls, &app->cfg->transcoder, &app->cfg->hls,
+                                     app->cfg->channels, app->cfg->channel_count);
   if (!app->transcoder)
     return -1;
   app->rtmp = rtmp_server_start(app);
@@ -52,7 +53,7 @@ void subsystems_stop(struct app *app) {
     app->rtmp = NULL;
   }
   if (app->transcoder) { /* joins the encoder threads, ends HLS timelines */
-    transcoder_stop(app->transcoder);
+    transcoder_stop(app->transcoder, NULL, NULL);
     app->transcoder = NULL;
   }
   if (app->hls) { /* answers what is still parked */
@@ -68,9 +69,10 @@ void subsystems_stop(struct app *app) {
 void subsystems_reload(struct app *app, const struct config *old_cfg) {
   (void)old_cfg;
   if (app->hls)
-    hls_server_reload(app->hls, app->cfg);
+    hls_server_reload(app->hls, &app->cfg->hls, app->cfg->server.state_dir);
   if (app->transcoder)
-    transcoder_reload(app->transcoder, app->cfg);
+    transcoder_reload(app->transcoder, &app->cfg->transcoder, &app->cfg->hls, app->cfg->channels,
+                      app->cfg->channel_count);
   if (app->channels) /* after the transcoder: it observes channels coming and going */
     channel_registry_reload(app->channels, app->cfg);
   if (app->chat)
@@ -86,7 +88,7 @@ void subsystems_metrics(struct app *app, struct buf *out) {
     transcoder_metrics(app->transcoder, out);
   if (app->hls) {
     hls_server_metrics(app->hls, out);
-    hls_http_metrics(app->hls, app->cfg, out);
+    hls_http_metrics(app->hls, app->cfg->channels, app->cfg->channel_count, out);
   }
   if (app->chat)
     chat_metrics(app->chat, out);

@@ -47,7 +47,7 @@ static void layout_std(struct hls_stream_layout *l) {
 }
 
 static void server_up(struct fixture *f) {
-  f->srv = hls_server_new(&f->loop, &f->cfg);
+  f->srv = hls_server_new(&f->loop, &f->cfg.hls, f->cfg.server.state_dir);
   assert_non_null(f->srv);
   f->st = hls_stream_get(f->srv, "gala");
   assert_non_null(f->st);

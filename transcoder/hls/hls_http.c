@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
@@ -58,6 +57,9 @@ static uint64_t refused_global, refused_address; /* galarelay_hls_parked_refused
  * hls_server_start, NULL without it (nothing is counted). Loop thread;
  * one server, as for parked_count. */
 static struct hls_viewers *viewers;
+/* The store the route serves: one per process, like the route table
+ * (set by hls_server_start, cleared by hls_server_stop). */
+static struct hls_server *served;
 
 enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
 
@@ -219,7 +221,7 @@ static void busy(struct lws *wsi, const char *text) {
 
 static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                 struct hls_rendition *r, struct parked *tmpl) {
-  int per_address = req->app && req->app->cfg ? req->app->cfg->hls.max_parked_per_address : 0;
+  int per_address = hls_server_max_parked_per_address(srv);
   struct addr_parked *a = addr_obtain(hls_addr_key(addr_seed, req->client_addr ? req->client_addr : ""));
   if (a && per_address > 0 && a->count >= per_address) {
     if (refused_address++ % 1000 == 0) /* one line per thousand: the metric counts them all */
@@ -387,7 +389,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
 }
 
 int hls_http_handle(struct http_request *req) {
-  struct hls_server *srv = req->app ? req->app->hls : NULL;
+  struct hls_server *srv = served;
   if (strcmp(req->method, "OPTIONS") == 0) {
     http_respond(req->wsi, 204, "text/plain", CORS "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
                  "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n", "", 0, NULL, NULL);
@@ -437,23 +439,24 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
   return hls_viewers_count(viewers, channel, uv_now(hls_server_loop(srv)), saturated);
 }
 
-void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out) {
-  if (!cfg)
-    return;
+void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
+                      struct buf *out) {
+  if (chan_count > CONFIG_MAX_CHANNELS)
+    chan_count = CONFIG_MAX_CHANNELS;
   uint32_t count[CONFIG_MAX_CHANNELS];
   bool saturated[CONFIG_MAX_CHANNELS];
-  for (int i = 0; i < cfg->channel_count; i++)
-    count[i] = hls_http_viewers(srv, cfg->channels[i].name, &saturated[i]);
+  for (int i = 0; i < chan_count; i++)
+    count[i] = hls_http_viewers(srv, chans[i].name, &saturated[i]);
   buf_puts(out, "# HELP galarelay_hls_viewers Distinct client addresses that fetched the channel's HLS in the "
                 "last 30 s (behind an edge cache: the edges and what bypasses them).\n"
                 "# TYPE galarelay_hls_viewers gauge\n");
-  for (int i = 0; i < cfg->channel_count; i++)
-    buf_printf(out, "galarelay_hls_viewers{channel=\"%s\"} %" PRIu32 "\n", cfg->channels[i].name, count[i]);
+  for (int i = 0; i < chan_count; i++)
+    buf_printf(out, "galarelay_hls_viewers{channel=\"%s\"} %" PRIu32 "\n", chans[i].name, count[i]);
   buf_puts(out, "# HELP galarelay_hls_viewers_saturated 1 while the channel's viewer count is at its bound "
                 "(an address was not counted in the last 30 s): the count is a lower bound.\n"
                 "# TYPE galarelay_hls_viewers_saturated gauge\n");
-  for (int i = 0; i < cfg->channel_count; i++)
-    buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", cfg->channels[i].name,
+  for (int i = 0; i < chan_count; i++)
+    buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", chans[i].name,
                saturated[i] ? 1 : 0);
   buf_printf(out, "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
                   "their address had hls.max_parked_per_address waiting (address), or the server had its "
@@ -473,8 +476,8 @@ static uint64_t viewers_seed(void) {
   return seed;
 }
 
-struct hls_server *hls_server_start(struct app *app) {
-  struct hls_server *srv = hls_server_new(app->loop, app->cfg);
+struct hls_server *hls_server_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
+  struct hls_server *srv = hls_server_new(loop, hls, state_dir);
   if (!srv)
     return NULL;
   addr_seed = viewers_seed();
@@ -487,10 +490,13 @@ struct hls_server *hls_server_start(struct app *app) {
     hls_server_stop(srv);
     return NULL;
   }
+  served = srv;
   return srv;
 }
 
 void hls_server_stop(struct hls_server *srv) {
+  if (served == srv)
+    served = NULL;
   hls_viewers_free(viewers);
   viewers = NULL;
   hls_server_free(srv);

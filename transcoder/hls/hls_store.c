@@ -63,6 +63,7 @@
 struct hls_params {
   double part_duration, segment_duration, block_timeout;
   int window_segments;
+  int max_parked_per_address;
   char record_dir[512];
   char state_dir[512];
 };
@@ -913,21 +914,23 @@ struct hls_blob *hls_stream_master(struct hls_stream *st) {
 
 /* ---- server ---- */
 
-static void params_from(struct hls_params *p, const struct config *cfg) {
-  p->part_duration = cfg->hls.part_duration;
-  p->segment_duration = cfg->hls.segment_duration;
-  p->block_timeout = cfg->hls.block_timeout;
-  p->window_segments = cfg->hls.window_segments > 0 ? cfg->hls.window_segments : 1;
-  snprintf(p->record_dir, sizeof p->record_dir, "%s", cfg->hls.record_dir);
-  snprintf(p->state_dir, sizeof p->state_dir, "%s", cfg->server.state_dir);
+/* Copies what it uses: nothing of the config is kept. */
+static void params_from(struct hls_params *p, const struct config_hls *hls, const char *state_dir) {
+  p->part_duration = hls->part_duration;
+  p->segment_duration = hls->segment_duration;
+  p->block_timeout = hls->block_timeout;
+  p->window_segments = hls->window_segments > 0 ? hls->window_segments : 1;
+  p->max_parked_per_address = hls->max_parked_per_address;
+  snprintf(p->record_dir, sizeof p->record_dir, "%s", hls->record_dir);
+  snprintf(p->state_dir, sizeof p->state_dir, "%s", state_dir ? state_dir : "");
 }
 
-struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg) {
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
   struct hls_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return NULL;
   srv->loop = loop;
-  params_from(&srv->params, cfg);
+  params_from(&srv->params, hls, state_dir);
   if (srv->params.state_dir[0] && mkdirs(srv->params.state_dir) < 0)
     log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(errno));
   uv_timer_init(loop, &srv->sweep);
@@ -938,8 +941,12 @@ struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg) {
   return srv;
 }
 
-void hls_server_reload(struct hls_server *srv, const struct config *cfg) {
-  params_from(&srv->params, cfg);
+void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, const char *state_dir) {
+  params_from(&srv->params, hls, state_dir);
+}
+
+int hls_server_max_parked_per_address(const struct hls_server *srv) {
+  return srv->params.max_parked_per_address;
 }
 
 uv_loop_t *hls_server_loop(struct hls_server *srv) { return srv->loop; }

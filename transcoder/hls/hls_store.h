@@ -38,7 +38,7 @@
 #include <uv.h>
 
 struct AVCodecParameters;
-struct config;
+struct config_hls;
 struct buf;
 struct hls_server;
 struct hls_stream;
@@ -82,15 +82,15 @@ struct hls_stream_layout {
 };
 
 /* The store alone (tests); the daemon uses hls_server_start() (hls_http.h),
- * which also registers the HTTP route. cfg is read now (hls.*,
- * server.state_dir) and not kept. */
-struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg);
+ * which also registers the HTTP route. The hls section and state_dir (the
+ * server section's; "" = none) are copied now and not kept. */
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
 /* Answers every parked request (with an error status), closes the libuv
  * handles; memory goes once the loop has run their close callbacks. Every
  * packager must have been freed before (join the workers first). */
 void hls_server_free(struct hls_server *srv);
-/* New hls.* values apply to timelines begun after this. */
-void hls_server_reload(struct hls_server *srv, const struct config *cfg);
+/* New hls.* values apply to timelines begun after this (copied, as above). */
+void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, const char *state_dir);
 /* Prometheus lines (galarelay_hls_*). */
 void hls_server_metrics(const struct hls_server *srv, struct buf *out);
 

@@ -22,6 +22,8 @@ void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w);
 void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w);
 void hls_waiter_cancel(struct hls_waiter *w); /* the client left */
 uv_loop_t *hls_server_loop(struct hls_server *srv);
+/* hls.max_parked_per_address as of the last start or reload; 0 = no bound. */
+int hls_server_max_parked_per_address(const struct hls_server *srv);
 
 /* The cached rendered playlist (one reference for the caller), rendered on
  * first use after a change. */
