@@ -170,6 +170,8 @@ uint64_t workq_dropped(struct workq *q) {
   return n;
 }
 
+void workq_unref(struct workq *q) { uv_unref((uv_handle_t *)&q->async); }
+
 static bool match_all(const void *item, void *arg) {
   (void)item;
   (void)arg;

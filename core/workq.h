@@ -82,6 +82,9 @@ int workq_purge(struct workq *q, bool (*match)(const void *item, void *arg), voi
 int workq_depth(struct workq *q);
 uint64_t workq_dropped(struct workq *q);
 
+/* Loop thread: the queue's handle does not keep uv_run going (uv_unref). */
+void workq_unref(struct workq *q);
+
 /* Loop thread. Asynchronous teardown (see above); cb may be NULL. */
 void workq_stop(struct workq *q, void (*cb)(void *arg), void *arg);
 

@@ -599,6 +599,38 @@ static void test_record_queue_bound(void **state) {
  * HLS_SEGMENT_MAX_TARGETS segment durations the open segment is closed as
  * it is, parts are dropped until a keyframe starts the next segment, and
  * the cut is counted. */
+/* The part queue (packagers -> loop) is bounded: with the loop not
+ * draining, HLS_QUEUE_MAX parts wait and the next is dropped and counted
+ * (galarelay_hls_parts_dropped_total); after the drain the rendition drops
+ * parts up to the next segment start, whose segment comes in clean. */
+static void test_part_queue_bound(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  hls_stream_drain(f->st); /* the inits: the queue is empty */
+  for (int k = 0; k < HLS_QUEUE_MAX + 1; k++)
+    feed_part(f, 0, k, "p");
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_parts_dropped_total{channel=\"gala\"} 1\n"));
+  buf_free(&b);
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX);
+  int k = HLS_QUEUE_MAX + 1;
+  assert_int_equal(k % 4, 1); /* not a segment start: skipped after the loss */
+  for (; k % 4 != 0; k++)
+    feed_part(f, 0, k, "q");
+  hls_stream_drain(f->st);
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX);
+  assert_int_equal(r->parts_dropped, 3);
+  feed_part(f, 0, k, "s"); /* a segment start: taken */
+  hls_stream_drain(f->st);
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX + 1);
+  assert_non_null(hls_rendition_open(r));
+  assert_int_equal(hls_rendition_open(r)->part_count, 1);
+}
+
 static void test_segment_without_keyframe_is_cut(void **state) {
   struct fixture *f = *state;
   begin_std(f);
@@ -671,6 +703,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_queue_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_segment_without_keyframe_is_cut, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_part_queue_bound, setup, teardown),
       cmocka_unit_test(test_pdt_format),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };

@@ -1,9 +1,9 @@
 /* hls_store: per-channel HLS windows in memory (see hls_store.h).
  *
  * Packagers on worker threads call the stream's sink, which puts the part
- * (a blob reference) into a bounded queue under a mutex and wakes the loop
- * with uv_async_send. The loop drains the queue into the renditions'
- * windows, wakes parked requests and mirrors finished segments to disk.
+ * (a blob reference) into the stream's workq (core/workq.h: bounded,
+ * HLS_QUEUE_MAX, refusing new parts when full), which wakes the loop. The
+ * loop drains the queue into the renditions' windows, wakes parked requests and mirrors finished segments to disk.
  * Disk work (state file, recording) runs on the libuv threadpool; the
  * server is freed only when its handles are closed and those jobs are done. */
 #include "transcoder/hls/hls_store.h"
@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/workq.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
@@ -81,13 +83,14 @@ struct queue_item {
 struct hls_stream {
   struct hls_server *srv;
   char channel[64];
-  uv_async_t async;
+  /* packagers -> loop; NULL once stopped (its memory goes with its handle) */
+  struct workq *parts;
+  /* per rendition: a part was refused since the last one queued. Each
+   * rendition has one packager thread, so an exchange is enough. */
+  _Atomic bool lost[HLS_MAX_RENDITIONS];
+  _Atomic uint64_t q_refused; /* parts naming no rendition slot */
 
-  pthread_mutex_t mu; /* guards the queue and `params` (read by packager threads) */
-  struct queue_item queue[HLS_QUEUE_MAX];
-  int q_head, q_len;
-  bool lost[HLS_MAX_RENDITIONS];
-  uint64_t q_dropped;
+  pthread_mutex_t mu; /* guards `params` (read by packager threads) */
   struct hls_params params; /* of timelines begun from now */
 
   uint32_t timeline; /* current; 0 = none yet */
@@ -539,23 +542,17 @@ static void close_segment(struct hls_rendition *r) {
 /* ---- worker side: the sink ---- */
 
 static bool queue_push(struct hls_stream *st, struct queue_item *it) {
-  pthread_mutex_lock(&st->mu);
-  bool ok = st->q_len < HLS_QUEUE_MAX && it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS;
-  if (ok) {
-    it->lost_before = st->lost[it->rendition];
-    st->lost[it->rendition] = false;
-    st->queue[(st->q_head + st->q_len++) % HLS_QUEUE_MAX] = *it;
-  } else {
-    st->q_dropped++;
-    if (it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS)
-      st->lost[it->rendition] = true;
+  if (it->rendition < 0 || it->rendition >= HLS_MAX_RENDITIONS) {
+    atomic_fetch_add(&st->q_refused, 1);
+    hls_blob_unref(it->blob);
+    return false;
   }
-  pthread_mutex_unlock(&st->mu);
-  if (ok)
-    uv_async_send(&st->async);
-  else
-    hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
-  return ok;
+  it->lost_before = atomic_exchange(&st->lost[it->rendition], false);
+  if (workq_push(st->parts, it) == 0)
+    return true;
+  atomic_store(&st->lost[it->rendition], true); /* the loss goes on */
+  hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
+  return false;
 }
 
 static void sink_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
@@ -691,38 +688,37 @@ static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct q
   wake(srv, &r->waiters, HLS_WAKE_CHANGE);
 }
 
-void hls_stream_drain(struct hls_stream *st) {
-  for (;;) {
-    struct queue_item it;
-    pthread_mutex_lock(&st->mu);
-    bool have = st->q_len > 0;
-    if (have) {
-      it = st->queue[st->q_head];
-      st->q_head = (st->q_head + 1) % HLS_QUEUE_MAX;
-      st->q_len--;
-    }
-    pthread_mutex_unlock(&st->mu);
-    if (!have)
-      return;
-    if (!st->live || it.timeline != st->timeline || it.rendition >= st->rend_count) {
-      hls_blob_unref(it.blob); /* an older timeline's leftovers */
-      continue;
-    }
-    struct hls_rendition *r = st->rend[it.rendition];
-    if (it.is_init) {
-      hls_rendition_set_init(r, it.timeline, it.blob, it.codecs);
-      char name[48];
-      snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it.timeline);
-      record(r, name, it.blob);
-      invalidate_master(st);
-      wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
-    } else {
-      ingest_part(st, r, &it);
-    }
+/* The workq's on_item: one init or part, on the loop thread. */
+static void take_item(void *item, void *opaque) {
+  struct hls_stream *st = opaque;
+  struct queue_item *it = item;
+  if (!st->live || it->timeline != st->timeline || it->rendition >= st->rend_count) {
+    hls_blob_unref(it->blob); /* an older timeline's leftovers */
+    return;
+  }
+  struct hls_rendition *r = st->rend[it->rendition];
+  if (it->is_init) {
+    hls_rendition_set_init(r, it->timeline, it->blob, it->codecs);
+    char name[48];
+    snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it->timeline);
+    record(r, name, it->blob);
+    invalidate_master(st);
+    wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
+  } else {
+    ingest_part(st, r, it);
   }
 }
 
-static void async_cb(uv_async_t *a) { hls_stream_drain(a->data); }
+/* The workq's on_drop: a part it discards (at stop) releases its blob. */
+static void drop_item(void *item, void *opaque) {
+  (void)opaque;
+  hls_blob_unref(((struct queue_item *)item)->blob);
+}
+
+void hls_stream_drain(struct hls_stream *st) {
+  if (st->parts)
+    workq_drain(st->parts);
+}
 
 static bool valid_name(const char *s) {
   if (!s[0])
@@ -972,13 +968,14 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
   snprintf(st->channel, sizeof st->channel, "%s", channel);
   pthread_mutex_init(&st->mu, NULL);
   st->params = srv->params;
-  if (uv_async_init(srv->loop, &st->async, async_cb) != 0) {
+  struct workq_ops ops = {.on_item = take_item, .on_drop = drop_item, .opaque = st};
+  if (workq_new(srv->loop, sizeof(struct queue_item), HLS_QUEUE_MAX, WORKQ_REFUSE_NEW, &ops,
+                &st->parts) != 0) {
     pthread_mutex_destroy(&st->mu);
     free(st);
     return NULL;
   }
-  st->async.data = st;
-  uv_unref((uv_handle_t *)&st->async);
+  workq_unref(st->parts); /* a quiet store does not keep the loop running */
   srv->pending++;
   state_load(st);
   srv->streams[srv->stream_count++] = st;
@@ -986,7 +983,6 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
 }
 
 static void stream_free(struct hls_stream *st) {
-  hls_stream_drain(st); /* releases what is left in the queue */
   for (int i = 0; i < st->rend_count; i++)
     hls_rendition_free(st->rend[i]);
   hls_blob_unref(st->master);
@@ -1005,6 +1001,12 @@ static void server_maybe_free(struct hls_server *srv) {
 
 static void handle_closed(uv_handle_t *h) {
   struct hls_server *srv = h->data;
+  srv->pending--;
+  server_maybe_free(srv);
+}
+
+static void queue_stopped(void *arg) {
+  struct hls_server *srv = arg;
   srv->pending--;
   server_maybe_free(srv);
 }
@@ -1028,8 +1030,8 @@ void hls_server_free(struct hls_server *srv) {
     wake(srv, &st->waiters, HLS_WAKE_GONE);
     for (int j = 0; j < st->rend_count; j++)
       wake(srv, &st->rend[j]->waiters, HLS_WAKE_GONE);
-    st->async.data = srv;
-    uv_close((uv_handle_t *)&st->async, handle_closed);
+    workq_stop(st->parts, queue_stopped, srv); /* releases what is left in it */
+    st->parts = NULL;
   }
   srv->sweep.data = srv;
   uv_close((uv_handle_t *)&srv->sweep, handle_closed);
@@ -1071,9 +1073,7 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
   buf_puts(out, "# TYPE galarelay_hls_parts_dropped_total counter\n");
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
-    pthread_mutex_lock(&st->mu);
-    uint64_t q = st->q_dropped;
-    pthread_mutex_unlock(&st->mu);
+    uint64_t q = atomic_load(&st->q_refused) + (st->parts ? workq_dropped(st->parts) : 0);
     for (int j = 0; j < st->rend_count; j++)
       q += st->rend[j]->parts_dropped;
     buf_printf(out, "galarelay_hls_parts_dropped_total{channel=\"%s\"} %" PRIu64 "\n", st->channel, q);
