@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <errno.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
@@ -362,7 +363,7 @@ static void assert_layout_equal(const struct hls_stream_layout *a, const struct 
 static void test_saved_layout_restart(void **state) {
   struct fixture *f = *state;
   struct hls_stream_layout got, feed;
-  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1); /* no feed yet */
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT); /* no feed yet */
   layout_small(&feed);
   f->timeline = hls_stream_begin(f->st, &feed);
   assert_true(f->timeline > 0);
@@ -418,7 +419,7 @@ static void test_saved_layout_bad_files(void **state) {
     write_file(path, text);
     server_up(f);
     struct hls_stream_layout got;
-    assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+    assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT);
     begin_std(f); /* the numbers were read all the same */
     assert_int_equal(f->timeline, 8);
   }
@@ -430,7 +431,7 @@ static void test_saved_layout_bad_files(void **state) {
   write_file(path, text);
   server_up(f);
   struct hls_stream_layout got;
-  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT);
   /* a well-formed one, as an operator might write it */
   server_down(f);
   write_file(path, "msn=40\nrendition=source video 640 360 30 1200000 900000 0\n"

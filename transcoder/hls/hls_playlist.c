@@ -5,6 +5,7 @@
  * player switching rungs lands on the right part. */
 #include "transcoder/hls/hls_playlist.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -93,7 +94,7 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
                a_peak, a_avg, audio->codecs, audio->desc.name);
     variants++;
   }
-  return variants > 0 ? 0 : -1;
+  return variants > 0 ? 0 : -ENOENT;
 }
 
 static void print_parts(struct buf *out, const struct hls_segment *s) {
@@ -107,7 +108,7 @@ static void print_parts(struct buf *out, const struct hls_segment *s) {
 int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
                        const struct hls_stream_view *v) {
   if (r->seg_count == 0)
-    return -1;
+    return -ENOENT;
   int td = hls_rendition_target_duration(r, v->segment_target);
   const struct hls_segment *first = r->segs[0];
   buf_printf(out,

@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +89,7 @@ struct hls_stream {
   _Atomic bool lost[HLS_MAX_RENDITIONS];
   _Atomic uint64_t q_refused; /* parts naming no rendition slot */
 
-  pthread_mutex_t mu; /* guards `params` (read by packager threads) */
+  uv_mutex_t mu; /* guards `params` (read by packager threads) */
   struct hls_params params; /* of timelines begun from now */
 
   uint32_t timeline; /* current; 0 = none yet */
@@ -243,10 +242,10 @@ static int mkdirs(const char *dir) {
       continue;
     *p = 0;
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-      return -1;
+      return -errno;
     *p = '/';
   }
-  return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 static void disk_work(uv_work_t *req) {
@@ -576,10 +575,10 @@ void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
 
 /* The part and segment durations of timelines begun now (any thread). */
 static void stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
-  pthread_mutex_lock(&st->mu);
+  uv_mutex_lock(&st->mu);
   *part_duration = st->params.part_duration;
   *segment_duration = st->params.segment_duration;
-  pthread_mutex_unlock(&st->mu);
+  uv_mutex_unlock(&st->mu);
 }
 
 struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timeline, int rendition_index,
@@ -814,11 +813,11 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
   for (int j = 0; j < st->rend_count; j++)
     st->rend[j]->timeline = st->timeline;
   st->live = true;
-  pthread_mutex_lock(&st->mu);
+  uv_mutex_lock(&st->mu);
   st->params = srv->params;
   st->cur_part = st->params.part_duration;
   st->cur_seg = st->params.segment_duration;
-  pthread_mutex_unlock(&st->mu);
+  uv_mutex_unlock(&st->mu);
   reserve_save(st, base, disc); /* before the first part arrives */
   invalidate_master(st);
   log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d",
@@ -842,7 +841,7 @@ void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layou
 
 int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out) {
   if (!st->have_feed_layout)
-    return -1;
+    return -ENOENT;
   *out = st->feed_layout;
   return 0;
 }
@@ -927,8 +926,9 @@ struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls,
     return NULL;
   srv->loop = loop;
   params_from(&srv->params, hls, state_dir);
-  if (srv->params.state_dir[0] && mkdirs(srv->params.state_dir) < 0)
-    log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(errno));
+  int e = srv->params.state_dir[0] ? mkdirs(srv->params.state_dir) : 0;
+  if (e < 0)
+    log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(-e));
   uv_timer_init(loop, &srv->sweep);
   srv->sweep.data = srv;
   uv_timer_start(&srv->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
@@ -966,12 +966,12 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
     return NULL;
   st->srv = srv;
   snprintf(st->channel, sizeof st->channel, "%s", channel);
-  pthread_mutex_init(&st->mu, NULL);
+  uv_mutex_init(&st->mu);
   st->params = srv->params;
   struct workq_ops ops = {.on_item = take_item, .on_drop = drop_item, .opaque = st};
   if (workq_new(srv->loop, sizeof(struct queue_item), HLS_QUEUE_MAX, WORKQ_REFUSE_NEW, &ops,
                 &st->parts) != 0) {
-    pthread_mutex_destroy(&st->mu);
+    uv_mutex_destroy(&st->mu);
     free(st);
     return NULL;
   }
@@ -986,7 +986,7 @@ static void stream_free(struct hls_stream *st) {
   for (int i = 0; i < st->rend_count; i++)
     hls_rendition_free(st->rend[i]);
   hls_blob_unref(st->master);
-  pthread_mutex_destroy(&st->mu);
+  uv_mutex_destroy(&st->mu);
   free(st);
 }
 

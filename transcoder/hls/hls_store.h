@@ -114,7 +114,7 @@ void hls_stream_end(struct hls_stream *st);
  * from the one kept. Invalid layouts are ignored. */
 void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layout *layout);
 /* The last feed's layout, as saved by hls_stream_save_layout() in this run
- * or read from the state file at start-up: 0 and *out filled, or -1 if
+ * or read from the state file at start-up: 0 and *out filled, or -ENOENT if
  * there is none (no feed yet, no state_dir, an older or malformed file). */
 int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out);
 bool hls_stream_live(const struct hls_stream *st);
