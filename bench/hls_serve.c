@@ -164,7 +164,7 @@ static void shutdown_all(struct producer *p) {
     return;
   pthread_join(p->thread, NULL); /* a bench tool may block its loop for one frame */
   hls_stream_end(p->st);
-  hls_server_stop(p->app->hls);
+  hls_http_stop(p->app->hls, NULL, NULL);
   lws_context_destroy(p->app->lws);
   uv_close((uv_handle_t *)&p->sig_int, NULL);
   uv_close((uv_handle_t *)&p->sig_term, NULL);
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct app app = {.loop = &loop, .cfg = &cfg};
-  app.hls = hls_server_start(&loop, &cfg.hls, cfg.server.state_dir);
+  app.hls = hls_http_start(&loop, &cfg.hls, cfg.server.state_dir);
   if (!app.hls)
     return 1;
   lws_set_log_level(LLL_ERR | LLL_WARN, NULL);

@@ -25,7 +25,7 @@ int subsystems_start(struct app *app) {
   if (!app->channels)
     return -1;
   /* Registers the /hls/ route: before the lws context exists. */
-  app->hls = hls_server_start(app->loop, &app->cfg->hls, app->cfg->server.state_dir);
+  app->hls = hls_http_start(app->loop, &app->cfg->hls, app->cfg->server.state_dir);
   if (!app->hls)
     return -1;
   app->transcoder = transcoder_start(app->loop, app->channels, app->hls, &app->cfg->transcoder, &app->cfg->hls,
@@ -57,7 +57,7 @@ void subsystems_stop(struct app *app) {
     app->transcoder = NULL;
   }
   if (app->hls) { /* answers what is still parked */
-    hls_server_stop(app->hls);
+    hls_http_stop(app->hls, NULL, NULL);
     app->hls = NULL;
   }
   if (app->channels) {

@@ -125,7 +125,7 @@ static void out_end(void *opaque)
 }
 
 /* Writers are the stream's packagers: they push into the stream's own
- * queue, and the stream lives until hls_server_free. */
+ * queue, and the stream lives until hls_server_stop. */
 static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
                       AVRational tb)
 {

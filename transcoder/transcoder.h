@@ -35,7 +35,7 @@ struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *re
 /* Asynchronous teardown: unsubscribes, aborts and joins every pipeline
  * (synchronously), ends live HLS timelines, closes its handles, and once
  * they are closed frees itself and calls cb(arg) (cb may be NULL). Call
- * before hls_server_stop()/channel_registry_free(). t may be NULL (cb is
+ * before hls_http_stop()/channel_registry_free(). t may be NULL (cb is
  * called at once). */
 void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg);
 /* The new config's sections: pipelines take transcoder.* and hls.* for

@@ -96,7 +96,7 @@ static int setup(void **state) {
   f->cfg.hls.block_timeout = 0.3;
   memset(conns, 0, sizeof conns);
   next_wsi = 1;
-  f->hls = hls_server_start(&f->loop, &f->cfg.hls, f->cfg.server.state_dir);
+  f->hls = hls_http_start(&f->loop, &f->cfg.hls, f->cfg.server.state_dir);
   assert_non_null(f->hls);
   assert_true(route == hls_http_handle);
   f->st = hls_stream_get(f->hls, "gala");
@@ -107,7 +107,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  hls_server_stop(f->hls);
+  hls_http_stop(f->hls, NULL, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   free(f);
@@ -452,7 +452,7 @@ static void test_stop_answers_parked(void **state) {
   int ret;
   struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1", &ret);
   assert_int_equal(ret, HTTP_PARKED);
-  hls_server_stop(f->hls);
+  hls_http_stop(f->hls, NULL, NULL);
   assert_true(c->status >= 400);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   f->hls = hls_server_new(&f->loop, &f->cfg.hls, f->cfg.server.state_dir); /* for teardown */

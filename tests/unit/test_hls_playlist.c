@@ -55,9 +55,16 @@ static void server_up(struct fixture *f) {
   hls_stream_sink(f->st, &f->sink);
 }
 
+static void count_call(void *arg) { (*(int *)arg)++; }
+
+/* hls_server_stop is asynchronous: its callback comes once, after the
+ * loop has closed the handles. */
 static void server_down(struct fixture *f) {
-  hls_server_free(f->srv);
+  int stopped = 0;
+  hls_server_stop(f->srv, count_call, &stopped);
+  assert_int_equal(stopped, 0);
   uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
   f->srv = NULL;
 }
 

@@ -54,11 +54,11 @@ static uint64_t addr_seed;
 static uint64_t refused_global, refused_address; /* galarelay_hls_parked_refused_total */
 
 /* Who fetched what channel lately (hls_viewers.h); made by
- * hls_server_start, NULL without it (nothing is counted). Loop thread;
+ * hls_http_start, NULL without it (nothing is counted). Loop thread;
  * one server, as for parked_count. */
 static struct hls_viewers *viewers;
 /* The store the route serves: one per process, like the route table
- * (set by hls_server_start, cleared by hls_server_stop). */
+ * (set by hls_http_start, cleared by hls_http_stop). */
 static struct hls_server *served;
 
 enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
@@ -476,7 +476,7 @@ static uint64_t viewers_seed(void) {
   return seed;
 }
 
-struct hls_server *hls_server_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
+struct hls_server *hls_http_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
   struct hls_server *srv = hls_server_new(loop, hls, state_dir);
   if (!srv)
     return NULL;
@@ -487,17 +487,17 @@ struct hls_server *hls_server_start(uv_loop_t *loop, const struct config_hls *hl
     log_warn("hls", "out of memory: HLS viewers are not counted");
   if (http_add_route("/hls/", hls_http_handle) != 0) {
     log_error("hls", "cannot register the /hls/ route");
-    hls_server_stop(srv);
+    hls_http_stop(srv, NULL, NULL);
     return NULL;
   }
   served = srv;
   return srv;
 }
 
-void hls_server_stop(struct hls_server *srv) {
+void hls_http_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg) {
   if (served == srv)
     served = NULL;
   hls_viewers_free(viewers);
   viewers = NULL;
-  hls_server_free(srv);
+  hls_server_stop(srv, cb, arg);
 }

@@ -32,11 +32,12 @@ struct http_request;
 
 /* Make the store (hls_server_new: the hls section and state_dir are copied)
  * and register the "/hls/" route, which serves this store until
- * hls_server_stop. Call before the lws context is created. One per
+ * hls_http_stop. Call before the lws context is created. One per
  * process (the route table is). */
-struct hls_server *hls_server_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
-/* Answer or drop parked requests and free (see hls_server_free). */
-void hls_server_stop(struct hls_server *srv);
+struct hls_server *hls_http_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
+/* Unregisters the store from the route and stops it: asynchronous, cb(arg)
+ * once its memory is gone (see hls_server_stop; cb may be NULL). */
+void hls_http_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg);
 
 /* Viewers: every GET/HEAD under /hls/CHANNEL/ of a channel the store knows
  * records req->client_addr (transcoder/hls/hls_viewers.h: distinct addresses
@@ -51,7 +52,7 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
 void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
                       struct buf *out);
 
-/* The route handler (registered by hls_server_start; exposed for tests). */
+/* The route handler (registered by hls_http_start; exposed for tests). */
 int hls_http_handle(struct http_request *req);
 
 #endif

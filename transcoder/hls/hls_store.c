@@ -122,6 +122,8 @@ struct hls_server {
   int stream_count;
   bool stopping;
   int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+  void (*stopped_cb)(void *arg); /* hls_server_stop's */
+  void *stopped_arg;
   /* the recording queue (record(), bounded: see HLS_RECORD_MAX_JOBS) */
   int record_jobs;
   size_t record_bytes;
@@ -996,7 +998,11 @@ static void server_maybe_free(struct hls_server *srv) {
   for (int i = 0; i < srv->stream_count; i++)
     stream_free(srv->streams[i]);
   free(srv->streams);
+  void (*cb)(void *) = srv->stopped_cb;
+  void *arg = srv->stopped_arg;
   free(srv);
+  if (cb)
+    cb(arg);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -1011,10 +1017,12 @@ static void queue_stopped(void *arg) {
   server_maybe_free(srv);
 }
 
-void hls_server_free(struct hls_server *srv) {
+void hls_server_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg) {
   if (!srv || srv->stopping)
     return;
   srv->stopping = true;
+  srv->stopped_cb = cb;
+  srv->stopped_arg = arg;
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
     st->live = false;

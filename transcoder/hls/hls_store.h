@@ -81,20 +81,22 @@ struct hls_stream_layout {
   int count;
 };
 
-/* The store alone (tests); the daemon uses hls_server_start() (hls_http.h),
+/* The store alone (tests); the daemon uses hls_http_start() (hls_http.h),
  * which also registers the HTTP route. The hls section and state_dir (the
  * server section's; "" = none) are copied now and not kept. */
 struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
-/* Answers every parked request (with an error status), closes the libuv
- * handles; memory goes once the loop has run their close callbacks. Every
- * packager must have been freed before (join the workers first). */
-void hls_server_free(struct hls_server *srv);
+/* Asynchronous teardown: answers every parked request (with an error
+ * status) and closes the libuv handles now; once the loop has run their
+ * close callbacks and the disk jobs are done, the memory goes and cb(arg)
+ * is called (cb may be NULL). Every packager must have been freed before
+ * (join the workers first). */
+void hls_server_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg);
 /* New hls.* values apply to timelines begun after this (copied, as above). */
 void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, const char *state_dir);
 /* Prometheus lines (galarelay_hls_*). */
 void hls_server_metrics(const struct hls_server *srv, struct buf *out);
 
-/* The channel's stream, made on first call. Valid until hls_server_free. */
+/* The channel's stream, made on first call. Valid until hls_server_stop. */
 struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel);
 /* The stream or NULL, without making one. */
 struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel);
