@@ -9,10 +9,10 @@
 #ifndef GALARELAY_PIPELINE_INT_H
 #define GALARELAY_PIPELINE_INT_H
 
-#include <uv.h>
 #include <stdatomic.h>
 
 #include <libswscale/swscale.h>
+#include <uv.h>
 
 #include "config/config.h"
 #include "transcoder/pipeline.h"

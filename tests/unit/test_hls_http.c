@@ -19,7 +19,7 @@
 #include "transcoder/hls/hls_http.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_store_int.h"
-#include "transcoder/hls/hls_window.h"
+#include "transcoder/hls/hls_window_int.h"
 #include "transcoder/hls/hls_packager.h"
 
 /* ---- fake core/http ---- */
@@ -100,7 +100,7 @@ static int setup(void **state) {
   assert_non_null(f->hls);
   assert_true(route == hls_http_handle);
   f->st = hls_stream_get(f->hls, "gala");
-  hls_stream_sink(f->st, &f->sink);
+  hls__stream_sink(f->st, &f->sink);
   *state = f;
   return 0;
 }

@@ -21,7 +21,7 @@
 #include "core/buf.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_store_int.h"
-#include "transcoder/hls/hls_window.h"
+#include "transcoder/hls/hls_window_int.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
 #include "transcoder/hls/hls_store.h"
@@ -52,7 +52,7 @@ static void server_up(struct fixture *f) {
   assert_non_null(f->srv);
   f->st = hls_stream_get(f->srv, "gala");
   assert_non_null(f->st);
-  hls_stream_sink(f->st, &f->sink);
+  hls__stream_sink(f->st, &f->sink);
 }
 
 static void count_call(void *arg) { (*(int *)arg)++; }
@@ -111,7 +111,7 @@ static void feed_part(struct fixture *f, int rendition, int k, const char *bytes
 }
 
 static char *render(struct hls_rendition *r) {
-  struct hls_blob *b = hls_rendition_playlist(r);
+  struct hls_blob *b = hls__rendition_playlist(r);
   assert_non_null(b);
   char *s = strndup((const char *)b->data, b->len);
   hls_blob_unref(b);
@@ -135,7 +135,7 @@ static void test_media_playlist_golden(void **state) {
   for (int k = 0; k < 21; k++)
     feed_part(f, 1, k, "a");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   const char *want =
       "#EXTM3U\n"
@@ -180,16 +180,16 @@ static void test_media_playlist_golden(void **state) {
   free(text);
 
   /* a whole segment is its parts concatenated; old parts leave memory */
-  struct hls_segment *s = hls_rendition_segment(r, 4);
+  struct hls_segment *s = hls__rendition_segment(r, 4);
   assert_non_null(s);
   assert_int_equal(s->data->len, 8);
   assert_memory_equal(s->data->data, "vvvvvvvv", 8);
-  assert_non_null(hls_rendition_part(r, f->timeline, 21));
-  assert_null(hls_rendition_part(r, f->timeline, 3));
-  assert_true(hls_rendition_has(r, 5, 1));
-  assert_false(hls_rendition_has(r, 5, 2));
-  assert_true(hls_rendition_has(r, 4, -1));
-  assert_false(hls_rendition_has(r, 5, -1));
+  assert_non_null(hls__rendition_part(r, f->timeline, 21));
+  assert_null(hls__rendition_part(r, f->timeline, 3));
+  assert_true(hls__rendition_has(r, 5, 1));
+  assert_false(hls__rendition_has(r, 5, 2));
+  assert_true(hls__rendition_has(r, 4, -1));
+  assert_false(hls__rendition_has(r, 5, -1));
 }
 
 static void test_master_golden(void **state) {
@@ -197,7 +197,7 @@ static void test_master_golden(void **state) {
   begin_std(f);
   feed_part(f, 0, 0, "v");
   hls_stream_drain(f->st);
-  struct hls_blob *b = hls_stream_master(f->st);
+  struct hls_blob *b = hls__stream_master(f->st);
   assert_non_null(b);
   const char *want =
       "#EXTM3U\n"
@@ -227,7 +227,7 @@ static void test_discontinuity_and_restart(void **state) {
   for (int k = 0; k < 5; k++)
     feed_part(f, 0, k, "w");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   /* segment 2 was closed at the end; the new timeline continues at 3 after a discontinuity */
   assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
@@ -236,7 +236,7 @@ static void test_discontinuity_and_restart(void **state) {
   assert_non_null(strstr(text, "URI=\"part-2-"));
   free(text);
   /* old segments' init is still served */
-  assert_non_null(hls_rendition_init(r, first));
+  assert_non_null(hls__rendition_init(r, first));
 
   /* restart: a new server on the same state_dir starts above what was used */
   server_down(f);
@@ -245,7 +245,7 @@ static void test_discontinuity_and_restart(void **state) {
   assert_int_equal(f->timeline, first + 2);
   feed_part(f, 0, 0, "x");
   hls_stream_drain(f->st);
-  r = hls_stream_rendition(f->st, "720p");
+  r = hls__stream_rendition(f->st, "720p");
   text = render(r);
   assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n"));
   assert_non_null(strstr(text, "URI=\"part-3-0.m4s\""));
@@ -269,7 +269,7 @@ static void write_file(const char *path, const char *text) {
 }
 
 static uint64_t media_sequence(struct fixture *f) {
-  char *text = render(hls_stream_rendition(f->st, "720p"));
+  char *text = render(hls__stream_rendition(f->st, "720p"));
   const char *p = strstr(text, "#EXT-X-MEDIA-SEQUENCE:");
   assert_non_null(p);
   uint64_t msn = strtoull(p + strlen("#EXT-X-MEDIA-SEQUENCE:"), NULL, 10);
@@ -305,9 +305,9 @@ static void test_crash_restart(void **state) {
   for (int k = 0; k < 4 * (last - 8) + 1; k++)
     feed_part(f, 0, k, "w");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
-  assert_non_null(hls_rendition_segment(r, (uint64_t)last));
-  assert_null(hls_rendition_segment(r, (uint64_t)last + 1));
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
+  assert_non_null(hls__rendition_segment(r, (uint64_t)last));
+  assert_null(hls__rendition_segment(r, (uint64_t)last + 1));
   uint32_t served_timeline = f->timeline;
   assert_int_equal(served_timeline, first + 1);
 
@@ -484,7 +484,7 @@ static void test_old_timeline_dropped(void **state) {
                                .independent = true, .duration_us = 500000, .pdt_ms = T0};
   f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("old", 3));
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   assert_int_equal(r->seg_count, 1); /* the part queued before begin went in; the late one not */
   assert_int_equal(r->segs[0]->timeline, old);
 }
@@ -502,7 +502,7 @@ static void test_preload_hint_across_timelines(void **state) {
   hls_stream_end(f->st);
   begin_std(f);
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   char bad[64];
   snprintf(bad, sizeof bad, "PRELOAD-HINT:TYPE=PART,URI=\"part-%u-", old);
@@ -526,8 +526,8 @@ static void test_layout_change_removes_rendition(void **state) {
   layout_std(&l);
   snprintf(l.r[0].name, sizeof l.r[0].name, "480p");
   f->timeline = hls_stream_begin(f->st, &l);
-  assert_null(hls_stream_rendition(f->st, "720p"));
-  assert_non_null(hls_stream_rendition(f->st, "480p"));
+  assert_null(hls__stream_rendition(f->st, "720p"));
+  assert_non_null(hls__stream_rendition(f->st, "480p"));
   /* bad layouts are refused */
   snprintf(l.r[0].name, sizeof l.r[0].name, "../x");
   assert_int_equal(hls_stream_begin(f->st, &l), 0);
@@ -623,7 +623,7 @@ static void test_part_queue_bound(void **state) {
   assert_non_null(strstr(b.data, "galarelay_hls_parts_dropped_total{channel=\"gala\"} 1\n"));
   buf_free(&b);
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   assert_int_equal(r->parts_in, HLS_QUEUE_MAX);
   int k = HLS_QUEUE_MAX + 1;
   assert_int_equal(k % 4, 1); /* not a segment start: skipped after the loss */
@@ -635,8 +635,8 @@ static void test_part_queue_bound(void **state) {
   feed_part(f, 0, k, "s"); /* a segment start: taken */
   hls_stream_drain(f->st);
   assert_int_equal(r->parts_in, HLS_QUEUE_MAX + 1);
-  assert_non_null(hls_rendition_open(r));
-  assert_int_equal(hls_rendition_open(r)->part_count, 1);
+  assert_non_null(hls__rendition_open(r));
+  assert_int_equal(hls__rendition_open(r)->part_count, 1);
 }
 
 static void test_segment_without_keyframe_is_cut(void **state) {
@@ -650,14 +650,14 @@ static void test_segment_without_keyframe_is_cut(void **state) {
     f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("p", 1));
   }
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
-  struct hls_segment *s = hls_rendition_segment(r, 0);
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
+  struct hls_segment *s = hls__rendition_segment(r, 0);
   assert_non_null(s);
   assert_true(s->complete);
   assert_int_equal(s->part_count, cap_parts);
   assert_true(s->duration <= HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration + 1e-9);
   assert_int_equal(s->data->len, cap_parts);
-  assert_null(hls_rendition_open(r));
+  assert_null(hls__rendition_open(r));
   assert_int_equal(r->parts_dropped, 10);
   assert_int_equal(r->segments_cut, 1);
   char *pl = render(r);
@@ -668,8 +668,8 @@ static void test_segment_without_keyframe_is_cut(void **state) {
                               .start_us = 20000000, .duration_us = 500000, .pdt_ms = T0 + 20000, .frames = 15};
   f->sink.on_part(f->sink.opaque, &key, hls_blob_copy("k", 1));
   hls_stream_drain(f->st);
-  assert_non_null(hls_rendition_open(r));
-  assert_int_equal(hls_rendition_open(r)->msn, 1);
+  assert_non_null(hls__rendition_open(r));
+  assert_int_equal(hls__rendition_open(r)->msn, 1);
   struct buf b;
   buf_init(&b);
   hls_server_metrics(f->srv, &b);

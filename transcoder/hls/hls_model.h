@@ -2,7 +2,7 @@
  * inits, parked requests), shared by the window (hls_window.c, which changes
  * it for the store), the store (hls_store.c, which owns it), the playlist
  * renderer (hls_playlist.c) and the HTTP side (hls_http.c). Types only: the
- * operations are in hls_window.h and hls_store_int.h. Not for other
+ * operations are in hls_window_int.h and hls_store_int.h. Not for other
  * modules: they use hls_store.h. Loop thread only. */
 #ifndef GALARELAY_HLS_MODEL_H
 #define GALARELAY_HLS_MODEL_H

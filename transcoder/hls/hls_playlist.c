@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "core/buf.h"
-#include "transcoder/hls/hls_window.h"
+#include "transcoder/hls/hls_window_int.h"
 
 void hls_format_pdt(int64_t ms, char *out, size_t size) {
   time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
@@ -109,7 +109,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
                        const struct hls_stream_view *v) {
   if (r->seg_count == 0)
     return -ENOENT;
-  int td = hls_rendition_target_duration(r, v->segment_target);
+  int td = hls__rendition_target_duration(r, v->segment_target);
   const struct hls_segment *first = r->segs[0];
   buf_printf(out,
              "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%d\n"
@@ -118,7 +118,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
              "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRIu64 "\n#EXT-X-INDEPENDENT-SEGMENTS\n",
              td, 3.0 * v->part_target, v->part_target, first->msn,
              first->disc);
-  int with_parts = r->seg_count - hls_rendition_part_segments(r, v->segment_target);
+  int with_parts = r->seg_count - hls__rendition_part_segments(r, v->segment_target);
   uint32_t map = 0;
   for (int i = 0; i < r->seg_count; i++) {
     const struct hls_segment *s = r->segs[i];
@@ -148,7 +148,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
     const struct hls_rendition *o = v->renditions[i];
     uint64_t msn;
     int part;
-    if (o == r || !hls_rendition_last(o, &msn, &part))
+    if (o == r || !hls__rendition_last(o, &msn, &part))
       continue;
     buf_printf(out, "#EXT-X-RENDITION-REPORT:URI=\"../%s/index.m3u8\",LAST-MSN=%" PRIu64, o->desc.name,
                msn);

@@ -27,7 +27,7 @@
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
 #include "transcoder/hls/hls_store_int.h"
-#include "transcoder/hls/hls_window.h"
+#include "transcoder/hls/hls_window_int.h"
 
 #define SWEEP_MS 50
 
@@ -154,15 +154,15 @@ static void waiter_unlink(struct hls_waiter *w) {
   w->list_ = NULL;
 }
 
-void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
+void hls__waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
   waiter_link(&r->waiters, w);
 }
 
-void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
+void hls__waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
   waiter_link(&st->waiters, w);
 }
 
-void hls_waiter_cancel(struct hls_waiter *w) {
+void hls__waiter_cancel(struct hls_waiter *w) {
   waiter_unlink(w);
 }
 
@@ -532,7 +532,7 @@ static void record(struct hls_rendition *r, const char *name, struct hls_blob *b
 
 /* Close the open segment and mirror it to disk. */
 static void close_segment(struct hls_rendition *r) {
-  struct hls_segment *s = hls_rendition_close(r);
+  struct hls_segment *s = hls__rendition_close(r);
   if (s) {
     char name[64];
     snprintf(name, sizeof name, "seg-%" PRIu64 ".m4s", s->msn);
@@ -571,7 +571,7 @@ static void sink_part(void *opaque, const struct hls_part_info *info, struct hls
              ((struct hls_stream *)opaque)->channel, info->rendition);
 }
 
-void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
+void hls__stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
   *out = (struct hls_packager_sink){.on_init = sink_init, .on_part = sink_part, .opaque = st};
 }
 
@@ -588,7 +588,7 @@ struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timelin
   struct hls_packager_params params = {.timeline = timeline, .rendition = rendition_index};
   struct hls_packager_sink sink;
   stream_params(st, &params.part_duration, &params.segment_duration);
-  hls_stream_sink(st, &sink);
+  hls__stream_sink(st, &sink);
   struct hls_packager *pk = hls_packager_new(&params, &sink, par, time_base);
   if (!pk)
     log_error("hls", "packager not created channel=%s rendition=%d", st->channel, rendition_index);
@@ -648,7 +648,7 @@ static bool segment_full(const struct hls_stream *st, const struct hls_segment *
 }
 
 static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
-  struct hls_segment *s = hls_rendition_open(r);
+  struct hls_segment *s = hls__rendition_open(r);
   log_warn("hls", "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
            "(parts dropped until the next keyframe)", st->channel, r->desc.name, s->msn, s->duration, s->bytes);
   r->skipping = true;
@@ -660,31 +660,31 @@ static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
 
 static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
   struct hls_server *srv = st->srv;
-  if (it->lost_before && !r->skipping && hls_rendition_open(r)) {
+  if (it->lost_before && !r->skipping && hls__rendition_open(r)) {
     r->skipping = true; /* the open segment ends where the loss began */
     close_segment(r);
   }
   if (it->info.segment_start) {
     close_segment(r);
     uint64_t msn = r->next_msn++;
-    if (!hls_rendition_open_segment(r, msn, it->timeline, it->info.pdt_ms)) {
+    if (!hls__rendition_open_segment(r, msn, it->timeline, it->info.pdt_ms)) {
       hls_blob_unref(it->blob);
       return;
     }
     r->skipping = false;
     note_msn(st, msn, r->disc);
-    hls_rendition_trim(r, srv->params.window_segments, segment_target(st));
-  } else if (r->skipping || !hls_rendition_open(r)) {
+    hls__rendition_trim(r, srv->params.window_segments, segment_target(st));
+  } else if (r->skipping || !hls__rendition_open(r)) {
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
-  } else if (segment_full(st, hls_rendition_open(r), &it->info, it->blob)) {
+  } else if (segment_full(st, hls__rendition_open(r), &it->info, it->blob)) {
     cut_segment(st, r);
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
   }
-  hls_rendition_add_part(r, &it->info, it->blob);
+  hls__rendition_add_part(r, &it->info, it->blob);
   invalidate_playlists(st); /* their rendition reports changed */
   wake(srv, &r->waiters, HLS_WAKE_CHANGE);
 }
@@ -699,7 +699,7 @@ static void take_item(void *item, void *opaque) {
   }
   struct hls_rendition *r = st->rend[it->rendition];
   if (it->is_init) {
-    hls_rendition_set_init(r, it->timeline, it->blob, it->codecs);
+    hls__rendition_set_init(r, it->timeline, it->blob, it->codecs);
     char name[48];
     snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it->timeline);
     record(r, name, it->blob);
@@ -782,16 +782,16 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
       continue;
     }
     wake(srv, &r->waiters, HLS_WAKE_GONE);
-    hls_rendition_free(r);
+    hls__rendition_free(r);
   }
   for (int j = 0; j < layout->count; j++) {
     if (!next[j]) {
-      next[j] = hls_rendition_new(st, &layout->r[j]);
+      next[j] = hls__rendition_new(st, &layout->r[j]);
       if (!next[j]) {
         for (int k = 0; k < layout->count; k++) {
           if (next[k]) /* kept ones may still have parked requests: answer them first */
             wake(srv, &next[k]->waiters, HLS_WAKE_GONE);
-          hls_rendition_free(next[k]);
+          hls__rendition_free(next[k]);
         }
         st->rend_count = 0;
         st->live = false;
@@ -864,7 +864,7 @@ void hls_stream_end(struct hls_stream *st) {
 bool hls_stream_live(const struct hls_stream *st) { return st->live; }
 const char *hls_stream_channel(const struct hls_stream *st) { return st->channel; }
 
-void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v) {
+void hls__stream_view(struct hls_stream *st, struct hls_stream_view *v) {
   *v = (struct hls_stream_view){
       .channel = st->channel,
       .live = st->live,
@@ -876,17 +876,17 @@ void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v) {
   };
 }
 
-struct hls_rendition *hls_stream_rendition(struct hls_stream *st, const char *name) {
+struct hls_rendition *hls__stream_rendition(struct hls_stream *st, const char *name) {
   for (int i = 0; i < st->rend_count; i++)
     if (strcmp(st->rend[i]->desc.name, name) == 0)
       return st->rend[i];
   return NULL;
 }
 
-struct hls_blob *hls_rendition_playlist(struct hls_rendition *r) {
+struct hls_blob *hls__rendition_playlist(struct hls_rendition *r) {
   if (!r->playlist) {
     struct hls_stream_view v;
-    hls_stream_view(r->stream, &v);
+    hls__stream_view(r->stream, &v);
     struct buf b;
     buf_init(&b);
     if (hls_playlist_media(&b, r, &v) == 0 && !b.failed)
@@ -896,10 +896,10 @@ struct hls_blob *hls_rendition_playlist(struct hls_rendition *r) {
   return hls_blob_ref(r->playlist);
 }
 
-struct hls_blob *hls_stream_master(struct hls_stream *st) {
+struct hls_blob *hls__stream_master(struct hls_stream *st) {
   if (!st->master) {
     struct hls_stream_view v;
-    hls_stream_view(st, &v);
+    hls__stream_view(st, &v);
     struct buf b;
     buf_init(&b);
     if (hls_playlist_master(&b, &v) == 0 && !b.failed)
@@ -943,11 +943,11 @@ void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, con
   params_from(&srv->params, hls, state_dir);
 }
 
-int hls_server_max_parked_per_address(const struct hls_server *srv) {
+int hls__server_max_parked_per_address(const struct hls_server *srv) {
   return srv->params.max_parked_per_address;
 }
 
-uv_loop_t *hls_server_loop(struct hls_server *srv) { return srv->loop; }
+uv_loop_t *hls__server_loop(struct hls_server *srv) { return srv->loop; }
 
 struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel) {
   for (int i = 0; i < srv->stream_count; i++)
@@ -986,7 +986,7 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
 
 static void stream_free(struct hls_stream *st) {
   for (int i = 0; i < st->rend_count; i++)
-    hls_rendition_free(st->rend[i]);
+    hls__rendition_free(st->rend[i]);
   hls_blob_unref(st->master);
   uv_mutex_destroy(&st->mu);
   free(st);

@@ -13,24 +13,24 @@
 
 struct hls_packager_sink;
 
-void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v);
-struct hls_rendition *hls_stream_rendition(struct hls_stream *st, const char *name);
+void hls__stream_view(struct hls_stream *st, struct hls_stream_view *v);
+struct hls_rendition *hls__stream_rendition(struct hls_stream *st, const char *name);
 
 /* Waiters: on a rendition, or on the stream (master playlist: woken when an
  * init arrives or a timeline begins). */
-void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w);
-void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w);
-void hls_waiter_cancel(struct hls_waiter *w); /* the client left */
-uv_loop_t *hls_server_loop(struct hls_server *srv);
+void hls__waiter_add(struct hls_rendition *r, struct hls_waiter *w);
+void hls__waiter_add_stream(struct hls_stream *st, struct hls_waiter *w);
+void hls__waiter_cancel(struct hls_waiter *w); /* the client left */
+uv_loop_t *hls__server_loop(struct hls_server *srv);
 /* hls.max_parked_per_address as of the last start or reload; 0 = no bound. */
-int hls_server_max_parked_per_address(const struct hls_server *srv);
+int hls__server_max_parked_per_address(const struct hls_server *srv);
 
 /* The cached rendered playlist (one reference for the caller), rendered on
  * first use after a change. */
-struct hls_blob *hls_rendition_playlist(struct hls_rendition *r);
-struct hls_blob *hls_stream_master(struct hls_stream *st);
+struct hls_blob *hls__rendition_playlist(struct hls_rendition *r);
+struct hls_blob *hls__stream_master(struct hls_stream *st);
 
 /* The sink hls_stream_packager() gives its packagers. */
-void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out);
+void hls__stream_sink(struct hls_stream *st, struct hls_packager_sink *out);
 
 #endif
