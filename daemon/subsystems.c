@@ -30,10 +30,11 @@ int subsystems_start(struct app *app) {
   if (!app->restream)
     return -1;
   /* Registers the /hls/ route: before the lws context exists. */
-  app->hls = hls_server_start(app);
+  app->hls = hls_http_start(app->loop, &app->cfg->hls, app->cfg->server.state_dir);
   if (!app->hls)
     return -1;
-  app->transcoder = transcoder_start(app);
+  app->transcoder = transcoder_start(app->loop, app->channels, app->hls, &app->cfg->transcoder, &app->cfg->hls,
+                                     app->cfg->channels, app->cfg->channel_count);
   if (!app->transcoder)
     return -1;
   app->rtmp = rtmp_server_start(app->loop, &cfg->server.rtmp_listen, &cfg->rtmp, cfg->channels,
@@ -58,11 +59,11 @@ void subsystems_stop(struct app *app) {
     app->rtmp = NULL;
   }
   if (app->transcoder) { /* joins the encoder threads, ends HLS timelines */
-    transcoder_stop(app->transcoder);
+    transcoder_stop(app->transcoder, NULL, NULL);
     app->transcoder = NULL;
   }
   if (app->hls) { /* answers what is still parked */
-    hls_server_stop(app->hls);
+    hls_http_stop(app->hls, NULL, NULL);
     app->hls = NULL;
   }
   if (app->restream) {
@@ -78,9 +79,10 @@ void subsystems_stop(struct app *app) {
 void subsystems_reload(struct app *app, const struct config *old_cfg) {
   (void)old_cfg;
   if (app->hls)
-    hls_server_reload(app->hls, app->cfg);
+    hls_server_reload(app->hls, &app->cfg->hls, app->cfg->server.state_dir);
   if (app->transcoder)
-    transcoder_reload(app->transcoder, app->cfg);
+    transcoder_reload(app->transcoder, &app->cfg->transcoder, &app->cfg->hls, app->cfg->channels,
+                      app->cfg->channel_count);
   const struct config *cfg = app->cfg;
   if (app->rtmp)
     rtmp_server_reload(app->rtmp, &cfg->rtmp, cfg->channels, cfg->channel_count);
@@ -101,7 +103,7 @@ void subsystems_metrics(struct app *app, struct buf *out) {
     transcoder_metrics(app->transcoder, out);
   if (app->hls) {
     hls_server_metrics(app->hls, out);
-    hls_http_metrics(app->hls, app->cfg, out);
+    hls_http_metrics(app->hls, app->cfg->channels, app->cfg->channel_count, out);
   }
   if (app->chat)
     chat_metrics(app->chat, out);
