@@ -16,8 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/buf.h"
 #include "core/http_xff.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/memguard.h"
 
 #define HTTP_MAX_ROUTES 16
@@ -361,6 +363,21 @@ int http_ws_check_origin(struct lws *wsi, const char *allowed) {
 }
 
 uint64_t http_ws_origin_refused(void) { return origin_refused; }
+
+struct http_stats {
+  uint64_t origin_refused;
+};
+
+void http_metrics(struct buf *out) {
+  static const struct metric rows[] = {
+      METRIC_FIELD("galarelay_websocket_origin_refused_total", METRIC_COUNTER,
+                   "Websocket handshakes answered 403: their Origin is neither the same origin nor in [server] "
+                   "allowed_origins.",
+                   struct http_stats, origin_refused),
+  };
+  struct http_stats st = {origin_refused};
+  metrics_write(out, rows, METRICS_COUNT(rows), &st);
+}
 
 /* What the daemon tells the HTTP side (http_configure, http_set_stopping):
  * kept here so that core/ knows nothing of the config or the daemon. Loop

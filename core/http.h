@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct buf;
 struct lws;
 struct lws_protocols;
 struct app; /* the daemon's context (the lws context's user pointer); opaque here */
@@ -88,8 +89,10 @@ bool http_origin_allowed(const char *origin, const char *host, const char *allow
  * answered 403 before the upgrade) the nonzero value that callback must
  * return to refuse. */
 int http_ws_check_origin(struct lws *wsi, const char *allowed);
-/* Handshakes refused for their Origin since start (for /metrics). */
+/* Handshakes refused for their Origin since start. */
 uint64_t http_ws_origin_refused(void);
+/* The HTTP side's families for /metrics (the Origin refusals). */
+void http_metrics(struct buf *out);
 
 /* Open HTTP connections (for /metrics and the connection limit). */
 int http_open_connections(void);

@@ -26,6 +26,7 @@
 #include "core/app.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define WEBROOT_MAX_FILE (8 * 1024 * 1024)
 #define WEBROOT_CACHE_FILES 256
@@ -239,18 +240,19 @@ void webroot_stats(struct webroot_stats *out) {
 }
 
 void webroot_metrics(struct buf *out) {
+  static const struct metric rows[] = {
+      METRIC_FIELD("galarelay_webroot_reads_total", METRIC_COUNTER,
+                   "Static files read from disk (once per file and change).", struct webroot_stats, reads),
+      METRIC_FIELD("galarelay_webroot_hits_total", METRIC_COUNTER,
+                   "Static answers from a buffer already in memory.", struct webroot_stats, hits),
+      METRIC_FIELD("galarelay_webroot_uncached_total", METRIC_COUNTER,
+                   "Static files read for one request: the cache was full.", struct webroot_stats, uncached),
+      METRIC_FIELD("galarelay_webroot_cached_bytes", METRIC_GAUGE, "Bytes of static files held in memory.",
+                   struct webroot_stats, cached_bytes),
+  };
   struct webroot_stats st;
   webroot_stats(&st);
-  buf_printf(out,
-             "# HELP galarelay_webroot_reads_total Static files read from disk (once per file and change).\n"
-             "# TYPE galarelay_webroot_reads_total counter\ngalarelay_webroot_reads_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_hits_total Static answers from a buffer already in memory.\n"
-             "# TYPE galarelay_webroot_hits_total counter\ngalarelay_webroot_hits_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_uncached_total Static files read for one request: the cache was full.\n"
-             "# TYPE galarelay_webroot_uncached_total counter\ngalarelay_webroot_uncached_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_cached_bytes Bytes of static files held in memory.\n"
-             "# TYPE galarelay_webroot_cached_bytes gauge\ngalarelay_webroot_cached_bytes %zu\n",
-             st.reads, st.hits, st.uncached, st.cached_bytes);
+  metrics_write(out, rows, METRICS_COUNT(rows), &st);
 }
 
 void webroot_free(void) {
