@@ -1,7 +1,8 @@
 /* config: the daemon's configuration, parsed from an INI file with inih.
  *
- * Every key is one row of a table in config.c (name, type, default, bounds,
- * docs); config/galarelay.conf documents the same keys for operators. A
+ * Every key is one row of a table in config.c (name, type, bounds, default,
+ * a one-line doc); config/galarelay.conf and docs/config.md document the
+ * same keys for operators, and test_config holds them to the table. A
  * config is immutable once loaded: a reload (SIGHUP) parses and validates a
  * whole new one and swaps the pointer on the loop thread, or keeps the old
  * one. Errors name FILE:LINE. */
@@ -209,5 +210,12 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out);
 /* The schema, for documentation checks: key i of section kind. Returns
  * NULL past the end. section is "server", "channel", "rung", … */
 const char *config_key_at(int i, const char **section);
+/* Key i's default as a config file writes it ("4m", "yes", "" = empty);
+ * NULL when it has none (required, a list) or it is computed (web_root). */
+const char *config_key_default(int i);
+/* Key i's one-line doc: how its row in docs/config.md begins. */
+const char *config_key_doc(int i);
+/* Parse every default of the table: 0, or -EINVAL with errs filled. */
+int config_check_defaults(struct config_errors *errs);
 
 #endif
