@@ -10,6 +10,7 @@
 #include "core/http.h"
 
 #include <libwebsockets.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -60,7 +61,7 @@ struct http_session {
 
 int http_add_route(const char *prefix, http_route_fn fn) {
   if (route_count >= HTTP_MAX_ROUTES)
-    return -1;
+    return -ENOSPC;
   routes[route_count++] = (struct http_route){prefix, strlen(prefix), fn};
   return 0;
 }
@@ -99,7 +100,7 @@ int http_respond(struct lws *wsi, int status, const char *content_type, const ch
   if (!s || s->answering) {
     if (release)
       release(release_arg);
-    return -1;
+    return -EPIPE;
   }
   s->park_close = NULL; /* answered: the parker must not be told of a close */
   s->park_arg = NULL;
