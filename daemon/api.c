@@ -12,11 +12,12 @@
 #include "relay/rtmp_server.h"
 #include "core/http.h"
 #include "core/metrics.h"
-#include "daemon/subsystems.h"
 
 #ifndef GALARELAY_VERSION
 #define GALARELAY_VERSION "0.0.0"
 #endif
+
+static const struct api_sources *sources; /* set once, before any request */
 
 static const char json_headers[] = "Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n";
 
@@ -63,7 +64,7 @@ void api_metrics(const struct app *app, struct buf *out) {
 static int metrics_route(struct http_request *req) {
   struct buf out;
   buf_init(&out);
-  subsystems_metrics(req->app, &out);
+  sources->metrics(req->app, &out);
   if (out.failed) {
     buf_free(&out);
     return http_respond_text(req->wsi, 500, "out of memory\n");
@@ -87,7 +88,7 @@ static int channels_route(struct http_request *req) {
     json_object_set_new(obj, "watch_url", json_sprintf("/watch/%s", ch->name));
     json_object_set_new(obj, "hls_url", json_sprintf("/hls/%s/master.m3u8", ch->name));
     json_object_set_new(obj, "chat_url", json_sprintf("/chat/%s", ch->name));
-    subsystems_channel_api(app, ch->name, obj);
+    sources->channel_fields(app, ch->name, obj);
     json_array_append_new(list, obj);
   }
   json_t *root = json_pack("{s:o}", "channels", list);
@@ -98,7 +99,8 @@ static int channels_route(struct http_request *req) {
   return http_respond(req->wsi, 200, "application/json", json_headers, text, strlen(text), free, text);
 }
 
-void api_register_routes(void) {
+void api_register_routes(const struct api_sources *from) {
+  sources = from;
   http_add_route("/healthz", healthz_route);
   http_add_route("/metrics", metrics_route);
   http_add_route("/api/v1/channels", channels_route);

@@ -57,7 +57,8 @@ struct subsystem {
 
 static int start_api(struct app *app) {
   (void)app;
-  api_register_routes();
+  static const struct api_sources every_part = {subsystems_metrics, subsystems_channel_api};
+  api_register_routes(&every_part);
   return 0;
 }
 
