@@ -65,15 +65,15 @@ double metrics_read(const struct metric *m, const void *obj) {
   return 0;
 }
 
-/* One row's unlabelled sample; unsigned fields exactly. */
-static void write_row_value(struct buf *out, const struct metric *m, const void *obj) {
+/* Unsigned fields are written exactly; the rest through a double. */
+void metrics_sample(struct buf *out, const struct metric *m, const char *labels, const void *obj) {
   const char *field = (const char *)obj + m->offset;
   if (m->source == METRIC_SRC_ULONG)
-    metrics_count(out, m, NULL, *(const unsigned long *)field);
+    metrics_count(out, m, labels, *(const unsigned long *)field);
   else if (m->source == METRIC_SRC_ULLONG)
-    metrics_count(out, m, NULL, *(const unsigned long long *)field);
+    metrics_count(out, m, labels, *(const unsigned long long *)field);
   else
-    metrics_value(out, m, NULL, metrics_read(m, obj));
+    metrics_value(out, m, labels, metrics_read(m, obj));
 }
 
 void metrics_write(struct buf *out, const struct metric *rows, size_t n, const void *obj) {
@@ -81,6 +81,6 @@ void metrics_write(struct buf *out, const struct metric *rows, size_t n, const v
     if (rows[i].source == METRIC_SRC_NONE)
       continue;
     metrics_head(out, &rows[i]);
-    write_row_value(out, &rows[i], obj);
+    metrics_sample(out, &rows[i], NULL, obj);
   }
 }

@@ -78,6 +78,10 @@ void metrics_head(struct buf *out, const struct metric *m);
 void metrics_value(struct buf *out, const struct metric *m, const char *labels, double value);
 /* The same for a count, written exactly (a double holds 53 bits). */
 void metrics_count(struct buf *out, const struct metric *m, const char *labels, uint64_t value);
+/* One sample of row m read from obj, with labels (as for metrics_value):
+ * a family per channel is metrics_head(), then one metrics_sample() per
+ * channel's stats struct. */
+void metrics_sample(struct buf *out, const struct metric *m, const char *labels, const void *obj);
 /* The value of row m for obj (0 for a METRIC_FAMILY row). */
 double metrics_read(const struct metric *m, const void *obj);
 /* Every row of the table for obj: HELP, TYPE and the unlabelled value.

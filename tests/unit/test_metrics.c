@@ -1,7 +1,8 @@
 /* Unit tests for core/metrics, the one writer of the Prometheus text
  * format: a table of rows becomes HELP, TYPE and one sample per row, read
  * from a struct's fields by their type or from a getter; labelled families
- * get their samples one by one; counts stay exact past 2^53; values that
+ * get their samples one by one (a value, or a row read from each
+ * channel's stats); counts stay exact past 2^53; values that
  * are not whole get the fewest digits that read back the same. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,12 +113,36 @@ static void test_values_read_back_the_same(void **state) {
   buf_free(&out);
 }
 
+/* A family per channel: the head once, then one sample per stats struct. */
+static void test_sample_per_channel(void **state) {
+  (void)state;
+  const struct sample_stats per[2] = {{.accepted = 7, .bitrate = 1.5}, {.accepted = UINT64_MAX, .bitrate = 2}};
+  const char *const names[2] = {"gala", "news"};
+  struct buf out;
+  buf_init(&out);
+  for (int r = 2; r <= 5; r += 3) {
+    metrics_head(&out, &rows[r]);
+    for (int i = 0; i < 2; i++) {
+      char labels[64];
+      snprintf(labels, sizeof labels, "channel=\"%s\"", names[i]);
+      metrics_sample(&out, &rows[r], labels, &per[i]);
+    }
+  }
+  assert_string_equal(out.data, "# HELP t_accepted_total Accepted.\n# TYPE t_accepted_total counter\n"
+                                "t_accepted_total{channel=\"gala\"} 7\n"
+                                "t_accepted_total{channel=\"news\"} 18446744073709551615\n"
+                                "# HELP t_bitrate_kbps Bitrate.\n# TYPE t_bitrate_kbps gauge\n"
+                                "t_bitrate_kbps{channel=\"gala\"} 1.5\nt_bitrate_kbps{channel=\"news\"} 2\n");
+  buf_free(&out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_writes_every_row_from_its_field),
       cmocka_unit_test(test_family_gets_head_and_labelled_samples),
       cmocka_unit_test(test_counts_stay_exact_past_double_precision),
       cmocka_unit_test(test_values_read_back_the_same),
+      cmocka_unit_test(test_sample_per_channel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
