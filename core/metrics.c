@@ -12,10 +12,19 @@
 
 #include "core/buf.h"
 
-static const char *type_name(enum metric_type t) { return t == METRIC_COUNTER ? "counter" : "gauge"; }
+static const char *type_name(enum metric_type t) {
+  switch (t) {
+  case METRIC_COUNTER: return "counter";
+  case METRIC_HISTOGRAM: return "histogram";
+  case METRIC_GAUGE: break;
+  }
+  return "gauge";
+}
 
 void metrics_head(struct buf *out, const struct metric *m) {
-  buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, type_name(m->type));
+  if (m->help)
+    buf_printf(out, "# HELP %s %s\n", m->name, m->help);
+  buf_printf(out, "# TYPE %s %s\n", m->name, type_name(m->type));
 }
 
 /* "name" or "name{labels}", then a space. */

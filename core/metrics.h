@@ -31,6 +31,7 @@ struct buf;
 enum metric_type {
   METRIC_COUNTER,
   METRIC_GAUGE,
+  METRIC_HISTOGRAM, /* its _bucket, _sum and _count samples are rows of their own, without a head */
 };
 
 /* How a row's value is read from the object it is written for. */
@@ -69,7 +70,8 @@ struct metric {
 
 #define METRICS_COUNT(rows) (sizeof(rows) / sizeof((rows)[0]))
 
-/* "# HELP name help" and "# TYPE name type". */
+/* "# HELP name help" and "# TYPE name type"; a row whose help is NULL gets
+ * the TYPE line alone (a few HLS families have no help text yet). */
 void metrics_head(struct buf *out, const struct metric *m);
 /* One sample: "name{labels} value". labels is NULL or "" for none, else
  * the inside of the braces, already quoted (`channel="gala"`). Integral

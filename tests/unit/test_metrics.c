@@ -80,6 +80,16 @@ static void test_family_gets_head_and_labelled_samples(void **state) {
                                 "t_by_reason_total{channel=\"gala\",reason=\"rate\"} 3\n"
                                 "t_by_reason_total 0\nt_by_reason_total 1\n");
   assert_true(metrics_read(fam, NULL) == 0);
+  buf_reset(&out);
+  static const struct metric bare = METRIC_FAMILY("t_bare_total", METRIC_COUNTER, NULL);
+  metrics_head(&out, &bare);
+  assert_string_equal(out.data, "# TYPE t_bare_total counter\n");
+  buf_reset(&out);
+  static const struct metric hist = METRIC_FAMILY("t_seconds", METRIC_HISTOGRAM, "Latency.");
+  static const struct metric bucket = METRIC_FAMILY("t_seconds_bucket", METRIC_HISTOGRAM, NULL);
+  metrics_head(&out, &hist);
+  metrics_count(&out, &bucket, "le=\"+Inf\"", 2);
+  assert_string_equal(out.data, "# HELP t_seconds Latency.\n# TYPE t_seconds histogram\nt_seconds_bucket{le=\"+Inf\"} 2\n");
   buf_free(&out);
 }
 
