@@ -60,6 +60,10 @@ void metrics_count(struct buf *out, const struct metric *m, const char *labels, 
 }
 
 double metrics_read(const struct metric *m, const void *obj) {
+  if (m->source == METRIC_SRC_GETTER)
+    return m->get(obj);
+  if (m->source == METRIC_SRC_NONE || !obj)
+    return 0; /* a family has no single value; and no offset from NULL */
   const char *field = (const char *)obj + m->offset;
   switch (m->source) {
   case METRIC_SRC_INT: return *(const int *)field;
@@ -76,10 +80,10 @@ double metrics_read(const struct metric *m, const void *obj) {
 
 /* Unsigned fields are written exactly; the rest through a double. */
 void metrics_sample(struct buf *out, const struct metric *m, const char *labels, const void *obj) {
-  const char *field = (const char *)obj + m->offset;
-  if (m->source == METRIC_SRC_ULONG)
+  const char *field = obj ? (const char *)obj + m->offset : NULL;
+  if (field && m->source == METRIC_SRC_ULONG)
     metrics_count(out, m, labels, *(const unsigned long *)field);
-  else if (m->source == METRIC_SRC_ULLONG)
+  else if (field && m->source == METRIC_SRC_ULLONG)
     metrics_count(out, m, labels, *(const unsigned long long *)field);
   else
     metrics_value(out, m, labels, metrics_read(m, obj));
