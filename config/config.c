@@ -832,7 +832,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
                     cfg->channels[c].name);
     }
   }
-  return errs->count > before ? -1 : 0;
+  return errs->count > before ? -EINVAL : 0;
 }
 
 int config_validate(const struct config *cfg, struct config_errors *errs) {
@@ -852,7 +852,7 @@ int config_load_string(struct config *cfg, const char *name, const char *text, s
   else if (rc < 0)
     add_error(errs, name, 0, "cannot parse (out of memory)");
   if (errs->count)
-    return -1;
+    return -EINVAL;
   return validate(cfg, errs, &st);
 }
 
@@ -860,9 +860,10 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
   memset(errs, 0, sizeof *errs);
   FILE *f = fopen(path, "rb");
   if (!f) {
+    int err = errno;
     config_defaults(cfg);
-    add_error(errs, path, 0, "cannot open: %s", strerror(errno));
-    return -1;
+    add_error(errs, path, 0, "cannot open: %s", strerror(err));
+    return -err;
   }
   char *text = NULL;
   size_t len = 0, cap = 0;
@@ -875,7 +876,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
         fclose(f);
         config_defaults(cfg);
         add_error(errs, path, 0, "file is larger than 1 MiB");
-        return -1;
+        return -EFBIG;
       }
       cap = (len + n + 1) * 2;
       char *p = realloc(text, cap);
@@ -883,7 +884,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
         free(text);
         fclose(f);
         add_error(errs, path, 0, "out of memory");
-        return -1;
+        return -ENOMEM;
       }
       text = p;
     }
@@ -895,7 +896,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
     free(text);
     config_defaults(cfg);
     add_error(errs, path, 0, "file contains a NUL byte: not a text config");
-    return -1;
+    return -EINVAL;
   }
   int rc = config_load_string(cfg, path, text ? (text[len] = '\0', text) : "", errs);
   free(text);
@@ -1005,7 +1006,7 @@ static int url_decode(const char *in, size_t len, char *out, size_t size) {
 int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
   static const char scheme[] = "redis://";
   if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-    return -1;
+    return -EINVAL;
   const char *h = url + sizeof scheme - 1;
   const char *at = strrchr(h, '@');
   out->user[0] = out->password[0] = '\0';
@@ -1014,13 +1015,13 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
     if (!colon || url_decode(h, (size_t)(colon - h), out->user, sizeof out->user) != 0 ||
         url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) != 0 ||
         !out->password[0])
-      return -1;
+      return -EINVAL;
     h = at + 1;
   }
   const char *colon = strrchr(h, ':');
   size_t hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
   if (hl == 0 || hl >= sizeof out->host)
-    return -1;
+    return -EINVAL;
   memcpy(out->host, h, hl);
   out->host[hl] = '\0';
   out->port = 6379;
@@ -1028,7 +1029,7 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
     char *end;
     long p = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || p <= 0 || p > 65535 || (*end && strcmp(end, "/") != 0))
-      return -1;
+      return -EINVAL;
     out->port = (int)p;
   }
   return 0;

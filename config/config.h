@@ -169,8 +169,9 @@ struct config_errors {
 /* The built-in defaults (docs/protocol.md: demo channel, three-rung ladder). */
 void config_defaults(struct config *cfg);
 
-/* Parse FILE over the defaults and validate. Returns 0, or -1 with errs
- * filled. On error cfg is left in an unspecified state: parse into a fresh
+/* Parse FILE over the defaults and validate. Returns 0, or with errs
+ * filled -EINVAL (errors in the file), -ENOENT/-EACCES (cannot open it),
+ * -EFBIG (over 1 MiB) or -ENOMEM. On error cfg is left in an unspecified state: parse into a fresh
  * one, and swap only on success. */
 int config_load(struct config *cfg, const char *path, struct config_errors *errs);
 
@@ -179,7 +180,8 @@ int config_load_string(struct config *cfg, const char *name, const char *text,
                        struct config_errors *errs);
 
 /* Cross-key checks that also apply to the defaults (demo secrets on
- * non-loopback listeners, duplicate keys across channels). */
+ * non-loopback listeners, duplicate keys across channels): 0, or -EINVAL
+ * with errs filled. */
 int config_validate(const struct config *cfg, struct config_errors *errs);
 
 const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
@@ -204,7 +206,7 @@ struct config_redis_endpoint {
   char user[64];      /* AUTH user (Redis ACL), "" = default */
   char password[256]; /* AUTH password, "" = none */
 };
-/* 0, or -1 when url is not such a url (*out is then unspecified). */
+/* 0, or -EINVAL when url is not such a url (*out is then unspecified). */
 int config_redis_url_parse(const char *url, struct config_redis_endpoint *out);
 
 /* The schema, for documentation checks: key i of section kind. Returns

@@ -5,6 +5,7 @@
  * that the message names FILE:LINE and says what is wrong. The last cases
  * read the shipped config/galarelay.conf and docs/config.md and check that
  * every key of the table is documented there. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +36,7 @@ static int load(const char *text) {
  * contains `what`. */
 static void expect_error(const char *text, const char *where, const char *what) {
   int rc = load(text);
-  if (rc != -1 || !strstr(errs.text, where) || !strstr(errs.text, what))
+  if (rc != -EINVAL || !strstr(errs.text, where) || !strstr(errs.text, what))
     fail_msg("want an error at \"%s\" saying \"%s\"; got rc=%d:\n%s", where, what, rc, errs.text);
   assert_true(errs.count > 0);
 }
@@ -483,6 +484,7 @@ static void err_bad_redis_url(void **state) {
   assert_string_equal(ep.user, "u@x");
   assert_string_equal(ep.password, "p:w");
   assert_int_equal(config_redis_url_parse("redis://localhost", &ep), 0);
+  assert_int_equal(config_redis_url_parse("http://localhost:6379", &ep), -EINVAL);
   assert_int_equal(ep.port, 6379);
 }
 
@@ -512,7 +514,7 @@ static void err_too_many_tokens(void **state) {
 
 static void errors_are_collected(void **state) {
   (void)state;
-  assert_int_equal(load("[server]\nhttp_listen = nowhere\n[rtmp]\nidle_timeout = x\n[bogus]\n"), -1);
+  assert_int_equal(load("[server]\nhttp_listen = nowhere\n[rtmp]\nidle_timeout = x\n[bogus]\n"), -EINVAL);
   assert_int_equal(errs.count, 3);
   assert_non_null(strstr(errs.text, "t.conf:2: "));
   assert_non_null(strstr(errs.text, "t.conf:4: "));
@@ -521,7 +523,7 @@ static void errors_are_collected(void **state) {
 
 static void keys_of_unknown_section_are_not_reported(void **state) {
   (void)state;
-  assert_int_equal(load("[bogus]\na = 1\nb = 2\n"), -1);
+  assert_int_equal(load("[bogus]\na = 1\nb = 2\n"), -EINVAL);
   assert_int_equal(errs.count, 1);
 }
 
@@ -726,7 +728,7 @@ static void validate_refuses_demo_on_built_config(void **state) {
   config_defaults(&cfg);
   snprintf(cfg.server.rtmp_listen.host, sizeof cfg.server.rtmp_listen.host, "0.0.0.0");
   memset(&errs, 0, sizeof errs);
-  assert_int_equal(config_validate(&cfg, &errs), -1);
+  assert_int_equal(config_validate(&cfg, &errs), -EINVAL);
   assert_non_null(strstr(errs.text, "(defaults): "));
 }
 
@@ -795,7 +797,7 @@ static void find_channel(void **state) {
 
 static void load_missing_file(void **state) {
   (void)state;
-  assert_int_equal(config_load(&cfg, "/nonexistent/galarelay.conf", &errs), -1);
+  assert_int_equal(config_load(&cfg, "/nonexistent/galarelay.conf", &errs), -ENOENT);
   assert_non_null(strstr(errs.text, "/nonexistent/galarelay.conf: cannot open"));
 }
 
@@ -807,7 +809,7 @@ static void load_file_with_nul(void **state) {
   assert_non_null(f);
   fwrite("x\0y\n", 1, 4, f);
   fclose(f);
-  assert_int_equal(config_load(&cfg, path, &errs), -1);
+  assert_int_equal(config_load(&cfg, path, &errs), -EINVAL);
   assert_non_null(strstr(errs.text, "NUL"));
   unlink(path);
 }
@@ -816,7 +818,7 @@ static void load_file_names_path_in_errors(void **state) {
   (void)state;
   char path[256], where[300];
   write_temp("[server]\nbogus = 1\n", path, sizeof path);
-  assert_int_equal(config_load(&cfg, path, &errs), -1);
+  assert_int_equal(config_load(&cfg, path, &errs), -EINVAL);
   snprintf(where, sizeof where, "%s:2: ", path);
   assert_non_null(strstr(errs.text, where));
   unlink(path);
