@@ -94,12 +94,12 @@ const char *webroot_mime_type(const char *path) {
   return "application/octet-stream";
 }
 
-int webroot_path_is_safe(const char *path) {
+bool webroot_path_is_safe(const char *path) {
   if (path[0] != '/')
-    return 0;
+    return false;
   for (const char *p = path; *p; p++) {
     if ((unsigned char)*p < 0x20 || *p == '\\' || *p == 0x7f)
-      return 0;
+      return false;
   }
   /* walk segments: none may be empty (except the trailing one), "." or ".." */
   const char *seg = path + 1;
@@ -107,14 +107,14 @@ int webroot_path_is_safe(const char *path) {
     const char *end = strchr(seg, '/');
     size_t len = end ? (size_t)(end - seg) : strlen(seg);
     if (len == 0 && end)
-      return 0;
+      return false;
     if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
-      return 0;
+      return false;
     if (!end)
       break;
     seg = end + 1;
   }
-  return 1;
+  return true;
 }
 
 static void file_unref(void *arg) {
