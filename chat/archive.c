@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define ARCHIVE_NSTR 7
 
@@ -677,6 +678,22 @@ void archive_get_stats(const struct archive *a, struct archive_stats *o) {
 }
 
 void archive_metrics(const struct archive *a, struct buf *out) {
+#define AS(NAME, TYPE, FIELD) METRIC_FIELD(NAME, TYPE, NULL, struct archive_stats, FIELD)
+  static const struct metric depth[] = {AS("galarelay_chat_archive_queue_depth", METRIC_GAUGE, in_flight)};
+  static const struct metric records = METRIC_FAMILY("galarelay_chat_archive_records_total", METRIC_COUNTER, NULL);
+  static const struct metric rows[] = {
+      AS("galarelay_chat_archive_commits_total", METRIC_COUNTER, commits),
+      AS("galarelay_chat_archive_commit_failures_total", METRIC_COUNTER, commit_failures),
+      AS("galarelay_chat_archive_commit_seconds_max", METRIC_GAUGE, commit_seconds_max),
+  };
+#undef AS
+  static const struct metric latency =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds", METRIC_HISTOGRAM, NULL);
+  static const struct metric bucket =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds_bucket", METRIC_HISTOGRAM, NULL);
+  static const struct metric sum = METRIC_FAMILY("galarelay_chat_archive_commit_seconds_sum", METRIC_HISTOGRAM, NULL);
+  static const struct metric count =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds_count", METRIC_HISTOGRAM, NULL);
   struct archive_stats s;
   archive_get_stats(a, &s);
   uint64_t buckets[NBUCKETS + 1];
@@ -684,34 +701,22 @@ void archive_metrics(const struct archive *a, struct buf *out) {
   uv_mutex_lock(&m->mu);
   memcpy(buckets, a->lat_buckets, sizeof buckets);
   uv_mutex_unlock(&m->mu);
-  buf_printf(out,
-             "# TYPE galarelay_chat_archive_queue_depth gauge\n"
-             "galarelay_chat_archive_queue_depth %llu\n"
-             "# TYPE galarelay_chat_archive_records_total counter\n"
-             "galarelay_chat_archive_records_total{result=\"committed\"} %llu\n"
-             "galarelay_chat_archive_records_total{result=\"failed\"} %llu\n"
-             "galarelay_chat_archive_records_total{result=\"refused\"} %llu\n"
-             "# TYPE galarelay_chat_archive_commits_total counter\n"
-             "galarelay_chat_archive_commits_total %llu\n"
-             "# TYPE galarelay_chat_archive_commit_failures_total counter\n"
-             "galarelay_chat_archive_commit_failures_total %llu\n"
-             "# TYPE galarelay_chat_archive_commit_seconds_max gauge\n"
-             "galarelay_chat_archive_commit_seconds_max %.6f\n"
-             "# TYPE galarelay_chat_archive_commit_seconds histogram\n",
-             (unsigned long long)s.in_flight, (unsigned long long)s.committed,
-             (unsigned long long)s.failed, (unsigned long long)s.refused,
-             (unsigned long long)s.commits, (unsigned long long)s.commit_failures,
-             s.commit_seconds_max);
+  metrics_write(out, depth, 1, &s);
+  metrics_head(out, &records);
+  metrics_count(out, &records, "result=\"committed\"", s.committed);
+  metrics_count(out, &records, "result=\"failed\"", s.failed);
+  metrics_count(out, &records, "result=\"refused\"", s.refused);
+  metrics_write(out, rows, METRICS_COUNT(rows), &s);
+  metrics_head(out, &latency);
   uint64_t cum = 0;
+  char le[48];
   for (size_t k = 0; k < NBUCKETS; k++) {
     cum += buckets[k];
-    buf_printf(out, "galarelay_chat_archive_commit_seconds_bucket{le=\"%g\"} %llu\n",
-               commit_buckets[k], (unsigned long long)cum);
+    snprintf(le, sizeof le, "le=\"%g\"", commit_buckets[k]);
+    metrics_count(out, &bucket, le, cum);
   }
   cum += buckets[NBUCKETS];
-  buf_printf(out,
-             "galarelay_chat_archive_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
-             "galarelay_chat_archive_commit_seconds_sum %.6f\n"
-             "galarelay_chat_archive_commit_seconds_count %llu\n",
-             (unsigned long long)cum, s.commit_seconds_sum, (unsigned long long)cum);
+  metrics_count(out, &bucket, "le=\"+Inf\"", cum);
+  metrics_value(out, &sum, NULL, s.commit_seconds_sum);
+  metrics_count(out, &count, NULL, cum);
 }

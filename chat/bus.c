@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -650,36 +651,27 @@ void bus_get_stats(const struct bus *b, struct bus_stats *out) {
 }
 
 void bus_metrics(const struct bus *b, struct buf *out) {
+#define BS(NAME, TYPE, FIELD) METRIC_FIELD(NAME, TYPE, NULL, struct bus_stats, FIELD)
+  static const struct metric rows[] = {
+      BS("galarelay_redis_connected", METRIC_GAUGE, redis_connected),
+      BS("galarelay_redis_reconnects_total", METRIC_COUNTER, reconnects),
+      BS("galarelay_chat_bus_published_total", METRIC_COUNTER, published),
+      BS("galarelay_chat_bus_delivered_total", METRIC_COUNTER, delivered),
+      BS("galarelay_chat_bus_local_direct_total", METRIC_COUNTER, local_direct),
+      BS("galarelay_chat_bus_redis_published_total", METRIC_COUNTER, redis_published),
+      BS("galarelay_chat_bus_redis_received_total", METRIC_COUNTER, redis_received),
+      BS("galarelay_chat_bus_publish_failures_total", METRIC_COUNTER, publish_failures),
+      BS("galarelay_chat_bus_backlog_full_total", METRIC_COUNTER, backlog_full),
+      BS("galarelay_chat_bus_malformed_total", METRIC_COUNTER, malformed),
+      BS("galarelay_chat_bus_backlog_bytes", METRIC_GAUGE, backlog_bytes),
+  };
+#undef BS
+  static const struct metric rejected =
+      METRIC_FAMILY("galarelay_chat_bus_rejected_total", METRIC_COUNTER, "Events from Redis dropped, by reason");
   struct bus_stats s;
   bus_get_stats(b, &s);
-  buf_printf(out,
-             "# TYPE galarelay_redis_connected gauge\n"
-             "galarelay_redis_connected %d\n"
-             "# TYPE galarelay_redis_reconnects_total counter\n"
-             "galarelay_redis_reconnects_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_published_total counter\n"
-             "galarelay_chat_bus_published_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_delivered_total counter\n"
-             "galarelay_chat_bus_delivered_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_local_direct_total counter\n"
-             "galarelay_chat_bus_local_direct_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_redis_published_total counter\n"
-             "galarelay_chat_bus_redis_published_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_redis_received_total counter\n"
-             "galarelay_chat_bus_redis_received_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_publish_failures_total counter\n"
-             "galarelay_chat_bus_publish_failures_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_backlog_full_total counter\n"
-             "galarelay_chat_bus_backlog_full_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_malformed_total counter\n"
-             "galarelay_chat_bus_malformed_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_backlog_bytes gauge\n"
-             "galarelay_chat_bus_backlog_bytes %" PRIu64 "\n"
-             "# HELP galarelay_chat_bus_rejected_total Events from Redis dropped, by reason\n"
-             "# TYPE galarelay_chat_bus_rejected_total counter\n"
-             "galarelay_chat_bus_rejected_total{reason=\"hmac\"} %" PRIu64 "\n"
-             "galarelay_chat_bus_rejected_total{reason=\"replay\"} %" PRIu64 "\n",
-             s.redis_connected, s.reconnects, s.published, s.delivered, s.local_direct,
-             s.redis_published, s.redis_received, s.publish_failures, s.backlog_full,
-             s.malformed, s.backlog_bytes, s.rejected_mac, s.rejected_replay);
+  metrics_write(out, rows, METRICS_COUNT(rows), &s);
+  metrics_head(out, &rejected);
+  metrics_count(out, &rejected, "reason=\"hmac\"", s.rejected_mac);
+  metrics_count(out, &rejected, "reason=\"replay\"", s.rejected_replay);
 }

@@ -23,6 +23,7 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/memguard.h"
+#include "core/metrics.h"
 #include "core/netaddr.h"
 
 int64_t chat__wall_ms(void) {
@@ -597,83 +598,77 @@ void chat_stop(struct chat *c) {
 
 /* ---- Metrics and API */
 
+/* One room's values for /metrics. */
+struct room_sample {
+  size_t members;
+  struct room_stats st;
+};
+
+static void bad_frames_metrics(const struct chat *c, struct buf *out) {
+  static const struct metric bad = METRIC_FAMILY("galarelay_chat_bad_frames_total", METRIC_COUNTER,
+                                                 "Frames refused before parsing, by reason");
+  static const struct metric conns =
+      METRIC_FAMILY("galarelay_chat_connections_total", METRIC_COUNTER, "Websocket connections accepted");
+  metrics_head(out, &bad);
+  metrics_count(out, &bad, "reason=\"invalid_utf8\"", c->stats.bad_utf8);
+  metrics_count(out, &bad, "reason=\"too_large\"", c->stats.oversize);
+  metrics_count(out, &bad, "reason=\"bad_request\"", c->stats.bad_request);
+  metrics_head(out, &conns);
+  metrics_count(out, &conns, NULL, c->stats.connections);
+}
+
 void chat_metrics(const struct chat *c, struct buf *out) {
-  static const struct {
-    const char *name, *type, *help;
-  } m[] = {
-      {"galarelay_chat_members", "gauge", "Websocket members per room"},
-      {"galarelay_chat_comments_accepted_total", "counter", "Comments accepted"},
-      {"galarelay_chat_comments_refused_total", "counter", "Comments refused, by reason"},
-      {"galarelay_chat_delivered_events_total", "counter", "Events queued to members"},
-      {"galarelay_chat_dropped_batches_total", "counter", "Batches dropped for slow members"},
-      {"galarelay_chat_slow_members_closed_total", "counter", "Members closed past the hard bound"},
-      {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
-      {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
-      {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
+#define RS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct room_sample, FIELD)
+  static const struct metric rows[] = {
+      RS("galarelay_chat_members", METRIC_GAUGE, "Websocket members per room", members),
+      RS("galarelay_chat_comments_accepted_total", METRIC_COUNTER, "Comments accepted", st.accepted),
+      METRIC_FAMILY("galarelay_chat_comments_refused_total", METRIC_COUNTER, "Comments refused, by reason"),
+      RS("galarelay_chat_delivered_events_total", METRIC_COUNTER, "Events queued to members", st.delivered_events),
+      RS("galarelay_chat_dropped_batches_total", METRIC_COUNTER, "Batches dropped for slow members",
+         st.dropped_batches),
+      RS("galarelay_chat_slow_members_closed_total", METRIC_COUNTER, "Members closed past the hard bound",
+         st.kicked_slow),
+      RS("galarelay_chat_queue_bytes", METRIC_GAUGE, "Bytes queued to members", st.queue_bytes),
+      RS("galarelay_chat_held_comments", METRIC_GAUGE, "Comments waiting for review", st.held),
+      RS("galarelay_chat_hello_refused_total", METRIC_COUNTER, "Hellos refused by the hello rate limits",
+         st.hello_refused),
   };
-  for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+#undef RS
+  struct room_sample *rs = calloc(CHAT_ROOMS_MAX, sizeof *rs);
+  if (!rs)
+    return;
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    if (!c->rooms[i].room)
+      continue;
+    rs[i].members = room_member_count(c->rooms[i].room);
+    room_get_stats(c->rooms[i].room, &rs[i].st);
+  }
+  char label[128];
+  for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
+    metrics_head(out, &rows[k]);
     for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
-      const struct chat_room *slot = &c->rooms[i];
-      if (!slot->room)
+      if (!c->rooms[i].room)
         continue;
-      struct room_stats st;
-      room_get_stats(slot->room, &st);
-      const char *ch = slot->channel;
-      switch (k) {
-      case 0:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, room_member_count(slot->room));
-        break;
-      case 1:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.accepted);
-        break;
-      case 2:
-        for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++)
-          buf_printf(out, "%s{channel=\"%s\",reason=\"%s\"} %llu\n", m[k].name, ch,
-                     room_refusal_code(r), (unsigned long long)st.refused[r]);
-        break;
-      case 3:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.delivered_events);
-        break;
-      case 4:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.dropped_batches);
-        break;
-      case 5:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.kicked_slow);
-        break;
-      case 6:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.queue_bytes);
-        break;
-      case 7:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.held);
-        break;
-      case 8:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.hello_refused);
-        break;
+      if (rows[k].source != METRIC_SRC_NONE) {
+        snprintf(label, sizeof label, "channel=\"%s\"", c->rooms[i].channel);
+        metrics_sample(out, &rows[k], label, &rs[i]);
+        continue;
+      }
+      for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++) { /* comments refused, by reason */
+        snprintf(label, sizeof label, "channel=\"%s\",reason=\"%s\"", c->rooms[i].channel, room_refusal_code(r));
+        metrics_count(out, &rows[k], label, rs[i].st.refused[r]);
       }
     }
   }
-  buf_printf(out,
-             "# HELP galarelay_chat_bad_frames_total Frames refused before parsing, by reason\n"
-             "# TYPE galarelay_chat_bad_frames_total counter\n"
-             "galarelay_chat_bad_frames_total{reason=\"invalid_utf8\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"too_large\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"bad_request\"} %llu\n"
-             "# HELP galarelay_chat_connections_total Websocket connections accepted\n"
-             "# TYPE galarelay_chat_connections_total counter\n"
-             "galarelay_chat_connections_total %llu\n",
-             (unsigned long long)c->stats.bad_utf8, (unsigned long long)c->stats.oversize,
-             (unsigned long long)c->stats.bad_request, (unsigned long long)c->stats.connections);
+  free(rs);
+  bad_frames_metrics(c, out);
   if (c->filter) {
+    static const struct metric words = METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE,
+                                                    "Banned words in the current automaton", struct filter_stats,
+                                                    words);
     struct filter_stats fs;
     filter_get_stats(c->filter, &fs);
-    buf_printf(out,
-               "# HELP galarelay_chat_banned_words Banned words in the current automaton\n"
-               "# TYPE galarelay_chat_banned_words gauge\ngalarelay_chat_banned_words %llu\n",
-               (unsigned long long)fs.words);
+    metrics_write(out, &words, 1, &fs);
   }
   if (c->archive)
     archive_metrics(c->archive, out);

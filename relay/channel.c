@@ -55,6 +55,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "relay/amf.h"
+#include "core/metrics.h"
 #include "relay/rtmp_chunk.h"
 
 #define GOP_MAX_BYTES (16u << 20)
@@ -953,49 +954,74 @@ void channel_api_fill(const struct channel *ch, struct json_t *obj) {
   json_object_set_new(obj, "uptime", json_real((double)(ch_now(ch) - ch->live_since_ms) / 1000.0));
 }
 
+/* One channel's values for /metrics, read at the time of the request. */
+struct channel_sample {
+  bool live;
+  int players;
+  double bitrate_kbps, fps, width, height, keyframe_interval_s, uptime_s;
+  uint64_t media_bytes;
+};
+
+static void channel_sample(const struct channel *ch, struct channel_sample *out) {
+  const struct channel_feed *f = ch->started ? ch_active(ch) : NULL;
+  const AVCodecParameters *v = f ? f->par[CHANNEL_VIDEO] : NULL;
+  *out = (struct channel_sample){.live = ch->started, .players = ch->players};
+  if (f) {
+    out->bitrate_kbps = f->bitrate_kbps;
+    out->fps = f->fps > 0 ? f->fps : f->meta_fps;
+    out->keyframe_interval_s = f->key_interval_s;
+    out->uptime_s = (double)(ch_now(ch) - ch->live_since_ms) / 1000.0;
+    out->media_bytes = f->bytes;
+  }
+  if (v) {
+    out->width = v->width;
+    out->height = v->height;
+  }
+}
+
 void channel_registry_metrics(const struct channel_registry *reg, struct buf *out) {
-  static const char *const names[][2] = {
-      {"galarelay_channel_live", "1 if the channel has a live feed"},
-      {"galarelay_channel_rtmp_players", "RTMP players subscribed"},
-      {"galarelay_channel_bitrate_kbps", "measured source bitrate"},
-      {"galarelay_channel_fps", "source frames per second"},
-      {"galarelay_channel_width", "source width"},
-      {"galarelay_channel_height", "source height"},
-      {"galarelay_channel_keyframe_interval_seconds", "time between the last two keyframes"},
-      {"galarelay_channel_uptime_seconds", "time since the channel went live"},
-      {"galarelay_channel_media_bytes_total", "media bytes received on the active feed"},
+#define CS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct channel_sample, FIELD)
+  static const struct metric rows[] = {
+      CS("galarelay_channel_live", METRIC_GAUGE, "1 if the channel has a live feed", live),
+      CS("galarelay_channel_rtmp_players", METRIC_GAUGE, "RTMP players subscribed", players),
+      CS("galarelay_channel_bitrate_kbps", METRIC_GAUGE, "measured source bitrate", bitrate_kbps),
+      CS("galarelay_channel_fps", METRIC_GAUGE, "source frames per second", fps),
+      CS("galarelay_channel_width", METRIC_GAUGE, "source width", width),
+      CS("galarelay_channel_height", METRIC_GAUGE, "source height", height),
+      CS("galarelay_channel_keyframe_interval_seconds", METRIC_GAUGE, "time between the last two keyframes",
+         keyframe_interval_s),
+      CS("galarelay_channel_uptime_seconds", METRIC_GAUGE, "time since the channel went live", uptime_s),
+      CS("galarelay_channel_media_bytes_total", METRIC_COUNTER, "media bytes received on the active feed",
+         media_bytes),
   };
-  for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m][0], names[m][1], names[m][0],
-               m == 8 ? "counter" : "gauge");
+#undef CS
+  struct channel_sample *samples = calloc(reg->n ? (size_t)reg->n : 1, sizeof *samples);
+  if (!samples)
+    return;
+  for (int i = 0; i < reg->n; i++)
+    channel_sample(reg->ch[i], &samples[i]);
+  char label[96];
+  for (size_t m = 0; m < METRICS_COUNT(rows); m++) {
+    metrics_head(out, &rows[m]);
     for (int i = 0; i < reg->n; i++) {
-      const struct channel *ch = reg->ch[i];
-      const struct channel_feed *f = ch->started ? ch_active(ch) : NULL;
-      const AVCodecParameters *v = f ? f->par[CHANNEL_VIDEO] : NULL;
-      double val = 0;
-      switch (m) {
-      case 0: val = ch->started; break;
-      case 1: val = ch->players; break;
-      case 2: val = f ? f->bitrate_kbps : 0; break;
-      case 3: val = f ? (f->fps > 0 ? f->fps : f->meta_fps) : 0; break;
-      case 4: val = v ? v->width : 0; break;
-      case 5: val = v ? v->height : 0; break;
-      case 6: val = f ? f->key_interval_s : 0; break;
-      case 7: val = f ? (double)(ch_now(ch) - ch->live_since_ms) / 1000.0 : 0; break;
-      default: val = f ? (double)f->bytes : 0; break;
-      }
-      buf_printf(out, "%s{channel=\"%s\"} %g\n", names[m][0], ch->name, val);
+      snprintf(label, sizeof label, "channel=\"%s\"", reg->ch[i]->name);
+      metrics_sample(out, &rows[m], label, &samples[i]);
     }
   }
-  buf_printf(out, "# HELP galarelay_channel_backup_active 1 if the backup feed is the active one\n"
-                  "# TYPE galarelay_channel_backup_active gauge\n");
+  free(samples);
+  static const struct metric backup =
+      METRIC_FAMILY("galarelay_channel_backup_active", METRIC_GAUGE, "1 if the backup feed is the active one");
+  static const struct metric failovers = METRIC_FAMILY("galarelay_channel_failovers_total", METRIC_COUNTER,
+                                                       "Switches of the active feed (primary/backup)");
+  metrics_head(out, &backup);
+  for (int i = 0; i < reg->n; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", reg->ch[i]->name);
+    metrics_value(out, &backup, label, reg->ch[i]->active == 1);
+  }
+  metrics_head(out, &failovers);
   for (int i = 0; i < reg->n; i++)
-    buf_printf(out, "galarelay_channel_backup_active{channel=\"%s\"} %d\n", reg->ch[i]->name,
-               reg->ch[i]->active == 1);
-  buf_printf(out, "# HELP galarelay_channel_failovers_total Switches of the active feed (primary/backup)\n"
-                  "# TYPE galarelay_channel_failovers_total counter\n");
-  for (int i = 0; i < reg->n; i++)
-    for (int r = 0; r < FAILOVER_REASONS; r++)
-      buf_printf(out, "galarelay_channel_failovers_total{channel=\"%s\",reason=\"%s\"} %llu\n", reg->ch[i]->name,
-                 failover_reason_names[r], (unsigned long long)reg->ch[i]->failovers[r]);
+    for (int r = 0; r < FAILOVER_REASONS; r++) {
+      snprintf(label, sizeof label, "channel=\"%s\",reason=\"%s\"", reg->ch[i]->name, failover_reason_names[r]);
+      metrics_count(out, &failovers, label, reg->ch[i]->failovers[r]);
+    }
 }

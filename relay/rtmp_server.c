@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/memguard.h"
 #include "core/netaddr.h"
+#include "core/metrics.h"
 #include "relay/rtmp_door.h"
 #include "relay/rtmp_session.h"
 
@@ -893,61 +894,79 @@ void rtmp_server_stop(struct rtmp_server *srv, void (*cb)(void *arg), void *arg)
 
 int rtmp_server_connections(const struct rtmp_server *srv) { return srv ? srv->nconns : 0; }
 
-static void metric_head(struct buf *out, const char *name, const char *type, const char *help) {
-  buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* Refusals and evictions by reason: one labelled family each. */
 static void srv_verdict_metrics(const struct rtmp_server *srv, struct buf *out) {
-  metric_head(out, "galarelay_rtmp_refused_total", "counter",
-              "connections or plays refused (max_connections: every slot publishes or plays; memory: a play over "
-              "the memory ceiling; player_limit: a play past the publisher reserve)");
-  for (int v = RTMP_DOOR_REFUSE_FULL; v <= RTMP_DOOR_REFUSE_PLAYERS; v++)
-    buf_printf(out, "galarelay_rtmp_refused_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
-               (unsigned long long)srv->verdicts[v]);
-  metric_head(out, "galarelay_rtmp_evicted_total", "counter",
-              "connections that had not published or played, closed to make room for a newcomer");
-  for (int v = RTMP_DOOR_EVICT_PER_ADDRESS; v <= RTMP_DOOR_EVICT_FULL; v++)
-    buf_printf(out, "galarelay_rtmp_evicted_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
-               (unsigned long long)srv->verdicts[v]);
-  metric_head(out, "galarelay_rtmp_timeouts_total", "counter", "connections closed by a deadline");
-  for (int r = 0; r < TIMEOUT_REASONS; r++)
-    buf_printf(out, "galarelay_rtmp_timeouts_total{reason=\"%s\"} %llu\n", timeout_reason[r],
-               (unsigned long long)srv->timeouts[r]);
+  static const struct metric refused = METRIC_FAMILY(
+      "galarelay_rtmp_refused_total", METRIC_COUNTER,
+      "connections or plays refused (max_connections: every slot publishes or plays; memory: a play over the "
+      "memory ceiling; player_limit: a play past the publisher reserve)");
+  static const struct metric evicted =
+      METRIC_FAMILY("galarelay_rtmp_evicted_total", METRIC_COUNTER,
+                    "connections that had not published or played, closed to make room for a newcomer");
+  static const struct metric timeouts =
+      METRIC_FAMILY("galarelay_rtmp_timeouts_total", METRIC_COUNTER, "connections closed by a deadline");
+  char label[64];
+  metrics_head(out, &refused);
+  for (int v = RTMP_DOOR_REFUSE_FULL; v <= RTMP_DOOR_REFUSE_PLAYERS; v++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", rtmp_door_reason(v));
+    metrics_count(out, &refused, label, srv->verdicts[v]);
+  }
+  metrics_head(out, &evicted);
+  for (int v = RTMP_DOOR_EVICT_PER_ADDRESS; v <= RTMP_DOOR_EVICT_FULL; v++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", rtmp_door_reason(v));
+    metrics_count(out, &evicted, label, srv->verdicts[v]);
+  }
+  metrics_head(out, &timeouts);
+  for (int r = 0; r < TIMEOUT_REASONS; r++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", timeout_reason[r]);
+    metrics_count(out, &timeouts, label, srv->timeouts[r]);
+  }
+}
+
+static double get_publishers(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_PUBLISHER);
+}
+
+static double get_players(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_PLAYER);
+}
+
+static double get_unauthenticated(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_UNAUTH);
+}
+
+static double get_player_limit(const void *srv) {
+  struct rtmp_door_limits lim = srv_limits(srv);
+  return rtmp_door_player_limit(&lim);
 }
 
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
   if (!srv)
     return;
-  struct rtmp_door_limits lim = srv_limits(srv);
-  const struct {
-    const char *name, *type, *help;
-    double v;
-  } m[] = {
-      {"galarelay_rtmp_connections", "gauge", "open RTMP connections", srv->nconns},
-      {"galarelay_rtmp_publishers", "gauge", "connections publishing", rtmp_door_count(&srv->door, RTMP_DOOR_PUBLISHER)},
-      {"galarelay_rtmp_players", "gauge", "connections playing", rtmp_door_count(&srv->door, RTMP_DOOR_PLAYER)},
-      {"galarelay_rtmp_unauthenticated", "gauge", "connections that have not (yet) published or played",
-       rtmp_door_count(&srv->door, RTMP_DOOR_UNAUTH)},
-      {"galarelay_rtmp_player_limit", "gauge", "players at most (max_connections less the publisher reserve)",
-       rtmp_door_player_limit(&lim)},
-      {"galarelay_rtmp_accepted_total", "counter", "connections accepted", (double)srv->accepted},
-      {"galarelay_rtmp_handshake_failures_total", "counter", "bad or timed out handshakes",
-       (double)srv->handshake_failures},
-      {"galarelay_rtmp_protocol_errors_total", "counter", "connections closed on a protocol error",
-       (double)srv->protocol_errors},
-      {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
-       (double)srv->codec_refusals},
-      {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
-      {"galarelay_rtmp_output_limit_closes_total", "counter",
-       "connections closed with more than twice player_queue_bytes of answers and headers unsent",
-       (double)srv->output_limit_closes},
-      {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
-      {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
+#define SRV(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct rtmp_server, FIELD)
+  static const struct metric rows[] = {
+      SRV("galarelay_rtmp_connections", METRIC_GAUGE, "open RTMP connections", nconns),
+      METRIC_GETTER("galarelay_rtmp_publishers", METRIC_GAUGE, "connections publishing", get_publishers),
+      METRIC_GETTER("galarelay_rtmp_players", METRIC_GAUGE, "connections playing", get_players),
+      METRIC_GETTER("galarelay_rtmp_unauthenticated", METRIC_GAUGE,
+                    "connections that have not (yet) published or played", get_unauthenticated),
+      METRIC_GETTER("galarelay_rtmp_player_limit", METRIC_GAUGE,
+                    "players at most (max_connections less the publisher reserve)", get_player_limit),
+      SRV("galarelay_rtmp_accepted_total", METRIC_COUNTER, "connections accepted", accepted),
+      SRV("galarelay_rtmp_handshake_failures_total", METRIC_COUNTER, "bad or timed out handshakes",
+          handshake_failures),
+      SRV("galarelay_rtmp_protocol_errors_total", METRIC_COUNTER, "connections closed on a protocol error",
+          protocol_errors),
+      SRV("galarelay_rtmp_codec_refusals_total", METRIC_COUNTER, "publishes refused for their codec",
+          codec_refusals),
+      SRV("galarelay_rtmp_player_skips_total", METRIC_COUNTER, "messages skipped by slow players", player_skips),
+      SRV("galarelay_rtmp_output_limit_closes_total", METRIC_COUNTER,
+          "connections closed with more than twice player_queue_bytes of answers and headers unsent",
+          output_limit_closes),
+      SRV("galarelay_rtmp_received_bytes_total", METRIC_COUNTER, "bytes read", bytes_in),
+      SRV("galarelay_rtmp_sent_bytes_total", METRIC_COUNTER, "bytes written", bytes_out),
   };
-  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-    metric_head(out, m[i].name, m[i].type, m[i].help);
-    buf_printf(out, "%s %.17g\n", m[i].name, m[i].v);
-  }
+#undef SRV
+  metrics_write(out, rows, METRICS_COUNT(rows), srv);
   srv_verdict_metrics(srv, out);
 }

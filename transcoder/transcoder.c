@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "core/workq.h"
 #include "relay/channel.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_store.h"
 #include "transcoder/ladder.h"
@@ -512,41 +513,29 @@ void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_
     pipeline_reload(c->p, tc_cfg, hls_cfg);
 }
 
-struct metric {
-  const char *name, *help;
-  int field; /* index into the row below */
-};
-
-static uint64_t rung_field(const struct pipeline_rung_stats *r, int f)
-{
-  const uint64_t v[] = {r->frames_in, r->frames_out, r->frames_dropped, r->gops_dropped, r->errors};
-  return v[f];
-}
-
-static uint64_t channel_field(const struct pipeline_stats *s, int f)
-{
-  const uint64_t v[] = {s->packets_in, s->input_dropped, s->decode_errors, s->ts_rebased,
-                        s->timelines, s->reconfigures};
-  return v[f];
-}
-
 void transcoder_metrics(const struct transcoder *t, struct buf *out)
 {
+#define PS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_stats, FIELD)
+#define RS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_rung_stats, FIELD)
   static const struct metric per_channel[] = {
-      {"galarelay_transcoder_packets_total", "Packets fed to the pipeline", 0},
-      {"galarelay_transcoder_input_dropped_total", "Packets dropped at the full input queue", 1},
-      {"galarelay_transcoder_decode_errors_total", "Source video decode errors", 2},
-      {"galarelay_transcoder_timestamp_rebases_total", "Timestamp jumps rebased", 3},
-      {"galarelay_transcoder_timelines_total", "HLS timelines begun", 4},
-      {"galarelay_transcoder_reconfigures_total", "Mid-stream source size changes", 5},
+      PS("galarelay_transcoder_packets_total", "Packets fed to the pipeline", packets_in),
+      PS("galarelay_transcoder_input_dropped_total", "Packets dropped at the full input queue", input_dropped),
+      PS("galarelay_transcoder_decode_errors_total", "Source video decode errors", decode_errors),
+      PS("galarelay_transcoder_timestamp_rebases_total", "Timestamp jumps rebased", ts_rebased),
+      PS("galarelay_transcoder_timelines_total", "HLS timelines begun", timelines),
+      PS("galarelay_transcoder_reconfigures_total", "Mid-stream source size changes", reconfigures),
   };
   static const struct metric per_rung[] = {
-      {"galarelay_transcoder_frames_in_total", "Frames queued to a rung encoder", 0},
-      {"galarelay_transcoder_frames_out_total", "Encoded frames out of a rung", 1},
-      {"galarelay_transcoder_frames_dropped_total", "Frames a rung skipped (lag, overload)", 2},
-      {"galarelay_transcoder_gops_dropped_total", "GOPs a rung skipped (lag, overload)", 3},
-      {"galarelay_transcoder_encode_errors_total", "Encoder or writer errors", 4},
+      RS("galarelay_transcoder_frames_in_total", "Frames queued to a rung encoder", frames_in),
+      RS("galarelay_transcoder_frames_out_total", "Encoded frames out of a rung", frames_out),
+      RS("galarelay_transcoder_frames_dropped_total", "Frames a rung skipped (lag, overload)", frames_dropped),
+      RS("galarelay_transcoder_gops_dropped_total", "GOPs a rung skipped (lag, overload)", gops_dropped),
+      RS("galarelay_transcoder_encode_errors_total", "Encoder or writer errors", errors),
   };
+#undef PS
+#undef RS
+  static const struct metric slate =
+      METRIC_FAMILY("galarelay_transcoder_slate_active", METRIC_GAUGE, "Whether the channel plays its slate");
   int n = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next)
     n++;
@@ -556,29 +545,30 @@ void transcoder_metrics(const struct transcoder *t, struct buf *out)
   int i = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next)
     pipeline_get_stats(c->p, &st[i++]);
-  for (size_t m = 0; m < sizeof(per_channel) / sizeof(per_channel[0]); m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_channel[m].name, per_channel[m].help,
-               per_channel[m].name);
+  char label[128];
+  for (size_t m = 0; m < METRICS_COUNT(per_channel); m++) {
+    metrics_head(out, &per_channel[m]);
     i = 0;
-    for (struct tc_channel *c = t->channels; c; c = c->next, i++)
-      buf_printf(out, "%s{channel=\"%s\"} %llu\n", per_channel[m].name, c->name,
-                 (unsigned long long)channel_field(&st[i], per_channel[m].field));
+    for (struct tc_channel *c = t->channels; c; c = c->next, i++) {
+      snprintf(label, sizeof label, "channel=\"%s\"", c->name);
+      metrics_sample(out, &per_channel[m], label, &st[i]);
+    }
   }
-  for (size_t m = 0; m < sizeof(per_rung) / sizeof(per_rung[0]); m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_rung[m].name, per_rung[m].help,
-               per_rung[m].name);
+  for (size_t m = 0; m < METRICS_COUNT(per_rung); m++) {
+    metrics_head(out, &per_rung[m]);
     i = 0;
     for (struct tc_channel *c = t->channels; c; c = c->next, i++)
       for (int r = 0; r < st[i].rendition_count; r++)
-        if (!st[i].r[r].passthrough)
-          buf_printf(out, "%s{channel=\"%s\",rendition=\"%s\"} %llu\n", per_rung[m].name, c->name,
-                     st[i].r[r].name, (unsigned long long)rung_field(&st[i].r[r], per_rung[m].field));
+        if (!st[i].r[r].passthrough) {
+          snprintf(label, sizeof label, "channel=\"%s\",rendition=\"%s\"", c->name, st[i].r[r].name);
+          metrics_sample(out, &per_rung[m], label, &st[i].r[r]);
+        }
   }
-  buf_printf(out, "# HELP galarelay_transcoder_slate_active Whether the channel plays its slate\n"
-                  "# TYPE galarelay_transcoder_slate_active gauge\n");
-  for (struct tc_channel *c = t->channels; c; c = c->next)
-    buf_printf(out, "galarelay_transcoder_slate_active{channel=\"%s\"} %d\n", c->name,
-               c->slate_on ? 1 : 0);
+  metrics_head(out, &slate);
+  for (struct tc_channel *c = t->channels; c; c = c->next) {
+    snprintf(label, sizeof label, "channel=\"%s\"", c->name);
+    metrics_value(out, &slate, label, c->slate_on ? 1 : 0);
+  }
   free(st);
 }
 

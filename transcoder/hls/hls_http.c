@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_store_int.h"
 #include "transcoder/hls/hls_window_int.h"
@@ -441,30 +442,38 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
 
 void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
                       struct buf *out) {
+  static const struct metric viewers =
+      METRIC_FAMILY("galarelay_hls_viewers", METRIC_GAUGE,
+                    "Distinct client addresses that fetched the channel's HLS in the last 30 s (behind an edge "
+                    "cache: the edges and what bypasses them).");
+  static const struct metric saturated_family =
+      METRIC_FAMILY("galarelay_hls_viewers_saturated", METRIC_GAUGE,
+                    "1 while the channel's viewer count is at its bound (an address was not counted in the last "
+                    "30 s): the count is a lower bound.");
+  static const struct metric refused =
+      METRIC_FAMILY("galarelay_hls_parked_refused_total", METRIC_COUNTER,
+                    "Blocking HLS requests answered 503 at once: their address had hls.max_parked_per_address "
+                    "waiting (address), or the server had its bound waiting (server).");
   if (chan_count > CONFIG_MAX_CHANNELS)
     chan_count = CONFIG_MAX_CHANNELS;
   uint32_t count[CONFIG_MAX_CHANNELS];
   bool saturated[CONFIG_MAX_CHANNELS];
   for (int i = 0; i < chan_count; i++)
     count[i] = hls_http_viewers(srv, chans[i].name, &saturated[i]);
-  buf_puts(out, "# HELP galarelay_hls_viewers Distinct client addresses that fetched the channel's HLS in the "
-                "last 30 s (behind an edge cache: the edges and what bypasses them).\n"
-                "# TYPE galarelay_hls_viewers gauge\n");
-  for (int i = 0; i < chan_count; i++)
-    buf_printf(out, "galarelay_hls_viewers{channel=\"%s\"} %" PRIu32 "\n", chans[i].name, count[i]);
-  buf_puts(out, "# HELP galarelay_hls_viewers_saturated 1 while the channel's viewer count is at its bound "
-                "(an address was not counted in the last 30 s): the count is a lower bound.\n"
-                "# TYPE galarelay_hls_viewers_saturated gauge\n");
-  for (int i = 0; i < chan_count; i++)
-    buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", chans[i].name,
-               saturated[i] ? 1 : 0);
-  buf_printf(out, "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
-                  "their address had hls.max_parked_per_address waiting (address), or the server had its "
-                  "bound waiting (server).\n"
-                  "# TYPE galarelay_hls_parked_refused_total counter\n"
-                  "galarelay_hls_parked_refused_total{reason=\"address\"} %" PRIu64 "\n"
-                  "galarelay_hls_parked_refused_total{reason=\"server\"} %" PRIu64 "\n",
-             refused_address, refused_global);
+  char label[96];
+  metrics_head(out, &viewers);
+  for (int i = 0; i < chan_count; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", chans[i].name);
+    metrics_count(out, &viewers, label, count[i]);
+  }
+  metrics_head(out, &saturated_family);
+  for (int i = 0; i < chan_count; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", chans[i].name);
+    metrics_value(out, &saturated_family, label, saturated[i] ? 1 : 0);
+  }
+  metrics_head(out, &refused);
+  metrics_count(out, &refused, "reason=\"address\"", refused_address);
+  metrics_count(out, &refused, "reason=\"server\"", refused_global);
 }
 
 /* The hash key: random per start, so no client can pick addresses that

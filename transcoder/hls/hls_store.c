@@ -23,6 +23,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/workq.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
@@ -1046,45 +1047,46 @@ void hls_server_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg) {
 }
 
 void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
-  buf_puts(out, "# TYPE galarelay_hls_parts_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++) {
-      const struct hls_rendition *r = st->rend[j];
-      buf_printf(out, "galarelay_hls_parts_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, r->desc.name, r->parts_in);
+#define RD(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct hls_rendition, FIELD)
+  static const struct metric per_rendition[] = {
+      RD("galarelay_hls_parts_total", NULL, parts_in),
+      RD("galarelay_hls_segments_total", NULL, segments_done),
+      RD("galarelay_hls_segments_cut_total",
+         "Segments closed without a keyframe to end them (past hls segment_duration x 3 or 64 MiB); parts are "
+         "then dropped until one comes.",
+         segments_cut),
+      RD("galarelay_hls_bytes_total", NULL, bytes_in),
+  };
+#undef RD
+  static const struct metric dropped = METRIC_FAMILY("galarelay_hls_parts_dropped_total", METRIC_COUNTER, NULL);
+  static const struct metric parked_requests = METRIC_FAMILY("galarelay_hls_parked_requests", METRIC_GAUGE, NULL);
+  static const struct metric recording[] = {
+      METRIC_FIELD("galarelay_hls_record_queued", METRIC_GAUGE, "Mirror writes to hls.record_dir queued or running.",
+                   struct hls_server, record_jobs),
+      METRIC_FIELD("galarelay_hls_record_dropped_total", METRIC_COUNTER,
+                   "Segments and inits not mirrored to hls.record_dir: the recording queue was full (a slow or "
+                   "failing disk).",
+                   struct hls_server, record_dropped),
+  };
+  char label[128];
+  for (size_t m = 0; m < METRICS_COUNT(per_rendition); m++) {
+    metrics_head(out, &per_rendition[m]);
+    for (int i = 0; i < srv->stream_count; i++) {
+      const struct hls_stream *st = srv->streams[i];
+      for (int j = 0; j < st->rend_count; j++) {
+        snprintf(label, sizeof label, "channel=\"%s\",rendition=\"%s\"", st->channel, st->rend[j]->desc.name);
+        metrics_sample(out, &per_rendition[m], label, st->rend[j]);
+      }
     }
   }
-  buf_puts(out, "# TYPE galarelay_hls_segments_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_segments_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_done);
-  }
-  buf_puts(out, "# HELP galarelay_hls_segments_cut_total Segments closed without a keyframe to end them "
-                "(past hls segment_duration x 3 or 64 MiB); parts are then dropped until one comes.\n"
-                "# TYPE galarelay_hls_segments_cut_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_segments_cut_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_cut);
-  }
-  buf_puts(out, "# TYPE galarelay_hls_bytes_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_bytes_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->bytes_in);
-  }
-  buf_puts(out, "# TYPE galarelay_hls_parts_dropped_total counter\n");
+  metrics_head(out, &dropped);
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
     uint64_t q = atomic_load(&st->q_refused) + (st->parts ? workq_dropped(st->parts) : 0);
     for (int j = 0; j < st->rend_count; j++)
       q += st->rend[j]->parts_dropped;
-    buf_printf(out, "galarelay_hls_parts_dropped_total{channel=\"%s\"} %" PRIu64 "\n", st->channel, q);
+    snprintf(label, sizeof label, "channel=\"%s\"", st->channel);
+    metrics_count(out, &dropped, label, q);
   }
   int parked = 0;
   for (int i = 0; i < srv->stream_count; i++) {
@@ -1095,13 +1097,7 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
       for (const struct hls_waiter *w = st->rend[j]->waiters; w; w = w->next)
         parked++;
   }
-  buf_printf(out, "# TYPE galarelay_hls_parked_requests gauge\ngalarelay_hls_parked_requests %d\n",
-             parked);
-  buf_printf(out, "# HELP galarelay_hls_record_queued Mirror writes to hls.record_dir queued or running.\n"
-                  "# TYPE galarelay_hls_record_queued gauge\ngalarelay_hls_record_queued %d\n"
-                  "# HELP galarelay_hls_record_dropped_total Segments and inits not mirrored to "
-                  "hls.record_dir: the recording queue was full (a slow or failing disk).\n"
-                  "# TYPE galarelay_hls_record_dropped_total counter\ngalarelay_hls_record_dropped_total %" PRIu64
-                  "\n",
-             srv->record_jobs, srv->record_dropped);
+  metrics_head(out, &parked_requests);
+  metrics_value(out, &parked_requests, NULL, parked);
+  metrics_write(out, recording, METRICS_COUNT(recording), srv);
 }
