@@ -1,6 +1,7 @@
-/* chat: the websocket transport, tickets (archive commit, publish, ack),
- * rooms, bus and archive glue, the tick timer, metrics. Requests are in
- * chat_requests.c. See chat.h for the flow. */
+/* chat: the websocket transport, rooms, bus and archive glue, the tick
+ * timer, metrics. Requests are in chat_requests.c, tickets (archive
+ * commit, publish, ack) in ticket.c, the archive records of events in
+ * chat_archive.c. See chat.h for the flow. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
@@ -13,22 +14,19 @@
 
 #include "chat/archive.h"
 #include "chat/bus.h"
+#include "chat/chat_archive.h"
+#include "chat/chat_requests.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
+#include "chat/ticket.h"
 #include "config/config.h"
 #include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/memguard.h"
-
-int64_t chat__wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct chat *chat_of(struct lws *wsi) {
   struct app *app = lws_context_user(lws_get_context(wsi));
@@ -41,114 +39,6 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
       return &c->rooms[i];
   return NULL;
 }
-
-/* ---- Replies */
-
-void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
-  if (msg && conn->m.room)
-    room_send(&conn->m, msg);
-  json_decref(msg);
-}
-
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                        const char *message, int64_t retry_after_ms) {
-  chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
-}
-
-/* ---- Tickets: archive commit, then publish, then ack */
-
-struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce) {
-  struct ticket *t = calloc(1, sizeof(*t));
-  if (!t)
-    return NULL;
-  t->chat = c;
-  t->slot = conn->slot;
-  t->conn = conn;
-  snprintf(t->nonce, sizeof(t->nonce), "%s", nonce ? nonce : "");
-  t->next = conn->tickets;
-  conn->tickets = t;
-  t->slot->tickets++;
-  return t;
-}
-
-static void ticket_detach(struct ticket *t) {
-  if (!t->conn)
-    return;
-  for (struct ticket **p = &t->conn->tickets; *p; p = &(*p)->next) {
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  }
-  t->conn = NULL;
-}
-
-void chat__ticket_free(struct ticket *t) {
-  ticket_detach(t);
-  for (int i = 0; i < t->event_count; i++)
-    json_decref(t->events[i]);
-  t->slot->tickets--;
-  free(t);
-}
-
-static void publish(struct chat *c, struct chat_room *slot, json_t *ev) {
-  char *text = json_dumps(ev, JSON_COMPACT);
-  if (!text)
-    return;
-  if (!c->bus || bus_publish(c->bus, slot->channel, text, strlen(text)) != 0) {
-    /* no bus (tests) or it refused: this node still shows it */
-    if (slot->room)
-      room_deliver(slot->room, ev, chat__wall_ms());
-  }
-  free(text);
-}
-
-void chat__ticket_done(void *opaque, int ok) {
-  struct ticket *t = opaque;
-  if (ok) {
-    for (int i = 0; i < t->event_count; i++)
-      publish(t->chat, t->slot, t->events[i]);
-  }
-  if (t->conn) {
-    if (!ok)
-      chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "not stored, try again", 1000);
-    else if (t->error_code)
-      chat__reply(t->conn, chat_error_json(t->nonce, t->error_code, "sent for review", -1));
-    else
-      chat__reply(t->conn, chat_ack_json(t->nonce, t->id[0] ? t->id : NULL));
-  }
-  chat__ticket_free(t);
-}
-
-/* The last archive submit of an operation carries the ticket; -1 means
- * refused (queue full): the ticket is answered with an error at once. */
-int chat__ticket_submit_result(struct ticket *t, int rc) {
-  if (rc == 0)
-    return 0;
-  if (t->conn)
-    chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
-  chat__ticket_free(t);
-  return -1;
-}
-
-void chat__ticket_commit_now(struct ticket *t) { chat__ticket_done(t, 1); }
-
-void chat__ticket_event(struct ticket *t, json_t *ev /* stolen */) {
-  if (ev && t->event_count < CHAT_EVENTS_PER_OP)
-    t->events[t->event_count++] = ev;
-  else
-    json_decref(ev);
-}
-
-void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
-  if (c->bus) {
-    bus_make_id(c->bus, out);
-    return;
-  }
-  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
-           (unsigned long long)++c->next_conn_id);
-}
-
 
 /* ---- The websocket protocol */
 
@@ -284,7 +174,7 @@ static int on_writeable(struct chat_conn *conn) {
 
 static void on_closed(struct chat_conn *conn) {
   while (conn->tickets)
-    ticket_detach(conn->tickets);
+    chat__ticket_detach(conn->tickets);
   room_leave(&conn->m);
   free(conn->rx);
   conn->rx = NULL;

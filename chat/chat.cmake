@@ -9,14 +9,15 @@ add_library(galarelay_chat STATIC
   ${CMAKE_CURRENT_LIST_DIR}/room.c
   ${CMAKE_CURRENT_LIST_DIR}/chat.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c
-  ${CMAKE_CURRENT_LIST_DIR}/chat_remote.c)
+  ${CMAKE_CURRENT_LIST_DIR}/chat_archive.c
+  ${CMAKE_CURRENT_LIST_DIR}/ticket.c)
 target_include_directories(galarelay_chat PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat PUBLIC
   galarelay_chat_store galarelay_core galarelay_config
   PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC
   PkgConfig::CRYPTO m)
 
-foreach(t protocol filter jwt ratelimit room)
+foreach(t protocol filter jwt ratelimit room requests)
   galarelay_unit_test(test_chat_${t}
     SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_${t}.c
     LIBS galarelay_chat)
