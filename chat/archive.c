@@ -361,10 +361,11 @@ static void close_dbs(struct archive *a) {
   sqlite3_close(a->rdb);
 }
 
-int archive_params_from_config(struct archive_params *p, const struct config *cfg,
+int archive_params_from_config(struct archive_params *p, const struct config_server *server,
+                               const struct config_chat *chat,
                                char *pathbuf, size_t pathlen) {
   memset(p, 0, sizeof *p);
-  const char *dir = cfg->server.state_dir[0] ? cfg->server.state_dir : ".";
+  const char *dir = server->state_dir[0] ? server->state_dir : ".";
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
     log_error("archive", "cannot create state_dir=%s: %s", dir, strerror(errno));
     return -1;
@@ -373,8 +374,8 @@ int archive_params_from_config(struct archive_params *p, const struct config *cf
   if (n < 0 || (size_t)n >= pathlen)
     return -1;
   p->path = pathbuf;
-  p->commit_ms = cfg->chat.archive_commit_ms;
-  p->batch = cfg->chat.archive_batch;
+  p->commit_ms = chat->archive_commit_ms;
+  p->batch = chat->archive_batch;
   p->queue_max = ARCHIVE_QUEUE_MAX;
   return 0;
 }

@@ -34,7 +34,8 @@
 #include <uv.h>
 
 struct buf;
-struct config;
+struct config_chat;
+struct config_server;
 struct archive;
 
 #define ARCHIVE_QUEUE_MAX 8192
@@ -97,10 +98,11 @@ struct archive_params {
   int queue_max;    /* in-flight bound (records); 0 = ARCHIVE_QUEUE_MAX */
 };
 
-/* The database path is state_dir/chat.sqlite3 (state_dir is created if
- * missing). pathbuf receives the path; params->path points into it. */
-int archive_params_from_config(struct archive_params *p, const struct config *cfg,
-                               char *pathbuf, size_t pathlen);
+/* The database path is server->state_dir/chat.sqlite3 (state_dir is
+ * created if missing); the commit cadence is the chat section's.
+ * pathbuf receives the path; params->path points into it. */
+int archive_params_from_config(struct archive_params *p, const struct config_server *server,
+                               const struct config_chat *chat, char *pathbuf, size_t pathlen);
 
 /* Open (create tables and indexes if needed), start the archive thread.
  * NULL on error (logged). */

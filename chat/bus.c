@@ -492,7 +492,7 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* ---- Public API */
 
-struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver_fn,
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliver_fn deliver_fn,
                       void *opaque) {
   struct bus *b = calloc(1, sizeof *b);
   if (!b)
@@ -504,21 +504,21 @@ struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn 
   if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0)
     log_warn("bus", "no random node id");
   snprintf(b->node, sizeof b->node, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
-  if (cfg->redis.url[0]) {
+  if (cfg->url[0]) {
     /* the url may hold a password: never logged */
-    if (config_redis_url_parse(cfg->redis.url, &b->endpoint) != 0) {
+    if (config_redis_url_parse(cfg->url, &b->endpoint) != 0) {
       log_error("bus", "bad [redis] url (want redis://[:PASSWORD@]HOST:PORT)");
       free(b);
       return NULL;
     }
-    if (!cfg->redis.secret[0] || strlen(cfg->redis.secret) >= sizeof b->secret) {
+    if (!cfg->secret[0] || strlen(cfg->secret) >= sizeof b->secret) {
       log_error("bus", "[redis] url needs a secret (or secret_file) shared by every node");
       free(b);
       return NULL;
     }
-    snprintf(b->secret, sizeof b->secret, "%s", cfg->redis.secret);
+    snprintf(b->secret, sizeof b->secret, "%s", cfg->secret);
     b->redis = 1;
-    snprintf(b->prefix, sizeof b->prefix, "%s", cfg->redis.prefix);
+    snprintf(b->prefix, sizeof b->prefix, "%s", cfg->prefix);
   }
   uv_async_init(loop, &b->kick, on_kick);
   b->kick.data = b;

@@ -57,7 +57,7 @@
 #include <uv.h>
 
 struct buf;
-struct config;
+struct config_redis;
 struct bus;
 
 #define BUS_ID_LEN 32 /* buffer size for bus_make_id: 21 chars + NUL */
@@ -77,11 +77,11 @@ struct bus_msg {
  * call. It may call bus_publish (delivered later, never re-entered). */
 typedef void (*bus_deliver_fn)(void *opaque, const struct bus_msg *m);
 
-/* Starts in local or Redis mode depending on cfg->redis.url (a bad URL, or
- * a url without redis.secret, is an error: NULL). In Redis mode the first
- * connect starts at once. The config is read at start only (prefix, url,
+/* Starts in local or Redis mode depending on redis->url (a bad URL, or
+ * a url without redis->secret, is an error: NULL). In Redis mode the first
+ * connect starts at once. The section is read at start only (prefix, url,
  * secret): not kept. */
-struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver,
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *redis, bus_deliver_fn deliver,
                       void *opaque);
 
 /* Rooms come and go with config reloads. Only subscribed channels are

@@ -6,6 +6,7 @@
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -22,15 +23,16 @@
 #include "chat/room.h"
 #include "chat/ticket.h"
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/memguard.h"
 
 static struct chat *chat_of(struct lws *wsi) {
-  struct app *app = lws_context_user(lws_get_context(wsi));
-  return app ? app->chat : NULL;
+  /* the handle the caller keeps (chat_protocol); NULL once it stopped us */
+  const struct lws_protocols *p = lws_get_protocol(wsi);
+  struct chat *const *handle = p ? p->user : NULL;
+  return handle ? *handle : NULL;
 }
 
 static struct chat_room *find_room(struct chat *c, const char *channel) {
@@ -92,12 +94,12 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   /* X-Forwarded-For only from the configured proxy; limits and bans by
    * the /64 for IPv6 (room_addr_key) */
   char addr[INET6_ADDRSTRLEN + 8];
-  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
+  http_client_addr(wsi, c->cfg.server->trusted_proxy, addr, sizeof(addr));
   room_addr_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx_cap = (size_t)c->app->cfg->chat.max_frame_bytes;
+  conn->rx_cap = (size_t)c->cfg.chat->max_frame_bytes;
   conn->rx = malloc(conn->rx_cap);
   if (!conn->rx) {
     conn->wsi = NULL;
@@ -126,7 +128,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
 
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
-  size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
+  size_t max = (size_t)c->cfg.chat->max_frame_bytes;
   if (lws_is_first_fragment(wsi)) {
     conn->rx_len = 0;
     conn->rx_binary = lws_frame_is_binary(wsi);
@@ -191,7 +193,7 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
-    if (c && http_ws_check_origin(wsi, c->app->cfg->server.allowed_origins)) /* 403: a page of another site */
+    if (c && http_ws_check_origin(wsi, c->cfg.server->allowed_origins)) /* 403: a page of another site */
       return -1;
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
@@ -215,14 +217,17 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   }
 }
 
-static const struct lws_protocols chat_proto = {
+static const struct lws_protocols chat_proto = { /* .user: the caller's handle (chat_of) */
     .name = "chat",
     .callback = chat_callback,
     .per_session_data_size = sizeof(struct chat_conn),
     .rx_buffer_size = 4096,
 };
 
-const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
+void chat_protocol(struct lws_protocols *out, struct chat *const *handle) {
+  *out = chat_proto;
+  out->user = (void *)handle;
+}
 
 /* ---- Room ops */
 
@@ -373,10 +378,17 @@ static int add_room(struct chat *c, const char *channel) {
 }
 
 /* Channels added get a room; removed ones close their members. */
-static void sync_rooms(struct chat *c, const struct config *cfg) {
+static bool has_channel(const struct chat_sections *cfg, const char *name) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, name))
+      return true;
+  return false;
+}
+
+static void sync_rooms(struct chat *c, const struct chat_sections *cfg) {
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
-    if (!slot->room || slot->removed || config_find_channel(cfg, slot->channel))
+    if (!slot->room || slot->removed || has_channel(cfg, slot->channel))
       continue;
     slot->removed = true;
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "channel removed");
@@ -396,22 +408,26 @@ static void sync_rooms(struct chat *c, const struct config *cfg) {
 
 static void chat_free(uv_handle_t *h) {
   struct chat *c = h->data;
+  void (*cb)(void *) = c->stopped;
+  void *arg = c->stopped_arg;
   free(c);
+  if (cb)
+    cb(arg);
 }
 
-struct chat *chat_start(struct app *app) {
-  const struct config *cfg = app->cfg;
+struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  c->app = app;
-  room_params_from_config(&c->params, cfg, LWS_PRE);
-  c->filter = filter_new(app->loop);
+  c->loop = loop;
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
+  c->filter = filter_new(loop);
   char path[1024];
   struct archive_params ap;
-  if (!c->filter || archive_params_from_config(&ap, cfg, path, sizeof(path)) != 0 ||
-      !(c->archive = archive_open(app->loop, &ap)) ||
-      !(c->bus = bus_start(app->loop, cfg, on_bus, c))) {
+  if (!c->filter ||
+      archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
+      !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
       archive_close(c->archive);
@@ -421,23 +437,24 @@ struct chat *chat_start(struct app *app) {
   }
   if (c->archive)
     archive_load_words(c->archive, NULL, load_word, c);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_init(app->loop, &c->tick);
+  uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
-  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
+  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat->tick_ms, (uint64_t)cfg->chat->tick_ms);
+  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat->tick_ms);
   return c;
 }
 
-void chat_reload(struct chat *c, const struct config *cfg) {
-  room_params_from_config(&c->params, cfg, LWS_PRE);
+void chat_reload(struct chat *c, const struct chat_sections *cfg) {
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_configure(c->rooms[i].room, &c->params);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
+  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat->tick_ms);
 }
 
 /* At stop: write what is queued now (the last acks), the socket buffers it. */
@@ -451,10 +468,12 @@ static void flush_member(void *opaque, struct room_member *m) {
   }
 }
 
-void chat_stop(struct chat *c) {
-  if (!c)
+void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
+  if (!c || c->stopping)
     return;
   c->stopping = true;
+  c->stopped = cb;
+  c->stopped_arg = arg;
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
@@ -464,14 +483,18 @@ void chat_stop(struct chat *c) {
     struct chat_room *slot = &c->rooms[i];
     if (!slot->room)
       continue;
-    if (c->app->stopping) /* main destroyed the lws context first: members are gone */
+    /* Members already gone (the lws context closed their connections
+     * first) leave nothing to flush; the others get what the last commits
+     * published, then a 1001. */
+    if (room_member_count(slot->room) == 0)
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
     room_for_each_member(slot->room, flush_member, NULL);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
-  /* members leave in their close callbacks, which find app->chat NULL and
-   * only free their own buffers; detach them here */
+  /* members still connected leave in their close callbacks, which find
+   * the caller's handle NULL and only free their own buffers; detach them
+   * here */
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_free(c->rooms[i].room);
@@ -578,5 +601,5 @@ int chat_room_counts(const struct chat *c, const char *channel, int *members) {
       return 0;
     }
   }
-  return -1;
+  return -ENOENT;
 }

@@ -13,11 +13,11 @@
 #include <uv.h>
 
 #include "chat/bus.h"
+#include "chat/chat.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
 
-struct app;
 struct archive;
 struct filter;
 struct lws;
@@ -35,7 +35,10 @@ struct chat_room {
 };
 
 struct chat {
-  struct app *app;
+  uv_loop_t *loop;
+  struct chat_sections cfg; /* the current sections (chat_reload replaces them) */
+  void (*stopped)(void *arg); /* chat_stop's callback */
+  void *stopped_arg;
   uv_timer_t tick;
   struct archive *archive;
   struct bus *bus;

@@ -18,7 +18,6 @@
 #include "chat/filter.h"
 #include "chat/jwt.h"
 #include "chat/ticket.h"
-#include "core/app.h"
 #include "core/log.h"
 
 /* ---- hello */
@@ -35,15 +34,19 @@ static bool in_tokens(const struct config_tokens *list, const char *token) {
 
 /* A [chat] token moderates every channel; a [channel NAME] one only its
  * own. Read from the current config at each hello, so SIGHUP applies. */
-static bool is_moderator_token(const struct config *cfg, const char *channel, const char *token) {
-  const struct config_channel *ch = config_find_channel(cfg, channel);
-  return in_tokens(&cfg->chat.moderator_tokens, token) ||
-         (ch && in_tokens(&ch->moderator_tokens, token));
+static bool is_moderator_token(const struct chat_sections *cfg, const char *channel,
+                               const char *token) {
+  if (in_tokens(&cfg->chat->moderator_tokens, token))
+    return true;
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, channel))
+      return in_tokens(&cfg->channels[i].moderator_tokens, token);
+  return false;
 }
 
 /* Another channel's moderator token: here its holder is a plain viewer
  * (as without a token), not a client with a bad token. */
-static bool is_other_channel_token(const struct config *cfg, const char *token) {
+static bool is_other_channel_token(const struct chat_sections *cfg, const char *token) {
   for (int i = 0; i < cfg->channel_count; i++)
     if (in_tokens(&cfg->channels[i].moderator_tokens, token))
       return true;
@@ -82,14 +85,14 @@ static enum room_refusal check_name(struct chat *c, const char *raw, char *out, 
 }
 
 void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg) {
-  const struct config *cfg = c->app->cfg;
+  const struct chat_sections *cfg = &c->cfg;
   struct room_member *m = &conn->m;
   char name[sizeof(m->name)] = "";
   const char *why = NULL;
   int64_t retry;
   /* before any work: a hello costs a name check, maybe an HMAC and a
    * welcome with the whole history */
-  if (room_admit_hello(conn->slot->room, m, uv_now(c->app->loop), &retry) != ROOM_OK) {
+  if (room_admit_hello(conn->slot->room, m, uv_now(c->loop), &retry) != ROOM_OK) {
     chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "too many hellos", retry);
     return;
   }
@@ -108,8 +111,8 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
       snprintf(name, sizeof(name), "moderator");
   } else if (msg->token && !is_other_channel_token(cfg, msg->token)) {
     struct jwt_claims cl;
-    enum jwt_result jr = cfg->chat.auth_secret[0]
-                             ? jwt_verify_hs256(msg->token, cfg->chat.auth_secret,
+    enum jwt_result jr = cfg->chat->auth_secret[0]
+                             ? jwt_verify_hs256(msg->token, cfg->chat->auth_secret,
                                                 chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
                              : JWT_BAD_SIGNATURE;
     if (jr != JWT_OK) {
@@ -125,7 +128,7 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
     m->authenticated = m->named = true;
     if (!name[0] && !m->name[0])
       snprintf(name, sizeof(name), "%s", cl.sub);
-  } else if (name[0] && !cfg->chat.require_token) {
+  } else if (name[0] && !cfg->chat->require_token) {
     m->named = true;
   }
   if (name[0])
@@ -158,7 +161,7 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
   if (!m->named) {
     room_count_refusal(room, ROOM_FORBIDDEN);
     chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
-                c->app->cfg->chat.require_token ? "a token is required to post"
+                c->cfg.chat->require_token ? "a token is required to post"
                                                 : "say hello with a name first",
                 -1);
     return;
@@ -167,7 +170,7 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
   int64_t retry;
   int64_t now = chat__wall_ms();
   enum room_refusal why = room_admit_comment(room, m, msg->text, &display, &retry,
-                                             uv_now(c->app->loop), now);
+                                             uv_now(c->loop), now);
   if (why != ROOM_OK && why != ROOM_HELD) {
     chat__reply_error(conn, msg->nonce, why, NULL, retry);
     return;

@@ -26,23 +26,23 @@ const char *room_refusal_code(enum room_refusal r) {
   return r < ROOM_REFUSAL_COUNT ? codes[r] : "?";
 }
 
-void room_params_from_config(struct room_params *p, const struct config *cfg, size_t headroom) {
-  p->history = cfg->chat.history;
-  p->max_comment_length = cfg->chat.max_comment_length;
-  p->max_combining = cfg->chat.max_combining;
-  p->user_rate = cfg->chat.user_rate;
-  p->user_burst = cfg->chat.user_burst;
-  p->addr_rate = cfg->chat.addr_rate;
-  p->addr_burst = cfg->chat.addr_burst;
-  p->max_connections_per_addr = cfg->chat.max_connections_per_addr;
-  p->queue_soft_bytes = cfg->chat.queue_soft_bytes;
-  p->queue_hard_bytes = cfg->chat.queue_hard_bytes;
-  p->viewer_events_per_sec = cfg->chat.viewer_events_per_sec;
-  p->hello_rate = cfg->chat.hello_rate;
-  p->hello_burst = cfg->chat.hello_burst;
-  p->hello_addr_rate = cfg->chat.hello_addr_rate;
-  p->hello_addr_burst = cfg->chat.hello_addr_burst;
-  p->filter_hold = cfg->chat.filter_hold;
+void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom) {
+  p->history = cfg->history;
+  p->max_comment_length = cfg->max_comment_length;
+  p->max_combining = cfg->max_combining;
+  p->user_rate = cfg->user_rate;
+  p->user_burst = cfg->user_burst;
+  p->addr_rate = cfg->addr_rate;
+  p->addr_burst = cfg->addr_burst;
+  p->max_connections_per_addr = cfg->max_connections_per_addr;
+  p->queue_soft_bytes = cfg->queue_soft_bytes;
+  p->queue_hard_bytes = cfg->queue_hard_bytes;
+  p->viewer_events_per_sec = cfg->viewer_events_per_sec;
+  p->hello_rate = cfg->hello_rate;
+  p->hello_burst = cfg->hello_burst;
+  p->hello_addr_rate = cfg->hello_addr_rate;
+  p->hello_addr_burst = cfg->hello_addr_burst;
+  p->filter_hold = cfg->filter_hold;
   p->headroom = headroom;
 }
 

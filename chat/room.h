@@ -41,7 +41,7 @@
 #include "chat/ratelimit.h"
 
 struct buf;
-struct config;
+struct config_chat;
 struct filter;
 struct room;
 
@@ -97,7 +97,7 @@ struct room_params {
   bool filter_hold;
   size_t headroom; /* bytes before each frame's payload (LWS_PRE) */
 };
-void room_params_from_config(struct room_params *p, const struct config *cfg, size_t headroom);
+void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom);
 
 /* A serialised server message shared by reference. */
 struct room_frame {

@@ -222,7 +222,7 @@ static void on_watchdog(uv_timer_t *t) {
 /* ---- start -------------------------------------------------------------- */
 
 static int create_lws(struct daemon *d) {
-  int n = subsystems_ws_protocols(d->protocols, MAX_PROTOCOLS - 2);
+  int n = subsystems_ws_protocols(&d->app, d->protocols, MAX_PROTOCOLS - 2);
   d->protocols[n++] = *http_protocol();
   memset(&d->protocols[n], 0, sizeof d->protocols[n]);
 

@@ -20,6 +20,12 @@
 #include "transcoder/hls/hls_store.h"
 #include "transcoder/transcoder.h"
 
+/* The config sections the chat reads. */
+static struct chat_sections chat_sections(const struct config *cfg) {
+  return (struct chat_sections){&cfg->chat, &cfg->server, &cfg->redis, cfg->channels,
+                                cfg->channel_count};
+}
+
 int subsystems_start(struct app *app) {
   app->channels = channel_registry_new(app);
   if (!app->channels)
@@ -34,7 +40,8 @@ int subsystems_start(struct app *app) {
   app->rtmp = rtmp_server_start(app);
   if (!app->rtmp)
     return -1;
-  app->chat = chat_start(app);
+  struct chat_sections chat_cfg = chat_sections(app->cfg);
+  app->chat = chat_start(app->loop, &chat_cfg);
   if (!app->chat)
     return -1;
   return 0;
@@ -44,7 +51,7 @@ int subsystems_start(struct app *app) {
  * goes in close callbacks as the loop runs on. */
 void subsystems_stop(struct app *app) {
   if (app->chat) { /* finishes archive writes; chat callbacks look it up, so NULL it */
-    chat_stop(app->chat);
+    chat_stop(app->chat, NULL, NULL);
     app->chat = NULL;
   }
   if (app->rtmp) { /* publishers and players go: channels end their feeds */
@@ -73,8 +80,10 @@ void subsystems_reload(struct app *app, const struct config *old_cfg) {
     transcoder_reload(app->transcoder, app->cfg);
   if (app->channels) /* after the transcoder: it observes channels coming and going */
     channel_registry_reload(app->channels, app->cfg);
-  if (app->chat)
-    chat_reload(app->chat, app->cfg);
+  if (app->chat) {
+    struct chat_sections chat_cfg = chat_sections(app->cfg);
+    chat_reload(app->chat, &chat_cfg);
+  }
 }
 
 void subsystems_metrics(struct app *app, struct buf *out) {
@@ -105,10 +114,10 @@ void subsystems_channel_api(struct app *app, const char *channel, json_t *obj) {
     json_object_set_new(obj, "chat_members", json_integer(members));
 }
 
-int subsystems_ws_protocols(struct lws_protocols *out, int max) {
+int subsystems_ws_protocols(struct app *app, struct lws_protocols *out, int max) {
   int n = 0;
   /* chat first: a websocket client naming no subprotocol is bound to it */
   if (n < max)
-    out[n++] = *chat_protocol();
+    chat_protocol(&out[n++], &app->chat);
   return n;
 }

@@ -23,6 +23,6 @@ void subsystems_metrics(struct app *app, struct buf *out);
 void subsystems_channel_api(struct app *app, const char *channel, struct json_t *obj);
 /* Websocket protocols, in the order lws must see them (before "http").
  * Returns how many were written to out. */
-int subsystems_ws_protocols(struct lws_protocols *out, int max);
+int subsystems_ws_protocols(struct app *app, struct lws_protocols *out, int max);
 
 #endif

@@ -65,7 +65,7 @@ static void test_local_order(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {0};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
   assert_non_null(s.bus);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_subscribe_channel(s.bus, "other"), 0);
@@ -97,7 +97,7 @@ static void test_local_publish_from_callback(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {.republish = 1};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_publish(s.bus, "gala", "\"first\"", 7), 0);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -115,7 +115,7 @@ static void test_subscriptions(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {0};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
   assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -1); /* not subscribed */
   assert_int_equal(bus_subscribe_channel(s.bus, ""), -1);
   char longname[200];
@@ -150,18 +150,18 @@ static void test_bad_url(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "http://x:1");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:99999");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "s");
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:@127.0.0.1:6379"); /* empty password */
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:p%%zz@127.0.0.1:6379"); /* bad %-escape */
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   /* a url without a secret: every node would accept forged events */
   cfg->redis.secret[0] = '\0';
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:6379");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   assert_int_equal(uv_loop_close(&loop), 0);
   free(cfg);
 }
@@ -171,8 +171,8 @@ static void test_ids_sort_in_order(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct config *cfg = local_config();
-  struct bus *a = bus_start(&loop, cfg, on_deliver, NULL);
-  struct bus *b = bus_start(&loop, cfg, on_deliver, NULL);
+  struct bus *a = bus_start(&loop, &cfg->redis, on_deliver, NULL);
+  struct bus *b = bus_start(&loop, &cfg->redis, on_deliver, NULL);
   char prev[BUS_ID_LEN] = "", id[BUS_ID_LEN];
   /* More than 65536 per ms at times: the sequence borrows the next ms and
    * the order must still hold. */

@@ -180,8 +180,8 @@ static void test_two_nodes_one_order_and_reconnect(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = redis_config(port, "");
   struct node *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
-  b->bus = bus_start(&loop, cfg, on_deliver, b);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
+  b->bus = bus_start(&loop, &cfg->redis, on_deliver, b);
   assert_non_null(a->bus);
   assert_non_null(b->bus);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
@@ -249,7 +249,7 @@ static void test_refused_then_up(void **state) {
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:%d", port);
   snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "shared-secret");
   struct node *a = calloc(1, sizeof *a);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
   struct pair p = {a, a, 1};
   assert_int_equal(bus_publish(a->bus, "gala", "{}", 2), 0);
@@ -264,7 +264,7 @@ static void test_refused_then_up(void **state) {
 
   /* stop while Redis is down (retry timer armed) */
   uv_loop_init(&loop);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   uv_run(&loop, UV_RUN_NOWAIT);
   bus_stop(a->bus);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -306,7 +306,7 @@ static void test_password_and_forged_events(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = redis_config(port, ":s3cr3t%40pw@");
   struct node *a = calloc(1, sizeof *a);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   assert_non_null(a->bus);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
   struct pair p = {a, a, 1};
@@ -359,7 +359,7 @@ static void test_password_and_forged_events(void **state) {
   /* the wrong password: never up (AUTH refused, retried with backoff) */
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:wrong@127.0.0.1:%d", port);
   struct node *b = calloc(1, sizeof *b);
-  b->bus = bus_start(&loop, cfg, on_deliver, b);
+  b->bus = bus_start(&loop, &cfg->redis, on_deliver, b);
   assert_non_null(b->bus);
   assert_int_equal(bus_subscribe_channel(b->bus, "gala"), 0);
   struct pair pb = {b, b, 1};

@@ -29,7 +29,6 @@
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
-#include "core/app.h"
 
 struct fixture {
   char dir[64];
@@ -51,7 +50,6 @@ static void op_words(void *opaque, struct room *r, const json_t *ev) {
 static const struct room_ops ops = {op_wake, op_kick, op_words};
 
 static struct config cfg; /* large: not on the stack */
-static struct app app;
 
 static int setup(void **state) {
   struct fixture *f = calloc(1, sizeof *f);
@@ -61,10 +59,9 @@ static int setup(void **state) {
   assert_int_equal(uv_loop_init(&f->loop), 0);
   config_defaults(&cfg);
   struct chat *c = &f->chat;
-  app.loop = &f->loop;
-  app.cfg = &cfg;
-  c->app = &app;
-  room_params_from_config(&c->params, &cfg, 0);
+  c->loop = &f->loop;
+  c->cfg = (struct chat_sections){&cfg.chat, &cfg.server, &cfg.redis, cfg.channels, cfg.channel_count};
+  room_params_from_config(&c->params, &cfg.chat, 0);
   struct archive_params ap = {.path = f->path, .commit_ms = 1, .batch = 64};
   c->archive = archive_open(&f->loop, &ap);
   assert_non_null(c->archive);
