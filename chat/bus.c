@@ -6,6 +6,7 @@
  * both after a backoff. */
 #include "chat/bus.h"
 
+#include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -64,6 +65,8 @@ struct bus {
   void *opaque;
   int stopping;
   int open_handles; /* kick, timer, hiredis polls: freed at 0 */
+  void (*stopped)(void *arg); /* bus_stop's callback, after the free */
+  void *stopped_arg;
 
   char node[8];
   uint64_t seq;
@@ -205,8 +208,13 @@ static void backlog_take(struct bus *b, uint64_t seq) {
 
 static void handle_closed(void *arg) {
   struct bus *b = arg;
-  if (--b->open_handles == 0)
-    free(b);
+  if (--b->open_handles > 0)
+    return;
+  void (*cb)(void *) = b->stopped;
+  void *cb_arg = b->stopped_arg;
+  free(b);
+  if (cb)
+    cb(cb_arg);
 }
 
 static void on_uv_closed(uv_handle_t *h) { handle_closed(h->data); }
@@ -535,12 +543,12 @@ struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliv
 int bus_subscribe_channel(struct bus *b, const char *channel) {
   size_t n = strlen(channel);
   if (n == 0 || n >= BUS_MAX_CHANNEL)
-    return -1;
+    return -EINVAL;
   if (chan_find(b, channel, n))
     return 0;
   struct bus_chan *c = calloc(1, sizeof *c);
   if (!c)
-    return -1;
+    return -ENOMEM;
   memcpy(c->name, channel, n + 1);
   c->next = b->chans;
   b->chans = c;
@@ -564,14 +572,14 @@ void bus_unsubscribe_channel(struct bus *b, const char *channel) {
 
 int bus_publish(struct bus *b, const char *channel, const char *json, size_t len) {
   if (b->stopping)
-    return -1;
+    return -ECANCELED;
   struct bus_chan *c = chan_find(b, channel, strlen(channel));
   if (!c)
-    return -1;
+    return -ENOENT;
   uint64_t seq = ++b->seq;
   struct bus_item *it = item_new(channel, json, len, seq);
   if (!it)
-    return -1;
+    return -ENOMEM;
   b->st.published++;
   int up = b->redis && b->pub_up && b->sub_up && c->confirmed;
   if (up && b->backlog_bytes + len > BUS_BACKLOG_BYTES) {
@@ -597,10 +605,12 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
   return 0;
 }
 
-void bus_stop(struct bus *b) {
+void bus_stop(struct bus *b, void (*cb)(void *arg), void *arg) {
   if (!b || b->stopping)
     return;
   b->stopping = 1;
+  b->stopped = cb;
+  b->stopped_arg = arg;
   /* stopping makes every hiredis callback a no-op while the contexts are
    * freed; their poll handles close and count down open_handles. */
   if (b->pub)
@@ -636,17 +646,17 @@ void bus_make_id(struct bus *b, char out[BUS_ID_LEN]) {
 
 const char *bus_node_id(const struct bus *b) { return b->node; }
 
-int bus_redis_connected(const struct bus *b) { return b->pub_up && b->sub_up; }
+bool bus_is_redis_connected(const struct bus *b) { return b->pub_up && b->sub_up; }
 
-int bus_channel_via_redis(const struct bus *b, const char *channel) {
+bool bus_is_channel_via_redis(const struct bus *b, const char *channel) {
   const struct bus_chan *c = chan_find((struct bus *)b, channel, strlen(channel));
-  return c && b->redis && bus_redis_connected(b) && c->confirmed;
+  return c && b->redis && bus_is_redis_connected(b) && c->confirmed;
 }
 
 void bus_get_stats(const struct bus *b, struct bus_stats *out) {
   *out = b->st;
   out->backlog_bytes = b->backlog_bytes;
-  out->redis_connected = bus_redis_connected(b);
+  out->redis_connected = bus_is_redis_connected(b);
 }
 
 void bus_metrics(const struct bus *b, struct buf *out) {

@@ -46,8 +46,8 @@ struct bus_envelope {
 };
 
 /* Append the sealed message for (channel, origin, seq, ts_ms, event) to out.
- * secret: NUL-terminated, not empty. Returns 0, or -1 (bad arguments, no
- * memory: out->failed, or OpenSSL refused). */
+ * secret: NUL-terminated, not empty. Returns 0, -EINVAL (bad arguments),
+ * -ENOMEM (out->failed) or -EIO (OpenSSL refused). */
 int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
                       const char *origin, uint64_t seq, uint64_t ts_ms, const char *event,
                       size_t len);

@@ -355,7 +355,7 @@ static void load_room(struct chat *c, struct chat_room *slot) {
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
-  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
+  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 0)
     room_load_state(slot->room, st.slow_seconds, st.hold != 0, st.pinned_id);
 }
 
@@ -366,15 +366,16 @@ static int add_room(struct chat *c, const char *channel) {
       continue;
     snprintf(slot->channel, sizeof(slot->channel), "%s", channel);
     slot->room = room_new(channel, &c->params, &chat_room_ops, c, c->filter);
-    if (!slot->room || (c->bus && bus_subscribe_channel(c->bus, channel) != 0)) {
+    int rc = !slot->room ? -ENOMEM : c->bus ? bus_subscribe_channel(c->bus, channel) : 0;
+    if (rc != 0) {
       room_free(slot->room);
       memset(slot, 0, sizeof(*slot));
-      return -1;
+      return rc;
     }
     load_room(c, slot);
     return 0;
   }
-  return -1;
+  return -ENOSPC; /* every slot taken */
 }
 
 /* Channels added get a room; removed ones close their members. */
@@ -406,14 +407,20 @@ static void sync_rooms(struct chat *c, const struct chat_sections *cfg) {
 
 /* ---- Entry points */
 
-static void chat_free(uv_handle_t *h) {
-  struct chat *c = h->data;
+/* One part of the service is released (chat_stop); the last frees it and
+ * tells the caller. */
+static void part_stopped(void *arg) {
+  struct chat *c = arg;
+  if (--c->parts_open > 0)
+    return;
   void (*cb)(void *) = c->stopped;
-  void *arg = c->stopped_arg;
+  void *cb_arg = c->stopped_arg;
   free(c);
   if (cb)
-    cb(arg);
+    cb(cb_arg);
 }
+
+static void tick_closed(uv_handle_t *h) { part_stopped(h->data); }
 
 struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
@@ -430,8 +437,8 @@ struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
       !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
-      archive_close(c->archive);
-    filter_close(c->filter);
+      archive_stop(c->archive, NULL, NULL);
+    filter_stop(c->filter, NULL, NULL);
     free(c);
     return NULL;
   }
@@ -474,10 +481,13 @@ void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
   c->stopping = true;
   c->stopped = cb;
   c->stopped_arg = arg;
+  /* the tick, and the archive, bus and filter: each calls part_stopped
+   * once released (the filter may at once) */
+  c->parts_open = 1 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
-    archive_close(c->archive);
+    archive_stop(c->archive, part_stopped, c);
   c->archive = NULL;
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
@@ -499,12 +509,14 @@ void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
     if (c->rooms[i].room)
       room_free(c->rooms[i].room);
   memset(c->rooms, 0, sizeof(c->rooms));
-  bus_stop(c->bus);
+  if (c->bus)
+    bus_stop(c->bus, part_stopped, c);
   c->bus = NULL;
-  filter_close(c->filter);
+  if (c->filter)
+    filter_stop(c->filter, part_stopped, c);
   c->filter = NULL;
   uv_timer_stop(&c->tick);
-  uv_close((uv_handle_t *)&c->tick, chat_free);
+  uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
 
 /* ---- Metrics and API */

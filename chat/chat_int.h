@@ -39,6 +39,7 @@ struct chat {
   struct chat_sections cfg; /* the current sections (chat_reload replaces them) */
   void (*stopped)(void *arg); /* chat_stop's callback */
   void *stopped_arg;
+  int parts_open; /* while stopping: parts not yet released */
   uv_timer_t tick;
   struct archive *archive;
   struct bus *bus;

@@ -4,7 +4,8 @@
  * Only alg HS256 is accepted (never "none", never another alg named by the
  * token: the secret decides). The signature is compared in constant time;
  * `exp` is required and checked; `nbf` is honoured when present. Claims we
- * use: sub (the user id), name, role ("viewer" or "moderator"). */
+ * use: sub (the user id), name, role ("viewer" or "moderator"). No state:
+ * any thread may call it. */
 #ifndef GALARELAY_CHAT_JWT_H
 #define GALARELAY_CHAT_JWT_H
 

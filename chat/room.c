@@ -3,6 +3,7 @@
 #include "chat/room.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,7 +292,7 @@ int room_join(struct room *r, struct room_member *m) {
   struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst,
                               r->last_now_ms);
   if (!a || a->connections >= r->p.max_connections_per_addr)
-    return -1;
+    return -EAGAIN;
   a->connections++;
   ratelimit_init(&m->hello, r->p.hello_rate, r->p.hello_burst, r->last_now_ms);
   m->room = r;
@@ -427,10 +428,10 @@ static void enqueue(struct room *r, struct room_member *m, struct room_frame *f)
 int room_send(struct room_member *m, const json_t *msg) {
   struct room *r = m->room;
   if (!r)
-    return -1;
+    return -ENOTCONN;
   struct room_frame *f = frame_new(r, msg, true);
   if (!f)
-    return -1;
+    return -ENOMEM;
   enqueue(r, m, f);
   room_frame_unref(f);
   return 0;
@@ -536,7 +537,7 @@ static struct room_frame *welcome_frame(struct room *r, const json_t *msg) {
 
 int room_send_welcome(struct room *r, struct room_member *m) {
   if (!m->room)
-    return -1;
+    return -ENOTCONN;
   json_t *msg = json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
                           chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state",
                           state_object(r));
@@ -551,7 +552,7 @@ int room_send_welcome(struct room *r, struct room_member *m) {
   struct room_frame *f = msg ? welcome_frame(r, msg) : NULL;
   json_decref(msg);
   if (!f)
-    return -1;
+    return -ENOMEM;
   enqueue(r, m, f);
   room_frame_unref(f);
   return 0;
@@ -772,7 +773,7 @@ static void ban_addr(void *opaque, const char *addr) {
 static int apply_ban(struct room *r, const json_t *ev, bool timeout, bool lift) {
   const char *user = ev_str(ev, "user");
   if (!user)
-    return -1;
+    return -EINVAL;
   struct ban_ctx b = {r, 0, false};
   if (!lift) {
     b.permanent = !timeout;
@@ -794,7 +795,7 @@ static int apply_state(struct room *r, const json_t *ev) {
   json_t *slow = json_object_get(ev, "slow"), *hold = json_object_get(ev, "hold");
   json_t *pinned = json_object_get(ev, "pinned");
   if (!json_is_integer(slow) || !json_is_boolean(hold))
-    return -1;
+    return -EINVAL;
   r->slow = (int)json_integer_value(slow);
   r->hold = json_is_true(hold);
   json_decref(r->pinned);
@@ -807,16 +808,16 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
   const char *type = ev_str(event, "type");
   const char *id = ev_str(event, "id");
   if (!type)
-    return -1;
+    return -EINVAL;
   bool mod_only = false, comment = false;
   if (!strcmp(type, "comment")) {
     if (!id || !json_is_object(json_object_get(event, "user")) || !ev_str(event, "text"))
-      return -1;
+      return -EINVAL;
     hist_push(r, json_deep_copy(event));
     comment = true;
   } else if (!strcmp(type, "delete")) {
     if (!id)
-      return -1;
+      return -EINVAL;
     hist_remove_if(r, same_id, id, NULL);
     held_remove(r, id);
     pending_add(r, json_deep_copy(event), false, false);
@@ -829,16 +830,16 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
     return 0;
   } else if (!strcmp(type, "state")) {
     if (apply_state(r, event))
-      return -1;
+      return -EINVAL;
   } else if (!strcmp(type, "held")) {
     json_t *c = json_object_get(event, "comment");
     if (!json_is_object(c) || !ev_str(c, "id"))
-      return -1;
+      return -EINVAL;
     held_add(r, json_deep_copy(c));
     mod_only = true;
   } else if (!strcmp(type, "resolved")) {
     if (!id)
-      return -1;
+      return -EINVAL;
     held_remove(r, id);
     mod_only = true;
   } else if (!strcmp(type, "ban") || !strcmp(type, "timeout") || !strcmp(type, "unban")) {
@@ -850,7 +851,7 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
       r->ops->words(r->opaque, r, event);
     mod_only = true;
   } else {
-    return -1;
+    return -EINVAL;
   }
   pending_add(r, json_deep_copy(event), mod_only, comment);
   return 0;

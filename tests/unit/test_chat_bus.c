@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,29 @@ static struct config *local_config(void) {
 }
 
 static void finish(uv_loop_t *loop, struct bus *b) {
-  bus_stop(b);
+  bus_stop(b, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void count_stopped(void *arg) { ++*(int *)arg; }
+
+/* bus_stop is asynchronous: the callback runs once, after the last handle
+ * closed and the bus was freed. */
+static void test_stop_calls_back_once(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct bus *b = bus_start(&loop, &cfg->redis, on_deliver, NULL);
+  free(cfg); /* read at start only */
+  assert_non_null(b);
+  int stopped = 0;
+  bus_stop(b, count_stopped, &stopped);
+  assert_int_equal(stopped, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void test_local_order(void **state) {
@@ -86,7 +107,7 @@ static void test_local_order(void **state) {
   assert_int_equal(st.published, 20);
   assert_int_equal(st.delivered, 20);
   assert_int_equal(st.redis_connected, 0);
-  assert_int_equal(bus_redis_connected(s.bus), 0);
+  assert_false(bus_is_redis_connected(s.bus));
   finish(&loop, s.bus);
   free(cfg);
 }
@@ -116,12 +137,12 @@ static void test_subscriptions(void **state) {
   struct config *cfg = local_config();
   struct sink s = {0};
   s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
-  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -1); /* not subscribed */
-  assert_int_equal(bus_subscribe_channel(s.bus, ""), -1);
+  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -ENOENT); /* not subscribed */
+  assert_int_equal(bus_subscribe_channel(s.bus, ""), -EINVAL);
   char longname[200];
   memset(longname, 'a', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
-  assert_int_equal(bus_subscribe_channel(s.bus, longname), -1);
+  assert_int_equal(bus_subscribe_channel(s.bus, longname), -EINVAL);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0); /* idempotent */
   assert_int_equal(bus_publish(s.bus, "gala", "1", 1), 0);
@@ -129,7 +150,7 @@ static void test_subscriptions(void **state) {
   bus_unsubscribe_channel(s.bus, "gala");
   uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(s.n, 0);
-  assert_int_equal(bus_channel_via_redis(s.bus, "gala"), 0);
+  assert_false(bus_is_channel_via_redis(s.bus, "gala"));
   struct buf m;
   buf_init(&m);
   bus_metrics(s.bus, &m);
@@ -195,8 +216,8 @@ static void test_ids_sort_in_order(void **state) {
   bus_make_id(a, id);
   if (strcmp(ida, idb) >= 0) /* a borrowed ahead in the loop above */
     fail_msg("ids across nodes out of order: %s %s", ida, idb);
-  bus_stop(a);
-  bus_stop(b);
+  bus_stop(a, NULL, NULL);
+  bus_stop(b, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
   free(cfg);
@@ -242,15 +263,16 @@ static void test_envelope_seal_open(void **state) {
   assert_int_equal(bus_envelope_open("k3y", "gala", "", 0, &env), BUS_ENVELOPE_MALFORMED);
   /* bad arguments are refused, not sealed */
   buf_reset(&b);
-  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -1);
-  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -1);
-  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -EINVAL);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -EINVAL);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -EINVAL);
   buf_free(&b);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_local_order),
+      cmocka_unit_test(test_stop_calls_back_once),
       cmocka_unit_test(test_local_publish_from_callback),
       cmocka_unit_test(test_subscriptions),
       cmocka_unit_test(test_bad_url),
