@@ -437,8 +437,7 @@ static void on_message(struct bus *b, const redisReply *ch, const redisReply *pa
   memcpy(channel, ch->str + plen, (size_t)ch->len - plen);
   channel[ch->len - plen] = '\0';
   struct bus_envelope env;
-  enum bus_envelope_result rc =
-      bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
+  int rc = bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
   if (rc == BUS_ENVELOPE_BAD_MAC) {
     count_rejected(b, channel, 0);
     return;

@@ -115,9 +115,18 @@ static int parse_body(const char *s, size_t n, struct bus_envelope *out) {
   return 0;
 }
 
-enum bus_envelope_result bus_envelope_open(const char *secret, const char *channel,
-                                           const char *msg, size_t n,
-                                           struct bus_envelope *out) {
+const char *bus_envelope_strerror(int code) {
+  switch (code) {
+  case BUS_ENVELOPE_MALFORMED:
+    return "malformed";
+  case BUS_ENVELOPE_BAD_MAC:
+    return "bad_mac";
+  }
+  return strerror(-code);
+}
+
+int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n,
+                      struct bus_envelope *out) {
   const char *suffix = n >= MAC_SUFFIX_LEN ? msg + n - MAC_SUFFIX_LEN : NULL;
   unsigned char sent[MAC_LEN];
   bool has_mac = suffix && memcmp(suffix, mac_key, sizeof mac_key - 1) == 0 &&

@@ -111,7 +111,7 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
       snprintf(name, sizeof(name), "moderator");
   } else if (msg->token && !is_other_channel_token(cfg, msg->token)) {
     struct jwt_claims cl;
-    enum jwt_result jr = cfg->chat->auth_secret[0]
+    int jr = cfg->chat->auth_secret[0]
                              ? jwt_verify_hs256(msg->token, cfg->chat->auth_secret,
                                                 chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
                              : JWT_BAD_SIGNATURE;

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *jwt_result_name(enum jwt_result r) {
-  switch (r) {
+const char *jwt_strerror(int code) {
+  switch (code) {
   case JWT_OK:
     return "ok";
   case JWT_MALFORMED:
@@ -23,7 +23,7 @@ const char *jwt_result_name(enum jwt_result r) {
   case JWT_EXPIRED:
     return "expired";
   }
-  return "?";
+  return strerror(-code);
 }
 
 static int b64url_value(unsigned char c) {
@@ -113,7 +113,7 @@ static bool hs256(const char *secret, const void *data, size_t len, unsigned cha
 
 #define JWT_TIME_MAX 1e15 /* seconds: far past any real exp, far inside int64_t */
 
-static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
+static int check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
                                     struct jwt_claims *out) {
   json_t *exp = json_object_get(claims, "exp");
   json_t *nbf = json_object_get(claims, "nbf");
@@ -138,7 +138,7 @@ static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leewa
   return JWT_OK;
 }
 
-enum jwt_result jwt_verify_hs256(const char *token, const char *secret, int64_t now_s,
+int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s,
                                  int64_t leeway_s, struct jwt_claims *out) {
   memset(out, 0, sizeof(*out));
   size_t len = strlen(token);
@@ -171,7 +171,7 @@ enum jwt_result jwt_verify_hs256(const char *token, const char *secret, int64_t 
   json_t *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
   if (!claims)
     return JWT_MALFORMED;
-  enum jwt_result r = check_claims(claims, now_s, leeway_s, out);
+  int r = check_claims(claims, now_s, leeway_s, out);
   json_decref(claims);
   return r;
 }

@@ -223,7 +223,7 @@ static void test_ids_sort_in_order(void **state) {
   free(cfg);
 }
 
-static enum bus_envelope_result open_buf(const char *secret, const char *channel,
+static int open_buf(const char *secret, const char *channel,
                                          const struct buf *b, struct bus_envelope *env) {
   return bus_envelope_open(secret, channel, (const char *)b->data, b->len, env);
 }
@@ -231,6 +231,13 @@ static enum bus_envelope_result open_buf(const char *secret, const char *channel
 /* Sealed with the shared secret: opens on the same channel; any other
  * secret, channel, byte or length does not; an unsigned envelope (the
  * form before signing, or a forgery) is a bad MAC, garbage is malformed. */
+static void test_envelope_strerror(void **state) {
+  (void)state;
+  assert_string_equal(bus_envelope_strerror(BUS_ENVELOPE_BAD_MAC), "bad_mac");
+  assert_string_equal(bus_envelope_strerror(BUS_ENVELOPE_MALFORMED), "malformed");
+  assert_string_equal(bus_envelope_strerror(-EINVAL), strerror(EINVAL));
+}
+
 static void test_envelope_seal_open(void **state) {
   (void)state;
   static const char ev[] = "{\"type\":\"ban\",\"user\":\"victim\"}";
@@ -278,6 +285,7 @@ int main(void) {
       cmocka_unit_test(test_bad_url),
       cmocka_unit_test(test_ids_sort_in_order),
       cmocka_unit_test(test_envelope_seal_open),
+      cmocka_unit_test(test_envelope_strerror),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
