@@ -1,5 +1,5 @@
 /* chat_int: the types the files of the chat service share: the service
- * (struct chat), a room slot, a connection and a ticket. Types only: each
+ * (struct chat), a room slot and a connection. Types only: each
  * file's internal functions are declared in its own header beside it
  * (ticket.h, chat_requests.h, chat_archive.h), so that a file reaches only
  * the files it calls. Not an API: nothing outside chat/ includes it.
@@ -30,7 +30,7 @@ struct ticket;
 struct chat_room {
   char channel[64];
   struct room *room;
-  unsigned tickets; /* archive completions still to come */
+  unsigned tickets; /* tickets not yet answered (ticket.h) */
   bool removed;     /* gone from the config: freed once empty */
 };
 
