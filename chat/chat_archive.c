@@ -1,4 +1,4 @@
-/* chat_archive: the archive records of chat events (chat_archive.h).
+/* chat_archive: the archive records of chat events (chat_archive_int.h).
  *
  * One switch turns a typed description of an operation into archive
  * submits; the node that took the request fills it from the request
@@ -6,7 +6,7 @@
  * (chat__records_from_event, below), in bus order (the archive keeps
  * submission order). The moderator log stays with the node the moderator
  * was on. */
-#include "chat/chat_archive.h"
+#include "chat/chat_archive_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 
 #include "chat/chat_int.h"
 #include "chat/room.h"
-#include "chat/ticket.h"
+#include "chat/ticket_int.h"
 #include "core/log.h"
 
 /* Submits of one operation, counted: how many the archive took, and

@@ -1,9 +1,10 @@
 /* chat_int: the types the files of the chat service share: the service
- * (struct chat), a room slot and a connection. Types only: each
- * file's internal functions are declared in its own header beside it
- * (ticket.h, chat_requests.h, chat_archive.h), so that a file reaches only
- * the files it calls. Not an API: nothing outside chat/ includes it.
- * Internal names carry the chat__ prefix. Loop thread only. */
+ * (struct chat), a room slot and a connection. Types only: each file's
+ * internal functions are declared in an internal header of its own beside
+ * it (ticket_int.h, chat_requests_int.h, chat_archive_int.h), so that a
+ * file reaches only the files it calls. Not an API: nothing outside chat/
+ * includes these headers. Internal names carry the chat__ prefix. Loop
+ * thread only. */
 #ifndef GALARELAY_CHAT_INT_H
 #define GALARELAY_CHAT_INT_H
 
@@ -30,7 +31,7 @@ struct ticket;
 struct chat_room {
   char channel[64];
   struct room *room;
-  unsigned tickets; /* tickets not yet answered (ticket.h) */
+  unsigned tickets; /* tickets not yet answered (ticket_int.h) */
   bool removed;     /* gone from the config: freed once empty */
 };
 

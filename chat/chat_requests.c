@@ -3,21 +3,21 @@
  * actions (each its archive records and the events published after the
  * commit, then the moderator log line). Every record of an operation is
  * submitted on its ticket, which answers once the archive has answered for
- * all of them (ticket.h). */
+ * all of them (ticket_int.h). */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat/chat_requests.h"
+#include "chat/chat_requests_int.h"
 
 #include "chat/archive.h"
-#include "chat/chat_archive.h"
+#include "chat/chat_archive_int.h"
 #include "chat/chat_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
-#include "chat/ticket.h"
+#include "chat/ticket_int.h"
 #include "core/log.h"
 
 /* ---- hello */

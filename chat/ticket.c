@@ -1,7 +1,7 @@
 /* ticket: an operation's records, then its events published and its
- * answer sent (ticket.h); and the replies, ids and clock the requests
+ * answer sent (ticket_int.h); and the replies, ids and clock the requests
  * share. */
-#include "chat/ticket.h"
+#include "chat/ticket_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

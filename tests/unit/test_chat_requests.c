@@ -23,9 +23,9 @@
 #include <uv.h>
 
 #include "chat/archive.h"
-#include "chat/chat_archive.h"
+#include "chat/chat_archive_int.h"
 #include "chat/chat_int.h"
-#include "chat/chat_requests.h"
+#include "chat/chat_requests_int.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"

@@ -11,8 +11,8 @@
  *
  * Strings in a struct chat_records are borrowed for the call (the archive
  * copies what it keeps). Loop thread only. */
-#ifndef GALARELAY_CHAT_CHAT_ARCHIVE_H
-#define GALARELAY_CHAT_CHAT_ARCHIVE_H
+#ifndef GALARELAY_CHAT_CHAT_ARCHIVE_INT_H
+#define GALARELAY_CHAT_CHAT_ARCHIVE_INT_H
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -15,8 +15,8 @@
  *
  * The replies, ids and wall clock the requests share live here too, as
  * the ticket's ends. Loop thread only. */
-#ifndef GALARELAY_CHAT_TICKET_H
-#define GALARELAY_CHAT_TICKET_H
+#ifndef GALARELAY_CHAT_TICKET_INT_H
+#define GALARELAY_CHAT_TICKET_INT_H
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -2,9 +2,9 @@
  * and the moderator actions (docs/protocol.md). Internal to chat/ (chat__
  * names): the transport (chat.c) calls these with a parsed message for a
  * connection that joined a room; each answers the client itself, at once
- * or through a ticket (ticket.h). Loop thread only. */
-#ifndef GALARELAY_CHAT_CHAT_REQUESTS_H
-#define GALARELAY_CHAT_CHAT_REQUESTS_H
+ * or through a ticket (ticket_int.h). Loop thread only. */
+#ifndef GALARELAY_CHAT_CHAT_REQUESTS_INT_H
+#define GALARELAY_CHAT_CHAT_REQUESTS_INT_H
 
 struct chat;
 struct chat_conn;
