@@ -12,9 +12,11 @@ target_link_libraries(galarelay_chat PUBLIC
   galarelay_chat_core galarelay_chat_store galarelay_core galarelay_config
   PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::CRYPTO)
 
-galarelay_unit_test(test_chat_requests
-  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_requests.c
-  LIBS galarelay_chat)
+foreach(t requests service)
+  galarelay_unit_test(test_chat_${t}
+    SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_${t}.c
+    LIBS galarelay_chat)
+endforeach()
 
 # Integration: the real daemon and node's `ws` client (tests/package.json;
 # `npm ci --prefix tests` installs it into tests/node_modules). Registered
