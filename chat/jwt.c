@@ -1,6 +1,7 @@
 /* jwt: HS256 verification with OpenSSL's HMAC, claims with jansson. */
 #include "chat/jwt.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -46,11 +47,11 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
   int bits = 0;
   size_t n = 0;
   if (len % 4 == 1)
-    return -1;
+    return -EINVAL;
   for (size_t i = 0; i < len; i++) {
     int v = b64url_value((unsigned char)in[i]);
     if (v < 0)
-      return -1;
+      return -EINVAL;
     acc = (acc << 6) | (uint32_t)v;
     bits += 6;
     if (bits >= 8) {
@@ -60,7 +61,7 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
   }
   /* leftover bits must be zero (canonical encoding) */
   if (bits && (acc & ((1u << bits) - 1)))
-    return -1;
+    return -EINVAL;
   *outlen = n;
   return 0;
 }
