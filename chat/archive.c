@@ -83,6 +83,8 @@ struct archive {
 
   /* loop thread only */
   int closing;
+  void (*stopped)(void *arg); /* archive_stop's callback, after the free */
+  void *stopped_arg;
   size_t in_flight;
   size_t in_flight_bytes;
   uint64_t submitted, refused;
@@ -208,7 +210,7 @@ static int write_rec(struct archive *a, struct archive_rec *r) {
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE) {
     log_warn("archive", "write failed kind=%d err=%s", (int)r->kind, sqlite3_errmsg(a->wdb));
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -323,7 +325,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what) {
   if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
     log_error("archive", "%s failed: %s", what, err ? err : sqlite3_errmsg(db));
     sqlite3_free(err);
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -333,24 +335,24 @@ static int open_writer(struct archive *a, const char *path) {
                                          SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
     log_error("archive", "open failed path=%s err=%s", path,
               a->wdb ? sqlite3_errmsg(a->wdb) : "no memory");
-    return -1;
+    return -EIO;
   }
   sqlite3_busy_timeout(a->wdb, 5000);
   /* FULL: the WAL is fsync'd at each commit, so an ack survives power loss
    * too; group commit pays that once per transaction (see archive.h). */
   if (exec_sql(a->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "pragmas") ||
       exec_sql(a->wdb, schema_sql, "schema"))
-    return -1;
+    return -EIO;
   for (int k = 0; k < REC_KINDS; k++) {
     if (sqlite3_prepare_v3(a->wdb, stmt_sql[k], -1, SQLITE_PREPARE_PERSISTENT,
                            &a->stmt[k], NULL) != SQLITE_OK) {
       log_error("archive", "prepare failed: %s", sqlite3_errmsg(a->wdb));
-      return -1;
+      return -EIO;
     }
   }
   if (sqlite3_prepare_v3(a->wdb, "DELETE FROM banned_words WHERE channel = ?1 AND word = ?2",
                          -1, SQLITE_PREPARE_PERSISTENT, &a->stmt_word_del, NULL) != SQLITE_OK)
-    return -1;
+    return -EIO;
   return 0;
 }
 
@@ -362,20 +364,22 @@ static void close_dbs(struct archive *a) {
   sqlite3_close(a->rdb);
 }
 
-int archive_params_from_config(struct archive_params *p, const struct config *cfg,
+int archive_params_from_config(struct archive_params *p, const struct config_server *server,
+                               const struct config_chat *chat,
                                char *pathbuf, size_t pathlen) {
   memset(p, 0, sizeof *p);
-  const char *dir = cfg->server.state_dir[0] ? cfg->server.state_dir : ".";
+  const char *dir = server->state_dir[0] ? server->state_dir : ".";
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    log_error("archive", "cannot create state_dir=%s: %s", dir, strerror(errno));
-    return -1;
+    int err = errno;
+    log_error("archive", "cannot create state_dir=%s: %s", dir, strerror(err));
+    return -err;
   }
   int n = snprintf(pathbuf, pathlen, "%s/chat.sqlite3", dir);
   if (n < 0 || (size_t)n >= pathlen)
-    return -1;
+    return -ENAMETOOLONG;
   p->path = pathbuf;
-  p->commit_ms = cfg->chat.archive_commit_ms;
-  p->batch = cfg->chat.archive_batch;
+  p->commit_ms = chat->archive_commit_ms;
+  p->batch = chat->archive_batch;
   p->queue_max = ARCHIVE_QUEUE_MAX;
   return 0;
 }
@@ -412,15 +416,21 @@ struct archive *archive_open(uv_loop_t *loop, const struct archive_params *p) {
 
 static void on_closed(uv_handle_t *h) {
   struct archive *a = h->data;
+  void (*cb)(void *) = a->stopped;
+  void *cb_arg = a->stopped_arg;
   uv_mutex_destroy(&a->mu);
   uv_cond_destroy(&a->cond);
   free(a);
+  if (cb)
+    cb(cb_arg);
 }
 
-void archive_close(struct archive *a) {
+void archive_stop(struct archive *a, void (*cb)(void *arg), void *arg) {
   if (!a || a->closing)
     return;
   a->closing = 1;
+  a->stopped = cb;
+  a->stopped_arg = arg;
   uv_mutex_lock(&a->mu);
   a->stopping = 1;
   uv_cond_signal(&a->cond);
@@ -447,12 +457,12 @@ static int submit(struct archive *a, enum archive_kind kind, const char *const *
   if (a->closing || a->in_flight >= (size_t)a->queue_max ||
       a->in_flight_bytes + total > ARCHIVE_QUEUE_BYTES) {
     a->refused++;
-    return -1;
+    return -EAGAIN;
   }
   struct archive_rec *r = calloc(1, sizeof *r + total);
   if (!r) {
     a->refused++;
-    return -1;
+    return -ENOMEM;
   }
   char *p = (char *)(r + 1);
   for (int k = 0; k < nstr; k++) {
@@ -567,7 +577,7 @@ static int finish_load(struct archive *a, sqlite3_stmt *st, int rc, const char *
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) {
     log_error("archive", "load %s failed: %s", what, sqlite3_errmsg(a->rdb));
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -649,6 +659,10 @@ int archive_load_room_state(struct archive *a, const char *channel,
     return finish_load(a, st, SQLITE_ERROR, "room state");
   sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_finalize(st);
+    return -ENOENT;
+  }
   if (rc != SQLITE_ROW)
     return finish_load(a, st, rc, "room state");
   out->slow_seconds = sqlite3_column_int(st, 0);
@@ -656,7 +670,7 @@ int archive_load_room_state(struct archive *a, const char *channel,
   if (pinned_len)
     snprintf(pinned, pinned_len, "%s", col(st, 2));
   sqlite3_finalize(st);
-  return 1;
+  return 0;
 }
 
 /* ---- Metrics */

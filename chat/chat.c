@@ -1,10 +1,12 @@
-/* chat: the websocket transport, tickets (archive commit, publish, ack),
- * rooms, bus and archive glue, the tick timer, metrics. Requests are in
- * chat_requests.c. See chat.h for the flow. */
+/* chat: the websocket transport, rooms, bus and archive glue, the tick
+ * timer, metrics. Requests are in chat_requests.c, tickets (archive
+ * commit, publish, ack) in ticket.c, the archive records of events in
+ * chat_archive.c. See chat.h for the flow. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -13,12 +15,14 @@
 
 #include "chat/archive.h"
 #include "chat/bus.h"
+#include "chat/chat_archive_int.h"
+#include "chat/chat_requests_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
+#include "chat/ticket_int.h"
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
@@ -26,15 +30,11 @@
 #include "core/metrics.h"
 #include "core/netaddr.h"
 
-int64_t chat__wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct chat *chat_of(struct lws *wsi) {
-  struct app *app = lws_context_user(lws_get_context(wsi));
-  return app ? app->chat : NULL;
+  /* the handle the caller keeps (chat_protocol); NULL once it stopped us */
+  const struct lws_protocols *p = lws_get_protocol(wsi);
+  struct chat *const *handle = p ? p->user : NULL;
+  return handle ? *handle : NULL;
 }
 
 static struct chat_room *find_room(struct chat *c, const char *channel) {
@@ -43,114 +43,6 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
       return &c->rooms[i];
   return NULL;
 }
-
-/* ---- Replies */
-
-void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
-  if (msg && conn->m.room)
-    room_send(&conn->m, msg);
-  json_decref(msg);
-}
-
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                        const char *message, int64_t retry_after_ms) {
-  chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
-}
-
-/* ---- Tickets: archive commit, then publish, then ack */
-
-struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce) {
-  struct ticket *t = calloc(1, sizeof(*t));
-  if (!t)
-    return NULL;
-  t->chat = c;
-  t->slot = conn->slot;
-  t->conn = conn;
-  snprintf(t->nonce, sizeof(t->nonce), "%s", nonce ? nonce : "");
-  t->next = conn->tickets;
-  conn->tickets = t;
-  t->slot->tickets++;
-  return t;
-}
-
-static void ticket_detach(struct ticket *t) {
-  if (!t->conn)
-    return;
-  for (struct ticket **p = &t->conn->tickets; *p; p = &(*p)->next) {
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  }
-  t->conn = NULL;
-}
-
-void chat__ticket_free(struct ticket *t) {
-  ticket_detach(t);
-  for (int i = 0; i < t->event_count; i++)
-    json_decref(t->events[i]);
-  t->slot->tickets--;
-  free(t);
-}
-
-static void publish(struct chat *c, struct chat_room *slot, json_t *ev) {
-  char *text = json_dumps(ev, JSON_COMPACT);
-  if (!text)
-    return;
-  if (!c->bus || bus_publish(c->bus, slot->channel, text, strlen(text)) != 0) {
-    /* no bus (tests) or it refused: this node still shows it */
-    if (slot->room)
-      room_deliver(slot->room, ev, chat__wall_ms());
-  }
-  free(text);
-}
-
-void chat__ticket_done(void *opaque, int ok) {
-  struct ticket *t = opaque;
-  if (ok) {
-    for (int i = 0; i < t->event_count; i++)
-      publish(t->chat, t->slot, t->events[i]);
-  }
-  if (t->conn) {
-    if (!ok)
-      chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "not stored, try again", 1000);
-    else if (t->error_code)
-      chat__reply(t->conn, chat_error_json(t->nonce, t->error_code, "sent for review", -1));
-    else
-      chat__reply(t->conn, chat_ack_json(t->nonce, t->id[0] ? t->id : NULL));
-  }
-  chat__ticket_free(t);
-}
-
-/* The last archive submit of an operation carries the ticket; -1 means
- * refused (queue full): the ticket is answered with an error at once. */
-int chat__ticket_submit_result(struct ticket *t, int rc) {
-  if (rc == 0)
-    return 0;
-  if (t->conn)
-    chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
-  chat__ticket_free(t);
-  return -1;
-}
-
-void chat__ticket_commit_now(struct ticket *t) { chat__ticket_done(t, 1); }
-
-void chat__ticket_event(struct ticket *t, json_t *ev /* stolen */) {
-  if (ev && t->event_count < CHAT_EVENTS_PER_OP)
-    t->events[t->event_count++] = ev;
-  else
-    json_decref(ev);
-}
-
-void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
-  if (c->bus) {
-    bus_make_id(c->bus, out);
-    return;
-  }
-  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
-           (unsigned long long)++c->next_conn_id);
-}
-
 
 /* ---- The websocket protocol */
 
@@ -204,12 +96,12 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   /* X-Forwarded-For only from the configured proxy; limits and bans by
    * the /64 for IPv6 (netaddr_client_key) */
   char addr[INET6_ADDRSTRLEN + 8];
-  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
+  http_client_addr(wsi, c->cfg.server->trusted_proxy, addr, sizeof(addr));
   netaddr_client_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx_cap = (size_t)c->app->cfg->chat.max_frame_bytes;
+  conn->rx_cap = (size_t)c->cfg.chat->max_frame_bytes;
   conn->rx = malloc(conn->rx_cap);
   if (!conn->rx) {
     conn->wsi = NULL;
@@ -238,7 +130,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
 
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
-  size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
+  size_t max = (size_t)c->cfg.chat->max_frame_bytes;
   if (lws_is_first_fragment(wsi)) {
     conn->rx_len = 0;
     conn->rx_binary = lws_frame_is_binary(wsi);
@@ -286,7 +178,7 @@ static int on_writeable(struct chat_conn *conn) {
 
 static void on_closed(struct chat_conn *conn) {
   while (conn->tickets)
-    ticket_detach(conn->tickets);
+    chat__ticket_detach(conn->tickets);
   room_leave(&conn->m);
   free(conn->rx);
   conn->rx = NULL;
@@ -303,7 +195,7 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
-    if (c && http_ws_check_origin(wsi, c->app->cfg->server.allowed_origins)) /* 403: a page of another site */
+    if (c && http_ws_check_origin(wsi, c->cfg.server->allowed_origins)) /* 403: a page of another site */
       return -1;
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
@@ -327,14 +219,17 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   }
 }
 
-static const struct lws_protocols chat_proto = {
+static const struct lws_protocols chat_proto = { /* .user: the caller's handle (chat_of) */
     .name = "chat",
     .callback = chat_callback,
     .per_session_data_size = sizeof(struct chat_conn),
     .rx_buffer_size = 4096,
 };
 
-const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
+void chat_protocol(struct lws_protocols *out, struct chat *const *handle) {
+  *out = chat_proto;
+  out->user = (void *)handle;
+}
 
 /* ---- Room ops */
 
@@ -462,7 +357,7 @@ static void load_room(struct chat *c, struct chat_room *slot) {
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
-  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
+  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 0)
     room_load_state(slot->room, st.slow_seconds, st.hold != 0, st.pinned_id);
 }
 
@@ -473,22 +368,30 @@ static int add_room(struct chat *c, const char *channel) {
       continue;
     snprintf(slot->channel, sizeof(slot->channel), "%s", channel);
     slot->room = room_new(channel, &c->params, &chat_room_ops, c, c->filter);
-    if (!slot->room || (c->bus && bus_subscribe_channel(c->bus, channel) != 0)) {
+    int rc = !slot->room ? -ENOMEM : c->bus ? bus_subscribe_channel(c->bus, channel) : 0;
+    if (rc != 0) {
       room_free(slot->room);
       memset(slot, 0, sizeof(*slot));
-      return -1;
+      return rc;
     }
     load_room(c, slot);
     return 0;
   }
-  return -1;
+  return -ENOSPC; /* every slot taken */
 }
 
 /* Channels added get a room; removed ones close their members. */
-static void sync_rooms(struct chat *c, const struct config *cfg) {
+static bool has_channel(const struct chat_sections *cfg, const char *name) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, name))
+      return true;
+  return false;
+}
+
+static void sync_rooms(struct chat *c, const struct chat_sections *cfg) {
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
-    if (!slot->room || slot->removed || config_find_channel(cfg, slot->channel))
+    if (!slot->room || slot->removed || has_channel(cfg, slot->channel))
       continue;
     slot->removed = true;
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "channel removed");
@@ -506,50 +409,61 @@ static void sync_rooms(struct chat *c, const struct config *cfg) {
 
 /* ---- Entry points */
 
-static void chat_free(uv_handle_t *h) {
-  struct chat *c = h->data;
+/* One part of the service is released (chat_stop); the last frees it and
+ * tells the caller. */
+static void part_stopped(void *arg) {
+  struct chat *c = arg;
+  if (--c->parts_open > 0)
+    return;
+  void (*cb)(void *) = c->stopped;
+  void *cb_arg = c->stopped_arg;
   free(c);
+  if (cb)
+    cb(cb_arg);
 }
 
-struct chat *chat_start(struct app *app) {
-  const struct config *cfg = app->cfg;
+static void tick_closed(uv_handle_t *h) { part_stopped(h->data); }
+
+struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  c->app = app;
-  room_params_from_config(&c->params, cfg, LWS_PRE);
-  c->filter = filter_new(app->loop);
+  c->loop = loop;
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
+  c->filter = filter_new(loop);
   char path[1024];
   struct archive_params ap;
-  if (!c->filter || archive_params_from_config(&ap, cfg, path, sizeof(path)) != 0 ||
-      !(c->archive = archive_open(app->loop, &ap)) ||
-      !(c->bus = bus_start(app->loop, cfg, on_bus, c))) {
+  if (!c->filter ||
+      archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
+      !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
-      archive_close(c->archive);
-    filter_close(c->filter);
+      archive_stop(c->archive, NULL, NULL);
+    filter_stop(c->filter, NULL, NULL);
     free(c);
     return NULL;
   }
   if (c->archive)
     archive_load_words(c->archive, NULL, load_word, c);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_init(app->loop, &c->tick);
+  uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
-  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
+  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat->tick_ms, (uint64_t)cfg->chat->tick_ms);
+  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat->tick_ms);
   return c;
 }
 
-void chat_reload(struct chat *c, const struct config *cfg) {
-  room_params_from_config(&c->params, cfg, LWS_PRE);
+void chat_reload(struct chat *c, const struct chat_sections *cfg) {
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_configure(c->rooms[i].room, &c->params);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
+  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat->tick_ms);
 }
 
 /* At stop: write what is queued now (the last acks), the socket buffers it. */
@@ -563,37 +477,48 @@ static void flush_member(void *opaque, struct room_member *m) {
   }
 }
 
-void chat_stop(struct chat *c) {
-  if (!c)
+void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
+  if (!c || c->stopping)
     return;
   c->stopping = true;
+  c->stopped = cb;
+  c->stopped_arg = arg;
+  /* the tick, and the archive, bus and filter: each calls part_stopped
+   * once released (the filter may at once) */
+  c->parts_open = 1 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
-    archive_close(c->archive);
+    archive_stop(c->archive, part_stopped, c);
   c->archive = NULL;
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
     if (!slot->room)
       continue;
-    if (c->app->stopping) /* main destroyed the lws context first: members are gone */
+    /* Members already gone (the lws context closed their connections
+     * first) leave nothing to flush; the others get what the last commits
+     * published, then a 1001. */
+    if (room_member_count(slot->room) == 0)
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
     room_for_each_member(slot->room, flush_member, NULL);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
-  /* members leave in their close callbacks, which find app->chat NULL and
-   * only free their own buffers; detach them here */
+  /* members still connected leave in their close callbacks, which find
+   * the caller's handle NULL and only free their own buffers; detach them
+   * here */
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_free(c->rooms[i].room);
   memset(c->rooms, 0, sizeof(c->rooms));
-  bus_stop(c->bus);
+  if (c->bus)
+    bus_stop(c->bus, part_stopped, c);
   c->bus = NULL;
-  filter_close(c->filter);
+  if (c->filter)
+    filter_stop(c->filter, part_stopped, c);
   c->filter = NULL;
   uv_timer_stop(&c->tick);
-  uv_close((uv_handle_t *)&c->tick, chat_free);
+  uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
 
 /* ---- Metrics and API */
@@ -684,5 +609,5 @@ int chat_room_counts(const struct chat *c, const char *channel, int *members) {
       return 0;
     }
   }
-  return -1;
+  return -ENOENT;
 }

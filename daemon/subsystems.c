@@ -50,8 +50,8 @@ struct subsystem {
   void (*reload)(struct app *app);
   void (*metrics)(const struct app *app, struct buf *out);
   void (*api)(const struct app *app, const char *channel, json_t *obj);
-  /* A websocket protocol, for the lws context created by the last row. */
-  const struct lws_protocols *(*ws_protocol)(void);
+  /* Fills in a websocket protocol, for the lws context created by the last row. */
+  void (*ws_protocol)(struct app *app, struct lws_protocols *out);
 };
 
 /* ---- api: /healthz, /metrics, /api/v1/channels --------------------------- */
@@ -201,17 +201,29 @@ static void metrics_rtmp(const struct app *app, struct buf *out) { rtmp_server_m
 
 /* ---- chat: rooms, archive, bus ------------------------------------------- */
 
+/* The config sections the chat reads. */
+static struct chat_sections chat_sections(const struct config *cfg) {
+  return (struct chat_sections){&cfg->chat, &cfg->server, &cfg->redis, cfg->channels, cfg->channel_count};
+}
+
 static int start_chat(struct app *app) {
-  app->chat = chat_start(app);
+  struct chat_sections sections = chat_sections(app->cfg);
+  app->chat = chat_start(app->loop, &sections);
   return app->chat ? 0 : -EIO;
 }
 
-static void stop_chat(struct app *app) { /* finishes archive writes; chat callbacks look it up, so NULL it */
-  chat_stop(app->chat);
+static void stop_chat(struct app *app) { /* finishes archive writes; its websocket callback reads the handle: NULL */
+  chat_stop(app->chat, NULL, NULL);
   app->chat = NULL;
 }
 
-static void reload_chat(struct app *app) { chat_reload(app->chat, app->cfg); }
+static void reload_chat(struct app *app) {
+  struct chat_sections sections = chat_sections(app->cfg);
+  chat_reload(app->chat, &sections);
+}
+
+/* The chat's websocket callback finds the service through app->chat. */
+static void ws_chat(struct app *app, struct lws_protocols *out) { chat_protocol(out, &app->chat); }
 
 static void metrics_chat(const struct app *app, struct buf *out) { chat_metrics(app->chat, out); }
 
@@ -255,10 +267,10 @@ static void reload_http(struct app *app) {
   http_configure(&hs);
 }
 
-static int collect_ws_protocols(struct lws_protocols *out, int max); /* below the table */
+static int collect_ws_protocols(struct app *app, struct lws_protocols *out, int max); /* below the table */
 
 static int create_lws(struct app *app) {
-  int n = collect_ws_protocols(protocols, MAX_PROTOCOLS - 2);
+  int n = collect_ws_protocols(app, protocols, MAX_PROTOCOLS - 2);
   protocols[n++] = *http_protocol();
   memset(&protocols[n], 0, sizeof protocols[n]);
 
@@ -347,7 +359,7 @@ static const struct subsystem parts[] = {
      .metrics = metrics_transcoder, .api = api_transcoder},
     {.name = "rtmp", .start = start_rtmp, .stop = stop_rtmp, .reload = reload_rtmp, .metrics = metrics_rtmp},
     {.name = "chat", .start = start_chat, .stop = stop_chat, .reload = reload_chat, .metrics = metrics_chat,
-     .api = api_chat, .ws_protocol = chat_protocol},
+     .api = api_chat, .ws_protocol = ws_chat},
     {.name = "webroot", .start = start_webroot, .free = free_webroot, .metrics = metrics_webroot},
     {.name = "http", .start = start_http, .stop = stop_http, .free = free_http, .reload = reload_http,
      .metrics = metrics_http},
@@ -355,11 +367,11 @@ static const struct subsystem parts[] = {
 
 static const int part_count = (int)(sizeof parts / sizeof parts[0]);
 
-static int collect_ws_protocols(struct lws_protocols *out, int max) {
+static int collect_ws_protocols(struct app *app, struct lws_protocols *out, int max) {
   int n = 0;
   for (int i = 0; i < part_count && n < max; i++)
     if (parts[i].ws_protocol)
-      out[n++] = *parts[i].ws_protocol();
+      parts[i].ws_protocol(app, &out[n++]);
   return n;
 }
 
