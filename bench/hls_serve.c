@@ -20,7 +20,7 @@
 #include <libavutil/opt.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "transcoder/hls/hls_http.h"

@@ -7,7 +7,7 @@
 
 #include "chat/chat.h"
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/buf.h"
 #include "relay/rtmp_server.h"
 #include "core/http.h"

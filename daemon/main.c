@@ -21,7 +21,7 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/log.h"
 #include "daemon/subsystems.h"
 

@@ -23,7 +23,7 @@
 
 #include "chat/chat.h"
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"

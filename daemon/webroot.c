@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/metrics.h"
