@@ -264,6 +264,11 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
   return 0;
 }
 
+/* A compressed batch is a binary frame; every other message is text. */
+static enum lws_write_protocol frame_opcode(const struct room_frame *f) {
+  return f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+}
+
 static int on_writeable(struct chat_conn *conn) {
   if (conn->close_code) {
     lws_close_reason(conn->wsi, conn->close_code, NULL, 0);
@@ -273,7 +278,7 @@ static int on_writeable(struct chat_conn *conn) {
   if (!f)
     return 0;
   size_t pre = LWS_PRE;
-  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, LWS_WRITE_TEXT);
+  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, frame_opcode(f));
   room_frame_unref(f);
   if (n < (int)0)
     return -1;
@@ -556,7 +561,7 @@ static void flush_member(void *opaque, struct room_member *m) {
   struct chat_conn *conn = m->transport;
   struct room_frame *f;
   while (conn->wsi && (f = room_member_take(m))) {
-    lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, LWS_WRITE_TEXT);
+    lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, frame_opcode(f));
     room_frame_unref(f);
   }
 }

@@ -14,7 +14,7 @@ target_include_directories(galarelay_chat PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat PUBLIC
   galarelay_chat_store galarelay_core galarelay_config
   PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC
-  PkgConfig::CRYPTO m)
+  PkgConfig::CRYPTO PkgConfig::ZLIB m)
 
 foreach(t protocol filter jwt ratelimit room)
   galarelay_unit_test(test_chat_${t}
@@ -25,7 +25,7 @@ endforeach()
 galarelay_fuzz_target(fuzz_chat_protocol
   SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_chat_protocol.c
           ${CMAKE_CURRENT_LIST_DIR}/protocol.c
-  LIBS PkgConfig::JANSSON
+  LIBS PkgConfig::JANSSON PkgConfig::ZLIB
   CORPUS ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/fuzz_chat_protocol)
 
 # Integration: the real daemon and node's `ws` client (tests/package.json;
