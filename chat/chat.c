@@ -145,8 +145,8 @@ void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
     bus_make_id(c->bus, out);
     return;
   }
-  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
-           (unsigned long long)++c->next_conn_id);
+  /* stopping (no bus): nothing is published any more; an id all the same */
+  idgen_make(&c->ids, (uint64_t)chat__wall_ms(), out);
 }
 
 
@@ -463,6 +463,11 @@ static void load_room(struct chat *c, struct chat_room *slot) {
   archive_load_comments(c->archive, slot->channel, ARCHIVE_HELD, ROOM_HELD_MAX, load_comment,
                         slot);
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
+  /* ids made from now on sort after every id of the channel, also when
+   * the clock went back across the restart */
+  char newest[BUS_ID_LEN];
+  if (c->bus && archive_newest_id(c->archive, slot->channel, newest, sizeof(newest)) == 1)
+    bus_id_floor(c->bus, newest);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
   if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
