@@ -619,6 +619,10 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
       {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
       {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
+      {"galarelay_chat_delivered_bytes_total", "counter",
+       "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"},
+      {"galarelay_chat_deflated_batches_total", "counter",
+       "Batches deflated, once per room, audience and tick"},
   };
   for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
@@ -661,6 +665,15 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       case 8:
         buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
                    (unsigned long long)st.hello_refused);
+        break;
+      case 9:
+        buf_printf(out, "%s{channel=\"%s\",form=\"text\"} %llu\n%s{channel=\"%s\",form=\"deflate\"} %llu\n",
+                   m[k].name, ch, (unsigned long long)st.delivered_text_bytes, m[k].name, ch,
+                   (unsigned long long)st.delivered_deflate_bytes);
+        break;
+      case 10:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
+                   (unsigned long long)st.deflated_frames);
         break;
       }
     }
