@@ -129,9 +129,11 @@ json_t *chat_error_json(const char *nonce, const char *code, const char *message
 unsigned char *chat_json_frame(const json_t *msg, size_t headroom, size_t *len);
 
 /* zlib level of compressed batches. Measured on batches of realistic CJK
- * comments (bench/cjk_comments.txt, 5 to 20 per batch): level 6 gives
- * within 1 % of level 9's bytes and saves 2-4 % over level 1, for a few
- * microseconds once per room tick; see docs/benchmarks.md. */
+ * comments (bench/cjk_comments.txt, 10 a batch as at 200 comments/s and
+ * 50 ms ticks): level 6 makes the same bytes as level 9 (memLevel 9 too)
+ * and 2 % fewer than level 1; the time is mostly the stream's set-up,
+ * the same at every level. One deflate per room and tick costs less than
+ * the bytes it saves on every send (docs/benchmarks.md). */
 #define CHAT_DEFLATE_LEVEL 6
 /* Deflate len bytes of payload (a batch's JSON text) as raw DEFLATE with
  * a fresh stream (windowBits -15), so each frame inflates on its own, into
