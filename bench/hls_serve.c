@@ -3,7 +3,7 @@
  * test pattern in real time with libx264 at two sizes (keyframes forced
  * every segment_duration on both, as the pipeline does) and a tone with
  * FFmpeg's AAC encoder, through the real packagers and store, served by
- * relay/http.c on libwebsockets as in the daemon.
+ * core/http.c on libwebsockets as in the daemon.
  *
  *   hls_serve [PORT] [SECONDS]      then: tests/integration/hls_check.py \
  *                                         http://127.0.0.1:PORT/hls/gala/master.m3u8
@@ -20,11 +20,11 @@
 #include <libavutil/opt.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/http.h"
-#include "relay/log.h"
-#include "transcoder/hls_http.h"
-#include "transcoder/hls_packager.h"
+#include "daemon/app.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "transcoder/hls/hls_http.h"
+#include "transcoder/hls/hls_packager.h"
 
 #define VIDEOS 2
 static const int sizes[VIDEOS][2] = {{640, 360}, {320, 180}};
@@ -97,7 +97,7 @@ static void *produce(void *arg) {
   for (int r = 0; r < VIDEOS; r++) {
     venc[r] = video_encoder(sizes[r][0], sizes[r][1]);
     avcodec_parameters_from_context(par, venc[r]);
-    pk[r] = hls_packager_new(p->st, p->timeline, r, par, (AVRational){1, 1000});
+    pk[r] = hls_stream_packager(p->st, p->timeline, r, par, (AVRational){1, 1000});
     vf[r] = av_frame_alloc();
     vf[r]->format = AV_PIX_FMT_YUV420P;
     vf[r]->width = sizes[r][0];
@@ -105,7 +105,7 @@ static void *produce(void *arg) {
     av_frame_get_buffer(vf[r], 0);
   }
   avcodec_parameters_from_context(par, aenc);
-  pk[VIDEOS] = hls_packager_new(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
+  pk[VIDEOS] = hls_stream_packager(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
   AVFrame *af = av_frame_alloc();
   af->format = aenc->sample_fmt;
   af->nb_samples = aenc->frame_size;
@@ -164,7 +164,7 @@ static void shutdown_all(struct producer *p) {
     return;
   pthread_join(p->thread, NULL); /* a bench tool may block its loop for one frame */
   hls_stream_end(p->st);
-  hls_server_stop(p->app->hls);
+  hls_http_stop(p->app->hls, NULL, NULL);
   lws_context_destroy(p->app->lws);
   uv_close((uv_handle_t *)&p->sig_int, NULL);
   uv_close((uv_handle_t *)&p->sig_term, NULL);
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct app app = {.loop = &loop, .cfg = &cfg};
-  app.hls = hls_server_start(&app);
+  app.hls = hls_http_start(&loop, &cfg.hls, cfg.server.state_dir);
   if (!app.hls)
     return 1;
   lws_set_log_level(LLL_ERR | LLL_WARN, NULL);

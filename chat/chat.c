@@ -1,10 +1,12 @@
-/* chat: the websocket transport, tickets (archive commit, publish, ack),
- * rooms, bus and archive glue, the tick timer, metrics. Requests are in
- * chat_requests.c. See chat.h for the flow. */
+/* chat: the websocket transport, rooms, bus and archive glue, the tick
+ * timer, metrics. Requests are in chat_requests.c, tickets (archive
+ * commit, publish, ack) in ticket.c, the archive records of events in
+ * chat_archive.c. See chat.h for the flow. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -13,26 +15,26 @@
 
 #include "chat/archive.h"
 #include "chat/bus.h"
+#include "chat/chat_archive_int.h"
+#include "chat/chat_requests_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
+#include "chat/ticket_int.h"
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
-#include "relay/http.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
-
-int64_t chat__wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "core/buf.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/memguard.h"
+#include "core/metrics.h"
+#include "core/netaddr.h"
 
 static struct chat *chat_of(struct lws *wsi) {
-  struct app *app = lws_context_user(lws_get_context(wsi));
-  return app ? app->chat : NULL;
+  /* the handle the caller keeps (chat_protocol); NULL once it stopped us */
+  const struct lws_protocols *p = lws_get_protocol(wsi);
+  struct chat *const *handle = p ? p->user : NULL;
+  return handle ? *handle : NULL;
 }
 
 static struct chat_room *find_room(struct chat *c, const char *channel) {
@@ -41,114 +43,6 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
       return &c->rooms[i];
   return NULL;
 }
-
-/* ---- Replies */
-
-void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
-  if (msg && conn->m.room)
-    room_send(&conn->m, msg);
-  json_decref(msg);
-}
-
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                        const char *message, int64_t retry_after_ms) {
-  chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
-}
-
-/* ---- Tickets: archive commit, then publish, then ack */
-
-struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce) {
-  struct ticket *t = calloc(1, sizeof(*t));
-  if (!t)
-    return NULL;
-  t->chat = c;
-  t->slot = conn->slot;
-  t->conn = conn;
-  snprintf(t->nonce, sizeof(t->nonce), "%s", nonce ? nonce : "");
-  t->next = conn->tickets;
-  conn->tickets = t;
-  t->slot->tickets++;
-  return t;
-}
-
-static void ticket_detach(struct ticket *t) {
-  if (!t->conn)
-    return;
-  for (struct ticket **p = &t->conn->tickets; *p; p = &(*p)->next) {
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  }
-  t->conn = NULL;
-}
-
-void chat__ticket_free(struct ticket *t) {
-  ticket_detach(t);
-  for (int i = 0; i < t->event_count; i++)
-    json_decref(t->events[i]);
-  t->slot->tickets--;
-  free(t);
-}
-
-static void publish(struct chat *c, struct chat_room *slot, json_t *ev) {
-  char *text = json_dumps(ev, JSON_COMPACT);
-  if (!text)
-    return;
-  if (!c->bus || bus_publish(c->bus, slot->channel, text, strlen(text)) != 0) {
-    /* no bus (tests) or it refused: this node still shows it */
-    if (slot->room)
-      room_deliver(slot->room, ev, chat__wall_ms());
-  }
-  free(text);
-}
-
-void chat__ticket_done(void *opaque, int ok) {
-  struct ticket *t = opaque;
-  if (ok) {
-    for (int i = 0; i < t->event_count; i++)
-      publish(t->chat, t->slot, t->events[i]);
-  }
-  if (t->conn) {
-    if (!ok)
-      chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "not stored, try again", 1000);
-    else if (t->error_code)
-      chat__reply(t->conn, chat_error_json(t->nonce, t->error_code, "sent for review", -1));
-    else
-      chat__reply(t->conn, chat_ack_json(t->nonce, t->id[0] ? t->id : NULL));
-  }
-  chat__ticket_free(t);
-}
-
-/* The last archive submit of an operation carries the ticket; -1 means
- * refused (queue full): the ticket is answered with an error at once. */
-int chat__ticket_submit_result(struct ticket *t, int rc) {
-  if (rc == 0)
-    return 0;
-  if (t->conn)
-    chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
-  chat__ticket_free(t);
-  return -1;
-}
-
-void chat__ticket_commit_now(struct ticket *t) { chat__ticket_done(t, 1); }
-
-void chat__ticket_event(struct ticket *t, json_t *ev /* stolen */) {
-  if (ev && t->event_count < CHAT_EVENTS_PER_OP)
-    t->events[t->event_count++] = ev;
-  else
-    json_decref(ev);
-}
-
-void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
-  if (c->bus) {
-    bus_make_id(c->bus, out);
-    return;
-  }
-  /* stopping (no bus): nothing is published any more; an id all the same */
-  idgen_make(&c->ids, (uint64_t)chat__wall_ms(), out);
-}
-
 
 /* ---- The websocket protocol */
 
@@ -200,14 +94,14 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
   /* X-Forwarded-For only from the configured proxy; limits and bans by
-   * the /64 for IPv6 (room_addr_key) */
+   * the /64 for IPv6 (netaddr_client_key) */
   char addr[INET6_ADDRSTRLEN + 8];
-  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
-  room_addr_key(addr, conn->m.addr, sizeof(conn->m.addr));
+  http_client_addr(wsi, c->cfg.server->trusted_proxy, addr, sizeof(addr));
+  netaddr_client_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx_cap = (size_t)c->app->cfg->chat.max_frame_bytes;
+  conn->rx_cap = (size_t)c->cfg.chat->max_frame_bytes;
   conn->rx = malloc(conn->rx_cap);
   if (!conn->rx) {
     conn->wsi = NULL;
@@ -236,7 +130,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
 
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
-  size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
+  size_t max = (size_t)c->cfg.chat->max_frame_bytes;
   if (lws_is_first_fragment(wsi)) {
     conn->rx_len = 0;
     conn->rx_binary = lws_frame_is_binary(wsi);
@@ -289,7 +183,7 @@ static int on_writeable(struct chat_conn *conn) {
 
 static void on_closed(struct chat_conn *conn) {
   while (conn->tickets)
-    ticket_detach(conn->tickets);
+    chat__ticket_detach(conn->tickets);
   room_leave(&conn->m);
   free(conn->rx);
   conn->rx = NULL;
@@ -306,7 +200,7 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
-    if (c && http_ws_check_origin(wsi, c->app->cfg->server.allowed_origins)) /* 403: a page of another site */
+    if (c && http_ws_check_origin(wsi, c->cfg.server->allowed_origins)) /* 403: a page of another site */
       return -1;
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
@@ -330,14 +224,17 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   }
 }
 
-static const struct lws_protocols chat_proto = {
+static const struct lws_protocols chat_proto = { /* .user: the caller's handle (chat_of) */
     .name = "chat",
     .callback = chat_callback,
     .per_session_data_size = sizeof(struct chat_conn),
     .rx_buffer_size = 4096,
 };
 
-const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
+void chat_protocol(struct lws_protocols *out, struct chat *const *handle) {
+  *out = chat_proto;
+  out->user = (void *)handle;
+}
 
 /* ---- Room ops */
 
@@ -470,7 +367,7 @@ static void load_room(struct chat *c, struct chat_room *slot) {
     bus_id_floor(c->bus, newest);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
-  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
+  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 0)
     room_load_state(slot->room, st.slow_seconds, st.hold != 0, st.pinned_id);
 }
 
@@ -481,22 +378,30 @@ static int add_room(struct chat *c, const char *channel) {
       continue;
     snprintf(slot->channel, sizeof(slot->channel), "%s", channel);
     slot->room = room_new(channel, &c->params, &chat_room_ops, c, c->filter);
-    if (!slot->room || (c->bus && bus_subscribe_channel(c->bus, channel) != 0)) {
+    int rc = !slot->room ? -ENOMEM : c->bus ? bus_subscribe_channel(c->bus, channel) : 0;
+    if (rc != 0) {
       room_free(slot->room);
       memset(slot, 0, sizeof(*slot));
-      return -1;
+      return rc;
     }
     load_room(c, slot);
     return 0;
   }
-  return -1;
+  return -ENOSPC; /* every slot taken */
 }
 
 /* Channels added get a room; removed ones close their members. */
-static void sync_rooms(struct chat *c, const struct config *cfg) {
+static bool has_channel(const struct chat_sections *cfg, const char *name) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, name))
+      return true;
+  return false;
+}
+
+static void sync_rooms(struct chat *c, const struct chat_sections *cfg) {
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
-    if (!slot->room || slot->removed || config_find_channel(cfg, slot->channel))
+    if (!slot->room || slot->removed || has_channel(cfg, slot->channel))
       continue;
     slot->removed = true;
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "channel removed");
@@ -514,50 +419,61 @@ static void sync_rooms(struct chat *c, const struct config *cfg) {
 
 /* ---- Entry points */
 
-static void chat_free(uv_handle_t *h) {
-  struct chat *c = h->data;
+/* One part of the service is released (chat_stop); the last frees it and
+ * tells the caller. */
+static void part_stopped(void *arg) {
+  struct chat *c = arg;
+  if (--c->parts_open > 0)
+    return;
+  void (*cb)(void *) = c->stopped;
+  void *cb_arg = c->stopped_arg;
   free(c);
+  if (cb)
+    cb(cb_arg);
 }
 
-struct chat *chat_start(struct app *app) {
-  const struct config *cfg = app->cfg;
+static void tick_closed(uv_handle_t *h) { part_stopped(h->data); }
+
+struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  c->app = app;
-  room_params_from_config(&c->params, cfg, LWS_PRE);
-  c->filter = filter_new(app->loop);
+  c->loop = loop;
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
+  c->filter = filter_new(loop);
   char path[1024];
   struct archive_params ap;
-  if (!c->filter || archive_params_from_config(&ap, cfg, path, sizeof(path)) != 0 ||
-      !(c->archive = archive_open(app->loop, &ap)) ||
-      !(c->bus = bus_start(app->loop, cfg, on_bus, c))) {
+  if (!c->filter ||
+      archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
+      !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
-      archive_close(c->archive);
-    filter_close(c->filter);
+      archive_stop(c->archive, NULL, NULL);
+    filter_stop(c->filter, NULL, NULL);
     free(c);
     return NULL;
   }
   if (c->archive)
     archive_load_words(c->archive, NULL, load_word, c);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_init(app->loop, &c->tick);
+  uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
-  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
+  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat->tick_ms, (uint64_t)cfg->chat->tick_ms);
+  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat->tick_ms);
   return c;
 }
 
-void chat_reload(struct chat *c, const struct config *cfg) {
-  room_params_from_config(&c->params, cfg, LWS_PRE);
+void chat_reload(struct chat *c, const struct chat_sections *cfg) {
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_configure(c->rooms[i].room, &c->params);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
+  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat->tick_ms);
 }
 
 /* At stop: write what is queued now (the last acks), the socket buffers it. */
@@ -571,131 +487,134 @@ static void flush_member(void *opaque, struct room_member *m) {
   }
 }
 
-void chat_stop(struct chat *c) {
-  if (!c)
+void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
+  if (!c || c->stopping)
     return;
   c->stopping = true;
+  c->stopped = cb;
+  c->stopped_arg = arg;
+  /* the tick, and the archive, bus and filter: each calls part_stopped
+   * once released (the filter may at once) */
+  c->parts_open = 1 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
-    archive_close(c->archive);
+    archive_stop(c->archive, part_stopped, c);
   c->archive = NULL;
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
     if (!slot->room)
       continue;
-    if (c->app->stopping) /* main destroyed the lws context first: members are gone */
+    /* Members already gone (the lws context closed their connections
+     * first) leave nothing to flush; the others get what the last commits
+     * published, then a 1001. */
+    if (room_member_count(slot->room) == 0)
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
     room_for_each_member(slot->room, flush_member, NULL);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
-  /* members leave in their close callbacks, which find app->chat NULL and
-   * only free their own buffers; detach them here */
+  /* members still connected leave in their close callbacks, which find
+   * the caller's handle NULL and only free their own buffers; detach them
+   * here */
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_free(c->rooms[i].room);
   memset(c->rooms, 0, sizeof(c->rooms));
-  bus_stop(c->bus);
+  if (c->bus)
+    bus_stop(c->bus, part_stopped, c);
   c->bus = NULL;
-  filter_close(c->filter);
+  if (c->filter)
+    filter_stop(c->filter, part_stopped, c);
   c->filter = NULL;
   uv_timer_stop(&c->tick);
-  uv_close((uv_handle_t *)&c->tick, chat_free);
+  uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
 
 /* ---- Metrics and API */
 
+/* One room's values for /metrics. */
+struct room_sample {
+  size_t members;
+  struct room_stats st;
+};
+
+static void bad_frames_metrics(const struct chat *c, struct buf *out) {
+  static const struct metric bad = METRIC_FAMILY("galarelay_chat_bad_frames_total", METRIC_COUNTER,
+                                                 "Frames refused before parsing, by reason");
+  static const struct metric conns =
+      METRIC_FAMILY("galarelay_chat_connections_total", METRIC_COUNTER, "Websocket connections accepted");
+  metrics_head(out, &bad);
+  metrics_count(out, &bad, "reason=\"invalid_utf8\"", c->stats.bad_utf8);
+  metrics_count(out, &bad, "reason=\"too_large\"", c->stats.oversize);
+  metrics_count(out, &bad, "reason=\"bad_request\"", c->stats.bad_request);
+  metrics_head(out, &conns);
+  metrics_count(out, &conns, NULL, c->stats.connections);
+}
+
 void chat_metrics(const struct chat *c, struct buf *out) {
-  static const struct {
-    const char *name, *type, *help;
-  } m[] = {
-      {"galarelay_chat_members", "gauge", "Websocket members per room"},
-      {"galarelay_chat_comments_accepted_total", "counter", "Comments accepted"},
-      {"galarelay_chat_comments_refused_total", "counter", "Comments refused, by reason"},
-      {"galarelay_chat_delivered_events_total", "counter", "Events queued to members"},
-      {"galarelay_chat_dropped_batches_total", "counter", "Batches dropped for slow members"},
-      {"galarelay_chat_slow_members_closed_total", "counter", "Members closed past the hard bound"},
-      {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
-      {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
-      {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
-      {"galarelay_chat_delivered_bytes_total", "counter",
-       "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"},
-      {"galarelay_chat_deflated_batches_total", "counter",
-       "Batches deflated, once per room, audience and tick"},
+#define RS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct room_sample, FIELD)
+  static const struct metric rows[] = {
+      RS("galarelay_chat_members", METRIC_GAUGE, "Websocket members per room", members),
+      RS("galarelay_chat_comments_accepted_total", METRIC_COUNTER, "Comments accepted", st.accepted),
+      METRIC_FAMILY("galarelay_chat_comments_refused_total", METRIC_COUNTER, "Comments refused, by reason"),
+      RS("galarelay_chat_delivered_events_total", METRIC_COUNTER, "Events queued to members", st.delivered_events),
+      RS("galarelay_chat_dropped_batches_total", METRIC_COUNTER, "Batches dropped for slow members",
+         st.dropped_batches),
+      RS("galarelay_chat_slow_members_closed_total", METRIC_COUNTER, "Members closed past the hard bound",
+         st.kicked_slow),
+      RS("galarelay_chat_queue_bytes", METRIC_GAUGE, "Bytes queued to members", st.queue_bytes),
+      RS("galarelay_chat_held_comments", METRIC_GAUGE, "Comments waiting for review", st.held),
+      RS("galarelay_chat_hello_refused_total", METRIC_COUNTER, "Hellos refused by the hello rate limits",
+         st.hello_refused),
+      METRIC_FAMILY("galarelay_chat_delivered_bytes_total", METRIC_COUNTER,
+                    "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"),
+      RS("galarelay_chat_deflated_batches_total", METRIC_COUNTER,
+         "Batches deflated, once per room, audience and tick", st.deflated_frames),
   };
-  for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+#undef RS
+  struct room_sample *rs = calloc(CHAT_ROOMS_MAX, sizeof *rs);
+  if (!rs)
+    return;
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    if (!c->rooms[i].room)
+      continue;
+    rs[i].members = room_member_count(c->rooms[i].room);
+    room_get_stats(c->rooms[i].room, &rs[i].st);
+  }
+  char label[128];
+  for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
+    metrics_head(out, &rows[k]);
     for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
-      const struct chat_room *slot = &c->rooms[i];
-      if (!slot->room)
+      if (!c->rooms[i].room)
         continue;
-      struct room_stats st;
-      room_get_stats(slot->room, &st);
-      const char *ch = slot->channel;
-      switch (k) {
-      case 0:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, room_member_count(slot->room));
-        break;
-      case 1:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.accepted);
-        break;
-      case 2:
-        for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++)
-          buf_printf(out, "%s{channel=\"%s\",reason=\"%s\"} %llu\n", m[k].name, ch,
-                     room_refusal_code(r), (unsigned long long)st.refused[r]);
-        break;
-      case 3:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.delivered_events);
-        break;
-      case 4:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.dropped_batches);
-        break;
-      case 5:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.kicked_slow);
-        break;
-      case 6:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.queue_bytes);
-        break;
-      case 7:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.held);
-        break;
-      case 8:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.hello_refused);
-        break;
-      case 9:
-        buf_printf(out, "%s{channel=\"%s\",form=\"text\"} %llu\n%s{channel=\"%s\",form=\"deflate\"} %llu\n",
-                   m[k].name, ch, (unsigned long long)st.delivered_text_bytes, m[k].name, ch,
-                   (unsigned long long)st.delivered_deflate_bytes);
-        break;
-      case 10:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.deflated_frames);
-        break;
+      if (rows[k].source != METRIC_SRC_NONE) {
+        snprintf(label, sizeof label, "channel=\"%s\"", c->rooms[i].channel);
+        metrics_sample(out, &rows[k], label, &rs[i]);
+        continue;
+      }
+      if (!strcmp(rows[k].name, "galarelay_chat_delivered_bytes_total")) {
+        snprintf(label, sizeof label, "channel=\"%s\",form=\"text\"", c->rooms[i].channel);
+        metrics_count(out, &rows[k], label, rs[i].st.delivered_text_bytes);
+        snprintf(label, sizeof label, "channel=\"%s\",form=\"deflate\"", c->rooms[i].channel);
+        metrics_count(out, &rows[k], label, rs[i].st.delivered_deflate_bytes);
+        continue;
+      }
+      for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++) { /* comments refused, by reason */
+        snprintf(label, sizeof label, "channel=\"%s\",reason=\"%s\"", c->rooms[i].channel, room_refusal_code(r));
+        metrics_count(out, &rows[k], label, rs[i].st.refused[r]);
       }
     }
   }
-  buf_printf(out,
-             "# HELP galarelay_chat_bad_frames_total Frames refused before parsing, by reason\n"
-             "# TYPE galarelay_chat_bad_frames_total counter\n"
-             "galarelay_chat_bad_frames_total{reason=\"invalid_utf8\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"too_large\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"bad_request\"} %llu\n"
-             "# HELP galarelay_chat_connections_total Websocket connections accepted\n"
-             "# TYPE galarelay_chat_connections_total counter\n"
-             "galarelay_chat_connections_total %llu\n",
-             (unsigned long long)c->stats.bad_utf8, (unsigned long long)c->stats.oversize,
-             (unsigned long long)c->stats.bad_request, (unsigned long long)c->stats.connections);
+  free(rs);
+  bad_frames_metrics(c, out);
   if (c->filter) {
+    static const struct metric words = METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE,
+                                                    "Banned words in the current automaton", struct filter_stats,
+                                                    words);
     struct filter_stats fs;
     filter_get_stats(c->filter, &fs);
-    buf_printf(out,
-               "# HELP galarelay_chat_banned_words Banned words in the current automaton\n"
-               "# TYPE galarelay_chat_banned_words gauge\ngalarelay_chat_banned_words %llu\n",
-               (unsigned long long)fs.words);
+    metrics_write(out, &words, 1, &fs);
   }
   if (c->archive)
     archive_metrics(c->archive, out);
@@ -711,5 +630,5 @@ int chat_room_counts(const struct chat *c, const char *channel, int *members) {
       return 0;
     }
   }
-  return -1;
+  return -ENOENT;
 }

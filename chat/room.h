@@ -44,7 +44,7 @@
 #include "chat/ratelimit.h"
 
 struct buf;
-struct config;
+struct config_chat;
 struct filter;
 struct room;
 
@@ -100,7 +100,7 @@ struct room_params {
   bool filter_hold;
   size_t headroom; /* bytes before each frame's payload (LWS_PRE) */
 };
-void room_params_from_config(struct room_params *p, const struct config *cfg, size_t headroom);
+void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom);
 
 /* A serialised server message shared by reference. */
 struct room_frame {
@@ -155,7 +155,8 @@ void room_configure(struct room *r, const struct room_params *p);
 const char *room_channel(const struct room *r);
 size_t room_member_count(const struct room *r);
 
-/* Join: 0, or -1 when the address has too many connections. */
+/* Join: 0, or -EAGAIN when the address has too many connections (or the
+ * room's address table is full). */
 int room_join(struct room *r, struct room_member *m);
 /* Leave: drops the queue. Safe to call for a member that never joined. */
 void room_leave(struct room_member *m);
@@ -165,14 +166,11 @@ void room_close_all(struct room *r, int close_code, const char *reason);
 void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m),
                           void *opaque);
 
-/* ---- Replies (unicast, never dropped) */
+/* ---- Replies (unicast, never dropped): 0, -ENOTCONN (m is no member),
+ * -ENOMEM */
 int room_send(struct room_member *m, const json_t *msg);
-/* The address a member is limited and banned by (room_member.addr): an
- * IPv4 address as it is, an IPv6 address as its /64 ("2001:db8:1:2::/64"):
- * one subscriber line gets a whole /64 and could otherwise take a fresh
- * address for every connection, comment or ban. Anything unparsable is
- * kept as it is. */
-void room_addr_key(const char *addr, char *out, size_t len);
+/* room_member.addr, the address a member is limited and banned by, is the
+ * client key of core/netaddr.h: an IPv6 member by its /64. */
 
 /* welcome: the user, the state and the history (docs/protocol.md); a moderator's also
  * has the held queue and the banned words (at most ROOM_WELCOME_WORDS_MAX,
@@ -217,7 +215,8 @@ void room_user_addrs(struct room *r, const char *user_id,
 
 /* ---- Events: applied in bus order, queued for the next tick.
  * event types: comment, delete, clear, state, held, resolved (docs/protocol.md), and
- * the moderators' ban, timeout, unban, words. Returns -1 if malformed. */
+ * the moderators' ban, timeout, unban, words. Returns 0, or -EINVAL if
+ * malformed. */
 int room_deliver(struct room *r, const json_t *event, int64_t wall_ms);
 void room_tick(struct room *r, int64_t wall_ms);
 

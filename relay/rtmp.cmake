@@ -27,29 +27,31 @@ galarelay_unit_test(test_rtmp_door SOURCES ${rtmp_tests}/test_rtmp_door.c LIBS g
 set(rtmp_fuzz ${CMAKE_SOURCE_DIR}/tests/fuzz)
 set(rtmp_src ${CMAKE_CURRENT_LIST_DIR})
 galarelay_fuzz_target(fuzz_rtmp_chunk
-  SOURCES ${rtmp_fuzz}/fuzz_rtmp_chunk.c ${rtmp_src}/rtmp_chunk.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+  SOURCES ${rtmp_fuzz}/fuzz_rtmp_chunk.c ${rtmp_src}/rtmp_chunk.c ${CMAKE_SOURCE_DIR}/core/buf.c
   LIBS PkgConfig::FFMPEG CORPUS ${rtmp_fuzz}/corpus/fuzz_rtmp_chunk)
 galarelay_fuzz_target(fuzz_amf
-  SOURCES ${rtmp_fuzz}/fuzz_amf.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+  SOURCES ${rtmp_fuzz}/fuzz_amf.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/core/buf.c
   CORPUS ${rtmp_fuzz}/corpus/fuzz_amf)
 galarelay_fuzz_target(fuzz_flv
   SOURCES ${rtmp_fuzz}/fuzz_flv.c ${rtmp_src}/flv.c
   LIBS PkgConfig::FFMPEG CORPUS ${rtmp_fuzz}/corpus/fuzz_flv)
 galarelay_fuzz_target(fuzz_rtmp_session
   SOURCES ${rtmp_fuzz}/fuzz_rtmp_session.c ${rtmp_src}/rtmp_session.c ${rtmp_src}/rtmp_chunk.c
-          ${rtmp_src}/rtmp_handshake.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+          ${rtmp_src}/rtmp_handshake.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/core/buf.c
   LIBS PkgConfig::FFMPEG PkgConfig::CRYPTO CORPUS ${rtmp_fuzz}/corpus/fuzz_rtmp_session)
 
 # The server on the loop, channels (the fan-out point) and restream.
 add_library(galarelay_rtmp STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_server.c
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_push.c
+  ${CMAKE_CURRENT_LIST_DIR}/restream.c
   ${CMAKE_CURRENT_LIST_DIR}/channel.c)
 target_include_directories(galarelay_rtmp PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_rtmp PUBLIC galarelay_rtmp_proto galarelay_core galarelay_config
   PkgConfig::UV PkgConfig::FFMPEG PkgConfig::CRYPTO PkgConfig::JANSSON)
 galarelay_unit_test(test_channel SOURCES ${rtmp_tests}/test_channel.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_push SOURCES ${rtmp_tests}/test_rtmp_push.c LIBS galarelay_rtmp)
+galarelay_unit_test(test_restream SOURCES ${rtmp_tests}/test_restream.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_server SOURCES ${rtmp_tests}/test_rtmp_server.c ${rtmp_tests}/rtmp_test_client.c
   LIBS galarelay_rtmp)
 

@@ -1,7 +1,7 @@
 # transcoder/transcoder.cmake: the ladder, the per-channel pipeline threads
 # (decode once, scale, x264 per rung, audio shared) and the loop-side
 # transcoder that attaches a pipeline to each channel. Feeds the packager of
-# hls.cmake (galarelay_hls).
+# hls/ (galarelay_hls).
 find_package(Threads REQUIRED)
 
 add_library(galarelay_transcoder STATIC
@@ -9,6 +9,7 @@ add_library(galarelay_transcoder STATIC
   ${CMAKE_CURRENT_LIST_DIR}/pipeline.c
   ${CMAKE_CURRENT_LIST_DIR}/pipeline_decode.c
   ${CMAKE_CURRENT_LIST_DIR}/pipeline_rung.c
+  ${CMAKE_CURRENT_LIST_DIR}/pipeline_timeline.c
   ${CMAKE_CURRENT_LIST_DIR}/transcoder.c)
 target_include_directories(galarelay_transcoder PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_transcoder PUBLIC

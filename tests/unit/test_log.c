@@ -1,8 +1,9 @@
-/* Unit tests for relay/log: what a client puts into a logged string
+/* Unit tests for core/log: what a client puts into a logged string
  * (newline, CR, ESC, bytes that are not UTF-8) cannot forge or hide a
  * line; valid UTF-8 passes unchanged; a long line is cut whole. Each case
  * points stderr at a temporary file, logs, and reads back what was
  * written. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
-#include "relay/log.h"
+#include "core/log.h"
 
 /* stderr goes to a fresh temporary file for the case; the saved fd
  * brings it back. */
@@ -126,6 +127,16 @@ static void test_level_still_filters(void **state) {
   assert_string_equal(out, "error main: shown x\\ny\n");
 }
 
+/* The error convention: 0, or a negative errno code. */
+static void test_level_parse_returns_einval(void **state) {
+  (void)state;
+  enum log_level lvl = LOG_LEVEL_ERROR;
+  assert_int_equal(log_level_parse("warn", &lvl), 0);
+  assert_int_equal(lvl, LOG_LEVEL_WARN);
+  assert_int_equal(log_level_parse("loud", &lvl), -EINVAL);
+  assert_int_equal(lvl, LOG_LEVEL_WARN);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_newline_cannot_forge_a_line),
@@ -134,6 +145,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_utf8_is_escaped),
       cmocka_unit_test(test_long_line_is_cut_whole),
       cmocka_unit_test(test_level_still_filters),
+      cmocka_unit_test(test_level_parse_returns_einval),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
