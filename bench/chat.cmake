@@ -3,7 +3,7 @@
 # one smoke test below: the whole bench at a tiny size (50 viewers, 2
 # posters, 3 s) against galarelay and the Node server, label bench-smoke.
 add_executable(chat_load ${CMAKE_CURRENT_LIST_DIR}/chat_load.c)
-target_link_libraries(chat_load PRIVATE PkgConfig::UV PkgConfig::CRYPTO)
+target_link_libraries(chat_load PRIVATE PkgConfig::UV PkgConfig::CRYPTO PkgConfig::ZLIB)
 
 galarelay_script_test(bench_chat_smoke
   COMMAND env SMOKE=1 CHAT_LOAD=$<TARGET_FILE:chat_load>

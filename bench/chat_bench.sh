@@ -12,7 +12,11 @@
 #                  (bench/chat_go_server/main.go, built here with Debian's
 #                  golang-go and golang-github-gorilla-websocket-dev, offline);
 #   node           Node.js `ws` unbatched: one frame per comment per member
-#                  (bench/chat_node_server.mjs).
+#                  (bench/chat_node_server.mjs);
+#   galarelay-deflate  with COMPRESS=1: galarelay again, every viewer asking
+#                  for compressed batches (hello "compress":"deflate-raw");
+#                  the peers do not compress (none of them offers it), so the
+#                  ratio reported is galarelay's own, with against without.
 #
 #   bench/chat_bench.sh [BUILD_DIR]          # default BUILD_DIR: build/
 #   VIEWERS=10000 RATE=200 bench/chat_bench.sh build
@@ -31,7 +35,11 @@
 # SERVERS to smoke-test them) that fails when a run fails, when a server
 # delivered less than every comment to every viewer (at that load nothing
 # may be lost), or when a tool is missing;
-# CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building.
+# CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building;
+# COMPRESS=1: add the galarelay-deflate run (after galarelay); TEXT=cjk:
+# the comments are realistic Chinese ones (bench/cjk_comments.txt, one in
+# eight carrying the latency marker) instead of ASCII with a marker each;
+# TICK_MS: galarelay's [chat] tick_ms (50; the peers' tick stays 50 ms).
 #
 # Per server it reports what chat_load measured: delivered events (and the
 # ratio to sent x viewers), latency send → receipt at the viewers
@@ -65,6 +73,12 @@ SETTLE=${SETTLE:-3}
 DRAIN=${DRAIN:-2}
 DRAIN_MAX=${DRAIN_MAX:-30}
 SERVERS=${SERVERS:-galarelay node-batched go node}
+TEXT=${TEXT:-ascii}
+TICK_MS=${TICK_MS:-50}
+if [[ ${COMPRESS:-0} == 1 && " $SERVERS " != *" galarelay-deflate "* ]]; then
+  SERVERS=${SERVERS/galarelay/galarelay galarelay-deflate}
+  [[ " $SERVERS " == *" galarelay-deflate "* ]] || SERVERS="galarelay-deflate $SERVERS"
+fi
 
 say() { echo "chat_bench: $*" >&2; }
 missing_rc=77
@@ -101,12 +115,13 @@ serve() { # serve CPULIST cmd... &: exec, so that $! is the server's own PID
   if [[ -n $cpus ]]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
 }
 
-run_load() { # run_load LABEL PORT PID
-  local label=$1 port=$2 pid=$3 rc=0
-  say "$label: $VIEWERS viewers, $POSTERS posters, $RATE comments/s for $DURATION s"
+run_load() { # run_load LABEL PORT PID [COMPRESS]
+  local label=$1 port=$2 pid=$3 compress=${4:-0} rc=0
+  say "$label: $VIEWERS viewers, $POSTERS posters, $RATE comments/s ($TEXT text) for $DURATION s"
   pin "${CLIENT_CPUS:-}" "$CHAT_LOAD" --url "ws://127.0.0.1:$port/chat/gala" --viewers "$VIEWERS" \
     --posters "$POSTERS" --rate "$RATE" --duration "$DURATION" --settle "$SETTLE" --drain "$DRAIN" \
     --drain-max "$DRAIN_MAX" --base-settle "$BASE_SETTLE" \
+    --compress "$compress" --text "$TEXT" --cjk-file "$src/bench/cjk_comments.txt" \
     --pid "$pid" --label "$label" --json "$tmp/$label.json" >/dev/null || rc=$?
   if (( rc != 0 )); then say "$label: chat_load exited $rc"; fi
   return $rc
@@ -122,15 +137,18 @@ stop_pid() { # stop_pid PID: SIGTERM, wait up to 10 s
 
 failed=0
 
-# ---- galarelay, with limits raised so that the load is accepted
-if [[ " $SERVERS " == *" galarelay "* ]]; then
+# ---- galarelay, with limits raised so that the load is accepted:
+# run_galarelay LABEL COMPRESS
+run_galarelay() {
+local label=$1 compress=$2
+local http rtmp gpid
 http=$(free_port)
 rtmp=$(free_port)
-cat >"$tmp/galarelay.conf" <<EOF
+cat >"$tmp/$label.conf" <<EOF
 [server]
 http_listen = 127.0.0.1:$http
 rtmp_listen = 127.0.0.1:$rtmp
-state_dir = $tmp/state
+state_dir = $tmp/state-$label
 max_http_connections = $((VIEWERS + POSTERS + 1000))
 
 [channel gala]
@@ -147,23 +165,24 @@ max_connections_per_addr = 1000000
 hello_addr_rate = 100000
 hello_addr_burst = 100000
 viewer_events_per_sec = 0
+tick_ms = $TICK_MS
 EOF
-serve "${SERVER_CPUS:-}" "$GALARELAY_BIN" -c "$tmp/galarelay.conf" 2>"$tmp/galarelay.log" &
+serve "${SERVER_CPUS:-}" "$GALARELAY_BIN" -c "$tmp/$label.conf" 2>"$tmp/$label.log" &
 gpid=$!
 pids+=("$gpid")
 for i in $(seq 150); do
   if curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$gpid" 2>/dev/null || (( i == 150 )); then
-    say "galarelay did not come up:"; tail -20 "$tmp/galarelay.log" >&2; exit 1
+    say "galarelay did not come up:"; tail -20 "$tmp/$label.log" >&2; exit 1
   fi
   sleep 0.1
 done
-run_load galarelay "$http" "$gpid" || failed=1
+run_load "$label" "$http" "$gpid" "$compress" || failed=1
 if ! kill -0 "$gpid" 2>/dev/null; then
-  say "galarelay died during the run:"; tail -20 "$tmp/galarelay.log" >&2; failed=1
+  say "galarelay died during the run:"; tail -20 "$tmp/$label.log" >&2; failed=1
 fi
 stop_pid "$gpid"
-fi
+}
 
 # ---- the peers, same load, one after the other: start_peer LABEL CMD...
 # runs CMD (which prints "listening PORT" when ready) on a free port given
@@ -191,7 +210,8 @@ start_peer() {
 
 for peer in $SERVERS; do
   case $peer in
-  galarelay) ;;
+  galarelay) run_galarelay galarelay 0 ;;
+  galarelay-deflate) run_galarelay galarelay-deflate 1 ;;
   node-batched) start_peer node-batched node "$src/bench/chat_node_batched.mjs" ;;
   node) start_peer node node "$src/bench/chat_node_server.mjs" ;;
   go)

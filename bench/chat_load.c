@@ -17,6 +17,17 @@
  * connected, and over the storm; the figures are printed as one JSON object on stdout (--json FILE
  * writes it there too), progress goes to stderr.
  *
+ * With --compress the hello asks for compressed batches
+ * ("compress":"deflate-raw") and binary frames are inflated (raw DEFLATE);
+ * every viewer of a room gets the same bytes, so the last frame inflated is
+ * kept and a frame equal to it is not inflated again. With --text cjk each
+ * comment is a line of a file of realistic Chinese comments (--cjk-file)
+ * and only every CJK_MARK_EVERY-th carries the time marker: a marker's
+ * digits would otherwise be a third of every text and skew the bytes.
+ * Events are counted as "type":"comment" occurrences either way, and the
+ * bytes viewers receive during the storm (frame headers included) are
+ * reported per delivered event (wire_bytes_per_event).
+ *
  * The client has to be cheaper than the servers it measures: one shared read
  * buffer for every socket (a connection keeps bytes only while a frame is
  * incomplete), no JSON library (a small scanner finds the message type and
@@ -33,6 +44,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zlib.h>
 
 /* ---- Options */
 
@@ -46,6 +58,9 @@ static struct {
   int pid;
   const char *json_path;
   const char *label;
+  bool compress;
+  bool cjk;
+  const char *cjk_file;
 } opt = {
     .host = "127.0.0.1",
     .port = 8080,
@@ -119,6 +134,8 @@ static struct {
   uint64_t started; /* connections attempted */
   uint64_t sent, acks, error_replies, rate_limited;
   uint64_t events, events_storm, frames, poster_events, welcome;
+  uint64_t wire_bytes_storm; /* viewers' data frames during the storm, headers included */
+  uint64_t binary_frames, inflates;
   uint64_t pings;
 } st;
 
@@ -343,6 +360,15 @@ static bool msg_type(const char *p, size_t n, char *out, size_t outlen) {
   return false;
 }
 
+/* Occurrences of needle in [p, p+n). */
+static uint64_t count_of(const char *p, size_t n, const char *needle) {
+  size_t k = strlen(needle);
+  uint64_t got = 0;
+  for (const char *q = p, *e = p + n; (q = memmem(q, (size_t)(e - q), needle, k)); q += k)
+    got++;
+  return got;
+}
+
 static void on_message(struct conn *c, const char *p, size_t n) {
   char type[32];
   if (!msg_type(p, n, type, sizeof(type))) {
@@ -350,11 +376,12 @@ static void on_message(struct conn *c, const char *p, size_t n) {
     return;
   }
   if (!strcmp(type, "batch")) {
-    /* Every comment this tool sends carries exactly one "@T<µs>" marker;
-     * count the markers, read the time after each. */
+    /* Every comment this tool sends (with --text cjk, one in
+     * CJK_MARK_EVERY) carries one "@T<µs>" marker: read the time after
+     * each; count the comments. */
     uint64_t now = now_us();
     const char *e = p + n, *q = p;
-    uint64_t got = 0;
+    uint64_t got = count_of(p, n, "\"type\":\"comment\"");
     while ((q = memchr(q, '@', (size_t)(e - q)))) { /* memchr: the cheapest scan there is */
       if (++q >= e || *q != 'T')
         continue;
@@ -362,7 +389,6 @@ static void on_message(struct conn *c, const char *p, size_t n) {
       uint64_t t = 0;
       while (q < e && *q >= '0' && *q <= '9')
         t = t * 10 + (uint64_t)(*q++ - '0');
-      got++;
       if (!c->poster && t && t <= now)
         hist_add(now - t);
     }
@@ -389,6 +415,46 @@ static void on_message(struct conn *c, const char *p, size_t n) {
       st.welcome++;
     }
   }
+}
+
+/* A compressed batch: inflate it (raw DEFLATE), or take the text of the
+ * last one when it is the same frame (every viewer gets the same bytes). */
+static void on_binary(struct conn *c, const char *p, size_t n) {
+  static char *last_z, *text;
+  static size_t last_n, text_n, text_cap;
+  st.binary_frames++;
+  if (!last_z || n != last_n || memcmp(p, last_z, n)) {
+    free(last_z);
+    last_z = malloc(n);
+    if (!last_z)
+      abort();
+    memcpy(last_z, p, n);
+    last_n = n;
+    z_stream z = {0};
+    if (inflateInit2(&z, -15) != Z_OK)
+      abort();
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    text_n = 0;
+    int rc;
+    do {
+      if (text_cap - text_n < 4096 && !(text = realloc(text, text_cap = text_cap * 2 + 65536)))
+        abort();
+      z.next_out = (Bytef *)text + text_n;
+      z.avail_out = (uInt)(text_cap - text_n);
+      rc = inflate(&z, Z_NO_FLUSH);
+      text_n = text_cap - z.avail_out;
+    } while (rc == Z_OK);
+    inflateEnd(&z);
+    st.inflates++;
+    if (rc != Z_STREAM_END) {
+      free(last_z);
+      last_z = NULL;
+      st.protocol_errors++;
+      return;
+    }
+  }
+  on_message(c, text, text_n);
 }
 
 /* Frames in [p, p+n); returns how many bytes were used (the rest is an
@@ -428,6 +494,8 @@ static size_t on_frames(struct conn *c, const char *buf, size_t n) {
       break;
     const char *pl = (const char *)f + h;
     off += h + (size_t)len;
+    if (storm_on && !c->poster && opcode <= 0x2)
+      st.wire_bytes_storm += h + (size_t)len;
     switch (opcode) {
     case 0x1: /* text */
     case 0x2: /* binary */
@@ -438,7 +506,7 @@ static size_t on_frames(struct conn *c, const char *buf, size_t n) {
       }
       if (opcode != 0 && fin) {
         st.frames++;
-        on_message(c, pl, (size_t)len);
+        (opcode == 0x2 ? on_binary : on_message)(c, pl, (size_t)len);
         break;
       }
       if (opcode != 0)
@@ -461,7 +529,7 @@ static size_t on_frames(struct conn *c, const char *buf, size_t n) {
       c->msg_len += (size_t)len;
       if (fin) {
         st.frames++;
-        on_message(c, c->msg, c->msg_len);
+        (c->msg_opcode == 0x2 ? on_binary : on_message)(c, c->msg, c->msg_len);
         c->msg_len = 0;
         c->msg_opcode = 0;
         if (c->msg_cap > 65536) { /* do not keep a big buffer per viewer */
@@ -491,7 +559,8 @@ static size_t on_frames(struct conn *c, const char *buf, size_t n) {
 
 static void send_hello(struct conn *c) {
   char m[96];
-  int n = snprintf(m, sizeof(m), "{\"type\":\"hello\",\"name\":\"%c%d\"}", c->poster ? 'p' : 'v', c->id);
+  int n = snprintf(m, sizeof(m), "{\"type\":\"hello\",\"name\":\"%c%d\"%s}", c->poster ? 'p' : 'v', c->id,
+                   opt.compress && !c->poster ? ",\"compress\":\"deflate-raw\"" : "");
   ws_send(c, 0x1, m, (size_t)n);
 }
 
@@ -742,6 +811,38 @@ static double connect_s, storm_s, drain_s;
 static uint64_t nonce_next;
 static int post_rr;
 
+/* --text cjk: the comments, one a line (no quote, backslash or control
+ * character: they go into JSON as they are). */
+#define CJK_MARK_EVERY 8
+static char **cjk;
+static size_t cjk_n;
+
+static bool load_cjk(const char *path) {
+  FILE *f = fopen(path, "r");
+  char line[512];
+  while (f && fgets(line, sizeof(line), f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    bool ok = line[0] != 0;
+    for (const unsigned char *q = (const unsigned char *)line; *q; q++)
+      ok = ok && *q >= 0x20 && *q != '"' && *q != '\\';
+    char **grown = ok ? realloc(cjk, (cjk_n + 1) * sizeof(*cjk)) : cjk;
+    if (ok && grown && (grown[cjk_n] = strdup(line)))
+      cjk = grown, cjk_n++;
+  }
+  if (f)
+    fclose(f);
+  return cjk_n > 0;
+}
+
+static int comment_text(char *out, size_t cap, int poster, uint64_t k) {
+  if (!opt.cjk)
+    return snprintf(out, cap, "bench @T%" PRIu64 " from p%d #%" PRIu64 " 新年快乐", now_us(), poster, k);
+  const char *line = cjk[rng32() % cjk_n];
+  if (k % CJK_MARK_EVERY)
+    return snprintf(out, cap, "%s", line);
+  return snprintf(out, cap, "%s @T%" PRIu64, line, now_us());
+}
+
 static void on_post(uv_timer_t *t) {
   (void)t;
   if (phase != P_STORM)
@@ -752,12 +853,11 @@ static void on_post(uv_timer_t *t) {
     struct conn *c = &posters[post_rr++ % opt.posters];
     if (c->state != C_OPEN)
       continue;
-    char m[256];
+    char m[768], text[600];
     uint64_t k = nonce_next++;
-    int n = snprintf(m, sizeof(m),
-                     "{\"type\":\"comment\",\"text\":\"bench @T%" PRIu64 " from p%d #%" PRIu64
-                     " 新年快乐\",\"nonce\":\"n%" PRIu64 "\"}",
-                     now_us(), c->id, k, k);
+    comment_text(text, sizeof(text), c->id, k);
+    int n = snprintf(m, sizeof(m), "{\"type\":\"comment\",\"text\":\"%s\",\"nonce\":\"n%" PRIu64 "\"}",
+                     text, k);
     ws_send(c, 0x1, m, (size_t)n);
     st.sent++;
   }
@@ -895,7 +995,8 @@ static void report(void) {
       ",\"protocol_errors\":%" PRIu64 ",\"pings\":%" PRIu64 ","
       "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_idle_s\":%.3f,\"events_per_cpu_s\":%.1f,"
       "\"server_rss_base_kb\":%ld,\"server_rss_idle_kb\":%ld,\"server_rss_storm_peak_kb\":%ld,"
-      "\"rss_per_idle_viewer_kb\":%.2f,\"client_cpu_s\":%.3f}\n",
+      "\"rss_per_idle_viewer_kb\":%.2f,\"client_cpu_s\":%.3f,\"compress\":%s,\"text\":\"%s\","
+      "\"wire_bytes\":%" PRIu64 ",\"wire_bytes_per_event\":%.1f,\"binary_frames\":%" PRIu64 "}\n",
       opt.label, nv, opt.viewers, opt.posters, opt.rate, storm_s, drain_s, connect_s, st.sent, st.acks,
       st.error_replies, st.rate_limited, st.events_storm, window > 0 ? (double)st.events_storm / window : 0,
       expected, expected > 0 ? (double)st.events_storm / expected : 0, st.frames, hist_count, hist_pct(0.50),
@@ -903,7 +1004,9 @@ static void report(void) {
       hist_count ? (double)lat_sum_us / (double)hist_count / 1000.0 : -1, st.connect_errors,
       st.handshake_errors, st.closed_by_server, st.protocol_errors, st.pings, opt.pid, cpu, cpu_idle_s,
       cpu > 0 ? (double)st.events_storm / cpu : 0, rss_base_kb, rss_idle_kb, rss_storm_peak_kb,
-      nv > 0 && rss_idle_kb ? (double)(rss_idle_kb - rss_base_kb) / nv : 0, self_cpu1 - self_cpu0);
+      nv > 0 && rss_idle_kb ? (double)(rss_idle_kb - rss_base_kb) / nv : 0, self_cpu1 - self_cpu0,
+      opt.compress ? "true" : "false", opt.cjk ? "cjk" : "ascii", st.wire_bytes_storm,
+      st.events_storm ? (double)st.wire_bytes_storm / (double)st.events_storm : 0, st.binary_frames);
   fwrite(js, 1, (size_t)n, stdout);
   fflush(stdout);
   if (opt.json_path) {
@@ -930,7 +1033,8 @@ static void usage(void) {
           "usage: chat_load [--url ws://HOST:PORT/chat/CHANNEL] [--viewers N] [--posters P]\n"
           "                 [--rate R] [--duration S] [--settle S] [--drain S] [--drain-max S]\n"
           "                 [--ramp-batch N] [--ramp-ms MS] [--connect-timeout S] [--base-settle S]\n"
-          "                 [--pid SERVER_PID] [--json FILE] [--label NAME]\n");
+          "                 [--pid SERVER_PID] [--json FILE] [--label NAME]\n"
+          "                 [--compress 0|1] [--text ascii|cjk] [--cjk-file FILE]\n");
 }
 
 static bool parse_url(const char *u) {
@@ -998,6 +1102,12 @@ int main(int argc, char **argv) {
       opt.json_path = v;
     else if (!strcmp(a, "--label"))
       opt.label = v;
+    else if (!strcmp(a, "--compress"))
+      opt.compress = atoi(v) != 0;
+    else if (!strcmp(a, "--text") && (!strcmp(v, "cjk") || !strcmp(v, "ascii")))
+      opt.cjk = !strcmp(v, "cjk");
+    else if (!strcmp(a, "--cjk-file"))
+      opt.cjk_file = v;
     else {
       usage();
       return 2;
@@ -1006,6 +1116,10 @@ int main(int argc, char **argv) {
   if (opt.viewers < 0 || opt.posters < 1 || opt.rate <= 0 || opt.duration <= 0 || opt.ramp_batch < 1 ||
       opt.ramp_ms < 1) {
     usage();
+    return 2;
+  }
+  if (opt.cjk && !load_cjk(opt.cjk_file ? opt.cjk_file : "bench/cjk_comments.txt")) {
+    fprintf(stderr, "chat_load: --text cjk needs --cjk-file with comments, one a line\n");
     return 2;
   }
   /* 10k sockets need more than the usual 1024 descriptors. */

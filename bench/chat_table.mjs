@@ -8,6 +8,7 @@ import fs from 'fs';
 
 const NAMES = {
   galarelay: 'galarelay',
+  'galarelay-deflate': 'galarelay, every viewer asking for compressed batches (deflate-raw)',
   'node-batched': 'Node ws, batched (one frame per 50 ms tick)',
   go: 'Go gorilla/websocket, batched (hub + 2 goroutines per client, 50 ms tick)',
   node: 'Node ws, unbatched (one frame per comment)',
@@ -24,6 +25,9 @@ const rows = [
   ['delivered ratio (of sent x viewers)', (r) => `${(100 * r.delivered_ratio).toFixed(1)} %`],
   ['events/s delivered', (r) => r.events_per_s.toFixed(0)],
   ['frames received', (r) => `${r.frames}`],
+  ['comment text', (r) => r.text || 'ascii'],
+  ['batches compressed', (r) => (r.compress ? 'yes' : 'no')],
+  ['wire bytes per delivered event', (r) => (r.wire_bytes_per_event ?? 0).toFixed(1)],
   ['latency p50 ms', (r) => r.lat_p50_ms.toFixed(1)],
   ['latency p90 ms', (r) => r.lat_p90_ms.toFixed(1)],
   ['latency p99 ms', (r) => r.lat_p99_ms.toFixed(1)],
@@ -42,7 +46,7 @@ const rows = [
 ];
 
 const w = 36;
-const cw = 14;
+const cw = 19;
 console.log('chat bench: every server under the same load in the same run');
 for (const r of runs) console.log(`  ${r.label.padEnd(13)} ${NAMES[r.label] || r.label}`);
 console.log('');
@@ -67,6 +71,16 @@ if (!base) {
 }
 
 const g = runs.find((r) => r.label === 'galarelay');
+const gz = runs.find((r) => r.label === 'galarelay-deflate');
+if (gz) {
+  console.log('');
+  console.log('compressed batches: none of the peers compresses (no permessage-deflate either), so the ratio is');
+  console.log("galarelay's own, the same load with and without \"compress\":\"deflate-raw\" in every viewer's hello");
+  if (g && g.wire_bytes_per_event > 0 && gz.wire_bytes_per_event > 0) {
+    const r = g.wire_bytes_per_event / gz.wire_bytes_per_event;
+    console.log(`  bytes per delivered event: ${g.wire_bytes_per_event.toFixed(1)} text, ${gz.wire_bytes_per_event.toFixed(1)} compressed: ${x(r)} fewer (${gz.text} text; the goal, >= 3x, is set for CJK text)`);
+  }
+}
 const unbatched = runs.find((r) => r.label === 'node');
 if (g) {
   const goal = (ok, text) => console.log(`goal ${ok ? 'met   ' : 'MISSED'} ${text}`);

@@ -608,6 +608,22 @@ int archive_load_comments(struct archive *a, const char *channel, enum archive_s
   return finish_load(a, st, rc, "comments");
 }
 
+int archive_newest_id(struct archive *a, const char *channel, char *out, size_t len) {
+  /* the (channel, id) index answers it without a scan */
+  static const char sql[] = "SELECT max(id) FROM comments WHERE channel = ?1";
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(a->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return finish_load(a, st, SQLITE_ERROR, "newest id");
+  sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st), found = 0;
+  if (rc == SQLITE_ROW) {
+    found = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    snprintf(out, len, "%s", col(st, 0));
+    rc = sqlite3_step(st);
+  }
+  return finish_load(a, st, rc, "newest id") ? -1 : found;
+}
+
 int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, archive_ban_fn cb,
                       void *opaque) {
   static const char sql[] = "SELECT channel, user_id, addr, until, ts, by FROM bans"

@@ -187,6 +187,10 @@ typedef void (*archive_word_fn)(void *opaque, const char *channel, const char *w
  * the history ring: ARCHIVE_VISIBLE; for the review queue: ARCHIVE_HELD). */
 int archive_load_comments(struct archive *a, const char *channel, enum archive_status status,
                           int limit, archive_comment_fn cb, void *opaque);
+/* The greatest comment id of `channel` in any status (deleted and
+ * rejected too), for the id generator's floor at start: 1 and the id in
+ * out, 0 when the channel has none, -1 on error. */
+int archive_newest_id(struct archive *a, const char *channel, char *out, size_t len);
 /* Bans that are still active at now_ms (permanent or until > now_ms).
  * channel NULL = every channel. */
 int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms,

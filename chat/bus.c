@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "chat/bus_envelope.h"
+#include "chat/idgen.h"
 #include "chat/redis_uv.h"
 #include "config/config.h"
 #include "core/buf.h"
@@ -71,8 +72,7 @@ struct bus {
 
   char node[8];
   uint64_t seq;
-  uint64_t id_ms;
-  uint32_t id_seq;
+  struct idgen ids; /* node part = node */
 
   struct bus_chan *chans;
   struct item_list local;
@@ -512,6 +512,7 @@ struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliv
   if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0)
     log_warn("bus", "no random node id");
   snprintf(b->node, sizeof b->node, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+  idgen_init(&b->ids, (uint32_t)rnd[0] << 16 | (uint32_t)rnd[1] << 8 | rnd[2]);
   if (cfg->url[0]) {
     /* the url may hold a password: never logged */
     if (config_redis_url_parse(cfg->url, &b->endpoint) != 0) {
@@ -630,19 +631,9 @@ void bus_stop(struct bus *b, void (*cb)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&b->kick, on_uv_closed);
 }
 
-void bus_make_id(struct bus *b, char out[BUS_ID_LEN]) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  if (ms > b->id_ms) {
-    b->id_ms = ms;
-    b->id_seq = 0;
-  } else if (++b->id_seq > 0xffff) {
-    b->id_ms++; /* 65536 ids in one ms, or the clock went back: borrow ahead */
-    b->id_seq = 0;
-  }
-  snprintf(out, BUS_ID_LEN, "%011" PRIx64 "%04" PRIx32 "%s", b->id_ms, b->id_seq, b->node);
-}
+void bus_make_id(struct bus *b, char out[BUS_ID_LEN]) { idgen_make(&b->ids, wall_ms(), out); }
+
+int bus_id_floor(struct bus *b, const char *id) { return idgen_floor(&b->ids, id); }
 
 const char *bus_node_id(const struct bus *b) { return b->node; }
 

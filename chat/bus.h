@@ -39,14 +39,16 @@
  * seen back. Past it, bus_publish delivers locally only (other nodes miss
  * that event; counted as galarelay_chat_bus_backlog_full_total).
  *
- * Ids (bus_make_id): 21 lowercase hex characters, fixed width, so string
- * order = numeric order: 11 digits of ms since the epoch, 4 of sequence
- * within the ms, 6 of node id (random 24 bits per process). Strictly
- * increasing per node (the clock going back or 65536 ids in one ms borrow
- * the next ms), unique across nodes, made without a round trip (Redis INCR
- * would add latency to every comment and stop ids while Redis is down).
- * Across nodes they sort in publish time order up to the clock skew
- * between nodes (NTP: a few ms); display order is Redis' order.
+ * Ids (bus_make_id): chat/idgen's, 13 characters, fixed width, so string
+ * order = numeric order: ms since the epoch, a sequence within the ms, and
+ * this node's id (the 24 random bits of bus_node_id). Strictly increasing
+ * per node (the clock going back or 4096 ids in one ms borrow the next
+ * ms), unique across nodes, made without a round trip (Redis INCR would
+ * add latency to every comment and stop ids while Redis is down). Across
+ * nodes they sort in publish time order up to the clock skew between
+ * nodes (NTP: a few ms); display order is Redis' order. bus_id_floor
+ * (fed the archive's newest ids at start) keeps them sorting after every
+ * earlier id of the channel across a restart with the clock set back.
  *
  * Threading: loop thread only. */
 #ifndef GALARELAY_CHAT_BUS_H
@@ -61,7 +63,7 @@ struct buf;
 struct config_redis;
 struct bus;
 
-#define BUS_ID_LEN 32 /* buffer size for bus_make_id: 21 chars + NUL */
+#define BUS_ID_LEN 32 /* buffer size for bus_make_id (IDGEN_LEN + NUL) and other ids */
 #define BUS_BACKLOG_BYTES (4u << 20)
 #define BUS_MAX_CHANNEL 64
 
@@ -104,6 +106,10 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
 void bus_stop(struct bus *b, void (*cb)(void *arg), void *arg);
 
 void bus_make_id(struct bus *b, char out[BUS_ID_LEN]);
+/* Ids made from now on sort after id (an id of bus_make_id's format): 0;
+ * -1 and no change for anything else (an id of the older hex format sorts
+ * before every new one anyway). */
+int bus_id_floor(struct bus *b, const char *id);
 const char *bus_node_id(const struct bus *b); /* 6 hex chars */
 bool bus_is_redis_connected(const struct bus *b); /* both contexts are up */
 /* Whether events published on channel go through Redis now (both

@@ -158,6 +158,11 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
   return 0;
 }
 
+/* A compressed batch is a binary frame; every other message is text. */
+static enum lws_write_protocol frame_opcode(const struct room_frame *f) {
+  return f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+}
+
 static int on_writeable(struct chat_conn *conn) {
   if (conn->close_code) {
     lws_close_reason(conn->wsi, conn->close_code, NULL, 0);
@@ -167,7 +172,7 @@ static int on_writeable(struct chat_conn *conn) {
   if (!f)
     return 0;
   size_t pre = LWS_PRE;
-  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, LWS_WRITE_TEXT);
+  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, frame_opcode(f));
   room_frame_unref(f);
   if (n < (int)0)
     return -1;
@@ -355,6 +360,11 @@ static void load_room(struct chat *c, struct chat_room *slot) {
   archive_load_comments(c->archive, slot->channel, ARCHIVE_HELD, ROOM_HELD_MAX, load_comment,
                         slot);
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
+  /* ids made from now on sort after every id of the channel, also when
+   * the clock went back across the restart */
+  char newest[BUS_ID_LEN];
+  if (c->bus && archive_newest_id(c->archive, slot->channel, newest, sizeof(newest)) == 1)
+    bus_id_floor(c->bus, newest);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
   if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 0)
@@ -472,7 +482,7 @@ static void flush_member(void *opaque, struct room_member *m) {
   struct chat_conn *conn = m->transport;
   struct room_frame *f;
   while (conn->wsi && (f = room_member_take(m))) {
-    lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, LWS_WRITE_TEXT);
+    lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, frame_opcode(f));
     room_frame_unref(f);
   }
 }
@@ -557,6 +567,10 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       RS("galarelay_chat_held_comments", METRIC_GAUGE, "Comments waiting for review", st.held),
       RS("galarelay_chat_hello_refused_total", METRIC_COUNTER, "Hellos refused by the hello rate limits",
          st.hello_refused),
+      METRIC_FAMILY("galarelay_chat_delivered_bytes_total", METRIC_COUNTER,
+                    "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"),
+      RS("galarelay_chat_deflated_batches_total", METRIC_COUNTER,
+         "Batches deflated, once per room, audience and tick", st.deflated_frames),
   };
 #undef RS
   struct room_sample *rs = calloc(CHAT_ROOMS_MAX, sizeof *rs);
@@ -577,6 +591,13 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       if (rows[k].source != METRIC_SRC_NONE) {
         snprintf(label, sizeof label, "channel=\"%s\"", c->rooms[i].channel);
         metrics_sample(out, &rows[k], label, &rs[i]);
+        continue;
+      }
+      if (!strcmp(rows[k].name, "galarelay_chat_delivered_bytes_total")) {
+        snprintf(label, sizeof label, "channel=\"%s\",form=\"text\"", c->rooms[i].channel);
+        metrics_count(out, &rows[k], label, rs[i].st.delivered_text_bytes);
+        snprintf(label, sizeof label, "channel=\"%s\",form=\"deflate\"", c->rooms[i].channel);
+        metrics_count(out, &rows[k], label, rs[i].st.delivered_deflate_bytes);
         continue;
       }
       for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++) { /* comments refused, by reason */

@@ -15,6 +15,7 @@
 
 #include "chat/bus.h"
 #include "chat/chat.h"
+#include "chat/idgen.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
@@ -48,6 +49,7 @@ struct chat {
   struct room_params params;
   struct chat_room rooms[CHAT_ROOMS_MAX];
   uint64_t next_conn_id;
+  struct idgen ids; /* ids while there is no bus (stopping) */
   bool stopping;
   struct {
     uint64_t connections, bad_utf8, oversize, bad_request, refused_join;

@@ -133,9 +133,15 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
   }
   if (name[0])
     memcpy(m->name, name, sizeof(name));
+  if (msg->compress)
+    m->deflate = !strcmp(msg->compress, CHAT_COMPRESS_DEFLATE_RAW);
   if (msg->nonce)
     chat__reply(conn, chat_ack_json(msg->nonce, NULL));
-  room_send_welcome(conn->slot->room, m);
+  /* A hello with neither name nor token changes nothing a welcome shows
+   * (an anonymous reader asking for compressed batches): no second
+   * history for it. */
+  if (msg->name || msg->token)
+    room_send_welcome(conn->slot->room, m);
 }
 
 /* ---- comment */

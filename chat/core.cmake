@@ -11,7 +11,8 @@ add_library(galarelay_chat_core STATIC
 target_include_directories(galarelay_chat_core PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat_core PUBLIC
   galarelay_core galarelay_config
-  PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC PkgConfig::CRYPTO m)
+  PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC PkgConfig::CRYPTO
+  PkgConfig::ZLIB m)
 
 foreach(t protocol filter jwt ratelimit room)
   galarelay_unit_test(test_chat_${t}
@@ -22,5 +23,5 @@ endforeach()
 galarelay_fuzz_target(fuzz_chat_protocol
   SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_chat_protocol.c
           ${CMAKE_CURRENT_LIST_DIR}/protocol.c
-  LIBS PkgConfig::JANSSON
+  LIBS PkgConfig::JANSSON PkgConfig::ZLIB
   CORPUS ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/fuzz_chat_protocol)

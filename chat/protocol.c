@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 /* ---- UTF-8 */
 
@@ -78,6 +79,7 @@ struct field_spec {
 static const struct field_spec hello_fields[] = {
     {"name", F_STR, false, OFF(name), 0, 256},
     {"token", F_STR, false, OFF(token), 0, CHAT_TOKEN_MAX},
+    {"compress", F_STR, false, OFF(compress), 0, CHAT_COMPRESS_MAX},
     END,
 };
 static const struct field_spec comment_fields[] = {
@@ -291,6 +293,40 @@ json_t *chat_user_json(const char *id, const char *name, const char *role) {
                    role ? role : "viewer");
 }
 
+/* The viewers' form of a comment: a copy whose user keeps only what the
+ * page shows. */
+static json_t *lean_comment(const json_t *c) {
+  json_t *out = json_copy((json_t *)c); /* shallow: the text is shared */
+  const json_t *user = json_object_get(c, "user");
+  if (!out || !json_is_object(user))
+    return out;
+  const char *role = json_string_value(json_object_get(user, "role"));
+  json_t *lean = json_pack("{s:O?}", "name", json_object_get(user, "name"));
+  if (lean && role && strcmp(role, "viewer") != 0)
+    json_object_set_new(lean, "role", json_string(role));
+  if (!lean || json_object_set_new(out, "user", lean)) {
+    json_decref(out);
+    return NULL;
+  }
+  return out;
+}
+
+json_t *chat_event_for_viewers(json_t *ev) {
+  const char *type = json_string_value(json_object_get(ev, "type"));
+  if (type && !strcmp(type, "comment"))
+    return lean_comment(ev);
+  const json_t *pinned = json_object_get(ev, "pinned");
+  if (type && !strcmp(type, "state") && json_is_object(pinned)) {
+    json_t *out = json_copy(ev), *lean = lean_comment(pinned);
+    if (!out || !lean || json_object_set_new(out, "pinned", lean)) {
+      json_decref(out);
+      return NULL;
+    }
+    return out;
+  }
+  return json_incref(ev);
+}
+
 json_t *chat_comment_event(const char *id, json_t *user, const char *text, int64_t ts_ms) {
   return json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "comment", "id", id, "user", user,
                    "text", text, "ts", (json_int_t)ts_ms);
@@ -339,5 +375,29 @@ unsigned char *chat_json_frame(const json_t *msg, size_t headroom, size_t *len) 
   }
   p[headroom + n] = '\0';
   *len = n;
+  return p;
+}
+
+unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom,
+                                  size_t *out_len) {
+  z_stream z = {0};
+  /* -15: raw DEFLATE, no zlib header or checksum (RFC 1951 as it is) */
+  if (deflateInit2(&z, CHAT_DEFLATE_LEVEL, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return NULL;
+  size_t cap = deflateBound(&z, (uLong)len);
+  unsigned char *p = malloc(headroom + cap);
+  if (p) {
+    z.next_in = (Bytef *)payload;
+    z.avail_in = (uInt)len;
+    z.next_out = p + headroom;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
+      *out_len = cap - z.avail_out;
+    } else {
+      free(p);
+      p = NULL;
+    }
+  }
+  deflateEnd(&z);
   return p;
 }

@@ -10,7 +10,11 @@
  *
  * Serialising builds the server's messages (welcome, ack, error, batch)
  * as jansson objects or as text; events are jansson objects too, because
- * they travel through the bus between nodes in the same form. */
+ * they travel through the bus between nodes in the same form. Events
+ * travel in their full form (moderators, the bus, the archive); viewers
+ * get a lean copy (chat_event_for_viewers) without what their page does
+ * not use. A batch's text may also be deflated once for every member
+ * that asked for compressed batches (chat_deflate_frame). */
 #ifndef GALARELAY_CHAT_PROTOCOL_H
 #define GALARELAY_CHAT_PROTOCOL_H
 
@@ -24,6 +28,11 @@
 #define CHAT_WORDS_MAX 256    /* words in one words_add / words_remove */
 #define CHAT_WORD_MAX 128     /* bytes per word */
 #define CHAT_ID_MAX 96        /* bytes of a comment id or user id */
+#define CHAT_COMPRESS_MAX 32  /* bytes of hello's compress */
+
+/* The one compression a hello may ask for: raw DEFLATE (RFC 1951), which
+ * a browser inflates with DecompressionStream('deflate-raw'). */
+#define CHAT_COMPRESS_DEFLATE_RAW "deflate-raw"
 
 enum chat_msg_type {
   CHAT_MSG_HELLO,
@@ -54,6 +63,7 @@ struct chat_msg {
   /* hello */
   const char *name;  /* NULL = keep */
   const char *token; /* NULL = none */
+  const char *compress; /* NULL = not given (keep); else "deflate-raw" or anything (off) */
   /* comment */
   const char *text;
   /* mod */
@@ -94,8 +104,14 @@ const char *chat_mod_action_name(enum chat_mod_action a);
 
 /* ---- Server messages. Each returns a new reference. */
 
-/* {"id","name","role"} */
+/* {"id","name","role"}: the full form (moderators, the bus, the archive) */
 json_t *chat_user_json(const char *id, const char *name, const char *role);
+/* The form viewers get of an event (a new reference): a comment's user is
+ * {"name"} plus "role" only when it is not "viewer" (the watch page shows
+ * the name and a moderator's badge; it knows its own comments by the id
+ * its ack carried); the same for a state's pinned comment. Other events
+ * are returned as they are (one more reference). NULL on no memory. */
+json_t *chat_event_for_viewers(json_t *ev);
 /* comment event: {"type":"comment","id","user":{…},"text","ts"} */
 json_t *chat_comment_event(const char *id, json_t *user /* stolen */, const char *text,
                            int64_t ts_ms);
@@ -111,5 +127,19 @@ json_t *chat_error_json(const char *nonce, const char *code, const char *message
  * header in front without a copy. *len excludes the headroom. NULL on
  * allocation failure. */
 unsigned char *chat_json_frame(const json_t *msg, size_t headroom, size_t *len);
+
+/* zlib level of compressed batches. Measured on batches of realistic CJK
+ * comments (bench/cjk_comments.txt, 10 a batch as at 200 comments/s and
+ * 50 ms ticks): level 6 makes the same bytes as level 9 (memLevel 9 too)
+ * and 2 % fewer than level 1; the time is mostly the stream's set-up,
+ * the same at every level. One deflate per room and tick costs less than
+ * the bytes it saves on every send (docs/benchmarks.md). */
+#define CHAT_DEFLATE_LEVEL 6
+/* Deflate len bytes of payload (a batch's JSON text) as raw DEFLATE with
+ * a fresh stream (windowBits -15), so each frame inflates on its own, into
+ * a new malloc'd buffer that starts with `headroom` unused bytes (as
+ * chat_json_frame). *out_len excludes the headroom. NULL on failure. */
+unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom,
+                                  size_t *out_len);
 
 #endif

@@ -143,8 +143,10 @@ struct room {
 
   json_t **history; /* ring of comment events, capacity p.history */
   size_t hist_cap, hist_head, hist_count;
-  char *hist_json; /* the history serialised for welcomes; NULL = stale */
-  size_t hist_json_len;
+  /* the history serialised for welcomes, per role (viewers get lean
+   * comments); NULL = stale */
+  char *hist_json[2];
+  size_t hist_json_len[2];
   json_t *held[ROOM_HELD_MAX]; /* oldest first */
   size_t held_count;
 
@@ -184,8 +186,10 @@ static json_t *hist_at(const struct room *r, size_t i) {
 /* Every change of the history goes through here: the welcomes' shared
  * copy is rebuilt on the next welcome. */
 static void hist_changed(struct room *r) {
-  free(r->hist_json);
-  r->hist_json = NULL;
+  for (int i = 0; i < 2; i++) {
+    free(r->hist_json[i]);
+    r->hist_json[i] = NULL;
+  }
 }
 
 static void hist_clear(struct room *r) {
@@ -270,7 +274,6 @@ void room_free(struct room *r) {
     room_leave(r->members);
   hist_clear(r);
   free(r->history);
-  free(r->hist_json);
   for (size_t i = 0; i < r->held_count; i++)
     json_decref(r->held[i]);
   json_decref(r->pinned);
@@ -373,6 +376,8 @@ static struct room_frame *frame_new(const struct room *r, const json_t *msg, boo
   return f;
 }
 
+static struct room_frame *deflate_of(struct room *r, struct room_frame *text);
+
 static void kick(struct room *r, struct room_member *m, const char *why) {
   if (m->kicked)
     return;
@@ -446,6 +451,11 @@ struct room_frame *room_member_take(struct room_member *m) {
                             "dropped", "batches", (json_int_t)m->dropped_batches);
     struct room_frame *f = msg ? frame_new(r, msg, true) : NULL;
     json_decref(msg);
+    struct room_frame *z = f && m->deflate ? deflate_of(r, f) : NULL;
+    if (z) { /* a batch, so compressed for those who asked */
+      room_frame_unref(f);
+      f = z;
+    }
     if (f) {
       m->dropped_batches = 0;
       return f;
@@ -465,8 +475,15 @@ bool room_member_has_frames(const struct room_member *m) {
   return !m->kicked && (m->count > 0 || m->dropped_batches > 0);
 }
 
-static json_t *state_object(const struct room *r) {
-  json_t *s = chat_state_json(r->slow, r->hold, r->pinned);
+/* The form of ev that members of role get (a new reference). */
+static json_t *event_for(enum room_role role, json_t *ev) {
+  return role == ROOM_MODERATOR ? json_incref(ev) : chat_event_for_viewers(ev);
+}
+
+static json_t *state_object(const struct room *r, enum room_role role) {
+  json_t *full = chat_state_json(r->slow, r->hold, r->pinned);
+  json_t *s = full ? event_for(role, full) : NULL;
+  json_decref(full);
   if (s)
     json_object_del(s, "type");
   return s;
@@ -488,27 +505,28 @@ static void welcome_words(const struct room *r, json_t *msg) {
   json_object_set_new(msg, "banned_words_total", json_integer((json_int_t)total));
 }
 
-const char *room_history_json(struct room *r, size_t *len) {
-  if (!r->hist_json) {
+const char *room_history_json(struct room *r, enum room_role role, size_t *len) {
+  int k = role == ROOM_MODERATOR;
+  if (!r->hist_json[k]) {
     json_t *hist = json_array();
     for (size_t i = 0; hist && i < r->hist_count; i++)
-      json_array_append(hist, hist_at(r, i));
-    r->hist_json = hist ? json_dumps(hist, JSON_COMPACT) : NULL;
-    r->hist_json_len = r->hist_json ? strlen(r->hist_json) : 0;
+      json_array_append_new(hist, event_for(role, hist_at(r, i)));
+    r->hist_json[k] = hist ? json_dumps(hist, JSON_COMPACT) : NULL;
+    r->hist_json_len[k] = r->hist_json[k] ? strlen(r->hist_json[k]) : 0;
     json_decref(hist);
-    if (r->hist_json)
+    if (r->hist_json[k])
       r->stats.history_builds++;
   }
-  *len = r->hist_json_len;
-  return r->hist_json;
+  *len = r->hist_json_len[k];
+  return r->hist_json[k];
 }
 
 /* msg's text with ,"history":HISTORY spliced in before its closing brace,
  * as a reply frame: the shared history is copied, not serialised again. */
-static struct room_frame *welcome_frame(struct room *r, const json_t *msg) {
+static struct room_frame *welcome_frame(struct room *r, enum room_role role, const json_t *msg) {
   static const char key[] = ",\"history\":";
   size_t hlen, head = r->p.headroom;
-  const char *hist = room_history_json(r, &hlen);
+  const char *hist = room_history_json(r, role, &hlen);
   char *text = hist ? json_dumps(msg, JSON_COMPACT) : NULL;
   size_t tlen = text ? strlen(text) : 0;
   struct room_frame *f = tlen >= 2 ? calloc(1, sizeof(*f)) : NULL;
@@ -539,7 +557,7 @@ int room_send_welcome(struct room *r, struct room_member *m) {
     return -ENOTCONN;
   json_t *msg = json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
                           chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state",
-                          state_object(r));
+                          state_object(r, m->role));
   if (msg && m->role == ROOM_MODERATOR) {
     json_t *held = json_array();
     for (size_t i = 0; held && i < r->held_count; i++)
@@ -548,7 +566,7 @@ int room_send_welcome(struct room *r, struct room_member *m) {
     if (r->filter) /* viewers never learn the list: it would say what to misspell */
       welcome_words(r, msg);
   }
-  struct room_frame *f = msg ? welcome_frame(r, msg) : NULL;
+  struct room_frame *f = msg ? welcome_frame(r, m->role, msg) : NULL;
   json_decref(msg);
   if (!f)
     return -ENOMEM;
@@ -858,14 +876,65 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
 
 /* ---- The tick: serialise once, queue references */
 
+/* One form of the tick's batch, shared by every member of its audience:
+ * the text frame, and its deflated copy, made the first time a member
+ * that asked for compressed batches needs it (so once per room and tick,
+ * and never in a room where nobody asked). */
+struct variant {
+  struct room_frame *text, *z;
+  size_t events;
+};
+
+static struct room_frame *deflate_of(struct room *r, struct room_frame *text) {
+  struct room_frame *f = calloc(1, sizeof(*f));
+  if (!f)
+    return NULL;
+  f->base = chat_deflate_frame(room_frame_payload(text, r->p.headroom), text->len, r->p.headroom,
+                               &f->len);
+  if (!f->base) {
+    free(f);
+    return NULL;
+  }
+  f->refs = 1;
+  f->reply = text->reply;
+  f->binary = true;
+  r->stats.deflated_frames++;
+  return f;
+}
+
+static struct room_frame *variant_frame(struct room *r, struct variant *v, bool deflate) {
+  if (!deflate || !v->text)
+    return v->text;
+  if (!v->z)
+    v->z = deflate_of(r, v->text);
+  return v->z ? v->z : v->text; /* no memory: the text form, which every client reads */
+}
+
+static void variant_deliver(struct room *r, struct room_member *m, struct variant *v) {
+  struct room_frame *f = variant_frame(r, v, m->deflate);
+  if (!f)
+    return;
+  enqueue(r, m, f);
+  r->stats.delivered_events += v->events;
+  if (f->binary)
+    r->stats.delivered_deflate_bytes += f->len;
+  else
+    r->stats.delivered_text_bytes += f->len;
+}
+
+static void variant_release(struct variant *v) {
+  room_frame_unref(v->text);
+  room_frame_unref(v->z);
+}
+
 /* Senders of one tick's sampled-out comments, each to get their own back
  * ("the sender always sees their own comment"): a hash table sized for the
  * tick's events (every sender fits, at midnight too), so each member finds
  * theirs in O(1). */
 struct own {
   const char *user; /* NULL = free slot */
-  json_t *events;
-  struct room_frame *frame;
+  json_t *events;   /* in the viewers' form */
+  struct variant v;
 };
 
 struct own_table {
@@ -890,7 +959,7 @@ static struct own *own_find(struct own_table *t, const char *user, bool add) {
     if (!o->user) {
       if (!add)
         return NULL;
-      *o = (struct own){user, json_array(), NULL};
+      *o = (struct own){user, json_array(), {NULL, NULL, 0}};
       t->count++;
       return o;
     }
@@ -908,6 +977,33 @@ static struct room_frame *batch_frame(struct room *r, json_t *events /* stolen *
   return f;
 }
 
+/* Split the tick's events: every one for moderators (full form), those
+ * viewers get (lean form, maybe sampled), and the sampled-out comments
+ * each sender still gets back. */
+static void tick_sort(struct room *r, json_t *all, json_t *viewers, struct own_table *own) {
+  for (size_t i = 0; i < r->pending_count; i++) {
+    struct pending *p = &r->pending[i];
+    json_array_append(all, p->ev);
+    if (p->mod_only)
+      continue;
+    if (!p->comment || r->p.viewer_events_per_sec <= 0 ||
+        ratelimit_take(&r->sample, (uint64_t)r->last_wall_ms) == 0) {
+      json_array_append_new(viewers, chat_event_for_viewers(p->ev));
+      continue;
+    }
+    /* sampled out: its sender still sees it */
+    const char *user = json_string_value(json_object_get(json_object_get(p->ev, "user"), "id"));
+    if (user && !own->slot) {
+      for (own->cap = 16; own->cap < 2 * r->pending_count; own->cap *= 2)
+        ;
+      own->slot = calloc(own->cap, sizeof(*own->slot));
+    }
+    struct own *o = user ? own_find(own, user, true) : NULL;
+    if (o && o->events)
+      json_array_append_new(o->events, chat_event_for_viewers(p->ev));
+  }
+}
+
 void room_tick(struct room *r, int64_t wall_ms) {
   if (wall_ms > r->last_wall_ms)
     r->last_wall_ms = wall_ms;
@@ -920,65 +1016,38 @@ void room_tick(struct room *r, int64_t wall_ms) {
     return;
   json_t *all = json_array(), *viewers = json_array();
   struct own_table own = {0};
-  size_t all_count = 0, viewer_count = 0;
-  for (size_t i = 0; i < r->pending_count; i++) {
-    struct pending *p = &r->pending[i];
-    json_array_append(all, p->ev);
-    all_count++;
-    if (p->mod_only)
-      continue;
-    if (!p->comment || r->p.viewer_events_per_sec <= 0 ||
-        ratelimit_take(&r->sample, (uint64_t)r->last_wall_ms) == 0) {
-      json_array_append(viewers, p->ev);
-      viewer_count++;
-      continue;
-    }
-    /* sampled out: its sender still sees it */
-    const char *user = json_string_value(json_object_get(json_object_get(p->ev, "user"), "id"));
-    if (user && !own.slot) {
-      for (own.cap = 16; own.cap < 2 * r->pending_count; own.cap *= 2)
-        ;
-      own.slot = calloc(own.cap, sizeof(*own.slot));
-    }
-    struct own *o = user ? own_find(&own, user, true) : NULL;
-    if (o && o->events)
-      json_array_append(o->events, p->ev);
+  tick_sort(r, all, viewers, &own);
+  /* one shared frame per form (moderators' full, viewers' lean) and tick */
+  struct variant vall = {NULL, NULL, json_array_size(all)};
+  struct variant vview = {NULL, NULL, json_array_size(viewers)};
+  if (vall.events)
+    vall.text = batch_frame(r, json_incref(all));
+  if (vview.events)
+    vview.text = batch_frame(r, json_incref(viewers));
+  json_decref(all);
+  json_decref(viewers);
+  for (size_t i = 0; own.count && i < own.cap; i++) {
+    struct own *o = &own.slot[i];
+    if (o->user && o->events && (o->v.events = json_array_size(o->events)))
+      o->v.text = batch_frame(r, json_incref(o->events));
   }
-  struct room_frame *fall = batch_frame(r, all);
-  struct room_frame *fview = viewer_count == all_count ? fall
-                             : viewer_count ? batch_frame(r, viewers) : NULL;
-  if (viewer_count == all_count || !viewer_count)
-    json_decref(viewers);
-  if (fview && fview == fall)
-    fall->refs++;
-  for (size_t i = 0; own.count && i < own.cap; i++)
-    if (own.slot[i].user && own.slot[i].events)
-      own.slot[i].frame = batch_frame(r, json_incref(own.slot[i].events));
   for (struct room_member *m = r->members; m; m = m->next) {
     if (m->role == ROOM_MODERATOR) {
-      if (fall) {
-        enqueue(r, m, fall);
-        r->stats.delivered_events += all_count;
-      }
+      variant_deliver(r, m, &vall);
       continue;
     }
-    if (fview) {
-      enqueue(r, m, fview);
-      r->stats.delivered_events += viewer_count;
-    }
+    variant_deliver(r, m, &vview);
     struct own *o = own.count ? own_find(&own, m->user_id, false) : NULL;
-    if (o && o->frame) {
-      enqueue(r, m, o->frame);
-      r->stats.delivered_events += json_array_size(o->events);
-    }
+    if (o)
+      variant_deliver(r, m, &o->v);
   }
   for (size_t i = 0; own.count && i < own.cap; i++) {
-    room_frame_unref(own.slot[i].frame);
+    variant_release(&own.slot[i].v);
     json_decref(own.slot[i].events);
   }
   free(own.slot);
-  room_frame_unref(fview);
-  room_frame_unref(fall);
+  variant_release(&vview);
+  variant_release(&vall);
   for (size_t i = 0; i < r->pending_count; i++)
     json_decref(r->pending[i].ev);
   r->pending_count = 0;

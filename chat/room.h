@@ -9,7 +9,10 @@
  * order every node shares); the room applies them to its state and keeps
  * them until the next room_tick, which serialises them once into shared
  * refcounted frames (one for moderators, one for viewers when they differ)
- * and queues a reference to each member. The transport (chat.c) takes
+ * and queues a reference to each member. Moderators get events in their
+ * full form, viewers in the lean one (chat_event_for_viewers); a member
+ * that asked for compressed batches gets the same batch deflated, once per
+ * room and tick, as a binary frame. The transport (chat.c) takes
  * frames off a member's queue with room_member_take when the socket can be
  * written, and is told through room_ops to wake a writer or to close a
  * member that fell too far behind.
@@ -103,6 +106,7 @@ void room_params_from_config(struct room_params *p, const struct config_chat *cf
 struct room_frame {
   unsigned refs;
   bool reply;           /* a unicast reply: never dropped */
+  bool binary;          /* a deflated batch: sent as a binary websocket frame */
   size_t len;           /* payload bytes */
   unsigned char *base;  /* headroom bytes, then the payload */
 };
@@ -122,6 +126,7 @@ struct room_member {
   bool named;         /* may post: hello with a name, or a valid token */
   struct ratelimit hello; /* this connection's hellos (room_admit_hello) */
   bool authenticated; /* a verified token */
+  bool deflate;       /* asked for compressed batches (hello "compress") */
   /* send queue (policy above) */
   struct room_frame *ring[ROOM_QUEUE_FRAMES];
   unsigned head, count;
@@ -173,11 +178,12 @@ int room_send(struct room_member *m, const json_t *msg);
  * change of the history (room_history_json) and copied into each welcome
  * as bytes: a hello costs a memcpy, never a walk of N comments. */
 int room_send_welcome(struct room *r, struct room_member *m);
-/* The history as one JSON array text, built when the history changed
- * since the last call and shared by every welcome until the next change.
- * Owned by the room: valid until the next change of the history. NULL
- * when out of memory. */
-const char *room_history_json(struct room *r, size_t *len);
+/* The history as one JSON array text in the form role's members get
+ * (viewers: lean comments), built when the history changed since the last
+ * call and shared by every welcome until the next change. Owned by the
+ * room: valid until the next change of the history. NULL when out of
+ * memory. */
+const char *room_history_json(struct room *r, enum room_role role, size_t *len);
 
 /* A hello from m (which changes the name or role and costs a welcome):
  * ROOM_OK, or ROOM_RATE_LIMITED with *retry_after_ms when the
@@ -234,6 +240,9 @@ struct room_stats {
   uint64_t dropped_batches;
   uint64_t kicked_slow;
   uint64_t frames;           /* batch frames built */
+  uint64_t deflated_frames;  /* of them deflated (compressed batches) */
+  uint64_t delivered_text_bytes;    /* batch payload bytes queued to members, text frames */
+  uint64_t delivered_deflate_bytes; /* and deflated (binary) frames */
   size_t queue_bytes;        /* now, over all members */
   size_t held;
   size_t users, addrs;       /* entries in the tables now */

@@ -6,6 +6,7 @@ add_library(galarelay_chat_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/archive.c
   ${CMAKE_CURRENT_LIST_DIR}/bus.c
   ${CMAKE_CURRENT_LIST_DIR}/bus_envelope.c
+  ${CMAKE_CURRENT_LIST_DIR}/idgen.c
   ${CMAKE_CURRENT_LIST_DIR}/redis_uv.c)
 target_include_directories(galarelay_chat_store PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat_store PUBLIC
@@ -15,6 +16,9 @@ target_link_libraries(galarelay_chat_store PUBLIC
 # m: config.c uses floor() and galarelay_config does not link libm (yet).
 galarelay_unit_test(test_chat_archive
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_archive.c
+  LIBS galarelay_chat_store m)
+galarelay_unit_test(test_chat_idgen
+  SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_idgen.c
   LIBS galarelay_chat_store m)
 galarelay_unit_test(test_chat_bus
   SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_bus.c

@@ -23,8 +23,8 @@ void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
     bus_make_id(c->bus, out);
     return;
   }
-  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
-           (unsigned long long)++c->next_conn_id);
+  /* stopping (no bus): nothing is published any more; an id all the same */
+  idgen_make(&c->ids, (uint64_t)chat__wall_ms(), out);
 }
 
 /* ---- Replies */

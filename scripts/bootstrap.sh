@@ -22,7 +22,7 @@ packages=(
   libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libssl-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libavfilter-dev
   libjansson-dev libinih-dev libsqlite3-dev libhiredis-dev
-  libutf8proc-dev libopencc-dev opencc libsystemd-dev
+  libutf8proc-dev libopencc-dev opencc libsystemd-dev zlib1g-dev
   # tests (sqlite3: the archive checked on disk; time: GNU /usr/bin/time
   # in the benchmarks)
   libcmocka-dev valgrind procps psmisc iproute2 python3 sqlite3 time

@@ -19,7 +19,7 @@ galarelay_fuzz_target(fuzz_chat_jwt
 galarelay_fuzz_target(fuzz_chat_filter
   SOURCES ${fuzz_dir}/fuzz_chat_filter.c ${CMAKE_SOURCE_DIR}/chat/filter.c
           ${CMAKE_SOURCE_DIR}/chat/protocol.c
-  LIBS galarelay_core PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC
+  LIBS galarelay_core PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC PkgConfig::ZLIB
   CORPUS ${fuzz_dir}/corpus/fuzz_chat_filter)
 
 # Events from Redis: the envelope (chat/bus.c, included by the target) and
@@ -29,5 +29,5 @@ galarelay_fuzz_target(fuzz_chat_bus
           ${CMAKE_SOURCE_DIR}/chat/room.c ${CMAKE_SOURCE_DIR}/chat/filter.c
           ${CMAKE_SOURCE_DIR}/chat/ratelimit.c ${CMAKE_SOURCE_DIR}/chat/protocol.c
   LIBS galarelay_core galarelay_config PkgConfig::UV PkgConfig::CRYPTO PkgConfig::JANSSON
-       PkgConfig::UTF8PROC PkgConfig::OPENCC m
+       PkgConfig::UTF8PROC PkgConfig::OPENCC PkgConfig::ZLIB m
   CORPUS ${fuzz_dir}/corpus/fuzz_chat_bus)

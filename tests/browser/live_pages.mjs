@@ -15,6 +15,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { inflateRawSync } from 'node:zlib';
 import { launch, newPage, outDir, waitFor, sleep } from './lib.mjs';
 
 const BASE = process.env.GALARELAY_URL;
@@ -29,6 +30,7 @@ let publisher = null;
 const problems = [];
 let viewer; // narrow screen, the one whose sync is checked
 let sender; // laptop screen, posts comments
+const viewerFrames = []; // the viewer page's websocket frames: {sent, payload (string or Buffer)}
 let mod;
 
 function startPublisher() {
@@ -115,6 +117,11 @@ async function post(page, text) {
 
 step('offline slate, then the player starts by itself and plays', ['video'], async () => {
   viewer = await newPage(browser, { width: 390, height: 844, problems });
+  // what the anonymous viewer's chat socket carries, both ways
+  viewer.on('websocket', (ws) => {
+    ws.on('framesent', (f) => viewerFrames.push({ sent: true, payload: f.payload }));
+    ws.on('framereceived', (f) => viewerFrames.push({ sent: false, payload: f.payload }));
+  });
   const page = await viewer.goto(`${BASE}/watch/${CHANNEL}`);
   // the pages run under their own Content-Security-Policy (newPage reports
   // whatever it blocks)
@@ -186,6 +193,14 @@ step('a comment goes from one page to the other, in step with the picture, and a
     return null;
   }, text);
   assert.ok(id, "the moderator page has its id");
+  // The viewer (anonymous) asked for compressed batches, and the comment
+  // reached its page inside a binary frame: raw DEFLATE of the batch.
+  assert.ok(viewerFrames.some((f) => f.sent && /"compress":"deflate-raw"/.test(String(f.payload))), 'the viewer page asks for compression');
+  const carried = viewerFrames.filter((f) => !f.sent && Buffer.isBuffer(f.payload))
+    .map((f) => JSON.parse(inflateRawSync(f.payload).toString()))
+    .find((m) => m.type === 'batch' && m.events.some((e) => e.id === id && e.text === text));
+  assert.ok(carried, 'the comment came in a compressed batch');
+  assert.ok(!viewerFrames.some((f) => !f.sent && typeof f.payload === 'string' && f.payload.includes(id)), 'and not as text');
   const arrival = await viewer.evaluate((t) => window.arrivals[t], text);
   console.log(`# viewer showed it ${arrival.at - sentAt} ms after sending; its program date was ${arrival.pdt ? arrival.pdt - sentAt : 'n/a'} ms past the send`);
   // Sync: shown only once the picture had reached (about) the time it was posted.

@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { launch, newPage, outDir, waitFor, sleep } from './lib.mjs';
 
 const WEB_ROOT = process.argv[2] || process.env.WEB_ROOT;
@@ -56,6 +57,9 @@ async function mockChat(page, channel) {
     ws.onMessage((m) => chat.got.push(JSON.parse(m)));
   });
   chat.send = (obj) => chat.ws.send(JSON.stringify(obj));
+  // a compressed batch, as the daemon sends it to who asked: a binary frame
+  // holding the raw DEFLATE of the JSON
+  chat.sendDeflated = (obj) => chat.ws.send(deflateRawSync(JSON.stringify(obj)));
   chat.next = async (type) => {
     const msg = await waitFor(`a ${type} from the page`, () => chat.got.find((m) => m.type === type));
     chat.got.splice(chat.got.indexOf(msg), 1);
@@ -100,6 +104,7 @@ test('watch: offline slate, comments as text, echo, refusals, delete, held', asy
 
   const hello = await chat.next('hello');
   assert.equal(hello.name, '小张');
+  assert.equal(hello.compress, 'deflate-raw', 'the page asks for compressed batches');
   chat.send({
     type: 'welcome',
     user: user('u1', '小张'),
@@ -116,6 +121,12 @@ test('watch: offline slate, comments as text, echo, refusals, delete, held', asy
   await waitFor('comment 3 as danmaku', () => page.locator('#danmaku .dm').count());
   assert.equal(await page.locator('#danmaku img').count(), 0);
 
+  // A compressed batch (binary), then a text one: both shown, in order.
+  chat.sendDeflated({ type: 'batch', events: [comment('z1', '压缩的一批', { name: '小王' })] });
+  chat.send({ type: 'batch', events: [comment('z2', '然后是文本', { name: '小王' })] });
+  await waitFor('both batches shown', async () => (await page.locator('#comments .comment[data-id^="z"]').count()) === 2);
+  assert.deepEqual(await page.locator('#comments .comment[data-id^="z"]').evaluateAll((els) => els.map((e) => e.dataset.id)), ['z1', 'z2']);
+
   // Own comment: echo at once, ack gives it its id.
   await page.fill('#text', '我来了');
   await page.click('#send-btn');
@@ -125,7 +136,7 @@ test('watch: offline slate, comments as text, echo, refusals, delete, held', asy
   assert.equal(await page.locator('#comments .comment.own.pending').count(), 1);
   chat.send({ type: 'ack', nonce: sent.nonce, id: '4' });
   await waitFor('echo confirmed', () => page.locator('#comments .comment.own[data-id="4"]').count());
-  chat.send({ type: 'batch', events: [comment('4', '我来了', user('u1', '小张'))] });
+  chat.send({ type: 'batch', events: [comment('4', '我来了', { name: '小张' })] }); // viewers' lean form
   await sleep(200);
   assert.equal(await page.locator('#comments .comment[data-id="4"]').count(), 1, 'no duplicate of own comment');
 
@@ -147,7 +158,7 @@ test('watch: offline slate, comments as text, echo, refusals, delete, held', asy
   chat.send({ type: 'error', nonce: held.nonce, code: 'held', message: 'held' });
   await waitFor('held notice', async () => /审核/.test(await page.locator('#notice').textContent()));
   assert.equal(await page.locator('#comments .comment.held').count(), 1);
-  chat.send({ type: 'batch', events: [comment('5', '再来一条', user('u1', '小张'))] });
+  chat.send({ type: 'batch', events: [comment('5', '再来一条', { name: '小张' })] }); // new id, no user id
   await waitFor('approved comment replaces the held echo', async () =>
     (await page.locator('#comments .comment.held').count()) === 0 &&
     (await page.locator('#comments .comment[data-id="5"]').count()) === 1);
@@ -188,6 +199,8 @@ test('watch: a new name is a new hello; a refused name is said in words', async 
   const chat = await mockChat(page, 'gala');
   await page.goto(`${BASE}/watch/gala`);
   await waitFor('socket', () => chat.ws);
+  // an anonymous reader says hello only to ask for compressed batches
+  assert.deepEqual(await chat.next('hello'), { type: 'hello', compress: 'deflate-raw' });
   chat.send({ type: 'welcome', user: user('', ''), state: {}, history: [] });
   await page.fill('#text', '没有名字');
   await page.click('#send-btn');

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
+import { inflateRawSync } from 'node:zlib';
 import WebSocket from 'ws';
 
 export const MOD_TOKEN = 'test-moderator-token';
@@ -95,8 +96,12 @@ export class Client {
       this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
     });
     this.ws.on('error', () => {});
+    this.frames = []; // every message as it came: {type, binary, bytes (on the wire), text}
     this.ws.on('message', (data, isBinary) => {
-      const msg = JSON.parse(data.toString());
+      // a binary frame is a compressed batch: raw DEFLATE of its JSON text
+      const text = isBinary ? inflateRawSync(data).toString() : data.toString();
+      const msg = JSON.parse(text);
+      this.frames.push({ type: msg.type, binary: isBinary, bytes: data.length, text });
       this.inbox.push(msg);
       this.waiters = this.waiters.filter((w) => !w.check());
     });
@@ -166,8 +171,8 @@ export class Client {
     return this.next((m) => m.nonce === nonce && (m.type === 'ack' || m.type === 'error'), timeout);
   }
 
-  async hello(name, token) {
-    const r = await this.request({ type: 'hello', name, ...(token ? { token } : {}) });
+  async hello(name, token, extra = {}) {
+    const r = await this.request({ type: 'hello', name, ...(token ? { token } : {}), ...extra });
     if (r.type !== 'ack') throw new Error(`hello refused: ${JSON.stringify(r)}`);
     return this.next((m) => m.type === 'welcome');
   }

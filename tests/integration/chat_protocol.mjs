@@ -1,8 +1,11 @@
 // The comment protocol against the real daemon: welcome,
 // hello (name, JWT accepted / expired / forged, moderator token), comments
-// with acks and ids, history for newcomers, and every way a frame can be
-// wrong (bad JSON, binary, unknown type, missing field: error, stays open;
-// invalid UTF-8: 1007; oversize: 1009).
+// with acks and short ids, the viewers' lean and the moderators' full
+// comments, compressed batches (hello compress: one binary frame that
+// inflates to the text batch others get, everything else text), history
+// for newcomers, and every way a frame can be wrong (bad JSON, binary,
+// unknown type, missing field: error, stays open; invalid UTF-8: 1007;
+// oversize: 1009).
 import { run, Client, jwt, assert, eq, MOD_TOKEN, SECRET } from './chat_lib.mjs';
 
 await run('chat_protocol', { chat: () => `auth_secret = ${SECRET}\nmax_frame_bytes = 1024` }, async (d) => {
@@ -26,10 +29,39 @@ await run('chat_protocol', { chat: () => `auth_secret = ${SECRET}\nmax_frame_byt
   r = await a.request({ type: 'comment', text: '新年快乐' });
   eq(r.type, 'ack', 'comment acked');
   assert(typeof r.id === 'string' && r.id.length > 0, 'ack has an id');
+  assert(/^[-0-9A-Z_a-z]{13}$/.test(r.id), `short id: ${r.id}`);
   const ev = await b.event((e) => e.type === 'comment' && e.id === r.id);
-  eq([ev.text, ev.user.name, ev.user.role, ev.user.id], ['新年快乐', '小张', 'viewer', w2.user.id], 'comment event');
+  // viewers: the name only (no user id, no default role)
+  eq([ev.text, ev.user], ['新年快乐', { name: '小张' }], 'comment event');
   assert(Math.abs(ev.ts - Date.now()) < 5000, 'ts is server time in ms');
   await a.event((e) => e.type === 'comment' && e.id === r.id); // the sender sees it too
+
+  // compressed batches: asked for in a hello without a name (no second
+  // welcome for it); batches come as one binary frame that inflates to the
+  // very text the others get in the same tick; replies stay text
+  const z = await Client.connect(d.url());
+  const zr = await z.request({ type: 'hello', compress: 'deflate-raw' });
+  eq(zr.type, 'ack', 'hello compress acked');
+  const mz = await Client.connect(d.url());
+  await mz.hello('modz', MOD_TOKEN, { compress: 'deflate-raw' });
+  const cr = await a.request({ type: 'comment', text: '压缩的弹幕也要到达' });
+  const zev = await z.event((e) => e.type === 'comment' && e.id === cr.id);
+  eq([zev.text, zev.user], ['压缩的弹幕也要到达', { name: '小张' }], 'comment through a compressed batch');
+  const mev = await mz.event((e) => e.type === 'comment' && e.id === cr.id);
+  eq(mev.user, { id: w2.user.id, name: '小张', role: 'viewer' }, 'moderators get the full user');
+  await b.event((e) => e.type === 'comment' && e.id === cr.id);
+  const zf = z.frames.find((f) => f.text.includes(cr.id));
+  const bf = b.frames.find((f) => f.text.includes(cr.id));
+  eq([zf.binary, bf.binary], [true, false], 'binary for who asked, text for the others');
+  eq(zf.text, bf.text, 'the compressed batch inflates to the text batch');
+  assert(zf.bytes < bf.bytes, `compressed is smaller: ${zf.bytes} < ${bf.bytes}`);
+  assert(z.frames.every((f) => f.binary === (f.type === 'batch')), 'only batches are binary');
+  eq(z.frames.filter((f) => f.type === 'welcome').length, 1, 'no second welcome for a compress-only hello');
+  eq((await z.request({ type: 'hello', compress: 'none' })).type, 'ack', 'compression off');
+  const tr = await a.request({ type: 'comment', text: 'plain again' });
+  await z.event((e) => e.type === 'comment' && e.id === tr.id);
+  eq(z.frames.find((f) => f.text.includes(tr.id)).binary, false, 'text batches after compress none');
+  for (const x of [z, mz]) await x.close();
 
   // ids sort in publish order
   const ids = [];
@@ -41,7 +73,8 @@ await run('chat_protocol', { chat: () => `auth_secret = ${SECRET}\nmax_frame_byt
   await c.close();
   const c2 = new Client(d.url());
   const w3 = await c2.next((m) => m.type === 'welcome');
-  eq(w3.history.map((h) => h.text), ['新年快乐', 'm0', 'm1', 'm2', 'm3'], 'history');
+  eq(w3.history.map((h) => h.text), ['新年快乐', '压缩的弹幕也要到达', 'plain again', 'm0', 'm1', 'm2', 'm3'], 'history');
+  eq(w3.history[0].user, { name: '小张' }, 'lean comments in a viewer\'s history');
 
   // limits on text
   eq((await a.request({ type: 'comment', text: '   ' })).code, 'empty', 'empty');

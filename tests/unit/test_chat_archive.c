@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "chat/archive.h"
+#include "chat/idgen.h"
 #include "core/buf.h"
 
 struct fixture {
@@ -586,6 +587,65 @@ static void test_crash_keeps_acked(void **state) {
   close_archive(f);
 }
 
+static int submit_with_id(struct fixture *f, struct ticket *t, int tag, const char *id,
+                          enum archive_status status) {
+  struct archive_comment c = {.id = id, .channel = "gala", .user_id = "u1", .user_name = "小张",
+                              .role = "viewer", .text = id, .ts_ms = tag, .addr = "127.0.0.1",
+                              .status = status};
+  t->f = f;
+  t->tag = tag;
+  return archive_submit_comment(f->a, &c, on_done, t);
+}
+
+static void collect_id(void *opaque, const struct archive_comment *c) {
+  char(*ids)[32] = opaque;
+  for (int i = 0; i < 8; i++) {
+    if (!ids[i][0]) {
+      snprintf(ids[i], sizeof(ids[i]), "%s", c->id);
+      return;
+    }
+  }
+}
+
+/* An archive written before the short ids (21 hex digits) and after
+ * (chat/idgen's 13 characters): the history comes back in publish order,
+ * the newest id is a new one (also when it was deleted: the floor of the
+ * id generator at start) and a restart's ids sort after it. */
+static void test_short_ids_after_hex_ids(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 2, 16, 0);
+  struct idgen g;
+  idgen_init(&g, 0x123456);
+  char n1[IDGEN_LEN + 1], n2[IDGEN_LEN + 1], n3[IDGEN_LEN + 1];
+  idgen_make(&g, 1764800000000ull, n1); /* made earlier by the clock than the hex ids below */
+  idgen_make(&g, 1764800000000ull, n2);
+  idgen_make(&g, 1764800000001ull, n3);
+  const char *ids[] = {n2, "19ae2a628000000abcdef", n1, "19ae2a628ff0000abcdef", n3};
+  struct ticket t[5];
+  for (int k = 0; k < 5; k++)
+    assert_int_equal(submit_with_id(f, &t[k], k, ids[k], k == 4 ? ARCHIVE_DELETED : ARCHIVE_VISIBLE), 0);
+  run_until(f, 5);
+  assert_int_equal(f->acks, 5);
+  char got[8][32] = {{0}};
+  assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 3, collect_id, got), 0);
+  /* the newest three, oldest first: the hex ones sort before the short */
+  assert_string_equal(got[0], "19ae2a628ff0000abcdef");
+  assert_string_equal(got[1], n1);
+  assert_string_equal(got[2], n2);
+  assert_string_equal(got[3], "");
+  char newest[32];
+  assert_int_equal(archive_newest_id(f->a, "gala", newest, sizeof(newest)), 1);
+  assert_string_equal(newest, n3); /* deleted, still the newest */
+  assert_int_equal(archive_newest_id(f->a, "other", newest, sizeof(newest)), 0);
+  struct idgen restarted;
+  idgen_init(&restarted, 0);
+  assert_int_equal(idgen_floor(&restarted, n3), 0);
+  char next[IDGEN_LEN + 1];
+  idgen_make(&restarted, 1764799000000ull, next); /* the clock went back */
+  assert_true(strcmp(n3, next) < 0);
+  close_archive(f);
+}
+
 static void count_stopped(void *arg) { ++*(int *)arg; }
 
 /* archive_stop drains synchronously (the completions run before it
@@ -611,6 +671,7 @@ static void test_stop_calls_back_once(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_short_ids_after_hex_ids, setup, teardown),
       cmocka_unit_test_setup_teardown(test_one_bad_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reload_after_reopen, setup, teardown),
       cmocka_unit_test_setup_teardown(test_approve_rekeys, setup, teardown),

@@ -1,5 +1,6 @@
 /* Unit tests for chat/protocol: parsing and validation of client frames,
- * server message building. */
+ * server message building, the viewers' lean events and the deflated
+ * batch frames. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 #include "tests/unit/test_main.h"
 
 #include "chat/protocol.h"
@@ -28,6 +30,28 @@ static void test_hello(void **state) {
   assert_int_equal(parse("{\"type\":\"hello\"}", &m, &e), CHAT_PARSE_OK);
   assert_null(m.name);
   chat_msg_free(&m);
+}
+
+static void test_hello_compress(void **state) {
+  (void)state;
+  struct chat_msg m;
+  struct chat_parse_error e;
+  assert_int_equal(parse("{\"type\":\"hello\",\"compress\":\"deflate-raw\"}", &m, &e), CHAT_PARSE_OK);
+  assert_string_equal(m.compress, CHAT_COMPRESS_DEFLATE_RAW);
+  assert_null(m.name);
+  chat_msg_free(&m);
+  assert_int_equal(parse("{\"type\":\"hello\",\"name\":\"a\"}", &m, &e), CHAT_PARSE_OK);
+  assert_null(m.compress); /* not given: the connection keeps what it had */
+  chat_msg_free(&m);
+  assert_int_equal(parse("{\"type\":\"hello\",\"compress\":\"zstd\"}", &m, &e), CHAT_PARSE_OK);
+  assert_string_equal(m.compress, "zstd"); /* unknown: text batches, not an error */
+  chat_msg_free(&m);
+  assert_int_equal(parse("{\"type\":\"hello\",\"compress\":true}", &m, &e),
+                   CHAT_PARSE_BAD_REQUEST);
+  assert_non_null(strstr(e.message, "compress"));
+  char big[128];
+  snprintf(big, sizeof(big), "{\"type\":\"hello\",\"compress\":\"%0*d\"}", CHAT_COMPRESS_MAX + 1, 0);
+  assert_int_equal(parse(big, &m, &e), CHAT_PARSE_BAD_REQUEST);
 }
 
 static void test_comment(void **state) {
@@ -135,10 +159,79 @@ static void test_serialize(void **state) {
   json_decref(c);
 }
 
+static void test_event_for_viewers(void **state) {
+  (void)state;
+  json_t *c = chat_comment_event("id1", chat_user_json("g123", "小张", "viewer"), "新年快乐", 7);
+  json_t *v = chat_event_for_viewers(c);
+  char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  assert_string_equal(text, "{\"type\":\"comment\",\"id\":\"id1\",\"user\":{\"name\":\"小张\"},"
+                            "\"text\":\"新年快乐\",\"ts\":7}");
+  free(text);
+  /* the full form is untouched: moderators, the bus and the archive use it */
+  assert_string_equal(json_string_value(json_object_get(json_object_get(c, "user"), "id")), "g123");
+  json_decref(v);
+  json_t *mc = chat_comment_event("id2", chat_user_json("m1", "主持", "moderator"), "hi", 8);
+  v = chat_event_for_viewers(mc);
+  json_t *u = json_object_get(v, "user");
+  assert_null(json_object_get(u, "id"));
+  assert_string_equal(json_string_value(json_object_get(u, "role")), "moderator"); /* the badge */
+  json_decref(v);
+  json_t *st = chat_state_json(0, false, mc);
+  v = chat_event_for_viewers(st);
+  assert_null(json_object_get(json_object_get(json_object_get(v, "pinned"), "user"), "id"));
+  assert_non_null(json_object_get(json_object_get(json_object_get(st, "pinned"), "user"), "id"));
+  json_decref(v);
+  json_t *del = json_pack("{s:s, s:s}", "type", "delete", "id", "id1");
+  v = chat_event_for_viewers(del);
+  assert_ptr_equal(v, del); /* nothing to take out: the same object */
+  json_decref(v);
+  json_decref(del);
+  json_decref(st);
+  json_decref(mc);
+  json_decref(c);
+}
+
+/* Raw inflate (windowBits -15), as a browser's DecompressionStream('deflate-raw'). */
+static size_t inflate_raw(const unsigned char *in, size_t n, unsigned char *out, size_t cap) {
+  z_stream z = {0};
+  assert_int_equal(inflateInit2(&z, -15), Z_OK);
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)n;
+  z.next_out = out;
+  z.avail_out = (uInt)cap;
+  assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END); /* complete on its own */
+  size_t got = cap - z.avail_out;
+  inflateEnd(&z);
+  return got;
+}
+
+static void test_deflate_frame(void **state) {
+  (void)state;
+  json_t *events = json_array();
+  for (int i = 0; i < 10; i++)
+    json_array_append_new(events, chat_comment_event("0123456789abc", json_pack("{s:s}", "name", "小张"),
+                                                     "祝大家新年快乐，万事如意", 1764800000000 + i));
+  json_t *batch = json_pack("{s:s, s:o}", "type", "batch", "events", events);
+  size_t tlen, zlen;
+  unsigned char *text = chat_json_frame(batch, 16, &tlen);
+  unsigned char *z = chat_deflate_frame(text + 16, tlen, 16, &zlen);
+  assert_non_null(z);
+  assert_true(zlen * 3 < tlen); /* repetitive on purpose: it must shrink */
+  unsigned char out[8192];
+  size_t n = inflate_raw(z + 16, zlen, out, sizeof(out));
+  assert_int_equal(n, tlen);
+  assert_memory_equal(out, text + 16, tlen); /* the text frame's JSON, byte for byte */
+  free(z);
+  free(text);
+  json_decref(batch);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hello),  cmocka_unit_test(test_comment), cmocka_unit_test(test_mod),
       cmocka_unit_test(test_bad),    cmocka_unit_test(test_utf8),    cmocka_unit_test(test_serialize),
+      cmocka_unit_test(test_hello_compress), cmocka_unit_test(test_event_for_viewers),
+      cmocka_unit_test(test_deflate_frame),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

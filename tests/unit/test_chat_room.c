@@ -1,8 +1,9 @@
 /* Unit tests for chat/room without sockets: admission checks, events
  * applied in order, the per-tick fan-out with shared frames, the bounded
  * member queues (drop oldest, then close) and viewer sampling; the
- * hello limits, the welcome's shared history, and refusals that leave no
- * entry in the user table. */
+ * hello limits, the welcome's shared history, refusals that leave no
+ * entry in the user table, the viewers' lean events and the compressed
+ * batches (one deflate per form and tick, shared). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 #include "tests/unit/test_main.h"
 
 #include "chat/filter.h"
@@ -415,12 +417,12 @@ static void test_welcome_shares_history(void **state) {
   deliver(r, comment("id1", "x", "one"));
   deliver(r, comment("id2", "x", "two"));
   size_t len1, len2;
-  const char *h1 = room_history_json(r, &len1);
+  const char *h1 = room_history_json(r, ROOM_VIEWER, &len1);
   assert_non_null(h1);
   assert_int_equal(room_send_welcome(r, &a), 0);
   assert_int_equal(room_send_welcome(r, &b), 0);
   assert_int_equal(room_send_welcome(r, &a), 0);
-  const char *h2 = room_history_json(r, &len2);
+  const char *h2 = room_history_json(r, ROOM_VIEWER, &len2);
   assert_ptr_equal(h1, h2); /* one buffer, shared */
   struct room_stats s;
   room_get_stats(r, &s);
@@ -535,6 +537,145 @@ static void test_refusals_make_no_entries(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Raw inflate (windowBits -15), as a browser's DecompressionStream('deflate-raw'). */
+static char *inflate_raw(const unsigned char *in, size_t n, size_t *out_len) {
+  static char out[65536];
+  z_stream z = {0};
+  assert_int_equal(inflateInit2(&z, -15), Z_OK);
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)n;
+  z.next_out = (Bytef *)out;
+  z.avail_out = sizeof(out);
+  assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+  *out_len = sizeof(out) - z.avail_out;
+  inflateEnd(&z);
+  return out;
+}
+
+/* Members that asked for compressed batches get one binary frame per form
+ * and tick, the same frame for all of them, which inflates to exactly the
+ * text frame the others get; replies stay text. */
+static void test_compressed_batches(void **state) {
+  (void)state;
+  struct room_params p = params();
+  p.queue_hard_bytes = p.queue_soft_bytes = 1 << 20;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member z1, z2, t, zm, tm;
+  member(&z1, "z1", "10.0.0.1", ROOM_VIEWER);
+  member(&z2, "z2", "10.0.0.1", ROOM_VIEWER);
+  member(&t, "t", "10.0.0.2", ROOM_VIEWER);
+  member(&zm, "zm", "10.0.0.3", ROOM_MODERATOR);
+  member(&tm, "tm", "10.0.0.3", ROOM_MODERATOR);
+  z1.deflate = z2.deflate = zm.deflate = true;
+  struct room_member *all[] = {&z1, &z2, &t, &zm, &tm};
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(room_join(r, all[i]), 0);
+  json_t *ack = json_pack("{s:s}", "type", "ack");
+  assert_int_equal(room_send(&z1, ack), 0); /* a reply */
+  json_decref(ack);
+  for (int i = 0; i < 8; i++) {
+    char id[8];
+    snprintf(id, sizeof(id), "id%d", i);
+    deliver(r, comment(id, "x", "新年快乐"));
+  }
+  room_tick(r, 0);
+  struct room_frame *reply = room_member_take(&z1);
+  assert_false(reply->binary);
+  room_frame_unref(reply);
+  struct room_frame *f1 = room_member_take(&z1), *f2 = room_member_take(&z2);
+  struct room_frame *ft = room_member_take(&t), *fzm = room_member_take(&zm);
+  struct room_frame *ftm = room_member_take(&tm);
+  assert_ptr_equal(f1, f2); /* deflated once, shared */
+  assert_true(f1->binary);
+  assert_false(ft->binary);
+  assert_true(fzm->binary);
+  assert_ptr_not_equal(fzm, f1); /* moderators' form differs */
+  assert_true(f1->len < ft->len);
+  size_t n;
+  char *text = inflate_raw(room_frame_payload(f1, HEAD), f1->len, &n);
+  assert_int_equal(n, ft->len);
+  assert_memory_equal(text, room_frame_payload(ft, HEAD), n);
+  text = inflate_raw(room_frame_payload(fzm, HEAD), fzm->len, &n);
+  assert_int_equal(n, ftm->len);
+  assert_memory_equal(text, room_frame_payload(ftm, HEAD), n);
+  struct room_stats st;
+  room_get_stats(r, &st);
+  assert_int_equal(st.deflated_frames, 2); /* viewers' and moderators', not per member */
+  assert_int_equal(st.delivered_deflate_bytes, 2 * f1->len + fzm->len);
+  assert_int_equal(st.delivered_text_bytes, ft->len + ftm->len);
+  struct room_frame *fs[] = {f1, f2, ft, fzm, ftm};
+  for (int i = 0; i < 5; i++)
+    room_frame_unref(fs[i]);
+  room_free(r);
+}
+
+/* Viewers get comments without the user's id and role (unless a
+ * moderator's), in batches, the history and the pinned comment;
+ * moderators get the full form. */
+static void test_viewers_get_lean_comments(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member v, m;
+  member(&v, "v", "10.0.0.1", ROOM_VIEWER);
+  member(&m, "m", "10.0.0.2", ROOM_MODERATOR);
+  assert_int_equal(room_join(r, &v), 0);
+  assert_int_equal(room_join(r, &m), 0);
+  json_t *c = comment("id1", "x", "hello");
+  deliver(r, json_incref(c));
+  deliver(r, chat_state_json(0, false, c));
+  json_decref(c);
+  room_tick(r, 0);
+  room_send_welcome(r, &v);
+  room_send_welcome(r, &m);
+  for (int k = 0; k < 2; k++) {
+    struct room_member *who = k ? &m : &v;
+    json_t *b = take(who), *w = take(who);
+    json_t *evs = json_object_get(b, "events");
+    const json_t *users[] = {
+        json_object_get(json_array_get(evs, 0), "user"),
+        json_object_get(json_object_get(json_array_get(evs, 1), "pinned"), "user"),
+        json_object_get(json_array_get(json_object_get(w, "history"), 0), "user"),
+        json_object_get(json_object_get(json_object_get(w, "state"), "pinned"), "user"),
+    };
+    for (int i = 0; i < 4; i++) {
+      assert_string_equal(json_string_value(json_object_get(users[i], "name")), "x");
+      assert_int_equal(json_object_get(users[i], "id") != NULL, who == &m);
+      assert_int_equal(json_object_get(users[i], "role") != NULL, who == &m);
+    }
+    json_decref(b);
+    json_decref(w);
+  }
+  room_free(r);
+}
+
+/* A member that asked for compressed batches is told of dropped batches
+ * in a compressed batch too. */
+static void test_dropped_notice_compressed(void **state) {
+  (void)state;
+  struct room_params p = params();
+  p.queue_soft_bytes = 1; /* every new batch drops the one before */
+  p.queue_hard_bytes = 1 << 20;
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member z;
+  member(&z, "z", "10.0.0.1", ROOM_VIEWER);
+  z.deflate = true;
+  assert_int_equal(room_join(r, &z), 0);
+  for (int i = 0; i < 3; i++) {
+    char id[8];
+    snprintf(id, sizeof(id), "id%d", i);
+    deliver(r, comment(id, "x", "hello"));
+    room_tick(r, 0);
+  }
+  struct room_frame *f = room_member_take(&z);
+  assert_true(f->binary);
+  size_t n;
+  char *text = inflate_raw(room_frame_payload(f, HEAD), f->len, &n);
+  assert_non_null(memmem(text, n, "\"dropped\"", 9));
+  room_frame_unref(f);
+  room_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_welcome_words),
@@ -545,6 +686,9 @@ int main(void) {
       cmocka_unit_test(test_welcome_shares_history),
       cmocka_unit_test(test_hello_rate_limit),
       cmocka_unit_test(test_refusals_make_no_entries),
+      cmocka_unit_test(test_compressed_batches),
+      cmocka_unit_test(test_viewers_get_lean_comments),
+      cmocka_unit_test(test_dropped_notice_compressed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

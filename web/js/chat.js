@@ -5,8 +5,20 @@
 // to the page, and turns each message that carries a nonce into a promise
 // that resolves with the server's one reply: an `ack` or an `error`.
 // It reconnects by itself with a growing pause (1 s up to 10 s).
+//
+// Where the browser has DecompressionStream, the hello asks for compressed
+// batches (`"compress":"deflate-raw"`): each batch then arrives as a binary
+// frame, the raw DEFLATE of its JSON, inflated here. Inflating is
+// asynchronous, so every message goes through one chain and is handled in
+// the order it arrived (an ack never overtakes the batch before it).
 
 const REPLY_TIMEOUT_MS = 10000;
+const COMPRESS = typeof DecompressionStream === 'function' ? 'deflate-raw' : '';
+
+async function inflateRaw(buffer) {
+  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  return new Response(stream).text();
+}
 
 export class ChatClient {
   constructor(channel, { name = '', token = '', onWelcome, onEvent, onStatus, onError } = {}) {
@@ -24,6 +36,7 @@ export class ChatClient {
     this.stopped = false;
     this.user = null;
     this.waiters = []; // resolved by the next welcome
+    this.rx = Promise.resolve(); // messages in arrival order (inflating is async)
   }
 
   // Resolves at the next welcome (or after 5 s): the connection is then
@@ -50,6 +63,7 @@ export class ChatClient {
   connect() {
     this.stopped = false;
     const ws = new WebSocket(this.url);
+    ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.onStatus('connecting');
     ws.onopen = () => {
@@ -57,7 +71,13 @@ export class ChatClient {
       this.sayHello();
       this.onStatus('open');
     };
-    ws.onmessage = (e) => this.receive(e.data);
+    ws.onmessage = (e) => {
+      const data = e.data;
+      this.rx = this.rx
+        .then(() => (typeof data === 'string' ? data : inflateRaw(data)))
+        .then((text) => this.ws === ws && this.receive(text))
+        .catch(() => {}); // a frame that does not inflate is dropped, like bad JSON
+    };
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
@@ -92,11 +112,14 @@ export class ChatClient {
     const hello = { type: 'hello' };
     if (this.name) hello.name = this.name;
     if (this.token) hello.token = this.token;
+    if (COMPRESS) hello.compress = COMPRESS;
     return hello;
   }
 
+  // Also without a name: an anonymous reader asks for compressed batches
+  // (such a hello costs no second welcome).
   sayHello() {
-    if (!this.name && !this.token) return;
+    if (!this.name && !this.token && !COMPRESS) return;
     this.ws.send(JSON.stringify(this.helloMessage()));
   }
 

@@ -22,10 +22,12 @@ export class CommentFeed {
     this.queue = []; // {c, since}, in arrival order (ids sort by time)
     this.held = []; // own comments held for review: {text, el}
     this.myId = '';
+    this.myName = '';
   }
 
-  setMe(userId) {
+  setMe(userId, name) {
     this.myId = userId || '';
+    this.myName = name || '';
   }
 
   // A welcome: the history replaces everything; it is in the past, so it
@@ -45,7 +47,10 @@ export class CommentFeed {
 
   arrive(c) {
     if (this.has(c.id)) return;
-    const heldIdx = this.held.findIndex((h) => h.text === c.text && c.user.id === this.myId);
+    // An approved comment comes back with a new id: matched to its held
+    // echo by text and author (viewers' comments carry the name, not the id).
+    const mine = c.user.id ? c.user.id === this.myId : this.myName !== '' && c.user.name === this.myName;
+    const heldIdx = mine ? this.held.findIndex((h) => h.text === c.text) : -1;
     if (heldIdx >= 0) {
       this.held[heldIdx].el.remove();
       this.held.splice(heldIdx, 1);

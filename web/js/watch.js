@@ -188,7 +188,7 @@ const chat = new ChatClient(channel, {
   name: store('galarelay.name') || '',
   token: hashToken,
   onWelcome: (msg) => {
-    feed.setMe(msg.user?.id ? String(msg.user.id) : '');
+    feed.setMe(msg.user?.id ? String(msg.user.id) : '', typeof msg.user?.name === 'string' ? msg.user.name : '');
     feed.reset((Array.isArray(msg.history) ? msg.history : []).map(eventComment).filter(Boolean));
     showRoom(msg.state);
   },
