@@ -359,6 +359,39 @@ void room_frame_unref(struct room_frame *f) {
   }
 }
 
+#define WS_HEADER_MAX 10 /* RFC 6455 5.2: 2 bytes, + 2 or 8 of extended length */
+
+/* The server-to-client header (FIN, the opcode, no mask) right before the
+ * payload, written once per frame: every member's socket gets these same
+ * bytes. */
+static void frame_seal(struct room_frame *f, size_t headroom, uint8_t opcode) {
+  unsigned char h[WS_HEADER_MAX];
+  size_t n = 0;
+  h[n++] = (unsigned char)(0x80 | opcode);
+  if (f->len < 126) {
+    h[n++] = (unsigned char)f->len;
+  } else if (f->len <= 0xffff) {
+    h[n++] = 126;
+    h[n++] = (unsigned char)(f->len >> 8);
+    h[n++] = (unsigned char)f->len;
+  } else {
+    h[n++] = 127;
+    for (int shift = 56; shift >= 0; shift -= 8)
+      h[n++] = (unsigned char)((uint64_t)f->len >> shift);
+  }
+  if (headroom < n)
+    return; /* f->hdr stays 0: lws frames it */
+  memcpy(f->base + headroom - n, h, n);
+  f->hdr = (uint8_t)n;
+}
+
+const unsigned char *room_frame_wire(const struct room_frame *f, size_t headroom, size_t *len) {
+  if (!f->hdr)
+    return NULL;
+  *len = f->hdr + f->len;
+  return f->base + headroom - f->hdr;
+}
+
 static struct room_frame *frame_new(const struct room *r, const json_t *msg, bool reply) {
   struct room_frame *f = calloc(1, sizeof(*f));
   if (!f)
@@ -370,6 +403,7 @@ static struct room_frame *frame_new(const struct room *r, const json_t *msg, boo
   }
   f->refs = 1;
   f->reply = reply;
+  frame_seal(f, r->p.headroom, 0x1 /* text */);
   return f;
 }
 
@@ -461,6 +495,12 @@ struct room_frame *room_member_take(struct room_member *m) {
   return f;
 }
 
+struct room_frame *room_member_peek(const struct room_member *m, unsigned i) {
+  if (!m->room || m->kicked || m->dropped_batches || i >= m->count)
+    return NULL;
+  return m->ring[(m->head + i) % ROOM_QUEUE_FRAMES];
+}
+
 bool room_member_has_frames(const struct room_member *m) {
   return !m->kicked && (m->count > 0 || m->dropped_batches > 0);
 }
@@ -529,6 +569,7 @@ static struct room_frame *welcome_frame(struct room *r, const json_t *msg) {
     p[hlen + 1] = '\0';
     f->refs = 1;
     f->reply = true;
+    frame_seal(f, head, 0x1 /* text */);
   }
   free(text);
   return f;
@@ -959,6 +1000,7 @@ void room_tick(struct room *r, int64_t wall_ms) {
       if (fall) {
         enqueue(r, m, fall);
         r->stats.delivered_events += all_count;
+        r->stats.member_ticks++;
       }
       continue;
     }
@@ -971,6 +1013,8 @@ void room_tick(struct room *r, int64_t wall_ms) {
       enqueue(r, m, o->frame);
       r->stats.delivered_events += json_array_size(o->events);
     }
+    if (fview || (o && o->frame))
+      r->stats.member_ticks++;
   }
   for (size_t i = 0; own.count && i < own.cap; i++) {
     room_frame_unref(own.slot[i].frame);
