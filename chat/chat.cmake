@@ -7,6 +7,7 @@ add_library(galarelay_chat STATIC
   ${CMAKE_CURRENT_LIST_DIR}/jwt.c
   ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c
   ${CMAKE_CURRENT_LIST_DIR}/room.c
+  ${CMAKE_CURRENT_LIST_DIR}/fanout.c
   ${CMAKE_CURRENT_LIST_DIR}/chat.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_remote.c)
@@ -16,7 +17,7 @@ target_link_libraries(galarelay_chat PUBLIC
   PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC
   PkgConfig::CRYPTO m)
 
-foreach(t protocol filter jwt ratelimit room)
+foreach(t protocol filter jwt ratelimit room fanout)
   galarelay_unit_test(test_chat_${t}
     SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_${t}.c
     LIBS galarelay_chat)
