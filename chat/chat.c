@@ -1,10 +1,12 @@
 /* chat: the websocket transport, tickets (archive commit, publish, ack),
  * rooms, bus and archive glue, the tick timer, metrics. Requests are in
- * chat_requests.c. See chat.h for the flow. */
+ * chat_requests.c. See chat.h for the flow, and "Writing to members"
+ * below for how frames reach the sockets. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -42,11 +44,126 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
   return NULL;
 }
 
+/* ---- Writing to members
+ *
+ * A member's frames reach its socket through one of two writers, never
+ * both inside one frame:
+ *   - raw (plain TCP: every frame of the member's queue): fanout_write
+ *     sends the shared frames, header included, from the shared buffers
+ *     with one sendmsg on lws_get_socket_fd; no copy, no lws buflist;
+ *   - lws: the handshake, the control frames (ping, pong, close: lws
+ *     writes them itself from its POLLOUT handler, before it calls our
+ *     WRITEABLE), and every frame on a TLS connection (lws_write, one per
+ *     WRITEABLE: the daemon never serves TLS itself, so a fallback only).
+ * The rule that keeps them apart: a raw write starts only when lws holds
+ * nothing for the wsi (lws_partial_buffered), and it always leaves the
+ * stream at a frame boundary. When the kernel takes a frame in part, the
+ * rest of that one frame is handed to lws in the same call (lws_write
+ * LWS_WRITE_HTTP: raw bytes, appended to its buflist: the one userspace
+ * copy left, counted in galarelay_chat_fanout_copied_bytes_total) and the
+ * member waits for WRITEABLE, which lws delivers only once that buflist
+ * is on the wire. So whatever lws writes of its own falls between whole
+ * frames. Resuming the rest from the shared buffer ourselves would save
+ * that copy but cannot be made safe: lws writes a pong, or its keepalive
+ * ping, from its POLLOUT handler before our WRITEABLE callback, with no
+ * hook to hold it back, and it would land inside our frame.
+ *
+ * Pacing: a tick queues its frame to every member (room_tick) and each
+ * member is put on the ready list (op_wake); the idle handle writes
+ * fanout_slice members per turn of the loop (on_fanout_idle), and between
+ * slices libuv polls the sockets: posters' messages are read, archive
+ * completions run, and a reply (ack, error, welcome) is written at once
+ * (write_now) with whatever that member has queued, ahead of the list. */
+
+static void wait_writable(struct chat_conn *conn) {
+  conn->awaiting_writable = true;
+  lws_callback_on_writable(conn->wsi);
+}
+
+/* The rest of a partly sent frame goes to lws (see above). */
+static int spill(struct chat *c, struct chat_conn *conn, struct fanout_tx *tx) {
+  size_t len;
+  const unsigned char *w = room_frame_wire(tx->frame, LWS_PRE, &len);
+  size_t rest = len - tx->off;
+  int n = lws_write(conn->wsi, (unsigned char *)w + tx->off, rest, LWS_WRITE_HTTP);
+  fanout_tx_clear(tx);
+  c->stats.spilled_bytes += rest;
+  return n < 0 ? -1 : 0;
+}
+
+/* The fallback writer (TLS): one frame through lws per WRITEABLE. */
+static int write_through_lws(struct chat *c, struct chat_conn *conn) {
+  struct room_frame *f = room_member_take(&conn->m);
+  if (!f)
+    return 0;
+  int n = lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, LWS_WRITE_TEXT);
+  room_frame_unref(f);
+  c->stats.lws_frames++;
+  if (n < 0)
+    return -1;
+  if (room_member_has_frames(&conn->m))
+    wait_writable(conn);
+  return 0;
+}
+
+/* Write what conn's queue holds now, as far as the socket takes it.
+ * -1: the socket is broken. */
+static int conn_write(struct chat *c, struct chat_conn *conn) {
+  if (!conn->wsi || conn->close_code || conn->awaiting_writable)
+    return 0;
+  if (!conn->raw || lws_partial_buffered(conn->wsi)) {
+    if (room_member_has_frames(&conn->m))
+      wait_writable(conn);
+    return 0;
+  }
+  struct fanout_tx tx = {0};
+  enum fanout_result r =
+      fanout_write(lws_get_socket_fd(conn->wsi), &conn->m, LWS_PRE, &tx, &c->fanout);
+  if (r == FANOUT_ERROR) {
+    fanout_tx_clear(&tx);
+    return -1;
+  }
+  if (r == FANOUT_DONE)
+    return 0;
+  if (tx.frame && spill(c, conn, &tx) < 0)
+    return -1;
+  wait_writable(conn);
+  return 0;
+}
+
+static void close_broken(struct chat_conn *conn) {
+  conn->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION; /* closed at WRITEABLE */
+  lws_callback_on_writable(conn->wsi);
+}
+
+/* A reply goes out now, with what is queued before it, ahead of the list. */
+static void write_now(struct chat *c, struct chat_conn *conn) {
+  fanout_ready_remove(&c->ready, &conn->ready);
+  if (conn_write(c, conn) < 0)
+    close_broken(conn);
+}
+
+static void write_member(void *opaque, struct fanout_link *l) {
+  struct chat_conn *conn = (struct chat_conn *)((char *)l - offsetof(struct chat_conn, ready));
+  if (conn_write(opaque, conn) < 0)
+    close_broken(conn);
+}
+
+static void on_fanout_idle(uv_idle_t *h) {
+  struct chat *c = h->data;
+  c->stats.slices++;
+  if (fanout_ready_run(&c->ready, c->fanout_slice, write_member, c) == 0)
+    uv_idle_stop(h);
+}
+
 /* ---- Replies */
 
 void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
-  if (msg && conn->m.room)
-    room_send(&conn->m, msg);
+  if (msg && conn->m.room && room_send(&conn->m, msg) == 0) {
+    struct chat *c = conn->wsi ? chat_of(conn->wsi) : NULL;
+    if (c)
+      write_now(c, conn);
+  }
   json_decref(msg);
 }
 
@@ -196,6 +313,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     return -1;
   memset(conn, 0, sizeof(*conn));
   conn->wsi = wsi;
+  conn->raw = !lws_is_ssl(wsi) && lws_get_socket_fd(wsi) >= 0;
   conn->slot = slot;
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
@@ -231,6 +349,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     return -1;
   }
   room_send_welcome(slot->room, &conn->m);
+  write_now(c, conn);
   return 0;
 }
 
@@ -264,25 +383,24 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
   return 0;
 }
 
-static int on_writeable(struct chat_conn *conn) {
+/* lws has written what it held (its buflist, its control frames) */
+static int on_writeable(struct chat *c, struct chat_conn *conn) {
+  conn->awaiting_writable = false;
   if (conn->close_code) {
     lws_close_reason(conn->wsi, conn->close_code, NULL, 0);
     return -1;
   }
-  struct room_frame *f = room_member_take(&conn->m);
-  if (!f)
+  if (!c)
     return 0;
-  size_t pre = LWS_PRE;
-  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, LWS_WRITE_TEXT);
-  room_frame_unref(f);
-  if (n < (int)0)
-    return -1;
-  if (room_member_has_frames(&conn->m))
-    lws_callback_on_writable(conn->wsi);
-  return 0;
+  if (!conn->raw)
+    return write_through_lws(c, conn);
+  fanout_ready_remove(&c->ready, &conn->ready);
+  return conn_write(c, conn);
 }
 
-static void on_closed(struct chat_conn *conn) {
+static void on_closed(struct chat *c, struct chat_conn *conn) {
+  if (c) /* without it (stopped), chat_stop took every member off the list */
+    fanout_ready_remove(&c->ready, &conn->ready);
   while (conn->tickets)
     ticket_detach(conn->tickets);
   room_leave(&conn->m);
@@ -315,10 +433,10 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (!conn->wsi)
       return -1;
-    return on_writeable(conn);
+    return on_writeable(c, conn);
   case LWS_CALLBACK_CLOSED:
     if (conn->wsi)
-      on_closed(conn);
+      on_closed(c, conn);
     return 0;
   default:
     return 0;
@@ -336,33 +454,27 @@ const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
 
 /* ---- Room ops */
 
+/* Frames were queued: the member writes in a later slice (pacing, above),
+ * or at WRITEABLE when it waits for one. Asking lws for WRITEABLE for every
+ * member instead would cost two epoll_ctl calls per member per tick (lws
+ * arms and disarms POLLOUT), the largest cost of a 10k-viewer fan-out when
+ * profiled. */
 static void op_wake(void *opaque, struct room_member *m) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
-  if (!conn->wsi)
+  if (!conn->wsi || conn->awaiting_writable || conn->close_code)
     return;
-  /* Fast path for the common case, a viewer keeping up: nothing of ours is
-   * pending in lws for this socket, so write the frame now. Asking for
-   * WRITEABLE instead costs two epoll_ctl calls per member per tick (lws
-   * arms and disarms POLLOUT), which profiled as the largest cost of a
-   * 10k-viewer fan-out. If the kernel takes only part of the frame, lws
-   * keeps the rest and we are back on the WRITEABLE path. */
-  if (!conn->close_code && !lws_partial_buffered(conn->wsi)) {
-    /* on_writeable asks for WRITEABLE itself while frames remain */
-    if (on_writeable(conn) < 0) {
-      conn->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION; /* broken socket: close there */
-      lws_callback_on_writable(conn->wsi);
-    }
-    return;
-  }
-  lws_callback_on_writable(conn->wsi);
+  fanout_ready_add(&c->ready, &conn->ready);
+  if (!uv_is_active((uv_handle_t *)&c->fanout_idle))
+    uv_idle_start(&c->fanout_idle, on_fanout_idle);
 }
 
 static void op_kick(void *opaque, struct room_member *m, int code, const char *reason) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
   if (!conn->wsi)
     return;
+  fanout_ready_remove(&c->ready, &conn->ready);
   log_info("chat", "closing member channel=%s addr=%s reason=%s", room_channel(m->room),
            m->addr, reason);
   conn->close_code = code;
@@ -504,9 +616,11 @@ static void sync_rooms(struct chat *c, const struct config *cfg) {
 
 /* ---- Entry points */
 
+/* the tick timer's and the idle handle's close callback: the second frees */
 static void chat_free(uv_handle_t *h) {
   struct chat *c = h->data;
-  free(c);
+  if (--c->open_handles == 0)
+    free(c);
 }
 
 struct chat *chat_start(struct app *app) {
@@ -535,6 +649,11 @@ struct chat *chat_start(struct app *app) {
   sync_rooms(c, cfg);
   uv_timer_init(app->loop, &c->tick);
   c->tick.data = c;
+  fanout_ready_init(&c->ready);
+  uv_idle_init(app->loop, &c->fanout_idle);
+  c->fanout_idle.data = c;
+  c->fanout_slice = (size_t)cfg->chat.fanout_slice;
+  c->open_handles = 2;
   uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
   log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
   return c;
@@ -548,13 +667,17 @@ void chat_reload(struct chat *c, const struct config *cfg) {
   filter_set_file(c->filter, cfg->chat.banned_words_file);
   sync_rooms(c, cfg);
   uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
+  c->fanout_slice = (size_t)cfg->chat.fanout_slice;
 }
 
-/* At stop: write what is queued now (the last acks), the socket buffers it. */
+/* At stop: write what is queued now (the last acks); what the socket does
+ * not take goes to lws, after what it holds, and out before the close. */
 static void flush_member(void *opaque, struct room_member *m) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
   struct room_frame *f;
+  if (conn->raw && conn_write(c, conn) < 0)
+    return;
   while (conn->wsi && (f = room_member_take(m))) {
     lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, LWS_WRITE_TEXT);
     room_frame_unref(f);
@@ -577,7 +700,7 @@ void chat_stop(struct chat *c) {
     if (c->app->stopping) /* main destroyed the lws context first: members are gone */
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
-    room_for_each_member(slot->room, flush_member, NULL);
+    room_for_each_member(slot->room, flush_member, c);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
   /* members leave in their close callbacks, which find app->chat NULL and
@@ -590,11 +713,34 @@ void chat_stop(struct chat *c) {
   c->bus = NULL;
   filter_close(c->filter);
   c->filter = NULL;
+  while (c->ready.count) /* members that close later find no chat: unlink them now */
+    fanout_ready_remove(&c->ready, c->ready.head.next);
   uv_timer_stop(&c->tick);
   uv_close((uv_handle_t *)&c->tick, chat_free);
+  uv_close((uv_handle_t *)&c->fanout_idle, chat_free);
 }
 
 /* ---- Metrics and API */
+
+/* The write path: sends per member-tick (sends / member_ticks) and the
+ * bytes copied per delivered event (copied / delivered events) are what
+ * the chat benchmark prints. */
+static void fanout_metrics(const struct chat *c, struct buf *out) {
+  static const char *const help[][3] = {
+      {"galarelay_chat_fanout_sends_total", "counter", "System calls that wrote frames to members' sockets"},
+      {"galarelay_chat_fanout_blocked_total", "counter", "Writes the kernel refused (socket buffer full)"},
+      {"galarelay_chat_fanout_bytes_total", "counter", "Bytes the kernel accepted from the fan-out writer"},
+      {"galarelay_chat_fanout_copied_bytes_total", "counter", "Bytes copied in userspace: rests of partly sent frames handed to lws"},
+      {"galarelay_chat_fanout_lws_frames_total", "counter", "Frames written through lws_write instead (TLS)"},
+      {"galarelay_chat_fanout_slices_total", "counter", "Fan-out slices run (one per loop turn while members wait)"},
+      {"galarelay_chat_fanout_ready", "gauge", "Members waiting for a fan-out slice"},
+  };
+  const uint64_t v[] = {c->fanout.sends, c->fanout.blocked, c->fanout.bytes, c->stats.spilled_bytes,
+                        c->stats.lws_frames, c->stats.slices, (uint64_t)c->ready.count};
+  for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++)
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", help[k][0], help[k][2], help[k][0],
+               help[k][1], help[k][0], (unsigned long long)v[k]);
+}
 
 void chat_metrics(const struct chat *c, struct buf *out) {
   static const struct {
@@ -609,6 +755,7 @@ void chat_metrics(const struct chat *c, struct buf *out) {
       {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
       {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
       {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
+      {"galarelay_chat_member_ticks_total", "counter", "Members queued frames by a tick, summed over ticks"},
   };
   for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
@@ -652,6 +799,10 @@ void chat_metrics(const struct chat *c, struct buf *out) {
         buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
                    (unsigned long long)st.hello_refused);
         break;
+      case 9:
+        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
+                   (unsigned long long)st.member_ticks);
+        break;
       }
     }
   }
@@ -666,6 +817,7 @@ void chat_metrics(const struct chat *c, struct buf *out) {
              "galarelay_chat_connections_total %llu\n",
              (unsigned long long)c->stats.bad_utf8, (unsigned long long)c->stats.oversize,
              (unsigned long long)c->stats.bad_request, (unsigned long long)c->stats.connections);
+  fanout_metrics(c, out);
   if (c->filter) {
     struct filter_stats fs;
     filter_get_stats(c->filter, &fs);

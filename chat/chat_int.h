@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "chat/bus.h"
+#include "chat/fanout.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
@@ -42,8 +43,18 @@ struct chat {
   struct chat_room rooms[CHAT_ROOMS_MAX];
   uint64_t next_conn_id;
   bool stopping;
+  /* the fan-out's pacing (fanout.h): members with frames to write, a slice
+   * of them per turn of the loop while the idle handle runs */
+  struct fanout_ready ready;
+  uv_idle_t fanout_idle;
+  size_t fanout_slice;
+  int open_handles; /* tick and fanout_idle: freed when both closed */
+  struct fanout_stats fanout;
   struct {
     uint64_t connections, bad_utf8, oversize, bad_request, refused_join;
+    uint64_t slices;        /* fan-out slices run */
+    uint64_t spilled_bytes; /* rests of partly sent frames handed to lws (copied) */
+    uint64_t lws_frames;    /* frames written through lws_write (not raw) */
   } stats;
 };
 
@@ -57,6 +68,11 @@ struct chat_conn {
   size_t rx_len;
   bool rx_binary;
   int close_code; /* set: close at the next writable callback */
+  /* the write path (chat.c, "Writing to members") */
+  struct fanout_link ready; /* in chat.ready: frames to write */
+  struct fanout_tx tx;      /* a raw frame partly sent: finish before anything else */
+  bool raw;                 /* plain TCP: frames go to the socket ourselves */
+  bool awaiting_writable;   /* lws holds bytes, or the kernel is full: wait for WRITEABLE */
   struct ticket *tickets;
   /* who this moderator is in the moderation log and the archive: the
    * token's short id (token:1a2b3c4d) or the JWT's sub; never the token */

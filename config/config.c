@@ -138,6 +138,7 @@ static const struct key_def keys[] = {
     {SEC_CHAT, "addr_burst", KT_INT, CFG(chat.addr_burst), 1, 100000},
     {SEC_CHAT, "max_connections_per_addr", KT_INT, CFG(chat.max_connections_per_addr), 1, 1000000},
     {SEC_CHAT, "tick_ms", KT_INT, CFG(chat.tick_ms), 10, 1000},
+    {SEC_CHAT, "fanout_slice", KT_INT, CFG(chat.fanout_slice), 1, 1000000},
     {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824},
     {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824},
     {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000},
@@ -235,6 +236,7 @@ void config_defaults(struct config *cfg) {
   cfg->chat.addr_burst = 30;
   cfg->chat.max_connections_per_addr = 50;
   cfg->chat.tick_ms = 50;
+  cfg->chat.fanout_slice = 256;
   cfg->chat.queue_soft_bytes = 256 * 1024;
   cfg->chat.queue_hard_bytes = 1024 * 1024;
   cfg->chat.viewer_events_per_sec = 100;
