@@ -16,8 +16,14 @@
 #
 #   bench/chat_bench.sh [BUILD_DIR]          # default BUILD_DIR: build/
 #   VIEWERS=10000 RATE=200 bench/chat_bench.sh build
+#   SIZES="1000 5000 10000" POSTERS=10 bench/chat_bench.sh build   # the summary table
 #
-# Environment: VIEWERS (1000), POSTERS (20), RATE (comments/s in total, 200),
+# Environment: SIZES (a list of viewer counts: the whole bench once per
+# size, then one summary table over all: per size and server delivered %,
+# acked/posted, p50/p99 delivery and p99 ack latency, events per server
+# CPU-second, KiB per idle viewer, and for galarelay the fan-out's sends per
+# member per tick and bytes copied in userspace per delivered event, read
+# from its /metrics), VIEWERS (1000), POSTERS (20), RATE (comments/s in total, 200),
 # DURATION (s, 20), SERVERS ("galarelay node-batched go node": which to run,
 # in this order), SETTLE (s
 # idle before the storm, 3), DRAIN (s, 2: at least this long after the last
@@ -84,6 +90,22 @@ fi
 
 source "$src/bench/lib.sh"
 bench_binaries
+
+# SIZES: this script once per size (its own table each), then the summary.
+if [[ -n ${SIZES:-} && -z ${CHAT_BENCH_REPORTS:-} ]]; then
+  reports_dir=$(mktemp -d "${TMPDIR:-/tmp}/galarelay-chatbench-sizes-XXXXXX")
+  rc=0
+  for n in $SIZES; do
+    say "=== $n viewers"
+    mkdir -p "$reports_dir/$n"
+    CHAT_BENCH_REPORTS=$reports_dir/$n VIEWERS=$n CHAT_LOAD=$CHAT_LOAD GALARELAY_BIN=$GALARELAY_BIN \
+      bash "${BASH_SOURCE[0]}" "$build" || rc=1
+  done
+  echo
+  node "$src/bench/chat_table.mjs" --summary "$reports_dir"/*/*.json || rc=1
+  rm -rf "$reports_dir"
+  exit $rc
+fi
 
 bench_fd_limit $((VIEWERS + POSTERS + 256)) # 10k sockets per side
 
@@ -159,6 +181,10 @@ for i in $(seq 150); do
   sleep 0.1
 done
 run_load galarelay "$http" "$gpid" || failed=1
+# the fan-out's own counters, beside what chat_load measured
+if curl -fsS "http://127.0.0.1:$http/metrics" >"$tmp/galarelay.metrics" 2>/dev/null && [[ -f $tmp/galarelay.json ]]; then
+  node "$src/bench/chat_table.mjs" --merge-metrics "$tmp/galarelay.json" "$tmp/galarelay.metrics" || failed=1
+fi
 if ! kill -0 "$gpid" 2>/dev/null; then
   say "galarelay died during the run:"; tail -20 "$tmp/galarelay.log" >&2; failed=1
 fi
@@ -218,6 +244,7 @@ for peer in $SERVERS; do
 done
 if (( ${#reports[@]} > 0 )); then
   node "$src/bench/chat_table.mjs" "${reports[@]}"
+  if [[ -n ${CHAT_BENCH_REPORTS:-} ]]; then cp "${reports[@]}" "$CHAT_BENCH_REPORTS/"; fi
 fi
 
 # The smoke load is far below what either server handles: every comment
