@@ -3,7 +3,7 @@
  * test pattern in real time with libx264 at two sizes (keyframes forced
  * every segment_duration on both, as the pipeline does) and a tone with
  * FFmpeg's AAC encoder, through the real packagers and store, served by
- * relay/http.c on libwebsockets as in the daemon.
+ * core/http.c on libwebsockets as in the daemon.
  *
  *   hls_serve [PORT] [SECONDS]      then: tests/integration/hls_check.py \
  *                                         http://127.0.0.1:PORT/hls/gala/master.m3u8
@@ -20,11 +20,11 @@
 #include <libavutil/opt.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/http.h"
-#include "relay/log.h"
-#include "transcoder/hls_http.h"
-#include "transcoder/hls_packager.h"
+#include "core/app.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "transcoder/hls/hls_http.h"
+#include "transcoder/hls/hls_packager.h"
 
 #define VIDEOS 2
 static const int sizes[VIDEOS][2] = {{640, 360}, {320, 180}};

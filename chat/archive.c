@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 
 #include "config/config.h"
-#include "relay/buf.h"
-#include "relay/log.h"
+#include "core/buf.h"
+#include "core/log.h"
 
 #define ARCHIVE_NSTR 7
 

@@ -17,8 +17,8 @@
 #include "chat/bus_envelope.h"
 #include "chat/redis_uv.h"
 #include "config/config.h"
-#include "relay/buf.h"
-#include "relay/log.h"
+#include "core/buf.h"
+#include "core/log.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000

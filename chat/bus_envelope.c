@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "relay/buf.h"
+#include "core/buf.h"
 
 #define MAC_LEN 32
 #define TS_MAX 999999999999999ull /* 15 digits: year 33658 */

@@ -20,11 +20,12 @@
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
-#include "relay/http.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
+#include "core/app.h"
+#include "core/buf.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/memguard.h"
+#include "core/netaddr.h"
 
 int64_t chat__wall_ms(void) {
   struct timespec ts;
@@ -318,10 +319,10 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
   /* X-Forwarded-For only from the configured proxy; limits and bans by
-   * the /64 for IPv6 (room_addr_key) */
+   * the /64 for IPv6 (netaddr_client_key) */
   char addr[INET6_ADDRSTRLEN + 8];
   http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
-  room_addr_key(addr, conn->m.addr, sizeof(conn->m.addr));
+  netaddr_client_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);

@@ -9,7 +9,7 @@
  * its ack. Rooms receive events only from the bus and send them in batches
  * every chat.tick_ms.
  *
- * Entry points for main (relay/subsystems.c), all on the loop thread:
+ * Entry points for main (daemon/subsystems.c), all on the loop thread:
  *   chat_start before the lws context exists (the protocol is static),
  *   chat_protocol() first in the protocols array, chat_reload after a new
  *   config is in app->cfg, chat_stop on SIGTERM (set app->chat = NULL after

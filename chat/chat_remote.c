@@ -15,7 +15,7 @@
 
 #include "chat/archive.h"
 #include "chat/chat_int.h"
-#include "relay/log.h"
+#include "core/log.h"
 
 struct remote_ban {
   struct chat *c;

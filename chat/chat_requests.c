@@ -12,8 +12,8 @@
 #include "chat/chat_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
-#include "relay/app.h"
-#include "relay/log.h"
+#include "core/app.h"
+#include "core/log.h"
 
 /* ---- hello */
 

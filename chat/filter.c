@@ -8,7 +8,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "relay/log.h"
+#include "core/log.h"
 
 /* ---- Normalising */
 

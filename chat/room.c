@@ -2,7 +2,6 @@
  * per-tick fan-out of one channel (see room.h for the queue policy). */
 #include "chat/room.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1029,20 +1028,6 @@ void room_tick(struct room *r, int64_t wall_ms) {
 }
 
 /* ---- Addresses */
-
-void room_addr_key(const char *addr, char *out, size_t len) {
-  struct in6_addr a6;
-  char text[INET6_ADDRSTRLEN];
-  if (strchr(addr, ':') && inet_pton(AF_INET6, addr, &a6) == 1 &&
-      !IN6_IS_ADDR_V4MAPPED(&a6)) {
-    memset(a6.s6_addr + 8, 0, 8);
-    if (inet_ntop(AF_INET6, &a6, text, sizeof(text))) {
-      snprintf(out, len, "%s/64", text);
-      return;
-    }
-  }
-  snprintf(out, len, "%s", addr);
-}
 
 /* ---- Loading and lookups */
 

@@ -170,12 +170,8 @@ void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_m
 
 /* ---- Replies (unicast, never dropped) */
 int room_send(struct room_member *m, const json_t *msg);
-/* The address a member is limited and banned by (room_member.addr): an
- * IPv4 address as it is, an IPv6 address as its /64 ("2001:db8:1:2::/64"):
- * one subscriber line gets a whole /64 and could otherwise take a fresh
- * address for every connection, comment or ban. Anything unparsable is
- * kept as it is. */
-void room_addr_key(const char *addr, char *out, size_t len);
+/* room_member.addr, the address a member is limited and banned by, is the
+ * client key of core/netaddr.h: an IPv6 member by its /64. */
 
 /* welcome: the user, the state and the history (docs/protocol.md); a moderator's also
  * has the held queue and the banned words (at most ROOM_WELCOME_WORDS_MAX,

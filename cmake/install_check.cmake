@@ -2,7 +2,7 @@
 # with `cmake -P`. It checks that the install rules put each part where the
 # running system looks for it, the way a Debian package lays it out:
 #
-#   /usr/bin/galarelay                      relay/daemon.cmake
+#   /usr/bin/galarelay                      daemon/CMakeLists.txt
 #   /etc/galarelay/galarelay.conf           CMakeLists.txt (a conffile)
 #   /usr/share/galarelay/web/               web/vendor.cmake (the daemon's
 #                                           default web root, config/CMakeLists.txt)

@@ -24,7 +24,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "relay/log.h"
+#include "core/log.h"
 
 #ifndef GALARELAY_BUILD_WEB_ROOT
 #define GALARELAY_BUILD_WEB_ROOT ""

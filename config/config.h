@@ -55,91 +55,103 @@ struct config_rung {
   int priority;      /* lower sheds first under overload */
 };
 
+struct config_server {
+  struct config_addr http_listen;
+  struct config_addr rtmp_listen;
+  char state_dir[512];
+  char web_root[512];
+  int log_level;          /* enum log_level */
+  int max_http_connections;
+  char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
+  char allowed_origins[1024]; /* websocket Origins besides the same origin; "*" = any */
+  int memory_limit_mb;    /* 0 = no ceiling */
+  double shutdown_timeout; /* seconds */
+};
+
+struct config_rtmp {
+  double handshake_timeout; /* seconds */
+  double idle_timeout;      /* seconds without data before a peer is dropped */
+  uint32_t max_chunk_size;
+  uint32_t max_message_size;
+  int max_connections;
+  int max_unauthenticated_per_address; /* not yet publishing or playing */
+  int publisher_reserve;   /* slots players never take, beyond one per stream key */
+  double offline_player_timeout; /* a player waits this long for an offline channel */
+  double publisher_takeover; /* a silent live publisher is replaced after this */
+  size_t player_queue_bytes;  /* per RTMP player; past it skip to next keyframe */
+  double push_retry_max;      /* seconds, restream backoff ceiling */
+};
+
+struct config_hls {
+  double part_duration;    /* seconds */
+  double segment_duration; /* seconds */
+  int window_segments;     /* per rendition in memory */
+  char record_dir[512];    /* "" = no mirror on disk */
+  double block_timeout;    /* seconds a blocking reload may be parked */
+  int max_parked_per_address; /* blocking requests waiting per client address; 0 = no bound */
+};
+
+struct config_transcoder {
+  struct config_rung rungs[CONFIG_MAX_RUNGS];
+  int rung_count;
+  bool source_passthrough;
+  int threads;          /* encoder threads per rung, 0 = auto */
+  int latency_frames;   /* encoder delay budget in frames */
+  int audio_bitrate;    /* kbit/s, when audio must be re-encoded */
+  int queue_frames;     /* per rung input queue bound */
+};
+
+struct config_chat {
+  struct config_tokens moderator_tokens; /* moderators of every channel */
+  char auth_secret[256];
+  bool require_token;
+  int history;
+  int max_comment_length; /* code points */
+  int max_frame_bytes;
+  double user_rate;  /* comments per second, token bucket refill */
+  int user_burst;
+  double addr_rate;
+  int addr_burst;
+  int max_connections_per_addr;
+  int tick_ms;
+  int fanout_slice; /* members written per turn of the loop */
+  size_t queue_soft_bytes; /* past it a member loses its oldest batches */
+  size_t queue_hard_bytes; /* past it a member is closed */
+  int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
+  double hello_rate;      /* hellos per second per connection (refill) */
+  int hello_burst;
+  double hello_addr_rate; /* hellos per second per address (refill) */
+  int hello_addr_burst;
+  char banned_words_file[512];
+  bool filter_hold;       /* banned word: hold for review instead of refusing */
+  int archive_commit_ms;
+  int archive_batch;
+  int max_combining;      /* combining marks kept per base character */
+};
+
+struct config_redis {
+  char url[256];    /* may hold a password: never logged */
+  char prefix[64];
+  char secret[256]; /* HMAC key of events between nodes; required with url */
+};
+
 struct config {
   char path[512]; /* the file it came from; "" = built-in defaults */
 
-  struct {
-    struct config_addr http_listen;
-    struct config_addr rtmp_listen;
-    char state_dir[512];
-    char web_root[512];
-    int log_level;          /* enum log_level */
-    int max_http_connections;
-    char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
-    char allowed_origins[1024]; /* websocket Origins besides the same origin; "*" = any */
-    int memory_limit_mb;    /* 0 = no ceiling */
-    double shutdown_timeout; /* seconds */
-  } server;
+  struct config_server server;
 
-  struct {
-    double handshake_timeout; /* seconds */
-    double idle_timeout;      /* seconds without data before a peer is dropped */
-    uint32_t max_chunk_size;
-    uint32_t max_message_size;
-    int max_connections;
-    int max_unauthenticated_per_address; /* not yet publishing or playing */
-    int publisher_reserve;   /* slots players never take, beyond one per stream key */
-    double offline_player_timeout; /* a player waits this long for an offline channel */
-    double publisher_takeover; /* a silent live publisher is replaced after this */
-    size_t player_queue_bytes;  /* per RTMP player; past it skip to next keyframe */
-    double push_retry_max;      /* seconds, restream backoff ceiling */
-  } rtmp;
+  struct config_rtmp rtmp;
 
   struct config_channel channels[CONFIG_MAX_CHANNELS];
   int channel_count;
 
-  struct {
-    double part_duration;    /* seconds */
-    double segment_duration; /* seconds */
-    int window_segments;     /* per rendition in memory */
-    char record_dir[512];    /* "" = no mirror on disk */
-    double block_timeout;    /* seconds a blocking reload may be parked */
-    int max_parked_per_address; /* blocking requests waiting per client address; 0 = no bound */
-  } hls;
+  struct config_hls hls;
 
-  struct {
-    struct config_rung rungs[CONFIG_MAX_RUNGS];
-    int rung_count;
-    bool source_passthrough;
-    int threads;          /* encoder threads per rung, 0 = auto */
-    int latency_frames;   /* encoder delay budget in frames */
-    int audio_bitrate;    /* kbit/s, when audio must be re-encoded */
-    int queue_frames;     /* per rung input queue bound */
-  } transcoder;
+  struct config_transcoder transcoder;
 
-  struct {
-    struct config_tokens moderator_tokens; /* moderators of every channel */
-    char auth_secret[256];
-    bool require_token;
-    int history;
-    int max_comment_length; /* code points */
-    int max_frame_bytes;
-    double user_rate;  /* comments per second, token bucket refill */
-    int user_burst;
-    double addr_rate;
-    int addr_burst;
-    int max_connections_per_addr;
-    int tick_ms;
-    int fanout_slice; /* members written per turn of the loop */
-    size_t queue_soft_bytes; /* past it a member loses its oldest batches */
-    size_t queue_hard_bytes; /* past it a member is closed */
-    int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
-    double hello_rate;      /* hellos per second per connection (refill) */
-    int hello_burst;
-    double hello_addr_rate; /* hellos per second per address (refill) */
-    int hello_addr_burst;
-    char banned_words_file[512];
-    bool filter_hold;       /* banned word: hold for review instead of refusing */
-    int archive_commit_ms;
-    int archive_batch;
-    int max_combining;      /* combining marks kept per base character */
-  } chat;
+  struct config_chat chat;
 
-  struct {
-    char url[256];    /* may hold a password: never logged */
-    char prefix[64];
-    char secret[256]; /* HMAC key of events between nodes; required with url */
-  } redis;
+  struct config_redis redis;
 
   /* Where some keys were set (0 = built-in default), for messages of
    * cross-key checks. */

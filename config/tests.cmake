@@ -7,6 +7,6 @@ target_compile_definitions(test_config PRIVATE GALARELAY_SOURCE_DIR="${CMAKE_SOU
 
 galarelay_fuzz_target(fuzz_config
   SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c ${CMAKE_SOURCE_DIR}/config/config.c
-          ${CMAKE_SOURCE_DIR}/relay/log.c
+          ${CMAKE_SOURCE_DIR}/core/log.c
   LIBS PkgConfig::INIH m
   CORPUS ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/fuzz_config)

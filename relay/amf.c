@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "relay/buf.h"
+#include "core/buf.h"
 
 void amf_reader_init(struct amf_reader *r, const void *data, size_t len) {
   r->data = data;

@@ -52,9 +52,9 @@
 
 #include "config/config.h"
 #include "relay/amf.h"
-#include "relay/app.h"
-#include "relay/buf.h"
-#include "relay/log.h"
+#include "core/app.h"
+#include "core/buf.h"
+#include "core/log.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_push.h"
 

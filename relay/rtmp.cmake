@@ -27,17 +27,17 @@ galarelay_unit_test(test_rtmp_door SOURCES ${rtmp_tests}/test_rtmp_door.c LIBS g
 set(rtmp_fuzz ${CMAKE_SOURCE_DIR}/tests/fuzz)
 set(rtmp_src ${CMAKE_CURRENT_LIST_DIR})
 galarelay_fuzz_target(fuzz_rtmp_chunk
-  SOURCES ${rtmp_fuzz}/fuzz_rtmp_chunk.c ${rtmp_src}/rtmp_chunk.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+  SOURCES ${rtmp_fuzz}/fuzz_rtmp_chunk.c ${rtmp_src}/rtmp_chunk.c ${CMAKE_SOURCE_DIR}/core/buf.c
   LIBS PkgConfig::FFMPEG CORPUS ${rtmp_fuzz}/corpus/fuzz_rtmp_chunk)
 galarelay_fuzz_target(fuzz_amf
-  SOURCES ${rtmp_fuzz}/fuzz_amf.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+  SOURCES ${rtmp_fuzz}/fuzz_amf.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/core/buf.c
   CORPUS ${rtmp_fuzz}/corpus/fuzz_amf)
 galarelay_fuzz_target(fuzz_flv
   SOURCES ${rtmp_fuzz}/fuzz_flv.c ${rtmp_src}/flv.c
   LIBS PkgConfig::FFMPEG CORPUS ${rtmp_fuzz}/corpus/fuzz_flv)
 galarelay_fuzz_target(fuzz_rtmp_session
   SOURCES ${rtmp_fuzz}/fuzz_rtmp_session.c ${rtmp_src}/rtmp_session.c ${rtmp_src}/rtmp_chunk.c
-          ${rtmp_src}/rtmp_handshake.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/relay/buf.c
+          ${rtmp_src}/rtmp_handshake.c ${rtmp_src}/amf.c ${CMAKE_SOURCE_DIR}/core/buf.c
   LIBS PkgConfig::FFMPEG PkgConfig::CRYPTO CORPUS ${rtmp_fuzz}/corpus/fuzz_rtmp_session)
 
 # The server on the loop, channels (the fan-out point) and restream.

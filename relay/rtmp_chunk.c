@@ -10,7 +10,7 @@
 
 #include <libavutil/buffer.h>
 
-#include "relay/buf.h"
+#include "core/buf.h"
 
 #define EXT_TS 0xffffffu
 #define FIRST_ALLOC 65536u

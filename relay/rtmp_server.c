@@ -16,12 +16,13 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
+#include "core/app.h"
+#include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/flv.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
+#include "core/log.h"
+#include "core/memguard.h"
+#include "core/netaddr.h"
 #include "relay/rtmp_door.h"
 #include "relay/rtmp_session.h"
 
@@ -666,19 +667,6 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
-/* The door groups an IPv6 peer by its /64, the block one host or home
- * usually gets (as the chat's per-address limits do): a peer choosing
- * among its 2^64 addresses is still one address to the door. */
-static void conn_ip6_group(struct rtmp_conn *c, const struct sockaddr_in6 *sa) {
-  if (IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr))
-    return;
-  struct sockaddr_in6 net = *sa;
-  memset(&net.sin6_addr.s6_addr[8], 0, 8);
-  char ip[INET6_ADDRSTRLEN];
-  if (uv_ip6_name(&net, ip, sizeof ip) == 0)
-    snprintf(c->ip, sizeof c->ip, "%s/64", ip);
-}
-
 static void srv_on_connection(uv_stream_t *server, int status) {
   struct rtmp_server *srv = server->data;
   if (status < 0 || srv->stopping)
@@ -716,9 +704,9 @@ static void srv_on_connection(uv_stream_t *server, int status) {
       port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
       snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
     }
-    snprintf(c->ip, sizeof c->ip, "%s", ip);
-    if (ss.ss_family == AF_INET6)
-      conn_ip6_group(c, (struct sockaddr_in6 *)&ss);
+    /* the door groups an IPv6 peer by its /64, as every per-address
+     * rule does: a peer choosing among its 2^64 addresses is one address */
+    netaddr_client_key(ip, c->ip, sizeof c->ip);
   }
   const struct config *cfg = srv->app->cfg;
   if (rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_UNAUTH, c->ip, srv_now(srv)) < 0 || !srv_admit(srv, c)) {

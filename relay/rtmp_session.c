@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "relay/amf.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "relay/rtmp_handshake.h"
 
 struct rtmp_session {

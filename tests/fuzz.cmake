@@ -2,11 +2,11 @@
 # handler so that they can be fuzzed alone (cmake/testing.cmake).
 set(fuzz_dir ${CMAKE_SOURCE_DIR}/tests/fuzz)
 
-# X-Forwarded-For (relay/http_xff.c) and the /hls/ path and query
-# (transcoder/hls_url.c): what every HTTP request brings.
+# X-Forwarded-For (core/http_xff.c) and the /hls/ path and query
+# (transcoder/hls/hls_url.c): what every HTTP request brings.
 galarelay_fuzz_target(fuzz_http_parse
-  SOURCES ${fuzz_dir}/fuzz_http_parse.c ${CMAKE_SOURCE_DIR}/relay/http_xff.c
-          ${CMAKE_SOURCE_DIR}/transcoder/hls_url.c
+  SOURCES ${fuzz_dir}/fuzz_http_parse.c ${CMAKE_SOURCE_DIR}/core/http_xff.c
+          ${CMAKE_SOURCE_DIR}/transcoder/hls/hls_url.c
   CORPUS ${fuzz_dir}/corpus/fuzz_http_parse)
 
 # The viewers' JWTs (chat/jwt.c).

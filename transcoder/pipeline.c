@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "relay/channel.h"
-#include "relay/log.h"
+#include "core/log.h"
 #include "transcoder/pipeline_int.h"
 
 /* ---- timeline: begin, end ---- */

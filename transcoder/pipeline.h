@@ -35,7 +35,7 @@
 
 #include <libavcodec/avcodec.h>
 
-#include "transcoder/hls_store.h"
+#include "transcoder/hls/hls_store.h"
 #include "transcoder/ladder.h"
 
 struct config;

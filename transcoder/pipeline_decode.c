@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "relay/channel.h"
-#include "relay/log.h"
-#include "relay/memguard.h"
+#include "core/log.h"
+#include "core/memguard.h"
 #include "transcoder/pipeline_int.h"
 
 /* ---- video: overload policy, scaling, hand-off to the rungs ---- */

@@ -9,7 +9,7 @@
 
 #include <libavutil/opt.h>
 
-#include "relay/log.h"
+#include "core/log.h"
 #include "transcoder/pipeline_int.h"
 
 /* ---- bounded queue ---- */

@@ -22,7 +22,7 @@
 #include <libavutil/samplefmt.h>
 #include <libavutil/time.h>
 
-#include "relay/log.h"
+#include "core/log.h"
 #include "transcoder/slate_picture.h"
 
 struct slate_rend {

@@ -23,7 +23,7 @@
 
 #include <libavcodec/avcodec.h>
 
-#include "transcoder/hls_store.h"
+#include "transcoder/hls/hls_store.h"
 
 #define SLATE_SAMPLE_RATE 48000
 #define SLATE_AAC_FRAME 1024 /* samples per AAC frame */

@@ -18,7 +18,7 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
-#include "relay/log.h"
+#include "core/log.h"
 
 /* Fonts in the order tried: CJK first (Debian's fonts-noto-cjk), DejaVu
  * (fonts-dejavu-core: Latin only, the Chinese line shows as boxes). */

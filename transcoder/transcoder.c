@@ -30,12 +30,12 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
+#include "core/app.h"
+#include "core/buf.h"
 #include "relay/channel.h"
-#include "relay/log.h"
-#include "transcoder/hls_packager.h"
-#include "transcoder/hls_store.h"
+#include "core/log.h"
+#include "transcoder/hls/hls_packager.h"
+#include "transcoder/hls/hls_store.h"
 #include "transcoder/ladder.h"
 #include "transcoder/pipeline.h"
 #include "transcoder/slate.h"

@@ -1,7 +1,7 @@
 # transcoder/transcoder.cmake: the ladder, the per-channel pipeline threads
 # (decode once, scale, x264 per rung, audio shared) and the loop-side
 # transcoder that attaches a pipeline to each channel. Feeds the packager of
-# hls.cmake (galarelay_hls).
+# hls/ (galarelay_hls).
 find_package(Threads REQUIRED)
 
 add_library(galarelay_transcoder STATIC

@@ -18,7 +18,7 @@
 
 #include "chat/bus_envelope.h"
 #include "config/config.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "chat/room.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,6 +1,6 @@
 /* fuzz_http_parse: the socket-free parsers of HTTP requests from outside:
- * the X-Forwarded-For header (relay/http_xff.c) and the "/hls/" path and
- * query (transcoder/hls_url.c).
+ * the X-Forwarded-For header (core/http_xff.c) and the "/hls/" path and
+ * query (transcoder/hls/hls_url.c).
  *
  * Input: first byte picks the parser (and, for X-Forwarded-For, the size
  * of the output buffer); the rest is the text, NUL-terminated as lws hands
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/http_xff.h"
+#include "core/http_xff.h"
 #include "tests/fuzz/fuzz_text.h"
-#include "transcoder/hls_url.h"
+#include "transcoder/hls/hls_url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

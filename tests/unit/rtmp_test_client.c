@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "relay/amf.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_handshake.h"
 

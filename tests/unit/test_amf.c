@@ -10,7 +10,7 @@
 #include "tests/unit/test_main.h"
 
 #include "relay/amf.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 
 static void test_roundtrip_values(void **state) {
   (void)state;

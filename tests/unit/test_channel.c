@@ -17,8 +17,8 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
+#include "core/app.h"
+#include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
 

@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "chat/archive.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 
 struct fixture {
   char dir[64];

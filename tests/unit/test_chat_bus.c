@@ -18,7 +18,7 @@
 #include "chat/bus.h"
 #include "chat/bus_envelope.h"
 #include "config/config.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 
 struct sink {
   struct bus *bus;

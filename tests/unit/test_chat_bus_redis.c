@@ -31,7 +31,7 @@
 
 #include "chat/bus.h"
 #include "chat/bus_envelope.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "config/config.h"
 
 #define MAXGOT 256

@@ -517,25 +517,6 @@ static void test_sampling_many_senders(void **state) {
   room_free(r);
 }
 
-static void test_addr_key(void **state) {
-  (void)state;
-  char out[80];
-  const char *cases[][2] = {
-      {"203.0.113.7", "203.0.113.7"},
-      {"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
-      {"2001:db8:1:2::1", "2001:db8:1:2::/64"},
-      {"2001:db8:1:3::1", "2001:db8:1:3::/64"}, /* another line */
-      {"::1", "::/64"},
-      {"::ffff:203.0.113.7", "::ffff:203.0.113.7"}, /* IPv4-mapped: its own address */
-      {"unknown", "unknown"},
-      {"2001:db8::zz", "2001:db8::zz"},
-  };
-  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    room_addr_key(cases[i][0], out, sizeof(out));
-    assert_string_equal(out, cases[i][1]);
-  }
-}
-
 /* Two welcomes with no change of the history between them share one
  * serialisation of it (built once); a new comment makes a new one. */
 static void test_welcome_shares_history(void **state) {
@@ -677,7 +658,6 @@ int main(void) {
       cmocka_unit_test(test_moderation_events), cmocka_unit_test(test_slow_member),
       cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_sampling_many_senders),
-      cmocka_unit_test(test_addr_key),
       cmocka_unit_test(test_welcome_shares_history),
       cmocka_unit_test(test_hello_rate_limit),
       cmocka_unit_test(test_refusals_make_no_entries),

@@ -1,5 +1,5 @@
-/* Unit tests for transcoder/hls_http: the /hls/ route against a fake
- * relay/http (http_respond records the answer, http_park the parking), on a
+/* Unit tests for transcoder/hls/hls_http: the /hls/ route against a fake
+ * core/http (http_respond records the answer, http_park the parking), on a
  * real libuv loop so blocking reload, hinted parts and timeouts run as in
  * the daemon. */
 #include <stdarg.h>
@@ -14,14 +14,14 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/buf.h"
-#include "relay/http.h"
-#include "transcoder/hls_http.h"
-#include "transcoder/hls_model.h"
-#include "transcoder/hls_packager.h"
+#include "core/app.h"
+#include "core/buf.h"
+#include "core/http.h"
+#include "transcoder/hls/hls_http.h"
+#include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_packager.h"
 
-/* ---- fake relay/http ---- */
+/* ---- fake core/http ---- */
 
 #define MAX_WSI 64
 struct fake_conn {

@@ -1,4 +1,4 @@
-/* Unit tests for transcoder/hls_packager: H.264 from libx264 and AAC from
+/* Unit tests for transcoder/hls/hls_packager: H.264 from libx264 and AAC from
  * FFmpeg's encoder, made in the test, go through the packager; the init and
  * parts it emits must parse back with libavformat with every frame and
  * continuous timestamps, parts must stay within the part target, and
@@ -23,7 +23,7 @@
 #include <libavformat/avformat.h>
 #include <libavutil/opt.h>
 
-#include "transcoder/hls_packager.h"
+#include "transcoder/hls/hls_packager.h"
 
 #define MAX_PARTS 256
 

@@ -17,11 +17,11 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "relay/buf.h"
-#include "transcoder/hls_model.h"
-#include "transcoder/hls_packager.h"
-#include "transcoder/hls_playlist.h"
-#include "transcoder/hls_store.h"
+#include "core/buf.h"
+#include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_packager.h"
+#include "transcoder/hls/hls_playlist.h"
+#include "transcoder/hls/hls_store.h"
 
 #define T0 1700000000000LL /* 2023-11-14T22:13:20.000Z */
 

@@ -1,4 +1,4 @@
-/* Unit tests for transcoder/hls_viewers: distinct counting per channel,
+/* Unit tests for transcoder/hls/hls_viewers: distinct counting per channel,
  * expiry after the window on an injected clock, saturation at the bound,
  * keys that share a home slot (probe runs and removal from their middle),
  * and the bound on channels. Hashes are chosen by the tests where the slot
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "transcoder/hls_viewers.h"
+#include "transcoder/hls/hls_viewers.h"
 
 #define W HLS_VIEWERS_WINDOW_MS
 

@@ -1,4 +1,4 @@
-/* Unit tests for relay/http's websocket Origin rule (http_origin_allowed):
+/* Unit tests for core/http's websocket Origin rule (http_origin_allowed):
  * same origin against Host with default ports left out, the allowed list,
  * "*", no Origin, and what must not pass for the same origin. */
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
-#include "relay/http.h"
+#include "core/http.h"
 
 static void test_same_origin(void **state) {
   (void)state;

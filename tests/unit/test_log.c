@@ -1,4 +1,4 @@
-/* Unit tests for relay/log: what a client puts into a logged string
+/* Unit tests for core/log: what a client puts into a logged string
  * (newline, CR, ESC, bytes that are not UTF-8) cannot forge or hide a
  * line; valid UTF-8 passes unchanged; a long line is cut whole. Each case
  * points stderr at a temporary file, logs, and reads back what was
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
-#include "relay/log.h"
+#include "core/log.h"
 
 /* stderr goes to a fresh temporary file for the case; the saved fd
  * brings it back. */

@@ -21,8 +21,8 @@
 
 #include "config/config.h"
 #include "relay/channel.h"
-#include "relay/memguard.h"
-#include "transcoder/hls_packager.h"
+#include "core/memguard.h"
+#include "transcoder/hls/hls_packager.h"
 #include "transcoder/pipeline.h"
 
 #define MAX_PKTS 2048

@@ -12,7 +12,7 @@
 #include "tests/unit/test_main.h"
 #include <libavutil/buffer.h>
 
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "relay/rtmp_chunk.h"
 
 #define MAXM 16

@@ -27,8 +27,8 @@
 
 #include "config/config.h"
 #include "relay/amf.h"
-#include "relay/app.h"
-#include "relay/buf.h"
+#include "core/app.h"
+#include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_server.h"

@@ -13,7 +13,7 @@
 #include "tests/unit/test_main.h"
 
 #include "relay/amf.h"
-#include "relay/buf.h"
+#include "core/buf.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_handshake.h"
 #include "relay/rtmp_session.h"

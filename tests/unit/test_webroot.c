@@ -1,8 +1,8 @@
-/* Unit tests for relay/webroot: a static file is read once into a shared
+/* Unit tests for daemon/webroot: a static file is read once into a shared
  * buffer that every answer borrows (two requests get the same bytes at the
  * same address, and the file is read once), a file changed on disk is read
  * again while an answer still being written keeps the old bytes, and every
- * answer carries the security headers. relay/http is faked: http_respond
+ * answer carries the security headers. core/http is faked: http_respond
  * records the answer and holds the body until the test releases it. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "relay/app.h"
-#include "relay/http.h"
-#include "relay/webroot.h"
+#include "core/app.h"
+#include "core/http.h"
+#include "daemon/webroot.h"
 
-/* ---- fake relay/http ---- */
+/* ---- fake core/http ---- */
 
 struct answer {
   int status;
