@@ -195,43 +195,69 @@ static void test_ready_slices(void **state) {
 
 /* ---- The write */
 
+/* One room with one member, a socket pair (sndbuf 0: the default) whose
+ * far end a reader reads, and the writer's state. */
+struct fix {
+  struct room *r;
+  struct room_member m;
+  int sv[2];
+  struct reader rd;
+  struct fanout_tx tx;
+  struct fanout_stats st;
+};
+
+static void fix_open(struct fix *f, size_t soft, size_t hard, int sndbuf) {
+  memset(f, 0, sizeof(*f));
+  struct room_params p = params(soft, hard);
+  f->r = room_new("gala", &p, &ops, NULL, NULL);
+  assert_non_null(f->r);
+  join(f->r, &f->m, "a");
+  socket_pair(f->sv, sndbuf);
+  f->rd.fd = f->sv[1];
+}
+
+static enum fanout_result fix_write(struct fix *f) {
+  enum fanout_result res = fanout_write(f->sv[0], &f->m, HEAD, &f->tx, &f->st);
+  assert_int_not_equal(res, FANOUT_ERROR);
+  return res;
+}
+
+static void fix_close(struct fix *f) {
+  fanout_tx_clear(&f->tx);
+  free(f->rd.buf);
+  close(f->sv[0]);
+  if (f->sv[1] >= 0)
+    close(f->sv[1]);
+  room_leave(&f->m);
+  room_free(f->r);
+}
+
 /* An ack and two batches queued: one sendmsg writes all three, whole,
  * with the shared frames' own headers, and the queue is empty. */
 static void test_write_gathers_queue(void **state) {
   (void)state;
-  struct room_params p = params(1 << 20, 1 << 22);
-  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
-  struct room_member m;
-  join(r, &m, "a");
-  tick_batch(r, 1, 10, 'x');
-  reply(&m, 2);
-  tick_batch(r, 3, 300, 'y'); /* a 16-bit extended length */
-  int sv[2];
-  socket_pair(sv, 0);
-  struct fanout_tx tx = {0};
-  struct fanout_stats st = {0};
-  assert_int_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_DONE);
-  assert_int_equal(st.sends, 1);
-  assert_int_equal(st.frames, 3);
-  assert_null(tx.frame);
-  assert_false(room_member_has_frames(&m));
-  struct reader rd = {.fd = sv[1]};
-  reader_fill(&rd);
-  assert_int_equal(rd.len, st.bytes);
+  struct fix f;
+  fix_open(&f, 1 << 20, 1 << 22, 0);
+  tick_batch(f.r, 1, 10, 'x');
+  reply(&f.m, 2);
+  tick_batch(f.r, 3, 300, 'y'); /* a 16-bit extended length */
+  assert_int_equal(fix_write(&f), FANOUT_DONE);
+  assert_int_equal(f.st.sends, 1);
+  assert_int_equal(f.st.frames, 3);
+  assert_null(f.tx.frame);
+  assert_false(room_member_has_frames(&f.m));
+  reader_fill(&f.rd);
+  assert_int_equal(f.rd.len, f.st.bytes);
   for (int want = 1; want <= 3; want++) {
-    json_t *j = reader_next(&rd);
+    json_t *j = reader_next(&f.rd);
     assert_non_null(j);
     assert_int_equal(seq_of(j), want);
     json_decref(j);
   }
-  assert_int_equal(rd.len, 0);
-  assert_int_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_DONE); /* nothing: no call */
-  assert_int_equal(st.sends, 1);
-  free(rd.buf);
-  close(sv[0]);
-  close(sv[1]);
-  room_leave(&m);
-  room_free(r);
+  assert_int_equal(f.rd.len, 0);
+  assert_int_equal(fix_write(&f), FANOUT_DONE); /* nothing queued: no call */
+  assert_int_equal(f.st.sends, 1);
+  fix_close(&f);
 }
 
 /* Read what arrived; queue frames must come in sequence, whole. */
@@ -252,55 +278,43 @@ static void drain(struct reader *rd, int *got, int *others) {
  * nothing in flight. The reader gets every frame whole, in order. */
 static void test_partial_resume(void **state) {
   (void)state;
-  struct room_params p = params(1 << 22, 1 << 23);
-  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
-  struct room_member m;
-  join(r, &m, "a");
-  int sv[2];
-  socket_pair(sv, 4096);
-  struct reader rd = {.fd = sv[1]};
-  struct fanout_tx tx = {0};
-  struct fanout_stats st = {0};
+  struct fix f;
+  fix_open(&f, 1 << 22, 1 << 23, 4096);
   int seq = 0, got = 0, partial = 0, others = 0, others_got = 0;
   for (int round = 0; round < 40; round++) {
-    tick_batch(r, ++seq, 20000 + (size_t)round * 97, (char)('a' + round % 26));
+    tick_batch(f.r, ++seq, 20000 + (size_t)round * 97, (char)('a' + round % 26));
     if (round % 3 == 0)
-      reply(&m, ++seq);
-    enum fanout_result res = fanout_write(sv[0], &m, HEAD, &tx, &st);
-    assert_int_not_equal(res, FANOUT_ERROR);
-    if (tx.frame)
+      reply(&f.m, ++seq);
+    fix_write(&f);
+    if (f.tx.frame)
       partial++;
-    for (int i = 0; i < 1000 && tx.frame && round % 4 == 0; i++) { /* to a frame boundary */
-      drain(&rd, &got, &others_got);
-      assert_int_not_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_ERROR);
+    for (int i = 0; i < 1000 && f.tx.frame && round % 4 == 0; i++) { /* to a frame boundary */
+      drain(&f.rd, &got, &others_got);
+      fix_write(&f);
     }
-    if (!tx.frame && round % 4 == 0) { /* at a frame boundary: the other writer may write */
+    if (!f.tx.frame && round % 4 == 0) { /* at a frame boundary: the other writer may write */
       static const char other[] = "\x81\x10{\"type\":\"other\"}";
       /* lws would buffer what the kernel refuses; here the reader drains
        * until the small frame goes out whole */
-      while (write(sv[0], other, sizeof(other) - 1) < 0) {
+      while (write(f.sv[0], other, sizeof(other) - 1) < 0) {
         assert_int_equal(errno, EAGAIN);
-        drain(&rd, &got, &others_got);
+        drain(&f.rd, &got, &others_got);
       }
       others++;
     }
-    drain(&rd, &got, &others_got); /* the peer reads what has arrived */
+    drain(&f.rd, &got, &others_got); /* the peer reads what has arrived */
   }
-  for (int i = 0; i < 10000 && (tx.frame || room_member_has_frames(&m)); i++) {
-    assert_int_not_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_ERROR);
-    drain(&rd, &got, &others_got);
+  for (int i = 0; i < 10000 && (f.tx.frame || room_member_has_frames(&f.m)); i++) {
+    fix_write(&f);
+    drain(&f.rd, &got, &others_got);
   }
-  drain(&rd, &got, &others_got);
+  drain(&f.rd, &got, &others_got);
   assert_int_equal(others_got, others);
   assert_int_equal(got, seq); /* every frame, whole, in order */
-  assert_int_equal(rd.len, 0);
-  assert_true(partial > 0);  /* the test did split frames */
+  assert_int_equal(f.rd.len, 0);
+  assert_true(partial > 0); /* the test did split frames */
   assert_true(others > 0);
-  free(rd.buf);
-  close(sv[0]);
-  close(sv[1]);
-  room_leave(&m);
-  room_free(r);
+  fix_close(&f);
 }
 
 /* While a frame is partly sent, the queue behind it overflows its soft
@@ -309,68 +323,46 @@ static void test_partial_resume(void **state) {
  * dropped notice, then the newest batch. */
 static void test_partial_frame_never_dropped(void **state) {
   (void)state;
-  struct room_params p = params(60000, 1 << 22);
-  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
-  struct room_member m;
-  join(r, &m, "a");
-  int sv[2];
-  socket_pair(sv, 4096);
-  struct fanout_tx tx = {0};
-  struct fanout_stats st = {0};
-  tick_batch(r, 1, 30000, 'a');
-  assert_int_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_FULL);
-  assert_non_null(tx.frame);
-  assert_true(tx.off > 0);
+  struct fix f;
+  fix_open(&f, 60000, 1 << 22, 4096);
+  tick_batch(f.r, 1, 30000, 'a');
+  assert_int_equal(fix_write(&f), FANOUT_FULL);
+  assert_non_null(f.tx.frame);
+  assert_true(f.tx.off > 0);
   for (int seq = 2; seq <= 6; seq++) /* 5 × 30 KB behind a 60 KB soft bound */
-    tick_batch(r, seq, 30000, 'b');
+    tick_batch(f.r, seq, 30000, 'b');
   struct room_stats rs;
-  room_get_stats(r, &rs);
+  room_get_stats(f.r, &rs);
   assert_int_equal(rs.dropped_batches, 4);
   assert_int_equal(kicks, 0);
-  struct reader rd = {.fd = sv[1]};
   int order[8], n = 0;
-  for (int i = 0; i < 10000 && (tx.frame || room_member_has_frames(&m)); i++) {
-    assert_int_not_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_ERROR);
-    reader_fill(&rd);
-    for (json_t *j; (j = reader_next(&rd)); json_decref(j)) {
+  for (int i = 0; i < 10000 && n < 3; i++) {
+    fix_write(&f);
+    reader_fill(&f.rd);
+    for (json_t *j; (j = reader_next(&f.rd)); json_decref(j)) {
       json_t *ev = json_array_get(json_object_get(j, "events"), 0);
       assert_true(n < 8);
       order[n++] = !strcmp(type_of(ev), "dropped") ? -(int)json_integer_value(json_object_get(ev, "batches"))
                                                    : seq_of(j);
     }
   }
-  reader_fill(&rd);
-  for (json_t *j; (j = reader_next(&rd)); json_decref(j))
-    order[n++] = seq_of(j);
   assert_int_equal(n, 3);
   assert_int_equal(order[0], 1);  /* the partly sent frame, whole */
   assert_int_equal(order[1], -4); /* four batches dropped */
   assert_int_equal(order[2], 6);  /* the newest */
-  free(rd.buf);
-  close(sv[0]);
-  close(sv[1]);
-  room_leave(&m);
-  room_free(r);
+  fix_close(&f);
 }
 
 /* A peer that is gone: the write says so (the transport closes the member). */
 static void test_write_error(void **state) {
   (void)state;
-  struct room_params p = params(1 << 20, 1 << 22);
-  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
-  struct room_member m;
-  join(r, &m, "a");
-  int sv[2];
-  socket_pair(sv, 0);
-  close(sv[1]);
-  tick_batch(r, 1, 10, 'x');
-  struct fanout_tx tx = {0};
-  struct fanout_stats st = {0};
-  assert_int_equal(fanout_write(sv[0], &m, HEAD, &tx, &st), FANOUT_ERROR); /* no SIGPIPE */
-  fanout_tx_clear(&tx);
-  close(sv[0]);
-  room_leave(&m);
-  room_free(r);
+  struct fix f;
+  fix_open(&f, 1 << 20, 1 << 22, 0);
+  close(f.sv[1]);
+  f.sv[1] = -1;
+  tick_batch(f.r, 1, 10, 'x');
+  assert_int_equal(fanout_write(f.sv[0], &f.m, HEAD, &f.tx, &f.st), FANOUT_ERROR); /* no SIGPIPE */
+  fix_close(&f);
 }
 
 int main(void) {
