@@ -36,7 +36,8 @@
 # before: each server adds ~8 s, the new peers would take it past 20 s; set
 # SERVERS to smoke-test them) that fails when a run fails, when a server
 # delivered less than every comment to every viewer (at that load nothing
-# may be lost), or when a tool is missing;
+# may be lost), or when a tool is missing; with ACK_P99_MAX_MS also when a
+# comment was not acked or the acks' p99 latency is above it;
 # CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building.
 #
 # Per server it reports what chat_load measured: delivered events (and the
@@ -258,7 +259,10 @@ if (!fs.existsSync(f)) { console.error(`${f}: no report`); process.exit(1); }
 const r = JSON.parse(fs.readFileSync(f, 'utf8'));
 const want = r.sent * r.viewers_wanted;
 console.log(`${r.label}: ${r.sent} comments sent, ${r.events} of ${want} deliveries to ${r.viewers} viewers`);
-process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want ? 0 : 1);
+const ackMax = Number(process.env.ACK_P99_MAX_MS || 0);
+if (ackMax) console.log(`${r.label}: ${r.acks} of ${r.sent} acked, ack p99 ${r.ack_p99_ms} ms (at most ${ackMax})`);
+const acksOk = !ackMax || (r.acks === r.sent && r.ack_p99_ms >= 0 && r.ack_p99_ms <= ackMax);
+process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want && acksOk ? 0 : 1);
 EOF
   done
 fi
