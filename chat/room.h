@@ -142,7 +142,7 @@ struct room_member {
 };
 
 struct room_ops {
-  /* frames were queued for m: ask for a writable callback */
+  /* frames were queued for m: have them written (the transport paces it) */
   void (*wake)(void *opaque, struct room_member *m);
   /* close m (it stays a member until the transport calls room_leave) */
   void (*kick)(void *opaque, struct room_member *m, int close_code, const char *reason);
