@@ -37,7 +37,8 @@
 # SERVERS to smoke-test them) that fails when a run fails, when a server
 # delivered less than every comment to every viewer (at that load nothing
 # may be lost), or when a tool is missing; with ACK_P99_MAX_MS also when a
-# comment was not acked or the acks' p99 latency is above it;
+# comment was not acked or the acks' p99 latency is above it, with
+# RSS_PER_VIEWER_MAX_KB when the server's RSS per idle viewer is above it;
 # CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building.
 #
 # Per server it reports what chat_load measured: delivered events (and the
@@ -262,7 +263,10 @@ console.log(`${r.label}: ${r.sent} comments sent, ${r.events} of ${want} deliver
 const ackMax = Number(process.env.ACK_P99_MAX_MS || 0);
 if (ackMax) console.log(`${r.label}: ${r.acks} of ${r.sent} acked, ack p99 ${r.ack_p99_ms} ms (at most ${ackMax})`);
 const acksOk = !ackMax || (r.acks === r.sent && r.ack_p99_ms >= 0 && r.ack_p99_ms <= ackMax);
-process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want && acksOk ? 0 : 1);
+const rssMax = Number(process.env.RSS_PER_VIEWER_MAX_KB || 0);
+if (rssMax) console.log(`${r.label}: ${r.rss_per_idle_viewer_kb} KiB per idle viewer (at most ${rssMax})`);
+const rssOk = !rssMax || r.rss_per_idle_viewer_kb <= rssMax;
+process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want && acksOk && rssOk ? 0 : 1);
 EOF
   done
 fi

@@ -270,7 +270,7 @@ void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
 
 /* ---- The websocket protocol */
 
-static void on_message(struct chat *c, struct chat_conn *conn) {
+static void on_message(struct chat *c, struct chat_conn *conn, const void *data, size_t len) {
   if (conn->rx_binary) {
     c->stats.bad_request++;
     chat__reply_error(conn, NULL, ROOM_BAD_REQUEST, "binary frames are not messages", -1);
@@ -278,7 +278,7 @@ static void on_message(struct chat *c, struct chat_conn *conn) {
   }
   struct chat_msg msg;
   struct chat_parse_error err;
-  enum chat_parse_result r = chat_protocol_parse(conn->rx, conn->rx_len, &msg, &err);
+  enum chat_parse_result r = chat_protocol_parse(data, len, &msg, &err);
   if (r == CHAT_PARSE_BAD_UTF8) { /* RFC 6455 8.1: fail the connection */
     c->stats.bad_utf8++;
     lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8",
@@ -326,12 +326,6 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx_cap = (size_t)c->app->cfg->chat.max_frame_bytes;
-  conn->rx = malloc(conn->rx_cap);
-  if (!conn->rx) {
-    conn->wsi = NULL;
-    return -1;
-  }
   c->stats.connections++;
   if (room_join(slot->room, &conn->m) != 0) {
     c->stats.refused_join++;
@@ -343,8 +337,6 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     if (f)
       lws_write(wsi, f + LWS_PRE, n, LWS_WRITE_TEXT);
     free(f);
-    free(conn->rx);
-    conn->rx = NULL;
     conn->wsi = NULL; /* nothing for the close callback to undo */
     lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"too many", 8);
     return -1;
@@ -354,19 +346,30 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   return 0;
 }
 
+/* A message that arrives in one callback (nearly all: lws hands over up
+ * to rx_buffer_size at once) is parsed where lws has it; only one that
+ * arrives in pieces (fragments, or a frame split across reads) is copied
+ * into conn->rx, allocated for that message and freed after it, so an
+ * idle viewer holds no reassembly buffer. */
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
   size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
-  if (lws_is_first_fragment(wsi)) {
+  bool first = lws_is_first_fragment(wsi);
+  bool last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+  if (first) {
     conn->rx_len = 0;
     conn->rx_binary = lws_frame_is_binary(wsi);
   }
-  if (conn->rx_len + len + lws_remaining_packet_payload(wsi) > max || !conn->rx) {
+  if (conn->rx_len + len + lws_remaining_packet_payload(wsi) > max) {
     c->stats.oversize++;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too large", 9);
     return -1;
   }
-  if (max > conn->rx_cap) { /* a reload raised the limit since it joined */
+  if (first && last) {
+    on_message(c, conn, in, len);
+    return conn->close_code ? -1 : 0;
+  }
+  if (conn->rx_cap < max) { /* first piece, or a reload raised the limit meanwhile */
     unsigned char *grown = realloc(conn->rx, max);
     if (!grown)
       return -1;
@@ -375,13 +378,13 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
   }
   memcpy(conn->rx + conn->rx_len, in, len);
   conn->rx_len += len;
-  if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+  if (!last)
     return 0;
-  on_message(c, conn);
-  conn->rx_len = 0;
-  if (conn->close_code)
-    return -1;
-  return 0;
+  on_message(c, conn, conn->rx, conn->rx_len);
+  free(conn->rx);
+  conn->rx = NULL;
+  conn->rx_cap = conn->rx_len = 0;
+  return conn->close_code ? -1 : 0;
 }
 
 /* lws has written what it held (its buflist, its control frames) */

@@ -63,8 +63,10 @@ struct chat_conn {
   struct room_member m; /* first: the room's view of this connection */
   struct lws *wsi;
   struct chat_room *slot;
-  unsigned char *rx; /* reassembly of one message, at most max_frame_bytes */
-  size_t rx_cap;     /* bytes allocated: the limit when it joined (SIGHUP may raise it) */
+  /* reassembly of one message that arrives in pieces, at most
+   * max_frame_bytes; allocated at its first piece, freed after its last */
+  unsigned char *rx;
+  size_t rx_cap; /* bytes allocated (max_frame_bytes when it was allocated) */
   size_t rx_len;
   bool rx_binary;
   int close_code; /* set: close at the next writable callback */
