@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
   struct archive_stats st;
   archive_get_stats(b.a, &st);
   uv_close((uv_handle_t *)&b.idle, NULL);
-  archive_close(b.a);
+  archive_stop(b.a, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   qsort(b.lat_ns, (size_t)total, sizeof *b.lat_ns, cmp_u64);

@@ -1,6 +1,6 @@
 // chat_fanout: live comment fan-out of galarelay, measured from outside.
 //
-//   GALARELAY_BIN=build/daemon/galarelay node bench/chat_fanout.mjs [VIEWERS] [RATE] [SECONDS]
+//   GALARELAY_BIN=build/galarelay node bench/chat_fanout.mjs [VIEWERS] [RATE] [SECONDS]
 //
 // VIEWERS websocket clients (default 1000) read the room while one sender
 // per 10 comments/s posts RATE comments per second (default 200) for

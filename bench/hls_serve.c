@@ -20,7 +20,7 @@
 #include <libavutil/opt.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "transcoder/hls/hls_http.h"
@@ -97,7 +97,7 @@ static void *produce(void *arg) {
   for (int r = 0; r < VIDEOS; r++) {
     venc[r] = video_encoder(sizes[r][0], sizes[r][1]);
     avcodec_parameters_from_context(par, venc[r]);
-    pk[r] = hls_packager_new(p->st, p->timeline, r, par, (AVRational){1, 1000});
+    pk[r] = hls_stream_packager(p->st, p->timeline, r, par, (AVRational){1, 1000});
     vf[r] = av_frame_alloc();
     vf[r]->format = AV_PIX_FMT_YUV420P;
     vf[r]->width = sizes[r][0];
@@ -105,7 +105,7 @@ static void *produce(void *arg) {
     av_frame_get_buffer(vf[r], 0);
   }
   avcodec_parameters_from_context(par, aenc);
-  pk[VIDEOS] = hls_packager_new(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
+  pk[VIDEOS] = hls_stream_packager(p->st, p->timeline, VIDEOS, par, (AVRational){1, 1000});
   AVFrame *af = av_frame_alloc();
   af->format = aenc->sample_fmt;
   af->nb_samples = aenc->frame_size;
@@ -164,7 +164,7 @@ static void shutdown_all(struct producer *p) {
     return;
   pthread_join(p->thread, NULL); /* a bench tool may block its loop for one frame */
   hls_stream_end(p->st);
-  hls_server_stop(p->app->hls);
+  hls_http_stop(p->app->hls, NULL, NULL);
   lws_context_destroy(p->app->lws);
   uv_close((uv_handle_t *)&p->sig_int, NULL);
   uv_close((uv_handle_t *)&p->sig_term, NULL);
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct app app = {.loop = &loop, .cfg = &cfg};
-  app.hls = hls_server_start(&app);
+  app.hls = hls_http_start(&loop, &cfg.hls, cfg.server.state_dir);
   if (!app.hls)
     return 1;
   lws_set_log_level(LLL_ERR | LLL_WARN, NULL);

@@ -105,7 +105,7 @@ int main(int argc, char **argv)
   struct pipeline_output out = {.begin = null_begin, .open = null_open, .write = null_write,
                                 .close = null_close};
   double cpu0 = cpu_seconds(), wall0 = wall_seconds();
-  struct pipeline *p = pipeline_new("bench", &cfg, &out, false);
+  struct pipeline *p = pipeline_new("bench", &cfg.transcoder, &cfg.hls, &out, false);
   if (!p)
     return 1;
   pipeline_start(p, &info);

@@ -11,7 +11,7 @@ bench_binaries() {
     cmake --build "$build" --target chat_load galarelay -j2 >&2
   fi
   CHAT_LOAD=${CHAT_LOAD:-$build/bench/chat_load}
-  GALARELAY_BIN=${GALARELAY_BIN:-$build/daemon/galarelay}
+  GALARELAY_BIN=${GALARELAY_BIN:-$build/galarelay}
 }
 
 # bench_fd_limit N: raise the descriptor limit for everything started

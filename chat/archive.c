@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define ARCHIVE_NSTR 7
 
@@ -82,6 +83,8 @@ struct archive {
 
   /* loop thread only */
   int closing;
+  void (*stopped)(void *arg); /* archive_stop's callback, after the free */
+  void *stopped_arg;
   size_t in_flight;
   size_t in_flight_bytes;
   uint64_t submitted, refused;
@@ -207,7 +210,7 @@ static int write_rec(struct archive *a, struct archive_rec *r) {
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE) {
     log_warn("archive", "write failed kind=%d err=%s", (int)r->kind, sqlite3_errmsg(a->wdb));
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -322,7 +325,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what) {
   if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
     log_error("archive", "%s failed: %s", what, err ? err : sqlite3_errmsg(db));
     sqlite3_free(err);
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -332,24 +335,24 @@ static int open_writer(struct archive *a, const char *path) {
                                          SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
     log_error("archive", "open failed path=%s err=%s", path,
               a->wdb ? sqlite3_errmsg(a->wdb) : "no memory");
-    return -1;
+    return -EIO;
   }
   sqlite3_busy_timeout(a->wdb, 5000);
   /* FULL: the WAL is fsync'd at each commit, so an ack survives power loss
    * too; group commit pays that once per transaction (see archive.h). */
   if (exec_sql(a->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "pragmas") ||
       exec_sql(a->wdb, schema_sql, "schema"))
-    return -1;
+    return -EIO;
   for (int k = 0; k < REC_KINDS; k++) {
     if (sqlite3_prepare_v3(a->wdb, stmt_sql[k], -1, SQLITE_PREPARE_PERSISTENT,
                            &a->stmt[k], NULL) != SQLITE_OK) {
       log_error("archive", "prepare failed: %s", sqlite3_errmsg(a->wdb));
-      return -1;
+      return -EIO;
     }
   }
   if (sqlite3_prepare_v3(a->wdb, "DELETE FROM banned_words WHERE channel = ?1 AND word = ?2",
                          -1, SQLITE_PREPARE_PERSISTENT, &a->stmt_word_del, NULL) != SQLITE_OK)
-    return -1;
+    return -EIO;
   return 0;
 }
 
@@ -361,20 +364,22 @@ static void close_dbs(struct archive *a) {
   sqlite3_close(a->rdb);
 }
 
-int archive_params_from_config(struct archive_params *p, const struct config *cfg,
+int archive_params_from_config(struct archive_params *p, const struct config_server *server,
+                               const struct config_chat *chat,
                                char *pathbuf, size_t pathlen) {
   memset(p, 0, sizeof *p);
-  const char *dir = cfg->server.state_dir[0] ? cfg->server.state_dir : ".";
+  const char *dir = server->state_dir[0] ? server->state_dir : ".";
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    log_error("archive", "cannot create state_dir=%s: %s", dir, strerror(errno));
-    return -1;
+    int err = errno;
+    log_error("archive", "cannot create state_dir=%s: %s", dir, strerror(err));
+    return -err;
   }
   int n = snprintf(pathbuf, pathlen, "%s/chat.sqlite3", dir);
   if (n < 0 || (size_t)n >= pathlen)
-    return -1;
+    return -ENAMETOOLONG;
   p->path = pathbuf;
-  p->commit_ms = cfg->chat.archive_commit_ms;
-  p->batch = cfg->chat.archive_batch;
+  p->commit_ms = chat->archive_commit_ms;
+  p->batch = chat->archive_batch;
   p->queue_max = ARCHIVE_QUEUE_MAX;
   return 0;
 }
@@ -411,15 +416,21 @@ struct archive *archive_open(uv_loop_t *loop, const struct archive_params *p) {
 
 static void on_closed(uv_handle_t *h) {
   struct archive *a = h->data;
+  void (*cb)(void *) = a->stopped;
+  void *cb_arg = a->stopped_arg;
   uv_mutex_destroy(&a->mu);
   uv_cond_destroy(&a->cond);
   free(a);
+  if (cb)
+    cb(cb_arg);
 }
 
-void archive_close(struct archive *a) {
+void archive_stop(struct archive *a, void (*cb)(void *arg), void *arg) {
   if (!a || a->closing)
     return;
   a->closing = 1;
+  a->stopped = cb;
+  a->stopped_arg = arg;
   uv_mutex_lock(&a->mu);
   a->stopping = 1;
   uv_cond_signal(&a->cond);
@@ -446,12 +457,12 @@ static int submit(struct archive *a, enum archive_kind kind, const char *const *
   if (a->closing || a->in_flight >= (size_t)a->queue_max ||
       a->in_flight_bytes + total > ARCHIVE_QUEUE_BYTES) {
     a->refused++;
-    return -1;
+    return -EAGAIN;
   }
   struct archive_rec *r = calloc(1, sizeof *r + total);
   if (!r) {
     a->refused++;
-    return -1;
+    return -ENOMEM;
   }
   char *p = (char *)(r + 1);
   for (int k = 0; k < nstr; k++) {
@@ -566,7 +577,7 @@ static int finish_load(struct archive *a, sqlite3_stmt *st, int rc, const char *
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) {
     log_error("archive", "load %s failed: %s", what, sqlite3_errmsg(a->rdb));
-    return -1;
+    return -EIO;
   }
   return 0;
 }
@@ -648,6 +659,10 @@ int archive_load_room_state(struct archive *a, const char *channel,
     return finish_load(a, st, SQLITE_ERROR, "room state");
   sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_finalize(st);
+    return -ENOENT;
+  }
   if (rc != SQLITE_ROW)
     return finish_load(a, st, rc, "room state");
   out->slow_seconds = sqlite3_column_int(st, 0);
@@ -655,7 +670,7 @@ int archive_load_room_state(struct archive *a, const char *channel,
   if (pinned_len)
     snprintf(pinned, pinned_len, "%s", col(st, 2));
   sqlite3_finalize(st);
-  return 1;
+  return 0;
 }
 
 /* ---- Metrics */
@@ -677,6 +692,22 @@ void archive_get_stats(const struct archive *a, struct archive_stats *o) {
 }
 
 void archive_metrics(const struct archive *a, struct buf *out) {
+#define AS(NAME, TYPE, FIELD) METRIC_FIELD(NAME, TYPE, NULL, struct archive_stats, FIELD)
+  static const struct metric depth[] = {AS("galarelay_chat_archive_queue_depth", METRIC_GAUGE, in_flight)};
+  static const struct metric records = METRIC_FAMILY("galarelay_chat_archive_records_total", METRIC_COUNTER, NULL);
+  static const struct metric rows[] = {
+      AS("galarelay_chat_archive_commits_total", METRIC_COUNTER, commits),
+      AS("galarelay_chat_archive_commit_failures_total", METRIC_COUNTER, commit_failures),
+      AS("galarelay_chat_archive_commit_seconds_max", METRIC_GAUGE, commit_seconds_max),
+  };
+#undef AS
+  static const struct metric latency =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds", METRIC_HISTOGRAM, NULL);
+  static const struct metric bucket =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds_bucket", METRIC_HISTOGRAM, NULL);
+  static const struct metric sum = METRIC_FAMILY("galarelay_chat_archive_commit_seconds_sum", METRIC_HISTOGRAM, NULL);
+  static const struct metric count =
+      METRIC_FAMILY("galarelay_chat_archive_commit_seconds_count", METRIC_HISTOGRAM, NULL);
   struct archive_stats s;
   archive_get_stats(a, &s);
   uint64_t buckets[NBUCKETS + 1];
@@ -684,34 +715,22 @@ void archive_metrics(const struct archive *a, struct buf *out) {
   uv_mutex_lock(&m->mu);
   memcpy(buckets, a->lat_buckets, sizeof buckets);
   uv_mutex_unlock(&m->mu);
-  buf_printf(out,
-             "# TYPE galarelay_chat_archive_queue_depth gauge\n"
-             "galarelay_chat_archive_queue_depth %llu\n"
-             "# TYPE galarelay_chat_archive_records_total counter\n"
-             "galarelay_chat_archive_records_total{result=\"committed\"} %llu\n"
-             "galarelay_chat_archive_records_total{result=\"failed\"} %llu\n"
-             "galarelay_chat_archive_records_total{result=\"refused\"} %llu\n"
-             "# TYPE galarelay_chat_archive_commits_total counter\n"
-             "galarelay_chat_archive_commits_total %llu\n"
-             "# TYPE galarelay_chat_archive_commit_failures_total counter\n"
-             "galarelay_chat_archive_commit_failures_total %llu\n"
-             "# TYPE galarelay_chat_archive_commit_seconds_max gauge\n"
-             "galarelay_chat_archive_commit_seconds_max %.6f\n"
-             "# TYPE galarelay_chat_archive_commit_seconds histogram\n",
-             (unsigned long long)s.in_flight, (unsigned long long)s.committed,
-             (unsigned long long)s.failed, (unsigned long long)s.refused,
-             (unsigned long long)s.commits, (unsigned long long)s.commit_failures,
-             s.commit_seconds_max);
+  metrics_write(out, depth, 1, &s);
+  metrics_head(out, &records);
+  metrics_count(out, &records, "result=\"committed\"", s.committed);
+  metrics_count(out, &records, "result=\"failed\"", s.failed);
+  metrics_count(out, &records, "result=\"refused\"", s.refused);
+  metrics_write(out, rows, METRICS_COUNT(rows), &s);
+  metrics_head(out, &latency);
   uint64_t cum = 0;
+  char le[48];
   for (size_t k = 0; k < NBUCKETS; k++) {
     cum += buckets[k];
-    buf_printf(out, "galarelay_chat_archive_commit_seconds_bucket{le=\"%g\"} %llu\n",
-               commit_buckets[k], (unsigned long long)cum);
+    snprintf(le, sizeof le, "le=\"%g\"", commit_buckets[k]);
+    metrics_count(out, &bucket, le, cum);
   }
   cum += buckets[NBUCKETS];
-  buf_printf(out,
-             "galarelay_chat_archive_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
-             "galarelay_chat_archive_commit_seconds_sum %.6f\n"
-             "galarelay_chat_archive_commit_seconds_count %llu\n",
-             (unsigned long long)cum, s.commit_seconds_sum, (unsigned long long)cum);
+  metrics_count(out, &bucket, "le=\"+Inf\"", cum);
+  metrics_value(out, &sum, NULL, s.commit_seconds_sum);
+  metrics_count(out, &count, NULL, cum);
 }

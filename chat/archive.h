@@ -18,7 +18,7 @@
  *
  * Queue bound and policy: at most ARCHIVE_QUEUE_MAX records (or
  * ARCHIVE_QUEUE_BYTES bytes of record text) may be in flight, i.e.
- * submitted and not yet completed. Past that, archive_submit_* returns -1
+ * submitted and not yet completed. Past that, archive_submit_* returns -EAGAIN
  * at once and never calls the callback: the caller refuses the comment
  * with an error. The loop thread never blocks on the archive.
  *
@@ -34,7 +34,8 @@
 #include <uv.h>
 
 struct buf;
-struct config;
+struct config_chat;
+struct config_server;
 struct archive;
 
 #define ARCHIVE_QUEUE_MAX 8192
@@ -97,22 +98,24 @@ struct archive_params {
   int queue_max;    /* in-flight bound (records); 0 = ARCHIVE_QUEUE_MAX */
 };
 
-/* The database path is state_dir/chat.sqlite3 (state_dir is created if
- * missing). pathbuf receives the path; params->path points into it. */
-int archive_params_from_config(struct archive_params *p, const struct config *cfg,
-                               char *pathbuf, size_t pathlen);
+/* The database path is server->state_dir/chat.sqlite3 (state_dir is
+ * created if missing); the commit cadence is the chat section's.
+ * pathbuf receives the path; params->path points into it. */
+int archive_params_from_config(struct archive_params *p, const struct config_server *server,
+                               const struct config_chat *chat, char *pathbuf, size_t pathlen);
 
 /* Open (create tables and indexes if needed), start the archive thread.
  * NULL on error (logged). */
 struct archive *archive_open(uv_loop_t *loop, const struct archive_params *p);
 
-/* Graceful stop: refuses new records, lets the thread write everything
- * queued (one last commit), joins it, runs every pending completion
- * callback (on this thread, before returning), then closes the uv handle;
- * the memory is freed in its close callback, so run the loop afterwards
- * (uv_run returns by itself; uv_loop_close() is then 0). Blocks for the
- * final commit: meant for shutdown. */
-void archive_close(struct archive *a);
+/* Graceful, asynchronous stop: refuses new records, lets the thread write
+ * everything queued (one last commit), joins it, runs every pending
+ * completion callback (on this thread, before returning), then closes the
+ * uv handle; the memory is freed in its close callback, which then calls
+ * cb(arg) (cb may be NULL), so run the loop afterwards (uv_run returns by
+ * itself; uv_loop_close() is then 0). Blocks for the final commit: meant
+ * for shutdown. */
+void archive_stop(struct archive *a, void (*cb)(void *arg), void *arg);
 
 /* Completion: ok = 1 when the record's transaction committed, 0 when it
  * failed (the record is not stored). Called exactly once per record that
@@ -125,7 +128,8 @@ void archive_close(struct archive *a);
 typedef void (*archive_done_fn)(void *opaque, int ok);
 
 /* All submits: 0 = queued (done will be called once; done may be NULL),
- * -1 = refused (queue full, or closing): done is never called. */
+ * -EAGAIN = refused (queue full, or closing), -ENOMEM: done is never
+ * called. */
 int archive_submit_comment(struct archive *a, const struct archive_comment *c,
                            archive_done_fn done, void *opaque);
 /* The same for a comment received from another node (Redis mode): one
@@ -173,7 +177,7 @@ int archive_submit_word(struct archive *a, const char *channel, const char *word
 int archive_submit_room_state(struct archive *a, const struct archive_room_state *s,
                               archive_done_fn done, void *opaque);
 
-/* ---- Loads (synchronous, loop thread; return 0, or -1 on a read error) */
+/* ---- Loads (synchronous, loop thread; return 0, or -EIO on a read error) */
 
 typedef void (*archive_comment_fn)(void *opaque, const struct archive_comment *c);
 typedef void (*archive_ban_fn)(void *opaque, const struct archive_ban *b);
@@ -192,8 +196,8 @@ int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms,
 int archive_load_words(struct archive *a, const char *channel, archive_word_fn cb,
                        void *opaque);
 /* Fills *out (its pinned_id points into pinned, which has room for
- * pinned_len bytes). Returns 1 if a state was stored, 0 if none (out is
- * then all off), -1 on error. */
+ * pinned_len bytes). Returns 0 when a state was stored, -ENOENT when none
+ * (out is then all off), -EIO on a read error. */
 int archive_load_room_state(struct archive *a, const char *channel,
                             struct archive_room_state *out, char *pinned, size_t pinned_len);
 

@@ -6,6 +6,7 @@
  * both after a backoff. */
 #include "chat/bus.h"
 
+#include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -19,6 +20,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -64,6 +66,8 @@ struct bus {
   void *opaque;
   int stopping;
   int open_handles; /* kick, timer, hiredis polls: freed at 0 */
+  void (*stopped)(void *arg); /* bus_stop's callback, after the free */
+  void *stopped_arg;
 
   char node[8];
   uint64_t seq;
@@ -205,8 +209,13 @@ static void backlog_take(struct bus *b, uint64_t seq) {
 
 static void handle_closed(void *arg) {
   struct bus *b = arg;
-  if (--b->open_handles == 0)
-    free(b);
+  if (--b->open_handles > 0)
+    return;
+  void (*cb)(void *) = b->stopped;
+  void *cb_arg = b->stopped_arg;
+  free(b);
+  if (cb)
+    cb(cb_arg);
 }
 
 static void on_uv_closed(uv_handle_t *h) { handle_closed(h->data); }
@@ -429,8 +438,7 @@ static void on_message(struct bus *b, const redisReply *ch, const redisReply *pa
   memcpy(channel, ch->str + plen, (size_t)ch->len - plen);
   channel[ch->len - plen] = '\0';
   struct bus_envelope env;
-  enum bus_envelope_result rc =
-      bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
+  int rc = bus_envelope_open(b->secret, channel, payload->str, (size_t)payload->len, &env);
   if (rc == BUS_ENVELOPE_BAD_MAC) {
     count_rejected(b, channel, 0);
     return;
@@ -492,7 +500,7 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* ---- Public API */
 
-struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver_fn,
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliver_fn deliver_fn,
                       void *opaque) {
   struct bus *b = calloc(1, sizeof *b);
   if (!b)
@@ -504,21 +512,21 @@ struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn 
   if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0)
     log_warn("bus", "no random node id");
   snprintf(b->node, sizeof b->node, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
-  if (cfg->redis.url[0]) {
+  if (cfg->url[0]) {
     /* the url may hold a password: never logged */
-    if (config_redis_url_parse(cfg->redis.url, &b->endpoint) != 0) {
+    if (config_redis_url_parse(cfg->url, &b->endpoint) != 0) {
       log_error("bus", "bad [redis] url (want redis://[:PASSWORD@]HOST:PORT)");
       free(b);
       return NULL;
     }
-    if (!cfg->redis.secret[0] || strlen(cfg->redis.secret) >= sizeof b->secret) {
+    if (!cfg->secret[0] || strlen(cfg->secret) >= sizeof b->secret) {
       log_error("bus", "[redis] url needs a secret (or secret_file) shared by every node");
       free(b);
       return NULL;
     }
-    snprintf(b->secret, sizeof b->secret, "%s", cfg->redis.secret);
+    snprintf(b->secret, sizeof b->secret, "%s", cfg->secret);
     b->redis = 1;
-    snprintf(b->prefix, sizeof b->prefix, "%s", cfg->redis.prefix);
+    snprintf(b->prefix, sizeof b->prefix, "%s", cfg->prefix);
   }
   uv_async_init(loop, &b->kick, on_kick);
   b->kick.data = b;
@@ -535,12 +543,12 @@ struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn 
 int bus_subscribe_channel(struct bus *b, const char *channel) {
   size_t n = strlen(channel);
   if (n == 0 || n >= BUS_MAX_CHANNEL)
-    return -1;
+    return -EINVAL;
   if (chan_find(b, channel, n))
     return 0;
   struct bus_chan *c = calloc(1, sizeof *c);
   if (!c)
-    return -1;
+    return -ENOMEM;
   memcpy(c->name, channel, n + 1);
   c->next = b->chans;
   b->chans = c;
@@ -564,14 +572,14 @@ void bus_unsubscribe_channel(struct bus *b, const char *channel) {
 
 int bus_publish(struct bus *b, const char *channel, const char *json, size_t len) {
   if (b->stopping)
-    return -1;
+    return -ECANCELED;
   struct bus_chan *c = chan_find(b, channel, strlen(channel));
   if (!c)
-    return -1;
+    return -ENOENT;
   uint64_t seq = ++b->seq;
   struct bus_item *it = item_new(channel, json, len, seq);
   if (!it)
-    return -1;
+    return -ENOMEM;
   b->st.published++;
   int up = b->redis && b->pub_up && b->sub_up && c->confirmed;
   if (up && b->backlog_bytes + len > BUS_BACKLOG_BYTES) {
@@ -597,10 +605,12 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
   return 0;
 }
 
-void bus_stop(struct bus *b) {
+void bus_stop(struct bus *b, void (*cb)(void *arg), void *arg) {
   if (!b || b->stopping)
     return;
   b->stopping = 1;
+  b->stopped = cb;
+  b->stopped_arg = arg;
   /* stopping makes every hiredis callback a no-op while the contexts are
    * freed; their poll handles close and count down open_handles. */
   if (b->pub)
@@ -636,50 +646,41 @@ void bus_make_id(struct bus *b, char out[BUS_ID_LEN]) {
 
 const char *bus_node_id(const struct bus *b) { return b->node; }
 
-int bus_redis_connected(const struct bus *b) { return b->pub_up && b->sub_up; }
+bool bus_is_redis_connected(const struct bus *b) { return b->pub_up && b->sub_up; }
 
-int bus_channel_via_redis(const struct bus *b, const char *channel) {
+bool bus_is_channel_via_redis(const struct bus *b, const char *channel) {
   const struct bus_chan *c = chan_find((struct bus *)b, channel, strlen(channel));
-  return c && b->redis && bus_redis_connected(b) && c->confirmed;
+  return c && b->redis && bus_is_redis_connected(b) && c->confirmed;
 }
 
 void bus_get_stats(const struct bus *b, struct bus_stats *out) {
   *out = b->st;
   out->backlog_bytes = b->backlog_bytes;
-  out->redis_connected = bus_redis_connected(b);
+  out->redis_connected = bus_is_redis_connected(b);
 }
 
 void bus_metrics(const struct bus *b, struct buf *out) {
+#define BS(NAME, TYPE, FIELD) METRIC_FIELD(NAME, TYPE, NULL, struct bus_stats, FIELD)
+  static const struct metric rows[] = {
+      BS("galarelay_redis_connected", METRIC_GAUGE, redis_connected),
+      BS("galarelay_redis_reconnects_total", METRIC_COUNTER, reconnects),
+      BS("galarelay_chat_bus_published_total", METRIC_COUNTER, published),
+      BS("galarelay_chat_bus_delivered_total", METRIC_COUNTER, delivered),
+      BS("galarelay_chat_bus_local_direct_total", METRIC_COUNTER, local_direct),
+      BS("galarelay_chat_bus_redis_published_total", METRIC_COUNTER, redis_published),
+      BS("galarelay_chat_bus_redis_received_total", METRIC_COUNTER, redis_received),
+      BS("galarelay_chat_bus_publish_failures_total", METRIC_COUNTER, publish_failures),
+      BS("galarelay_chat_bus_backlog_full_total", METRIC_COUNTER, backlog_full),
+      BS("galarelay_chat_bus_malformed_total", METRIC_COUNTER, malformed),
+      BS("galarelay_chat_bus_backlog_bytes", METRIC_GAUGE, backlog_bytes),
+  };
+#undef BS
+  static const struct metric rejected =
+      METRIC_FAMILY("galarelay_chat_bus_rejected_total", METRIC_COUNTER, "Events from Redis dropped, by reason");
   struct bus_stats s;
   bus_get_stats(b, &s);
-  buf_printf(out,
-             "# TYPE galarelay_redis_connected gauge\n"
-             "galarelay_redis_connected %d\n"
-             "# TYPE galarelay_redis_reconnects_total counter\n"
-             "galarelay_redis_reconnects_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_published_total counter\n"
-             "galarelay_chat_bus_published_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_delivered_total counter\n"
-             "galarelay_chat_bus_delivered_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_local_direct_total counter\n"
-             "galarelay_chat_bus_local_direct_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_redis_published_total counter\n"
-             "galarelay_chat_bus_redis_published_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_redis_received_total counter\n"
-             "galarelay_chat_bus_redis_received_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_publish_failures_total counter\n"
-             "galarelay_chat_bus_publish_failures_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_backlog_full_total counter\n"
-             "galarelay_chat_bus_backlog_full_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_malformed_total counter\n"
-             "galarelay_chat_bus_malformed_total %" PRIu64 "\n"
-             "# TYPE galarelay_chat_bus_backlog_bytes gauge\n"
-             "galarelay_chat_bus_backlog_bytes %" PRIu64 "\n"
-             "# HELP galarelay_chat_bus_rejected_total Events from Redis dropped, by reason\n"
-             "# TYPE galarelay_chat_bus_rejected_total counter\n"
-             "galarelay_chat_bus_rejected_total{reason=\"hmac\"} %" PRIu64 "\n"
-             "galarelay_chat_bus_rejected_total{reason=\"replay\"} %" PRIu64 "\n",
-             s.redis_connected, s.reconnects, s.published, s.delivered, s.local_direct,
-             s.redis_published, s.redis_received, s.publish_failures, s.backlog_full,
-             s.malformed, s.backlog_bytes, s.rejected_mac, s.rejected_replay);
+  metrics_write(out, rows, METRICS_COUNT(rows), &s);
+  metrics_head(out, &rejected);
+  metrics_count(out, &rejected, "reason=\"hmac\"", s.rejected_mac);
+  metrics_count(out, &rejected, "reason=\"replay\"", s.rejected_replay);
 }

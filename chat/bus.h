@@ -10,7 +10,7 @@
  *
  * Redis mode (redis.url = redis://[[USER]:PASSWORD@]HOST:PORT): one Redis
  * pub/sub channel per room, named redis.prefix + channel. Two hiredis async
- * contexts on the app's loop: one PUBLISHes, one SUBSCRIBEs (a subscribed
+ * contexts on the loop: one PUBLISHes, one SUBSCRIBEs (a subscribed
  * connection can send nothing else); with a password each sends AUTH
  * first, on every connect (a refusal is logged once and retried like a
  * lost connection). A node delivers only what it receives from Redis, its
@@ -52,12 +52,13 @@
 #ifndef GALARELAY_CHAT_BUS_H
 #define GALARELAY_CHAT_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 struct buf;
-struct config;
+struct config_redis;
 struct bus;
 
 #define BUS_ID_LEN 32 /* buffer size for bus_make_id: 21 chars + NUL */
@@ -77,36 +78,38 @@ struct bus_msg {
  * call. It may call bus_publish (delivered later, never re-entered). */
 typedef void (*bus_deliver_fn)(void *opaque, const struct bus_msg *m);
 
-/* Starts in local or Redis mode depending on cfg->redis.url (a bad URL, or
- * a url without redis.secret, is an error: NULL). In Redis mode the first
- * connect starts at once. The config is read at start only (prefix, url,
+/* Starts in local or Redis mode depending on redis->url (a bad URL, or
+ * a url without redis->secret, is an error: NULL). In Redis mode the first
+ * connect starts at once. The section is read at start only (prefix, url,
  * secret): not kept. */
-struct bus *bus_start(uv_loop_t *loop, const struct config *cfg, bus_deliver_fn deliver,
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *redis, bus_deliver_fn deliver,
                       void *opaque);
 
 /* Rooms come and go with config reloads. Only subscribed channels are
- * delivered. Returns 0, -1 on a bad name (empty, too long) or no memory. */
+ * delivered. Returns 0, -EINVAL on a bad name (empty, too long), -ENOMEM. */
 int bus_subscribe_channel(struct bus *b, const char *channel);
 void bus_unsubscribe_channel(struct bus *b, const char *channel);
 
 /* json: one complete JSON value (the bus inserts it verbatim into its
  * envelope). Returns 0 when the event will be delivered (through Redis or
- * locally), -1 when it cannot (channel not subscribed, no memory,
- * stopping). */
+ * locally), or why it cannot: -ENOENT (channel not subscribed), -ENOMEM,
+ * -ECANCELED (stopping). */
 int bus_publish(struct bus *b, const char *channel, const char *json, size_t len);
 
-/* Closes every uv handle and hiredis context; frees the bus when the last
- * close callback has run, so keep running the loop: uv_run returns by
- * itself and uv_loop_close() is then 0. Events not yet delivered are
- * dropped; no callback runs after bus_stop returns. */
-void bus_stop(struct bus *b);
+/* Asynchronous: closes every uv handle and hiredis context; frees the bus
+ * when the last close callback has run, then calls cb(arg) (cb may be
+ * NULL). Keep running the loop: uv_run returns by itself and
+ * uv_loop_close() is then 0. Events not yet delivered are dropped; no
+ * deliver callback runs after bus_stop returns. */
+void bus_stop(struct bus *b, void (*cb)(void *arg), void *arg);
 
 void bus_make_id(struct bus *b, char out[BUS_ID_LEN]);
 const char *bus_node_id(const struct bus *b); /* 6 hex chars */
-int bus_redis_connected(const struct bus *b); /* 1 when both contexts are up */
-/* 1 when events published on channel go through Redis now (both contexts
- * up and its SUBSCRIBE confirmed); 0 in local mode. For tests and health. */
-int bus_channel_via_redis(const struct bus *b, const char *channel);
+bool bus_is_redis_connected(const struct bus *b); /* both contexts are up */
+/* Whether events published on channel go through Redis now (both
+ * contexts up and its SUBSCRIBE confirmed); false in local mode. For tests
+ * and health. */
+bool bus_is_channel_via_redis(const struct bus *b, const char *channel);
 
 struct bus_stats {
   uint64_t published;       /* bus_publish calls accepted */

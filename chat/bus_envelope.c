@@ -2,6 +2,8 @@
  * nodes (see bus_envelope.h). */
 #include "chat/bus_envelope.h"
 
+#include <errno.h>
+
 #include <inttypes.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -33,7 +35,7 @@ static int mac_compute(const char *secret, const char *channel, const char *body
            EVP_MAC_final(ctx, out, &outl, MAC_LEN) && outl == MAC_LEN;
   EVP_MAC_CTX_free(ctx);
   EVP_MAC_free(mac);
-  return ok ? 0 : -1;
+  return ok ? 0 : -EIO;
 }
 
 static int hex_value(char c) {
@@ -50,15 +52,17 @@ int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
   size_t olen = strlen(origin);
   if (!secret || !*secret || olen == 0 || olen > BUS_ENVELOPE_ORIGIN_MAX || len == 0 ||
       ts_ms == 0 || ts_ms > TS_MAX)
-    return -1;
+    return -EINVAL;
   size_t start = out->len;
   buf_printf(out, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"event\":",
              origin, seq, ts_ms);
   buf_append(out, event, len);
   unsigned char mac[MAC_LEN];
-  if (out->failed ||
-      mac_compute(secret, channel, (const char *)out->data + start, out->len - start, mac) != 0)
-    return -1;
+  if (out->failed)
+    return -ENOMEM;
+  int rc = mac_compute(secret, channel, (const char *)out->data + start, out->len - start, mac);
+  if (rc != 0)
+    return rc;
   static const char hex[] = "0123456789abcdef";
   char text[2 * MAC_LEN];
   for (size_t i = 0; i < MAC_LEN; i++) {
@@ -68,7 +72,7 @@ int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
   buf_puts(out, mac_key);
   buf_append(out, text, sizeof text);
   buf_puts(out, "\"}");
-  return out->failed ? -1 : 0;
+  return out->failed ? -ENOMEM : 0;
 }
 
 /* Up to max decimal digits at s[*k] (at least one): their value. */
@@ -78,7 +82,7 @@ static int parse_digits(const char *s, size_t n, size_t *k, size_t max, uint64_t
   for (; *k < n && s[*k] >= '0' && s[*k] <= '9' && digits < max; (*k)++, digits++)
     v = v * 10 + (uint64_t)(s[*k] - '0');
   *out = v;
-  return digits ? 0 : -1;
+  return digits ? 0 : -EINVAL;
 }
 
 /* {"origin":"NODE","seq":N[,"ts":MS],"event":EVENT: the first n bytes of
@@ -87,33 +91,42 @@ static int parse_body(const char *s, size_t n, struct bus_envelope *out) {
   static const char p1[] = "{\"origin\":\"", p2[] = "\",\"seq\":", p3[] = ",\"event\":";
   size_t k = sizeof p1 - 1, o = 0;
   if (n < k || memcmp(s, p1, k) != 0)
-    return -1;
+    return -EINVAL;
   while (k < n && o < BUS_ENVELOPE_ORIGIN_MAX && hex_value(s[k]) >= 0)
     out->origin[o++] = s[k++];
   out->origin[o] = '\0';
   if (o == 0 || n - k < sizeof p2 - 1 || memcmp(s + k, p2, sizeof p2 - 1) != 0)
-    return -1;
+    return -EINVAL;
   k += sizeof p2 - 1;
   static const char pts[] = ",\"ts\":";
   if (parse_digits(s, n, &k, 19, &out->seq) != 0)
-    return -1;
+    return -EINVAL;
   out->ts_ms = 0;
   if (n - k > sizeof pts - 1 && memcmp(s + k, pts, sizeof pts - 1) == 0) {
     k += sizeof pts - 1;
     if (parse_digits(s, n, &k, 15, &out->ts_ms) != 0)
-      return -1;
+      return -EINVAL;
   }
   if (n - k <= sizeof p3 - 1 || memcmp(s + k, p3, sizeof p3 - 1) != 0)
-    return -1;
+    return -EINVAL;
   k += sizeof p3 - 1;
   out->event = s + k;
   out->event_len = n - k;
   return 0;
 }
 
-enum bus_envelope_result bus_envelope_open(const char *secret, const char *channel,
-                                           const char *msg, size_t n,
-                                           struct bus_envelope *out) {
+const char *bus_envelope_strerror(int code) {
+  switch (code) {
+  case BUS_ENVELOPE_MALFORMED:
+    return "malformed";
+  case BUS_ENVELOPE_BAD_MAC:
+    return "bad_mac";
+  }
+  return strerror(-code);
+}
+
+int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n,
+                      struct bus_envelope *out) {
   const char *suffix = n >= MAC_SUFFIX_LEN ? msg + n - MAC_SUFFIX_LEN : NULL;
   unsigned char sent[MAC_LEN];
   bool has_mac = suffix && memcmp(suffix, mac_key, sizeof mac_key - 1) == 0 &&

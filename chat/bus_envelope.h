@@ -31,11 +31,14 @@ struct buf;
 
 #define BUS_ENVELOPE_ORIGIN_MAX 15 /* hex digits of a node id */
 
-enum bus_envelope_result {
+/* Why a message does not open: negative codes below every errno value. */
+enum {
   BUS_ENVELOPE_OK = 0,
-  BUS_ENVELOPE_MALFORMED = -1, /* not an envelope at all */
-  BUS_ENVELOPE_BAD_MAC = -2,   /* an envelope without a MAC, or with a wrong one */
+  BUS_ENVELOPE_MALFORMED = -1101, /* not an envelope at all */
+  BUS_ENVELOPE_BAD_MAC = -1102,   /* an envelope without a MAC, or with a wrong one */
 };
+/* "malformed", "bad_mac"; strerror(-code) for any other code. */
+const char *bus_envelope_strerror(int code);
 
 struct bus_envelope {
   char origin[BUS_ENVELOPE_ORIGIN_MAX + 1];
@@ -46,17 +49,16 @@ struct bus_envelope {
 };
 
 /* Append the sealed message for (channel, origin, seq, ts_ms, event) to out.
- * secret: NUL-terminated, not empty. Returns 0, or -1 (bad arguments, no
- * memory: out->failed, or OpenSSL refused). */
+ * secret: NUL-terminated, not empty. Returns 0, -EINVAL (bad arguments),
+ * -ENOMEM (out->failed) or -EIO (OpenSSL refused). */
 int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
                       const char *origin, uint64_t seq, uint64_t ts_ms, const char *event,
                       size_t len);
 
 /* Parse msg (n bytes, any content) received for channel and check its MAC
- * with secret. On BUS_ENVELOPE_OK *out describes it (out->event points
+ * with secret: 0 or a BUS_ENVELOPE_* code. On 0 *out describes it (out->event points
  * into msg); otherwise *out is unspecified. */
-enum bus_envelope_result bus_envelope_open(const char *secret, const char *channel,
-                                           const char *msg, size_t n,
-                                           struct bus_envelope *out);
+int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n,
+                      struct bus_envelope *out);
 
 #endif

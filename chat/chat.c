@@ -1,11 +1,13 @@
-/* chat: the websocket transport, tickets (archive commit, publish, ack),
- * rooms, bus and archive glue, the tick timer, metrics. Requests are in
- * chat_requests.c. See chat.h for the flow, and "Writing to members"
- * below for how frames reach the sockets. */
+/* chat: the websocket transport, rooms, bus and archive glue, the tick
+ * timer, metrics. Requests are in chat_requests.c, tickets (archive
+ * commit, publish, ack) in ticket.c, the archive records of events in
+ * chat_archive.c. See chat.h for the flow, and "Writing
+ * to members" below for how frames reach the sockets. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stddef.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
@@ -15,27 +17,26 @@
 
 #include "chat/archive.h"
 #include "chat/bus.h"
+#include "chat/chat_archive_int.h"
+#include "chat/chat_requests_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
+#include "chat/ticket_int.h"
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/memguard.h"
+#include "core/metrics.h"
 #include "core/netaddr.h"
 
-int64_t chat__wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct chat *chat_of(struct lws *wsi) {
-  struct app *app = lws_context_user(lws_get_context(wsi));
-  return app ? app->chat : NULL;
+  /* the handle the caller keeps (chat_protocol); NULL once it stopped us */
+  const struct lws_protocols *p = lws_get_protocol(wsi);
+  struct chat *const *handle = p ? p->user : NULL;
+  return handle ? *handle : NULL;
 }
 
 static struct chat_room *find_room(struct chat *c, const char *channel) {
@@ -74,7 +75,8 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
  * fanout_slice members per turn of the loop (on_fanout_idle), and between
  * slices libuv polls the sockets: posters' messages are read, archive
  * completions run, and a reply (ack, error, welcome) is written at once
- * (write_now) with whatever that member has queued, ahead of the list. */
+ * (op_wake sees it queued: write_now) with whatever that member has
+ * queued before it, ahead of the list. */
 
 static void wait_writable(struct chat_conn *conn) {
   conn->awaiting_writable = true;
@@ -157,117 +159,6 @@ static void on_fanout_idle(uv_idle_t *h) {
     uv_idle_stop(h);
 }
 
-/* ---- Replies */
-
-void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
-  if (msg && conn->m.room && room_send(&conn->m, msg) == 0) {
-    struct chat *c = conn->wsi ? chat_of(conn->wsi) : NULL;
-    if (c)
-      write_now(c, conn);
-  }
-  json_decref(msg);
-}
-
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                        const char *message, int64_t retry_after_ms) {
-  chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
-}
-
-/* ---- Tickets: archive commit, then publish, then ack */
-
-struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce) {
-  struct ticket *t = calloc(1, sizeof(*t));
-  if (!t)
-    return NULL;
-  t->chat = c;
-  t->slot = conn->slot;
-  t->conn = conn;
-  snprintf(t->nonce, sizeof(t->nonce), "%s", nonce ? nonce : "");
-  t->next = conn->tickets;
-  conn->tickets = t;
-  t->slot->tickets++;
-  return t;
-}
-
-static void ticket_detach(struct ticket *t) {
-  if (!t->conn)
-    return;
-  for (struct ticket **p = &t->conn->tickets; *p; p = &(*p)->next) {
-    if (*p == t) {
-      *p = t->next;
-      break;
-    }
-  }
-  t->conn = NULL;
-}
-
-void chat__ticket_free(struct ticket *t) {
-  ticket_detach(t);
-  for (int i = 0; i < t->event_count; i++)
-    json_decref(t->events[i]);
-  t->slot->tickets--;
-  free(t);
-}
-
-static void publish(struct chat *c, struct chat_room *slot, json_t *ev) {
-  char *text = json_dumps(ev, JSON_COMPACT);
-  if (!text)
-    return;
-  if (!c->bus || bus_publish(c->bus, slot->channel, text, strlen(text)) != 0) {
-    /* no bus (tests) or it refused: this node still shows it */
-    if (slot->room)
-      room_deliver(slot->room, ev, chat__wall_ms());
-  }
-  free(text);
-}
-
-void chat__ticket_done(void *opaque, int ok) {
-  struct ticket *t = opaque;
-  if (ok) {
-    for (int i = 0; i < t->event_count; i++)
-      publish(t->chat, t->slot, t->events[i]);
-  }
-  if (t->conn) {
-    if (!ok)
-      chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "not stored, try again", 1000);
-    else if (t->error_code)
-      chat__reply(t->conn, chat_error_json(t->nonce, t->error_code, "sent for review", -1));
-    else
-      chat__reply(t->conn, chat_ack_json(t->nonce, t->id[0] ? t->id : NULL));
-  }
-  chat__ticket_free(t);
-}
-
-/* The last archive submit of an operation carries the ticket; -1 means
- * refused (queue full): the ticket is answered with an error at once. */
-int chat__ticket_submit_result(struct ticket *t, int rc) {
-  if (rc == 0)
-    return 0;
-  if (t->conn)
-    chat__reply_error(t->conn, t->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
-  chat__ticket_free(t);
-  return -1;
-}
-
-void chat__ticket_commit_now(struct ticket *t) { chat__ticket_done(t, 1); }
-
-void chat__ticket_event(struct ticket *t, json_t *ev /* stolen */) {
-  if (ev && t->event_count < CHAT_EVENTS_PER_OP)
-    t->events[t->event_count++] = ev;
-  else
-    json_decref(ev);
-}
-
-void chat__make_id(struct chat *c, char out[BUS_ID_LEN]) {
-  if (c->bus) {
-    bus_make_id(c->bus, out);
-    return;
-  }
-  snprintf(out, BUS_ID_LEN, "%011llx%010llx", (unsigned long long)chat__wall_ms(),
-           (unsigned long long)++c->next_conn_id);
-}
-
-
 /* ---- The websocket protocol */
 
 static void on_message(struct chat *c, struct chat_conn *conn, const void *data, size_t len) {
@@ -321,7 +212,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   /* X-Forwarded-For only from the configured proxy; limits and bans by
    * the /64 for IPv6 (netaddr_client_key) */
   char addr[INET6_ADDRSTRLEN + 8];
-  http_client_addr(wsi, c->app->cfg->server.trusted_proxy, addr, sizeof(addr));
+  http_client_addr(wsi, c->cfg.server->trusted_proxy, addr, sizeof(addr));
   netaddr_client_key(addr, conn->m.addr, sizeof(conn->m.addr));
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
@@ -341,8 +232,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"too many", 8);
     return -1;
   }
-  room_send_welcome(slot->room, &conn->m);
-  write_now(c, conn);
+  room_send_welcome(slot->room, &conn->m); /* a reply: op_wake writes it at once */
   return 0;
 }
 
@@ -353,7 +243,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
  * idle viewer holds no reassembly buffer. */
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
-  size_t max = (size_t)c->app->cfg->chat.max_frame_bytes;
+  size_t max = (size_t)c->cfg.chat->max_frame_bytes;
   bool first = lws_is_first_fragment(wsi);
   bool last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
   if (first) {
@@ -406,7 +296,7 @@ static void on_closed(struct chat *c, struct chat_conn *conn) {
   if (c) /* without it (stopped), chat_stop took every member off the list */
     fanout_ready_remove(&c->ready, &conn->ready);
   while (conn->tickets)
-    ticket_detach(conn->tickets);
+    chat__ticket_detach(conn->tickets);
   room_leave(&conn->m);
   free(conn->rx);
   conn->rx = NULL;
@@ -423,7 +313,7 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: { /* refuse the handshake: no such room, or over the memory ceiling */
     char uri[256];
-    if (c && http_ws_check_origin(wsi, c->app->cfg->server.allowed_origins)) /* 403: a page of another site */
+    if (c && http_ws_check_origin(wsi, c->cfg.server->allowed_origins)) /* 403: a page of another site */
       return -1;
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
@@ -447,14 +337,17 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   }
 }
 
-static const struct lws_protocols chat_proto = {
+static const struct lws_protocols chat_proto = { /* .user: the caller's handle (chat_of) */
     .name = "chat",
     .callback = chat_callback,
     .per_session_data_size = sizeof(struct chat_conn),
     .rx_buffer_size = 4096,
 };
 
-const struct lws_protocols *chat_protocol(void) { return &chat_proto; }
+void chat_protocol(struct lws_protocols *out, struct chat *const *handle) {
+  *out = chat_proto;
+  out->user = (void *)handle;
+}
 
 /* ---- Room ops */
 
@@ -468,6 +361,10 @@ static void op_wake(void *opaque, struct room_member *m) {
   struct chat_conn *conn = m->transport;
   if (!conn->wsi || conn->awaiting_writable || conn->close_code)
     return;
+  if (room_member_reply_queued(m)) { /* an ack, error or welcome: now, ahead of the list */
+    write_now(c, conn);
+    return;
+  }
   fanout_ready_add(&c->ready, &conn->ready);
   if (!uv_is_active((uv_handle_t *)&c->fanout_idle))
     uv_idle_start(&c->fanout_idle, on_fanout_idle);
@@ -576,7 +473,7 @@ static void load_room(struct chat *c, struct chat_room *slot) {
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
   struct archive_room_state st;
   char pinned[BUS_ID_LEN * 2];
-  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 1)
+  if (archive_load_room_state(c->archive, slot->channel, &st, pinned, sizeof(pinned)) == 0)
     room_load_state(slot->room, st.slow_seconds, st.hold != 0, st.pinned_id);
 }
 
@@ -587,22 +484,30 @@ static int add_room(struct chat *c, const char *channel) {
       continue;
     snprintf(slot->channel, sizeof(slot->channel), "%s", channel);
     slot->room = room_new(channel, &c->params, &chat_room_ops, c, c->filter);
-    if (!slot->room || (c->bus && bus_subscribe_channel(c->bus, channel) != 0)) {
+    int rc = !slot->room ? -ENOMEM : c->bus ? bus_subscribe_channel(c->bus, channel) : 0;
+    if (rc != 0) {
       room_free(slot->room);
       memset(slot, 0, sizeof(*slot));
-      return -1;
+      return rc;
     }
     load_room(c, slot);
     return 0;
   }
-  return -1;
+  return -ENOSPC; /* every slot taken */
 }
 
 /* Channels added get a room; removed ones close their members. */
-static void sync_rooms(struct chat *c, const struct config *cfg) {
+static bool has_channel(const struct chat_sections *cfg, const char *name) {
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, name))
+      return true;
+  return false;
+}
+
+static void sync_rooms(struct chat *c, const struct chat_sections *cfg) {
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
-    if (!slot->room || slot->removed || config_find_channel(cfg, slot->channel))
+    if (!slot->room || slot->removed || has_channel(cfg, slot->channel))
       continue;
     slot->removed = true;
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "channel removed");
@@ -620,58 +525,66 @@ static void sync_rooms(struct chat *c, const struct config *cfg) {
 
 /* ---- Entry points */
 
-/* the tick timer's and the idle handle's close callback: the second frees */
-static void chat_free(uv_handle_t *h) {
-  struct chat *c = h->data;
-  if (--c->open_handles == 0)
-    free(c);
+/* One part of the service is released (chat_stop); the last frees it and
+ * tells the caller. */
+static void part_stopped(void *arg) {
+  struct chat *c = arg;
+  if (--c->parts_open > 0)
+    return;
+  void (*cb)(void *) = c->stopped;
+  void *cb_arg = c->stopped_arg;
+  free(c);
+  if (cb)
+    cb(cb_arg);
 }
 
-struct chat *chat_start(struct app *app) {
-  const struct config *cfg = app->cfg;
+static void handle_closed(uv_handle_t *h) { part_stopped(h->data); } /* the tick, the idle handle */
+
+struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  c->app = app;
-  room_params_from_config(&c->params, cfg, LWS_PRE);
-  c->filter = filter_new(app->loop);
+  c->loop = loop;
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
+  c->filter = filter_new(loop);
   char path[1024];
   struct archive_params ap;
-  if (!c->filter || archive_params_from_config(&ap, cfg, path, sizeof(path)) != 0 ||
-      !(c->archive = archive_open(app->loop, &ap)) ||
-      !(c->bus = bus_start(app->loop, cfg, on_bus, c))) {
+  if (!c->filter ||
+      archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
+      !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
-      archive_close(c->archive);
-    filter_close(c->filter);
+      archive_stop(c->archive, NULL, NULL);
+    filter_stop(c->filter, NULL, NULL);
     free(c);
     return NULL;
   }
   if (c->archive)
     archive_load_words(c->archive, NULL, load_word, c);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_init(app->loop, &c->tick);
+  uv_timer_init(loop, &c->tick);
   c->tick.data = c;
   fanout_ready_init(&c->ready);
-  uv_idle_init(app->loop, &c->fanout_idle);
+  uv_idle_init(loop, &c->fanout_idle);
   c->fanout_idle.data = c;
-  c->fanout_slice = (size_t)cfg->chat.fanout_slice;
-  c->open_handles = 2;
-  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat.tick_ms, (uint64_t)cfg->chat.tick_ms);
-  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat.tick_ms);
+  c->fanout_slice = (size_t)cfg->chat->fanout_slice;
+  uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat->tick_ms, (uint64_t)cfg->chat->tick_ms);
+  log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat->tick_ms);
   return c;
 }
 
-void chat_reload(struct chat *c, const struct config *cfg) {
-  room_params_from_config(&c->params, cfg, LWS_PRE);
+void chat_reload(struct chat *c, const struct chat_sections *cfg) {
+  c->cfg = *cfg;
+  room_params_from_config(&c->params, cfg->chat, LWS_PRE);
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_configure(c->rooms[i].room, &c->params);
-  filter_set_file(c->filter, cfg->chat.banned_words_file);
+  filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
-  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat.tick_ms);
-  c->fanout_slice = (size_t)cfg->chat.fanout_slice;
+  uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat->tick_ms);
+  c->fanout_slice = (size_t)cfg->chat->fanout_slice;
 }
 
 /* At stop: write what is queued now (the last acks); what the socket does
@@ -688,147 +601,156 @@ static void flush_member(void *opaque, struct room_member *m) {
   }
 }
 
-void chat_stop(struct chat *c) {
-  if (!c)
+void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
+  if (!c || c->stopping)
     return;
   c->stopping = true;
+  c->stopped = cb;
+  c->stopped_arg = arg;
+  /* the tick and the fan-out's idle handle, and the archive, bus and
+   * filter: each calls part_stopped once released (the filter may at once) */
+  c->parts_open = 2 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
-    archive_close(c->archive);
+    archive_stop(c->archive, part_stopped, c);
   c->archive = NULL;
   for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
     struct chat_room *slot = &c->rooms[i];
     if (!slot->room)
       continue;
-    if (c->app->stopping) /* main destroyed the lws context first: members are gone */
+    /* Members already gone (the lws context closed their connections
+     * first) leave nothing to flush; the others get what the last commits
+     * published, then a 1001. */
+    if (room_member_count(slot->room) == 0)
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
     room_for_each_member(slot->room, flush_member, c);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
-  /* members leave in their close callbacks, which find app->chat NULL and
-   * only free their own buffers; detach them here */
+  /* members still connected leave in their close callbacks, which find
+   * the caller's handle NULL and only free their own buffers; detach them
+   * here */
   for (int i = 0; i < CHAT_ROOMS_MAX; i++)
     if (c->rooms[i].room)
       room_free(c->rooms[i].room);
   memset(c->rooms, 0, sizeof(c->rooms));
-  bus_stop(c->bus);
+  if (c->bus)
+    bus_stop(c->bus, part_stopped, c);
   c->bus = NULL;
-  filter_close(c->filter);
+  if (c->filter)
+    filter_stop(c->filter, part_stopped, c);
   c->filter = NULL;
   while (c->ready.count) /* members that close later find no chat: unlink them now */
     fanout_ready_remove(&c->ready, c->ready.head.next);
   uv_timer_stop(&c->tick);
-  uv_close((uv_handle_t *)&c->tick, chat_free);
-  uv_close((uv_handle_t *)&c->fanout_idle, chat_free);
+  uv_close((uv_handle_t *)&c->tick, handle_closed);
+  uv_close((uv_handle_t *)&c->fanout_idle, handle_closed);
 }
 
 /* ---- Metrics and API */
+
+/* One room's values for /metrics. */
+struct room_sample {
+  size_t members;
+  struct room_stats st;
+};
+
+static void bad_frames_metrics(const struct chat *c, struct buf *out) {
+  static const struct metric bad = METRIC_FAMILY("galarelay_chat_bad_frames_total", METRIC_COUNTER,
+                                                 "Frames refused before parsing, by reason");
+  static const struct metric conns =
+      METRIC_FAMILY("galarelay_chat_connections_total", METRIC_COUNTER, "Websocket connections accepted");
+  metrics_head(out, &bad);
+  metrics_count(out, &bad, "reason=\"invalid_utf8\"", c->stats.bad_utf8);
+  metrics_count(out, &bad, "reason=\"too_large\"", c->stats.oversize);
+  metrics_count(out, &bad, "reason=\"bad_request\"", c->stats.bad_request);
+  metrics_head(out, &conns);
+  metrics_count(out, &conns, NULL, c->stats.connections);
+}
 
 /* The write path: sends per member-tick (sends / member_ticks) and the
  * bytes copied per delivered event (copied / delivered events) are what
  * the chat benchmark prints. */
 static void fanout_metrics(const struct chat *c, struct buf *out) {
-  static const char *const help[][3] = {
-      {"galarelay_chat_fanout_sends_total", "counter", "System calls that wrote frames to members' sockets"},
-      {"galarelay_chat_fanout_blocked_total", "counter", "Writes the kernel refused (socket buffer full)"},
-      {"galarelay_chat_fanout_bytes_total", "counter", "Bytes the kernel accepted from the fan-out writer"},
-      {"galarelay_chat_fanout_copied_bytes_total", "counter", "Bytes copied in userspace: rests of partly sent frames handed to lws"},
-      {"galarelay_chat_fanout_lws_frames_total", "counter", "Frames written through lws_write instead (TLS)"},
-      {"galarelay_chat_fanout_slices_total", "counter", "Fan-out slices run (one per loop turn while members wait)"},
-      {"galarelay_chat_fanout_ready", "gauge", "Members waiting for a fan-out slice"},
+  static const struct metric rows[] = {
+      METRIC_FAMILY("galarelay_chat_fanout_sends_total", METRIC_COUNTER,
+                    "System calls that wrote frames to members' sockets"),
+      METRIC_FAMILY("galarelay_chat_fanout_blocked_total", METRIC_COUNTER,
+                    "Writes the kernel refused (socket buffer full)"),
+      METRIC_FAMILY("galarelay_chat_fanout_bytes_total", METRIC_COUNTER,
+                    "Bytes the kernel accepted from the fan-out writer"),
+      METRIC_FAMILY("galarelay_chat_fanout_copied_bytes_total", METRIC_COUNTER,
+                    "Bytes copied in userspace: rests of partly sent frames handed to lws"),
+      METRIC_FAMILY("galarelay_chat_fanout_lws_frames_total", METRIC_COUNTER,
+                    "Frames written through lws_write instead (TLS)"),
+      METRIC_FAMILY("galarelay_chat_fanout_slices_total", METRIC_COUNTER,
+                    "Fan-out slices run (one per loop turn while members wait)"),
+      METRIC_FAMILY("galarelay_chat_fanout_ready", METRIC_GAUGE, "Members waiting for a fan-out slice"),
   };
   const uint64_t v[] = {c->fanout.sends, c->fanout.blocked, c->fanout.bytes, c->stats.spilled_bytes,
                         c->stats.lws_frames, c->stats.slices, (uint64_t)c->ready.count};
-  for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++)
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", help[k][0], help[k][2], help[k][0],
-               help[k][1], help[k][0], (unsigned long long)v[k]);
+  for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
+    metrics_head(out, &rows[k]);
+    metrics_count(out, &rows[k], NULL, v[k]);
+  }
 }
 
 void chat_metrics(const struct chat *c, struct buf *out) {
-  static const struct {
-    const char *name, *type, *help;
-  } m[] = {
-      {"galarelay_chat_members", "gauge", "Websocket members per room"},
-      {"galarelay_chat_comments_accepted_total", "counter", "Comments accepted"},
-      {"galarelay_chat_comments_refused_total", "counter", "Comments refused, by reason"},
-      {"galarelay_chat_delivered_events_total", "counter", "Events queued to members"},
-      {"galarelay_chat_dropped_batches_total", "counter", "Batches dropped for slow members"},
-      {"galarelay_chat_slow_members_closed_total", "counter", "Members closed past the hard bound"},
-      {"galarelay_chat_queue_bytes", "gauge", "Bytes queued to members"},
-      {"galarelay_chat_held_comments", "gauge", "Comments waiting for review"},
-      {"galarelay_chat_hello_refused_total", "counter", "Hellos refused by the hello rate limits"},
-      {"galarelay_chat_member_ticks_total", "counter", "Members queued frames by a tick, summed over ticks"},
+#define RS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct room_sample, FIELD)
+  static const struct metric rows[] = {
+      RS("galarelay_chat_members", METRIC_GAUGE, "Websocket members per room", members),
+      RS("galarelay_chat_comments_accepted_total", METRIC_COUNTER, "Comments accepted", st.accepted),
+      METRIC_FAMILY("galarelay_chat_comments_refused_total", METRIC_COUNTER, "Comments refused, by reason"),
+      RS("galarelay_chat_delivered_events_total", METRIC_COUNTER, "Events queued to members", st.delivered_events),
+      RS("galarelay_chat_dropped_batches_total", METRIC_COUNTER, "Batches dropped for slow members",
+         st.dropped_batches),
+      RS("galarelay_chat_slow_members_closed_total", METRIC_COUNTER, "Members closed past the hard bound",
+         st.kicked_slow),
+      RS("galarelay_chat_queue_bytes", METRIC_GAUGE, "Bytes queued to members", st.queue_bytes),
+      RS("galarelay_chat_held_comments", METRIC_GAUGE, "Comments waiting for review", st.held),
+      RS("galarelay_chat_hello_refused_total", METRIC_COUNTER, "Hellos refused by the hello rate limits",
+         st.hello_refused),
+      RS("galarelay_chat_member_ticks_total", METRIC_COUNTER, "Members queued frames by a tick, summed over ticks",
+         st.member_ticks),
   };
-  for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name, m[k].type);
+#undef RS
+  struct room_sample *rs = calloc(CHAT_ROOMS_MAX, sizeof *rs);
+  if (!rs)
+    return;
+  for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
+    if (!c->rooms[i].room)
+      continue;
+    rs[i].members = room_member_count(c->rooms[i].room);
+    room_get_stats(c->rooms[i].room, &rs[i].st);
+  }
+  char label[128];
+  for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
+    metrics_head(out, &rows[k]);
     for (int i = 0; i < CHAT_ROOMS_MAX; i++) {
-      const struct chat_room *slot = &c->rooms[i];
-      if (!slot->room)
+      if (!c->rooms[i].room)
         continue;
-      struct room_stats st;
-      room_get_stats(slot->room, &st);
-      const char *ch = slot->channel;
-      switch (k) {
-      case 0:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, room_member_count(slot->room));
-        break;
-      case 1:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.accepted);
-        break;
-      case 2:
-        for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++)
-          buf_printf(out, "%s{channel=\"%s\",reason=\"%s\"} %llu\n", m[k].name, ch,
-                     room_refusal_code(r), (unsigned long long)st.refused[r]);
-        break;
-      case 3:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.delivered_events);
-        break;
-      case 4:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.dropped_batches);
-        break;
-      case 5:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch, (unsigned long long)st.kicked_slow);
-        break;
-      case 6:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.queue_bytes);
-        break;
-      case 7:
-        buf_printf(out, "%s{channel=\"%s\"} %zu\n", m[k].name, ch, st.held);
-        break;
-      case 8:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.hello_refused);
-        break;
-      case 9:
-        buf_printf(out, "%s{channel=\"%s\"} %llu\n", m[k].name, ch,
-                   (unsigned long long)st.member_ticks);
-        break;
+      if (rows[k].source != METRIC_SRC_NONE) {
+        snprintf(label, sizeof label, "channel=\"%s\"", c->rooms[i].channel);
+        metrics_sample(out, &rows[k], label, &rs[i]);
+        continue;
+      }
+      for (int r = ROOM_RATE_LIMITED; r < ROOM_REFUSAL_COUNT; r++) { /* comments refused, by reason */
+        snprintf(label, sizeof label, "channel=\"%s\",reason=\"%s\"", c->rooms[i].channel, room_refusal_code(r));
+        metrics_count(out, &rows[k], label, rs[i].st.refused[r]);
       }
     }
   }
-  buf_printf(out,
-             "# HELP galarelay_chat_bad_frames_total Frames refused before parsing, by reason\n"
-             "# TYPE galarelay_chat_bad_frames_total counter\n"
-             "galarelay_chat_bad_frames_total{reason=\"invalid_utf8\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"too_large\"} %llu\n"
-             "galarelay_chat_bad_frames_total{reason=\"bad_request\"} %llu\n"
-             "# HELP galarelay_chat_connections_total Websocket connections accepted\n"
-             "# TYPE galarelay_chat_connections_total counter\n"
-             "galarelay_chat_connections_total %llu\n",
-             (unsigned long long)c->stats.bad_utf8, (unsigned long long)c->stats.oversize,
-             (unsigned long long)c->stats.bad_request, (unsigned long long)c->stats.connections);
+  free(rs);
+  bad_frames_metrics(c, out);
   fanout_metrics(c, out);
   if (c->filter) {
+    static const struct metric words = METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE,
+                                                    "Banned words in the current automaton", struct filter_stats,
+                                                    words);
     struct filter_stats fs;
     filter_get_stats(c->filter, &fs);
-    buf_printf(out,
-               "# HELP galarelay_chat_banned_words Banned words in the current automaton\n"
-               "# TYPE galarelay_chat_banned_words gauge\ngalarelay_chat_banned_words %llu\n",
-               (unsigned long long)fs.words);
+    metrics_write(out, &words, 1, &fs);
   }
   if (c->archive)
     archive_metrics(c->archive, out);
@@ -844,5 +766,5 @@ int chat_room_counts(const struct chat *c, const char *channel, int *members) {
       return 0;
     }
   }
-  return -1;
+  return -ENOENT;
 }

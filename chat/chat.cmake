@@ -1,33 +1,23 @@
-# chat/chat.cmake: the live comment path: protocol, filter, JWT, rate
-# limits, rooms and the websocket service (chat.c). The archive and the bus
-# are galarelay_chat_store (store.cmake).
+# chat/chat.cmake: the chat service's transport: the websocket protocol
+# (chat.c), the requests, tickets and the archive records of events. It
+# stands on the core (core.cmake: protocol, filter, JWT, rate limits,
+# rooms) and the store (store.cmake: archive, bus).
 add_library(galarelay_chat STATIC
-  ${CMAKE_CURRENT_LIST_DIR}/protocol.c
-  ${CMAKE_CURRENT_LIST_DIR}/filter.c
-  ${CMAKE_CURRENT_LIST_DIR}/jwt.c
-  ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c
-  ${CMAKE_CURRENT_LIST_DIR}/room.c
   ${CMAKE_CURRENT_LIST_DIR}/fanout.c
   ${CMAKE_CURRENT_LIST_DIR}/chat.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c
-  ${CMAKE_CURRENT_LIST_DIR}/chat_remote.c)
+  ${CMAKE_CURRENT_LIST_DIR}/chat_archive.c
+  ${CMAKE_CURRENT_LIST_DIR}/ticket.c)
 target_include_directories(galarelay_chat PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat PUBLIC
-  galarelay_chat_store galarelay_core galarelay_config
-  PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::UTF8PROC PkgConfig::OPENCC
-  PkgConfig::CRYPTO m)
+  galarelay_chat_core galarelay_chat_store galarelay_core galarelay_config
+  PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::CRYPTO)
 
-foreach(t protocol filter jwt ratelimit room fanout)
+foreach(t requests service fanout)
   galarelay_unit_test(test_chat_${t}
     SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_${t}.c
     LIBS galarelay_chat)
 endforeach()
-
-galarelay_fuzz_target(fuzz_chat_protocol
-  SOURCES ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_chat_protocol.c
-          ${CMAKE_CURRENT_LIST_DIR}/protocol.c
-  LIBS PkgConfig::JANSSON
-  CORPUS ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/fuzz_chat_protocol)
 
 # Integration: the real daemon and node's `ws` client (tests/package.json;
 # `npm ci --prefix tests` installs it into tests/node_modules). Registered

@@ -1,18 +1,23 @@
 /* chat_requests: what a client asks: hello (name, JWT, moderator token),
  * comment (room checks, archive, then publish and ack) and the moderator
  * actions (each its archive records and the events published after the
- * commit, then the moderator log line that carries the ticket). */
+ * commit, then the moderator log line). Every record of an operation is
+ * submitted on its ticket, which answers once the archive has answered for
+ * all of them (ticket_int.h). */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/chat_requests_int.h"
+
 #include "chat/archive.h"
+#include "chat/chat_archive_int.h"
 #include "chat/chat_int.h"
 #include "chat/filter.h"
 #include "chat/jwt.h"
-#include "core/app.h"
+#include "chat/ticket_int.h"
 #include "core/log.h"
 
 /* ---- hello */
@@ -29,15 +34,19 @@ static bool in_tokens(const struct config_tokens *list, const char *token) {
 
 /* A [chat] token moderates every channel; a [channel NAME] one only its
  * own. Read from the current config at each hello, so SIGHUP applies. */
-static bool is_moderator_token(const struct config *cfg, const char *channel, const char *token) {
-  const struct config_channel *ch = config_find_channel(cfg, channel);
-  return in_tokens(&cfg->chat.moderator_tokens, token) ||
-         (ch && in_tokens(&ch->moderator_tokens, token));
+static bool is_moderator_token(const struct chat_sections *cfg, const char *channel,
+                               const char *token) {
+  if (in_tokens(&cfg->chat->moderator_tokens, token))
+    return true;
+  for (int i = 0; i < cfg->channel_count; i++)
+    if (!strcmp(cfg->channels[i].name, channel))
+      return in_tokens(&cfg->channels[i].moderator_tokens, token);
+  return false;
 }
 
 /* Another channel's moderator token: here its holder is a plain viewer
  * (as without a token), not a client with a bad token. */
-static bool is_other_channel_token(const struct config *cfg, const char *token) {
+static bool is_other_channel_token(const struct chat_sections *cfg, const char *token) {
   for (int i = 0; i < cfg->channel_count; i++)
     if (in_tokens(&cfg->channels[i].moderator_tokens, token))
       return true;
@@ -76,14 +85,14 @@ static enum room_refusal check_name(struct chat *c, const char *raw, char *out, 
 }
 
 void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg) {
-  const struct config *cfg = c->app->cfg;
+  const struct chat_sections *cfg = &c->cfg;
   struct room_member *m = &conn->m;
   char name[sizeof(m->name)] = "";
   const char *why = NULL;
   int64_t retry;
   /* before any work: a hello costs a name check, maybe an HMAC and a
    * welcome with the whole history */
-  if (room_admit_hello(conn->slot->room, m, uv_now(c->app->loop), &retry) != ROOM_OK) {
+  if (room_admit_hello(conn->slot->room, m, uv_now(c->loop), &retry) != ROOM_OK) {
     chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "too many hellos", retry);
     return;
   }
@@ -102,8 +111,8 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
       snprintf(name, sizeof(name), "moderator");
   } else if (msg->token && !is_other_channel_token(cfg, msg->token)) {
     struct jwt_claims cl;
-    enum jwt_result jr = cfg->chat.auth_secret[0]
-                             ? jwt_verify_hs256(msg->token, cfg->chat.auth_secret,
+    int jr = cfg->chat->auth_secret[0]
+                             ? jwt_verify_hs256(msg->token, cfg->chat->auth_secret,
                                                 chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
                              : JWT_BAD_SIGNATURE;
     if (jr != JWT_OK) {
@@ -119,7 +128,7 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
     m->authenticated = m->named = true;
     if (!name[0] && !m->name[0])
       snprintf(name, sizeof(name), "%s", cl.sub);
-  } else if (name[0] && !cfg->chat.require_token) {
+  } else if (name[0] && !cfg->chat->require_token) {
     m->named = true;
   }
   if (name[0])
@@ -131,6 +140,17 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
 
 /* ---- comment */
 
+/* An operation's records, on its ticket (nothing to store without an
+ * archive: the ticket then answers at once). */
+static void submit_records(struct chat *c, struct ticket *t, const struct chat_records *r) {
+  if (!c->archive)
+    return;
+  unsigned accepted = 0;
+  int rc = chat__archive_records(c->archive, t->slot->room, r, chat__ticket_record_done, t,
+                                 &accepted);
+  chat__ticket_submitted(t, rc, accepted);
+}
+
 static json_t *member_user(const struct room_member *m) {
   return chat_user_json(m->user_id, m->name, room_role_name(m->role));
 }
@@ -141,7 +161,7 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
   if (!m->named) {
     room_count_refusal(room, ROOM_FORBIDDEN);
     chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
-                c->app->cfg->chat.require_token ? "a token is required to post"
+                c->cfg.chat->require_token ? "a token is required to post"
                                                 : "say hello with a name first",
                 -1);
     return;
@@ -150,7 +170,7 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
   int64_t retry;
   int64_t now = chat__wall_ms();
   enum room_refusal why = room_admit_comment(room, m, msg->text, &display, &retry,
-                                             uv_now(c->app->loop), now);
+                                             uv_now(c->loop), now);
   if (why != ROOM_OK && why != ROOM_HELD) {
     chat__reply_error(conn, msg->nonce, why, NULL, retry);
     return;
@@ -172,54 +192,33 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
     snprintf(t->id, sizeof(t->id), "%s", id);
     chat__ticket_event(t, ev);
   }
-  struct archive_comment rec = {
-      .id = id, .channel = conn->slot->channel, .user_id = m->user_id, .user_name = m->name,
-      .role = room_role_name(m->role), .text = display, .ts_ms = now, .addr = m->addr,
-      .status = why == ROOM_HELD ? ARCHIVE_HELD : ARCHIVE_VISIBLE};
-  if (c->archive)
-    chat__ticket_submit_result(t, archive_submit_comment(c->archive, &rec, chat__ticket_done, t));
-  else
-    chat__ticket_commit_now(t);
+  struct chat_records rec = {
+      .kind = CHAT_RECORD_COMMENT, .channel = conn->slot->channel,
+      .comment = {.id = id, .user_id = m->user_id, .user_name = m->name,
+                  .role = room_role_name(m->role), .text = display, .ts_ms = now,
+                  .addr = m->addr, .status = why == ROOM_HELD ? ARCHIVE_HELD : ARCHIVE_VISIBLE}};
+  submit_records(c, t, &rec);
+  chat__ticket_seal(t);
   free(display);
 }
 
 /* ---- mod */
 
-struct addr_ban {
-  struct chat *c;
-  const char *channel;
-  int64_t until_ms;
-  bool lift;
-  const char *by;
-};
-
-static void archive_addr_ban(void *opaque, const char *addr) {
-  struct addr_ban *b = opaque;
-  if (!b->c->archive)
-    return;
-  if (b->lift) {
-    archive_submit_unban(b->c->archive, b->channel, NULL, addr, NULL, NULL);
-    return;
-  }
-  struct archive_ban ban = {.channel = b->channel, .addr = addr, .until_ms = b->until_ms,
-                            .ts_ms = chat__wall_ms(), .by = b->by};
-  archive_submit_ban(b->c->archive, &ban, NULL, NULL);
-}
-
-/* Records of one action before its log line; returns a reason to refuse
- * (bad_request), or NULL. */
+/* The records of one action (at most two, written in this order) and its
+ * events; returns a reason to refuse (bad_request), or NULL. */
 static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg,
-                               struct ticket *t) {
+                               struct ticket *t, struct chat_records rec[2], int *nrec) {
   struct room *room = conn->slot->room;
-  const char *ch = conn->slot->channel;
-  struct archive *a = c->archive;
   int64_t now = chat__wall_ms();
   const json_t *found;
+  struct chat_records *r = &rec[0];
+  *r = (struct chat_records){.channel = conn->slot->channel, .ts_ms = now, .by = conn->who};
+  *nrec = 1;
   switch (msg->action) {
   case CHAT_MOD_DELETE:
     chat__ticket_event(t, json_pack("{s:s, s:s}", "type", "delete", "id", msg->id));
-    if (a)
-      archive_submit_status(a, ch, msg->id, ARCHIVE_DELETED, NULL, NULL);
+    r->kind = CHAT_RECORD_DELETE;
+    r->id = msg->id;
     return NULL;
   case CHAT_MOD_TIMEOUT:
   case CHAT_MOD_BAN:
@@ -231,18 +230,9 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     if (ev && msg->action == CHAT_MOD_TIMEOUT)
       json_object_set_new(ev, "until", json_integer(until));
     chat__ticket_event(t, ev);
-    struct addr_ban b = {c, ch, until, lift, conn->who};
-    room_user_addrs(room, msg->user, archive_addr_ban, &b);
-    if (a && lift)
-      archive_submit_unban(a, ch, msg->user, NULL, NULL, NULL);
-    if (a && !lift) {
-      struct archive_ban ban = {.channel = ch, .user_id = msg->user, .until_ms = until,
-                                .ts_ms = now, .by = conn->who};
-      archive_submit_ban(a, &ban, NULL, NULL);
-      /* the room deletes the user's comments from its history when the
-       * event arrives; without this a restart would reload them */
-      archive_submit_user_deleted(a, ch, msg->user, NULL, NULL);
-    }
+    r->kind = lift ? CHAT_RECORD_UNBAN : CHAT_RECORD_BAN;
+    r->user = msg->user;
+    r->until_ms = until;
     return NULL;
   }
   case CHAT_MOD_SLOW:
@@ -258,21 +248,19 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     }
     chat__ticket_event(t, chat_state_json(slow, hold, pinned));
     const char *pid = pinned ? json_string_value(json_object_get(pinned, "id")) : "";
-    struct archive_room_state st = {.channel = ch, .slow_seconds = slow, .hold = hold,
-                                    .pinned_id = pid};
-    if (a)
-      archive_submit_room_state(a, &st, NULL, NULL);
+    r->kind = CHAT_RECORD_STATE;
+    r->state = (struct archive_room_state){.slow_seconds = slow, .hold = hold, .pinned_id = pid};
     return NULL;
   }
   case CHAT_MOD_APPROVE:
   case CHAT_MOD_REJECT: {
     if (!(found = room_find_held(room, msg->id)))
       return "no such held comment";
+    r->id = msg->id;
     if (msg->action == CHAT_MOD_REJECT) {
       chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
                                       "action", "reject"));
-      if (a)
-        archive_submit_status(a, ch, msg->id, ARCHIVE_REJECTED, NULL, NULL);
+      r->kind = CHAT_RECORD_REJECT;
       return NULL;
     }
     /* Published now, so it gets an id of now: ids sort in publish order,
@@ -287,27 +275,30 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     chat__ticket_event(t, ev);
     chat__ticket_event(t, json_pack("{s:s, s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
                                     "action", "approve", "comment_id", published));
-    if (a)
-      archive_submit_approve(a, ch, msg->id, published, NULL, NULL);
+    r->kind = CHAT_RECORD_APPROVE;
+    r->new_id = published;
     return NULL;
   }
   case CHAT_MOD_WORDS_ADD:
   case CHAT_MOD_WORDS_REMOVE: {
     bool add = msg->action == CHAT_MOD_WORDS_ADD;
     chat__ticket_event(t, json_pack("{s:s, s:O}", "type", "words", add ? "add" : "remove", msg->words));
-    for (size_t i = 0; a && i < json_array_size(msg->words); i++)
-      archive_submit_word(a, "", json_string_value(json_array_get(msg->words, i)), add, NULL,
-                          NULL);
+    r->kind = CHAT_RECORD_WORDS;
+    if (add)
+      r->add = msg->words;
+    else
+      r->remove = msg->words;
     return NULL;
   }
   case CHAT_MOD_CLEAR:
     chat__ticket_event(t, json_pack("{s:s}", "type", "clear"));
-    if (a)
-      archive_submit_clear(a, ch, now, NULL, NULL);
-    if (a && room_pinned(room)) { /* the room unpins it too */
-      struct archive_room_state st = {.channel = ch, .slow_seconds = room_slow_seconds(room),
-                                      .hold = room_hold(room), .pinned_id = ""};
-      archive_submit_room_state(a, &st, NULL, NULL);
+    r->kind = CHAT_RECORD_CLEAR;
+    if (room_pinned(room)) { /* the room unpins it too */
+      rec[1] = (struct chat_records){
+          .kind = CHAT_RECORD_STATE, .channel = r->channel,
+          .state = {.slow_seconds = room_slow_seconds(room), .hold = room_hold(room),
+                    .pinned_id = ""}};
+      *nrec = 2;
     }
     return NULL;
   }
@@ -324,7 +315,9 @@ void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg 
     chat__reply_error(conn, msg->nonce, ROOM_RATE_LIMITED, "server busy", 1000);
     return;
   }
-  const char *bad = mod_prepare(c, conn, msg, t);
+  struct chat_records rec[2];
+  int nrec = 0;
+  const char *bad = mod_prepare(c, conn, msg, t, rec, &nrec);
   if (bad) {
     chat__reply_error(conn, msg->nonce, ROOM_BAD_REQUEST, bad, -1);
     chat__ticket_free(t);
@@ -336,16 +329,19 @@ void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg 
   json_object_del(args, "type");
   char *detail = args ? json_dumps(args, JSON_COMPACT) : NULL;
   json_decref(args);
-  struct archive_mod rec = {.channel = conn->slot->channel, .ts_ms = chat__wall_ms(),
+  struct archive_mod entry = {.channel = conn->slot->channel, .ts_ms = chat__wall_ms(),
                             .moderator = conn->who,
                             .action = chat_mod_action_name(msg->action), .target = target,
                             .detail = detail ? detail : ""};
-  log_info("chat", "moderation channel=%s by=%s action=%s target=%s", rec.channel,
-           rec.moderator, rec.action, target);
-  if (c->archive)
-    chat__ticket_submit_result(t, archive_submit_mod(c->archive, &rec, chat__ticket_done, t));
-  else
-    chat__ticket_commit_now(t);
+  log_info("chat", "moderation channel=%s by=%s action=%s target=%s", entry.channel,
+           entry.moderator, entry.action, target);
+  for (int i = 0; i < nrec; i++)
+    submit_records(c, t, &rec[i]);
+  if (c->archive) {
+    int rc = archive_submit_mod(c->archive, &entry, chat__ticket_record_done, t);
+    chat__ticket_submitted(t, rc, rc == 0);
+  }
+  chat__ticket_seal(t);
   free(detail);
 }
 

@@ -367,6 +367,8 @@ struct filter {
   struct filter_job *job; /* in flight, or NULL */
   bool dirty;             /* changed while the job ran: build again */
   bool closing;
+  void (*stopped)(void *arg); /* filter_stop's callback, after the free */
+  void *stopped_arg;
   struct filter_stats stats;
 };
 
@@ -462,12 +464,16 @@ static void job_free(struct filter_job *job) {
 }
 
 static void filter_free_now(struct filter *f) {
+  void (*cb)(void *) = f->stopped;
+  void *cb_arg = f->stopped_arg;
   filter_words_free(f->current);
   filter_norm_free(f->loop_norm);
   filter_norm_free(f->worker_norm);
   free_words(f->live, f->live_count);
   free_words(f->file_list, f->file_list_count);
   free(f);
+  if (cb)
+    cb(cb_arg);
 }
 
 static void job_done(uv_work_t *req, int status) {
@@ -541,9 +547,11 @@ struct filter *filter_new(uv_loop_t *loop) {
   return f;
 }
 
-void filter_close(struct filter *f) {
+void filter_stop(struct filter *f, void (*cb)(void *arg), void *arg) {
   if (!f)
     return;
+  f->stopped = cb;
+  f->stopped_arg = arg;
   if (f->job) {
     f->closing = true;
     return;

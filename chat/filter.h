@@ -67,9 +67,9 @@ long filter_words_match(const struct filter_words *w, const char *norm, size_t l
 struct filter;
 
 struct filter *filter_new(uv_loop_t *loop);
-/* Stops: frees now, or when the build in flight ends (keep the loop
- * running). */
-void filter_close(struct filter *f);
+/* Asynchronous: frees the filter now, or when the build in flight ends
+ * (keep the loop running), then calls cb(arg) (cb may be NULL). */
+void filter_stop(struct filter *f, void (*cb)(void *arg), void *arg);
 
 void filter_set_file(struct filter *f, const char *path); /* "" = none; rereads it */
 /* Live words (raw form). Return 1 when the list changed, 0 if not. */

@@ -1,6 +1,7 @@
 /* jwt: HS256 verification with OpenSSL's HMAC, claims with jansson. */
 #include "chat/jwt.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *jwt_result_name(enum jwt_result r) {
-  switch (r) {
+const char *jwt_strerror(int code) {
+  switch (code) {
   case JWT_OK:
     return "ok";
   case JWT_MALFORMED:
@@ -23,7 +24,7 @@ const char *jwt_result_name(enum jwt_result r) {
   case JWT_EXPIRED:
     return "expired";
   }
-  return "?";
+  return strerror(-code);
 }
 
 static int b64url_value(unsigned char c) {
@@ -46,11 +47,11 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
   int bits = 0;
   size_t n = 0;
   if (len % 4 == 1)
-    return -1;
+    return -EINVAL;
   for (size_t i = 0; i < len; i++) {
     int v = b64url_value((unsigned char)in[i]);
     if (v < 0)
-      return -1;
+      return -EINVAL;
     acc = (acc << 6) | (uint32_t)v;
     bits += 6;
     if (bits >= 8) {
@@ -60,7 +61,7 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
   }
   /* leftover bits must be zero (canonical encoding) */
   if (bits && (acc & ((1u << bits) - 1)))
-    return -1;
+    return -EINVAL;
   *outlen = n;
   return 0;
 }
@@ -113,7 +114,7 @@ static bool hs256(const char *secret, const void *data, size_t len, unsigned cha
 
 #define JWT_TIME_MAX 1e15 /* seconds: far past any real exp, far inside int64_t */
 
-static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
+static int check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
                                     struct jwt_claims *out) {
   json_t *exp = json_object_get(claims, "exp");
   json_t *nbf = json_object_get(claims, "nbf");
@@ -138,7 +139,7 @@ static enum jwt_result check_claims(json_t *claims, int64_t now_s, int64_t leewa
   return JWT_OK;
 }
 
-enum jwt_result jwt_verify_hs256(const char *token, const char *secret, int64_t now_s,
+int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s,
                                  int64_t leeway_s, struct jwt_claims *out) {
   memset(out, 0, sizeof(*out));
   size_t len = strlen(token);
@@ -171,7 +172,7 @@ enum jwt_result jwt_verify_hs256(const char *token, const char *secret, int64_t 
   json_t *claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
   if (!claims)
     return JWT_MALFORMED;
-  enum jwt_result r = check_claims(claims, now_s, leeway_s, out);
+  int r = check_claims(claims, now_s, leeway_s, out);
   json_decref(claims);
   return r;
 }

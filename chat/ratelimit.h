@@ -2,7 +2,7 @@
  *
  * Plain value type with no allocation: a room keeps one per user and one
  * per client address. Time is passed in (milliseconds, monotonic), so the
- * bucket is trivial to test. */
+ * bucket is trivial to test. Its owner's thread only (no locks). */
 #ifndef GALARELAY_CHAT_RATELIMIT_H
 #define GALARELAY_CHAT_RATELIMIT_H
 

@@ -2,6 +2,8 @@
  * (add/del read/write) and we keep one uv_poll_t in step with that. */
 #include "chat/redis_uv.h"
 
+#include <errno.h>
+
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 
@@ -63,13 +65,14 @@ static void cleanup(void *p) {
 int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*on_closed)(void *arg),
                     void *arg) {
   if (ac->ev.data != NULL)
-    return -1;
+    return -EEXIST;
   struct redis_uv *r = calloc(1, sizeof *r);
   if (!r)
-    return -1;
-  if (uv_poll_init(loop, &r->poll, ac->c.fd) != 0) {
+    return -ENOMEM;
+  int rc = uv_poll_init(loop, &r->poll, ac->c.fd);
+  if (rc != 0) {
     free(r);
-    return -1;
+    return rc;
   }
   r->poll.data = r;
   r->ac = ac;

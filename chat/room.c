@@ -2,6 +2,7 @@
  * per-tick fan-out of one channel (see room.h for the queue policy). */
 #include "chat/room.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,23 +26,23 @@ const char *room_refusal_code(enum room_refusal r) {
   return r < ROOM_REFUSAL_COUNT ? codes[r] : "?";
 }
 
-void room_params_from_config(struct room_params *p, const struct config *cfg, size_t headroom) {
-  p->history = cfg->chat.history;
-  p->max_comment_length = cfg->chat.max_comment_length;
-  p->max_combining = cfg->chat.max_combining;
-  p->user_rate = cfg->chat.user_rate;
-  p->user_burst = cfg->chat.user_burst;
-  p->addr_rate = cfg->chat.addr_rate;
-  p->addr_burst = cfg->chat.addr_burst;
-  p->max_connections_per_addr = cfg->chat.max_connections_per_addr;
-  p->queue_soft_bytes = cfg->chat.queue_soft_bytes;
-  p->queue_hard_bytes = cfg->chat.queue_hard_bytes;
-  p->viewer_events_per_sec = cfg->chat.viewer_events_per_sec;
-  p->hello_rate = cfg->chat.hello_rate;
-  p->hello_burst = cfg->chat.hello_burst;
-  p->hello_addr_rate = cfg->chat.hello_addr_rate;
-  p->hello_addr_burst = cfg->chat.hello_addr_burst;
-  p->filter_hold = cfg->chat.filter_hold;
+void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom) {
+  p->history = cfg->history;
+  p->max_comment_length = cfg->max_comment_length;
+  p->max_combining = cfg->max_combining;
+  p->user_rate = cfg->user_rate;
+  p->user_burst = cfg->user_burst;
+  p->addr_rate = cfg->addr_rate;
+  p->addr_burst = cfg->addr_burst;
+  p->max_connections_per_addr = cfg->max_connections_per_addr;
+  p->queue_soft_bytes = cfg->queue_soft_bytes;
+  p->queue_hard_bytes = cfg->queue_hard_bytes;
+  p->viewer_events_per_sec = cfg->viewer_events_per_sec;
+  p->hello_rate = cfg->hello_rate;
+  p->hello_burst = cfg->hello_burst;
+  p->hello_addr_rate = cfg->hello_addr_rate;
+  p->hello_addr_burst = cfg->hello_addr_burst;
+  p->filter_hold = cfg->filter_hold;
   p->headroom = headroom;
 }
 
@@ -290,7 +291,7 @@ int room_join(struct room *r, struct room_member *m) {
   struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst,
                               r->last_now_ms);
   if (!a || a->connections >= r->p.max_connections_per_addr)
-    return -1;
+    return -EAGAIN;
   a->connections++;
   ratelimit_init(&m->hello, r->p.hello_rate, r->p.hello_burst, r->last_now_ms);
   m->room = r;
@@ -460,10 +461,10 @@ static void enqueue(struct room *r, struct room_member *m, struct room_frame *f)
 int room_send(struct room_member *m, const json_t *msg) {
   struct room *r = m->room;
   if (!r)
-    return -1;
+    return -ENOTCONN;
   struct room_frame *f = frame_new(r, msg, true);
   if (!f)
-    return -1;
+    return -ENOMEM;
   enqueue(r, m, f);
   room_frame_unref(f);
   return 0;
@@ -498,6 +499,10 @@ struct room_frame *room_member_peek(const struct room_member *m, unsigned i) {
   if (!m->room || m->kicked || m->dropped_batches || i >= m->count)
     return NULL;
   return m->ring[(m->head + i) % ROOM_QUEUE_FRAMES];
+}
+
+bool room_member_reply_queued(const struct room_member *m) {
+  return m->count > 0 && m->ring[(m->head + m->count - 1) % ROOM_QUEUE_FRAMES]->reply;
 }
 
 bool room_member_has_frames(const struct room_member *m) {
@@ -576,7 +581,7 @@ static struct room_frame *welcome_frame(struct room *r, const json_t *msg) {
 
 int room_send_welcome(struct room *r, struct room_member *m) {
   if (!m->room)
-    return -1;
+    return -ENOTCONN;
   json_t *msg = json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
                           chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state",
                           state_object(r));
@@ -591,7 +596,7 @@ int room_send_welcome(struct room *r, struct room_member *m) {
   struct room_frame *f = msg ? welcome_frame(r, msg) : NULL;
   json_decref(msg);
   if (!f)
-    return -1;
+    return -ENOMEM;
   enqueue(r, m, f);
   room_frame_unref(f);
   return 0;
@@ -812,7 +817,7 @@ static void ban_addr(void *opaque, const char *addr) {
 static int apply_ban(struct room *r, const json_t *ev, bool timeout, bool lift) {
   const char *user = ev_str(ev, "user");
   if (!user)
-    return -1;
+    return -EINVAL;
   struct ban_ctx b = {r, 0, false};
   if (!lift) {
     b.permanent = !timeout;
@@ -834,7 +839,7 @@ static int apply_state(struct room *r, const json_t *ev) {
   json_t *slow = json_object_get(ev, "slow"), *hold = json_object_get(ev, "hold");
   json_t *pinned = json_object_get(ev, "pinned");
   if (!json_is_integer(slow) || !json_is_boolean(hold))
-    return -1;
+    return -EINVAL;
   r->slow = (int)json_integer_value(slow);
   r->hold = json_is_true(hold);
   json_decref(r->pinned);
@@ -847,16 +852,16 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
   const char *type = ev_str(event, "type");
   const char *id = ev_str(event, "id");
   if (!type)
-    return -1;
+    return -EINVAL;
   bool mod_only = false, comment = false;
   if (!strcmp(type, "comment")) {
     if (!id || !json_is_object(json_object_get(event, "user")) || !ev_str(event, "text"))
-      return -1;
+      return -EINVAL;
     hist_push(r, json_deep_copy(event));
     comment = true;
   } else if (!strcmp(type, "delete")) {
     if (!id)
-      return -1;
+      return -EINVAL;
     hist_remove_if(r, same_id, id, NULL);
     held_remove(r, id);
     pending_add(r, json_deep_copy(event), false, false);
@@ -869,16 +874,16 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
     return 0;
   } else if (!strcmp(type, "state")) {
     if (apply_state(r, event))
-      return -1;
+      return -EINVAL;
   } else if (!strcmp(type, "held")) {
     json_t *c = json_object_get(event, "comment");
     if (!json_is_object(c) || !ev_str(c, "id"))
-      return -1;
+      return -EINVAL;
     held_add(r, json_deep_copy(c));
     mod_only = true;
   } else if (!strcmp(type, "resolved")) {
     if (!id)
-      return -1;
+      return -EINVAL;
     held_remove(r, id);
     mod_only = true;
   } else if (!strcmp(type, "ban") || !strcmp(type, "timeout") || !strcmp(type, "unban")) {
@@ -890,7 +895,7 @@ int room_deliver(struct room *r, const json_t *event, int64_t wall_ms) {
       r->ops->words(r->opaque, r, event);
     mod_only = true;
   } else {
-    return -1;
+    return -EINVAL;
   }
   pending_add(r, json_deep_copy(event), mod_only, comment);
   return 0;

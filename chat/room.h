@@ -41,7 +41,7 @@
 #include "chat/ratelimit.h"
 
 struct buf;
-struct config;
+struct config_chat;
 struct filter;
 struct room;
 
@@ -97,7 +97,7 @@ struct room_params {
   bool filter_hold;
   size_t headroom; /* bytes before each frame's payload (LWS_PRE) */
 };
-void room_params_from_config(struct room_params *p, const struct config *cfg, size_t headroom);
+void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom);
 
 /* A serialised server message shared by reference. Built once, with its
  * websocket header (unmasked, FIN, text) written at the end of the
@@ -158,7 +158,8 @@ void room_configure(struct room *r, const struct room_params *p);
 const char *room_channel(const struct room *r);
 size_t room_member_count(const struct room *r);
 
-/* Join: 0, or -1 when the address has too many connections. */
+/* Join: 0, or -EAGAIN when the address has too many connections (or the
+ * room's address table is full). */
 int room_join(struct room *r, struct room_member *m);
 /* Leave: drops the queue. Safe to call for a member that never joined. */
 void room_leave(struct room_member *m);
@@ -168,7 +169,8 @@ void room_close_all(struct room *r, int close_code, const char *reason);
 void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m),
                           void *opaque);
 
-/* ---- Replies (unicast, never dropped) */
+/* ---- Replies (unicast, never dropped): 0, -ENOTCONN (m is no member),
+ * -ENOMEM */
 int room_send(struct room_member *m, const json_t *msg);
 /* room_member.addr, the address a member is limited and banned by, is the
  * client key of core/netaddr.h: an IPv6 member by its /64. */
@@ -201,6 +203,9 @@ bool room_member_has_frames(const struct room_member *m);
  * then). Lets the transport write several frames with one system call and
  * take only what the kernel accepted. */
 struct room_frame *room_member_peek(const struct room_member *m, unsigned i);
+/* Whether the newest frame in m's queue is a reply (ack, error, welcome):
+ * the transport writes those at once instead of in the fan-out's turn. */
+bool room_member_reply_queued(const struct room_member *m);
 
 /* ---- Posting */
 
@@ -221,7 +226,8 @@ void room_user_addrs(struct room *r, const char *user_id,
 
 /* ---- Events: applied in bus order, queued for the next tick.
  * event types: comment, delete, clear, state, held, resolved (docs/protocol.md), and
- * the moderators' ban, timeout, unban, words. Returns -1 if malformed. */
+ * the moderators' ban, timeout, unban, words. Returns 0, or -EINVAL if
+ * malformed. */
 int room_deliver(struct room *r, const json_t *event, int64_t wall_ms);
 void room_tick(struct room *r, int64_t wall_ms);
 

@@ -1,8 +1,7 @@
 # chat/store.cmake: the chat module's durable and shared parts: the SQLite
 # archive (its own thread, group commit) and the fan-out bus (local, or
-# Redis pub/sub through hiredis on the app loop).
-find_package(Threads REQUIRED)
-
+# Redis pub/sub through hiredis on the loop). The archive thread is
+# libuv's (uv_thread_t), so no Threads package is needed.
 add_library(galarelay_chat_store STATIC
   ${CMAKE_CURRENT_LIST_DIR}/archive.c
   ${CMAKE_CURRENT_LIST_DIR}/bus.c
@@ -11,8 +10,7 @@ add_library(galarelay_chat_store STATIC
 target_include_directories(galarelay_chat_store PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_chat_store PUBLIC
   galarelay_core galarelay_config
-  PkgConfig::UV PkgConfig::SQLITE PkgConfig::HIREDIS PkgConfig::JANSSON PkgConfig::CRYPTO
-  Threads::Threads)
+  PkgConfig::UV PkgConfig::SQLITE PkgConfig::HIREDIS PkgConfig::JANSSON PkgConfig::CRYPTO)
 
 # m: config.c uses floor() and galarelay_config does not link libm (yet).
 galarelay_unit_test(test_chat_archive

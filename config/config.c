@@ -2,8 +2,11 @@
  *
  * One row of `keys` is one config key: section, name, type, where it lives
  * in struct config (or struct config_channel / config_rung for the
- * per-instance sections), bounds. The parser walks the table; nothing is
- * special-cased by name except the cross-key checks in config_validate.
+ * per-instance sections), bounds, default and a one-line doc. The parser
+ * walks the table, and so does config_defaults (each default goes through
+ * the same value parser as a file's line); nothing is special-cased by
+ * name except the cross-key checks in config_validate and the built-in
+ * instances (the demo channel, the three-rung ladder).
  *
  * inih gives no line numbers to its handler, so we feed it through our own
  * line reader, which counts lines and sees section headers as they pass
@@ -66,190 +69,146 @@ struct key_def {
   size_t offset; /* in struct config, config_channel or config_rung */
   size_t size;   /* of the field (strings, lists: of one element) */
   double min, max;
+  /* The default as a config file would write it, parsed like one by
+   * config_defaults() (for [channel NAME] and [rung NAME]: the default of
+   * every such section). NULL: none (a required key, a list) or computed
+   * (web_root). */
+  const char *def;
+  /* One line on what it does: the start of its row in docs/config.md
+   * (test_config checks both against the docs and galarelay.conf). */
+  const char *doc;
 };
 
 #define CFG(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define CH(field) offsetof(struct config_channel, field), sizeof(((struct config_channel *)0)->field)
+#define CH_ITEM(field) offsetof(struct config_channel, field), sizeof(((struct config_channel *)0)->field[0])
 #define RG(field) offsetof(struct config_rung, field), sizeof(((struct config_rung *)0)->field)
 
 static const struct key_def keys[] = {
-    {SEC_SERVER, "http_listen", KT_ADDR, CFG(server.http_listen), 0, 0},
-    {SEC_SERVER, "rtmp_listen", KT_ADDR, CFG(server.rtmp_listen), 0, 0},
-    {SEC_SERVER, "state_dir", KT_STRING, CFG(server.state_dir), 0, 0},
-    {SEC_SERVER, "web_root", KT_STRING, CFG(server.web_root), 0, 0},
-    {SEC_SERVER, "log_level", KT_LOGLEVEL, CFG(server.log_level), 0, 0},
-    {SEC_SERVER, "max_http_connections", KT_INT, CFG(server.max_http_connections), 1, 1000000},
-    {SEC_SERVER, "trusted_proxy", KT_STRING, CFG(server.trusted_proxy), 0, 0},
-    {SEC_SERVER, "allowed_origins", KT_STRING, CFG(server.allowed_origins), 0, 0},
-    {SEC_SERVER, "memory_limit_mb", KT_INT, CFG(server.memory_limit_mb), 0, 1048576},
-    {SEC_SERVER, "shutdown_timeout", KT_DOUBLE, CFG(server.shutdown_timeout), 0.1, 60},
+    {SEC_SERVER, "http_listen", KT_ADDR, CFG(server.http_listen), 0, 0, "127.0.0.1:8080",
+     "HTTP: pages, LL-HLS, the chat websocket"},
+    {SEC_SERVER, "rtmp_listen", KT_ADDR, CFG(server.rtmp_listen), 0, 0, "127.0.0.1:1935", "RTMP ingest and play"},
+    {SEC_SERVER, "state_dir", KT_STRING, CFG(server.state_dir), 0, 0, "./galarelay-state",
+     "chat archive, sequence numbers"},
+    {SEC_SERVER, "web_root", KT_STRING, CFG(server.web_root), 0, 0, NULL,
+     "watch/moderate pages and the vendored player"},
+    {SEC_SERVER, "log_level", KT_LOGLEVEL, CFG(server.log_level), 0, 0, "info", "lowest level logged"},
+    {SEC_SERVER, "max_http_connections", KT_INT, CFG(server.max_http_connections), 1, 1000000, "20000",
+     "open HTTP/websocket connections"},
+    {SEC_SERVER, "trusted_proxy", KT_STRING, CFG(server.trusted_proxy), 0, 0, "",
+     "numeric address whose X-Forwarded-For is believed"},
+    {SEC_SERVER, "allowed_origins", KT_STRING, CFG(server.allowed_origins), 0, 0, "",
+     "origins whose pages may open the comment websocket besides the relay's own (comma-separated, * = any"},
+    {SEC_SERVER, "memory_limit_mb", KT_INT, CFG(server.memory_limit_mb), 0, 1048576, "0",
+     "near it the transcoder sheds rungs, lowest priority first"},
+    {SEC_SERVER, "shutdown_timeout", KT_DOUBLE, CFG(server.shutdown_timeout), 0.1, 60, "4",
+     "time a graceful stop may take"},
 
-    {SEC_RTMP, "handshake_timeout", KT_DOUBLE, CFG(rtmp.handshake_timeout), 0.1, 600},
-    {SEC_RTMP, "idle_timeout", KT_DOUBLE, CFG(rtmp.idle_timeout), 0.1, 3600},
-    {SEC_RTMP, "max_chunk_size", KT_INT, CFG(rtmp.max_chunk_size), 128, 16777215},
-    {SEC_RTMP, "max_message_size", KT_INT, CFG(rtmp.max_message_size), 1024, 16777215},
-    {SEC_RTMP, "max_connections", KT_INT, CFG(rtmp.max_connections), 1, 100000},
-    {SEC_RTMP, "max_unauthenticated_per_address", KT_INT, CFG(rtmp.max_unauthenticated_per_address), 1, 100000},
-    {SEC_RTMP, "publisher_reserve", KT_INT, CFG(rtmp.publisher_reserve), 1, 100000},
-    {SEC_RTMP, "offline_player_timeout", KT_DOUBLE, CFG(rtmp.offline_player_timeout), 0.1, 86400},
-    {SEC_RTMP, "publisher_takeover", KT_DOUBLE, CFG(rtmp.publisher_takeover), 0, 3600},
-    {SEC_RTMP, "player_queue_bytes", KT_SIZE, CFG(rtmp.player_queue_bytes), 65536, 1073741824},
-    {SEC_RTMP, "push_retry_max", KT_DOUBLE, CFG(rtmp.push_retry_max), 0.5, 3600},
+    {SEC_RTMP, "handshake_timeout", KT_DOUBLE, CFG(rtmp.handshake_timeout), 0.1, 600, "5",
+     "time from accept to finish the handshake and publish or play"},
+    {SEC_RTMP, "idle_timeout", KT_DOUBLE, CFG(rtmp.idle_timeout), 0.1, 3600, "10", "without data, a peer is dropped"},
+    {SEC_RTMP, "max_chunk_size", KT_INT, CFG(rtmp.max_chunk_size), 128, 16777215, "65536",
+     "largest chunk size a peer may set"},
+    {SEC_RTMP, "max_message_size", KT_INT, CFG(rtmp.max_message_size), 1024, 16777215, "8388608",
+     "largest RTMP message, bytes"},
+    {SEC_RTMP, "max_connections", KT_INT, CFG(rtmp.max_connections), 1, 100000, "1000",
+     "publishers, players and connections not yet publishing or playing, together"},
+    {SEC_RTMP, "max_unauthenticated_per_address", KT_INT, CFG(rtmp.max_unauthenticated_per_address), 1, 100000, "16",
+     "connections from one address not yet publishing or playing (loopback included"},
+    {SEC_RTMP, "publisher_reserve", KT_INT, CFG(rtmp.publisher_reserve), 1, 100000, "16",
+     "slots players never take, on top of one per stream key (key, backup_key) of every channel"},
+    {SEC_RTMP, "offline_player_timeout", KT_DOUBLE, CFG(rtmp.offline_player_timeout), 0.1, 86400, "30",
+     "an RTMP player waiting for a channel that is not live is closed after this"},
+    {SEC_RTMP, "publisher_takeover", KT_DOUBLE, CFG(rtmp.publisher_takeover), 0, 3600, "2",
+     "a live publisher silent this long is replaced by a newcomer with its key"},
+    {SEC_RTMP, "player_queue_bytes", KT_SIZE, CFG(rtmp.player_queue_bytes), 65536, 1073741824, "4m",
+     "per player; past it the player skips to the next keyframe"},
+    {SEC_RTMP, "push_retry_max", KT_DOUBLE, CFG(rtmp.push_retry_max), 0.5, 3600, "30",
+     "restream reconnect backoff ceiling"},
 
-    {SEC_CHANNEL, "key", KT_SECRET, CH(key), 0, 0},
-    {SEC_CHANNEL, "backup_key", KT_SECRET, CH(backup_key), 0, 0},
-    {SEC_CHANNEL, "title", KT_STRING, CH(title), 0, 0},
-    {SEC_CHANNEL, "push", KT_LIST, offsetof(struct config_channel, push), sizeof(((struct config_channel *)0)->push[0]), 0,
-     CONFIG_MAX_PUSH},
-    {SEC_CHANNEL, "failover_after", KT_DOUBLE, CH(failover_after), 0.1, 600},
-    {SEC_CHANNEL, "prefer_primary", KT_BOOL, CH(prefer_primary), 0, 0},
-    {SEC_CHANNEL, "slate_image", KT_STRING, CH(slate_image), 0, 0},
-    {SEC_CHANNEL, "moderator_tokens", KT_TOKENS, CH(moderator_tokens), 0, CONFIG_MAX_TOKENS},
+    {SEC_CHANNEL, "key", KT_SECRET, CH(key), 0, 0, NULL, "the broadcaster's stream key (rtmp://HOST:1935/live/KEY)"},
+    {SEC_CHANNEL, "backup_key", KT_SECRET, CH(backup_key), 0, 0, "", "a second encoder for the same show"},
+    {SEC_CHANNEL, "title", KT_STRING, CH(title), 0, 0, "", "shown on the watch page"},
+    {SEC_CHANNEL, "push", KT_LIST, CH_ITEM(push), 0, CONFIG_MAX_PUSH, NULL, "restream targets for the source feed"},
+    {SEC_CHANNEL, "failover_after", KT_DOUBLE, CH(failover_after), 0.1, 600, "2",
+     "without media from the active feed, the other takes over"},
+    {SEC_CHANNEL, "prefer_primary", KT_BOOL, CH(prefer_primary), 0, 0, "yes",
+     "the primary takes over again when it returns"},
+    {SEC_CHANNEL, "slate_image", KT_STRING, CH(slate_image), 0, 0, "", "image shown while no feed is live"},
+    {SEC_CHANNEL, "moderator_tokens", KT_TOKENS, CH(moderator_tokens), 0, CONFIG_MAX_TOKENS, "",
+     "moderators of this channel only (a plain viewer elsewhere)"},
 
-    {SEC_HLS, "part_duration", KT_DOUBLE, CFG(hls.part_duration), 0.1, 2},
-    {SEC_HLS, "segment_duration", KT_DOUBLE, CFG(hls.segment_duration), 0.5, 12},
-    {SEC_HLS, "window_segments", KT_INT, CFG(hls.window_segments), 3, 1000},
-    {SEC_HLS, "record_dir", KT_STRING, CFG(hls.record_dir), 0, 0},
-    {SEC_HLS, "block_timeout", KT_DOUBLE, CFG(hls.block_timeout), 0.5, 60},
-    {SEC_HLS, "max_parked_per_address", KT_INT, CFG(hls.max_parked_per_address), 0, 1000000},
+    {SEC_HLS, "part_duration", KT_DOUBLE, CFG(hls.part_duration), 0.1, 2, "0.333", "LL-HLS partial segment length"},
+    {SEC_HLS, "segment_duration", KT_DOUBLE, CFG(hls.segment_duration), 0.5, 12, "2", "segment length"},
+    {SEC_HLS, "window_segments", KT_INT, CFG(hls.window_segments), 3, 1000, "10",
+     "segments kept per rendition in memory"},
+    {SEC_HLS, "record_dir", KT_STRING, CFG(hls.record_dir), 0, 0, "", "mirror segments on disk"},
+    {SEC_HLS, "block_timeout", KT_DOUBLE, CFG(hls.block_timeout), 0.5, 60, "6",
+     "how long a blocking playlist reload may wait"},
+    {SEC_HLS, "max_parked_per_address", KT_INT, CFG(hls.max_parked_per_address), 0, 1000000, "64",
+     "blocking requests (playlist reload, hinted part, open segment) one client address (an IPv6 /64) may have waiting"},
 
-    {SEC_TRANSCODER, "source_passthrough", KT_BOOL, CFG(transcoder.source_passthrough), 0, 0},
-    {SEC_TRANSCODER, "threads", KT_INT, CFG(transcoder.threads), 0, 64},
-    {SEC_TRANSCODER, "latency_frames", KT_INT, CFG(transcoder.latency_frames), 0, 250},
-    {SEC_TRANSCODER, "audio_bitrate", KT_INT, CFG(transcoder.audio_bitrate), 16, 512},
-    {SEC_TRANSCODER, "queue_frames", KT_INT, CFG(transcoder.queue_frames), 4, 1000},
+    {SEC_TRANSCODER, "source_passthrough", KT_BOOL, CFG(transcoder.source_passthrough), 0, 0, "yes",
+     "offer the source untouched as the top rendition"},
+    {SEC_TRANSCODER, "threads", KT_INT, CFG(transcoder.threads), 0, 64, "0", "encoder threads per rung"},
+    {SEC_TRANSCODER, "latency_frames", KT_INT, CFG(transcoder.latency_frames), 0, 250, "0",
+     "encoder delay budget in frames"},
+    {SEC_TRANSCODER, "audio_bitrate", KT_INT, CFG(transcoder.audio_bitrate), 16, 512, "128",
+     "AAC bitrate when audio is re-encoded (no effect in this version: AAC is passed through)"},
+    {SEC_TRANSCODER, "queue_frames", KT_INT, CFG(transcoder.queue_frames), 4, 1000, "60", "per-rung input queue bound"},
 
-    {SEC_RUNG, "height", KT_INT, RG(height), 64, 4320},
-    {SEC_RUNG, "video_bitrate", KT_INT, RG(video_bitrate), 50, 100000},
-    {SEC_RUNG, "max_rate", KT_INT, RG(max_rate), 50, 200000},
-    {SEC_RUNG, "preset", KT_STRING, RG(preset), 0, 0},
-    {SEC_RUNG, "profile", KT_STRING, RG(profile), 0, 0},
-    {SEC_RUNG, "priority", KT_INT, RG(priority), 0, 100},
+    {SEC_RUNG, "height", KT_INT, RG(height), 64, 4320, NULL, "output height"},
+    {SEC_RUNG, "video_bitrate", KT_INT, RG(video_bitrate), 50, 100000, NULL, "target bitrate"},
+    {SEC_RUNG, "max_rate", KT_INT, RG(max_rate), 50, 200000, NULL, "peak bitrate"},
+    {SEC_RUNG, "preset", KT_STRING, RG(preset), 0, 0, "veryfast", "speed/quality trade"},
+    {SEC_RUNG, "profile", KT_STRING, RG(profile), 0, 0, "high", "H.264 profile"},
+    {SEC_RUNG, "priority", KT_INT, RG(priority), 0, 100, "10", "under overload the lowest sheds first"},
 
-    {SEC_CHAT, "moderator_tokens", KT_TOKENS, CFG(chat.moderator_tokens), 0, CONFIG_MAX_TOKENS},
-    {SEC_CHAT, "auth_secret", KT_SECRET, CFG(chat.auth_secret), 0, 0},
-    {SEC_CHAT, "require_token", KT_BOOL, CFG(chat.require_token), 0, 0},
-    {SEC_CHAT, "history", KT_INT, CFG(chat.history), 0, 10000},
-    {SEC_CHAT, "max_comment_length", KT_INT, CFG(chat.max_comment_length), 1, 2000},
-    {SEC_CHAT, "max_frame_bytes", KT_INT, CFG(chat.max_frame_bytes), 256, 1048576},
-    {SEC_CHAT, "user_rate", KT_DOUBLE, CFG(chat.user_rate), 0.01, 1000},
-    {SEC_CHAT, "user_burst", KT_INT, CFG(chat.user_burst), 1, 1000},
-    {SEC_CHAT, "addr_rate", KT_DOUBLE, CFG(chat.addr_rate), 0.01, 100000},
-    {SEC_CHAT, "addr_burst", KT_INT, CFG(chat.addr_burst), 1, 100000},
-    {SEC_CHAT, "max_connections_per_addr", KT_INT, CFG(chat.max_connections_per_addr), 1, 1000000},
-    {SEC_CHAT, "tick_ms", KT_INT, CFG(chat.tick_ms), 10, 1000},
-    {SEC_CHAT, "fanout_slice", KT_INT, CFG(chat.fanout_slice), 1, 1000000},
-    {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824},
-    {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824},
-    {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000},
-    {SEC_CHAT, "hello_rate", KT_DOUBLE, CFG(chat.hello_rate), 0.001, 1000},
-    {SEC_CHAT, "hello_burst", KT_INT, CFG(chat.hello_burst), 1, 1000},
-    {SEC_CHAT, "hello_addr_rate", KT_DOUBLE, CFG(chat.hello_addr_rate), 0.001, 100000},
-    {SEC_CHAT, "hello_addr_burst", KT_INT, CFG(chat.hello_addr_burst), 1, 100000},
-    {SEC_CHAT, "banned_words_file", KT_STRING, CFG(chat.banned_words_file), 0, 0},
-    {SEC_CHAT, "filter_hold", KT_BOOL, CFG(chat.filter_hold), 0, 0},
-    {SEC_CHAT, "archive_commit_ms", KT_INT, CFG(chat.archive_commit_ms), 1, 1000},
-    {SEC_CHAT, "archive_batch", KT_INT, CFG(chat.archive_batch), 1, 100000},
-    {SEC_CHAT, "max_combining", KT_INT, CFG(chat.max_combining), 0, 16},
+    {SEC_CHAT, "moderator_tokens", KT_TOKENS, CFG(chat.moderator_tokens), 0, CONFIG_MAX_TOKENS, "demo-moderator",
+     "comma-separated tokens that give the moderator role in every channel"},
+    {SEC_CHAT, "auth_secret", KT_SECRET, CFG(chat.auth_secret), 0, 0, "",
+     "HS256 secret for viewer JWTs (sub, name, role, exp)"},
+    {SEC_CHAT, "require_token", KT_BOOL, CFG(chat.require_token), 0, 0, "no", "posting needs a token"},
+    {SEC_CHAT, "history", KT_INT, CFG(chat.history), 0, 10000, "100", "comments a newcomer receives"},
+    {SEC_CHAT, "max_comment_length", KT_INT, CFG(chat.max_comment_length), 1, 2000, "200", "longest comment"},
+    {SEC_CHAT, "max_frame_bytes", KT_INT, CFG(chat.max_frame_bytes), 256, 1048576, "4096",
+     "largest websocket message from a client"},
+    {SEC_CHAT, "user_rate", KT_DOUBLE, CFG(chat.user_rate), 0.01, 1000, "1", "per-user token bucket refill"},
+    {SEC_CHAT, "user_burst", KT_INT, CFG(chat.user_burst), 1, 1000, "5", "per-user bucket size"},
+    {SEC_CHAT, "addr_rate", KT_DOUBLE, CFG(chat.addr_rate), 0.01, 100000, "10", "per-address token bucket refill"},
+    {SEC_CHAT, "addr_burst", KT_INT, CFG(chat.addr_burst), 1, 100000, "30", "per-address bucket size"},
+    {SEC_CHAT, "max_connections_per_addr", KT_INT, CFG(chat.max_connections_per_addr), 1, 1000000, "50",
+     "websocket connections per address"},
+    {SEC_CHAT, "tick_ms", KT_INT, CFG(chat.tick_ms), 10, 1000, "50", "comments are batched and sent every tick"},
+    {SEC_CHAT, "fanout_slice", KT_INT, CFG(chat.fanout_slice), 1, 1000000, "256",
+     "members a batch is written to per turn of the event loop"},
+    {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824, "256k",
+     "past it a member loses its oldest batches"},
+    {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824, "1m",
+     "past it a member is disconnected"},
+    {SEC_CHAT, "viewer_events_per_sec", KT_INT, CFG(chat.viewer_events_per_sec), 0, 100000, "100",
+     "comments per second a viewer is sent (sampled above)"},
+    {SEC_CHAT, "hello_rate", KT_DOUBLE, CFG(chat.hello_rate), 0.001, 1000, "0.2", "per-connection hello bucket refill"},
+    {SEC_CHAT, "hello_burst", KT_INT, CFG(chat.hello_burst), 1, 1000, "5", "per-connection hello bucket size"},
+    {SEC_CHAT, "hello_addr_rate", KT_DOUBLE, CFG(chat.hello_addr_rate), 0.001, 100000, "5",
+     "per-address hello bucket refill (all the address's connections)"},
+    {SEC_CHAT, "hello_addr_burst", KT_INT, CFG(chat.hello_addr_burst), 1, 100000, "100",
+     "per-address hello bucket size"},
+    {SEC_CHAT, "banned_words_file", KT_STRING, CFG(chat.banned_words_file), 0, 0, "",
+     "banned words, one per line, reloaded on SIGHUP"},
+    {SEC_CHAT, "filter_hold", KT_BOOL, CFG(chat.filter_hold), 0, 0, "no",
+     "a banned word holds the comment for review instead of refusing it"},
+    {SEC_CHAT, "archive_commit_ms", KT_INT, CFG(chat.archive_commit_ms), 1, 1000, "5", "archive commit interval"},
+    {SEC_CHAT, "archive_batch", KT_INT, CFG(chat.archive_batch), 1, 100000, "256",
+     "comments per archive commit at most"},
+    {SEC_CHAT, "max_combining", KT_INT, CFG(chat.max_combining), 0, 16, "2", "combining marks kept per base character"},
 
-    {SEC_REDIS, "url", KT_STRING, CFG(redis.url), 0, 0},
-    {SEC_REDIS, "prefix", KT_STRING, CFG(redis.prefix), 0, 0},
-    {SEC_REDIS, "secret", KT_SECRET, CFG(redis.secret), 0, 0},
+    {SEC_REDIS, "url", KT_STRING, CFG(redis.url), 0, 0, "", "share comments across nodes"},
+    {SEC_REDIS, "prefix", KT_STRING, CFG(redis.prefix), 0, 0, "galarelay:", "prefix of the pub/sub channel names"},
+    {SEC_REDIS, "secret", KT_SECRET, CFG(redis.secret), 0, 0, "", "HMAC-SHA256 key of every event between nodes"},
 };
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
-
-/* ---- defaults ----------------------------------------------------------- */
-
-static void default_rung(struct config_rung *r, const char *name, int height, int kbps, int priority) {
-  memset(r, 0, sizeof *r);
-  snprintf(r->name, sizeof r->name, "%s", name);
-  r->height = height;
-  r->video_bitrate = kbps;
-  r->max_rate = kbps * 3 / 2;
-  snprintf(r->preset, sizeof r->preset, "veryfast");
-  snprintf(r->profile, sizeof r->profile, "high");
-  r->priority = priority;
-}
-
-static void default_channel(struct config_channel *ch, const char *name) {
-  memset(ch, 0, sizeof *ch);
-  snprintf(ch->name, sizeof ch->name, "%s", name);
-  ch->failover_after = 2.0;
-  ch->prefer_primary = true;
-}
-
-void config_defaults(struct config *cfg) {
-  memset(cfg, 0, sizeof *cfg);
-  snprintf(cfg->server.http_listen.host, sizeof cfg->server.http_listen.host, "127.0.0.1");
-  cfg->server.http_listen.port = 8080;
-  snprintf(cfg->server.rtmp_listen.host, sizeof cfg->server.rtmp_listen.host, "127.0.0.1");
-  cfg->server.rtmp_listen.port = 1935;
-  snprintf(cfg->server.state_dir, sizeof cfg->server.state_dir, "./galarelay-state");
-  snprintf(cfg->server.web_root, sizeof cfg->server.web_root, "%s", default_web_root());
-  cfg->server.log_level = LOG_LEVEL_INFO;
-  cfg->server.max_http_connections = 20000;
-  cfg->server.shutdown_timeout = 4.0;
-
-  cfg->rtmp.handshake_timeout = 5;
-  cfg->rtmp.idle_timeout = 10;
-  cfg->rtmp.max_chunk_size = 65536;
-  cfg->rtmp.max_message_size = 8 * 1024 * 1024;
-  cfg->rtmp.max_connections = 1000;
-  cfg->rtmp.max_unauthenticated_per_address = 16;
-  cfg->rtmp.publisher_reserve = 16;
-  cfg->rtmp.offline_player_timeout = 30;
-  cfg->rtmp.publisher_takeover = 2;
-  cfg->rtmp.player_queue_bytes = 4 * 1024 * 1024;
-  cfg->rtmp.push_retry_max = 30;
-
-  default_channel(&cfg->channels[0], "gala");
-  snprintf(cfg->channels[0].key, sizeof cfg->channels[0].key, "demo-key");
-  snprintf(cfg->channels[0].backup_key, sizeof cfg->channels[0].backup_key, "demo-backup-key");
-  snprintf(cfg->channels[0].title, sizeof cfg->channels[0].title, "留浙云春晚");
-  cfg->channel_count = 1;
-
-  cfg->hls.part_duration = 0.333;
-  cfg->hls.segment_duration = 2.0;
-  cfg->hls.window_segments = 10;
-  cfg->hls.block_timeout = 6.0;
-  cfg->hls.max_parked_per_address = 64;
-
-  default_rung(&cfg->transcoder.rungs[0], "720p", 720, 2800, 30);
-  default_rung(&cfg->transcoder.rungs[1], "480p", 480, 1400, 20);
-  default_rung(&cfg->transcoder.rungs[2], "360p", 360, 800, 10);
-  cfg->transcoder.rung_count = 3;
-  cfg->transcoder.source_passthrough = true;
-  cfg->transcoder.latency_frames = 0;
-  cfg->transcoder.audio_bitrate = 128;
-  cfg->transcoder.queue_frames = 60;
-
-  snprintf(cfg->chat.moderator_tokens.token[0], sizeof cfg->chat.moderator_tokens.token[0],
-           "demo-moderator");
-  cfg->chat.moderator_tokens.count = 1;
-  cfg->chat.history = 100;
-  cfg->chat.max_comment_length = 200;
-  cfg->chat.max_frame_bytes = 4096;
-  cfg->chat.user_rate = 1.0; /* a sustained comment a second… */
-  cfg->chat.user_burst = 5;  /* …after a burst of five: a fast typist, not a flood */
-  cfg->chat.addr_rate = 10.0;
-  cfg->chat.addr_burst = 30;
-  cfg->chat.max_connections_per_addr = 50;
-  cfg->chat.tick_ms = 50;
-  cfg->chat.fanout_slice = 256;
-  cfg->chat.queue_soft_bytes = 256 * 1024;
-  cfg->chat.queue_hard_bytes = 1024 * 1024;
-  cfg->chat.viewer_events_per_sec = 100;
-  cfg->chat.hello_rate = 0.2;      /* a hello every 5 s per connection… */
-  cfg->chat.hello_burst = 5;       /* …after five: a page that renames itself, not a loop */
-  cfg->chat.hello_addr_rate = 5.0; /* one address: a household or a NAT */
-  cfg->chat.hello_addr_burst = 100;
-  cfg->chat.archive_commit_ms = 5;
-  cfg->chat.archive_batch = 256;
-  cfg->chat.max_combining = 2;
-
-  snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "galarelay:");
-}
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -403,6 +362,10 @@ static bool valid_name(const char *s, size_t max) {
   return true;
 }
 
+/* In "defaults" below: a new [channel NAME] or [rung NAME] starts from them. */
+static void default_channel(struct config *cfg, struct config_channel *ch, const char *name);
+static void default_rung(struct config *cfg, struct config_rung *r, const char *name);
+
 static void section_begin(struct parse_state *st, const char *header) {
   memset(st->seen, 0, sizeof st->seen);
   st->section = SEC_NONE;
@@ -440,7 +403,7 @@ static void section_begin(struct parse_state *st, const char *header) {
           return;
         }
         struct config_channel *ch = &cfg->channels[cfg->channel_count++];
-        default_channel(ch, name);
+        default_channel(cfg, ch, name);
         ch->line = st->line;
         st->base = ch;
       } else {
@@ -460,7 +423,7 @@ static void section_begin(struct parse_state *st, const char *header) {
         }
         st->rung_line[cfg->transcoder.rung_count] = st->line;
         struct config_rung *r = &cfg->transcoder.rungs[cfg->transcoder.rung_count++];
-        default_rung(r, name, 0, 0, 10);
+        default_rung(cfg, r, name);
         st->base = r;
       }
     } else {
@@ -712,6 +675,64 @@ static int on_pair(void *user, const char *section, const char *name, const char
   return 1;
 }
 
+/* ---- defaults ----------------------------------------------------------- */
+
+/* Every key of one section kind set to its default, into base (the config,
+ * or one channel or rung), through set_value as if a file said so. A
+ * default that does not parse is a bug in the table: test_config walks
+ * them all. */
+static void apply_defaults(struct config *cfg, enum section_kind section, void *base) {
+  static struct config_errors ignored; /* test_config proves there are none */
+  struct parse_state st = {.cfg = cfg, .errs = &ignored, .file = "(defaults)", .section = section, .base = base};
+  for (size_t i = 0; i < KEY_COUNT; i++)
+    if (keys[i].section == section && keys[i].def)
+      set_value(&st, &keys[i], keys[i].def, false);
+}
+
+static void default_rung(struct config *cfg, struct config_rung *r, const char *name) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  apply_defaults(cfg, SEC_RUNG, r);
+}
+
+static void default_channel(struct config *cfg, struct config_channel *ch, const char *name) {
+  memset(ch, 0, sizeof *ch);
+  snprintf(ch->name, sizeof ch->name, "%s", name);
+  apply_defaults(cfg, SEC_CHANNEL, ch);
+}
+
+/* A rung of the built-in ladder: its peak is 1.5 times its bitrate. */
+static void builtin_rung(struct config *cfg, struct config_rung *r, const char *name, int height, int kbps,
+                         int priority) {
+  default_rung(cfg, r, name);
+  r->height = height;
+  r->video_bitrate = kbps;
+  r->max_rate = kbps * 3 / 2;
+  r->priority = priority;
+}
+
+void config_defaults(struct config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  static const enum section_kind single[] = {SEC_SERVER, SEC_RTMP, SEC_HLS, SEC_TRANSCODER, SEC_CHAT, SEC_REDIS};
+  for (size_t i = 0; i < sizeof single / sizeof single[0]; i++)
+    apply_defaults(cfg, single[i], cfg);
+  snprintf(cfg->server.web_root, sizeof cfg->server.web_root, "%s", default_web_root());
+
+  /* The demo channel (docs/protocol.md): its keys are public, so they are
+   * accepted on loopback listeners only (config_validate). */
+  struct config_channel *gala = &cfg->channels[0];
+  default_channel(cfg, gala, "gala");
+  snprintf(gala->key, sizeof gala->key, "demo-key");
+  snprintf(gala->backup_key, sizeof gala->backup_key, "demo-backup-key");
+  snprintf(gala->title, sizeof gala->title, "留浙云春晚");
+  cfg->channel_count = 1;
+
+  builtin_rung(cfg, &cfg->transcoder.rungs[0], "720p", 720, 2800, 30);
+  builtin_rung(cfg, &cfg->transcoder.rungs[1], "480p", 480, 1400, 20);
+  builtin_rung(cfg, &cfg->transcoder.rungs[2], "360p", 360, 800, 10);
+  cfg->transcoder.rung_count = 3;
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
@@ -813,7 +834,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
                     cfg->channels[c].name);
     }
   }
-  return errs->count > before ? -1 : 0;
+  return errs->count > before ? -EINVAL : 0;
 }
 
 int config_validate(const struct config *cfg, struct config_errors *errs) {
@@ -833,7 +854,7 @@ int config_load_string(struct config *cfg, const char *name, const char *text, s
   else if (rc < 0)
     add_error(errs, name, 0, "cannot parse (out of memory)");
   if (errs->count)
-    return -1;
+    return -EINVAL;
   return validate(cfg, errs, &st);
 }
 
@@ -841,9 +862,10 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
   memset(errs, 0, sizeof *errs);
   FILE *f = fopen(path, "rb");
   if (!f) {
+    int err = errno;
     config_defaults(cfg);
-    add_error(errs, path, 0, "cannot open: %s", strerror(errno));
-    return -1;
+    add_error(errs, path, 0, "cannot open: %s", strerror(err));
+    return -err;
   }
   char *text = NULL;
   size_t len = 0, cap = 0;
@@ -856,7 +878,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
         fclose(f);
         config_defaults(cfg);
         add_error(errs, path, 0, "file is larger than 1 MiB");
-        return -1;
+        return -EFBIG;
       }
       cap = (len + n + 1) * 2;
       char *p = realloc(text, cap);
@@ -864,7 +886,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
         free(text);
         fclose(f);
         add_error(errs, path, 0, "out of memory");
-        return -1;
+        return -ENOMEM;
       }
       text = p;
     }
@@ -876,7 +898,7 @@ int config_load(struct config *cfg, const char *path, struct config_errors *errs
     free(text);
     config_defaults(cfg);
     add_error(errs, path, 0, "file contains a NUL byte: not a text config");
-    return -1;
+    return -EINVAL;
   }
   int rc = config_load_string(cfg, path, text ? (text[len] = '\0', text) : "", errs);
   free(text);
@@ -932,6 +954,27 @@ const char *config_key_at(int i, const char **section) {
   return keys[i].name;
 }
 
+const char *config_key_default(int i) { return i >= 0 && (size_t)i < KEY_COUNT ? keys[i].def : NULL; }
+
+const char *config_key_doc(int i) { return i >= 0 && (size_t)i < KEY_COUNT ? keys[i].doc : NULL; }
+
+int config_check_defaults(struct config_errors *errs) {
+  static struct config scratch;
+  memset(errs, 0, sizeof *errs);
+  memset(&scratch, 0, sizeof scratch);
+  struct parse_state st = {.cfg = &scratch, .errs = errs, .file = "(defaults)"};
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (!keys[i].def)
+      continue;
+    st.section = keys[i].section;
+    st.base = keys[i].section == SEC_CHANNEL ? (void *)&scratch.channels[0]
+              : keys[i].section == SEC_RUNG  ? (void *)&scratch.transcoder.rungs[0]
+                                             : (void *)&scratch;
+    set_value(&st, &keys[i], keys[i].def, false);
+  }
+  return errs->count ? -EINVAL : 0;
+}
+
 _Static_assert(sizeof(int) == sizeof(uint32_t), "KT_INT stores into int and uint32_t fields alike");
 
 static int hex_digit(char c) {
@@ -965,7 +1008,7 @@ static int url_decode(const char *in, size_t len, char *out, size_t size) {
 int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
   static const char scheme[] = "redis://";
   if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-    return -1;
+    return -EINVAL;
   const char *h = url + sizeof scheme - 1;
   const char *at = strrchr(h, '@');
   out->user[0] = out->password[0] = '\0';
@@ -974,13 +1017,13 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
     if (!colon || url_decode(h, (size_t)(colon - h), out->user, sizeof out->user) != 0 ||
         url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) != 0 ||
         !out->password[0])
-      return -1;
+      return -EINVAL;
     h = at + 1;
   }
   const char *colon = strrchr(h, ':');
   size_t hl = colon ? (size_t)(colon - h) : strcspn(h, "/");
   if (hl == 0 || hl >= sizeof out->host)
-    return -1;
+    return -EINVAL;
   memcpy(out->host, h, hl);
   out->host[hl] = '\0';
   out->port = 6379;
@@ -988,7 +1031,7 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
     char *end;
     long p = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || p <= 0 || p > 65535 || (*end && strcmp(end, "/") != 0))
-      return -1;
+      return -EINVAL;
     out->port = (int)p;
   }
   return 0;

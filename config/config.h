@@ -1,7 +1,8 @@
 /* config: the daemon's configuration, parsed from an INI file with inih.
  *
- * Every key is one row of a table in config.c (name, type, default, bounds,
- * docs); config/galarelay.conf documents the same keys for operators. A
+ * Every key is one row of a table in config.c (name, type, bounds, default,
+ * a one-line doc); config/galarelay.conf and docs/config.md document the
+ * same keys for operators, and test_config holds them to the table. A
  * config is immutable once loaded: a reload (SIGHUP) parses and validates a
  * whole new one and swaps the pointer on the loop thread, or keeps the old
  * one. Errors name FILE:LINE. */
@@ -169,8 +170,9 @@ struct config_errors {
 /* The built-in defaults (docs/protocol.md: demo channel, three-rung ladder). */
 void config_defaults(struct config *cfg);
 
-/* Parse FILE over the defaults and validate. Returns 0, or -1 with errs
- * filled. On error cfg is left in an unspecified state: parse into a fresh
+/* Parse FILE over the defaults and validate. Returns 0, or with errs
+ * filled -EINVAL (errors in the file), -ENOENT/-EACCES (cannot open it),
+ * -EFBIG (over 1 MiB) or -ENOMEM. On error cfg is left in an unspecified state: parse into a fresh
  * one, and swap only on success. */
 int config_load(struct config *cfg, const char *path, struct config_errors *errs);
 
@@ -179,7 +181,8 @@ int config_load_string(struct config *cfg, const char *name, const char *text,
                        struct config_errors *errs);
 
 /* Cross-key checks that also apply to the defaults (demo secrets on
- * non-loopback listeners, duplicate keys across channels). */
+ * non-loopback listeners, duplicate keys across channels): 0, or -EINVAL
+ * with errs filled. */
 int config_validate(const struct config *cfg, struct config_errors *errs);
 
 const struct config_channel *config_find_channel(const struct config *cfg, const char *name);
@@ -204,11 +207,18 @@ struct config_redis_endpoint {
   char user[64];      /* AUTH user (Redis ACL), "" = default */
   char password[256]; /* AUTH password, "" = none */
 };
-/* 0, or -1 when url is not such a url (*out is then unspecified). */
+/* 0, or -EINVAL when url is not such a url (*out is then unspecified). */
 int config_redis_url_parse(const char *url, struct config_redis_endpoint *out);
 
 /* The schema, for documentation checks: key i of section kind. Returns
  * NULL past the end. section is "server", "channel", "rung", … */
 const char *config_key_at(int i, const char **section);
+/* Key i's default as a config file writes it ("4m", "yes", "" = empty);
+ * NULL when it has none (required, a list) or it is computed (web_root). */
+const char *config_key_default(int i);
+/* Key i's one-line doc: how its row in docs/config.md begins. */
+const char *config_key_doc(int i);
+/* Parse every default of the table: 0, or -EINVAL with errs filled. */
+int config_check_defaults(struct config_errors *errs);
 
 #endif

@@ -1,6 +1,7 @@
 /* buf: see buf.h. Growth doubles, so appends are amortised O(1). */
 #include "core/buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ void buf_reset(struct buf *b) {
 
 static int buf_reserve(struct buf *b, size_t extra) {
   if (b->failed)
-    return -1;
+    return -ENOMEM;
   if (b->len + extra + 1 <= b->cap)
     return 0;
   size_t cap = b->cap ? b->cap : 256;
@@ -31,7 +32,7 @@ static int buf_reserve(struct buf *b, size_t extra) {
   char *p = realloc(b->data, cap);
   if (!p) {
     b->failed = 1;
-    return -1;
+    return -ENOMEM;
   }
   b->data = p;
   b->cap = cap;
@@ -39,8 +40,9 @@ static int buf_reserve(struct buf *b, size_t extra) {
 }
 
 int buf_append(struct buf *b, const void *data, size_t len) {
-  if (buf_reserve(b, len) < 0)
-    return -1;
+  int rc = buf_reserve(b, len);
+  if (rc < 0)
+    return rc;
   if (len)
     memcpy(b->data + b->len, data, len);
   b->len += len;
@@ -57,11 +59,12 @@ int buf_printf(struct buf *b, const char *fmt, ...) {
   int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
   if (n < 0)
-    return -1;
+    return -EINVAL; /* a format the C library cannot write */
   if ((size_t)n < sizeof small)
     return buf_append(b, small, (size_t)n);
-  if (buf_reserve(b, (size_t)n) < 0)
-    return -1;
+  int rc = buf_reserve(b, (size_t)n);
+  if (rc < 0)
+    return rc;
   va_start(ap, fmt);
   vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
   va_end(ap);

@@ -15,8 +15,10 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
+/* 0, or -ENOMEM (b->failed is then set and every later call fails). */
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_puts(struct buf *b, const char *s);
+/* 0, -ENOMEM, or -EINVAL for a format vsnprintf refuses. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Take the bytes: the caller frees the returned pointer; b is reset. */
 char *buf_steal(struct buf *b, size_t *len);

@@ -10,14 +10,17 @@
 #include "core/http.h"
 
 #include <libwebsockets.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "core/buf.h"
 #include "core/http_xff.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/memguard.h"
 
 #define HTTP_MAX_ROUTES 16
@@ -58,7 +61,7 @@ struct http_session {
 
 int http_add_route(const char *prefix, http_route_fn fn) {
   if (route_count >= HTTP_MAX_ROUTES)
-    return -1;
+    return -ENOSPC;
   routes[route_count++] = (struct http_route){prefix, strlen(prefix), fn};
   return 0;
 }
@@ -97,7 +100,7 @@ int http_respond(struct lws *wsi, int status, const char *content_type, const ch
   if (!s || s->answering) {
     if (release)
       release(release_arg);
-    return -1;
+    return -EPIPE;
   }
   s->park_close = NULL; /* answered: the parker must not be told of a close */
   s->park_arg = NULL;
@@ -361,6 +364,21 @@ int http_ws_check_origin(struct lws *wsi, const char *allowed) {
 }
 
 uint64_t http_ws_origin_refused(void) { return origin_refused; }
+
+struct http_stats {
+  uint64_t origin_refused;
+};
+
+void http_metrics(struct buf *out) {
+  static const struct metric rows[] = {
+      METRIC_FIELD("galarelay_websocket_origin_refused_total", METRIC_COUNTER,
+                   "Websocket handshakes answered 403: their Origin is neither the same origin nor in [server] "
+                   "allowed_origins.",
+                   struct http_stats, origin_refused),
+  };
+  struct http_stats st = {origin_refused};
+  metrics_write(out, rows, METRICS_COUNT(rows), &st);
+}
 
 /* What the daemon tells the HTTP side (http_configure, http_set_stopping):
  * kept here so that core/ knows nothing of the config or the daemon. Loop

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct buf;
 struct lws;
 struct lws_protocols;
 struct app; /* the daemon's context (the lws context's user pointer); opaque here */
@@ -47,8 +48,8 @@ enum {
 typedef int (*http_route_fn)(struct http_request *req);
 
 /* Answer a request. `extra_headers` is "" or lines "Name: value\r\n".
- * Returns 0, or -1 if the wsi can no longer be answered (release has then
- * already been called). */
+ * Returns 0, or -EPIPE if the wsi can no longer be answered (release has
+ * then already been called). */
 int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
                  const void *body, size_t len, void (*release)(void *), void *release_arg);
 /* Convenience: copy a small body (error pages, JSON). */
@@ -61,7 +62,8 @@ int http_respond_text(struct lws *wsi, int status, const char *text);
 void http_park(struct lws *wsi, int timeout_s, void (*on_close)(void *arg), void *arg);
 
 /* Register a handler for every path starting with prefix (e.g. "/hls/").
- * Call before the context is created; the table is small and fixed. */
+ * Call before the context is created; the table is small and fixed: 0, or
+ * -ENOSPC when it is full. */
 int http_add_route(const char *prefix, http_route_fn fn);
 
 /* The lws protocol entry for HTTP; http_protocols_init() fills the array
@@ -88,8 +90,10 @@ bool http_origin_allowed(const char *origin, const char *host, const char *allow
  * answered 403 before the upgrade) the nonzero value that callback must
  * return to refuse. */
 int http_ws_check_origin(struct lws *wsi, const char *allowed);
-/* Handshakes refused for their Origin since start (for /metrics). */
+/* Handshakes refused for their Origin since start. */
 uint64_t http_ws_origin_refused(void);
+/* The HTTP side's families for /metrics (the Origin refusals). */
+void http_metrics(struct buf *out);
 
 /* Open HTTP connections (for /metrics and the connection limit). */
 int http_open_connections(void);

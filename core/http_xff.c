@@ -2,6 +2,7 @@
  * it are whatever the client wrote into its own header. */
 #include "core/http_xff.h"
 
+#include <errno.h>
 #include <string.h>
 
 int http_xff_last(const char *xff, char *out, size_t len) {
@@ -13,7 +14,7 @@ int http_xff_last(const char *xff, char *out, size_t len) {
   while (n && (last[n - 1] == ' ' || last[n - 1] == '\t'))
     n--;
   if (!n || n >= len)
-    return -1;
+    return -EINVAL;
   memcpy(out, last, n);
   out[n] = '\0';
   return 0;

@@ -9,7 +9,7 @@
 
 /* The last entry of the comma-separated list xff (the address the proxy
  * itself saw: nginx appends it), without surrounding spaces or tabs, into
- * out as a string. Returns 0, or -1 with out untouched when that entry is
+ * out as a string. Returns 0, or -EINVAL with out untouched when that entry is
  * empty or does not fit in len bytes. */
 int http_xff_last(const char *xff, char *out, size_t len);
 

@@ -11,6 +11,7 @@
  * text (names in any script) is written as it is. */
 #include "core/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ int log_level_parse(const char *name, enum log_level *out) {
       return 0;
     }
   }
-  return -1;
+  return -EINVAL;
 }
 
 /* Length of the valid UTF-8 sequence of 2 to 4 bytes at s (RFC 3629: no

@@ -20,7 +20,7 @@ enum log_level {
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
-/* "debug", "info", "warn", "error" -> 0; anything else -> -1. */
+/* "debug", "info", "warn", "error" -> 0; anything else -> -EINVAL. */
 int log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *component, const char *fmt, ...)

@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define MEMGUARD_PERIOD_MS 1000
 
@@ -50,8 +51,9 @@ static void sample(uv_timer_t *t) {
 
 int memguard_start(uv_loop_t *loop, size_t limit_mb) {
   memguard_set_limit(limit_mb);
-  if (uv_timer_init(loop, &timer) != 0)
-    return -1;
+  int rc = uv_timer_init(loop, &timer);
+  if (rc < 0)
+    return rc;
   running = true;
   sample(&timer);
   return uv_timer_start(&timer, sample, MEMGUARD_PERIOD_MS, MEMGUARD_PERIOD_MS);
@@ -74,19 +76,25 @@ bool memguard_near_limit(void) { return atomic_load(&near); }
 
 size_t memguard_rss_bytes(void) { return rss_bytes; }
 
+/* What /metrics shows, read at the time of the request. */
+struct memguard_stats {
+  size_t rss_bytes;
+  size_t limit_bytes;
+  bool over;
+  unsigned long long over_limit_total;
+};
+
 void memguard_metrics(struct buf *out) {
-  buf_printf(out,
-             "# HELP galarelay_memory_rss_bytes Resident memory of the daemon.\n"
-             "# TYPE galarelay_memory_rss_bytes gauge\n"
-             "galarelay_memory_rss_bytes %zu\n"
-             "# HELP galarelay_memory_limit_bytes The configured ceiling (0 = none).\n"
-             "# TYPE galarelay_memory_limit_bytes gauge\n"
-             "galarelay_memory_limit_bytes %zu\n"
-             "# HELP galarelay_memory_over_limit 1 while newcomers are refused for memory.\n"
-             "# TYPE galarelay_memory_over_limit gauge\n"
-             "galarelay_memory_over_limit %d\n"
-             "# HELP galarelay_memory_over_limit_total Times the ceiling was crossed.\n"
-             "# TYPE galarelay_memory_over_limit_total counter\n"
-             "galarelay_memory_over_limit_total %llu\n",
-             read_rss(), limit_bytes, over ? 1 : 0, refusals_started);
+  static const struct metric rows[] = {
+      METRIC_FIELD("galarelay_memory_rss_bytes", METRIC_GAUGE, "Resident memory of the daemon.",
+                   struct memguard_stats, rss_bytes),
+      METRIC_FIELD("galarelay_memory_limit_bytes", METRIC_GAUGE, "The configured ceiling (0 = none).",
+                   struct memguard_stats, limit_bytes),
+      METRIC_FIELD("galarelay_memory_over_limit", METRIC_GAUGE, "1 while newcomers are refused for memory.",
+                   struct memguard_stats, over),
+      METRIC_FIELD("galarelay_memory_over_limit_total", METRIC_COUNTER, "Times the ceiling was crossed.",
+                   struct memguard_stats, over_limit_total),
+  };
+  struct memguard_stats st = {read_rss(), limit_bytes, over, refusals_started};
+  metrics_write(out, rows, METRICS_COUNT(rows), &st);
 }

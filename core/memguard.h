@@ -16,6 +16,7 @@
 
 struct buf;
 
+/* 0, or a negative libuv code (its timer could not be made). */
 int memguard_start(uv_loop_t *loop, size_t limit_mb);
 void memguard_set_limit(size_t limit_mb); /* reload */
 void memguard_stop(void);
@@ -24,6 +25,7 @@ bool memguard_over_limit(void);
 /* True while the last reading was above 90 % of the ceiling. Any thread. */
 bool memguard_near_limit(void);
 size_t memguard_rss_bytes(void);
+/* galarelay_memory_{rss,limit}_bytes, galarelay_memory_over_limit{,_total}. */
 void memguard_metrics(struct buf *out);
 
 #endif

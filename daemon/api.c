@@ -7,17 +7,17 @@
 
 #include "chat/chat.h"
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/buf.h"
 #include "relay/rtmp_server.h"
 #include "core/http.h"
-#include "core/memguard.h"
-#include "daemon/subsystems.h"
-#include "daemon/webroot.h"
+#include "core/metrics.h"
 
 #ifndef GALARELAY_VERSION
 #define GALARELAY_VERSION "0.0.0"
 #endif
+
+static const struct api_sources *sources; /* set once, before any request */
 
 static const char json_headers[] = "Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n";
 
@@ -35,37 +35,36 @@ static int websocket_connections(const struct app *app) {
   return total;
 }
 
+static double uptime_seconds(const void *obj) {
+  const struct app *app = obj;
+  return (double)(uv_now(app->loop) - app->started_ms) / 1000.0;
+}
+
+void api_metrics(const struct app *app, struct buf *out) {
+  static const struct metric build = METRIC_FAMILY("galarelay_build_info", METRIC_GAUGE, "Build information.");
+  static const struct metric uptime =
+      METRIC_GETTER("galarelay_uptime_seconds", METRIC_GAUGE, "Seconds since the daemon started.", uptime_seconds);
+  static const struct metric reloads =
+      METRIC_FAMILY("galarelay_config_reloads_total", METRIC_COUNTER, "Configuration reloads by result.");
+  static const struct metric open =
+      METRIC_FAMILY("galarelay_open_connections", METRIC_GAUGE, "Open connections by kind.");
+
+  metrics_head(out, &build);
+  metrics_value(out, &build, "version=\"" GALARELAY_VERSION "\"", 1);
+  metrics_write(out, &uptime, 1, app);
+  metrics_head(out, &reloads);
+  metrics_count(out, &reloads, "result=\"ok\"", app->config_reloads);
+  metrics_count(out, &reloads, "result=\"failed\"", app->config_reload_failures);
+  metrics_head(out, &open);
+  metrics_value(out, &open, "kind=\"http\"", http_open_connections());
+  metrics_value(out, &open, "kind=\"websocket\"", websocket_connections(app));
+  metrics_value(out, &open, "kind=\"rtmp\"", rtmp_server_connections(app->rtmp));
+}
+
 static int metrics_route(struct http_request *req) {
-  struct app *app = req->app;
   struct buf out;
   buf_init(&out);
-  buf_printf(&out,
-             "# HELP galarelay_build_info Build information.\n"
-             "# TYPE galarelay_build_info gauge\n"
-             "galarelay_build_info{version=\"%s\"} 1\n"
-             "# HELP galarelay_uptime_seconds Seconds since the daemon started.\n"
-             "# TYPE galarelay_uptime_seconds gauge\n"
-             "galarelay_uptime_seconds %.3f\n"
-             "# HELP galarelay_config_reloads_total Configuration reloads by result.\n"
-             "# TYPE galarelay_config_reloads_total counter\n"
-             "galarelay_config_reloads_total{result=\"ok\"} %llu\n"
-             "galarelay_config_reloads_total{result=\"failed\"} %llu\n"
-             "# HELP galarelay_open_connections Open connections by kind.\n"
-             "# TYPE galarelay_open_connections gauge\n"
-             "galarelay_open_connections{kind=\"http\"} %d\n"
-             "galarelay_open_connections{kind=\"websocket\"} %d\n"
-             "galarelay_open_connections{kind=\"rtmp\"} %d\n",
-             GALARELAY_VERSION, (double)(uv_now(app->loop) - app->started_ms) / 1000.0,
-             (unsigned long long)app->config_reloads, (unsigned long long)app->config_reload_failures,
-             http_open_connections(), websocket_connections(app), rtmp_server_connections(app->rtmp));
-  memguard_metrics(&out);
-  subsystems_metrics(app, &out);
-  webroot_metrics(&out);
-  buf_printf(&out, "# HELP galarelay_websocket_origin_refused_total Websocket handshakes answered 403: their "
-                   "Origin is neither the same origin nor in [server] allowed_origins.\n"
-                   "# TYPE galarelay_websocket_origin_refused_total counter\n"
-                   "galarelay_websocket_origin_refused_total %llu\n",
-             (unsigned long long)http_ws_origin_refused());
+  sources->metrics(req->app, &out);
   if (out.failed) {
     buf_free(&out);
     return http_respond_text(req->wsi, 500, "out of memory\n");
@@ -89,7 +88,7 @@ static int channels_route(struct http_request *req) {
     json_object_set_new(obj, "watch_url", json_sprintf("/watch/%s", ch->name));
     json_object_set_new(obj, "hls_url", json_sprintf("/hls/%s/master.m3u8", ch->name));
     json_object_set_new(obj, "chat_url", json_sprintf("/chat/%s", ch->name));
-    subsystems_channel_api(app, ch->name, obj);
+    sources->channel_fields(app, ch->name, obj);
     json_array_append_new(list, obj);
   }
   json_t *root = json_pack("{s:o}", "channels", list);
@@ -100,7 +99,8 @@ static int channels_route(struct http_request *req) {
   return http_respond(req->wsi, 200, "application/json", json_headers, text, strlen(text), free, text);
 }
 
-void api_register_routes(void) {
+void api_register_routes(const struct api_sources *from) {
+  sources = from;
   http_add_route("/healthz", healthz_route);
   http_add_route("/metrics", metrics_route);
   http_add_route("/api/v1/channels", channels_route);

@@ -1,14 +1,15 @@
 /* main: the galarelay daemon's entry point and its one event loop.
  *
- * main owns the libuv loop, the current config, the libwebsockets context
- * (created on our loop as a foreign loop, so uv_run drives both), the
- * signal handlers and the systemd notifications. Everything else is started
- * and stopped through subsystems.c. Shutdown follows the order written
- * below (lws first, our handles after, a second lws destroy outside the
- * loop), so that uv_loop_close() returns 0 and nothing leaks. */
+ * main owns the command line, the libuv loop, the current config, the
+ * signal handlers and the systemd notifications. Every part of the daemon
+ * (the libwebsockets context on our loop included) is started, reloaded
+ * and stopped through the table in subsystems.c, which alone knows their
+ * order. Shutdown: the parts stop, main's own handles close a loop turn
+ * later, and once uv_run() has returned the parts free what outlived the
+ * loop, so that uv_loop_close() returns 0 and nothing leaks. */
 #include <errno.h>
 #include <getopt.h>
-#include <libwebsockets.h>
+#include <libwebsockets.h> /* lws_set_log_level: lws logs through ours */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,19 +21,13 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "daemon/api.h"
-#include "core/app.h"
-#include "core/http.h"
+#include "daemon/app.h"
 #include "core/log.h"
-#include "core/memguard.h"
 #include "daemon/subsystems.h"
-#include "daemon/webroot.h"
 
 #ifndef GALARELAY_VERSION
 #define GALARELAY_VERSION "0.0.0"
 #endif
-
-#define MAX_PROTOCOLS 8
 
 /* Our own handles; tagged through their data pointer so the shutdown walk
  * closes these and never one of lws's. */
@@ -44,7 +39,6 @@ struct daemon {
   uv_timer_t watchdog;   /* pets systemd's watchdog */
   uv_timer_t shutdown;   /* second stage of a stop, then the deadline */
   int shutdown_stage;
-  struct lws_protocols protocols[MAX_PROTOCOLS];
   int exit_code;
 };
 
@@ -71,12 +65,12 @@ static int mkdir_p(const char *path) {
     if (*p == '/') {
       *p = '\0';
       if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-        return -1;
+        return -errno;
       *p = '/';
     }
   }
   if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-    return -1;
+    return -errno;
   return 0;
 }
 
@@ -97,7 +91,6 @@ static void close_own_handles(struct daemon *d) {
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
     if (!uv_is_closing(own[i]))
       uv_close(own[i], NULL);
-  memguard_stop();
 }
 
 static void on_shutdown_timer(uv_timer_t *t) {
@@ -120,26 +113,14 @@ static void on_alarm(int signum) {
   _exit(1);
 }
 
-/* The HTTP side's share of [server]: applies at start and on every reload. */
-static void configure_http(const struct config *cfg) {
-  struct http_settings hs = {.max_connections = cfg->server.max_http_connections};
-  snprintf(hs.trusted_proxy, sizeof hs.trusted_proxy, "%s", cfg->server.trusted_proxy);
-  http_configure(&hs);
-}
-
 static void begin_stop(struct daemon *d, const char *why) {
   if (d->app.stopping)
     return;
   d->app.stopping = 1;
-  http_set_stopping();
   signal(SIGALRM, on_alarm);
   alarm((unsigned)(d->cfg->server.shutdown_timeout + 0.999));
   log_info("main", "stopping reason=%s", why);
   sd_notify(0, "STOPPING=1");
-  /* lws first: its connections close while the subsystems they call into
-   * are still alive (parked HLS requests, chat members). */
-  if (d->app.lws)
-    lws_context_destroy(d->app.lws);
   subsystems_stop(&d->app);
   uv_timer_stop(&d->watchdog);
   d->shutdown_stage = 1;
@@ -197,10 +178,8 @@ static void reload(struct daemon *d) {
   struct config *old = d->cfg;
   d->cfg = next;
   d->app.cfg = next;
-  configure_http(next);
   log_set_level((enum log_level)next->server.log_level);
-  memguard_set_limit((size_t)next->server.memory_limit_mb);
-  subsystems_reload(&d->app, old);
+  subsystems_reload(&d->app);
   free(old);
   d->app.config_reloads++;
   log_info("main", "config reloaded path=%s channels=%d", next->path, next->channel_count);
@@ -221,76 +200,19 @@ static void on_watchdog(uv_timer_t *t) {
 
 /* ---- start -------------------------------------------------------------- */
 
-static int create_lws(struct daemon *d) {
-  int n = subsystems_ws_protocols(d->protocols, MAX_PROTOCOLS - 2);
-  d->protocols[n++] = *http_protocol();
-  memset(&d->protocols[n], 0, sizeof d->protocols[n]);
-
-  static const struct lws_protocol_vhost_options extra_mime = {NULL, NULL, ".m4s", "video/iso.segment"};
-  static struct lws_http_mount mount;
-  memset(&mount, 0, sizeof mount);
-  mount.mountpoint = "/";
-  mount.mountpoint_len = 1;
-  mount.origin = "http";
-  mount.origin_protocol = LWSMPRO_CALLBACK;
-  mount.extra_mimetypes = &extra_mime;
-
-  void *foreign_loops[] = {d->app.loop};
-  struct lws_context_creation_info info;
-  memset(&info, 0, sizeof info);
-  /* VALIDATE_UTF8: lws fails a text frame that is not UTF-8 with 1007.
-   * EXPLICIT_VHOSTS: the listening vhost is created below, where a failed
-   * bind is seen (lws 4.1 returns a context even when its default vhost
-   * could not listen). */
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-  info.foreign_loops = foreign_loops;
-  info.protocols = d->protocols;
-  info.user = &d->app;
-  info.pcontext = &d->app.lws;
-  info.timeout_secs = 30;
-  /* A viewer whose network vanished silently is found by a ping (lws 4.1
-   * sends it after 30 s without traffic, hangs up 20 s later). */
-  static const lws_retry_bo_t idle_policy = {.secs_since_valid_ping = 30, .secs_since_valid_hangup = 50};
-  info.retry_and_idle_policy = &idle_policy;
-  d->app.lws = lws_create_context(&info);
-  if (!d->app.lws)
-    return -1;
-  info.port = d->cfg->server.http_listen.port;
-  info.iface = d->cfg->server.http_listen.host;
-  info.mounts = &mount;
-  info.keepalive_timeout = 30;
-  if (!lws_create_vhost(d->app.lws, &info))
-    return -1;
-  return 0;
-}
-
 static int start(struct daemon *d) {
   uv_loop_t *loop = d->app.loop;
   d->app.cfg = d->cfg;
-  configure_http(d->cfg);
   d->app.started_ms = uv_now(loop);
 
-  if (mkdir_p(d->cfg->server.state_dir) < 0) {
-    log_error("main", "cannot create state_dir path=%s error=%s", d->cfg->server.state_dir, strerror(errno));
-    return -1;
+  int rc = mkdir_p(d->cfg->server.state_dir);
+  if (rc < 0) {
+    log_error("main", "cannot create state_dir path=%s error=%s", d->cfg->server.state_dir, strerror(-rc));
+    return rc;
   }
-  api_register_routes();
-  if (memguard_start(loop, (size_t)d->cfg->server.memory_limit_mb) < 0)
-    return -1;
-  if (subsystems_start(&d->app) < 0) {
-    subsystems_stop(&d->app); /* whatever did start */
-    return -1;
-  }
-  http_add_route("/", webroot_route); /* last: every other prefix wins */
-  if (create_lws(d) < 0) {
-    char addr[96];
-    config_addr_format(&d->cfg->server.http_listen, addr, sizeof addr);
-    log_error("main", "cannot listen for HTTP addr=%s", addr);
-    if (d->app.lws)
-      lws_context_destroy(d->app.lws); /* first stage; main finishes it */
-    subsystems_stop(&d->app);
-    return -1;
-  }
+  rc = subsystems_start(&d->app); /* on failure, what started is stopping */
+  if (rc < 0)
+    return rc;
 
   uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
   int nums[] = {SIGTERM, SIGINT, SIGHUP};
@@ -368,19 +290,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   d.app.loop = &loop;
-  if (start(&d) < 0) {
+  if (start(&d) < 0)
     d.exit_code = 1;
-    memguard_stop();
-    /* Let whatever started close its handles. */
-    uv_run(&loop, UV_RUN_DEFAULT);
-  } else {
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
-  /* The second destroy, outside the loop, frees the context (the first,
-   * inside it, only starts closing lws's handles). */
-  if (d.app.lws)
-    lws_context_destroy(d.app.lws);
-  webroot_free(); /* every answer that borrowed a file has gone with its connection */
+  /* Runs until every handle is closed; after a failed start, that lets
+   * whatever did start close its handles. */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  subsystems_free(&d.app);
   int closed = uv_loop_close(&loop);
   if (closed != 0) {
     log_error("main", "loop still had handles at exit: %s", uv_strerror(closed));

@@ -23,9 +23,10 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #define WEBROOT_MAX_FILE (8 * 1024 * 1024)
 #define WEBROOT_CACHE_FILES 256
@@ -93,12 +94,12 @@ const char *webroot_mime_type(const char *path) {
   return "application/octet-stream";
 }
 
-int webroot_path_is_safe(const char *path) {
+bool webroot_path_is_safe(const char *path) {
   if (path[0] != '/')
-    return 0;
+    return false;
   for (const char *p = path; *p; p++) {
     if ((unsigned char)*p < 0x20 || *p == '\\' || *p == 0x7f)
-      return 0;
+      return false;
   }
   /* walk segments: none may be empty (except the trailing one), "." or ".." */
   const char *seg = path + 1;
@@ -106,14 +107,14 @@ int webroot_path_is_safe(const char *path) {
     const char *end = strchr(seg, '/');
     size_t len = end ? (size_t)(end - seg) : strlen(seg);
     if (len == 0 && end)
-      return 0;
+      return false;
     if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
-      return 0;
+      return false;
     if (!end)
       break;
     seg = end + 1;
   }
-  return 1;
+  return true;
 }
 
 static void file_unref(void *arg) {
@@ -239,18 +240,19 @@ void webroot_stats(struct webroot_stats *out) {
 }
 
 void webroot_metrics(struct buf *out) {
+  static const struct metric rows[] = {
+      METRIC_FIELD("galarelay_webroot_reads_total", METRIC_COUNTER,
+                   "Static files read from disk (once per file and change).", struct webroot_stats, reads),
+      METRIC_FIELD("galarelay_webroot_hits_total", METRIC_COUNTER,
+                   "Static answers from a buffer already in memory.", struct webroot_stats, hits),
+      METRIC_FIELD("galarelay_webroot_uncached_total", METRIC_COUNTER,
+                   "Static files read for one request: the cache was full.", struct webroot_stats, uncached),
+      METRIC_FIELD("galarelay_webroot_cached_bytes", METRIC_GAUGE, "Bytes of static files held in memory.",
+                   struct webroot_stats, cached_bytes),
+  };
   struct webroot_stats st;
   webroot_stats(&st);
-  buf_printf(out,
-             "# HELP galarelay_webroot_reads_total Static files read from disk (once per file and change).\n"
-             "# TYPE galarelay_webroot_reads_total counter\ngalarelay_webroot_reads_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_hits_total Static answers from a buffer already in memory.\n"
-             "# TYPE galarelay_webroot_hits_total counter\ngalarelay_webroot_hits_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_uncached_total Static files read for one request: the cache was full.\n"
-             "# TYPE galarelay_webroot_uncached_total counter\ngalarelay_webroot_uncached_total %" PRIu64 "\n"
-             "# HELP galarelay_webroot_cached_bytes Bytes of static files held in memory.\n"
-             "# TYPE galarelay_webroot_cached_bytes gauge\ngalarelay_webroot_cached_bytes %zu\n",
-             st.reads, st.hits, st.uncached, st.cached_bytes);
+  metrics_write(out, rows, METRICS_COUNT(rows), &st);
 }
 
 void webroot_free(void) {

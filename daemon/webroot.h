@@ -12,6 +12,7 @@
 #ifndef GALARELAY_WEBROOT_H
 #define GALARELAY_WEBROOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,9 +33,9 @@ int webroot_route(struct http_request *req);
  * when unknown. */
 const char *webroot_mime_type(const char *path);
 
-/* 1 if the decoded URL path is safe to map under a root (no "..", no
+/* Whether the decoded URL path is safe to map under a root (no "..", no
  * empty or dot segments, no backslash or control characters). */
-int webroot_path_is_safe(const char *path);
+bool webroot_path_is_safe(const char *path);
 
 /* Counters since start, and what the cache holds now. */
 void webroot_stats(struct webroot_stats *out);

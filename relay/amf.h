@@ -8,7 +8,10 @@
  * Fields that are absent or of another type leave their destination as it
  * was (the caller's default).
  *
- * Encoding appends to a struct buf. */
+ * Encoding appends to a struct buf.
+ *
+ * No state of its own: any thread, one reader or buffer per thread.
+ * Errors: -EINVAL (decoding), -ENOMEM (encoding). */
 #ifndef GALARELAY_AMF_H
 #define GALARELAY_AMF_H
 
@@ -49,10 +52,14 @@ struct amf_reader {
 
 void amf_reader_init(struct amf_reader *r, const void *data, size_t len);
 bool amf_at_end(const struct amf_reader *r);
-/* The type marker of the next value, or -1 at the end. */
+/* Errors, as everywhere in relay/: negative errno codes. Decoding fails
+ * with -EINVAL (not the type asked for, truncated, nested too deep),
+ * encoding with -ENOMEM (the buffer failed to grow). */
+
+/* The type marker of the next value (>= 0), or -ENOENT at the end. */
 int amf_peek_type(const struct amf_reader *r);
 
-/* Each returns 0, or -1 if the next value is not of that type or is
+/* Each returns 0, or -EINVAL if the next value is not of that type or is
  * truncated (the cursor then stays where it was). */
 int amf_read_number(struct amf_reader *r, double *out);
 int amf_read_boolean(struct amf_reader *r, bool *out);
@@ -84,12 +91,12 @@ struct amf_field_table {
 };
 
 /* Decode positional values. Stops quietly at the end of the input (missing
- * trailing fields keep their defaults). Returns 0 or -1 on malformed input. */
+ * trailing fields keep their defaults). Returns 0 or -EINVAL on malformed input. */
 int amf_decode_seq(struct amf_reader *r, struct amf_field *fields, size_t count);
 /* Decode the object (or ECMA array) at the cursor into the named fields. */
 int amf_decode_object(struct amf_reader *r, struct amf_field *fields, size_t count);
 
-/* Encoding. Each returns 0 or -1 if the buffer failed to grow. */
+/* Encoding. Each returns 0 or -ENOMEM if the buffer failed to grow. */
 int amf_put_number(struct buf *b, double v);
 int amf_put_boolean(struct buf *b, bool v);
 int amf_put_string(struct buf *b, const char *s);

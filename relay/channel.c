@@ -44,6 +44,7 @@
  * shared by every player). */
 #include "relay/channel.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,12 +52,11 @@
 #include <openssl/crypto.h>
 
 #include "config/config.h"
-#include "relay/amf.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "relay/amf.h"
+#include "core/metrics.h"
 #include "relay/rtmp_chunk.h"
-#include "relay/rtmp_push.h"
 
 #define GOP_MAX_BYTES (16u << 20)
 #define GOP_MAX_PACKETS 4096
@@ -139,27 +139,29 @@ struct channel {
   uint64_t failover_ms; /* config: channel failover_after */
   bool prefer_primary;  /* config: channel prefer_primary */
   uint64_t failovers[FAILOVER_REASONS];
-  struct rtmp_push *push[CONFIG_MAX_PUSH];
-  char push_url[CONFIG_MAX_PUSH][512];
-  int push_count;
 };
 
 struct channel_registry {
-  struct app *app;
+  uv_loop_t *loop;
+  /* [rtmp] of the running config (publisher_takeover): replaced by every
+   * reload, never kept past it. */
+  const struct config_rtmp *rtmp;
   struct channel **ch;
   int n;
   struct channel_registry_observer obs[MAX_OBSERVERS];
   int nobs;
-  uv_timer_t *timer; /* the failover check; freed in its close callback */
+  uv_timer_t *timer; /* the failover check; the registry goes in its close callback */
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
   uint64_t (*clock)(void *opaque);
   void *clock_opaque;
 };
 
-static uint64_t reg__now(const struct channel_registry *reg) {
-  return reg->clock ? reg->clock(reg->clock_opaque) : uv_now(reg->app->loop);
+static uint64_t reg_now(const struct channel_registry *reg) {
+  return reg->clock ? reg->clock(reg->clock_opaque) : uv_now(reg->loop);
 }
 
-static uint64_t ch__now(const struct channel *ch) { return reg__now(ch->reg); }
+static uint64_t ch_now(const struct channel *ch) { return reg_now(ch->reg); }
 
 /* --- GOP cache (per feed) --- */
 
@@ -230,7 +232,7 @@ static void sinks_walk_end(struct channel *ch) {
   sinks_compact(ch);
 }
 
-static void ch__start(struct channel *ch) {
+static void ch_start(struct channel *ch) {
   struct channel_feed *f = ch->feeds[ch->active];
   ch->generation++;
   /* a later timeline follows what was sent (the output clock) */
@@ -246,7 +248,7 @@ static void ch__start(struct channel *ch) {
       .video_kbps = f->video_kbps,
   };
   if (!ch->started)
-    ch->live_since_ms = ch__now(ch);
+    ch->live_since_ms = ch_now(ch);
   ch->started = true;
   log_info("channel", "feed start channel=%s feed=%s addr=%s video=%s audio=%s generation=%llu", ch->name,
            f->backup ? "backup" : "primary", f->addr,
@@ -259,7 +261,7 @@ static void ch__start(struct channel *ch) {
   sinks_walk_end(ch);
 }
 
-static void ch__stop(struct channel *ch) {
+static void ch_stop(struct channel *ch) {
   bool was = ch->started;
   ch->started = false;
   memset(&ch->info, 0, sizeof ch->info);
@@ -273,7 +275,7 @@ static void ch__stop(struct channel *ch) {
   sinks_walk_end(ch);
 }
 
-static const AVPacket *ch__retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned);
+static const AVPacket *ch_retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned);
 
 /* What a sink that joins a live channel is sent at once: on_start and,
  * for a player, the cached GOP; it stops as soon as the sink leaves. */
@@ -291,14 +293,14 @@ static void sink_catch_up(struct channel *ch, const struct channel_sink_ops *ops
   ch->header_ts = shared_ts;
   for (int i = 0; player && ops->on_packet && !join->left && i < f->gop_n; i++) {
     AVPacket *owned;
-    const AVPacket *out = ch__retime(ch, f->gop[i], &owned);
+    const AVPacket *out = ch_retime(ch, f->gop[i], &owned);
     if (out)
       ops->on_packet(opaque, out, f->gop_arrival[i]);
     av_packet_free(&owned);
   }
 }
 
-static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
+static int ch_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
                          void (*on_removed)(void *), int *sink_id) {
   *sink_id = 0;
   if (ch->nsinks == ch->capsinks) {
@@ -326,12 +328,12 @@ static int ch__subscribe(struct channel *ch, const struct channel_sink_ops *ops,
 
 int channel_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque) {
   int id;
-  return ch__subscribe(ch, ops, opaque, false, NULL, &id) == CHANNEL_SUBSCRIBE_NOMEM ? -1 : id;
+  return ch_subscribe(ch, ops, opaque, false, NULL, &id) == CHANNEL_SUBSCRIBE_NOMEM ? -ENOMEM : id;
 }
 
 int channel_subscribe_player(struct channel *ch, const struct channel_sink_ops *ops, void *opaque,
                              void (*on_removed)(void *opaque), int *sink_id) {
-  return ch__subscribe(ch, ops, opaque, true, on_removed, sink_id);
+  return ch_subscribe(ch, ops, opaque, true, on_removed, sink_id);
 }
 
 void channel_unsubscribe(struct channel *ch, int sink_id) {
@@ -372,7 +374,7 @@ static bool feed_sending(const struct channel_feed *f, uint64_t now) {
 /* pkt on the output clock: pkt itself when ts_offset is 0, else a new
  * packet (*owned, free it) with moved timestamps and a retimed wire. NULL
  * on no memory. */
-static const AVPacket *ch__retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned) {
+static const AVPacket *ch_retime(const struct channel *ch, const AVPacket *pkt, AVPacket **owned) {
   *owned = NULL;
   if (ch->ts_offset == 0)
     return pkt;
@@ -404,7 +406,7 @@ static void sinks_packet(struct channel *ch, const AVPacket *pkt, int64_t arriva
     ch->offset_pending = false;
   }
   AVPacket *owned;
-  const AVPacket *out = ch__retime(ch, pkt, &owned);
+  const AVPacket *out = ch_retime(ch, pkt, &owned);
   if (!out)
     return; /* no memory: this packet is lost for every sink alike */
   if (!ch->have_out || out->dts > ch->out_last)
@@ -422,9 +424,9 @@ uint32_t channel_header_timestamp(const struct channel *ch) { return ch->header_
 
 /* Make feeds[to] the active feed: a new timeline for the sinks, and the
  * feed's held GOP after it (see the top of the file). */
-static void ch__switch(struct channel *ch, int to, enum failover_reason why) {
+static void ch_switch(struct channel *ch, int to, enum failover_reason why) {
   struct channel_feed *f = ch->feeds[to];
-  uint64_t now = ch__now(ch);
+  uint64_t now = ch_now(ch);
   bool replay = f->gop_n > 0 && feed_sending(f, now);
   if (!replay)
     gop_clear(f); /* stale: the sinks wait for the next keyframe */
@@ -434,7 +436,7 @@ static void ch__switch(struct channel *ch, int to, enum failover_reason why) {
            to ? "backup" : "primary", failover_reason_names[why], replay ? f->gop_n : 0);
   if (!ch->started && !replay)
     return; /* starts with the feed's first packet */
-  ch__start(ch);
+  ch_start(ch);
   /* Sinks (players) subscribing from here on get the GOP from
    * channel_subscribe_player; the ones here now get it once, in order. A
    * sink does not change the feed's GOP (it only keeps references). */
@@ -451,10 +453,10 @@ static void feed_detach(struct channel_feed *f) {
   if (ch->active == idx) {
     int other = 1 - idx;
     if (ch->feeds[other]) {
-      ch__switch(ch, other, FAILOVER_DISCONNECT);
+      ch_switch(ch, other, FAILOVER_DISCONNECT);
     } else {
       ch->active = -1;
-      ch__stop(ch);
+      ch_stop(ch);
     }
   }
   feed_free(f);
@@ -470,7 +472,7 @@ static void feed_kick(struct channel_feed *f, const char *why) {
 }
 
 /* Constant-time: every key of every channel is compared in full. */
-static struct channel *reg__match_key(struct channel_registry *reg, const char *key, bool *backup) {
+static struct channel *reg_match_key(struct channel_registry *reg, const char *key, bool *backup) {
   char cand[256] = {0};
   size_t kl = strlen(key);
   if (kl == 0 || kl >= sizeof cand)
@@ -495,16 +497,16 @@ static struct channel *reg__match_key(struct channel_registry *reg, const char *
 int channel_feed_open(struct channel_registry *reg, const char *key, const char *addr,
                       const struct channel_feed_ops *ops, void *opaque, struct channel_feed **out) {
   bool backup = false;
-  struct channel *ch = reg__match_key(reg, key, &backup);
+  struct channel *ch = reg_match_key(reg, key, &backup);
   if (!ch)
     return CHANNEL_OPEN_UNKNOWN_KEY;
   int idx = backup ? 1 : 0;
-  uint64_t now = ch__now(ch);
+  uint64_t now = ch_now(ch);
   struct channel_feed *old = ch->feeds[idx];
   if (old) {
     uint64_t last = old->last_media_ms ? old->last_media_ms : old->opened_ms;
     double silent = (double)(now - last) / 1000.0;
-    if (silent < reg->app->cfg->rtmp.publisher_takeover) {
+    if (silent < reg->rtmp->publisher_takeover) {
       log_warn("channel", "publish refused: key already live channel=%s feed=%s addr=%s live_addr=%s", ch->name,
                backup ? "backup" : "primary", addr, old->addr);
       return CHANNEL_OPEN_BUSY;
@@ -513,7 +515,7 @@ int channel_feed_open(struct channel_registry *reg, const char *key, const char 
   }
   struct channel_feed *f = calloc(1, sizeof *f);
   if (!f)
-    return CHANNEL_OPEN_BUSY;
+    return CHANNEL_OPEN_NOMEM;
   f->ch = ch;
   f->backup = backup;
   f->ops = ops;
@@ -592,7 +594,7 @@ void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParame
   /* A change under a started feed starts a new timeline now (sinks hold
    * the old parameters until on_start, so they are freed after it). */
   if (feed_is_active(f) && f->ch->started)
-    ch__start(f->ch);
+    ch_start(f->ch);
   avcodec_parameters_free(&old);
   free(old_seq);
 }
@@ -638,20 +640,29 @@ static bool primary_takes_over(const struct channel_feed *f, const AVPacket *pkt
 
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {
   struct channel *ch = f->ch;
-  feed_stats(f, pkt, ch__now(ch));
+  feed_stats(f, pkt, ch_now(ch));
   gop_add(f, pkt, arrival_ms);
   if (!feed_is_active(f)) {
     /* standby: held ready, not forwarded */
     if (primary_takes_over(f, pkt))
-      ch__switch(ch, 0, FAILOVER_PRIMARY_RETURNED); /* forwards this packet as its GOP */
+      ch_switch(ch, 0, FAILOVER_PRIMARY_RETURNED); /* forwards this packet as its GOP */
     return;
   }
   if (!ch->started)
-    ch__start(ch);
+    ch_start(ch);
   sinks_packet(ch, pkt, arrival_ms);
 }
 
 /* --- queries --- */
+
+const char *channel_strerror(int code) {
+  switch (code) {
+  case CHANNEL_OPEN_UNKNOWN_KEY: return "unknown stream key";
+  case CHANNEL_OPEN_BUSY: return "stream key already live";
+  case CHANNEL_SUBSCRIBE_LEFT: return "sink left during its catch-up";
+  default: return strerror(-code);
+  }
+}
 
 const char *channel_name(const struct channel *ch) { return ch->name; }
 bool channel_is_live(const struct channel *ch) { return ch->started; }
@@ -674,29 +685,12 @@ const uint8_t *channel_sequence_header(const struct channel *ch, int stream_inde
 
 /* --- registry --- */
 
-static void ch__set_pushes(struct channel *ch, const struct config_channel *cc) {
-  bool same = cc->push_count == ch->push_count;
-  for (int i = 0; same && i < cc->push_count; i++)
-    same = strcmp(cc->push[i], ch->push_url[i]) == 0;
-  if (same)
-    return;
-  for (int i = 0; i < ch->push_count; i++)
-    if (ch->push[i])
-      rtmp_push_stop(ch->push[i]);
-  ch->push_count = 0;
-  for (int i = 0; i < cc->push_count && i < CONFIG_MAX_PUSH; i++) {
-    snprintf(ch->push_url[i], sizeof ch->push_url[i], "%s", cc->push[i]);
-    ch->push[i] = rtmp_push_start(ch->reg->app, ch, cc->push[i]);
-    ch->push_count++;
-  }
-}
-
-static void ch__set_failover(struct channel *ch, const struct config_channel *cc) {
+static void ch_set_failover(struct channel *ch, const struct config_channel *cc) {
   ch->failover_ms = cc->failover_after > 0 ? (uint64_t)(cc->failover_after * 1000.0 + 0.5) : FAILOVER_DEFAULT_MS;
   ch->prefer_primary = cc->prefer_primary;
 }
 
-static struct channel *ch__new(struct channel_registry *reg, const struct config_channel *cc) {
+static struct channel *ch_new(struct channel_registry *reg, const struct config_channel *cc) {
   struct channel *ch = calloc(1, sizeof *ch);
   if (!ch)
     return NULL;
@@ -706,17 +700,14 @@ static struct channel *ch__new(struct channel_registry *reg, const struct config
   snprintf(ch->key, sizeof ch->key, "%s", cc->key);
   snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
   snprintf(ch->title, sizeof ch->title, "%s", cc->title);
-  ch__set_failover(ch, cc);
+  ch_set_failover(ch, cc);
   return ch;
 }
 
-static void ch__free(struct channel *ch) {
+static void ch_free(struct channel *ch) {
   for (int i = 0; i < 2; i++)
     if (ch->feeds[i])
       feed_kick(ch->feeds[i], "channel removed");
-  for (int i = 0; i < ch->push_count; i++)
-    if (ch->push[i])
-      rtmp_push_stop(ch->push[i]);
   /* Sinks still here (players): tell them the channel is gone. */
   for (int i = 0; i < ch->nsinks; i++) {
     struct channel_sink s = ch->sinks[i];
@@ -728,10 +719,10 @@ static void ch__free(struct channel *ch) {
   free(ch);
 }
 
-static int reg__append(struct channel_registry *reg, struct channel *ch) {
+static int reg_append(struct channel_registry *reg, struct channel *ch) {
   struct channel **n = realloc(reg->ch, sizeof *n * (size_t)(reg->n + 1));
   if (!n)
-    return -1;
+    return -ENOMEM;
   reg->ch = n;
   reg->ch[reg->n++] = ch;
   return 0;
@@ -744,7 +735,7 @@ static int reg__append(struct channel_registry *reg, struct channel *ch) {
  * over. Both silent: nothing changes (switching to a silent feed helps no
  * viewer; rtmp idle_timeout and publisher_takeover deal with dead
  * connections). */
-static void ch__check_silence(struct channel *ch, uint64_t now) {
+static void ch_check_silence(struct channel *ch, uint64_t now) {
   if (ch->active < 0)
     return;
   int other = 1 - ch->active;
@@ -756,13 +747,13 @@ static void ch__check_silence(struct channel *ch, uint64_t now) {
     return;
   log_warn("channel", "active feed silent channel=%s feed=%s addr=%s silent_ms=%llu: failing over", ch->name,
            a->backup ? "backup" : "primary", a->addr, (unsigned long long)(now - last));
-  ch__switch(ch, other, FAILOVER_SILENCE);
+  ch_switch(ch, other, FAILOVER_SILENCE);
 }
 
 void channel_registry_check_feeds(struct channel_registry *reg) {
-  uint64_t now = reg__now(reg);
+  uint64_t now = reg_now(reg);
   for (int i = 0; i < reg->n; i++)
-    ch__check_silence(reg->ch[i], now);
+    ch_check_silence(reg->ch[i], now);
 }
 
 void channel_registry_set_clock(struct channel_registry *reg, uint64_t (*now)(void *opaque), void *opaque) {
@@ -770,72 +761,101 @@ void channel_registry_set_clock(struct channel_registry *reg, uint64_t (*now)(vo
   reg->clock_opaque = opaque;
 }
 
-static void reg__on_timer(uv_timer_t *t) {
+static void reg_on_timer(uv_timer_t *t) {
   if (t->data)
     channel_registry_check_feeds(t->data);
 }
 
-static void reg__timer_closed(uv_handle_t *h) { free(h); }
+/* The registry's memory goes with its timer's handle: then the stop is
+ * done. */
+static void reg_timer_closed(uv_handle_t *h) {
+  struct channel_registry *reg = h->data;
+  void (*cb)(void *) = reg->stopped_cb;
+  void *arg = reg->stopped_arg;
+  free(h);
+  free(reg);
+  if (cb)
+    cb(arg);
+}
 
-struct channel_registry *channel_registry_new(struct app *app) {
+struct channel_registry *channel_registry_new(uv_loop_t *loop, const struct config_rtmp *rtmp,
+                                              const struct config_channel *channels, int channel_count) {
   struct channel_registry *reg = calloc(1, sizeof *reg);
   if (!reg)
     return NULL;
-  reg->app = app;
+  reg->loop = loop;
+  reg->rtmp = rtmp;
   reg->timer = calloc(1, sizeof *reg->timer);
-  if (!reg->timer || uv_timer_init(app->loop, reg->timer) != 0) {
+  if (!reg->timer || uv_timer_init(loop, reg->timer) != 0) {
     free(reg->timer);
     free(reg);
     return NULL;
   }
   reg->timer->data = reg;
-  uv_timer_start(reg->timer, reg__on_timer, FAILOVER_TICK_MS, FAILOVER_TICK_MS);
+  uv_timer_start(reg->timer, reg_on_timer, FAILOVER_TICK_MS, FAILOVER_TICK_MS);
   uv_unref((uv_handle_t *)reg->timer); /* never what keeps the loop running */
-  const struct config *cfg = app->cfg;
-  for (int i = 0; i < cfg->channel_count; i++) {
-    struct channel *ch = ch__new(reg, &cfg->channels[i]);
-    if (!ch || reg__append(reg, ch) < 0) {
+  for (int i = 0; i < channel_count; i++) {
+    struct channel *ch = ch_new(reg, &channels[i]);
+    if (!ch || reg_append(reg, ch) < 0) {
       free(ch);
-      channel_registry_free(reg);
+      channel_registry_stop(reg, NULL, NULL);
       return NULL;
     }
-    ch__set_pushes(ch, &cfg->channels[i]);
   }
   return reg;
 }
 
-void channel_registry_free(struct channel_registry *reg) {
+void channel_registry_stop(struct channel_registry *reg, void (*cb)(void *arg), void *arg) {
   if (!reg)
     return;
   for (int i = 0; i < reg->n; i++)
-    ch__free(reg->ch[i]);
-  if (reg->timer) {
-    uv_timer_stop(reg->timer);
-    reg->timer->data = NULL;
-    uv_close((uv_handle_t *)reg->timer, reg__timer_closed);
-  }
+    ch_free(reg->ch[i]);
   free(reg->ch);
-  free(reg);
+  reg->ch = NULL;
+  reg->n = 0;
+  reg->nobs = 0;
+  reg->stopped_cb = cb;
+  reg->stopped_arg = arg;
+  uv_timer_stop(reg->timer);
+  uv_close((uv_handle_t *)reg->timer, reg_timer_closed);
 }
 
-void channel_registry_reload(struct channel_registry *reg, const struct config *cfg) {
+static const struct config_channel *find_config(const struct config_channel *channels, int channel_count,
+                                                const char *name) {
+  for (int i = 0; i < channel_count; i++)
+    if (strcmp(channels[i].name, name) == 0)
+      return &channels[i];
+  return NULL;
+}
+
+static void reg_notify(struct channel_registry *reg, struct channel *ch, bool added) {
+  for (int o = 0; o < reg->nobs; o++) {
+    const struct channel_registry_observer *obs = &reg->obs[o];
+    if (added && obs->on_channel_added)
+      obs->on_channel_added(obs->opaque, ch);
+    else if (!added && obs->on_channel_removed)
+      obs->on_channel_removed(obs->opaque, ch);
+  }
+}
+
+void channel_registry_reload(struct channel_registry *reg, const struct config_rtmp *rtmp,
+                             const struct config_channel *channels, int channel_count) {
+  reg->rtmp = rtmp;
   /* Removed channels first. */
   for (int i = 0; i < reg->n;) {
     struct channel *ch = reg->ch[i];
-    if (config_find_channel(cfg, ch->name)) {
+    if (find_config(channels, channel_count, ch->name)) {
       i++;
       continue;
     }
     log_info("channel", "removed channel=%s", ch->name);
-    for (int o = 0; o < reg->nobs; o++)
-      if (reg->obs[o].on_channel_removed)
-        reg->obs[o].on_channel_removed(reg->obs[o].opaque, ch);
+    reg_notify(reg, ch, false);
     memmove(reg->ch + i, reg->ch + i + 1, sizeof reg->ch[0] * (size_t)(reg->n - i - 1));
     reg->n--;
-    ch__free(ch);
+    ch_free(ch);
   }
-  for (int i = 0; i < cfg->channel_count; i++) {
-    const struct config_channel *cc = &cfg->channels[i];
+  for (int i = 0; i < channel_count; i++) {
+    const struct config_channel *cc = &channels[i];
     struct channel *ch = channel_registry_find(reg, cc->name);
     if (ch) {
       if (strcmp(ch->key, cc->key) != 0 && ch->feeds[0])
@@ -845,21 +865,17 @@ void channel_registry_reload(struct channel_registry *reg, const struct config *
       snprintf(ch->key, sizeof ch->key, "%s", cc->key);
       snprintf(ch->backup_key, sizeof ch->backup_key, "%s", cc->backup_key);
       snprintf(ch->title, sizeof ch->title, "%s", cc->title);
-      ch__set_failover(ch, cc);
-      ch__set_pushes(ch, cc);
+      ch_set_failover(ch, cc);
       continue;
     }
-    ch = ch__new(reg, cc);
-    if (!ch || reg__append(reg, ch) < 0) {
+    ch = ch_new(reg, cc);
+    if (!ch || reg_append(reg, ch) < 0) {
       free(ch);
       log_error("channel", "out of memory adding channel=%s", cc->name);
       continue;
     }
-    ch__set_pushes(ch, cc);
     log_info("channel", "added channel=%s", ch->name);
-    for (int o = 0; o < reg->nobs; o++)
-      if (reg->obs[o].on_channel_added)
-        reg->obs[o].on_channel_added(reg->obs[o].opaque, ch);
+    reg_notify(reg, ch, true);
   }
 }
 
@@ -876,25 +892,39 @@ struct channel *channel_registry_find(struct channel_registry *reg, const char *
   return NULL;
 }
 
-void channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs) {
+int channel_registry_observe(struct channel_registry *reg, const struct channel_registry_observer *obs) {
   if (reg->nobs >= MAX_OBSERVERS) {
     log_error("channel", "too many registry observers");
-    return;
+    return -ENOSPC;
   }
   reg->obs[reg->nobs++] = *obs;
   for (int i = 0; i < reg->n; i++)
     if (obs->on_channel_added)
       obs->on_channel_added(obs->opaque, reg->ch[i]);
+  return 0;
+}
+
+int channel_registry_unobserve(struct channel_registry *reg, const struct channel_registry_observer *obs) {
+  for (int o = 0; o < reg->nobs; o++) {
+    const struct channel_registry_observer *x = &reg->obs[o];
+    if (x->opaque == obs->opaque && x->on_channel_added == obs->on_channel_added &&
+        x->on_channel_removed == obs->on_channel_removed) {
+      memmove(reg->obs + o, reg->obs + o + 1, sizeof reg->obs[0] * (size_t)(reg->nobs - o - 1));
+      reg->nobs--;
+      return 0;
+    }
+  }
+  return -ENOENT;
 }
 
 /* --- API and metrics --- */
 
-static const struct channel_feed *ch__active(const struct channel *ch) {
+static const struct channel_feed *ch_active(const struct channel *ch) {
   return ch->active >= 0 ? ch->feeds[ch->active] : NULL;
 }
 
 void channel_api_fill(const struct channel *ch, struct json_t *obj) {
-  const struct channel_feed *f = ch__active(ch);
+  const struct channel_feed *f = ch_active(ch);
   json_object_set_new(obj, "live", json_boolean(ch->started));
   json_object_set_new(obj, "rtmp_players", json_integer(ch->players));
   json_object_set_new(obj, "backup_connected", json_boolean(ch->feeds[1] != NULL));
@@ -921,52 +951,77 @@ void channel_api_fill(const struct channel *ch, struct json_t *obj) {
   json_object_set_new(obj, "fps", json_real(f->fps > 0 ? f->fps : f->meta_fps));
   json_object_set_new(obj, "bitrate_kbps", json_real(f->bitrate_kbps));
   json_object_set_new(obj, "keyframe_interval", json_real(f->key_interval_s));
-  json_object_set_new(obj, "uptime", json_real((double)(ch__now(ch) - ch->live_since_ms) / 1000.0));
+  json_object_set_new(obj, "uptime", json_real((double)(ch_now(ch) - ch->live_since_ms) / 1000.0));
+}
+
+/* One channel's values for /metrics, read at the time of the request. */
+struct channel_sample {
+  bool live;
+  int players;
+  double bitrate_kbps, fps, width, height, keyframe_interval_s, uptime_s;
+  uint64_t media_bytes;
+};
+
+static void channel_sample(const struct channel *ch, struct channel_sample *out) {
+  const struct channel_feed *f = ch->started ? ch_active(ch) : NULL;
+  const AVCodecParameters *v = f ? f->par[CHANNEL_VIDEO] : NULL;
+  *out = (struct channel_sample){.live = ch->started, .players = ch->players};
+  if (f) {
+    out->bitrate_kbps = f->bitrate_kbps;
+    out->fps = f->fps > 0 ? f->fps : f->meta_fps;
+    out->keyframe_interval_s = f->key_interval_s;
+    out->uptime_s = (double)(ch_now(ch) - ch->live_since_ms) / 1000.0;
+    out->media_bytes = f->bytes;
+  }
+  if (v) {
+    out->width = v->width;
+    out->height = v->height;
+  }
 }
 
 void channel_registry_metrics(const struct channel_registry *reg, struct buf *out) {
-  static const char *const names[][2] = {
-      {"galarelay_channel_live", "1 if the channel has a live feed"},
-      {"galarelay_channel_rtmp_players", "RTMP players subscribed"},
-      {"galarelay_channel_bitrate_kbps", "measured source bitrate"},
-      {"galarelay_channel_fps", "source frames per second"},
-      {"galarelay_channel_width", "source width"},
-      {"galarelay_channel_height", "source height"},
-      {"galarelay_channel_keyframe_interval_seconds", "time between the last two keyframes"},
-      {"galarelay_channel_uptime_seconds", "time since the channel went live"},
-      {"galarelay_channel_media_bytes_total", "media bytes received on the active feed"},
+#define CS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct channel_sample, FIELD)
+  static const struct metric rows[] = {
+      CS("galarelay_channel_live", METRIC_GAUGE, "1 if the channel has a live feed", live),
+      CS("galarelay_channel_rtmp_players", METRIC_GAUGE, "RTMP players subscribed", players),
+      CS("galarelay_channel_bitrate_kbps", METRIC_GAUGE, "measured source bitrate", bitrate_kbps),
+      CS("galarelay_channel_fps", METRIC_GAUGE, "source frames per second", fps),
+      CS("galarelay_channel_width", METRIC_GAUGE, "source width", width),
+      CS("galarelay_channel_height", METRIC_GAUGE, "source height", height),
+      CS("galarelay_channel_keyframe_interval_seconds", METRIC_GAUGE, "time between the last two keyframes",
+         keyframe_interval_s),
+      CS("galarelay_channel_uptime_seconds", METRIC_GAUGE, "time since the channel went live", uptime_s),
+      CS("galarelay_channel_media_bytes_total", METRIC_COUNTER, "media bytes received on the active feed",
+         media_bytes),
   };
-  for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[m][0], names[m][1], names[m][0],
-               m == 8 ? "counter" : "gauge");
+#undef CS
+  struct channel_sample *samples = calloc(reg->n ? (size_t)reg->n : 1, sizeof *samples);
+  if (!samples)
+    return;
+  for (int i = 0; i < reg->n; i++)
+    channel_sample(reg->ch[i], &samples[i]);
+  char label[96];
+  for (size_t m = 0; m < METRICS_COUNT(rows); m++) {
+    metrics_head(out, &rows[m]);
     for (int i = 0; i < reg->n; i++) {
-      const struct channel *ch = reg->ch[i];
-      const struct channel_feed *f = ch->started ? ch__active(ch) : NULL;
-      const AVCodecParameters *v = f ? f->par[CHANNEL_VIDEO] : NULL;
-      double val = 0;
-      switch (m) {
-      case 0: val = ch->started; break;
-      case 1: val = ch->players; break;
-      case 2: val = f ? f->bitrate_kbps : 0; break;
-      case 3: val = f ? (f->fps > 0 ? f->fps : f->meta_fps) : 0; break;
-      case 4: val = v ? v->width : 0; break;
-      case 5: val = v ? v->height : 0; break;
-      case 6: val = f ? f->key_interval_s : 0; break;
-      case 7: val = f ? (double)(ch__now(ch) - ch->live_since_ms) / 1000.0 : 0; break;
-      default: val = f ? (double)f->bytes : 0; break;
-      }
-      buf_printf(out, "%s{channel=\"%s\"} %g\n", names[m][0], ch->name, val);
+      snprintf(label, sizeof label, "channel=\"%s\"", reg->ch[i]->name);
+      metrics_sample(out, &rows[m], label, &samples[i]);
     }
   }
-  buf_printf(out, "# HELP galarelay_channel_backup_active 1 if the backup feed is the active one\n"
-                  "# TYPE galarelay_channel_backup_active gauge\n");
+  free(samples);
+  static const struct metric backup =
+      METRIC_FAMILY("galarelay_channel_backup_active", METRIC_GAUGE, "1 if the backup feed is the active one");
+  static const struct metric failovers = METRIC_FAMILY("galarelay_channel_failovers_total", METRIC_COUNTER,
+                                                       "Switches of the active feed (primary/backup)");
+  metrics_head(out, &backup);
+  for (int i = 0; i < reg->n; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", reg->ch[i]->name);
+    metrics_value(out, &backup, label, reg->ch[i]->active == 1);
+  }
+  metrics_head(out, &failovers);
   for (int i = 0; i < reg->n; i++)
-    buf_printf(out, "galarelay_channel_backup_active{channel=\"%s\"} %d\n", reg->ch[i]->name,
-               reg->ch[i]->active == 1);
-  buf_printf(out, "# HELP galarelay_channel_failovers_total Switches of the active feed (primary/backup)\n"
-                  "# TYPE galarelay_channel_failovers_total counter\n");
-  for (int i = 0; i < reg->n; i++)
-    for (int r = 0; r < FAILOVER_REASONS; r++)
-      buf_printf(out, "galarelay_channel_failovers_total{channel=\"%s\",reason=\"%s\"} %llu\n", reg->ch[i]->name,
-                 failover_reason_names[r], (unsigned long long)reg->ch[i]->failovers[r]);
+    for (int r = 0; r < FAILOVER_REASONS; r++) {
+      snprintf(label, sizeof label, "channel=\"%s\",reason=\"%s\"", reg->ch[i]->name, failover_reason_names[r]);
+      metrics_count(out, &failovers, label, reg->ch[i]->failovers[r]);
+    }
 }

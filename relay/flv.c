@@ -2,12 +2,13 @@
  * header. Every field is read after checking the body is long enough. */
 #include "relay/flv.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <libavutil/channel_layout.h>
 #include <libavutil/mem.h>
 
-static int32_t flv__si24(const uint8_t *p) {
+static int32_t flv_si24(const uint8_t *p) {
   int32_t v = (int32_t)((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]);
   if (v & 0x800000)
     v -= 0x1000000;
@@ -41,10 +42,10 @@ static const struct {
 };
 
 /* Frames in the AVC layout: packet type, composition time, data. */
-static int flv__avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
+static int flv_avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
   if (len < 5)
     return FLV_E_INVALID;
-  int32_t cts = flv__si24(body + 2);
+  int32_t cts = flv_si24(body + 2);
   switch (body[1]) {
   case 0:
     out->kind = FLV_CONFIG;
@@ -66,7 +67,7 @@ static int flv__avc_like(const uint8_t *body, size_t len, uint32_t ts, struct fl
   return 0;
 }
 
-static int flv__enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
+static int flv_enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
                                struct flv_media *out) {
   if (len < 5)
     return FLV_E_INVALID;
@@ -97,7 +98,7 @@ static int flv__enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
   case 1: /* CodedFrames: with composition time */
     if (len < 8)
       return FLV_E_INVALID;
-    cts = flv__si24(body + 5);
+    cts = flv_si24(body + 5);
     out->kind = FLV_FRAME;
     off = 8;
     break;
@@ -129,7 +130,7 @@ int flv_parse_video(const uint8_t *body, size_t len, uint32_t ts, struct flv_med
   if (len < 1)
     return FLV_E_INVALID;
   if (body[0] & 0x80)
-    return flv__enhanced_video(body, len, ts, out);
+    return flv_enhanced_video(body, len, ts, out);
   unsigned frame_type = body[0] >> 4;
   unsigned codec = body[0] & 0x0f;
   out->codec_name = video_codec_names[codec] ? video_codec_names[codec] : "unknown video codec";
@@ -141,7 +142,7 @@ int flv_parse_video(const uint8_t *body, size_t len, uint32_t ts, struct flv_med
     out->kind = FLV_IGNORE;
     return 0;
   }
-  return flv__avc_like(body, len, ts, out);
+  return flv_avc_like(body, len, ts, out);
 }
 
 int flv_parse_audio(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
@@ -307,14 +308,14 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
     cb = bits_ue(&b);
   }
   if (b.overrun || w_mbs > 1024 || h_units > 1024)
-    return -1;
+    return -EINVAL;
   unsigned ux = (chroma == 1 || chroma == 2) ? 2 : 1;
   unsigned uy = (chroma == 1 ? 2 : 1) * (2 - frame_mbs_only);
   /* Crop offsets summed in 64 bits: two huge ue values must not wrap. */
   int64_t w = (int64_t)w_mbs * 16 - (int64_t)ux * ((int64_t)cl + cr);
   int64_t h = (int64_t)h_units * 16 * (2 - frame_mbs_only) - (int64_t)uy * ((int64_t)ct + cb);
   if (w <= 0 || h <= 0)
-    return -1;
+    return -EINVAL;
   *width = (int)w;
   *height = (int)h;
   return 0;
@@ -322,10 +323,10 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
 
 int flv_avc_dimensions(const uint8_t *avcc, size_t len, int *width, int *height) {
   if (len < 8 || avcc[0] != 1 || (avcc[5] & 0x1f) == 0)
-    return -1;
+    return -EINVAL;
   size_t sps_len = (size_t)avcc[6] << 8 | avcc[7];
   if (sps_len < 2 || 8 + sps_len > len)
-    return -1;
+    return -EINVAL;
   return sps_dimensions(avcc + 8, sps_len, width, height);
 }
 
@@ -358,7 +359,7 @@ AVCodecParameters *flv_codecpar(const struct flv_media *cfg) {
 
 int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap) {
   if (!par || !par->extradata || par->extradata_size <= 0)
-    return -1;
+    return -EINVAL;
   size_t n = (size_t)par->extradata_size;
   size_t hdr;
   uint8_t h[5];
@@ -376,11 +377,19 @@ int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap) 
     hdr = 2;
     break;
   default:
-    return -1;
+    return -EINVAL;
   }
   if (hdr + n > cap)
-    return -1;
+    return -ENOSPC;
   memcpy(out, h, hdr);
   memcpy(out + hdr, par->extradata, n);
   return (int)(hdr + n);
+}
+
+const char *flv_strerror(int code) {
+  switch (code) {
+  case FLV_E_INVALID: return "malformed or truncated FLV body";
+  case FLV_E_UNSUPPORTED: return "codec not supported";
+  default: return strerror(-code);
+  }
 }

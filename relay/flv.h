@@ -6,11 +6,13 @@
  * become an AVPacket with dts = the RTMP timestamp and pts = dts +
  * composition time, in milliseconds. Audio: the AAC AudioSpecificConfig,
  * then raw AAC frames. Anything else is refused with the codec's name so
- * the caller can log it. Pure: no sockets, no logging, fuzzed alone. */
+ * the caller can log it. Pure: no sockets, no logging, fuzzed alone; any
+ * thread. Errors: enum flv_error (negative errno codes), flv_strerror. */
 #ifndef GALARELAY_FLV_H
 #define GALARELAY_FLV_H
 
 #include <stdbool.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,10 +24,12 @@ enum flv_kind {
   FLV_IGNORE,  /* end of sequence, video info frame, metadata packet: nothing to do */
 };
 
+/* Errors: negative errno codes, told apart by flv_strerror. */
 enum flv_error {
-  FLV_E_INVALID = -1,     /* malformed or truncated */
-  FLV_E_UNSUPPORTED = -2, /* a codec we do not take: see codec_name */
+  FLV_E_INVALID = -EINVAL,      /* malformed or truncated */
+  FLV_E_UNSUPPORTED = -ENOTSUP, /* a codec we do not take: see codec_name */
 };
+const char *flv_strerror(int code);
 
 struct flv_media {
   enum flv_kind kind;
@@ -55,12 +59,13 @@ int flv_parse_audio(const uint8_t *body, size_t len, uint32_t timestamp, struct 
 AVCodecParameters *flv_codecpar(const struct flv_media *cfg);
 
 /* Width and height from an AVC decoder configuration record's first SPS.
- * Returns 0 or -1. */
+ * Returns 0 or -EINVAL. */
 int flv_avc_dimensions(const uint8_t *avcc, size_t len, int *width, int *height);
 
 /* The FLV body of a sequence header for these parameters (what RTMP
  * players are sent on start): AVC, HEVC (enhanced RTMP) or AAC. Returns the
- * body length written to out (at most cap), or -1. */
+ * body length written to out (at most cap), -EINVAL (no extradata, another
+ * codec) or -ENOSPC (cap too small). */
 int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap);
 
 #endif

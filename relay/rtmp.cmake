@@ -44,12 +44,14 @@ galarelay_fuzz_target(fuzz_rtmp_session
 add_library(galarelay_rtmp STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_server.c
   ${CMAKE_CURRENT_LIST_DIR}/rtmp_push.c
+  ${CMAKE_CURRENT_LIST_DIR}/restream.c
   ${CMAKE_CURRENT_LIST_DIR}/channel.c)
 target_include_directories(galarelay_rtmp PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_rtmp PUBLIC galarelay_rtmp_proto galarelay_core galarelay_config
   PkgConfig::UV PkgConfig::FFMPEG PkgConfig::CRYPTO PkgConfig::JANSSON)
 galarelay_unit_test(test_channel SOURCES ${rtmp_tests}/test_channel.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_push SOURCES ${rtmp_tests}/test_rtmp_push.c LIBS galarelay_rtmp)
+galarelay_unit_test(test_restream SOURCES ${rtmp_tests}/test_restream.c LIBS galarelay_rtmp)
 galarelay_unit_test(test_rtmp_server SOURCES ${rtmp_tests}/test_rtmp_server.c ${rtmp_tests}/rtmp_test_client.c
   LIBS galarelay_rtmp)
 

@@ -5,6 +5,7 @@
  * a peer that announces a large message and sends nothing costs little. */
 #include "relay/rtmp_chunk.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +34,7 @@ void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_mess
   r->assembly_cap = assembly_cap;
 }
 
-static void chunk__drop(struct rtmp_chunk_stream *s) {
+static void chunk_drop(struct rtmp_chunk_stream *s) {
   free(s->buf);
   s->buf = NULL;
   s->have = 0;
@@ -42,18 +43,18 @@ static void chunk__drop(struct rtmp_chunk_stream *s) {
 
 void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r) {
   for (int i = 0; i < RTMP_MAX_CHUNK_STREAMS; i++)
-    chunk__drop(&r->streams[i]);
+    chunk_drop(&r->streams[i]);
   r->cur = NULL;
 }
 
 int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size) {
   if (size < 1 || size > r->max_chunk_size)
-    return -1;
+    return -EINVAL;
   r->chunk_size = size;
   return 0;
 }
 
-static struct rtmp_chunk_stream *chunk__find(struct rtmp_chunk_reader *r, uint32_t csid,
+static struct rtmp_chunk_stream *chunk_find(struct rtmp_chunk_reader *r, uint32_t csid,
                                              bool create) {
   struct rtmp_chunk_stream *free_slot = NULL;
   for (int i = 0; i < RTMP_MAX_CHUNK_STREAMS; i++) {
@@ -70,14 +71,14 @@ static struct rtmp_chunk_stream *chunk__find(struct rtmp_chunk_reader *r, uint32
 }
 
 void rtmp_chunk_reader_abort(struct rtmp_chunk_reader *r, uint32_t csid) {
-  struct rtmp_chunk_stream *s = chunk__find(r, csid, false);
+  struct rtmp_chunk_stream *s = chunk_find(r, csid, false);
   if (!s)
     return;
   /* Called from a message callback, never mid-payload (r->cur is NULL
    * while a message is delivered). */
   if (r->cur == s)
     r->cur = NULL;
-  chunk__drop(s);
+  chunk_drop(s);
 }
 
 static uint32_t rd24(const uint8_t *p) { return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]; }
@@ -86,13 +87,13 @@ static uint32_t rd32le(const uint8_t *p) {
   return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
 }
 
-static size_t chunk__basic_len(uint8_t b0) {
+static size_t chunk_basic_len(uint8_t b0) {
   uint8_t low = b0 & 0x3f;
   return low == 0 ? 2 : low == 1 ? 3 : 1;
 }
 
 /* Bytes being assembled on every chunk stream (their allocations). */
-static size_t chunk__assembling(const struct rtmp_chunk_reader *r) {
+static size_t chunk_assembling(const struct rtmp_chunk_reader *r) {
   size_t n = 0;
   for (int i = 0; i < RTMP_MAX_CHUNK_STREAMS; i++)
     if (r->streams[i].buf)
@@ -101,12 +102,12 @@ static size_t chunk__assembling(const struct rtmp_chunk_reader *r) {
 }
 
 /* The whole header is in r->hdr: apply it to its chunk stream. */
-static int chunk__apply_header(struct rtmp_chunk_reader *r) {
+static int chunk_apply_header(struct rtmp_chunk_reader *r) {
   const uint8_t *h = r->hdr;
   unsigned fmt = h[0] >> 6;
-  size_t bl = chunk__basic_len(h[0]);
+  size_t bl = chunk_basic_len(h[0]);
   uint32_t csid = bl == 1 ? (h[0] & 0x3fu) : bl == 2 ? 64u + h[1] : 64u + h[1] + 256u * h[2];
-  struct rtmp_chunk_stream *s = chunk__find(r, csid, fmt == 0 || fmt == 1);
+  struct rtmp_chunk_stream *s = chunk_find(r, csid, fmt == 0 || fmt == 1);
   if (!s)
     return fmt <= 1 ? RTMP_CHUNK_E_TOO_MANY_STREAMS : RTMP_CHUNK_E_NO_HEADER;
   if (fmt >= 2 && s->len == 0 && s->type == 0)
@@ -121,7 +122,7 @@ static int chunk__apply_header(struct rtmp_chunk_reader *r) {
       field = rd32(m + mh);
   }
   if (fmt < 3 && s->buf) /* a new message header abandons the partial one */
-    chunk__drop(s);
+    chunk_drop(s);
   switch (fmt) {
   case 0:
     s->timestamp = field;
@@ -148,7 +149,7 @@ static int chunk__apply_header(struct rtmp_chunk_reader *r) {
     break;
   }
   if (!s->buf) {
-    if (s->len > r->max_message_size || chunk__assembling(r) + s->len > r->assembly_cap) {
+    if (s->len > r->max_message_size || chunk_assembling(r) + s->len > r->assembly_cap) {
       r->refused_len = s->len;
       return RTMP_CHUNK_E_TOO_LARGE;
     }
@@ -165,7 +166,7 @@ static int chunk__apply_header(struct rtmp_chunk_reader *r) {
   return 0;
 }
 
-static int chunk__ensure(struct rtmp_chunk_stream *s, size_t more) {
+static int chunk_ensure(struct rtmp_chunk_stream *s, size_t more) {
   if (s->have + more <= s->cap)
     return 0;
   size_t ncap = s->cap ? s->cap : 1;
@@ -181,7 +182,7 @@ static int chunk__ensure(struct rtmp_chunk_stream *s, size_t more) {
   return 0;
 }
 
-static int chunk__deliver(struct rtmp_chunk_reader *r, struct rtmp_chunk_stream *s,
+static int chunk_deliver(struct rtmp_chunk_reader *r, struct rtmp_chunk_stream *s,
                           rtmp_msg_fn cb, void *opaque) {
   struct rtmp_msg msg = {
       .csid = s->csid,
@@ -218,7 +219,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
       pos += take;
       if (r->hdr_have < r->hdr_need)
         break;
-      size_t bl = chunk__basic_len(r->hdr[0]);
+      size_t bl = chunk_basic_len(r->hdr[0]);
       unsigned fmt = r->hdr[0] >> 6;
       size_t want = bl + msg_header_len[fmt];
       if (r->hdr_need < want) {
@@ -232,7 +233,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
         } else {
           uint32_t csid = bl == 1 ? (r->hdr[0] & 0x3fu)
                                   : bl == 2 ? 64u + r->hdr[1] : 64u + r->hdr[1] + 256u * r->hdr[2];
-          struct rtmp_chunk_stream *s = chunk__find(r, csid, false);
+          struct rtmp_chunk_stream *s = chunk_find(r, csid, false);
           ext = s && s->ext;
         }
         if (ext) {
@@ -240,7 +241,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
           continue;
         }
       }
-      int rc = chunk__apply_header(r);
+      int rc = chunk_apply_header(r);
       r->hdr_have = 0;
       r->hdr_need = 1;
       if (rc < 0)
@@ -252,7 +253,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
     if (take > len - pos)
       take = len - pos;
     if (take) {
-      int rc = chunk__ensure(s, take);
+      int rc = chunk_ensure(s, take);
       if (rc < 0)
         return r->error = rc;
       memcpy(s->buf + s->have, data + pos, take);
@@ -264,7 +265,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
       break;
     r->cur = NULL;
     if (s->have == s->len) {
-      int rc = chunk__deliver(r, s, cb, opaque);
+      int rc = chunk_deliver(r, s, cb, opaque);
       if (rc < 0)
         return r->error = rc;
     }
@@ -274,7 +275,7 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
 
 /* --- writer --- */
 
-static size_t chunk__basic(uint8_t *p, unsigned fmt, uint32_t csid) {
+static size_t chunk_basic(uint8_t *p, unsigned fmt, uint32_t csid) {
   if (csid < 64) {
     p[0] = (uint8_t)(fmt << 6 | csid);
     return 1;
@@ -297,13 +298,13 @@ size_t rtmp_chunk_size(uint32_t csid, uint32_t timestamp, size_t len, uint32_t c
   return bl + 11 + ext + (chunks - 1) * (bl + ext) + len;
 }
 
-static void chunk__write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_t stream_id,
+static void chunk_write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_t stream_id,
                               uint32_t timestamp, const uint8_t *payload, size_t len,
                               uint32_t chunk_size) {
   uint8_t *p = out;
   bool ext = timestamp >= EXT_TS;
   uint32_t ts = ext ? EXT_TS : timestamp;
-  p += chunk__basic(p, 0, csid);
+  p += chunk_basic(p, 0, csid);
   *p++ = (uint8_t)(ts >> 16);
   *p++ = (uint8_t)(ts >> 8);
   *p++ = (uint8_t)ts;
@@ -330,7 +331,7 @@ static void chunk__write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_
     off += n;
     if (off >= len)
       break;
-    p += chunk__basic(p, 3, csid);
+    p += chunk_basic(p, 3, csid);
   }
 }
 
@@ -340,9 +341,9 @@ int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stre
   uint8_t small[512];
   uint8_t *tmp = n <= sizeof small ? small : malloc(n);
   if (!tmp)
-    return -1;
-  chunk__write_into(tmp, csid, type, stream_id, timestamp, payload, len, chunk_size);
-  int rc = buf_append(out, tmp, n);
+    return -ENOMEM;
+  chunk_write_into(tmp, csid, type, stream_id, timestamp, payload, len, chunk_size);
+  int rc = buf_append(out, tmp, n) < 0 ? -ENOMEM : 0;
   if (tmp != small)
     free(tmp);
   return rc;
@@ -354,11 +355,11 @@ AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp,
   AVBufferRef *ref = av_buffer_alloc(n);
   if (!ref)
     return NULL;
-  chunk__write_into(ref->data, csid, type, 1, timestamp, payload, len, RTMP_OUT_CHUNK_SIZE);
+  chunk_write_into(ref->data, csid, type, 1, timestamp, payload, len, RTMP_OUT_CHUNK_SIZE);
   return ref;
 }
 
-static uint32_t chunk__csid(const uint8_t *p) {
+static uint32_t chunk_csid(const uint8_t *p) {
   switch (p[0] & 0x3f) {
   case 0: return 64u + p[1];
   case 1: return 64u + p[1] + 256u * p[2];
@@ -370,8 +371,8 @@ AVBufferRef *rtmp_chunk_wire_retimed(const uint8_t *wire, size_t len, uint32_t t
   size_t hl = rtmp_chunk_first_header_len(wire, len);
   if (hl == 0 || wire[0] >> 6 != 0)
     return NULL;
-  size_t bl = chunk__basic_len(wire[0]);
-  uint32_t csid = chunk__csid(wire);
+  size_t bl = chunk_basic_len(wire[0]);
+  uint32_t csid = chunk_csid(wire);
   size_t msg_len = rd24(wire + bl + 3);
   uint8_t type = wire[bl + 6];
   size_t ext = rd24(wire + bl) == EXT_TS ? 4 : 0;
@@ -399,7 +400,7 @@ AVBufferRef *rtmp_chunk_wire_retimed(const uint8_t *wire, size_t len, uint32_t t
 size_t rtmp_chunk_first_header_len(const uint8_t *wire, size_t len) {
   if (len < 1)
     return 0;
-  size_t bl = chunk__basic_len(wire[0]);
+  size_t bl = chunk_basic_len(wire[0]);
   if (len < bl + 11)
     return 0;
   size_t n = bl + 11;
@@ -409,7 +410,7 @@ size_t rtmp_chunk_first_header_len(const uint8_t *wire, size_t len) {
 }
 
 void rtmp_chunk_patch_stream_id(uint8_t *hdr, size_t hdr_len, uint32_t stream_id) {
-  size_t bl = chunk__basic_len(hdr[0]);
+  size_t bl = chunk_basic_len(hdr[0]);
   if (hdr_len < bl + 11)
     return;
   uint8_t *p = hdr + bl + 7;
@@ -421,31 +422,41 @@ void rtmp_chunk_patch_stream_id(uint8_t *hdr, size_t hdr_len, uint32_t stream_id
 
 /* --- protocol control --- */
 
-static int chunk__ctl32(struct buf *out, uint8_t type, uint32_t v, uint32_t chunk_size) {
+static int chunk_ctl32(struct buf *out, uint8_t type, uint32_t v, uint32_t chunk_size) {
   uint8_t p[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, type, 0, 0, p, 4, chunk_size);
 }
 
-int rtmp_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size) {
-  return chunk__ctl32(out, RTMP_MSG_SET_CHUNK_SIZE, size & 0x7fffffffu, chunk_size);
+int rtmp_chunk_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size) {
+  return chunk_ctl32(out, RTMP_MSG_SET_CHUNK_SIZE, size & 0x7fffffffu, chunk_size);
 }
 
-int rtmp_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size) {
-  return chunk__ctl32(out, RTMP_MSG_WINDOW_ACK_SIZE, size, chunk_size);
+int rtmp_chunk_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size) {
+  return chunk_ctl32(out, RTMP_MSG_WINDOW_ACK_SIZE, size, chunk_size);
 }
 
-int rtmp_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size) {
-  return chunk__ctl32(out, RTMP_MSG_ACK, seq, chunk_size);
+int rtmp_chunk_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size) {
+  return chunk_ctl32(out, RTMP_MSG_ACK, seq, chunk_size);
 }
 
-int rtmp_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size) {
+int rtmp_chunk_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size) {
   uint8_t p[5] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
                   (uint8_t)size, limit};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_SET_PEER_BW, 0, 0, p, 5, chunk_size);
 }
 
-int rtmp_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size) {
+int rtmp_chunk_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size) {
   uint8_t p[6] = {(uint8_t)(event >> 8), (uint8_t)event,        (uint8_t)(value >> 24),
                   (uint8_t)(value >> 16), (uint8_t)(value >> 8), (uint8_t)value};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_USER_CONTROL, 0, 0, p, 6, chunk_size);
+}
+
+const char *rtmp_chunk_strerror(int code) {
+  switch (code) {
+  case RTMP_CHUNK_E_TOO_MANY_STREAMS: return "too many chunk streams";
+  case RTMP_CHUNK_E_TOO_LARGE: return "message too large";
+  case RTMP_CHUNK_E_NO_HEADER: return "chunk continues a stream never opened";
+  case RTMP_CHUNK_E_NOMEM: return "out of memory";
+  default: return strerror(-code);
+  }
 }

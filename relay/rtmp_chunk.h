@@ -12,10 +12,16 @@
  * The writer is stateless: every message starts with a type-0 header and
  * continues with type-3 chunks, so the bytes of one message are the same
  * for every receiver that uses the same chunk size. That is what lets one
- * chunked media message be shared by all players (rtmp_chunk_wire). */
+ * chunked media message be shared by all players (rtmp_chunk_wire).
+ *
+ * A reader belongs to its caller (one connection; any thread, one at a
+ * time); the writer's output buffers and wires belong to the caller.
+ * Errors: enum rtmp_chunk_error (negative errno codes),
+ * rtmp_chunk_strerror. */
 #ifndef GALARELAY_RTMP_CHUNK_H
 #define GALARELAY_RTMP_CHUNK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,12 +88,15 @@ struct rtmp_chunk_stream {
   uint32_t cap; /* allocated bytes of buf */
 };
 
+/* The reader's failures: negative errno codes, told apart (and from the
+ * callback's own codes) by rtmp_chunk_strerror. */
 enum rtmp_chunk_error {
-  RTMP_CHUNK_E_TOO_MANY_STREAMS = -2,
-  RTMP_CHUNK_E_TOO_LARGE = -3,
-  RTMP_CHUNK_E_NO_HEADER = -4, /* type 1/2/3 on a chunk stream never opened */
-  RTMP_CHUNK_E_NOMEM = -5,
+  RTMP_CHUNK_E_TOO_MANY_STREAMS = -EMFILE,
+  RTMP_CHUNK_E_TOO_LARGE = -EMSGSIZE,
+  RTMP_CHUNK_E_NO_HEADER = -EPROTO, /* type 1/2/3 on a chunk stream never opened */
+  RTMP_CHUNK_E_NOMEM = -ENOMEM,
 };
+const char *rtmp_chunk_strerror(int code);
 
 struct rtmp_chunk_reader {
   uint32_t chunk_size;
@@ -119,12 +128,13 @@ void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r);
  * after an error the reader stays failed. */
 int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len,
                            rtmp_msg_fn cb, void *opaque);
-/* Set Chunk Size from the peer: 1..max_chunk_size, else -1. */
+/* Set Chunk Size from the peer: 1..max_chunk_size, else -EINVAL. */
 int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size);
 /* Abort: drop the partly received message on csid. */
 void rtmp_chunk_reader_abort(struct rtmp_chunk_reader *r, uint32_t csid);
 
-/* Writer: append one whole message as chunks. Returns 0 or -1 (no memory). */
+/* Writer: append one whole message as chunks. Returns 0 or -ENOMEM; so do
+ * the rtmp_chunk_write_* below. */
 int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id,
                      uint32_t timestamp, const uint8_t *payload, size_t len, uint32_t chunk_size);
 /* Bytes rtmp_chunk_write would produce. */
@@ -144,13 +154,13 @@ size_t rtmp_chunk_first_header_len(const uint8_t *wire, size_t len);
 void rtmp_chunk_patch_stream_id(uint8_t *hdr, size_t hdr_len, uint32_t stream_id);
 
 /* Protocol control messages, written on csid 2. */
-int rtmp_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size);
-int rtmp_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size);
-int rtmp_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size);
-int rtmp_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size);
+int rtmp_chunk_write_set_chunk_size(struct buf *out, uint32_t size, uint32_t chunk_size);
+int rtmp_chunk_write_window_ack(struct buf *out, uint32_t size, uint32_t chunk_size);
+int rtmp_chunk_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size);
+int rtmp_chunk_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size);
 /* User Control: event type + one 32-bit value (StreamBegin = 0, PingRequest
  * = 6, PingResponse = 7, StreamEOF = 1, StreamIsRecorded = 4). */
-int rtmp_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size);
+int rtmp_chunk_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size);
 
 enum {
   RTMP_UC_STREAM_BEGIN = 0,

@@ -6,6 +6,7 @@
  * unauthenticated connection, and only when the table is full. */
 #include "relay/rtmp_door.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@ struct rtmp_door_peer {
   char ip[64];
 };
 
-static unsigned door__hash(const char *ip) {
+static unsigned door_hash(const char *ip) {
   uint32_t h = 2166136261u; /* FNV-1a */
   for (; *ip; ip++)
     h = (h ^ (uint8_t)*ip) * 16777619u;
@@ -37,8 +38,8 @@ void rtmp_door_free(struct rtmp_door *d) {
   d->peers = 0;
 }
 
-static struct rtmp_door_peer *door__peer(struct rtmp_door *d, const char *ip) {
-  unsigned h = door__hash(ip);
+static struct rtmp_door_peer *door_peer(struct rtmp_door *d, const char *ip) {
+  unsigned h = door_hash(ip);
   for (struct rtmp_door_peer *p = d->bucket[h]; p; p = p->next)
     if (strcmp(p->ip, ip) == 0)
       return p;
@@ -52,10 +53,10 @@ static struct rtmp_door_peer *door__peer(struct rtmp_door *d, const char *ip) {
   return p;
 }
 
-static void door__peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
+static void door_peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
   if (p->count > 0)
     return;
-  struct rtmp_door_peer **pp = &d->bucket[door__hash(p->ip)];
+  struct rtmp_door_peer **pp = &d->bucket[door_hash(p->ip)];
   while (*pp != p)
     pp = &(*pp)->next;
   *pp = p->next;
@@ -63,7 +64,7 @@ static void door__peer_release(struct rtmp_door *d, struct rtmp_door_peer *p) {
   free(p);
 }
 
-static void door__unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
+static void door_unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
   struct rtmp_door_peer *p = e->peer;
   if (e->prev)
     e->prev->next = e->next;
@@ -76,13 +77,13 @@ static void door__unlink(struct rtmp_door *d, struct rtmp_door_entry *e) {
   e->prev = e->next = NULL;
   e->peer = NULL;
   p->count--;
-  door__peer_release(d, p);
+  door_peer_release(d, p);
 }
 
-static int door__link(struct rtmp_door *d, struct rtmp_door_entry *e, const char *ip) {
-  struct rtmp_door_peer *p = door__peer(d, ip ? ip : "?");
+static int door_link(struct rtmp_door *d, struct rtmp_door_entry *e, const char *ip) {
+  struct rtmp_door_peer *p = door_peer(d, ip ? ip : "?");
   if (!p)
-    return -1;
+    return -ENOMEM;
   e->peer = p;
   e->prev = p->newest;
   e->next = NULL;
@@ -100,12 +101,12 @@ int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door
   if (e->cls == cls)
     return 0;
   if (e->cls == RTMP_DOOR_UNAUTH)
-    door__unlink(d, e);
+    door_unlink(d, e);
   if (e->cls != RTMP_DOOR_NONE)
     d->count[e->cls]--;
   e->cls = RTMP_DOOR_NONE;
-  if (cls == RTMP_DOOR_UNAUTH && door__link(d, e, ip) < 0)
-    return -1;
+  if (cls == RTMP_DOOR_UNAUTH && door_link(d, e, ip) < 0)
+    return -ENOMEM;
   e->cls = cls;
   e->since = now;
   if (cls != RTMP_DOOR_NONE)
@@ -115,7 +116,7 @@ int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door
 
 /* The oldest unauthenticated connection of the address holding the most
  * (ties: the oldest), never the newcomer. */
-static struct rtmp_door_entry *door__victim(const struct rtmp_door *d, const struct rtmp_door_entry *newcomer) {
+static struct rtmp_door_entry *door_victim(const struct rtmp_door *d, const struct rtmp_door_entry *newcomer) {
   struct rtmp_door_entry *best = NULL;
   int best_count = 0;
   for (int i = 0; i < RTMP_DOOR_BUCKETS; i++) {
@@ -148,7 +149,7 @@ enum rtmp_door_verdict rtmp_door_check(const struct rtmp_door *d, const struct r
     why = RTMP_DOOR_EVICT_MEMORY;
   if (why == RTMP_DOOR_ADMIT)
     return why;
-  *victim = door__victim(d, newcomer);
+  *victim = door_victim(d, newcomer);
   return *victim ? why : RTMP_DOOR_REFUSE_FULL;
 }
 

@@ -83,7 +83,7 @@ void rtmp_door_free(struct rtmp_door *d);
 
 /* Move e to cls at time now (RTMP_DOOR_NONE: it leaves the table). ip
  * (the peer's address without port) is needed to enter RTMP_DOOR_UNAUTH.
- * Returns 0, or -1 on no memory (e then stays out of the table). */
+ * Returns 0, or -ENOMEM (e then stays out of the table). */
 int rtmp_door_set(struct rtmp_door *d, struct rtmp_door_entry *e, enum rtmp_door_class cls, const char *ip,
                   uint64_t now);
 

@@ -4,6 +4,7 @@
  * 12 or 776, and is an HMAC-SHA256 of the packet without those 32 bytes. */
 #include "relay/rtmp_handshake.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -33,7 +34,7 @@ static const uint8_t fp_key[62] = {
     0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae};
 #define FP_KEY_TEXT_LEN 30
 
-static void hs__hmac(const uint8_t *key, size_t klen, const uint8_t *a, size_t alen,
+static void hs_hmac(const uint8_t *key, size_t klen, const uint8_t *a, size_t alen,
                      const uint8_t *b, size_t blen, uint8_t out[DIGEST_LEN]) {
   /* HMAC over a || b (the packet around the digest's gap). */
   uint8_t tmp[RTMP_HANDSHAKE_SIZE];
@@ -56,9 +57,9 @@ size_t rtmp_handshake_digest_pos(const uint8_t *pkt, int scheme) {
   return sum % 728 + base + 4;
 }
 
-static void hs__digest(const uint8_t *pkt, size_t pos, const uint8_t *key, size_t klen,
+static void hs_digest(const uint8_t *pkt, size_t pos, const uint8_t *key, size_t klen,
                        uint8_t out[DIGEST_LEN]) {
-  hs__hmac(key, klen, pkt, pos, pkt + pos + DIGEST_LEN, RTMP_HANDSHAKE_SIZE - pos - DIGEST_LEN,
+  hs_hmac(key, klen, pkt, pos, pkt + pos + DIGEST_LEN, RTMP_HANDSHAKE_SIZE - pos - DIGEST_LEN,
            out);
 }
 
@@ -66,9 +67,9 @@ bool rtmp_handshake_check_digest(const uint8_t *pkt, int scheme, bool server_key
   size_t pos = rtmp_handshake_digest_pos(pkt, scheme);
   uint8_t d[DIGEST_LEN];
   if (server_key)
-    hs__digest(pkt, pos, fms_key, FMS_KEY_TEXT_LEN, d);
+    hs_digest(pkt, pos, fms_key, FMS_KEY_TEXT_LEN, d);
   else
-    hs__digest(pkt, pos, fp_key, FP_KEY_TEXT_LEN, d);
+    hs_digest(pkt, pos, fp_key, FP_KEY_TEXT_LEN, d);
   return CRYPTO_memcmp(d, pkt + pos, DIGEST_LEN) == 0;
 }
 
@@ -76,33 +77,33 @@ void rtmp_handshake_put_digest(uint8_t *pkt, int scheme, bool server_key) {
   size_t pos = rtmp_handshake_digest_pos(pkt, scheme);
   uint8_t d[DIGEST_LEN];
   if (server_key)
-    hs__digest(pkt, pos, fms_key, FMS_KEY_TEXT_LEN, d);
+    hs_digest(pkt, pos, fms_key, FMS_KEY_TEXT_LEN, d);
   else
-    hs__digest(pkt, pos, fp_key, FP_KEY_TEXT_LEN, d);
+    hs_digest(pkt, pos, fp_key, FP_KEY_TEXT_LEN, d);
   memcpy(pkt + pos, d, DIGEST_LEN);
 }
 
 /* S2's last 32 bytes: HMAC keyed with HMAC(full FMS key, C1's digest). */
-static void hs__s2_digest(const uint8_t *s2, const uint8_t *c1, int scheme,
+static void hs_s2_digest(const uint8_t *s2, const uint8_t *c1, int scheme,
                           uint8_t out[DIGEST_LEN]) {
   uint8_t key[DIGEST_LEN];
   size_t pos = rtmp_handshake_digest_pos(c1, scheme);
-  hs__hmac(fms_key, sizeof fms_key, c1 + pos, DIGEST_LEN, NULL, 0, key);
-  hs__hmac(key, DIGEST_LEN, s2, RTMP_HANDSHAKE_SIZE - DIGEST_LEN, NULL, 0, out);
+  hs_hmac(fms_key, sizeof fms_key, c1 + pos, DIGEST_LEN, NULL, 0, key);
+  hs_hmac(key, DIGEST_LEN, s2, RTMP_HANDSHAKE_SIZE - DIGEST_LEN, NULL, 0, out);
 }
 
 bool rtmp_handshake_check_s2(const uint8_t *s2, const uint8_t *c1, int scheme) {
   uint8_t d[DIGEST_LEN];
-  hs__s2_digest(s2, c1, scheme, d);
+  hs_s2_digest(s2, c1, scheme, d);
   return CRYPTO_memcmp(d, s2 + RTMP_HANDSHAKE_SIZE - DIGEST_LEN, DIGEST_LEN) == 0;
 }
 
-static void hs__random(uint8_t *p, size_t n) {
+static void hs_random(uint8_t *p, size_t n) {
   if (RAND_bytes(p, (int)n) != 1)
     memset(p, 0x5a, n); /* only unpredictability suffers; the protocol works */
 }
 
-static void hs__put_u32(uint8_t *p, uint32_t v) {
+static void hs_put_u32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
   p[1] = (uint8_t)(v >> 16);
   p[2] = (uint8_t)(v >> 8);
@@ -118,14 +119,14 @@ void rtmp_handshake_client_init(struct rtmp_handshake *hs, rtmp_hs_send_fn send,
   memset(hs, 0, sizeof *hs);
   hs->state = RTMP_HS_WAIT_S0S1S2;
   uint8_t c0 = 3;
-  hs__random(hs->c1s1, RTMP_HANDSHAKE_SIZE);
-  hs__put_u32(hs->c1s1, 0);
-  hs__put_u32(hs->c1s1 + 4, 0); /* zero version: plain handshake */
+  hs_random(hs->c1s1, RTMP_HANDSHAKE_SIZE);
+  hs_put_u32(hs->c1s1, 0);
+  hs_put_u32(hs->c1s1 + 4, 0); /* zero version: plain handshake */
   send(opaque, &c0, 1);
   send(opaque, hs->c1s1, RTMP_HANDSHAKE_SIZE);
 }
 
-static void hs__server_reply(struct rtmp_handshake *hs, rtmp_hs_send_fn send, void *opaque) {
+static void hs_server_reply(struct rtmp_handshake *hs, rtmp_hs_send_fn send, void *opaque) {
   const uint8_t *c1 = hs->in + 1;
   uint8_t out[1 + 2 * RTMP_HANDSHAKE_SIZE];
   uint8_t *s1 = out + 1, *s2 = out + 1 + RTMP_HANDSHAKE_SIZE;
@@ -141,17 +142,17 @@ static void hs__server_reply(struct rtmp_handshake *hs, rtmp_hs_send_fn send, vo
       }
     }
   }
-  hs__random(s1, RTMP_HANDSHAKE_SIZE);
-  hs__put_u32(s1, (uint32_t)time(NULL));
+  hs_random(s1, RTMP_HANDSHAKE_SIZE);
+  hs_put_u32(s1, (uint32_t)time(NULL));
   if (hs->complex) {
-    hs__put_u32(s1 + 4, 0x04050001); /* a server version, as FMS sends */
+    hs_put_u32(s1 + 4, 0x04050001); /* a server version, as FMS sends */
     rtmp_handshake_put_digest(s1, hs->scheme, true);
-    hs__random(s2, RTMP_HANDSHAKE_SIZE);
+    hs_random(s2, RTMP_HANDSHAKE_SIZE);
     uint8_t d[DIGEST_LEN];
-    hs__s2_digest(s2, c1, hs->scheme, d);
+    hs_s2_digest(s2, c1, hs->scheme, d);
     memcpy(s2 + RTMP_HANDSHAKE_SIZE - DIGEST_LEN, d, DIGEST_LEN);
   } else {
-    hs__put_u32(s1 + 4, 0);
+    hs_put_u32(s1 + 4, 0);
     memcpy(s2, c1, RTMP_HANDSHAKE_SIZE);
   }
   send(opaque, out, sizeof out);
@@ -172,7 +173,7 @@ long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t 
       need = RTMP_HANDSHAKE_SIZE;
       break;
     default:
-      return -1;
+      return -EPROTO;
     }
     size_t take = need - hs->have;
     if (take > len - used)
@@ -183,13 +184,13 @@ long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t 
     /* Version 3 is RTMP; 6 (RTMPE) and the rest we do not speak. */
     if (hs->state != RTMP_HS_WAIT_C2 && hs->have >= 1 && hs->in[0] != 3) {
       hs->state = RTMP_HS_FAILED;
-      return -1;
+      return -EPROTO;
     }
     if (hs->have < need)
       break;
     hs->have = 0;
     if (hs->state == RTMP_HS_WAIT_C0C1) {
-      hs__server_reply(hs, send, opaque);
+      hs_server_reply(hs, send, opaque);
       hs->state = RTMP_HS_WAIT_C2;
     } else if (hs->state == RTMP_HS_WAIT_C2) {
       hs->state = RTMP_HS_DONE;

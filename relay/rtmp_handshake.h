@@ -10,7 +10,8 @@
  *
  * Client (restream): C0 + C1 plain, read S0 + S1 + S2, answer C2 = S1.
  *
- * Fed incrementally: any number of bytes per call. */
+ * Fed incrementally: any number of bytes per call. The state is the
+ * caller's (one per connection, any thread); a failure is -EPROTO. */
 #ifndef GALARELAY_RTMP_HANDSHAKE_H
 #define GALARELAY_RTMP_HANDSHAKE_H
 
@@ -45,7 +46,7 @@ void rtmp_handshake_server_init(struct rtmp_handshake *hs);
 void rtmp_handshake_client_init(struct rtmp_handshake *hs, rtmp_hs_send_fn send, void *opaque);
 
 /* Consume up to len bytes; returns how many were used (the rest belongs to
- * the chunk stream once state is DONE), or -1 if the handshake failed
+ * the chunk stream once state is DONE), or -EPROTO if the handshake failed
  * (bad version). */
 long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len,
                          rtmp_hs_send_fn send, void *opaque);

@@ -6,6 +6,7 @@
  * getaddrinfo request; it is freed once stopped and all of them are done. */
 #include "relay/rtmp_push.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,10 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "relay/amf.h"
-#include "core/app.h"
 #include "core/buf.h"
-#include "relay/channel.h"
 #include "core/log.h"
+#include "relay/amf.h"
+#include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
 #include "relay/rtmp_handshake.h"
 
@@ -26,7 +26,8 @@ enum push_state { PUSH_IDLE, PUSH_CONNECTING, PUSH_PUBLISHING, PUSH_BACKOFF };
 struct push_conn;
 
 struct rtmp_push {
-  struct app *app;
+  uv_loop_t *loop;
+  const struct rtmp_push_limits *lim; /* the owner's, read at each use */
   struct channel *ch;
   int sink_id;
   char url[512]; /* for logs: without its stream key (config_redact_url) */
@@ -39,6 +40,8 @@ struct rtmp_push {
   bool live;     /* the channel has a feed */
   bool stopping;
   int pending;   /* timer handle + getaddrinfo in flight + conns alive */
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
   uv_timer_t timer;
   uv_getaddrinfo_t gai;
   bool gai_busy;
@@ -76,8 +79,13 @@ static void push_connect(struct rtmp_push *p);
 static void pc_abandon(struct rtmp_push *p);
 
 static void push_maybe_free(struct rtmp_push *p) {
-  if (p->stopping && p->pending == 0)
-    free(p);
+  if (!p->stopping || p->pending != 0)
+    return;
+  void (*cb)(void *) = p->stopped_cb;
+  void *arg = p->stopped_arg;
+  free(p);
+  if (cb)
+    cb(arg);
 }
 
 /* --- URL --- */
@@ -85,17 +93,17 @@ static void push_maybe_free(struct rtmp_push *p) {
 int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app,
                         size_t app_len, char *stream, size_t stream_len) {
   if (strncmp(url, "rtmp://", 7) != 0)
-    return -1;
+    return -EINVAL;
   const char *h = url + 7;
   const char *slash = strchr(h, '/');
   if (!slash)
-    return -1;
+    return -EINVAL;
   const char *hend = slash;
   *port = 1935;
   if (*h == '[') {
     const char *rb = memchr(h, ']', (size_t)(slash - h));
     if (!rb)
-      return -1;
+      return -EINVAL;
     if (rb + 1 < slash && rb[1] == ':')
       *port = (uint16_t)atoi(rb + 2);
     h++;
@@ -105,17 +113,17 @@ int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *
     if (colon) {
       int pt = atoi(colon + 1);
       if (pt <= 0 || pt > 65535)
-        return -1;
+        return -EINVAL;
       *port = (uint16_t)pt;
       hend = colon;
     }
   }
   const char *last = strrchr(slash, '/');
   if (hend == h || (size_t)(hend - h) >= host_len || last == slash || !last[1])
-    return -1;
+    return -EINVAL;
   size_t al = (size_t)(last - slash - 1);
   if (al >= app_len || strlen(last + 1) >= stream_len)
-    return -1;
+    return -EINVAL;
   memcpy(host, h, (size_t)(hend - h));
   host[hend - h] = '\0';
   memcpy(app, slash + 1, al);
@@ -260,7 +268,7 @@ static void sink_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms
     return;
   pc->wait_key = false;
   /* Same bound and drop policy as a slow player: skip to the next keyframe. */
-  if (pc->tcp.write_queue_size + (size_t)pkt->opaque_ref->size > p->app->cfg->rtmp.player_queue_bytes) {
+  if (pc->tcp.write_queue_size + (size_t)pkt->opaque_ref->size > p->lim->queue_bytes) {
     pc->wait_key = pc->has_video;
     return;
   }
@@ -321,7 +329,7 @@ static void push_fail(struct rtmp_push *p, const char *why) {
   p->state = PUSH_BACKOFF;
   p->reconnects++;
   uv_timer_start(&p->timer, push_on_timer, (uint64_t)(p->backoff_s * 1000), 0);
-  double cap = p->app->cfg->rtmp.push_retry_max;
+  double cap = p->lim->retry_max_s;
   p->backoff_s = p->backoff_s * 2 > cap ? cap : p->backoff_s * 2;
 }
 
@@ -333,7 +341,7 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
                            : 0;
   switch (m->type) {
   case RTMP_MSG_SET_CHUNK_SIZE:
-    return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu) < 0 ? -1 : 0;
+    return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu);
   case RTMP_MSG_ABORT:
     rtmp_chunk_reader_abort(&pc->rd, v);
     return 0;
@@ -343,7 +351,7 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
   case RTMP_MSG_USER_CONTROL:
     if (m->len >= 6 && (m->data[0] << 8 | m->data[1]) == RTMP_UC_PING_REQUEST) {
       uint32_t ts = (uint32_t)m->data[2] << 24 | (uint32_t)m->data[3] << 16 | (uint32_t)m->data[4] << 8 | m->data[5];
-      rtmp_write_user_control(&pc->out, RTMP_UC_PING_RESPONSE, ts, pc->out_chunk);
+      rtmp_chunk_write_user_control(&pc->out, RTMP_UC_PING_RESPONSE, ts, pc->out_chunk);
       push_flush(pc);
     }
     return 0;
@@ -376,12 +384,12 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
     struct amf_field g[] = {{AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0},
                             {AMF_NUMBER, NULL, &sid, sizeof sid}};
     if (amf_decode_seq(&r, g, 4) < 0 || sid < 1 || sid > 0xffffff)
-      return -1;
+      return -EPROTO;
     pc->stream_id = (uint32_t)sid;
     push_command(pc, "publish", 5, p->stream, pc->stream_id);
   } else if (strcmp(name, "_error") == 0 || strcmp(level, "error") == 0) {
     log_warn("rtmp", "push refused channel=%s url=%s code=%s", channel_name(p->ch), p->url, code);
-    return -1;
+    return -EPROTO;
   } else if (strcmp(name, "onStatus") == 0 && strcmp(code, "NetStream.Publish.Start") == 0) {
     log_info("rtmp", "push publishing channel=%s url=%s", channel_name(p->ch), p->url);
     p->state = PUSH_PUBLISHING;
@@ -419,7 +427,7 @@ static void pc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     len -= (size_t)used;
     if (pc->hs.state != RTMP_HS_DONE)
       return;
-    rtmp_write_set_chunk_size(&pc->out, RTMP_OUT_CHUNK_SIZE, pc->out_chunk);
+    rtmp_chunk_write_set_chunk_size(&pc->out, RTMP_OUT_CHUNK_SIZE, pc->out_chunk);
     pc->out_chunk = RTMP_OUT_CHUNK_SIZE;
     push_flush(pc);
     push_command(pc, "connect", 1, NULL, 0);
@@ -431,7 +439,7 @@ static void pc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
   if (pc->peer_window && pc->rd.bytes_in - pc->acked >= pc->peer_window) {
     pc->acked = pc->rd.bytes_in;
-    rtmp_write_ack(&pc->out, (uint32_t)pc->rd.bytes_in, pc->out_chunk);
+    rtmp_chunk_write_ack(&pc->out, (uint32_t)pc->rd.bytes_in, pc->out_chunk);
     push_flush(pc);
   }
 }
@@ -461,7 +469,7 @@ static void push_connect_addr(struct rtmp_push *p, const struct sockaddr *sa) {
   pc->stream_id = 1;
   buf_init(&pc->out);
   rtmp_chunk_reader_init(&pc->rd, 16u << 20, 16u << 20);
-  uv_tcp_init(p->app->loop, &pc->tcp);
+  uv_tcp_init(p->loop, &pc->tcp);
   pc->tcp.data = pc;
   pc->connect.data = pc;
   p->pending++;
@@ -503,7 +511,7 @@ static void push_connect(struct rtmp_push *p) {
   snprintf(port, sizeof port, "%u", p->port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   p->gai.data = p;
-  if (uv_getaddrinfo(p->app->loop, &p->gai, push_on_resolved, p->host, port, &hints) == 0) {
+  if (uv_getaddrinfo(p->loop, &p->gai, push_on_resolved, p->host, port, &hints) == 0) {
     p->gai_busy = true;
     p->pending++;
   } else {
@@ -519,7 +527,8 @@ static void push_timer_closed(uv_handle_t *h) {
   push_maybe_free(p);
 }
 
-struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const char *url) {
+struct rtmp_push *rtmp_push_start(uv_loop_t *loop, const struct rtmp_push_limits *lim, struct channel *ch,
+                                  const char *url) {
   struct rtmp_push *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
@@ -532,12 +541,13 @@ struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const cha
     free(p);
     return NULL;
   }
-  p->app = app;
+  p->loop = loop;
+  p->lim = lim;
   p->ch = ch;
   p->backoff_s = 1;
   /* tcUrl = the URL without the stream name */
   snprintf(p->tc_url, sizeof p->tc_url, "%.*s", (int)(strrchr(url, '/') - url), url);
-  uv_timer_init(app->loop, &p->timer);
+  uv_timer_init(loop, &p->timer);
   p->timer.data = p;
   p->pending = 1;
   p->sink_id = channel_subscribe(ch, &push_sink_ops, p);
@@ -545,10 +555,12 @@ struct rtmp_push *rtmp_push_start(struct app *app, struct channel *ch, const cha
   return p;
 }
 
-void rtmp_push_stop(struct rtmp_push *p) {
+void rtmp_push_stop(struct rtmp_push *p, void (*cb)(void *arg), void *arg) {
   if (!p || p->stopping)
     return;
   p->stopping = true;
+  p->stopped_cb = cb;
+  p->stopped_arg = arg;
   if (p->sink_id > 0)
     channel_unsubscribe(p->ch, p->sink_id);
   p->sink_id = 0;

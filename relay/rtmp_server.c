@@ -16,13 +16,13 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/flv.h"
 #include "core/log.h"
 #include "core/memguard.h"
 #include "core/netaddr.h"
+#include "core/metrics.h"
 #include "relay/rtmp_door.h"
 #include "relay/rtmp_session.h"
 
@@ -48,7 +48,14 @@ static const char *const timeout_reason[TIMEOUT_REASONS] = {
 };
 
 struct rtmp_server {
-  struct app *app;
+  uv_loop_t *loop;
+  struct channel_registry *channels;
+  /* The running config's [rtmp] and channel list (their stream keys count
+   * for admission), read at each use: replaced by every reload, never kept
+   * past it. */
+  const struct config_rtmp *rtmp;
+  const struct config_channel *channel_cfg;
+  int channel_count;
   uv_tcp_t listener;
   uv_timer_t sweep;
   uv_check_t flush; /* after each poll phase: write the players' batches */
@@ -58,6 +65,8 @@ struct rtmp_server {
   struct rtmp_door door; /* the slots: connections not closing */
   int handles;           /* open handles of the server itself */
   bool stopping;
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
   int player_limit_logged; /* last player limit written to the log */
   uint64_t accepted, handshake_failures, protocol_errors, player_skips, codec_refusals, bytes_in, bytes_out;
   uint64_t verdicts[RTMP_DOOR_VERDICTS]; /* refusals and evictions by reason */
@@ -116,7 +125,7 @@ struct conn_write {
 static void conn_close(struct rtmp_conn *c, const char *why, bool flush);
 static void srv_maybe_free(struct rtmp_server *srv);
 
-static uint64_t srv_now(const struct rtmp_server *srv) { return uv_now(srv->app->loop); }
+static uint64_t srv_now(const struct rtmp_server *srv) { return uv_now(srv->loop); }
 
 static int64_t wall_ms(void) {
   struct timespec ts;
@@ -210,7 +219,7 @@ static void conn_send_copy(void *opaque, const uint8_t *data, size_t len) {
   conn_flush(c);
   if (c->closing)
     return;
-  size_t bound = c->feed || c->play_ch ? 2 * c->srv->app->cfg->rtmp.player_queue_bytes : RTMP_PREAUTH_BUDGET;
+  size_t bound = c->feed || c->play_ch ? 2 * c->srv->rtmp->player_queue_bytes : RTMP_PREAUTH_BUDGET;
   if (c->write_mem > bound) {
     c->srv->output_limit_closes++;
     conn_close(c, "peer does not read (output over limit)", false);
@@ -287,7 +296,7 @@ static void player_on_packet(void *opaque, const AVPacket *pkt, int64_t arrival_
     c->skipping = false;
   }
   size_t queued = c->tcp.write_queue_size + c->batch_bytes;
-  size_t bound = c->srv->app->cfg->rtmp.player_queue_bytes;
+  size_t bound = c->srv->rtmp->player_queue_bytes;
   if (queued + (size_t)pkt->opaque_ref->size > bound) {
     /* Drop policy: never queue past the bound; skip to the next keyframe. */
     c->srv->player_skips++;
@@ -322,15 +331,15 @@ static const struct channel_sink_ops player_ops = {
 /* --- admission (relay/rtmp_door) --- */
 
 static struct rtmp_door_limits srv_limits(const struct rtmp_server *srv) {
-  const struct config *cfg = srv->app->cfg;
+  const struct config_rtmp *rtmp = srv->rtmp;
   struct rtmp_door_limits lim = {
-      .max_connections = cfg->rtmp.max_connections,
-      .per_address = cfg->rtmp.max_unauthenticated_per_address,
-      .reserve = cfg->rtmp.publisher_reserve,
+      .max_connections = rtmp->max_connections,
+      .per_address = rtmp->max_unauthenticated_per_address,
+      .reserve = rtmp->publisher_reserve,
       .over_memory = memguard_over_limit(),
   };
-  for (int i = 0; i < cfg->channel_count; i++)
-    lim.stream_keys += (cfg->channels[i].key[0] != '\0') + (cfg->channels[i].backup_key[0] != '\0');
+  for (int i = 0; i < srv->channel_count; i++)
+    lim.stream_keys += (srv->channel_cfg[i].key[0] != '\0') + (srv->channel_cfg[i].backup_key[0] != '\0');
   return lim;
 }
 
@@ -445,7 +454,7 @@ static int sess_on_publish(void *opaque, const char *app, const char *name) {
    * feed opened now would outlive the connection. */
   if (c->closing || c->feed || c->play_ch)
     return RTMP_REFUSE_BADNAME;
-  int rc = channel_feed_open(c->srv->app->channels, name, c->addr, &feed_ops, c, &c->feed);
+  int rc = channel_feed_open(c->srv->channels, name, c->addr, &feed_ops, c, &c->feed);
   if (rc == CHANNEL_OPEN_UNKNOWN_KEY) {
     log_warn("rtmp", "publish refused: unknown stream key addr=%s", c->addr);
     return RTMP_REFUSE_BADNAME;
@@ -528,7 +537,7 @@ static int sess_on_play(void *opaque, const char *app, const char *name) {
     return RTMP_REFUSE_NOTFOUND;
   if (c->closing || c->feed || c->play_ch)
     return RTMP_REFUSE_NOTFOUND;
-  struct channel *ch = channel_registry_find(c->srv->app->channels, name);
+  struct channel *ch = channel_registry_find(c->srv->channels, name);
   if (!ch) {
     log_info("rtmp", "play refused: no channel name=%s addr=%s", name, c->addr);
     return RTMP_REFUSE_NOTFOUND;
@@ -675,7 +684,7 @@ static void srv_on_connection(uv_stream_t *server, int status) {
   if (!c)
     return;
   c->srv = srv;
-  uv_tcp_init(srv->app->loop, &c->tcp);
+  uv_tcp_init(srv->loop, &c->tcp);
   c->tcp.data = c;
   c->next = srv->conns;
   if (srv->conns)
@@ -708,7 +717,6 @@ static void srv_on_connection(uv_stream_t *server, int status) {
      * rule does: a peer choosing among its 2^64 addresses is one address */
     netaddr_client_key(ip, c->ip, sizeof c->ip);
   }
-  const struct config *cfg = srv->app->cfg;
   if (rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_UNAUTH, c->ip, srv_now(srv)) < 0 || !srv_admit(srv, c)) {
     rtmp_door_set(&srv->door, &c->door, RTMP_DOOR_NONE, NULL, 0);
     c->closing = true;
@@ -716,7 +724,7 @@ static void srv_on_connection(uv_stream_t *server, int status) {
     return;
   }
   srv->accepted++;
-  struct rtmp_session_limits lim = {cfg->rtmp.max_chunk_size, cfg->rtmp.max_message_size, RTMP_PREAUTH_BUDGET};
+  struct rtmp_session_limits lim = {srv->rtmp->max_chunk_size, srv->rtmp->max_message_size, RTMP_PREAUTH_BUDGET};
   c->sess = rtmp_session_new(&lim, &session_ops, c);
   c->pkt = av_packet_alloc();
   if (!c->sess || !c->pkt) {
@@ -750,11 +758,11 @@ static void conn_timeout(struct rtmp_conn *c, enum conn_timeout why, const char 
 
 static void srv_sweep(uv_timer_t *t) {
   struct rtmp_server *srv = t->data;
-  const struct config *cfg = srv->app->cfg;
+  const struct config_rtmp *rtmp = srv->rtmp;
   uint64_t now = srv_now(srv);
-  uint64_t hs_ms = (uint64_t)(cfg->rtmp.handshake_timeout * 1000);
-  uint64_t idle_ms = (uint64_t)(cfg->rtmp.idle_timeout * 1000);
-  uint64_t offline_ms = (uint64_t)(cfg->rtmp.offline_player_timeout * 1000);
+  uint64_t hs_ms = (uint64_t)(rtmp->handshake_timeout * 1000);
+  uint64_t idle_ms = (uint64_t)(rtmp->idle_timeout * 1000);
+  uint64_t offline_ms = (uint64_t)(rtmp->offline_player_timeout * 1000);
   srv_log_player_limit(srv);
   for (struct rtmp_conn *c = srv->conns, *next; c; c = next) {
     next = c->next;
@@ -794,10 +802,14 @@ static void srv_sweep(uv_timer_t *t) {
 /* --- server lifetime --- */
 
 static void srv_maybe_free(struct rtmp_server *srv) {
-  if (srv->stopping && srv->handles == 0 && srv->nconns == 0) {
-    rtmp_door_free(&srv->door);
-    free(srv);
-  }
+  if (!srv->stopping || srv->handles != 0 || srv->nconns != 0)
+    return;
+  void (*cb)(void *) = srv->stopped_cb;
+  void *arg = srv->stopped_arg;
+  rtmp_door_free(&srv->door);
+  free(srv);
+  if (cb)
+    cb(arg);
 }
 
 static void srv_handle_closed(uv_handle_t *h) {
@@ -806,12 +818,18 @@ static void srv_handle_closed(uv_handle_t *h) {
   srv_maybe_free(srv);
 }
 
-struct rtmp_server *rtmp_server_start(struct app *app) {
-  const struct config_addr *a = &app->cfg->server.rtmp_listen;
+struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen,
+                                      const struct config_rtmp *rtmp, const struct config_channel *channels,
+                                      int channel_count, struct channel_registry *reg) {
+  const struct config_addr *a = listen;
   struct rtmp_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return NULL;
-  srv->app = app;
+  srv->loop = loop;
+  srv->channels = reg;
+  srv->rtmp = rtmp;
+  srv->channel_cfg = channels;
+  srv->channel_count = channel_count;
   rtmp_door_init(&srv->door);
   srv->player_limit_logged = -1;
   struct sockaddr_storage ss;
@@ -822,7 +840,7 @@ struct rtmp_server *rtmp_server_start(struct app *app) {
     free(srv);
     return NULL;
   }
-  uv_tcp_init(app->loop, &srv->listener);
+  uv_tcp_init(loop, &srv->listener);
   srv->listener.data = srv;
   srv->handles = 1;
   rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
@@ -834,11 +852,11 @@ struct rtmp_server *rtmp_server_start(struct app *app) {
     uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
     return NULL;
   }
-  uv_timer_init(app->loop, &srv->sweep);
+  uv_timer_init(loop, &srv->sweep);
   srv->sweep.data = srv;
   srv->handles++;
   uv_timer_start(&srv->sweep, srv_sweep, SWEEP_MS, SWEEP_MS);
-  uv_check_init(app->loop, &srv->flush);
+  uv_check_init(loop, &srv->flush);
   srv->flush.data = srv;
   srv->handles++;
   uv_check_start(&srv->flush, srv_flush_dirty);
@@ -847,10 +865,19 @@ struct rtmp_server *rtmp_server_start(struct app *app) {
   return srv;
 }
 
-void rtmp_server_stop(struct rtmp_server *srv) {
+void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp,
+                        const struct config_channel *channels, int channel_count) {
+  srv->rtmp = rtmp;
+  srv->channel_cfg = channels;
+  srv->channel_count = channel_count;
+}
+
+void rtmp_server_stop(struct rtmp_server *srv, void (*cb)(void *arg), void *arg) {
   if (!srv || srv->stopping)
     return;
   srv->stopping = true;
+  srv->stopped_cb = cb;
+  srv->stopped_arg = arg;
   uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
   uv_timer_stop(&srv->sweep);
   uv_close((uv_handle_t *)&srv->sweep, srv_handle_closed);
@@ -867,61 +894,79 @@ void rtmp_server_stop(struct rtmp_server *srv) {
 
 int rtmp_server_connections(const struct rtmp_server *srv) { return srv ? srv->nconns : 0; }
 
-static void metric_head(struct buf *out, const char *name, const char *type, const char *help) {
-  buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* Refusals and evictions by reason: one labelled family each. */
 static void srv_verdict_metrics(const struct rtmp_server *srv, struct buf *out) {
-  metric_head(out, "galarelay_rtmp_refused_total", "counter",
-              "connections or plays refused (max_connections: every slot publishes or plays; memory: a play over "
-              "the memory ceiling; player_limit: a play past the publisher reserve)");
-  for (int v = RTMP_DOOR_REFUSE_FULL; v <= RTMP_DOOR_REFUSE_PLAYERS; v++)
-    buf_printf(out, "galarelay_rtmp_refused_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
-               (unsigned long long)srv->verdicts[v]);
-  metric_head(out, "galarelay_rtmp_evicted_total", "counter",
-              "connections that had not published or played, closed to make room for a newcomer");
-  for (int v = RTMP_DOOR_EVICT_PER_ADDRESS; v <= RTMP_DOOR_EVICT_FULL; v++)
-    buf_printf(out, "galarelay_rtmp_evicted_total{reason=\"%s\"} %llu\n", rtmp_door_reason(v),
-               (unsigned long long)srv->verdicts[v]);
-  metric_head(out, "galarelay_rtmp_timeouts_total", "counter", "connections closed by a deadline");
-  for (int r = 0; r < TIMEOUT_REASONS; r++)
-    buf_printf(out, "galarelay_rtmp_timeouts_total{reason=\"%s\"} %llu\n", timeout_reason[r],
-               (unsigned long long)srv->timeouts[r]);
+  static const struct metric refused = METRIC_FAMILY(
+      "galarelay_rtmp_refused_total", METRIC_COUNTER,
+      "connections or plays refused (max_connections: every slot publishes or plays; memory: a play over the "
+      "memory ceiling; player_limit: a play past the publisher reserve)");
+  static const struct metric evicted =
+      METRIC_FAMILY("galarelay_rtmp_evicted_total", METRIC_COUNTER,
+                    "connections that had not published or played, closed to make room for a newcomer");
+  static const struct metric timeouts =
+      METRIC_FAMILY("galarelay_rtmp_timeouts_total", METRIC_COUNTER, "connections closed by a deadline");
+  char label[64];
+  metrics_head(out, &refused);
+  for (int v = RTMP_DOOR_REFUSE_FULL; v <= RTMP_DOOR_REFUSE_PLAYERS; v++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", rtmp_door_reason(v));
+    metrics_count(out, &refused, label, srv->verdicts[v]);
+  }
+  metrics_head(out, &evicted);
+  for (int v = RTMP_DOOR_EVICT_PER_ADDRESS; v <= RTMP_DOOR_EVICT_FULL; v++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", rtmp_door_reason(v));
+    metrics_count(out, &evicted, label, srv->verdicts[v]);
+  }
+  metrics_head(out, &timeouts);
+  for (int r = 0; r < TIMEOUT_REASONS; r++) {
+    snprintf(label, sizeof label, "reason=\"%s\"", timeout_reason[r]);
+    metrics_count(out, &timeouts, label, srv->timeouts[r]);
+  }
+}
+
+static double get_publishers(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_PUBLISHER);
+}
+
+static double get_players(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_PLAYER);
+}
+
+static double get_unauthenticated(const void *srv) {
+  return rtmp_door_count(&((const struct rtmp_server *)srv)->door, RTMP_DOOR_UNAUTH);
+}
+
+static double get_player_limit(const void *srv) {
+  struct rtmp_door_limits lim = srv_limits(srv);
+  return rtmp_door_player_limit(&lim);
 }
 
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
   if (!srv)
     return;
-  struct rtmp_door_limits lim = srv_limits(srv);
-  const struct {
-    const char *name, *type, *help;
-    double v;
-  } m[] = {
-      {"galarelay_rtmp_connections", "gauge", "open RTMP connections", srv->nconns},
-      {"galarelay_rtmp_publishers", "gauge", "connections publishing", rtmp_door_count(&srv->door, RTMP_DOOR_PUBLISHER)},
-      {"galarelay_rtmp_players", "gauge", "connections playing", rtmp_door_count(&srv->door, RTMP_DOOR_PLAYER)},
-      {"galarelay_rtmp_unauthenticated", "gauge", "connections that have not (yet) published or played",
-       rtmp_door_count(&srv->door, RTMP_DOOR_UNAUTH)},
-      {"galarelay_rtmp_player_limit", "gauge", "players at most (max_connections less the publisher reserve)",
-       rtmp_door_player_limit(&lim)},
-      {"galarelay_rtmp_accepted_total", "counter", "connections accepted", (double)srv->accepted},
-      {"galarelay_rtmp_handshake_failures_total", "counter", "bad or timed out handshakes",
-       (double)srv->handshake_failures},
-      {"galarelay_rtmp_protocol_errors_total", "counter", "connections closed on a protocol error",
-       (double)srv->protocol_errors},
-      {"galarelay_rtmp_codec_refusals_total", "counter", "publishes refused for their codec",
-       (double)srv->codec_refusals},
-      {"galarelay_rtmp_player_skips_total", "counter", "messages skipped by slow players", (double)srv->player_skips},
-      {"galarelay_rtmp_output_limit_closes_total", "counter",
-       "connections closed with more than twice player_queue_bytes of answers and headers unsent",
-       (double)srv->output_limit_closes},
-      {"galarelay_rtmp_received_bytes_total", "counter", "bytes read", (double)srv->bytes_in},
-      {"galarelay_rtmp_sent_bytes_total", "counter", "bytes written", (double)srv->bytes_out},
+#define SRV(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct rtmp_server, FIELD)
+  static const struct metric rows[] = {
+      SRV("galarelay_rtmp_connections", METRIC_GAUGE, "open RTMP connections", nconns),
+      METRIC_GETTER("galarelay_rtmp_publishers", METRIC_GAUGE, "connections publishing", get_publishers),
+      METRIC_GETTER("galarelay_rtmp_players", METRIC_GAUGE, "connections playing", get_players),
+      METRIC_GETTER("galarelay_rtmp_unauthenticated", METRIC_GAUGE,
+                    "connections that have not (yet) published or played", get_unauthenticated),
+      METRIC_GETTER("galarelay_rtmp_player_limit", METRIC_GAUGE,
+                    "players at most (max_connections less the publisher reserve)", get_player_limit),
+      SRV("galarelay_rtmp_accepted_total", METRIC_COUNTER, "connections accepted", accepted),
+      SRV("galarelay_rtmp_handshake_failures_total", METRIC_COUNTER, "bad or timed out handshakes",
+          handshake_failures),
+      SRV("galarelay_rtmp_protocol_errors_total", METRIC_COUNTER, "connections closed on a protocol error",
+          protocol_errors),
+      SRV("galarelay_rtmp_codec_refusals_total", METRIC_COUNTER, "publishes refused for their codec",
+          codec_refusals),
+      SRV("galarelay_rtmp_player_skips_total", METRIC_COUNTER, "messages skipped by slow players", player_skips),
+      SRV("galarelay_rtmp_output_limit_closes_total", METRIC_COUNTER,
+          "connections closed with more than twice player_queue_bytes of answers and headers unsent",
+          output_limit_closes),
+      SRV("galarelay_rtmp_received_bytes_total", METRIC_COUNTER, "bytes read", bytes_in),
+      SRV("galarelay_rtmp_sent_bytes_total", METRIC_COUNTER, "bytes written", bytes_out),
   };
-  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-    metric_head(out, m[i].name, m[i].type, m[i].help);
-    buf_printf(out, "%s %.17g\n", m[i].name, m[i].v);
-  }
+#undef SRV
+  metrics_write(out, rows, METRICS_COUNT(rows), srv);
   srv_verdict_metrics(srv, out);
 }

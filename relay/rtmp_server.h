@@ -19,16 +19,32 @@
 #ifndef GALARELAY_RTMP_SERVER_H
 #define GALARELAY_RTMP_SERVER_H
 
-struct app;
+#include <uv.h>
+
 struct buf;
+struct channel_registry;
+struct config_addr;
+struct config_channel;
+struct config_rtmp;
 struct rtmp_server;
 
-/* Binds cfg->server.rtmp_listen; NULL (logged) on failure. Needs
- * app->channels. */
-struct rtmp_server *rtmp_server_start(struct app *app);
-/* Stop accepting and close every connection; memory is freed in the
- * close callbacks, so uv_run can return and uv_loop_close() == 0. */
-void rtmp_server_stop(struct rtmp_server *srv);
+/* Binds listen (copied) on loop; NULL (logged) on failure. Publishers and
+ * players find their channels in reg, which outlives the server. rtmp and
+ * channels (whose stream keys count for admission) are read while the
+ * server runs: they must stay valid until the next rtmp_server_reload or
+ * rtmp_server_stop. Loop thread only, as everything here. */
+struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen,
+                                      const struct config_rtmp *rtmp, const struct config_channel *channels,
+                                      int channel_count, struct channel_registry *reg);
+/* A new config's [rtmp] and channel list: the limits apply from the next
+ * connection, read or sweep on. The listen address changes only at
+ * restart. No pointer into the previous config is kept past it. */
+void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp,
+                        const struct config_channel *channels, int channel_count);
+/* Asynchronous teardown: stop accepting and close every connection;
+ * cb(arg) (may be NULL) runs once every handle is closed and the memory
+ * freed, so uv_run can return and uv_loop_close() == 0. */
+void rtmp_server_stop(struct rtmp_server *srv, void (*cb)(void *arg), void *arg);
 /* Prometheus lines (prefix galarelay_rtmp_). */
 void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out);
 /* Open RTMP connections (publishers, players, handshakes); 0 for NULL. */

@@ -3,6 +3,7 @@
  * decodes its arguments with an amf_field table and answers. */
 #include "relay/rtmp_session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ struct rtmp_session {
 
 /* The chunk reader's limits follow the state: the small pre-publish
  * budget, or max_message_size while publishing. */
-static void sess__apply_budget(struct rtmp_session *s) {
+static void sess_apply_budget(struct rtmp_session *s) {
   uint32_t budget = s->lim.preauth_budget ? s->lim.preauth_budget : RTMP_PREAUTH_BUDGET;
   if (budget > s->lim.max_message_size)
     budget = s->lim.max_message_size;
@@ -44,7 +45,7 @@ static void sess__apply_budget(struct rtmp_session *s) {
     rtmp_chunk_reader_set_limits(&s->rd, budget, budget);
 }
 
-static void sess__too_large_error(struct rtmp_session *s) {
+static void sess_too_large_error(struct rtmp_session *s) {
   if (s->state == RTMP_SESSION_PUBLISHING)
     snprintf(s->error, sizeof s->error, "message of %u bytes over max_message_size %u", s->rd.refused_len,
              s->rd.max_message_size);
@@ -55,13 +56,13 @@ static void sess__too_large_error(struct rtmp_session *s) {
 
 /* --- output --- */
 
-static void sess__flush(struct rtmp_session *s) {
+static void sess_flush(struct rtmp_session *s) {
   if (s->out.len)
     s->ops->send(s->opaque, (const uint8_t *)s->out.data, s->out.len);
   buf_reset(&s->out);
 }
 
-static void sess__hs_send(void *opaque, const uint8_t *data, size_t len) {
+static void sess_hs_send(void *opaque, const uint8_t *data, size_t len) {
   struct rtmp_session *s = opaque;
   s->ops->send(s->opaque, data, len);
 }
@@ -70,27 +71,27 @@ int rtmp_session_send_message(struct rtmp_session *s, uint32_t csid, uint8_t typ
                               uint32_t timestamp, const uint8_t *body, size_t len) {
   int rc = rtmp_chunk_write(&s->out, csid, type, RTMP_STREAM_ID, timestamp, body, len,
                             s->out_chunk_size);
-  sess__flush(s);
+  sess_flush(s);
   return rc;
 }
 
 /* Send the command in s->body on csid / stream. */
-static void sess__send_body(struct rtmp_session *s, uint32_t csid, uint32_t stream_id) {
+static void sess_send_body(struct rtmp_session *s, uint32_t csid, uint32_t stream_id) {
   rtmp_chunk_write(&s->out, csid, RTMP_MSG_COMMAND_AMF0, stream_id, 0,
                    (const uint8_t *)s->body.data, s->body.len, s->out_chunk_size);
   buf_reset(&s->body);
-  sess__flush(s);
+  sess_flush(s);
 }
 
-static void sess__result_null(struct rtmp_session *s, double txid) {
+static void sess_result_null(struct rtmp_session *s, double txid) {
   amf_put_string(&s->body, "_result");
   amf_put_number(&s->body, txid);
   amf_put_null(&s->body);
   buf_append(&s->body, "\x06", 1); /* undefined */
-  sess__send_body(s, RTMP_CSID_COMMAND, 0);
+  sess_send_body(s, RTMP_CSID_COMMAND, 0);
 }
 
-static void sess__on_status(struct rtmp_session *s, const char *level, const char *code,
+static void sess_on_status(struct rtmp_session *s, const char *level, const char *code,
                             const char *desc) {
   amf_put_string(&s->body, "onStatus");
   amf_put_number(&s->body, 0);
@@ -103,12 +104,12 @@ static void sess__on_status(struct rtmp_session *s, const char *level, const cha
     amf_put_prop_string(&s->body, "details", s->name);
   amf_put_prop_string(&s->body, "clientid", "galarelay");
   amf_put_object_end(&s->body);
-  sess__send_body(s, RTMP_CSID_DATA, RTMP_STREAM_ID);
+  sess_send_body(s, RTMP_CSID_DATA, RTMP_STREAM_ID);
 }
 
-static void sess__user_control(struct rtmp_session *s, uint16_t ev, uint32_t v) {
-  rtmp_write_user_control(&s->out, ev, v, s->out_chunk_size);
-  sess__flush(s);
+static void sess_user_control(struct rtmp_session *s, uint16_t ev, uint32_t v) {
+  rtmp_chunk_write_user_control(&s->out, ev, v, s->out_chunk_size);
+  sess_flush(s);
 }
 
 /* --- commands --- */
@@ -123,7 +124,7 @@ typedef int (*cmd_fn)(struct rtmp_session *s, struct amf_reader *r, struct cmd_a
 
 /* Positional arguments after the command name: txid, command object
  * (null for all but connect), then the stream name. */
-static int sess__decode_args(struct amf_reader *r, struct cmd_args *a) {
+static int sess_decode_args(struct amf_reader *r, struct cmd_args *a) {
   struct amf_field f[] = {
       {AMF_NUMBER, NULL, &a->txid, sizeof a->txid},
       {AMF_NULL, NULL, NULL, 0},
@@ -145,18 +146,18 @@ static int cmd_connect(struct rtmp_session *s, struct amf_reader *r, struct cmd_
       {AMF_OBJECT, NULL, &t, 0},
   };
   if (amf_decode_seq(r, f, 2) < 0)
-    return -1;
-  rtmp_strip_query(s->app);
+    return -EPROTO;
+  rtmp_session_strip_query(s->app);
   size_t al = strlen(s->app);
   while (al > 0 && s->app[al - 1] == '/')
     s->app[--al] = '\0';
   if (s->state != RTMP_SESSION_CONNECTING)
     return 0; /* a second connect: ignore */
-  rtmp_write_window_ack(&s->out, RTMP_WINDOW, s->out_chunk_size);
-  rtmp_write_peer_bw(&s->out, RTMP_WINDOW, 2, s->out_chunk_size);
-  rtmp_write_set_chunk_size(&s->out, RTMP_OUT_CHUNK_SIZE, s->out_chunk_size);
+  rtmp_chunk_write_window_ack(&s->out, RTMP_WINDOW, s->out_chunk_size);
+  rtmp_chunk_write_peer_bw(&s->out, RTMP_WINDOW, 2, s->out_chunk_size);
+  rtmp_chunk_write_set_chunk_size(&s->out, RTMP_OUT_CHUNK_SIZE, s->out_chunk_size);
   s->out_chunk_size = RTMP_OUT_CHUNK_SIZE;
-  sess__flush(s);
+  sess_flush(s);
   amf_put_string(&s->body, "_result");
   amf_put_number(&s->body, a->txid);
   amf_put_object_start(&s->body);
@@ -169,22 +170,22 @@ static int cmd_connect(struct rtmp_session *s, struct amf_reader *r, struct cmd_
   amf_put_prop_string(&s->body, "description", "Connection succeeded.");
   amf_put_prop_number(&s->body, "objectEncoding", s->object_encoding);
   amf_put_object_end(&s->body);
-  sess__send_body(s, RTMP_CSID_COMMAND, 0);
+  sess_send_body(s, RTMP_CSID_COMMAND, 0);
   s->state = RTMP_SESSION_CONNECTED;
   return 0;
 }
 
 static int cmd_simple_result(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
   if (a->txid > 0)
-    sess__result_null(s, a->txid);
+    sess_result_null(s, a->txid);
   return 0;
 }
 
 static int cmd_fcpublish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
   if (cmd_simple_result(s, r, a) < 0)
-    return -1;
+    return -EPROTO;
   amf_put_string(&s->body, "onFCPublish");
   amf_put_number(&s->body, 0);
   amf_put_null(&s->body);
@@ -192,55 +193,55 @@ static int cmd_fcpublish(struct rtmp_session *s, struct amf_reader *r, struct cm
   amf_put_prop_string(&s->body, "code", "NetStream.Publish.Start");
   amf_put_prop_string(&s->body, "description", a->name);
   amf_put_object_end(&s->body);
-  sess__send_body(s, RTMP_CSID_COMMAND, 0);
+  sess_send_body(s, RTMP_CSID_COMMAND, 0);
   return 0;
 }
 
 static int cmd_create_stream(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
   s->stream_created = true;
   amf_put_string(&s->body, "_result");
   amf_put_number(&s->body, a->txid);
   amf_put_null(&s->body);
   amf_put_number(&s->body, RTMP_STREAM_ID);
-  sess__send_body(s, RTMP_CSID_COMMAND, 0);
+  sess_send_body(s, RTMP_CSID_COMMAND, 0);
   return 0;
 }
 
 static int cmd_publish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
-  rtmp_strip_query(s->name);
+  rtmp_session_strip_query(s->name);
   int v = s->ops->on_publish ? s->ops->on_publish(s->opaque, s->app, s->name) : RTMP_ACCEPT;
   if (v != RTMP_ACCEPT) {
-    sess__on_status(s, "error", "NetStream.Publish.BadName", "Publishing refused.");
+    sess_on_status(s, "error", "NetStream.Publish.BadName", "Publishing refused.");
     s->state = RTMP_SESSION_CLOSING;
     return 0;
   }
-  sess__user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
-  sess__on_status(s, "status", "NetStream.Publish.Start", "Start publishing.");
+  sess_user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
+  sess_on_status(s, "status", "NetStream.Publish.Start", "Start publishing.");
   s->state = RTMP_SESSION_PUBLISHING;
-  sess__apply_budget(s);
+  sess_apply_budget(s);
   return 0;
 }
 
 static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
   if (s->state != RTMP_SESSION_CONNECTED)
     return 0;
   snprintf(s->name, sizeof s->name, "%s", a->name);
-  rtmp_strip_query(s->name);
+  rtmp_session_strip_query(s->name);
   /* Answer before on_play: it may start sending the stream at once. */
-  sess__user_control(s, RTMP_UC_STREAM_IS_RECORDED, RTMP_STREAM_ID);
-  sess__user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
+  sess_user_control(s, RTMP_UC_STREAM_IS_RECORDED, RTMP_STREAM_ID);
+  sess_user_control(s, RTMP_UC_STREAM_BEGIN, RTMP_STREAM_ID);
   s->state = RTMP_SESSION_PLAYING;
-  sess__on_status(s, "status", "NetStream.Play.Reset", "Playing and resetting.");
-  sess__on_status(s, "status", "NetStream.Play.Start", "Started playing.");
+  sess_on_status(s, "status", "NetStream.Play.Reset", "Playing and resetting.");
+  sess_on_status(s, "status", "NetStream.Play.Start", "Started playing.");
   /* |RtmpSampleAccess: lets Flash-era players read the stream. */
   amf_put_string(&s->body, "|RtmpSampleAccess");
   amf_put_boolean(&s->body, true);
@@ -251,15 +252,15 @@ static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_arg
   int v = s->ops->on_play ? s->ops->on_play(s->opaque, s->app, s->name) : RTMP_ACCEPT;
   if (v != RTMP_ACCEPT) {
     s->state = RTMP_SESSION_CLOSING;
-    sess__on_status(s, "error", "NetStream.Play.StreamNotFound", "No such stream.");
+    sess_on_status(s, "error", "NetStream.Play.StreamNotFound", "No such stream.");
   }
   return 0;
 }
 
-static void sess__stop(struct rtmp_session *s) {
+static void sess_stop(struct rtmp_session *s) {
   if (s->state == RTMP_SESSION_PUBLISHING) {
     s->state = RTMP_SESSION_CONNECTED;
-    sess__apply_budget(s);
+    sess_apply_budget(s);
     if (s->ops->on_unpublish)
       s->ops->on_unpublish(s->opaque);
   } else if (s->state == RTMP_SESSION_PLAYING) {
@@ -270,21 +271,21 @@ static void sess__stop(struct rtmp_session *s) {
 }
 
 static int cmd_unpublish(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
   bool was_publishing = s->state == RTMP_SESSION_PUBLISHING;
-  sess__stop(s);
+  sess_stop(s);
   if (a->txid > 0)
-    sess__result_null(s, a->txid);
+    sess_result_null(s, a->txid);
   if (was_publishing)
-    sess__on_status(s, "status", "NetStream.Unpublish.Success", "Stopped publishing.");
+    sess_on_status(s, "status", "NetStream.Unpublish.Success", "Stopped publishing.");
   return 0;
 }
 
 static int cmd_delete_stream(struct rtmp_session *s, struct amf_reader *r, struct cmd_args *a) {
-  if (sess__decode_args(r, a) < 0)
-    return -1;
-  sess__stop(s);
+  if (sess_decode_args(r, a) < 0)
+    return -EPROTO;
+  sess_stop(s);
   return 0;
 }
 
@@ -313,7 +314,7 @@ static const struct {
     {"getStreamLength", cmd_ignore},
 };
 
-static int sess__command(struct rtmp_session *s, const uint8_t *data, size_t len) {
+static int sess_command(struct rtmp_session *s, const uint8_t *data, size_t len) {
   struct amf_reader r;
   amf_reader_init(&r, data, len);
   const char *name;
@@ -325,7 +326,7 @@ static int sess__command(struct rtmp_session *s, const uint8_t *data, size_t len
       struct cmd_args a = {0};
       if (cmd_table[i].fn(s, &r, &a) < 0) {
         snprintf(s->error, sizeof s->error, "malformed %s command", cmd_table[i].name);
-        return -1;
+        return -EPROTO;
       }
       return 0;
     }
@@ -333,7 +334,7 @@ static int sess__command(struct rtmp_session *s, const uint8_t *data, size_t len
   return 0;
 }
 
-static void sess__data(struct rtmp_session *s, const uint8_t *data, size_t len) {
+static void sess_data(struct rtmp_session *s, const uint8_t *data, size_t len) {
   struct amf_reader r;
   amf_reader_init(&r, data, len);
   const char *name;
@@ -352,12 +353,12 @@ static void sess__data(struct rtmp_session *s, const uint8_t *data, size_t len) 
     s->ops->on_metadata(s->opaque, data, len);
 }
 
-static int sess__media(struct rtmp_session *s, const struct rtmp_msg *msg) {
+static int sess_media(struct rtmp_session *s, const struct rtmp_msg *msg) {
   if (s->state != RTMP_SESSION_PUBLISHING || !s->ops->on_media)
     return 0;
   if (s->ops->on_media(s->opaque, msg) == RTMP_REFUSE_CODEC) {
     snprintf(s->error, sizeof s->error, "codec refused");
-    return -1;
+    return -EPROTO;
   }
   return 0;
 }
@@ -365,7 +366,7 @@ static int sess__media(struct rtmp_session *s, const struct rtmp_msg *msg) {
 /* Aggregate: FLV tags back to back (11-byte header, body, 4-byte size);
  * timestamps are made relative to the first tag's and added to the
  * message's. */
-static int sess__aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
+static int sess_aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
   size_t pos = 0;
   bool first = true;
   uint32_t base = 0;
@@ -374,7 +375,7 @@ static int sess__aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
     size_t sz = (size_t)t[1] << 16 | (size_t)t[2] << 8 | t[3];
     uint32_t ts = (uint32_t)t[7] << 24 | (uint32_t)t[4] << 16 | (uint32_t)t[5] << 8 | t[6];
     if (sz > msg->len - pos - 11)
-      return -1;
+      return -EPROTO;
     if (first)
       base = ts, first = false;
     struct rtmp_msg sub = *msg;
@@ -382,8 +383,8 @@ static int sess__aggregate(struct rtmp_session *s, const struct rtmp_msg *msg) {
     sub.timestamp = msg->timestamp + (ts - base);
     sub.data = t + 11;
     sub.len = sz;
-    if ((sub.type == RTMP_MSG_AUDIO || sub.type == RTMP_MSG_VIDEO) && sess__media(s, &sub) < 0)
-      return -1;
+    if ((sub.type == RTMP_MSG_AUDIO || sub.type == RTMP_MSG_VIDEO) && sess_media(s, &sub) < 0)
+      return -EPROTO;
     pos += 11 + sz;
     pos += msg->len - pos >= 4 ? 4 : msg->len - pos;
   }
@@ -394,7 +395,7 @@ static uint32_t rd32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int sess__on_message(void *opaque, const struct rtmp_msg *msg) {
+static int sess_on_message(void *opaque, const struct rtmp_msg *msg) {
   struct rtmp_session *s = opaque;
   if (s->state == RTMP_SESSION_CLOSING)
     return 0; /* refused: read and drop until the connection closes */
@@ -402,7 +403,7 @@ static int sess__on_message(void *opaque, const struct rtmp_msg *msg) {
   case RTMP_MSG_SET_CHUNK_SIZE:
     if (msg->len < 4 || rtmp_chunk_reader_set_chunk_size(&s->rd, rd32(msg->data) & 0x7fffffffu) < 0) {
       snprintf(s->error, sizeof s->error, "bad chunk size");
-      return -1;
+      return -EPROTO;
     }
     return 0;
   case RTMP_MSG_ABORT:
@@ -415,7 +416,7 @@ static int sess__on_message(void *opaque, const struct rtmp_msg *msg) {
     return 0;
   case RTMP_MSG_USER_CONTROL:
     if (msg->len >= 6 && (msg->data[0] << 8 | msg->data[1]) == RTMP_UC_PING_REQUEST)
-      sess__user_control(s, RTMP_UC_PING_RESPONSE, rd32(msg->data + 2));
+      sess_user_control(s, RTMP_UC_PING_RESPONSE, rd32(msg->data + 2));
     return 0;
   case RTMP_MSG_ACK:
   case RTMP_MSG_SET_PEER_BW:
@@ -424,24 +425,24 @@ static int sess__on_message(void *opaque, const struct rtmp_msg *msg) {
     /* An AMF3 command message is AMF0 after a format byte of 0. */
     if (msg->len < 1 || msg->data[0] != 0)
       return 0;
-    return sess__command(s, msg->data + 1, msg->len - 1);
+    return sess_command(s, msg->data + 1, msg->len - 1);
   case RTMP_MSG_COMMAND_AMF0:
-    return sess__command(s, msg->data, msg->len);
+    return sess_command(s, msg->data, msg->len);
   case RTMP_MSG_DATA_AMF3:
     if (msg->len >= 1 && msg->data[0] == 0)
-      sess__data(s, msg->data + 1, msg->len - 1);
+      sess_data(s, msg->data + 1, msg->len - 1);
     return 0;
   case RTMP_MSG_DATA_AMF0:
-    sess__data(s, msg->data, msg->len);
+    sess_data(s, msg->data, msg->len);
     return 0;
   case RTMP_MSG_AUDIO:
   case RTMP_MSG_VIDEO:
-    return sess__media(s, msg);
+    return sess_media(s, msg);
   case RTMP_MSG_AGGREGATE:
-    if (sess__aggregate(s, msg) < 0) {
+    if (sess_aggregate(s, msg) < 0) {
       if (!s->error[0])
         snprintf(s->error, sizeof s->error, "malformed aggregate message");
-      return -1;
+      return -EPROTO;
     }
     return 0;
   default:
@@ -469,7 +470,7 @@ struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim,
   rtmp_handshake_server_init(s->hs);
   rtmp_chunk_reader_init(&s->rd, lim->max_chunk_size, lim->max_message_size);
   s->lim.max_message_size = s->rd.max_message_size; /* 0 = the reader's default */
-  sess__apply_budget(s);
+  sess_apply_budget(s);
   return s;
 }
 
@@ -485,10 +486,10 @@ void rtmp_session_free(struct rtmp_session *s) {
 
 int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
   if (s->state == RTMP_SESSION_HANDSHAKE) {
-    long used = rtmp_handshake_feed(s->hs, data, len, sess__hs_send, s);
+    long used = rtmp_handshake_feed(s->hs, data, len, sess_hs_send, s);
     if (used < 0) {
       snprintf(s->error, sizeof s->error, "bad handshake version");
-      return -1;
+      return -EPROTO;
     }
     data += used;
     len -= (size_t)used;
@@ -501,18 +502,18 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
   }
   if (s->state == RTMP_SESSION_CLOSING)
     return 1;
-  int rc = rtmp_chunk_reader_feed(&s->rd, data, len, sess__on_message, s);
+  int rc = rtmp_chunk_reader_feed(&s->rd, data, len, sess_on_message, s);
   if (rc < 0) {
     if (!s->error[0] && rc == RTMP_CHUNK_E_TOO_LARGE)
-      sess__too_large_error(s);
+      sess_too_large_error(s);
     if (!s->error[0])
-      snprintf(s->error, sizeof s->error, "chunk stream error %d", rc);
-    return -1;
+      snprintf(s->error, sizeof s->error, "chunk stream error: %s", rtmp_chunk_strerror(rc));
+    return -EPROTO;
   }
   if (s->peer_window && s->rd.bytes_in - s->acked >= s->peer_window) {
     s->acked = s->rd.bytes_in;
-    rtmp_write_ack(&s->out, (uint32_t)s->rd.bytes_in, s->out_chunk_size);
-    sess__flush(s);
+    rtmp_chunk_write_ack(&s->out, (uint32_t)s->rd.bytes_in, s->out_chunk_size);
+    sess_flush(s);
   }
   return s->state == RTMP_SESSION_CLOSING ? 1 : 0;
 }
@@ -520,10 +521,10 @@ int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len) {
 void rtmp_session_play_unpublished(struct rtmp_session *s) {
   if (s->state != RTMP_SESSION_PLAYING)
     return;
-  sess__on_status(s, "status", "NetStream.Play.UnpublishNotify", "Stream unpublished.");
+  sess_on_status(s, "status", "NetStream.Play.UnpublishNotify", "Stream unpublished.");
 }
 
-void rtmp_strip_query(char *name) {
+void rtmp_session_strip_query(char *name) {
   char *q = strchr(name, '?');
   if (q)
     *q = '\0';

@@ -13,7 +13,11 @@
  *
  * What to do with a publish or a play is the caller's: on_publish and
  * on_play decide, and the session answers the peer accordingly. Media
- * after an accepted publish goes to on_media untouched (FLV bodies). */
+ * after an accepted publish goes to on_media untouched (FLV bodies).
+ *
+ * The caller owns the session (rtmp_session_new / rtmp_session_free, both
+ * synchronous) and calls it from one thread (the server: the loop's). A
+ * protocol error is -EPROTO, with rtmp_session_error saying why. */
 #ifndef GALARELAY_RTMP_SESSION_H
 #define GALARELAY_RTMP_SESSION_H
 
@@ -78,7 +82,7 @@ void rtmp_session_free(struct rtmp_session *s);
 
 /* Feed bytes read from the socket. Returns 0 to go on, 1 when the session
  * wants the connection closed after what was sent is flushed (a refusal),
- * -1 on a protocol error (close now; rtmp_session_error says why). */
+ * -EPROTO on a protocol error (close now; rtmp_session_error says why). */
 int rtmp_session_feed(struct rtmp_session *s, const uint8_t *data, size_t len);
 
 enum rtmp_session_state rtmp_session_state(const struct rtmp_session *s);
@@ -89,7 +93,7 @@ bool rtmp_session_complex_handshake(const struct rtmp_session *s);
 uint64_t rtmp_session_bytes_in(const struct rtmp_session *s);
 
 /* Strip "?query" from a stream name (OBS and ffmpeg pass tokens there). */
-void rtmp_strip_query(char *name);
+void rtmp_session_strip_query(char *name);
 
 /* Messages the server sends to players on start, written with the
  * session's output chunk size (RTMP_OUT_CHUNK_SIZE once connected):

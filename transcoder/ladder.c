@@ -2,6 +2,7 @@
  * libav and threads so that it is tested on its own. */
 #include "transcoder/ladder.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,15 +41,15 @@ static int pick_scale_from(const struct ladder *l, int i)
   return -1;
 }
 
-int ladder_build(const struct config *cfg, int src_w, int src_h, struct ladder *out)
+int ladder_build(const struct config_transcoder *cfg, int src_w, int src_h, struct ladder *out)
 {
   memset(out, 0, sizeof(*out));
   if (src_w <= 0 || src_h <= 0 || src_w > 16384 || src_h > 16384)
-    return -1;
+    return -EINVAL;
   out->src_width = src_w;
   out->src_height = src_h;
 
-  if (cfg->transcoder.source_passthrough) {
+  if (cfg->source_passthrough) {
     struct ladder_rendition *s = &out->r[out->count++];
     snprintf(s->name, sizeof(s->name), "source");
     s->width = src_w;
@@ -60,8 +61,8 @@ int ladder_build(const struct config *cfg, int src_w, int src_h, struct ladder *
 
   /* Rungs, largest first; insertion sort on height (stable for equal). */
   int first = out->count;
-  for (int i = 0; i < cfg->transcoder.rung_count && i < CONFIG_MAX_RUNGS; i++) {
-    const struct config_rung *c = &cfg->transcoder.rungs[i];
+  for (int i = 0; i < cfg->rung_count && i < CONFIG_MAX_RUNGS; i++) {
+    const struct config_rung *c = &cfg->rungs[i];
     if (c->height <= 0 || c->height >= src_h)
       continue;
     struct ladder_rendition r = {0};

@@ -36,12 +36,12 @@ struct ladder {
   int src_width, src_height;
 };
 
-/* Build the ladder for a src_w x src_h source. Rungs whose height is at or
- * above the source's are left out; the source rung is added when
- * cfg->transcoder.source_passthrough is set (the pipeline may still leave it
- * out later, see ladder_source_fits). Returns the number of renditions, or
- * -1 when the source size is not usable. */
-int ladder_build(const struct config *cfg, int src_w, int src_h, struct ladder *out);
+/* Build the ladder for a src_w x src_h source from the transcoder section.
+ * Rungs whose height is at or above the source's are left out; the source
+ * rung is added when cfg->source_passthrough is set (the pipeline may still
+ * leave it out later, see ladder_source_fits). Returns the number of
+ * renditions, or -EINVAL when the source size is not usable. */
+int ladder_build(const struct config_transcoder *cfg, int src_w, int src_h, struct ladder *out);
 
 /* Output width for a rung of height h from a src_w x src_h source: the
  * source's aspect ratio, rounded to the nearest even number (>= 2). */

@@ -38,7 +38,8 @@
 #include "transcoder/hls/hls_store.h"
 #include "transcoder/ladder.h"
 
-struct config;
+struct config_hls;
+struct config_transcoder;
 struct channel_feed_info;
 struct pipeline;
 struct buf;
@@ -52,7 +53,8 @@ struct pipeline_output {
   /* A new timeline with this layout (video renditions in ladder order, then
    * at most one audio rendition). Answer with pipeline_begun(p, id), from
    * here or later from any thread (the daemon asks the loop); the decode
-   * thread waits for the answer. Return -1 to give up at once. */
+   * thread waits for the answer. Return a negative code to give up at
+   * once. */
   int (*begin)(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout);
   /* A writer for rendition `index` of `timeline`; NULL on error (logged). */
   void *(*open)(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
@@ -86,12 +88,15 @@ struct pipeline_stats {
  * pipeline then idles until the next start). Any thread. */
 void pipeline_begun(struct pipeline *p, uint32_t timeline);
 
-/* Values are copied from cfg (transcoder.*, hls.segment_duration); out is
- * copied. Starts the decode thread. NULL on error (logged). Any thread. */
-struct pipeline *pipeline_new(const char *channel, const struct config *cfg,
-                              const struct pipeline_output *out, bool realtime);
-/* Settings for timelines begun after this (loop thread, like the rest). */
-void pipeline_reload(struct pipeline *p, const struct config *cfg);
+/* The two sections are copied (not kept), as is out. Starts the decode
+ * thread. NULL on error (logged). Any thread. */
+struct pipeline *pipeline_new(const char *channel, const struct config_transcoder *tc,
+                              const struct config_hls *hls, const struct pipeline_output *out,
+                              bool realtime);
+/* Settings for timelines begun after this, copied (loop thread, like the
+ * rest). */
+void pipeline_reload(struct pipeline *p, const struct config_transcoder *tc,
+                     const struct config_hls *hls);
 
 /* Feed side, one thread (the loop). A start while a timeline runs ends it
  * and begins a new one (a discontinuity). Packets are referenced, not

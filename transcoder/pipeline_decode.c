@@ -3,6 +3,7 @@
  * held back, the source rung and audio written as they are, the video
  * decoded once; frames out: the overload policy at each segment boundary,
  * every rung scaled (parents first) and handed over by reference. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,8 @@
 #include "core/log.h"
 #include "core/memguard.h"
 #include "transcoder/pipeline_int.h"
+#include "transcoder/pipeline_rung_int.h"
+#include "transcoder/pipeline_timeline_int.h"
 
 /* ---- video: overload policy, scaling, hand-off to the rungs ---- */
 
@@ -25,7 +28,7 @@ static void shed_policy(struct pipeline *p)
     struct rung *r = p->rungs[i];
     if (!r)
       continue;
-    int depth = pl_q_depth(&r->q);
+    int depth = pipeline__q_depth(&r->q);
     if (!r->shed && depth > r->q.bound / 2)
       lagging = true;
     if (depth > r->q.bound / 4)
@@ -71,14 +74,15 @@ static int scale_rung(struct rung *r, const AVFrame *src, int64_t pts)
   AVFrame *f = av_frame_alloc();
   if (!r->sws || !f) {
     av_frame_free(&f);
-    return -1;
+    return -ENOMEM;
   }
   f->width = r->lr.width;
   f->height = r->lr.height;
   f->format = AV_PIX_FMT_YUV420P;
-  if (av_frame_get_buffer(f, 0) < 0) {
+  int rc = av_frame_get_buffer(f, 0);
+  if (rc < 0) {
     av_frame_free(&f);
-    return -1;
+    return rc;
   }
   sws_scale(r->sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, f->data,
             f->linesize);
@@ -97,11 +101,11 @@ static void push_rung(struct pipeline *p, struct rung *r, bool forced, int64_t a
   }
   struct qitem it = {.kind = Q_FRAME, .frame = av_frame_clone(r->scaled), .forced = forced,
                      .arrival_ms = arrival};
-  if (it.frame && pl_q_push(&r->q, &it, !p->realtime || p->replaying) == 0) {
+  if (it.frame && pipeline__q_push(&r->q, &it, !p->realtime || p->replaying) == 0) {
     atomic_fetch_add(&st->in, 1);
     return;
   }
-  pl_qitem_clear(&it);
+  pipeline__qitem_clear(&it);
   r->skipping = true; /* the rest of this GOP */
   atomic_fetch_add(&st->dropped, 1);
   atomic_fetch_add(&st->gops, 1);
@@ -167,12 +171,12 @@ static void handle_frame(struct pipeline *p, AVFrame *frame)
     log_info("transcoder", "source size changed channel=%s from=%dx%d to=%dx%d: new timeline",
              p->channel, p->src_w, p->src_h, frame->width, frame->height);
     atomic_fetch_add(&p->reconfigures, 1);
-    pl_end_timeline(p, true);
+    pipeline__end_timeline(p, true);
     p->src_w = frame->width;
     p->src_h = frame->height;
     p->src_sar = frame->sample_aspect_ratio;
-    if (pl_begin_timeline(p) < 0) {
-      pl_fail_timeline(p);
+    if (pipeline__begin_timeline(p) < 0) {
+      pipeline__fail_timeline(p);
       return;
     }
   }
@@ -197,7 +201,7 @@ static void handle_frame(struct pipeline *p, AVFrame *frame)
   scale_and_push(p, frame, pts, boundary, frame_arrival(p, pts));
 }
 
-void pl_receive_frames(struct pipeline *p)
+void pipeline__receive_frames(struct pipeline *p)
 {
   int rc;
   while (p->state == P_RUNNING && (rc = avcodec_receive_frame(p->dec, p->frame)) == 0) {
@@ -221,7 +225,7 @@ static void decode_video(struct pipeline *p, const AVPacket *pkt, int64_t arriva
       log_warn("transcoder", "decode error channel=%s err=%s (counted; the stream goes on)",
                p->channel, av_err2str(rc));
   }
-  pl_receive_frames(p);
+  pipeline__receive_frames(p);
 }
 
 /* ---- input: timestamps, keyframes, the hold ---- */
@@ -306,7 +310,7 @@ static void probe_size(struct pipeline *p, const AVPacket *pkt)
   }
 }
 
-bool pl_hold_decided(struct pipeline *p)
+bool pipeline__hold_decided(struct pipeline *p)
 {
   if (!p->vpar)
     return true;
@@ -326,7 +330,7 @@ bool pl_hold_decided(struct pipeline *p)
     p->source_fits = ladder_source_fits(p->max_keyint, p->cfg.hls.segment_duration);
     return true;
   }
-  int64_t limit = pl_seg_ms(p) + 50;
+  int64_t limit = pipeline__seg_ms(p) + 50;
   if (p->max_keyint > limit || (p->max_keyint > 0 && p->last_key_dts != p->first_key_dts)) {
     p->source_fits = ladder_source_fits(p->max_keyint, p->cfg.hls.segment_duration);
     return true;
@@ -334,12 +338,12 @@ bool pl_hold_decided(struct pipeline *p)
   return false;
 }
 
-void pl_start_running(struct pipeline *p)
+void pipeline__start_running(struct pipeline *p)
 {
   if (p->dec)
     avcodec_flush_buffers(p->dec);
-  if (pl_begin_timeline(p) < 0) {
-    pl_fail_timeline(p);
+  if (pipeline__begin_timeline(p) < 0) {
+    pipeline__fail_timeline(p);
     return;
   }
   /* The hold is up to a segment of media at once: the encoders catch up
@@ -349,13 +353,13 @@ void pl_start_running(struct pipeline *p)
     /* pipeline_free waits (on the loop thread) for this: stop replaying */
     if (p->state == P_RUNNING && !atomic_load(&p->aborting))
       process_packet(p, p->hold[i].pkt, p->hold[i].arrival_ms);
-    pl_qitem_clear(&p->hold[i]);
+    pipeline__qitem_clear(&p->hold[i]);
   }
   p->replaying = false;
   p->hold_count = 0;
 }
 
-void pl_on_packet(struct pipeline *p, struct qitem *it)
+void pipeline__on_packet(struct pipeline *p, struct qitem *it)
 {
   AVPacket *pkt = it->pkt;
   if (p->state == P_IDLE || p->state == P_DISCARD)
@@ -377,7 +381,7 @@ void pl_on_packet(struct pipeline *p, struct qitem *it)
   if (p->hold_count >= HOLD_MAX) { /* only when the size never showed */
     log_error("transcoder", "no picture decoded from the first %d packets channel=%s",
               HOLD_MAX, p->channel);
-    pl_fail_timeline(p);
+    pipeline__fail_timeline(p);
     return;
   }
   if (video) {
@@ -387,7 +391,7 @@ void pl_on_packet(struct pipeline *p, struct qitem *it)
   }
   p->hold[p->hold_count++] = *it;
   memset(it, 0, sizeof(*it));
-  if (pl_hold_decided(p))
-    pl_start_running(p);
+  if (pipeline__hold_decided(p))
+    pipeline__start_running(p);
 }
 

@@ -1,15 +1,18 @@
-/* pipeline_int: what the pipeline's three files share (not for other
- * modules: they use pipeline.h). pipeline.c has the public API, the control
- * items and the timeline (begin / end); pipeline_decode.c the decode
- * thread's media path (timestamps, the hold, decoding, the overload policy,
- * scaling); pipeline_rung.c the bounded queues and the encoder threads. */
+/* pipeline_int: the types the pipeline's files share (not for other
+ * modules: they use pipeline.h). pipeline.c has the public API and the
+ * control items; pipeline_timeline.c the timeline (begin / end);
+ * pipeline_decode.c the decode thread's media path (timestamps, the hold,
+ * decoding, the overload policy, scaling); pipeline_rung.c the bounded
+ * queues and the encoder threads. Each declares the functions it shares
+ * in its own NAME_int.h, so that the files call each other in one
+ * direction: pipeline -> decode -> timeline -> rung. */
 #ifndef GALARELAY_PIPELINE_INT_H
 #define GALARELAY_PIPELINE_INT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 
 #include <libswscale/swscale.h>
+#include <uv.h>
 
 #include "config/config.h"
 #include "transcoder/pipeline.h"
@@ -37,14 +40,21 @@ struct qitem {
 };
 
 struct queue {
-  pthread_mutex_t mu;
-  pthread_cond_t nonempty, nonfull;
+  uv_mutex_t mu;
+  uv_cond_t nonempty, nonfull;
   struct qitem *items;
   int bound, size, head, count;
   bool closed;
 };
 
 /* ---- state ---- */
+
+/* The two config sections a pipeline uses, copied (a reload frees the
+ * config they came from). */
+struct pipeline_settings {
+  struct config_transcoder transcoder;
+  struct config_hls hls;
+};
 
 struct rstat {
   _Atomic uint64_t in, out, dropped, gops, errors;
@@ -58,7 +68,7 @@ struct rung {
   struct SwsContext *sws;
   void *writer;
   struct queue q;
-  pthread_t thread;
+  uv_thread_t thread;
   bool started;
   bool skipping; /* decode thread: drop until the next segment boundary */
   bool shed;     /* decode thread: shed this GOP (overload) */
@@ -75,12 +85,12 @@ struct pipeline {
   struct pipeline_output out;
   bool realtime;
   struct queue in;
-  pthread_t thread;
+  uv_thread_t thread;
   bool in_skip_video; /* loop thread: dropped video, wait for a keyframe */
 
-  pthread_mutex_t mu; /* guards: settings, begun, sync, layout for stats */
-  pthread_cond_t cond;
-  struct config *settings; /* transcoder.* and hls.* from the last reload */
+  uv_mutex_t mu; /* guards: settings, begun, sync, layout for stats */
+  uv_cond_t cond;
+  struct pipeline_settings settings; /* from the last reload */
   bool begun_answered;
   uint32_t begun_timeline;
   uint64_t sync_req, sync_done;
@@ -89,7 +99,7 @@ struct pipeline {
   /* decode thread only */
   enum pstate state;
   bool replaying; /* the hold goes in: rung queues block instead of dropping */
-  struct config cfg; /* the settings this timeline runs with */
+  struct pipeline_settings cfg; /* the settings this timeline runs with */
   AVCodecParameters *vpar, *apar;
   double fps;
   AVCodecContext *dec;
@@ -129,39 +139,9 @@ struct pipeline {
   bool shown_live;
 };
 
-static inline int64_t pl_seg_ms(const struct pipeline *p)
+static inline int64_t pipeline__seg_ms(const struct pipeline *p)
 {
   return (int64_t)(p->cfg.hls.segment_duration * 1000.0 + 0.5);
 }
-
-/* pipeline_rung.c */
-int pl_q_init(struct queue *q, int bound);
-void pl_qitem_clear(struct qitem *it);
-void pl_q_destroy(struct queue *q);
-/* Data items respect the bound, control items may also use the reserve;
- * past it, block waits, else -1 (full). On success the queue owns the
- * item's references; on failure the caller keeps them. */
-int pl_q_push(struct queue *q, struct qitem *it, bool block);
-bool pl_q_pop(struct queue *q, struct qitem *out); /* false once closed */
-int pl_q_depth(struct queue *q);
-void pl_q_close(struct queue *q);
-int pl_cpu_count(void);
-int pl_rung_open_encoder(struct pipeline *p, struct rung *r);
-void *pl_rung_main(void *arg);
-void pl_rung_free(struct rung *r);
-
-/* pipeline.c: the timeline */
-void pl_clear_hold(struct pipeline *p);
-int pl_begin_timeline(struct pipeline *p);
-void pl_end_timeline(struct pipeline *p, bool flush);
-void pl_fail_timeline(struct pipeline *p);
-
-/* pipeline_decode.c */
-void pl_on_packet(struct pipeline *p, struct qitem *it);
-void pl_receive_frames(struct pipeline *p);
-/* Whether the hold may end (the source size known and its fit decided). */
-bool pl_hold_decided(struct pipeline *p);
-/* Begin the timeline and replay the held packets into it. */
-void pl_start_running(struct pipeline *p);
 
 #endif

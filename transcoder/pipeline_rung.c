@@ -3,6 +3,9 @@
  * its queue, encodes them (a keyframe where the decode thread forced one)
  * and writes the packets to its rendition's writer; at end of timeline it
  * drains the encoder and closes the writer. */
+#include "transcoder/pipeline_rung_int.h"
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,20 +17,30 @@
 
 /* ---- bounded queue ---- */
 
-int pl_q_init(struct queue *q, int bound)
+int pipeline__q_init(struct queue *q, int bound)
 {
   q->bound = bound;
   q->size = bound + CONTROL_RESERVE;
   q->items = calloc((size_t)q->size, sizeof(*q->items));
   q->head = q->count = 0;
   q->closed = false;
-  pthread_mutex_init(&q->mu, NULL);
-  pthread_cond_init(&q->nonempty, NULL);
-  pthread_cond_init(&q->nonfull, NULL);
-  return q->items ? 0 : -1;
+  if (!q->items)
+    return -ENOMEM;
+  int e = uv_mutex_init(&q->mu);
+  if (e == 0 && (e = uv_cond_init(&q->nonempty)) != 0)
+    uv_mutex_destroy(&q->mu);
+  if (e == 0 && (e = uv_cond_init(&q->nonfull)) != 0) {
+    uv_cond_destroy(&q->nonempty);
+    uv_mutex_destroy(&q->mu);
+  }
+  if (e != 0) {
+    free(q->items);
+    q->items = NULL;
+  }
+  return e;
 }
 
-void pl_qitem_clear(struct qitem *it)
+void pipeline__qitem_clear(struct qitem *it)
 {
   av_packet_free(&it->pkt);
   av_frame_free(&it->frame);
@@ -35,76 +48,76 @@ void pl_qitem_clear(struct qitem *it)
   avcodec_parameters_free(&it->apar);
 }
 
-void pl_q_destroy(struct queue *q)
+void pipeline__q_destroy(struct queue *q)
 {
   for (int i = 0; i < q->count; i++)
-    pl_qitem_clear(&q->items[(q->head + i) % q->size]);
+    pipeline__qitem_clear(&q->items[(q->head + i) % q->size]);
   free(q->items);
   q->items = NULL;
-  pthread_mutex_destroy(&q->mu);
-  pthread_cond_destroy(&q->nonempty);
-  pthread_cond_destroy(&q->nonfull);
+  uv_mutex_destroy(&q->mu);
+  uv_cond_destroy(&q->nonempty);
+  uv_cond_destroy(&q->nonfull);
 }
 
-int pl_q_push(struct queue *q, struct qitem *it, bool block)
+int pipeline__q_push(struct queue *q, struct qitem *it, bool block)
 {
   bool control = it->kind != Q_PACKET && it->kind != Q_FRAME;
   int limit = control ? q->size : q->bound;
-  pthread_mutex_lock(&q->mu);
+  uv_mutex_lock(&q->mu);
   while (q->count >= limit && !q->closed) {
     if (!block) {
-      pthread_mutex_unlock(&q->mu);
-      return -1;
+      uv_mutex_unlock(&q->mu);
+      return -EAGAIN;
     }
-    pthread_cond_wait(&q->nonfull, &q->mu);
+    uv_cond_wait(&q->nonfull, &q->mu);
   }
   if (q->closed) {
-    pthread_mutex_unlock(&q->mu);
-    return -1;
+    uv_mutex_unlock(&q->mu);
+    return -EPIPE;
   }
   q->items[(q->head + q->count) % q->size] = *it;
   q->count++;
-  pthread_cond_signal(&q->nonempty);
-  pthread_mutex_unlock(&q->mu);
+  uv_cond_signal(&q->nonempty);
+  uv_mutex_unlock(&q->mu);
   memset(it, 0, sizeof(*it));
   return 0;
 }
 
-bool pl_q_pop(struct queue *q, struct qitem *out)
+bool pipeline__q_pop(struct queue *q, struct qitem *out)
 {
-  pthread_mutex_lock(&q->mu);
+  uv_mutex_lock(&q->mu);
   while (q->count == 0 && !q->closed)
-    pthread_cond_wait(&q->nonempty, &q->mu);
+    uv_cond_wait(&q->nonempty, &q->mu);
   if (q->closed) {
-    pthread_mutex_unlock(&q->mu);
+    uv_mutex_unlock(&q->mu);
     return false;
   }
   *out = q->items[q->head];
   q->head = (q->head + 1) % q->size;
   q->count--;
-  pthread_cond_broadcast(&q->nonfull);
-  pthread_mutex_unlock(&q->mu);
+  uv_cond_broadcast(&q->nonfull);
+  uv_mutex_unlock(&q->mu);
   return true;
 }
 
-int pl_q_depth(struct queue *q)
+int pipeline__q_depth(struct queue *q)
 {
-  pthread_mutex_lock(&q->mu);
+  uv_mutex_lock(&q->mu);
   int n = q->count;
-  pthread_mutex_unlock(&q->mu);
+  uv_mutex_unlock(&q->mu);
   return n;
 }
 
-void pl_q_close(struct queue *q)
+void pipeline__q_close(struct queue *q)
 {
-  pthread_mutex_lock(&q->mu);
+  uv_mutex_lock(&q->mu);
   q->closed = true;
-  pthread_cond_broadcast(&q->nonempty);
-  pthread_cond_broadcast(&q->nonfull);
-  pthread_mutex_unlock(&q->mu);
+  uv_cond_broadcast(&q->nonempty);
+  uv_cond_broadcast(&q->nonfull);
+  uv_mutex_unlock(&q->mu);
 }
 
-int pl_cpu_count(void)
+int pipeline__cpu_count(void)
 {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -113,21 +126,21 @@ int pl_cpu_count(void)
 
 /* ---- encoders ---- */
 
-int pl_rung_open_encoder(struct pipeline *p, struct rung *r)
+int pipeline__rung_open_encoder(struct pipeline *p, struct rung *r)
 {
   const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
   if (!codec) {
     log_error("transcoder", "libx264 encoder missing channel=%s", p->channel);
-    return -1;
+    return AVERROR_ENCODER_NOT_FOUND;
   }
   AVCodecContext *c = avcodec_alloc_context3(codec);
   if (!c)
-    return -1;
+    return -ENOMEM;
   double fps = p->fps > 0 ? p->fps : 30;
   int nr = p->nrungs > 0 ? p->nrungs : 1;
   int threads = p->cfg.transcoder.threads;
   if (threads <= 0)
-    threads = pl_cpu_count() / nr < 1 ? 1 : pl_cpu_count() / nr;
+    threads = pipeline__cpu_count() / nr < 1 ? 1 : pipeline__cpu_count() / nr;
   if (threads > 8)
     threads = 8;
   /* x264 delays output by (frame threads - 1) + rc-lookahead frames: keep
@@ -212,37 +225,37 @@ static void rung_encode(struct rung *r, AVFrame *f, bool forced, int64_t arrival
   rung_write_packets(r, pkt);
 }
 
-void *pl_rung_main(void *arg)
+void pipeline__rung_main(void *arg)
 {
   struct rung *r = arg;
   struct pipeline *p = r->p;
   AVPacket *pkt = av_packet_alloc();
   struct qitem it;
   bool flush = false;
-  while (pl_q_pop(&r->q, &it)) {
+  while (pipeline__q_pop(&r->q, &it)) {
     if (it.kind == Q_FRAME) {
       rung_encode(r, it.frame, it.forced, it.arrival_ms, pkt);
     } else if (it.kind == Q_SYNC) {
-      pthread_mutex_lock(&p->mu);
+      uv_mutex_lock(&p->mu);
       r->synced++;
-      pthread_cond_broadcast(&p->cond);
-      pthread_mutex_unlock(&p->mu);
+      uv_cond_broadcast(&p->cond);
+      uv_mutex_unlock(&p->mu);
     } else if (it.kind == Q_EOS) {
-      pl_qitem_clear(&it);
+      pipeline__qitem_clear(&it);
       rung_encode(r, NULL, false, 0, pkt);
       flush = true;
       break;
     }
-    pl_qitem_clear(&it);
+    pipeline__qitem_clear(&it);
   }
   if (r->writer)
     p->out.close(r->writer, flush);
   r->writer = NULL;
   av_packet_free(&pkt);
-  return NULL;
+
 }
 
-void pl_rung_free(struct rung *r)
+void pipeline__rung_free(struct rung *r)
 {
   if (!r)
     return;
@@ -250,7 +263,7 @@ void pl_rung_free(struct rung *r)
   sws_freeContext(r->sws);
   av_frame_free(&r->scaled);
   if (r->q.items)
-    pl_q_destroy(&r->q);
+    pipeline__q_destroy(&r->q);
   free(r);
 }
 

@@ -11,7 +11,6 @@
 #include "transcoder/slate.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,8 @@
 #include <libavutil/opt.h>
 #include <libavutil/samplefmt.h>
 #include <libavutil/time.h>
+
+#include <uv.h>
 
 #include "core/log.h"
 #include "transcoder/slate_picture.h"
@@ -314,10 +315,10 @@ int slate_next(struct slate *s, AVPacket *pkt)
 struct slate_player {
   char channel[64];
   struct slate_output out;
-  pthread_mutex_t mu; /* guards stop, flush */
-  pthread_cond_t cond;
+  uv_mutex_t mu; /* guards stop, flush */
+  uv_cond_t cond;
   bool stop, flush;
-  pthread_t thread;
+  uv_thread_t thread;
   bool running; /* owner's thread only */
   struct slate_params params;
   struct hls_stream_layout layout;
@@ -340,19 +341,24 @@ static int64_t wall_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sleeps until the monotonic time at_ms or a halt; true when halted. */
+/* Sleeps until the monotonic time at_ms or a halt; true when halted.
+ * uv_cond_timedwait waits on the monotonic clock too (a relative timeout);
+ * spurious wake-ups go round again with what is left. */
 static bool wait_until(struct slate_player *sp, int64_t at_ms)
 {
-  struct timespec ts = {.tv_sec = at_ms / 1000, .tv_nsec = (at_ms % 1000) * 1000000};
-  pthread_mutex_lock(&sp->mu);
-  while (!sp->stop && pthread_cond_timedwait(&sp->cond, &sp->mu, &ts) != ETIMEDOUT)
-    ;
+  uv_mutex_lock(&sp->mu);
+  for (;;) {
+    int64_t left = at_ms - mono_ms();
+    if (sp->stop || left <= 0)
+      break;
+    uv_cond_timedwait(&sp->cond, &sp->mu, (uint64_t)left * 1000000u);
+  }
   bool stop = sp->stop;
-  pthread_mutex_unlock(&sp->mu);
+  uv_mutex_unlock(&sp->mu);
   return stop;
 }
 
-static void *player_main(void *arg)
+static void player_main(void *arg)
 {
   struct slate_player *sp = arg;
   if (!slate_matches(sp->cache, &sp->params, &sp->layout)) {
@@ -366,7 +372,7 @@ static void *player_main(void *arg)
     log_error("slate", "no slate channel=%s: the renditions stay empty until a feed",
               sp->channel);
     av_packet_free(&pkt);
-    return NULL;
+    return;
   }
   slate_rewind(s);
   for (int i = 0; i < sp->layout.count; i++)
@@ -387,14 +393,13 @@ static void *player_main(void *arg)
     /* one wake-up per video frame; audio due meanwhile goes with it */
     halted = wait_until(sp, t0 + (now / tick + 1) * tick);
   }
-  pthread_mutex_lock(&sp->mu);
+  uv_mutex_lock(&sp->mu);
   bool flush = sp->flush;
-  pthread_mutex_unlock(&sp->mu);
+  uv_mutex_unlock(&sp->mu);
   for (int i = 0; i < sp->layout.count; i++)
     if (w[i])
       sp->out.close(w[i], flush);
   av_packet_free(&pkt);
-  return NULL;
 }
 
 struct slate_player *slate_player_new(const char *channel, const struct slate_output *out)
@@ -404,12 +409,15 @@ struct slate_player *slate_player_new(const char *channel, const struct slate_ou
     return NULL;
   snprintf(sp->channel, sizeof(sp->channel), "%s", channel);
   sp->out = *out;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&sp->cond, &ca);
-  pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&sp->mu, NULL);
+  if (uv_cond_init(&sp->cond) != 0) {
+    free(sp);
+    return NULL;
+  }
+  if (uv_mutex_init(&sp->mu) != 0) {
+    uv_cond_destroy(&sp->cond);
+    free(sp);
+    return NULL;
+  }
   return sp;
 }
 
@@ -417,15 +425,16 @@ int slate_player_play(struct slate_player *sp, const struct slate_params *params
                       const struct hls_stream_layout *layout, uint32_t timeline)
 {
   if (sp->running)
-    return -1;
+    return -EBUSY;
   sp->params = *params;
   sp->layout = *layout;
   sp->timeline = timeline;
   sp->stop = sp->flush = false;
   atomic_store(&sp->packets, 0);
-  if (pthread_create(&sp->thread, NULL, player_main, sp) != 0) {
-    log_error("slate", "thread not started channel=%s", sp->channel);
-    return -1;
+  int e = uv_thread_create(&sp->thread, player_main, sp);
+  if (e != 0) {
+    log_error("slate", "thread not started channel=%s err=%s", sp->channel, uv_strerror(e));
+    return e;
   }
   sp->running = true;
   return 0;
@@ -435,12 +444,12 @@ void slate_player_halt(struct slate_player *sp, bool flush)
 {
   if (!sp || !sp->running)
     return;
-  pthread_mutex_lock(&sp->mu);
+  uv_mutex_lock(&sp->mu);
   sp->stop = true;
   sp->flush = flush;
-  pthread_cond_broadcast(&sp->cond);
-  pthread_mutex_unlock(&sp->mu);
-  pthread_join(sp->thread, NULL);
+  uv_cond_broadcast(&sp->cond);
+  uv_mutex_unlock(&sp->mu);
+  uv_thread_join(&sp->thread);
   sp->running = false;
 }
 
@@ -460,7 +469,7 @@ void slate_player_free(struct slate_player *sp)
     return;
   slate_player_halt(sp, false);
   slate_free(sp->cache);
-  pthread_cond_destroy(&sp->cond);
-  pthread_mutex_destroy(&sp->mu);
+  uv_cond_destroy(&sp->cond);
+  uv_mutex_destroy(&sp->mu);
   free(sp);
 }

@@ -84,8 +84,8 @@ struct slate_player;
 struct slate_player *slate_player_new(const char *channel, const struct slate_output *out);
 /* Starts the thread: it makes the slate (or reuses the last one when the
  * params and layout are the same), opens a writer per rendition of
- * `timeline` and writes packets as their time comes. -1 if already playing
- * or the thread could not start. */
+ * `timeline` and writes packets as their time comes. 0, -EBUSY if already
+ * playing, or a uv error when the thread could not start. */
 int slate_player_play(struct slate_player *sp, const struct slate_params *params,
                       const struct hls_stream_layout *layout, uint32_t timeline);
 /* Stops and joins the thread (it wakes at once); its writers are closed,

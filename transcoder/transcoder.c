@@ -3,11 +3,13 @@
  * transcoder.h).
  *
  * Worker -> loop: a pipeline's decode thread posts a request (begin a
- * timeline with this layout / end it) on a mutex-guarded list and wakes the
- * loop with uv_async_send. The list needs no bound of its own: each
- * pipeline has at most one begin outstanding (its decode thread waits for
- * the answer) and one end per stop, and stops come from the bounded
- * control reserve of its input queue.
+ * timeline with this layout / end it) into a workq (core/workq.h), which
+ * wakes the loop. Bound: TC_REQUESTS_MAX requests, refused when full. It is
+ * never reached in practice: each pipeline has at most one begin
+ * outstanding (its decode thread waits for the answer) and one end before
+ * it, so two per channel. A refused begin gives that timeline up (the
+ * pipeline idles until the next start), a refused end is logged and the
+ * next begin is a discontinuity all the same.
  *
  * The slate (slate.h): whenever a channel has no timeline of a feed open
  * (from the start, between feeds, while a new feed's first GOP is held),
@@ -23,17 +25,18 @@
  * viewers see no card flash between the two. */
 #include "transcoder/transcoder.h"
 
+#include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
-#include "relay/channel.h"
 #include "core/log.h"
+#include "core/workq.h"
+#include "relay/channel.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_store.h"
 #include "transcoder/ladder.h"
@@ -60,36 +63,46 @@ struct tc_channel {
 
 enum tc_req_kind { REQ_BEGIN, REQ_END };
 
+/* One request; the workq carries a pointer to it, and whoever holds the
+ * pointer frees it (handle(), or the workq's on_drop). */
 struct tc_request {
   enum tc_req_kind kind;
   struct tc_channel *c;
   struct hls_stream_layout layout;
-  struct tc_request *next;
 };
 
+#define TC_REQUESTS_MAX (4 * CONFIG_MAX_CHANNELS) /* see the top of this file */
+
 struct transcoder {
-  struct app *app;
-  uv_async_t *async; /* freed in its close callback */
+  uv_loop_t *loop;
+  struct channel_registry *registry;
+  struct hls_server *hls;
+  /* the current config's sections (replaced by transcoder_reload) */
+  const struct config_transcoder *tc_cfg;
+  const struct config_hls *hls_cfg;
+  const struct config_channel *chan_cfg;
+  int chan_count;
+  struct workq *requests; /* pipelines -> loop; its memory goes in workq_stop */
   uv_timer_t *grace; /* the slate's grace after an end; freed in its close callback */
-  pthread_mutex_t mu;
-  struct tc_request *head, *tail;
   struct tc_channel *channels;
+  int closing; /* handles still closing in transcoder_stop */
+  void (*stopped_cb)(void *arg);
+  void *stopped_arg;
 };
 
 /* ---- requests from the pipelines (worker threads) ---- */
 
-static void post(struct tc_channel *c, struct tc_request *rq)
+/* 0, or -ENOMEM / -EAGAIN (queue full) / -EPIPE (stopping): rq freed. */
+static int post(struct tc_channel *c, struct tc_request *rq)
 {
-  struct transcoder *t = c->t;
   rq->c = c;
-  pthread_mutex_lock(&t->mu);
-  if (t->tail)
-    t->tail->next = rq;
-  else
-    t->head = rq;
-  t->tail = rq;
-  pthread_mutex_unlock(&t->mu);
-  uv_async_send(t->async);
+  int e = workq_push(c->t->requests, &rq);
+  if (e < 0) {
+    log_warn("transcoder", "request not queued channel=%s kind=%s err=%s", c->name,
+             rq->kind == REQ_BEGIN ? "begin" : "end", uv_strerror(e));
+    free(rq);
+  }
+  return e;
 }
 
 static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout)
@@ -97,11 +110,10 @@ static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_l
   (void)p;
   struct tc_request *rq = calloc(1, sizeof(*rq));
   if (!rq)
-    return -1;
+    return -ENOMEM;
   rq->kind = REQ_BEGIN;
   rq->layout = *layout;
-  post(opaque, rq);
-  return 0;
+  return post(opaque, rq);
 }
 
 static void out_end(void *opaque)
@@ -110,16 +122,16 @@ static void out_end(void *opaque)
   if (!rq)
     return; /* the next begin is a discontinuity all the same */
   rq->kind = REQ_END;
-  post(opaque, rq);
+  post(opaque, rq); /* refused: the same */
 }
 
 /* Writers are the stream's packagers: they push into the stream's own
- * queue, and the stream lives until hls_server_free. */
+ * queue, and the stream lives until hls_server_stop. */
 static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
                       AVRational tb)
 {
   struct tc_channel *c = opaque;
-  return hls_packager_new(c->st, timeline, index, par, tb);
+  return hls_stream_packager(c->st, timeline, index, par, tb);
 }
 
 static int out_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)
@@ -139,17 +151,17 @@ static void out_close(void *writer, bool flush)
 #define SLATE_SRC_W 1920 /* the nominal source of the slate before any feed */
 #define SLATE_SRC_H 1080
 
-static const struct config_channel *channel_cfg(const struct config *cfg, const char *name)
+static const struct config_channel *channel_cfg(const struct transcoder *t, const char *name)
 {
-  for (int i = 0; i < cfg->channel_count; i++)
-    if (strcmp(cfg->channels[i].name, name) == 0)
-      return &cfg->channels[i];
+  for (int i = 0; i < t->chan_count; i++)
+    if (strcmp(t->chan_cfg[i].name, name) == 0)
+      return &t->chan_cfg[i];
   return NULL;
 }
 
 /* Before any feed: the ladder of a nominal 1080p source (every rung, and
  * "source" when passed through), plus audio. */
-static void default_layout(const struct config *cfg, struct hls_stream_layout *lay)
+static void default_layout(const struct config_transcoder *cfg, struct hls_stream_layout *lay)
 {
   struct ladder l;
   memset(lay, 0, sizeof(*lay));
@@ -174,10 +186,9 @@ static void slate_begin(struct tc_channel *c)
 {
   if (c->slate_on || c->timeline_open || !c->slate)
     return;
-  const struct config *cfg = c->t->app->cfg;
-  const struct config_channel *cc = channel_cfg(cfg, c->name);
-  struct slate_params sp = {.segment_duration = cfg->hls.segment_duration,
-                            .part_duration = cfg->hls.part_duration};
+  const struct config_channel *cc = channel_cfg(c->t, c->name);
+  struct slate_params sp = {.segment_duration = c->t->hls_cfg->segment_duration,
+                            .part_duration = c->t->hls_cfg->part_duration};
   if (cc) {
     snprintf(sp.title, sizeof(sp.title), "%s", cc->title);
     snprintf(sp.image, sizeof(sp.image), "%s", cc->slate_image);
@@ -186,7 +197,7 @@ static void slate_begin(struct tc_channel *c)
   if (c->have_last_layout)
     lay = c->last_layout;
   else
-    default_layout(cfg, &lay);
+    default_layout(c->t->tc_cfg, &lay);
   double fps = 1000.0 / (double)slate_frame_ms_for(sp.part_duration);
   for (int i = 0; i < lay.count; i++)
     if (lay.r[i].kind == HLS_VIDEO)
@@ -218,7 +229,7 @@ static void slate_end(struct tc_channel *c, bool flush)
 
 static uint64_t slate_grace_ms(const struct transcoder *t)
 {
-  return (uint64_t)(t->app->cfg->hls.part_duration * 1000.0 + 0.5);
+  return (uint64_t)(t->hls_cfg->part_duration * 1000.0 + 0.5);
 }
 
 static void on_grace(uv_timer_t *h);
@@ -241,7 +252,7 @@ static void handle(struct tc_request *rq)
   } else {
     hls_stream_end(c->st);
     c->timeline_open = false;
-    c->slate_due = uv_now(c->t->app->loop) + slate_grace_ms(c->t);
+    c->slate_due = uv_now(c->t->loop) + slate_grace_ms(c->t);
   }
 }
 
@@ -249,7 +260,7 @@ static void handle(struct tc_request *rq)
  * the timer is armed for the earliest grace still running. */
 static void slate_when_due(struct transcoder *t)
 {
-  uint64_t now = uv_now(t->app->loop), next = 0;
+  uint64_t now = uv_now(t->loop), next = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next) {
     if (c->timeline_open || c->slate_on)
       continue;
@@ -270,43 +281,30 @@ static void on_grace(uv_timer_t *h)
     slate_when_due(h->data);
 }
 
-static void on_async(uv_async_t *h)
+static void on_request(void *item, void *opaque)
 {
-  struct transcoder *t = h->data;
-  if (!t)
-    return;
-  pthread_mutex_lock(&t->mu);
-  struct tc_request *rq = t->head;
-  t->head = t->tail = NULL;
-  pthread_mutex_unlock(&t->mu);
-  while (rq) {
-    struct tc_request *next = rq->next;
-    handle(rq);
-    free(rq);
-    rq = next;
-  }
-  /* after the whole batch: an end followed at once by a begin (a resize,
-   * a feed switch) needs no slate in between */
-  slate_when_due(t);
+  (void)opaque;
+  struct tc_request *rq = *(struct tc_request **)item;
+  handle(rq);
+  free(rq);
 }
 
-/* Drop the queued requests of c (its pipeline is joined: no new ones). */
-static void purge(struct transcoder *t, struct tc_channel *c)
+static void drop_request(void *item, void *opaque)
 {
-  pthread_mutex_lock(&t->mu);
-  struct tc_request **pp = &t->head, *last = NULL;
-  while (*pp) {
-    struct tc_request *rq = *pp;
-    if (rq->c == c) {
-      *pp = rq->next;
-      free(rq);
-    } else {
-      last = rq;
-      pp = &rq->next;
-    }
-  }
-  t->tail = last;
-  pthread_mutex_unlock(&t->mu);
+  (void)opaque;
+  free(*(struct tc_request **)item);
+}
+
+/* After the whole batch: an end followed at once by a begin (a resize, a
+ * feed switch) needs no slate in between. */
+static void on_requests_done(void *opaque)
+{
+  slate_when_due(opaque);
+}
+
+static bool request_of(const void *item, void *c)
+{
+  return (*(struct tc_request *const *)item)->c == c;
 }
 
 /* ---- channel sink ---- */
@@ -352,13 +350,13 @@ static void attach(void *opaque, struct channel *ch)
   c->t = t;
   c->ch = ch;
   snprintf(c->name, sizeof(c->name), "%s", channel_name(ch));
-  c->st = hls_stream_get(t->app->hls, c->name);
+  c->st = hls_stream_get(t->hls, c->name);
   /* after a restart: the renditions of the feed before it, not a nominal 1080p source's */
   if (c->st && hls_stream_saved_layout(c->st, &c->last_layout) == 0)
     c->have_last_layout = true;
   struct pipeline_output out = {.begin = out_begin, .open = out_open, .write = out_write,
                                 .close = out_close, .end = out_end, .opaque = c};
-  c->p = c->st ? pipeline_new(c->name, t->app->cfg, &out, true) : NULL;
+  c->p = c->st ? pipeline_new(c->name, t->tc_cfg, t->hls_cfg, &out, true) : NULL;
   if (!c->p) {
     log_error("transcoder", "channel not transcoded channel=%s", c->name);
     free(c);
@@ -380,7 +378,7 @@ static void detach_one(struct transcoder *t, struct tc_channel *c)
   if (c->sink_id > 0)
     channel_unsubscribe(c->ch, c->sink_id);
   pipeline_free(c->p); /* aborts: joins the decode and rung threads */
-  purge(t, c);
+  workq_purge(t->requests, request_of, c); /* no new ones: its threads are gone */
   slate_end(c, false);
   slate_player_free(c->slate);
   if (c->timeline_open)
@@ -422,104 +420,122 @@ static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl)
   log_msg(ours, "libav", "%s", line);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void stopped_one(void *arg)
 {
-  free(h);
+  struct transcoder *t = arg;
+  if (--t->closing > 0)
+    return;
+  void (*cb)(void *) = t->stopped_cb;
+  void *cb_arg = t->stopped_arg;
+  free(t);
+  if (cb)
+    cb(cb_arg);
 }
 
-struct transcoder *transcoder_start(struct app *app)
+static void on_grace_closed(uv_handle_t *h)
+{
+  struct transcoder *t = h->data;
+  free(h);
+  stopped_one(t);
+}
+
+struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *registry,
+                                    struct hls_server *hls, const struct config_transcoder *tc_cfg,
+                                    const struct config_hls *hls_cfg,
+                                    const struct config_channel *chan_cfg, int chan_count)
 {
   av_log_set_callback(av_log_to_ours);
   struct transcoder *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
-  t->app = app;
-  t->async = calloc(1, sizeof(*t->async));
-  if (!t->async || uv_async_init(app->loop, t->async, on_async) != 0) {
-    log_error("transcoder", "uv_async_init failed");
-    free(t->async);
+  t->loop = loop;
+  t->registry = registry;
+  t->hls = hls;
+  t->tc_cfg = tc_cfg;
+  t->hls_cfg = hls_cfg;
+  t->chan_cfg = chan_cfg;
+  t->chan_count = chan_count;
+  struct workq_ops ops = {.on_item = on_request, .on_drop = drop_request,
+                          .on_batch = on_requests_done, .opaque = t};
+  int e = workq_new(loop, sizeof(struct tc_request *), TC_REQUESTS_MAX, WORKQ_REFUSE_NEW, &ops,
+                    &t->requests);
+  if (e < 0) {
+    log_error("transcoder", "request queue not created err=%s", uv_strerror(e));
     free(t);
     return NULL;
   }
-  t->async->data = t;
   t->grace = calloc(1, sizeof(*t->grace));
-  if (!t->grace || uv_timer_init(app->loop, t->grace) != 0) {
+  if (!t->grace || uv_timer_init(loop, t->grace) != 0) {
     log_error("transcoder", "uv_timer_init failed");
     free(t->grace);
-    uv_close((uv_handle_t *)t->async, on_handle_closed);
-    free(t);
+    workq_stop(t->requests, free, t); /* t goes once the queue's handle is closed */
     return NULL;
   }
   t->grace->data = t;
-  pthread_mutex_init(&t->mu, NULL);
-  int n = channel_registry_count(app->channels);
+  int n = channel_registry_count(registry);
   for (int i = 0; i < n; i++)
-    attach(t, channel_registry_at(app->channels, i));
+    attach(t, channel_registry_at(registry, i));
   struct channel_registry_observer obs = {
       .on_channel_added = attach, .on_channel_removed = detach, .opaque = t};
-  channel_registry_observe(app->channels, &obs);
+  channel_registry_observe(registry, &obs);
   log_info("transcoder", "started channels=%d", n);
   return t;
 }
 
-void transcoder_stop(struct transcoder *t)
+void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg)
 {
-  if (!t)
+  if (!t) {
+    if (cb)
+      cb(arg);
     return;
+  }
   while (t->channels) {
     struct tc_channel *c = t->channels;
     t->channels = c->next;
     detach_one(t, c);
   }
-  t->async->data = NULL;
-  uv_close((uv_handle_t *)t->async, on_handle_closed);
-  t->grace->data = NULL;
-  uv_close((uv_handle_t *)t->grace, on_handle_closed);
-  pthread_mutex_destroy(&t->mu);
-  free(t);
+  t->stopped_cb = cb;
+  t->stopped_arg = arg;
+  t->closing = 2;
+  workq_stop(t->requests, stopped_one, t);
+  uv_close((uv_handle_t *)t->grace, on_grace_closed);
 }
 
-void transcoder_reload(struct transcoder *t, const struct config *cfg)
+void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_cfg,
+                       const struct config_hls *hls_cfg, const struct config_channel *chan_cfg,
+                       int chan_count)
 {
+  t->tc_cfg = tc_cfg;
+  t->hls_cfg = hls_cfg;
+  t->chan_cfg = chan_cfg;
+  t->chan_count = chan_count;
   for (struct tc_channel *c = t->channels; c; c = c->next)
-    pipeline_reload(c->p, cfg);
-}
-
-struct metric {
-  const char *name, *help;
-  int field; /* index into the row below */
-};
-
-static uint64_t rung_field(const struct pipeline_rung_stats *r, int f)
-{
-  const uint64_t v[] = {r->frames_in, r->frames_out, r->frames_dropped, r->gops_dropped, r->errors};
-  return v[f];
-}
-
-static uint64_t channel_field(const struct pipeline_stats *s, int f)
-{
-  const uint64_t v[] = {s->packets_in, s->input_dropped, s->decode_errors, s->ts_rebased,
-                        s->timelines, s->reconfigures};
-  return v[f];
+    pipeline_reload(c->p, tc_cfg, hls_cfg);
 }
 
 void transcoder_metrics(const struct transcoder *t, struct buf *out)
 {
+#define PS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_stats, FIELD)
+#define RS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_rung_stats, FIELD)
   static const struct metric per_channel[] = {
-      {"galarelay_transcoder_packets_total", "Packets fed to the pipeline", 0},
-      {"galarelay_transcoder_input_dropped_total", "Packets dropped at the full input queue", 1},
-      {"galarelay_transcoder_decode_errors_total", "Source video decode errors", 2},
-      {"galarelay_transcoder_timestamp_rebases_total", "Timestamp jumps rebased", 3},
-      {"galarelay_transcoder_timelines_total", "HLS timelines begun", 4},
-      {"galarelay_transcoder_reconfigures_total", "Mid-stream source size changes", 5},
+      PS("galarelay_transcoder_packets_total", "Packets fed to the pipeline", packets_in),
+      PS("galarelay_transcoder_input_dropped_total", "Packets dropped at the full input queue", input_dropped),
+      PS("galarelay_transcoder_decode_errors_total", "Source video decode errors", decode_errors),
+      PS("galarelay_transcoder_timestamp_rebases_total", "Timestamp jumps rebased", ts_rebased),
+      PS("galarelay_transcoder_timelines_total", "HLS timelines begun", timelines),
+      PS("galarelay_transcoder_reconfigures_total", "Mid-stream source size changes", reconfigures),
   };
   static const struct metric per_rung[] = {
-      {"galarelay_transcoder_frames_in_total", "Frames queued to a rung encoder", 0},
-      {"galarelay_transcoder_frames_out_total", "Encoded frames out of a rung", 1},
-      {"galarelay_transcoder_frames_dropped_total", "Frames a rung skipped (lag, overload)", 2},
-      {"galarelay_transcoder_gops_dropped_total", "GOPs a rung skipped (lag, overload)", 3},
-      {"galarelay_transcoder_encode_errors_total", "Encoder or writer errors", 4},
+      RS("galarelay_transcoder_frames_in_total", "Frames queued to a rung encoder", frames_in),
+      RS("galarelay_transcoder_frames_out_total", "Encoded frames out of a rung", frames_out),
+      RS("galarelay_transcoder_frames_dropped_total", "Frames a rung skipped (lag, overload)", frames_dropped),
+      RS("galarelay_transcoder_gops_dropped_total", "GOPs a rung skipped (lag, overload)", gops_dropped),
+      RS("galarelay_transcoder_encode_errors_total", "Encoder or writer errors", errors),
   };
+#undef PS
+#undef RS
+  static const struct metric slate =
+      METRIC_FAMILY("galarelay_transcoder_slate_active", METRIC_GAUGE, "Whether the channel plays its slate");
   int n = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next)
     n++;
@@ -529,29 +545,30 @@ void transcoder_metrics(const struct transcoder *t, struct buf *out)
   int i = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next)
     pipeline_get_stats(c->p, &st[i++]);
-  for (size_t m = 0; m < sizeof(per_channel) / sizeof(per_channel[0]); m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_channel[m].name, per_channel[m].help,
-               per_channel[m].name);
+  char label[128];
+  for (size_t m = 0; m < METRICS_COUNT(per_channel); m++) {
+    metrics_head(out, &per_channel[m]);
     i = 0;
-    for (struct tc_channel *c = t->channels; c; c = c->next, i++)
-      buf_printf(out, "%s{channel=\"%s\"} %llu\n", per_channel[m].name, c->name,
-                 (unsigned long long)channel_field(&st[i], per_channel[m].field));
+    for (struct tc_channel *c = t->channels; c; c = c->next, i++) {
+      snprintf(label, sizeof label, "channel=\"%s\"", c->name);
+      metrics_sample(out, &per_channel[m], label, &st[i]);
+    }
   }
-  for (size_t m = 0; m < sizeof(per_rung) / sizeof(per_rung[0]); m++) {
-    buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", per_rung[m].name, per_rung[m].help,
-               per_rung[m].name);
+  for (size_t m = 0; m < METRICS_COUNT(per_rung); m++) {
+    metrics_head(out, &per_rung[m]);
     i = 0;
     for (struct tc_channel *c = t->channels; c; c = c->next, i++)
       for (int r = 0; r < st[i].rendition_count; r++)
-        if (!st[i].r[r].passthrough)
-          buf_printf(out, "%s{channel=\"%s\",rendition=\"%s\"} %llu\n", per_rung[m].name, c->name,
-                     st[i].r[r].name, (unsigned long long)rung_field(&st[i].r[r], per_rung[m].field));
+        if (!st[i].r[r].passthrough) {
+          snprintf(label, sizeof label, "channel=\"%s\",rendition=\"%s\"", c->name, st[i].r[r].name);
+          metrics_sample(out, &per_rung[m], label, &st[i].r[r]);
+        }
   }
-  buf_printf(out, "# HELP galarelay_transcoder_slate_active Whether the channel plays its slate\n"
-                  "# TYPE galarelay_transcoder_slate_active gauge\n");
-  for (struct tc_channel *c = t->channels; c; c = c->next)
-    buf_printf(out, "galarelay_transcoder_slate_active{channel=\"%s\"} %d\n", c->name,
-               c->slate_on ? 1 : 0);
+  metrics_head(out, &slate);
+  for (struct tc_channel *c = t->channels; c; c = c->next) {
+    snprintf(label, sizeof label, "channel=\"%s\"", c->name);
+    metrics_value(out, &slate, label, c->slate_on ? 1 : 0);
+  }
   free(st);
 }
 

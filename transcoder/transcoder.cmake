@@ -9,6 +9,7 @@ add_library(galarelay_transcoder STATIC
   ${CMAKE_CURRENT_LIST_DIR}/pipeline.c
   ${CMAKE_CURRENT_LIST_DIR}/pipeline_decode.c
   ${CMAKE_CURRENT_LIST_DIR}/pipeline_rung.c
+  ${CMAKE_CURRENT_LIST_DIR}/pipeline_timeline.c
   ${CMAKE_CURRENT_LIST_DIR}/transcoder.c)
 target_include_directories(galarelay_transcoder PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(galarelay_transcoder PUBLIC

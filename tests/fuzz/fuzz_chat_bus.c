@@ -41,7 +41,7 @@ static struct room *room_once(void) {
   static struct config cfg; /* large: not on the stack */
   config_defaults(&cfg);
   struct room_params p;
-  room_params_from_config(&p, &cfg, 16);
+  room_params_from_config(&p, &cfg.chat, 16);
   r = room_new("gala", &p, &ops, NULL, NULL);
   if (r && (room_join(r, &viewer) != 0 || room_join(r, &moderator) != 0))
     abort();

@@ -4,6 +4,7 @@
  * prefer_primary, at the right keyframe, counted), reload removing a
  * channel, metrics. Socket-free: a fake clock drives the channel, and the
  * tests call the failover check the registry's timer would. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +18,6 @@
 #include <uv.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
@@ -25,7 +25,6 @@
 struct env {
   uv_loop_t loop;
   struct config cfg;
-  struct app app;
   struct channel_registry *reg;
 };
 
@@ -119,10 +118,7 @@ static int setup(void **state) {
   ch->prefer_primary = true;
   e->cfg.channel_count = 1;
   e->cfg.rtmp.publisher_takeover = 3600;
-  e->app.loop = &e->loop;
-  e->app.cfg = &e->cfg;
-  e->reg = channel_registry_new(&e->app);
-  e->app.channels = e->reg;
+  e->reg = channel_registry_new(&e->loop, &e->cfg.rtmp, e->cfg.channels, e->cfg.channel_count);
   kicked = 0;
   fake_ms = 1000000;
   if (e->reg)
@@ -133,7 +129,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct env *e = *state;
-  channel_registry_free(e->reg);
+  channel_registry_stop(e->reg, NULL, NULL);
   uv_run(&e->loop, UV_RUN_NOWAIT);
   assert_int_equal(uv_loop_close(&e->loop), 0);
   free(e);
@@ -280,7 +276,7 @@ static void test_reload_removes_channel(void **state) {
   struct config next = e->cfg;
   snprintf(next.channels[0].name, sizeof next.channels[0].name, "other");
   snprintf(next.channels[0].key, sizeof next.channels[0].key, "k-other");
-  channel_registry_reload(e->reg, &next);
+  channel_registry_reload(e->reg, &next.rtmp, next.channels, next.channel_count);
   assert_int_equal(kicked, 1);
   assert_int_equal(player.removed, 1);
   assert_null(channel_registry_find(e->reg, "gala"));
@@ -632,7 +628,7 @@ static void test_primary_returns_without_prefer_primary(void **state) {
   struct channel *ch = channel_registry_find(e->reg, "gala");
   struct config next = e->cfg;
   next.channels[0].prefer_primary = false;
-  channel_registry_reload(e->reg, &next); /* a live setting: kept channel, new value */
+  channel_registry_reload(e->reg, &next.rtmp, next.channels, next.channel_count); /* a live setting: kept channel, new value */
   struct sink tc = {0};
   channel_subscribe(ch, &sink_ops, &tc);
   struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
@@ -682,8 +678,66 @@ static void test_takeover_while_backup_active(void **state) {
   channel_feed_close(b);
 }
 
+/* The registry's observers: told of the channels there when they
+ * register, of each channel a reload adds or removes (removed: while it is
+ * still whole), and of nothing once they unobserve. */
+struct watch {
+  int added, removed;
+  bool removed_was_whole;
+};
+static void w_added(void *o, struct channel *ch) {
+  (void)ch;
+  ((struct watch *)o)->added++;
+}
+static void w_removed(void *o, struct channel *ch) {
+  struct watch *w = o;
+  w->removed++;
+  w->removed_was_whole = strcmp(channel_name(ch), "gala") == 0;
+}
+
+static void test_observers(void **state) {
+  struct env *e = *state;
+  struct watch w = {0};
+  struct channel_registry_observer obs = {w_added, w_removed, &w};
+  assert_int_equal(channel_registry_observe(e->reg, &obs), 0);
+  assert_int_equal(w.added, 1); /* gala, there already */
+  struct config next = e->cfg;
+  snprintf(next.channels[0].name, sizeof next.channels[0].name, "other");
+  snprintf(next.channels[0].key, sizeof next.channels[0].key, "k-other");
+  channel_registry_reload(e->reg, &next.rtmp, next.channels, next.channel_count);
+  assert_int_equal(w.added, 2);
+  assert_int_equal(w.removed, 1);
+  assert_true(w.removed_was_whole);
+  assert_int_equal(channel_registry_unobserve(e->reg, &obs), 0);
+  assert_int_equal(channel_registry_unobserve(e->reg, &obs), -ENOENT);
+  channel_registry_reload(e->reg, &e->cfg.rtmp, e->cfg.channels, e->cfg.channel_count);
+  assert_int_equal(w.added, 2);
+  assert_int_equal(w.removed, 1);
+  /* a bounded table: the ninth is refused */
+  struct watch many[9] = {0};
+  for (int i = 0; i < 8; i++) {
+    struct channel_registry_observer o = {w_added, NULL, &many[i]};
+    assert_int_equal(channel_registry_observe(e->reg, &o), 0);
+  }
+  struct channel_registry_observer o = {w_added, NULL, &many[8]};
+  assert_int_equal(channel_registry_observe(e->reg, &o), -ENOSPC);
+  assert_int_equal(many[8].added, 0);
+}
+
+/* The channel's codes are errno values; a refusal reads as words. */
+static void test_strerror(void **state) {
+  struct env *e = *state;
+  struct channel_feed *a = NULL;
+  int rc = channel_feed_open(e->reg, "nope", "a", &feed_ops, NULL, &a);
+  assert_int_equal(rc, -ENOENT);
+  assert_string_equal(channel_strerror(rc), "unknown stream key");
+  assert_string_equal(channel_strerror(CHANNEL_OPEN_BUSY), "stream key already live");
+  assert_string_equal(channel_strerror(CHANNEL_SUBSCRIBE_NOMEM), strerror(ENOMEM));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_takeover_of_silent_publisher, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fanout_gop_and_standby, setup, teardown),
@@ -698,6 +752,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_primary_returns, setup, teardown),
       cmocka_unit_test_setup_teardown(test_primary_returns_without_prefer_primary, setup, teardown),
       cmocka_unit_test_setup_teardown(test_takeover_while_backup_active, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_observers, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

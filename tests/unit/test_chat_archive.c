@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ static int teardown(void **state) {
   /* a failed assertion leaves the archive open: close it, or uv_run below
    * would wait on its async handle for ever instead of reporting */
   if (f->a)
-    archive_close(f->a);
+    archive_stop(f->a, NULL, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   char cmd[160];
@@ -75,7 +76,7 @@ static struct archive *open_archive(struct fixture *f, int commit_ms, int batch,
 }
 
 static void close_archive(struct fixture *f) {
-  archive_close(f->a);
+  archive_stop(f->a, NULL, NULL);
   f->a = NULL;
 }
 
@@ -252,11 +253,11 @@ static void test_reload_after_reopen(void **state) {
 
   struct archive_room_state got;
   char pinned[32];
-  assert_int_equal(archive_load_room_state(f->a, "gala", &got, pinned, sizeof pinned), 1);
+  assert_int_equal(archive_load_room_state(f->a, "gala", &got, pinned, sizeof pinned), 0);
   assert_int_equal(got.slow_seconds, 5);
   assert_int_equal(got.hold, 1);
   assert_string_equal(got.pinned_id, id5);
-  assert_int_equal(archive_load_room_state(f->a, "other", &got, pinned, sizeof pinned), 0);
+  assert_int_equal(archive_load_room_state(f->a, "other", &got, pinned, sizeof pinned), -ENOENT);
   assert_string_equal(got.pinned_id, "");
 
   /* clear: every visible comment up to ts becomes deleted */
@@ -477,7 +478,7 @@ static void test_full_queue_refuses(void **state) {
   struct ticket t[9];
   for (int k = 0; k < 8; k++)
     assert_int_equal(submit_comment(f, &t[k], k, "gala"), 0);
-  assert_int_equal(submit_comment(f, &t[8], 8, "gala"), -1);
+  assert_int_equal(submit_comment(f, &t[8], 8, "gala"), -EAGAIN);
   struct archive_stats s;
   archive_get_stats(f->a, &s);
   assert_int_equal(s.refused, 1);
@@ -508,8 +509,8 @@ static void test_close_drains(void **state) {
   assert_int_equal(archive_load_comments(f->a, "gala", ARCHIVE_VISIBLE, 1000, collect_comment, &col), 0);
   assert_int_equal(col.n, 50);
   /* closing: refused (f->a stays valid until the loop runs its close) */
-  archive_close(f->a);
-  assert_int_equal(submit_comment(f, &t[0], 99, "gala"), -1);
+  archive_stop(f->a, NULL, NULL);
+  assert_int_equal(submit_comment(f, &t[0], 99, "gala"), -EAGAIN);
   f->a = NULL;
 }
 
@@ -585,6 +586,28 @@ static void test_crash_keeps_acked(void **state) {
   close_archive(f);
 }
 
+static void count_stopped(void *arg) { ++*(int *)arg; }
+
+/* archive_stop drains synchronously (the completions run before it
+ * returns) and releases asynchronously: the callback runs once, after
+ * the handle closed and the archive was freed. */
+static void test_stop_calls_back_once(void **state) {
+  struct fixture *f = *state;
+  f->a = open_archive(f, 5, 64, 0);
+  struct archive_comment c = {.id = "s1", .channel = "gala", .user_id = "u", .user_name = "n",
+                              .role = "viewer", .text = "t", .ts_ms = 1, .addr = "",
+                              .status = ARCHIVE_VISIBLE};
+  struct ticket t = {f, 0};
+  assert_int_equal(archive_submit_comment(f->a, &c, on_done, &t), 0);
+  int stopped = 0;
+  archive_stop(f->a, count_stopped, &stopped);
+  f->a = NULL;
+  assert_int_equal(f->acks, 1);
+  assert_int_equal(stopped, 0);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
@@ -597,6 +620,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_drop_held, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_queue_refuses, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stop_calls_back_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_crash_keeps_acked, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

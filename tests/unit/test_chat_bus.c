@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,29 @@ static struct config *local_config(void) {
 }
 
 static void finish(uv_loop_t *loop, struct bus *b) {
-  bus_stop(b);
+  bus_stop(b, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void count_stopped(void *arg) { ++*(int *)arg; }
+
+/* bus_stop is asynchronous: the callback runs once, after the last handle
+ * closed and the bus was freed. */
+static void test_stop_calls_back_once(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config *cfg = local_config();
+  struct bus *b = bus_start(&loop, &cfg->redis, on_deliver, NULL);
+  free(cfg); /* read at start only */
+  assert_non_null(b);
+  int stopped = 0;
+  bus_stop(b, count_stopped, &stopped);
+  assert_int_equal(stopped, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void test_local_order(void **state) {
@@ -65,7 +86,7 @@ static void test_local_order(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {0};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
   assert_non_null(s.bus);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_subscribe_channel(s.bus, "other"), 0);
@@ -86,7 +107,7 @@ static void test_local_order(void **state) {
   assert_int_equal(st.published, 20);
   assert_int_equal(st.delivered, 20);
   assert_int_equal(st.redis_connected, 0);
-  assert_int_equal(bus_redis_connected(s.bus), 0);
+  assert_false(bus_is_redis_connected(s.bus));
   finish(&loop, s.bus);
   free(cfg);
 }
@@ -97,7 +118,7 @@ static void test_local_publish_from_callback(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {.republish = 1};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_publish(s.bus, "gala", "\"first\"", 7), 0);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -115,13 +136,13 @@ static void test_subscriptions(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   struct sink s = {0};
-  s.bus = bus_start(&loop, cfg, on_deliver, &s);
-  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -1); /* not subscribed */
-  assert_int_equal(bus_subscribe_channel(s.bus, ""), -1);
+  s.bus = bus_start(&loop, &cfg->redis, on_deliver, &s);
+  assert_int_equal(bus_publish(s.bus, "gala", "1", 1), -ENOENT); /* not subscribed */
+  assert_int_equal(bus_subscribe_channel(s.bus, ""), -EINVAL);
   char longname[200];
   memset(longname, 'a', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
-  assert_int_equal(bus_subscribe_channel(s.bus, longname), -1);
+  assert_int_equal(bus_subscribe_channel(s.bus, longname), -EINVAL);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0);
   assert_int_equal(bus_subscribe_channel(s.bus, "gala"), 0); /* idempotent */
   assert_int_equal(bus_publish(s.bus, "gala", "1", 1), 0);
@@ -129,7 +150,7 @@ static void test_subscriptions(void **state) {
   bus_unsubscribe_channel(s.bus, "gala");
   uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(s.n, 0);
-  assert_int_equal(bus_channel_via_redis(s.bus, "gala"), 0);
+  assert_false(bus_is_channel_via_redis(s.bus, "gala"));
   struct buf m;
   buf_init(&m);
   bus_metrics(s.bus, &m);
@@ -150,18 +171,18 @@ static void test_bad_url(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = local_config();
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "http://x:1");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:99999");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "s");
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:@127.0.0.1:6379"); /* empty password */
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:p%%zz@127.0.0.1:6379"); /* bad %-escape */
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   /* a url without a secret: every node would accept forged events */
   cfg->redis.secret[0] = '\0';
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:6379");
-  assert_null(bus_start(&loop, cfg, on_deliver, NULL));
+  assert_null(bus_start(&loop, &cfg->redis, on_deliver, NULL));
   assert_int_equal(uv_loop_close(&loop), 0);
   free(cfg);
 }
@@ -171,8 +192,8 @@ static void test_ids_sort_in_order(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct config *cfg = local_config();
-  struct bus *a = bus_start(&loop, cfg, on_deliver, NULL);
-  struct bus *b = bus_start(&loop, cfg, on_deliver, NULL);
+  struct bus *a = bus_start(&loop, &cfg->redis, on_deliver, NULL);
+  struct bus *b = bus_start(&loop, &cfg->redis, on_deliver, NULL);
   char prev[BUS_ID_LEN] = "", id[BUS_ID_LEN];
   /* More than 65536 per ms at times: the sequence borrows the next ms and
    * the order must still hold. */
@@ -195,14 +216,14 @@ static void test_ids_sort_in_order(void **state) {
   bus_make_id(a, id);
   if (strcmp(ida, idb) >= 0) /* a borrowed ahead in the loop above */
     fail_msg("ids across nodes out of order: %s %s", ida, idb);
-  bus_stop(a);
-  bus_stop(b);
+  bus_stop(a, NULL, NULL);
+  bus_stop(b, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
   free(cfg);
 }
 
-static enum bus_envelope_result open_buf(const char *secret, const char *channel,
+static int open_buf(const char *secret, const char *channel,
                                          const struct buf *b, struct bus_envelope *env) {
   return bus_envelope_open(secret, channel, (const char *)b->data, b->len, env);
 }
@@ -210,6 +231,13 @@ static enum bus_envelope_result open_buf(const char *secret, const char *channel
 /* Sealed with the shared secret: opens on the same channel; any other
  * secret, channel, byte or length does not; an unsigned envelope (the
  * form before signing, or a forgery) is a bad MAC, garbage is malformed. */
+static void test_envelope_strerror(void **state) {
+  (void)state;
+  assert_string_equal(bus_envelope_strerror(BUS_ENVELOPE_BAD_MAC), "bad_mac");
+  assert_string_equal(bus_envelope_strerror(BUS_ENVELOPE_MALFORMED), "malformed");
+  assert_string_equal(bus_envelope_strerror(-EINVAL), strerror(EINVAL));
+}
+
 static void test_envelope_seal_open(void **state) {
   (void)state;
   static const char ev[] = "{\"type\":\"ban\",\"user\":\"victim\"}";
@@ -242,20 +270,22 @@ static void test_envelope_seal_open(void **state) {
   assert_int_equal(bus_envelope_open("k3y", "gala", "", 0, &env), BUS_ENVELOPE_MALFORMED);
   /* bad arguments are refused, not sealed */
   buf_reset(&b);
-  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -1);
-  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -1);
-  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -1);
+  assert_int_equal(bus_envelope_seal(&b, "", "gala", "a1", 1, 1, ev, sizeof ev - 1), -EINVAL);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "", 1, 1, ev, sizeof ev - 1), -EINVAL);
+  assert_int_equal(bus_envelope_seal(&b, "k", "gala", "a1", 1, 0, ev, sizeof ev - 1), -EINVAL);
   buf_free(&b);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_local_order),
+      cmocka_unit_test(test_stop_calls_back_once),
       cmocka_unit_test(test_local_publish_from_callback),
       cmocka_unit_test(test_subscriptions),
       cmocka_unit_test(test_bad_url),
       cmocka_unit_test(test_ids_sort_in_order),
       cmocka_unit_test(test_envelope_seal_open),
+      cmocka_unit_test(test_envelope_strerror),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

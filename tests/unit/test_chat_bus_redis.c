@@ -130,8 +130,8 @@ static struct config *redis_config(int port, const char *userinfo) {
 /* Stop both buses, close the loop, kill Redis, free what the test made. */
 static void two_nodes_end(uv_loop_t *loop, struct node *a, struct node *b, pid_t redis,
                           struct config *cfg) {
-  bus_stop(a->bus);
-  bus_stop(b->bus);
+  bus_stop(a->bus, NULL, NULL);
+  bus_stop(b->bus, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(loop), 0);
   redis_kill(redis);
@@ -147,11 +147,11 @@ struct pair {
 
 static int both_ready(void *arg) {
   struct pair *p = arg;
-  return bus_channel_via_redis(p->a->bus, "gala") && bus_channel_via_redis(p->b->bus, "gala");
+  return bus_is_channel_via_redis(p->a->bus, "gala") && bus_is_channel_via_redis(p->b->bus, "gala");
 }
 static int both_down(void *arg) {
   struct pair *p = arg;
-  return !bus_redis_connected(p->a->bus) && !bus_redis_connected(p->b->bus);
+  return !bus_is_redis_connected(p->a->bus) && !bus_is_redis_connected(p->b->bus);
 }
 static int both_got(void *arg) {
   struct pair *p = arg;
@@ -180,8 +180,8 @@ static void test_two_nodes_one_order_and_reconnect(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = redis_config(port, "");
   struct node *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
-  b->bus = bus_start(&loop, cfg, on_deliver, b);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
+  b->bus = bus_start(&loop, &cfg->redis, on_deliver, b);
   assert_non_null(a->bus);
   assert_non_null(b->bus);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
@@ -249,7 +249,7 @@ static void test_refused_then_up(void **state) {
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://127.0.0.1:%d", port);
   snprintf(cfg->redis.secret, sizeof cfg->redis.secret, "shared-secret");
   struct node *a = calloc(1, sizeof *a);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
   struct pair p = {a, a, 1};
   assert_int_equal(bus_publish(a->bus, "gala", "{}", 2), 0);
@@ -257,23 +257,23 @@ static void test_refused_then_up(void **state) {
   assert_int_equal(a->local[0], 1);
   pid_t redis = redis_start(port);
   assert_true(run_until(&loop, both_ready, &p, 10000));
-  bus_stop(a->bus);
+  bus_stop(a->bus, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
   redis_kill(redis);
 
   /* stop while Redis is down (retry timer armed) */
   uv_loop_init(&loop);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   uv_run(&loop, UV_RUN_NOWAIT);
-  bus_stop(a->bus);
+  bus_stop(a->bus, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
   free(a);
   free(cfg);
 }
 
-static int a_up(void *arg) { return bus_channel_via_redis(((struct pair *)arg)->a->bus, "gala"); }
+static int a_up(void *arg) { return bus_is_channel_via_redis(((struct pair *)arg)->a->bus, "gala"); }
 
 /* PUBLISH straight into the room's Redis channel, as anyone who can reach
  * Redis could. */
@@ -306,7 +306,7 @@ static void test_password_and_forged_events(void **state) {
   uv_loop_init(&loop);
   struct config *cfg = redis_config(port, ":s3cr3t%40pw@");
   struct node *a = calloc(1, sizeof *a);
-  a->bus = bus_start(&loop, cfg, on_deliver, a);
+  a->bus = bus_start(&loop, &cfg->redis, on_deliver, a);
   assert_non_null(a->bus);
   assert_int_equal(bus_subscribe_channel(a->bus, "gala"), 0);
   struct pair p = {a, a, 1};
@@ -359,12 +359,12 @@ static void test_password_and_forged_events(void **state) {
   /* the wrong password: never up (AUTH refused, retried with backoff) */
   snprintf(cfg->redis.url, sizeof cfg->redis.url, "redis://:wrong@127.0.0.1:%d", port);
   struct node *b = calloc(1, sizeof *b);
-  b->bus = bus_start(&loop, cfg, on_deliver, b);
+  b->bus = bus_start(&loop, &cfg->redis, on_deliver, b);
   assert_non_null(b->bus);
   assert_int_equal(bus_subscribe_channel(b->bus, "gala"), 0);
   struct pair pb = {b, b, 1};
   assert_false(run_until(&loop, a_up, &pb, 700));
-  assert_int_equal(bus_redis_connected(b->bus), 0);
+  assert_false(bus_is_redis_connected(b->bus));
   two_nodes_end(&loop, a, b, redis, cfg);
 }
 

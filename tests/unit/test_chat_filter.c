@@ -172,7 +172,7 @@ static void test_list_words(void **state) {
   assert_string_equal(l.words[2], "shared");
   assert_string_equal(l.words[3], "zeta");
 
-  filter_close(f);
+  filter_stop(f, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
   unlink(path);
@@ -190,11 +190,35 @@ static int teardown(void **state) {
   return 0;
 }
 
+static void count_stopped(void *arg) { ++*(int *)arg; }
+
+/* filter_stop is asynchronous while a build is in flight: the callback
+ * runs once, after the build ended and the filter was freed. */
+static void test_stop_calls_back_once(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int stopped = 0;
+  struct filter *f = filter_new(&loop);
+  assert_non_null(f);
+  assert_int_equal(filter_add_word(f, "busy"), 1); /* schedules a build */
+  filter_stop(f, count_stopped, &stopped);
+  assert_int_equal(stopped, 0); /* the build still holds it */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
+  f = filter_new(&loop); /* nothing in flight: released at once */
+  assert_non_null(f);
+  filter_stop(f, count_stopped, &stopped);
+  assert_int_equal(stopped, 2);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize), cmocka_unit_test(test_sanitize),
       cmocka_unit_test(test_match), cmocka_unit_test(test_match_many),
-      cmocka_unit_test(test_list_words),
+      cmocka_unit_test(test_list_words), cmocka_unit_test(test_stop_calls_back_once),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
 /* Unit tests for chat/jwt: HS256 accepted, expired, forged, alg confusion,
  * duplicate claims. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,10 +107,19 @@ static void test_forged(void **state) {
   assert_int_equal(jwt_verify_hs256("eyJhbGciOiJIUzI1NiJ9.e30.", "", NOW, 0, &c), JWT_MALFORMED);
 }
 
+/* Its own codes by name, anything else as errno says: they share an int. */
+static void test_strerror(void **state) {
+  (void)state;
+  assert_string_equal(jwt_strerror(JWT_EXPIRED), "expired");
+  assert_string_equal(jwt_strerror(JWT_BAD_SIGNATURE), "bad_signature");
+  assert_string_equal(jwt_strerror(-ENOMEM), strerror(ENOMEM));
+  assert_true(JWT_MALFORMED < -1000); /* below every errno value */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid), cmocka_unit_test(test_structure),
-      cmocka_unit_test(test_duplicate_claims),
+      cmocka_unit_test(test_duplicate_claims), cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_expired), cmocka_unit_test(test_forged), cmocka_unit_test(test_huge_times),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
  * that the message names FILE:LINE and says what is wrong. The last cases
  * read the shipped config/galarelay.conf and docs/config.md and check that
  * every key of the table is documented there. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +36,7 @@ static int load(const char *text) {
  * contains `what`. */
 static void expect_error(const char *text, const char *where, const char *what) {
   int rc = load(text);
-  if (rc != -1 || !strstr(errs.text, where) || !strstr(errs.text, what))
+  if (rc != -EINVAL || !strstr(errs.text, where) || !strstr(errs.text, what))
     fail_msg("want an error at \"%s\" saying \"%s\"; got rc=%d:\n%s", where, what, rc, errs.text);
   assert_true(errs.count > 0);
 }
@@ -483,6 +484,7 @@ static void err_bad_redis_url(void **state) {
   assert_string_equal(ep.user, "u@x");
   assert_string_equal(ep.password, "p:w");
   assert_int_equal(config_redis_url_parse("redis://localhost", &ep), 0);
+  assert_int_equal(config_redis_url_parse("http://localhost:6379", &ep), -EINVAL);
   assert_int_equal(ep.port, 6379);
 }
 
@@ -512,7 +514,7 @@ static void err_too_many_tokens(void **state) {
 
 static void errors_are_collected(void **state) {
   (void)state;
-  assert_int_equal(load("[server]\nhttp_listen = nowhere\n[rtmp]\nidle_timeout = x\n[bogus]\n"), -1);
+  assert_int_equal(load("[server]\nhttp_listen = nowhere\n[rtmp]\nidle_timeout = x\n[bogus]\n"), -EINVAL);
   assert_int_equal(errs.count, 3);
   assert_non_null(strstr(errs.text, "t.conf:2: "));
   assert_non_null(strstr(errs.text, "t.conf:4: "));
@@ -521,7 +523,7 @@ static void errors_are_collected(void **state) {
 
 static void keys_of_unknown_section_are_not_reported(void **state) {
   (void)state;
-  assert_int_equal(load("[bogus]\na = 1\nb = 2\n"), -1);
+  assert_int_equal(load("[bogus]\na = 1\nb = 2\n"), -EINVAL);
   assert_int_equal(errs.count, 1);
 }
 
@@ -726,7 +728,7 @@ static void validate_refuses_demo_on_built_config(void **state) {
   config_defaults(&cfg);
   snprintf(cfg.server.rtmp_listen.host, sizeof cfg.server.rtmp_listen.host, "0.0.0.0");
   memset(&errs, 0, sizeof errs);
-  assert_int_equal(config_validate(&cfg, &errs), -1);
+  assert_int_equal(config_validate(&cfg, &errs), -EINVAL);
   assert_non_null(strstr(errs.text, "(defaults): "));
 }
 
@@ -795,7 +797,7 @@ static void find_channel(void **state) {
 
 static void load_missing_file(void **state) {
   (void)state;
-  assert_int_equal(config_load(&cfg, "/nonexistent/galarelay.conf", &errs), -1);
+  assert_int_equal(config_load(&cfg, "/nonexistent/galarelay.conf", &errs), -ENOENT);
   assert_non_null(strstr(errs.text, "/nonexistent/galarelay.conf: cannot open"));
 }
 
@@ -807,7 +809,7 @@ static void load_file_with_nul(void **state) {
   assert_non_null(f);
   fwrite("x\0y\n", 1, 4, f);
   fclose(f);
-  assert_int_equal(config_load(&cfg, path, &errs), -1);
+  assert_int_equal(config_load(&cfg, path, &errs), -EINVAL);
   assert_non_null(strstr(errs.text, "NUL"));
   unlink(path);
 }
@@ -816,7 +818,7 @@ static void load_file_names_path_in_errors(void **state) {
   (void)state;
   char path[256], where[300];
   write_temp("[server]\nbogus = 1\n", path, sizeof path);
-  assert_int_equal(config_load(&cfg, path, &errs), -1);
+  assert_int_equal(config_load(&cfg, path, &errs), -EINVAL);
   snprintf(where, sizeof where, "%s:2: ", path);
   assert_non_null(strstr(errs.text, where));
   unlink(path);
@@ -891,9 +893,137 @@ static void docs_reference_every_key(void **state) {
   free(text);
 }
 
+/* ---- the table's defaults and docs ------------------------------------ */
+
+static void table_defaults_all_parse(void **state) {
+  (void)state;
+  struct config_errors e;
+  if (config_check_defaults(&e) != 0)
+    fail_msg("%s", e.text);
+  const char *section, *name;
+  for (int i = 0; (name = config_key_at(i, &section)); i++) {
+    const char *doc = config_key_doc(i);
+    if (!doc || !doc[0] || strchr(doc, '\n'))
+      fail_msg("[%s] %s has no one-line doc in the table", section, name);
+  }
+}
+
+/* s with its backticks left out, into out. */
+static void without_backticks(const char *s, size_t n, char *out, size_t size) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 1 < size; i++)
+    if (s[i] != '`')
+      out[o++] = s[i];
+  out[o] = '\0';
+}
+
+/* The cells of docs/config.md's row for key name under "## [section",
+ * trimmed and without backticks: 0 = type, 1 = default, 2 = range, 3 =
+ * what it does. */
+static bool docs_row(const char *text, const char *section, const char *name, char cells[4][1024]) {
+  char heading[64], cell[80];
+  snprintf(heading, sizeof heading, "\n## [%s", section);
+  const char *p = strstr(text, heading);
+  if (!p)
+    return false;
+  const char *end = strstr(p + 1, "\n## ");
+  snprintf(cell, sizeof cell, "\n| `%s` |", name);
+  const char *row = strstr(p, cell);
+  if (!row || (end && row > end))
+    return false;
+  row += strlen(cell);
+  for (int c = 0; c < 4; c++) {
+    const char *bar = row;
+    while (*bar && *bar != '\n' && !(*bar == '|' && bar[-1] != '\\'))
+      bar++;
+    if (*bar != '|')
+      return false;
+    const char *a = row, *b = bar;
+    while (a < b && *a == ' ')
+      a++;
+    while (b > a && b[-1] == ' ')
+      b--;
+    without_backticks(a, (size_t)(b - a), cells[c], sizeof cells[c]);
+    row = bar + 1;
+  }
+  return true;
+}
+
+static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+static void docs_show_each_default_and_doc(void **state) {
+  (void)state;
+  char *text = read_whole(GALARELAY_SOURCE_DIR "/docs/config.md");
+  static char cells[4][1024];
+  const char *section, *name;
+  for (int i = 0; (name = config_key_at(i, &section)); i++) {
+    if (!docs_row(text, section, name, cells))
+      fail_msg("docs/config.md has no row for [%s] %s under its section", section, name);
+    const char *def = config_key_default(i);
+    if (def && !starts_with(cells[1], def[0] ? def : "empty"))
+      fail_msg("docs/config.md: [%s] %s default is \"%s\", the table says \"%s\"", section, name, cells[1],
+               def[0] ? def : "empty");
+    if (!starts_with(cells[3], config_key_doc(i)))
+      fail_msg("docs/config.md: [%s] %s reads \"%s\", the table's doc line is \"%s\"", section, name, cells[3],
+               config_key_doc(i));
+  }
+  free(text);
+}
+
+/* The shipped file shows each default: a line "KEY = DEFAULT" (commented
+ * out or not); an empty default either so ("KEY =") or said in the comment
+ * above the key ("default empty"). */
+static void shipped_config_shows_each_default(void **state) {
+  (void)state;
+  char *text = read_whole(SHIPPED);
+  const char *section, *name;
+  for (int i = 0; (name = config_key_at(i, &section)); i++) {
+    const char *def = config_key_default(i);
+    if (!def)
+      continue;
+    char want[256];
+    snprintf(want, sizeof want, "%s = %s\n", name, def);
+    if (!def[0])
+      snprintf(want, sizeof want, "%s =\n", name);
+    bool shown = false;
+    for (const char *p = text; !shown && (p = strstr(p, want)); p++)
+      shown = p == text || p[-1] == '\n' || (p[-1] == ';' && (p - 1 == text || p[-2] == '\n'));
+    if (!shown && !def[0]) {
+      /* the comment paragraph above the key's first line */
+      char key[96];
+      snprintf(key, sizeof key, "\n;%s =", name);
+      const char *at = strstr(text, key + 1) ? strstr(text, key) : NULL;
+      if (!at) {
+        snprintf(key, sizeof key, "\n%s =", name);
+        at = strstr(text, key);
+      }
+      const char *start = at;
+      while (start && start > text && !(start[-1] == '\n' && start[0] == '\n'))
+        start--;
+      char para[2048] = "";
+      if (at) {
+        size_t n = (size_t)(at - start) < sizeof para - 1 ? (size_t)(at - start) : sizeof para - 1;
+        memcpy(para, start, n);
+        para[n] = '\0';
+      }
+      for (char *q = para; *q; q++) /* "default\n; empty" reads as one phrase */
+        if (*q == '\n' || *q == ';')
+          *q = ' ';
+      shown = strcasestr(para, "empty") != NULL;
+    }
+    if (!shown)
+      fail_msg("config/galarelay.conf does not show the default of [%s] %s (want \"%s = %s\")", section, name,
+               name, def);
+  }
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_match_spec),
+      cmocka_unit_test(table_defaults_all_parse),
+      cmocka_unit_test(docs_show_each_default_and_doc),
+      cmocka_unit_test(shipped_config_shows_each_default),
       cmocka_unit_test(defaults_ladder_has_three_rungs),
       cmocka_unit_test(defaults_validate),
       cmocka_unit_test(empty_file_keeps_defaults),

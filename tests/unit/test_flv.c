@@ -1,6 +1,7 @@
 /* FLV bodies: AVC and AAC sequence headers to codec parameters (with the
  * picture size from a real x264 SPS), frames with composition time,
  * enhanced RTMP hvc1, and codecs refused by name. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,7 +54,7 @@ static void test_avc_dimensions_720p(void **state) {
   assert_int_equal(w, 1280);
   assert_int_equal(h, 720);
   for (size_t cut = 0; cut < 9; cut++)
-    assert_int_equal(flv_avc_dimensions(avcc_720p, cut, &w, &h), -1);
+    assert_int_equal(flv_avc_dimensions(avcc_720p, cut, &w, &h), -EINVAL);
 }
 
 static void test_avc_frame_cts(void **state) {
@@ -147,7 +148,7 @@ static void test_avc_sps_hostile_values(void **state) {
   uint8_t avcc[64] = {0x01, 0x42, 0x00, 0x1f, 0xff, 0xe1, 0x00, (uint8_t)sizeof crop_sps};
   memcpy(avcc + 8, crop_sps, sizeof crop_sps);
   int w = 0, h = 0;
-  assert_int_equal(flv_avc_dimensions(avcc, 8 + sizeof crop_sps, &w, &h), -1);
+  assert_int_equal(flv_avc_dimensions(avcc, 8 + sizeof crop_sps, &w, &h), -EINVAL);
 
   uint8_t scal_sps[51] = {0x67, 0x64, 0x00, 0x1f, 0xad, 0x80, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xfe};
   memset(scal_sps + 13, 0xff, sizeof scal_sps - 14);
@@ -158,8 +159,18 @@ static void test_avc_sps_hostile_values(void **state) {
   assert_true(rc == 0 || rc == -1);
 }
 
+/* Its codes are errno values with words of their own; others fall back. */
+static void test_strerror(void **state) {
+  (void)state;
+  assert_int_equal(FLV_E_INVALID, -EINVAL);
+  assert_string_equal(flv_strerror(FLV_E_UNSUPPORTED), "codec not supported");
+  assert_string_equal(flv_strerror(FLV_E_INVALID), "malformed or truncated FLV body");
+  assert_string_equal(flv_strerror(-ENOMEM), strerror(ENOMEM));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_avc_sequence_header),
       cmocka_unit_test(test_avc_dimensions_720p),
       cmocka_unit_test(test_avc_sps_hostile_values),

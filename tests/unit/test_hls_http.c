@@ -14,11 +14,12 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "transcoder/hls/hls_http.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window_int.h"
 #include "transcoder/hls/hls_packager.h"
 
 /* ---- fake core/http ---- */
@@ -78,7 +79,7 @@ int http_add_route(const char *prefix, http_route_fn fn) {
 struct fixture {
   uv_loop_t loop;
   struct config cfg;
-  struct app app;
+  struct hls_server *hls;
   struct hls_stream *st;
   struct hls_packager_sink sink;
   uint32_t timeline;
@@ -93,22 +94,20 @@ static int setup(void **state) {
   f->cfg.hls.part_duration = 0.5;
   f->cfg.hls.segment_duration = 2.0;
   f->cfg.hls.block_timeout = 0.3;
-  f->app.loop = &f->loop;
-  f->app.cfg = &f->cfg;
   memset(conns, 0, sizeof conns);
   next_wsi = 1;
-  f->app.hls = hls_server_start(&f->app);
-  assert_non_null(f->app.hls);
+  f->hls = hls_http_start(&f->loop, &f->cfg.hls, f->cfg.server.state_dir);
+  assert_non_null(f->hls);
   assert_true(route == hls_http_handle);
-  f->st = hls_stream_get(f->app.hls, "gala");
-  hls_stream_sink(f->st, &f->sink);
+  f->st = hls_stream_get(f->hls, "gala");
+  hls__stream_sink(f->st, &f->sink);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  hls_server_stop(f->app.hls);
+  hls_http_stop(f->hls, NULL, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   free(f);
@@ -117,9 +116,10 @@ static int teardown(void **state) {
 
 static struct fake_conn *get_from(struct fixture *f, const char *addr, const char *method, const char *path,
                                   const char *query, int *ret) {
+  (void)f; /* the route finds the store itself */
   int id = next_wsi++;
   assert_true(id < MAX_WSI);
-  struct http_request req = {.app = &f->app, .wsi = (struct lws *)(intptr_t)id, .method = method,
+  struct http_request req = {.wsi = (struct lws *)(intptr_t)id, .method = method,
                              .path = path, .query = query ? query : "", .client_addr = addr};
   int r = route(&req);
   if (ret)
@@ -393,6 +393,7 @@ static void test_parked_bound(void **state) {
 static void test_parked_per_address(void **state) {
   struct fixture *f = *state;
   f->cfg.hls.max_parked_per_address = 3;
+  hls_server_reload(f->hls, &f->cfg.hls, f->cfg.server.state_dir);
   begin(f, true);
   feed(f, 0, 2);
   const char *pl = "/hls/gala/360p/index.m3u8", *wait = "_HLS_msn=0&_HLS_part=3";
@@ -421,8 +422,8 @@ static void test_parked_per_address(void **state) {
 
   struct buf m;
   buf_init(&m);
-  hls_http_metrics(f->app.hls, &f->cfg, &m);
-  hls_server_metrics(f->app.hls, &m);
+  hls_http_metrics(f->hls, f->cfg.channels, f->cfg.channel_count, &m);
+  hls_server_metrics(f->hls, &m);
   assert_non_null(strstr(m.data, "galarelay_hls_parked_requests 7\n"));
   assert_non_null(strstr(m.data, "galarelay_hls_parked_refused_total{reason=\"address\"} 3\n"));
   buf_free(&m);
@@ -439,6 +440,7 @@ static void test_parked_per_address(void **state) {
     assert_int_equal(ret, HTTP_PARKED);
   }
   f->cfg.hls.max_parked_per_address = 0; /* 0: no bound but the server's */
+  hls_server_reload(f->hls, &f->cfg.hls, f->cfg.server.state_dir);
   get_from(f, "192.0.2.1", "GET", pl, "_HLS_msn=1&_HLS_part=3", &ret);
   assert_int_equal(ret, HTTP_PARKED);
 }
@@ -450,10 +452,10 @@ static void test_stop_answers_parked(void **state) {
   int ret;
   struct fake_conn *c = get(f, "GET", "/hls/gala/360p/index.m3u8", "_HLS_msn=1", &ret);
   assert_int_equal(ret, HTTP_PARKED);
-  hls_server_stop(f->app.hls);
+  hls_http_stop(f->hls, NULL, NULL);
   assert_true(c->status >= 400);
   uv_run(&f->loop, UV_RUN_DEFAULT);
-  f->app.hls = hls_server_new(&f->loop, &f->cfg); /* for teardown */
+  f->hls = hls_server_new(&f->loop, &f->cfg.hls, f->cfg.server.state_dir); /* for teardown */
 }
 
 int main(void) {

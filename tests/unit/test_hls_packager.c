@@ -301,7 +301,7 @@ static void run_packager(struct encoded *e, struct collected *c, double part, do
   struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = part,
                                        .segment_duration = seg};
   struct hls_packager_sink sink = {.on_init = on_init, .on_part = on_part, .opaque = c};
-  struct hls_packager *pk = hls_packager_new_sink(&params, &sink, e->par, e->tb);
+  struct hls_packager *pk = hls_packager_new(&params, &sink, e->par, e->tb);
   assert_non_null(pk);
   for (int i = 0; i < e->n; i++)
     assert_int_equal(hls_packager_write(pk, e->pkts[i], 1700000000000 + i), 0);
@@ -414,7 +414,7 @@ static void test_waits_for_keyframe(void **state) {
   struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = 0.5,
                                        .segment_duration = 1.0};
   struct hls_packager_sink sink = {.on_init = on_init, .on_part = on_part, .opaque = &c};
-  struct hls_packager *pk = hls_packager_new_sink(&params, &sink, e.par, e.tb);
+  struct hls_packager *pk = hls_packager_new(&params, &sink, e.par, e.tb);
   for (int i = 10; i < e.n; i++) /* join mid-GOP: nothing until the keyframe at 2 s */
     hls_packager_write(pk, e.pkts[i], 0);
   hls_packager_flush(pk);

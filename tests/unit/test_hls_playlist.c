@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <errno.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/unit/test_main.h"
@@ -19,6 +20,8 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window_int.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
 #include "transcoder/hls/hls_store.h"
@@ -45,16 +48,23 @@ static void layout_std(struct hls_stream_layout *l) {
 }
 
 static void server_up(struct fixture *f) {
-  f->srv = hls_server_new(&f->loop, &f->cfg);
+  f->srv = hls_server_new(&f->loop, &f->cfg.hls, f->cfg.server.state_dir);
   assert_non_null(f->srv);
   f->st = hls_stream_get(f->srv, "gala");
   assert_non_null(f->st);
-  hls_stream_sink(f->st, &f->sink);
+  hls__stream_sink(f->st, &f->sink);
 }
 
+static void count_call(void *arg) { (*(int *)arg)++; }
+
+/* hls_server_stop is asynchronous: its callback comes once, after the
+ * loop has closed the handles. */
 static void server_down(struct fixture *f) {
-  hls_server_free(f->srv);
+  int stopped = 0;
+  hls_server_stop(f->srv, count_call, &stopped);
+  assert_int_equal(stopped, 0);
   uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(stopped, 1);
   f->srv = NULL;
 }
 
@@ -101,7 +111,7 @@ static void feed_part(struct fixture *f, int rendition, int k, const char *bytes
 }
 
 static char *render(struct hls_rendition *r) {
-  struct hls_blob *b = hls_rendition_playlist(r);
+  struct hls_blob *b = hls__rendition_playlist(r);
   assert_non_null(b);
   char *s = strndup((const char *)b->data, b->len);
   hls_blob_unref(b);
@@ -125,7 +135,7 @@ static void test_media_playlist_golden(void **state) {
   for (int k = 0; k < 21; k++)
     feed_part(f, 1, k, "a");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   const char *want =
       "#EXTM3U\n"
@@ -170,16 +180,16 @@ static void test_media_playlist_golden(void **state) {
   free(text);
 
   /* a whole segment is its parts concatenated; old parts leave memory */
-  struct hls_segment *s = hls_rendition_segment(r, 4);
+  struct hls_segment *s = hls__rendition_segment(r, 4);
   assert_non_null(s);
   assert_int_equal(s->data->len, 8);
   assert_memory_equal(s->data->data, "vvvvvvvv", 8);
-  assert_non_null(hls_rendition_part(r, f->timeline, 21));
-  assert_null(hls_rendition_part(r, f->timeline, 3));
-  assert_true(hls_rendition_has(r, 5, 1));
-  assert_false(hls_rendition_has(r, 5, 2));
-  assert_true(hls_rendition_has(r, 4, -1));
-  assert_false(hls_rendition_has(r, 5, -1));
+  assert_non_null(hls__rendition_part(r, f->timeline, 21));
+  assert_null(hls__rendition_part(r, f->timeline, 3));
+  assert_true(hls__rendition_has(r, 5, 1));
+  assert_false(hls__rendition_has(r, 5, 2));
+  assert_true(hls__rendition_has(r, 4, -1));
+  assert_false(hls__rendition_has(r, 5, -1));
 }
 
 static void test_master_golden(void **state) {
@@ -187,7 +197,7 @@ static void test_master_golden(void **state) {
   begin_std(f);
   feed_part(f, 0, 0, "v");
   hls_stream_drain(f->st);
-  struct hls_blob *b = hls_stream_master(f->st);
+  struct hls_blob *b = hls__stream_master(f->st);
   assert_non_null(b);
   const char *want =
       "#EXTM3U\n"
@@ -217,7 +227,7 @@ static void test_discontinuity_and_restart(void **state) {
   for (int k = 0; k < 5; k++)
     feed_part(f, 0, k, "w");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   /* segment 2 was closed at the end; the new timeline continues at 3 after a discontinuity */
   assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
@@ -226,7 +236,7 @@ static void test_discontinuity_and_restart(void **state) {
   assert_non_null(strstr(text, "URI=\"part-2-"));
   free(text);
   /* old segments' init is still served */
-  assert_non_null(hls_rendition_init(r, first));
+  assert_non_null(hls__rendition_init(r, first));
 
   /* restart: a new server on the same state_dir starts above what was used */
   server_down(f);
@@ -235,7 +245,7 @@ static void test_discontinuity_and_restart(void **state) {
   assert_int_equal(f->timeline, first + 2);
   feed_part(f, 0, 0, "x");
   hls_stream_drain(f->st);
-  r = hls_stream_rendition(f->st, "720p");
+  r = hls__stream_rendition(f->st, "720p");
   text = render(r);
   assert_non_null(strstr(text, "#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n"));
   assert_non_null(strstr(text, "URI=\"part-3-0.m4s\""));
@@ -259,7 +269,7 @@ static void write_file(const char *path, const char *text) {
 }
 
 static uint64_t media_sequence(struct fixture *f) {
-  char *text = render(hls_stream_rendition(f->st, "720p"));
+  char *text = render(hls__stream_rendition(f->st, "720p"));
   const char *p = strstr(text, "#EXT-X-MEDIA-SEQUENCE:");
   assert_non_null(p);
   uint64_t msn = strtoull(p + strlen("#EXT-X-MEDIA-SEQUENCE:"), NULL, 10);
@@ -295,9 +305,9 @@ static void test_crash_restart(void **state) {
   for (int k = 0; k < 4 * (last - 8) + 1; k++)
     feed_part(f, 0, k, "w");
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
-  assert_non_null(hls_rendition_segment(r, (uint64_t)last));
-  assert_null(hls_rendition_segment(r, (uint64_t)last + 1));
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
+  assert_non_null(hls__rendition_segment(r, (uint64_t)last));
+  assert_null(hls__rendition_segment(r, (uint64_t)last + 1));
   uint32_t served_timeline = f->timeline;
   assert_int_equal(served_timeline, first + 1);
 
@@ -360,7 +370,7 @@ static void assert_layout_equal(const struct hls_stream_layout *a, const struct 
 static void test_saved_layout_restart(void **state) {
   struct fixture *f = *state;
   struct hls_stream_layout got, feed;
-  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1); /* no feed yet */
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT); /* no feed yet */
   layout_small(&feed);
   f->timeline = hls_stream_begin(f->st, &feed);
   assert_true(f->timeline > 0);
@@ -416,7 +426,7 @@ static void test_saved_layout_bad_files(void **state) {
     write_file(path, text);
     server_up(f);
     struct hls_stream_layout got;
-    assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+    assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT);
     begin_std(f); /* the numbers were read all the same */
     assert_int_equal(f->timeline, 8);
   }
@@ -428,7 +438,7 @@ static void test_saved_layout_bad_files(void **state) {
   write_file(path, text);
   server_up(f);
   struct hls_stream_layout got;
-  assert_int_equal(hls_stream_saved_layout(f->st, &got), -1);
+  assert_int_equal(hls_stream_saved_layout(f->st, &got), -ENOENT);
   /* a well-formed one, as an operator might write it */
   server_down(f);
   write_file(path, "msn=40\nrendition=source video 640 360 30 1200000 900000 0\n"
@@ -474,7 +484,7 @@ static void test_old_timeline_dropped(void **state) {
                                .independent = true, .duration_us = 500000, .pdt_ms = T0};
   f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("old", 3));
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   assert_int_equal(r->seg_count, 1); /* the part queued before begin went in; the late one not */
   assert_int_equal(r->segs[0]->timeline, old);
 }
@@ -492,7 +502,7 @@ static void test_preload_hint_across_timelines(void **state) {
   hls_stream_end(f->st);
   begin_std(f);
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
   char bad[64];
   snprintf(bad, sizeof bad, "PRELOAD-HINT:TYPE=PART,URI=\"part-%u-", old);
@@ -516,8 +526,8 @@ static void test_layout_change_removes_rendition(void **state) {
   layout_std(&l);
   snprintf(l.r[0].name, sizeof l.r[0].name, "480p");
   f->timeline = hls_stream_begin(f->st, &l);
-  assert_null(hls_stream_rendition(f->st, "720p"));
-  assert_non_null(hls_stream_rendition(f->st, "480p"));
+  assert_null(hls__stream_rendition(f->st, "720p"));
+  assert_non_null(hls__stream_rendition(f->st, "480p"));
   /* bad layouts are refused */
   snprintf(l.r[0].name, sizeof l.r[0].name, "../x");
   assert_int_equal(hls_stream_begin(f->st, &l), 0);
@@ -597,6 +607,38 @@ static void test_record_queue_bound(void **state) {
  * HLS_SEGMENT_MAX_TARGETS segment durations the open segment is closed as
  * it is, parts are dropped until a keyframe starts the next segment, and
  * the cut is counted. */
+/* The part queue (packagers -> loop) is bounded: with the loop not
+ * draining, HLS_QUEUE_MAX parts wait and the next is dropped and counted
+ * (galarelay_hls_parts_dropped_total); after the drain the rendition drops
+ * parts up to the next segment start, whose segment comes in clean. */
+static void test_part_queue_bound(void **state) {
+  struct fixture *f = *state;
+  begin_std(f);
+  hls_stream_drain(f->st); /* the inits: the queue is empty */
+  for (int k = 0; k < HLS_QUEUE_MAX + 1; k++)
+    feed_part(f, 0, k, "p");
+  struct buf b;
+  buf_init(&b);
+  hls_server_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "galarelay_hls_parts_dropped_total{channel=\"gala\"} 1\n"));
+  buf_free(&b);
+  hls_stream_drain(f->st);
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX);
+  int k = HLS_QUEUE_MAX + 1;
+  assert_int_equal(k % 4, 1); /* not a segment start: skipped after the loss */
+  for (; k % 4 != 0; k++)
+    feed_part(f, 0, k, "q");
+  hls_stream_drain(f->st);
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX);
+  assert_int_equal(r->parts_dropped, 3);
+  feed_part(f, 0, k, "s"); /* a segment start: taken */
+  hls_stream_drain(f->st);
+  assert_int_equal(r->parts_in, HLS_QUEUE_MAX + 1);
+  assert_non_null(hls__rendition_open(r));
+  assert_int_equal(hls__rendition_open(r)->part_count, 1);
+}
+
 static void test_segment_without_keyframe_is_cut(void **state) {
   struct fixture *f = *state;
   begin_std(f);
@@ -608,14 +650,14 @@ static void test_segment_without_keyframe_is_cut(void **state) {
     f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("p", 1));
   }
   hls_stream_drain(f->st);
-  struct hls_rendition *r = hls_stream_rendition(f->st, "720p");
-  struct hls_segment *s = hls_rendition_segment(r, 0);
+  struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
+  struct hls_segment *s = hls__rendition_segment(r, 0);
   assert_non_null(s);
   assert_true(s->complete);
   assert_int_equal(s->part_count, cap_parts);
   assert_true(s->duration <= HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration + 1e-9);
   assert_int_equal(s->data->len, cap_parts);
-  assert_null(hls_rendition_open(r));
+  assert_null(hls__rendition_open(r));
   assert_int_equal(r->parts_dropped, 10);
   assert_int_equal(r->segments_cut, 1);
   char *pl = render(r);
@@ -626,8 +668,8 @@ static void test_segment_without_keyframe_is_cut(void **state) {
                               .start_us = 20000000, .duration_us = 500000, .pdt_ms = T0 + 20000, .frames = 15};
   f->sink.on_part(f->sink.opaque, &key, hls_blob_copy("k", 1));
   hls_stream_drain(f->st);
-  assert_non_null(hls_rendition_open(r));
-  assert_int_equal(hls_rendition_open(r)->msn, 1);
+  assert_non_null(hls__rendition_open(r));
+  assert_int_equal(hls__rendition_open(r)->msn, 1);
   struct buf b;
   buf_init(&b);
   hls_server_metrics(f->srv, &b);
@@ -669,6 +711,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_record_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_record_queue_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_segment_without_keyframe_is_cut, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_part_queue_bound, setup, teardown),
       cmocka_unit_test(test_pdt_format),
       cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
   };

@@ -1,6 +1,7 @@
 /* test_ladder: rung selection, even output sizes, scale sources and the
  * shared keyframe clock (transcoder/ladder.h). */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +26,7 @@ static void default_ladder_1080p(void **state)
 {
   (void)state;
   struct ladder l;
-  assert_int_equal(ladder_build(&cfg, 1920, 1080, &l), 4);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1920, 1080, &l), 4);
   assert_string_equal(l.r[0].name, "source");
   assert_true(l.r[0].passthrough);
   assert_int_equal(l.r[0].width, 1920);
@@ -48,12 +49,12 @@ static void rungs_at_or_above_source_left_out(void **state)
 {
   (void)state;
   struct ladder l;
-  assert_int_equal(ladder_build(&cfg, 1280, 720, &l), 3); /* source, 480p, 360p */
+  assert_int_equal(ladder_build(&cfg.transcoder, 1280, 720, &l), 3); /* source, 480p, 360p */
   assert_string_equal(l.r[1].name, "480p");
   assert_string_equal(l.r[2].name, "360p");
-  assert_int_equal(ladder_build(&cfg, 640, 360, &l), 1); /* only the source */
+  assert_int_equal(ladder_build(&cfg.transcoder, 640, 360, &l), 1); /* only the source */
   assert_true(l.r[0].passthrough);
-  assert_int_equal(ladder_build(&cfg, 320, 240, &l), 1);
+  assert_int_equal(ladder_build(&cfg.transcoder, 320, 240, &l), 1);
 }
 
 static void no_passthrough(void **state)
@@ -61,16 +62,16 @@ static void no_passthrough(void **state)
   (void)state;
   struct ladder l;
   cfg.transcoder.source_passthrough = false;
-  assert_int_equal(ladder_build(&cfg, 1920, 1080, &l), 3);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1920, 1080, &l), 3);
   assert_string_equal(l.r[0].name, "720p");
-  assert_int_equal(ladder_build(&cfg, 640, 360, &l), 0);
+  assert_int_equal(ladder_build(&cfg.transcoder, 640, 360, &l), 0);
 }
 
 static void odd_source_keeps_aspect_even(void **state)
 {
   (void)state;
   struct ladder l;
-  assert_int_equal(ladder_build(&cfg, 1279, 719, &l), 3); /* 720 >= 719: out */
+  assert_int_equal(ladder_build(&cfg.transcoder, 1279, 719, &l), 3); /* 720 >= 719: out */
   assert_int_equal(l.r[0].width, 1279); /* the source is passed as it is */
   for (int i = 1; i < l.count; i++) {
     assert_int_equal(l.r[i].width % 2, 0);
@@ -80,7 +81,7 @@ static void odd_source_keeps_aspect_even(void **state)
   }
   assert_int_equal(l.r[1].width, 854);
   /* portrait phone feed */
-  assert_int_equal(ladder_build(&cfg, 1081, 1921, &l), 4);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1081, 1921, &l), 4);
   assert_int_equal(l.r[1].height, 720);
   assert_int_equal(l.r[1].width, 406);
   assert_int_equal(l.r[3].width, 202);
@@ -91,7 +92,7 @@ static void odd_rung_height(void **state)
   (void)state;
   struct ladder l;
   cfg.transcoder.rungs[2].height = 361;
-  assert_int_equal(ladder_build(&cfg, 1920, 1080, &l), 4);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1920, 1080, &l), 4);
   assert_int_equal(l.r[3].height, 362);
   assert_int_equal(l.r[3].width % 2, 0);
 }
@@ -104,7 +105,7 @@ static void rungs_sorted_and_scaled_from_nearest_larger(void **state)
   struct config_rung t = cfg.transcoder.rungs[0];
   cfg.transcoder.rungs[0] = cfg.transcoder.rungs[2];
   cfg.transcoder.rungs[2] = t;
-  assert_int_equal(ladder_build(&cfg, 1920, 1080, &l), 4);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1920, 1080, &l), 4);
   assert_string_equal(l.r[1].name, "720p");
   assert_string_equal(l.r[2].name, "480p");
   assert_string_equal(l.r[3].name, "360p");
@@ -119,7 +120,7 @@ static void remove_keeps_scale_chain(void **state)
 {
   (void)state;
   struct ladder l;
-  ladder_build(&cfg, 1920, 1080, &l);
+  ladder_build(&cfg.transcoder, 1920, 1080, &l);
   ladder_remove(&l, 0); /* the source */
   assert_int_equal(l.count, 3);
   assert_string_equal(l.r[0].name, "720p");
@@ -136,8 +137,8 @@ static void bad_sizes(void **state)
 {
   (void)state;
   struct ladder l;
-  assert_int_equal(ladder_build(&cfg, 0, 1080, &l), -1);
-  assert_int_equal(ladder_build(&cfg, 1920, -2, &l), -1);
+  assert_int_equal(ladder_build(&cfg.transcoder, 0, 1080, &l), -EINVAL);
+  assert_int_equal(ladder_build(&cfg.transcoder, 1920, -2, &l), -EINVAL);
   assert_int_equal(ladder_scaled_width(0, 0, 360), 0);
   assert_int_equal(ladder_scaled_width(16, 4096, 2), 2);
 }

@@ -3,6 +3,7 @@
  * line; valid UTF-8 passes unchanged; a long line is cut whole. Each case
  * points stderr at a temporary file, logs, and reads back what was
  * written. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +127,16 @@ static void test_level_still_filters(void **state) {
   assert_string_equal(out, "error main: shown x\\ny\n");
 }
 
+/* The error convention: 0, or a negative errno code. */
+static void test_level_parse_returns_einval(void **state) {
+  (void)state;
+  enum log_level lvl = LOG_LEVEL_ERROR;
+  assert_int_equal(log_level_parse("warn", &lvl), 0);
+  assert_int_equal(lvl, LOG_LEVEL_WARN);
+  assert_int_equal(log_level_parse("loud", &lvl), -EINVAL);
+  assert_int_equal(lvl, LOG_LEVEL_WARN);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_newline_cannot_forge_a_line),
@@ -134,6 +145,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_utf8_is_escaped),
       cmocka_unit_test(test_long_line_is_cut_whole),
       cmocka_unit_test(test_level_still_filters),
+      cmocka_unit_test(test_level_parse_returns_einval),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -265,7 +265,7 @@ static int teardown(void **state)
 
 static struct pipeline *run_clip(const char *path, mutate_fn mutate, struct rec_stream *audio_in)
 {
-  struct pipeline *p = pipeline_new("test", &cfg, &rec_out, false);
+  struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   assert_non_null(p);
   struct feed f;
   feed_open(&f, path);
@@ -371,7 +371,7 @@ static void channel_measures_used(void **state)
   const char *path = clip("base", BASE_ARGS);
   for (int round = 0; round < 2; round++) {
     rec_reset();
-    struct pipeline *p = pipeline_new("test", &cfg, &rec_out, false);
+    struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
     assert_non_null(p);
     struct feed f;
     feed_open(&f, path);
@@ -469,7 +469,7 @@ static void new_parameters_new_timeline(void **state)
   const char *a = clip("base", BASE_ARGS);
   const char *b = clip("small", "-f lavfi -i testsrc2=size=426x240:rate=30 -t 2.5 -c:v libx264 "
                        "-preset ultrafast -g 60 -pix_fmt yuv420p");
-  struct pipeline *p = pipeline_new("test", &cfg, &rec_out, false);
+  struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   struct feed f;
   feed_open(&f, a);
   pipeline_start(p, &f.info);
@@ -506,7 +506,7 @@ static void in_band_size_change_reconfigures(void **state)
                        "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
   const char *b = clip("inband_b", "-f lavfi -i testsrc2=size=480x360:rate=30 -t 2.5 -c:v libx264 "
                        "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
-  struct pipeline *p = pipeline_new("test", &cfg, &rec_out, false);
+  struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   struct feed f;
   feed_open(&f, a);
   pipeline_start(p, &f.info);
@@ -572,7 +572,7 @@ static void overload_sheds_lowest_priority(void **state)
   (void)state;
   struct pipeline_output out = rec_out;
   out.write = slow_write;
-  struct pipeline *p = pipeline_new("test", &cfg, &out, true);
+  struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &out, true);
   struct feed f;
   feed_open(&f, clip("base", BASE_ARGS));
   pipeline_start(p, &f.info);
@@ -602,7 +602,7 @@ static void memory_ceiling_sheds_lowest_priority(void **state)
   uv_loop_init(&loop);
   assert_int_equal(memguard_start(&loop, 1), 0); /* 1 MiB: we are past 90 % of it */
   assert_true(memguard_near_limit());
-  struct pipeline *p = pipeline_new("test", &cfg, &rec_out, true);
+  struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, true);
   struct feed f;
   feed_open(&f, clip("base", BASE_ARGS));
   pipeline_start(p, &f.info);
@@ -663,7 +663,7 @@ static void *pk_open(void *opaque, uint32_t timeline, int index, const AVCodecPa
   struct hls_packager_params params = {.timeline = timeline, .rendition = index,
                                        .part_duration = 0.333, .segment_duration = 2.0};
   struct hls_packager_sink sink = {.on_init = pk_on_init, .on_part = pk_on_part};
-  return hls_packager_new_sink(&params, &sink, par, tb);
+  return hls_packager_new(&params, &sink, par, tb);
 }
 
 static int pk_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
@@ -698,7 +698,7 @@ static void segments_align_in_the_packager(void **state)
     out.open = pk_open;
     out.write = pk_write;
     out.close = pk_close;
-    struct pipeline *p = pipeline_new("test", &cfg, &out, false);
+    struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &out, false);
     struct feed f;
     feed_open(&f, clips[c]);
     pipeline_start(p, &f.info);

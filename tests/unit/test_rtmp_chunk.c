@@ -1,6 +1,7 @@
 /* RTMP chunk stream: writer -> reader round trips fed one byte at a time,
  * all four header types with deltas, extended timestamps, Set Chunk Size,
  * Abort, and the bounds (message size, chunk streams). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,7 +128,7 @@ static void test_set_chunk_size_midstream(void **state) {
   memset(payload, 0x42, sizeof payload);
   struct buf b;
   buf_init(&b);
-  rtmp_write_set_chunk_size(&b, 4096, 128);
+  rtmp_chunk_write_set_chunk_size(&b, 4096, 128);
   rtmp_chunk_write(&b, 6, RTMP_MSG_VIDEO, 1, 0, payload, sizeof payload, 4096);
   struct rtmp_chunk_reader rd;
   rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
@@ -135,8 +136,8 @@ static void test_set_chunk_size_midstream(void **state) {
   feed_all(&rd, b.data, b.len, &g, 1);
   assert_int_equal(g.n, 2);
   assert_int_equal(g.m[1].len, 5000);
-  assert_int_equal(rtmp_chunk_reader_set_chunk_size(&rd, 0), -1);
-  assert_int_equal(rtmp_chunk_reader_set_chunk_size(&rd, 65537), -1);
+  assert_int_equal(rtmp_chunk_reader_set_chunk_size(&rd, 0), -EINVAL);
+  assert_int_equal(rtmp_chunk_reader_set_chunk_size(&rd, 65537), -EINVAL);
   got_free(&g);
   rtmp_chunk_reader_free(&rd);
   buf_free(&b);
@@ -309,8 +310,18 @@ static void test_wire_retimed(void **state) {
   assert_null(rtmp_chunk_wire_retimed(fmt1, 0, 1));
 }
 
+/* The reader's codes are errno values with words of their own. */
+static void test_strerror(void **state) {
+  (void)state;
+  assert_int_equal(RTMP_CHUNK_E_NOMEM, -ENOMEM);
+  assert_string_equal(rtmp_chunk_strerror(RTMP_CHUNK_E_TOO_LARGE), "message too large");
+  assert_string_equal(rtmp_chunk_strerror(RTMP_CHUNK_E_NO_HEADER), "chunk continues a stream never opened");
+  assert_string_equal(rtmp_chunk_strerror(-EINVAL), strerror(EINVAL));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_strerror),
       cmocka_unit_test(test_roundtrip_bytewise),
       cmocka_unit_test(test_header_types),
       cmocka_unit_test(test_set_chunk_size_midstream),

@@ -1,5 +1,6 @@
 /* RTMP handshake: plain and digest (complex) server answers, fed one byte
  * at a time; bad versions refused; the client side answers S1 with C2. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -114,7 +115,7 @@ static void test_bad_version(void **state) {
   struct sink out = {0};
   rtmp_handshake_server_init(&hs);
   const uint8_t garbage[] = "GET / HTTP/1.1\r\n";
-  assert_int_equal(rtmp_handshake_feed(&hs, garbage, sizeof garbage, sink_send, &out), -1);
+  assert_int_equal(rtmp_handshake_feed(&hs, garbage, sizeof garbage, sink_send, &out), -EPROTO);
   assert_int_equal(hs.state, RTMP_HS_FAILED);
   assert_int_equal(out.len, 0);
 }

@@ -1,4 +1,5 @@
 /* rtmp_push: restream target URLs split into host, port, app and stream. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +36,7 @@ static void test_parse_url(void **state) {
   const char *bad[] = {"http://x/live/k", "rtmp://host", "rtmp://host/", "rtmp://host/live/", "rtmp://:1935/a/b",
                        "rtmp://h:0/a/b", "rtmp://h:99999/a/b", "rtmp://[::1/a/b"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    assert_int_equal(rtmp_push_parse_url(bad[i], host, sizeof host, &port, app, sizeof app, stream, sizeof stream), -1);
+    assert_int_equal(rtmp_push_parse_url(bad[i], host, sizeof host, &port, app, sizeof app, stream, sizeof stream), -EINVAL);
 }
 
 int main(void) {

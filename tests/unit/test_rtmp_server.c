@@ -27,7 +27,6 @@
 
 #include "config/config.h"
 #include "relay/amf.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "relay/channel.h"
 #include "relay/rtmp_chunk.h"
@@ -49,7 +48,10 @@ struct client {
 struct env {
   uv_loop_t loop;
   struct config cfg;
-  struct app app;
+  struct {
+    struct channel_registry *channels;
+    struct rtmp_server *rtmp;
+  } app;
   struct channel *ch;
   struct channel_feed *feed;
   int64_t dts;
@@ -85,10 +87,10 @@ static int setup(void **state) {
   struct config_errors errs = {0};
   if (config_load_string(&e->cfg, "t.conf", text, &errs) < 0)
     return -1;
-  e->app.loop = &e->loop;
-  e->app.cfg = &e->cfg;
-  e->app.channels = channel_registry_new(&e->app);
-  e->app.rtmp = e->app.channels ? rtmp_server_start(&e->app) : NULL;
+  e->app.channels = channel_registry_new(&e->loop, &e->cfg.rtmp, e->cfg.channels, e->cfg.channel_count);
+  e->app.rtmp = e->app.channels ? rtmp_server_start(&e->loop, &e->cfg.server.rtmp_listen, &e->cfg.rtmp,
+                                                    e->cfg.channels, e->cfg.channel_count, e->app.channels)
+                                : NULL;
   if (!e->app.rtmp)
     return -1;
   e->ch = channel_registry_find(e->app.channels, "gala");
@@ -111,10 +113,10 @@ static int teardown(void **state) {
   struct env *e = *state;
   if (e->cl.started)
     uv_close((uv_handle_t *)&e->cl.tcp, NULL);
-  rtmp_server_stop(e->app.rtmp);
+  rtmp_server_stop(e->app.rtmp, NULL, NULL);
   if (e->feed)
     channel_feed_close(e->feed);
-  channel_registry_free(e->app.channels);
+  channel_registry_stop(e->app.channels, NULL, NULL);
   run_until(e, loop_idle);
   assert_int_equal(uv_loop_close(&e->loop), 0);
   buf_free(&e->cl.out);
@@ -310,11 +312,42 @@ static void test_player_closed_by_metadata(void **state) {
   closed_during_subscription(e);
 }
 
+static bool metric_has(struct env *e, const char *line) {
+  struct buf m;
+  buf_init(&m);
+  rtmp_server_metrics(e->app.rtmp, &m);
+  bool found = strstr(m.data, line) != NULL;
+  buf_free(&m);
+  return found;
+}
+
+/* A reload's [rtmp] and channel list (stream keys count for the player
+ * limit) apply at once, and the previous config may go right after. */
+static void test_reload_limits(void **state) {
+  struct env *e = *state;
+  char want[96];
+  snprintf(want, sizeof want, "\ngalarelay_rtmp_player_limit %d\n",
+           e->cfg.rtmp.max_connections - e->cfg.rtmp.publisher_reserve - 1);
+  assert_true(metric_has(e, want));
+  struct config *next = malloc(sizeof *next);
+  assert_non_null(next);
+  *next = e->cfg;
+  next->rtmp.max_connections = 50;
+  next->rtmp.publisher_reserve = 3;
+  snprintf(next->channels[0].backup_key, sizeof next->channels[0].backup_key, "k2");
+  rtmp_server_reload(e->app.rtmp, &next->rtmp, next->channels, next->channel_count);
+  assert_true(metric_has(e, "\ngalarelay_rtmp_player_limit 45\n")); /* 50 - 3 - two keys */
+  rtmp_server_reload(e->app.rtmp, &e->cfg.rtmp, e->cfg.channels, e->cfg.channel_count);
+  free(next);
+  assert_true(metric_has(e, want));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_player_plays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_player_closed_by_headers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_player_closed_by_metadata, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reload_limits, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

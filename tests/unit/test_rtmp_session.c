@@ -1,6 +1,7 @@
 /* RTMP session state machine: a scripted client (our own chunk writer and
  * AMF encoder, the command sequence ffmpeg and OBS send) fed one byte at a
  * time; the server's answers are parsed back and checked. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,7 +163,7 @@ static void test_publish_sequence(void **state) {
   amf_put_prop_number(&m, "width", 640);
   amf_put_object_end(&m);
   rtmp_chunk_write(&c, 4, RTMP_MSG_DATA_AMF0, 1, 0, (uint8_t *)m.data, m.len, 128);
-  rtmp_write_set_chunk_size(&c, 60000, 128);
+  rtmp_chunk_write_set_chunk_size(&c, 60000, 128);
   uint8_t big[70000] = {0x17, 0x01};
   rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 0x1000000, big, sizeof big, 60000);
   rtmp_chunk_write(&c, 4, RTMP_MSG_AUDIO, 1, 0x1000001, big, 10, 60000);
@@ -221,7 +222,7 @@ static void test_play(void **state) {
   rtmp_test_client_command(&c, "createStream", 2, NULL, 0);
   rtmp_test_client_command(&c, "play", 0, "gala", 1);
   /* a ping from the client is answered */
-  rtmp_write_user_control(&c, RTMP_UC_PING_REQUEST, 77, 128);
+  rtmp_chunk_write_user_control(&c, RTMP_UC_PING_REQUEST, 77, 128);
   assert_int_equal(feed_bytewise(s, &c), 0);
   assert_string_equal(p.played, "gala");
   assert_int_equal(rtmp_session_state(s), RTMP_SESSION_PLAYING);
@@ -247,14 +248,14 @@ static void test_protocol_errors(void **state) {
   struct buf c;
   buf_init(&c);
   rtmp_test_client_handshake(&c);
-  rtmp_write_set_chunk_size(&c, 0, 128); /* invalid */
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  rtmp_chunk_write_set_chunk_size(&c, 0, 128); /* invalid */
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_string_equal(rtmp_session_error(s), "bad chunk size");
   rtmp_session_free(s);
   buf_reset(&p.out);
   s = rtmp_session_new(&lim, &ops, &p);
   const uint8_t http[] = "GET / HTTP/1.0\r\n\r\n";
-  assert_int_equal(rtmp_session_feed(s, http, sizeof http), -1);
+  assert_int_equal(rtmp_session_feed(s, http, sizeof http), -EPROTO);
   rtmp_session_free(s);
   buf_free(&c);
   buf_free(&p.out);
@@ -326,7 +327,7 @@ static void test_preauth_budget(void **state) {
   uint8_t hdr[12] = {0x05, 0, 0, 0, 0x10, 0x00, 0x00, RTMP_MSG_DATA_AMF0, 1, 0, 0, 0};
   buf_append(&c, hdr, sizeof hdr);
   buf_append(&c, "\x02\x00\x0aonMetaData", 13);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_string_equal(rtmp_session_error(s),
                       "message of 1048576 bytes before publish: over the 65536-byte pre-publish budget");
   rtmp_session_free(s);
@@ -341,7 +342,7 @@ static void test_preauth_budget(void **state) {
   hdr[4] = 0x01; /* 64 KiB + 1 */
   hdr[6] = 0x01;
   buf_append(&c, hdr, sizeof hdr);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_int_equal(rtmp_session_state(s), RTMP_SESSION_PLAYING);
   assert_non_null(strstr(rtmp_session_error(s), "65537 bytes before publish"));
   rtmp_session_free(s);
@@ -360,7 +361,7 @@ static void test_preauth_budget(void **state) {
   buf_reset(&c);
   rtmp_test_client_command(&c, "FCUnpublish", 6, "the-key", 0);
   rtmp_chunk_write(&c, 6, RTMP_MSG_VIDEO, 1, 40, video, 1 << 20, 128);
-  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -1);
+  assert_int_equal(rtmp_session_feed(s, (uint8_t *)c.data, c.len), -EPROTO);
   assert_non_null(strstr(rtmp_session_error(s), "before publish"));
   free(video);
   rtmp_session_free(s);

@@ -5,6 +5,7 @@
  * LL-HLS parts, an image is letterboxed, and the player thread writes in
  * real time and closes its writers. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -375,7 +376,7 @@ static void test_player_real_time(void **state)
   struct slate_params p = params();
   assert_int_equal(slate_player_play(sp, &p, &l, 7), 0);
   assert_true(slate_player_playing(sp));
-  assert_int_equal(slate_player_play(sp, &p, &l, 7), -1); /* one at a time */
+  assert_int_equal(slate_player_play(sp, &p, &l, 7), -EBUSY); /* one at a time */
   /* wait for the first packet (the slate is made on the player's thread) */
   int64_t t0 = now_ms();
   while (slate_player_packets(sp) == 0 && now_ms() - t0 < 10000)

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "core/app.h"
+#include "daemon/app.h"
 #include "core/http.h"
 #include "daemon/webroot.h"
 

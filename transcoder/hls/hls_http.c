@@ -12,11 +12,13 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/app.h"
 #include "core/buf.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_model.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window_int.h"
 #include "transcoder/hls/hls_url.h"
 #include "transcoder/hls/hls_viewers.h"
 
@@ -53,9 +55,12 @@ static uint64_t addr_seed;
 static uint64_t refused_global, refused_address; /* galarelay_hls_parked_refused_total */
 
 /* Who fetched what channel lately (hls_viewers.h); made by
- * hls_server_start, NULL without it (nothing is counted). Loop thread;
+ * hls_http_start, NULL without it (nothing is counted). Loop thread;
  * one server, as for parked_count. */
 static struct hls_viewers *viewers;
+/* The store the route serves: one per process, like the route table
+ * (set by hls_http_start, cleared by hls_http_stop). */
+static struct hls_server *served;
 
 enum park_kind { PARK_MASTER, PARK_PLAYLIST, PARK_PART, PARK_SEGMENT };
 
@@ -88,13 +93,13 @@ static bool answer_master(struct lws *wsi, struct hls_stream *st, bool force) {
     return true;
   }
   struct hls_stream_view v;
-  hls_stream_view(st, &v);
+  hls__stream_view(st, &v);
   bool all = v.rendition_count > 0;
   for (int i = 0; i < v.rendition_count; i++)
     all &= v.renditions[i]->init_count > 0;
   if (!all && !force)
     return false;
-  struct hls_blob *b = hls_stream_master(st);
+  struct hls_blob *b = hls__stream_master(st);
   if (!b) {
     if (!force)
       return false;
@@ -106,7 +111,7 @@ static bool answer_master(struct lws *wsi, struct hls_stream *st, bool force) {
 }
 
 static bool answer_playlist(struct lws *wsi, struct hls_rendition *r) {
-  struct hls_blob *b = r ? hls_rendition_playlist(r) : NULL;
+  struct hls_blob *b = r ? hls__rendition_playlist(r) : NULL;
   if (!b)
     return false;
   send_blob(wsi, T_PLAYLIST, H_PLAYLIST, b);
@@ -157,14 +162,14 @@ static void parked_free(struct parked *p) {
 
 static void parked_close(void *arg) { /* the client left */
   struct parked *p = arg;
-  hls_waiter_cancel(&p->w);
+  hls__waiter_cancel(&p->w);
   parked_free(p);
 }
 
 static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
   struct parked *p = (struct parked *)w;
   struct hls_stream *st = hls_stream_find(p->srv, p->channel);
-  struct hls_rendition *r = st && why != HLS_WAKE_GONE ? hls_stream_rendition(st, p->rendition) : NULL;
+  struct hls_rendition *r = st && why != HLS_WAKE_GONE ? hls__stream_rendition(st, p->rendition) : NULL;
   bool done = true;
   switch (p->kind) {
   case PARK_MASTER:
@@ -174,7 +179,7 @@ static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
       done = answer_master(p->wsi, st, why == HLS_WAKE_TIMEOUT);
     break;
   case PARK_PLAYLIST:
-    if (r && (why == HLS_WAKE_TIMEOUT || hls_rendition_has(r, p->msn, p->part) || !hls_stream_live(st)))
+    if (r && (why == HLS_WAKE_TIMEOUT || hls__rendition_has(r, p->msn, p->part) || !hls_stream_live(st)))
       done = answer_playlist(p->wsi, r);
     else
       done = false;
@@ -184,7 +189,7 @@ static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
     }
     break;
   case PARK_PART: {
-    struct hls_blob *b = r ? hls_rendition_part(r, p->timeline, p->seq) : NULL;
+    struct hls_blob *b = r ? hls__rendition_part(r, p->timeline, p->seq) : NULL;
     if (b) {
       send_blob(p->wsi, T_MP4, H_MEDIA, hls_blob_ref(b));
     } else if (why == HLS_WAKE_CHANGE && r && r->timeline == p->timeline && r->next_part_seq <= p->seq &&
@@ -196,7 +201,7 @@ static bool parked_poke(struct hls_waiter *w, enum hls_wake why) {
     break;
   }
   case PARK_SEGMENT: {
-    struct hls_segment *s = r ? hls_rendition_segment(r, p->msn) : NULL;
+    struct hls_segment *s = r ? hls__rendition_segment(r, p->msn) : NULL;
     if (s && s->complete && s->data)
       send_blob(p->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
     else if (why == HLS_WAKE_CHANGE && s && !s->complete)
@@ -217,7 +222,7 @@ static void busy(struct lws *wsi, const char *text) {
 
 static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
                 struct hls_rendition *r, struct parked *tmpl) {
-  int per_address = req->app && req->app->cfg ? req->app->cfg->hls.max_parked_per_address : 0;
+  int per_address = hls__server_max_parked_per_address(srv);
   struct addr_parked *a = addr_obtain(hls_addr_key(addr_seed, req->client_addr ? req->client_addr : ""));
   if (a && per_address > 0 && a->count >= per_address) {
     if (refused_address++ % 1000 == 0) /* one line per thousand: the metric counts them all */
@@ -241,14 +246,14 @@ static int park(struct http_request *req, struct hls_server *srv, struct hls_str
   p->srv = srv;
   p->wsi = req->wsi;
   struct hls_stream_view v;
-  hls_stream_view(st, &v);
+  hls__stream_view(st, &v);
   memset(&p->w, 0, sizeof p->w);
   p->w.poke = parked_poke;
-  p->w.deadline_ms = uv_now(hls_server_loop(srv)) + (uint64_t)(v.block_timeout * 1000);
+  p->w.deadline_ms = uv_now(hls__server_loop(srv)) + (uint64_t)(v.block_timeout * 1000);
   if (r)
-    hls_waiter_add(r, &p->w);
+    hls__waiter_add(r, &p->w);
   else
-    hls_waiter_add_stream(st, &p->w);
+    hls__waiter_add_stream(st, &p->w);
   http_park(req->wsi, (int)ceil(v.block_timeout) + 2, parked_close, p);
   return HTTP_PARKED;
 }
@@ -269,8 +274,8 @@ static int serve_playlist(struct http_request *req, struct hls_server *srv, stru
   uint64_t last_msn;
   int last_part;
   struct hls_stream_view v;
-  hls_stream_view(st, &v);
-  if (hls_rendition_last(r, &last_msn, &last_part)) {
+  hls__stream_view(st, &v);
+  if (hls__rendition_last(r, &last_msn, &last_part)) {
     /* RFC 8216bis 6.2.5.2: too far ahead is a 400 at once */
     int limit = v.part_target < 1.0 ? (int)(3.0 / v.part_target) : 3;
     if ((uint64_t)msn > last_msn + 2 || ((uint64_t)msn == last_msn && part > last_part + limit) ||
@@ -278,7 +283,7 @@ static int serve_playlist(struct http_request *req, struct hls_server *srv, stru
       error(req->wsi, 400, "_HLS_msn/_HLS_part too far in the future\n");
       return HTTP_DONE;
     }
-    if (hls_rendition_has(r, (uint64_t)msn, (int)part) || !v.live) {
+    if (hls__rendition_has(r, (uint64_t)msn, (int)part) || !v.live) {
       answer_playlist(req->wsi, r);
       return HTTP_DONE;
     }
@@ -342,7 +347,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
   snprintf(t.channel, sizeof t.channel, "%s", hls_stream_channel(st));
   snprintf(t.rendition, sizeof t.rendition, "%s", r->desc.name);
   if (parse_init(file, &a)) {
-    struct hls_blob *blob = hls_rendition_init(r, (uint32_t)a);
+    struct hls_blob *blob = hls__rendition_init(r, (uint32_t)a);
     if (!blob) {
       error(req->wsi, 404, "no such init\n");
       return HTTP_DONE;
@@ -351,7 +356,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     return HTTP_DONE;
   }
   if (parse_segment(file, &a)) {
-    struct hls_segment *s = hls_rendition_segment(r, a);
+    struct hls_segment *s = hls__rendition_segment(r, a);
     if (s && s->complete && s->data) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(s->data));
       return HTTP_DONE;
@@ -365,7 +370,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
     return park(req, srv, st, r, &t);
   }
   if (parse_part(file, &a, &b)) {
-    struct hls_blob *blob = hls_rendition_part(r, (uint32_t)a, b);
+    struct hls_blob *blob = hls__rendition_part(r, (uint32_t)a, b);
     if (blob) {
       send_blob(req->wsi, T_MP4, H_MEDIA, hls_blob_ref(blob));
       return HTTP_DONE;
@@ -385,7 +390,7 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
 }
 
 int hls_http_handle(struct http_request *req) {
-  struct hls_server *srv = req->app ? req->app->hls : NULL;
+  struct hls_server *srv = served;
   if (strcmp(req->method, "OPTIONS") == 0) {
     http_respond(req->wsi, 204, "text/plain", CORS "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
                  "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n", "", 0, NULL, NULL);
@@ -405,7 +410,7 @@ int hls_http_handle(struct http_request *req) {
   struct hls_stream *st = n >= 2 && n <= 3 ? hls_stream_find(srv, parts[0]) : NULL;
   if (st && viewers && req->client_addr) /* a known channel: its names are bounded */
     hls_viewers_seen(viewers, parts[0], hls_viewers_hash(viewers, req->client_addr),
-                     uv_now(hls_server_loop(srv)));
+                     uv_now(hls__server_loop(srv)));
   if (n == 2 && strcmp(parts[1], "master.m3u8") == 0) {
     if (st && hls_stream_live(st) && !answer_master(req->wsi, st, false)) {
       struct parked t = {.kind = PARK_MASTER}; /* inits not all there yet */
@@ -416,7 +421,7 @@ int hls_http_handle(struct http_request *req) {
       error(req->wsi, 404, "channel not live\n");
     return HTTP_DONE;
   }
-  struct hls_rendition *r = st && n == 3 ? hls_stream_rendition(st, parts[1]) : NULL;
+  struct hls_rendition *r = st && n == 3 ? hls__stream_rendition(st, parts[1]) : NULL;
   if (!r) {
     error(req->wsi, 404, "not found\n");
     return HTTP_DONE;
@@ -432,34 +437,43 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
       *saturated = false;
     return 0;
   }
-  return hls_viewers_count(viewers, channel, uv_now(hls_server_loop(srv)), saturated);
+  return hls_viewers_count(viewers, channel, uv_now(hls__server_loop(srv)), saturated);
 }
 
-void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out) {
-  if (!cfg)
-    return;
+void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
+                      struct buf *out) {
+  static const struct metric viewers =
+      METRIC_FAMILY("galarelay_hls_viewers", METRIC_GAUGE,
+                    "Distinct client addresses that fetched the channel's HLS in the last 30 s (behind an edge "
+                    "cache: the edges and what bypasses them).");
+  static const struct metric saturated_family =
+      METRIC_FAMILY("galarelay_hls_viewers_saturated", METRIC_GAUGE,
+                    "1 while the channel's viewer count is at its bound (an address was not counted in the last "
+                    "30 s): the count is a lower bound.");
+  static const struct metric refused =
+      METRIC_FAMILY("galarelay_hls_parked_refused_total", METRIC_COUNTER,
+                    "Blocking HLS requests answered 503 at once: their address had hls.max_parked_per_address "
+                    "waiting (address), or the server had its bound waiting (server).");
+  if (chan_count > CONFIG_MAX_CHANNELS)
+    chan_count = CONFIG_MAX_CHANNELS;
   uint32_t count[CONFIG_MAX_CHANNELS];
   bool saturated[CONFIG_MAX_CHANNELS];
-  for (int i = 0; i < cfg->channel_count; i++)
-    count[i] = hls_http_viewers(srv, cfg->channels[i].name, &saturated[i]);
-  buf_puts(out, "# HELP galarelay_hls_viewers Distinct client addresses that fetched the channel's HLS in the "
-                "last 30 s (behind an edge cache: the edges and what bypasses them).\n"
-                "# TYPE galarelay_hls_viewers gauge\n");
-  for (int i = 0; i < cfg->channel_count; i++)
-    buf_printf(out, "galarelay_hls_viewers{channel=\"%s\"} %" PRIu32 "\n", cfg->channels[i].name, count[i]);
-  buf_puts(out, "# HELP galarelay_hls_viewers_saturated 1 while the channel's viewer count is at its bound "
-                "(an address was not counted in the last 30 s): the count is a lower bound.\n"
-                "# TYPE galarelay_hls_viewers_saturated gauge\n");
-  for (int i = 0; i < cfg->channel_count; i++)
-    buf_printf(out, "galarelay_hls_viewers_saturated{channel=\"%s\"} %d\n", cfg->channels[i].name,
-               saturated[i] ? 1 : 0);
-  buf_printf(out, "# HELP galarelay_hls_parked_refused_total Blocking HLS requests answered 503 at once: "
-                  "their address had hls.max_parked_per_address waiting (address), or the server had its "
-                  "bound waiting (server).\n"
-                  "# TYPE galarelay_hls_parked_refused_total counter\n"
-                  "galarelay_hls_parked_refused_total{reason=\"address\"} %" PRIu64 "\n"
-                  "galarelay_hls_parked_refused_total{reason=\"server\"} %" PRIu64 "\n",
-             refused_address, refused_global);
+  for (int i = 0; i < chan_count; i++)
+    count[i] = hls_http_viewers(srv, chans[i].name, &saturated[i]);
+  char label[96];
+  metrics_head(out, &viewers);
+  for (int i = 0; i < chan_count; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", chans[i].name);
+    metrics_count(out, &viewers, label, count[i]);
+  }
+  metrics_head(out, &saturated_family);
+  for (int i = 0; i < chan_count; i++) {
+    snprintf(label, sizeof label, "channel=\"%s\"", chans[i].name);
+    metrics_value(out, &saturated_family, label, saturated[i] ? 1 : 0);
+  }
+  metrics_head(out, &refused);
+  metrics_count(out, &refused, "reason=\"address\"", refused_address);
+  metrics_count(out, &refused, "reason=\"server\"", refused_global);
 }
 
 /* The hash key: random per start, so no client can pick addresses that
@@ -471,8 +485,8 @@ static uint64_t viewers_seed(void) {
   return seed;
 }
 
-struct hls_server *hls_server_start(struct app *app) {
-  struct hls_server *srv = hls_server_new(app->loop, app->cfg);
+struct hls_server *hls_http_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
+  struct hls_server *srv = hls_server_new(loop, hls, state_dir);
   if (!srv)
     return NULL;
   addr_seed = viewers_seed();
@@ -482,14 +496,17 @@ struct hls_server *hls_server_start(struct app *app) {
     log_warn("hls", "out of memory: HLS viewers are not counted");
   if (http_add_route("/hls/", hls_http_handle) != 0) {
     log_error("hls", "cannot register the /hls/ route");
-    hls_server_stop(srv);
+    hls_http_stop(srv, NULL, NULL);
     return NULL;
   }
+  served = srv;
   return srv;
 }
 
-void hls_server_stop(struct hls_server *srv) {
+void hls_http_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg) {
+  if (served == srv)
+    served = NULL;
   hls_viewers_free(viewers);
   viewers = NULL;
-  hls_server_free(srv);
+  hls_server_stop(srv, cb, arg);
 }

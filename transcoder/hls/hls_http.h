@@ -25,28 +25,34 @@
 
 #include "transcoder/hls/hls_store.h"
 
-struct app;
 struct buf;
+struct config_channel;
+struct config_hls;
 struct http_request;
 
-/* Make the store (from app->cfg) and register the "/hls/" route. Call
- * before the lws context is created; main stores the result in app->hls. */
-struct hls_server *hls_server_start(struct app *app);
-/* Answer or drop parked requests and free (see hls_server_free). */
-void hls_server_stop(struct hls_server *srv);
+/* Make the store (hls_server_new: the hls section and state_dir are copied)
+ * and register the "/hls/" route, which serves this store until
+ * hls_http_stop. Call before the lws context is created. One per
+ * process (the route table is). */
+struct hls_server *hls_http_start(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
+/* Unregisters the store from the route and stops it: asynchronous, cb(arg)
+ * once its memory is gone (see hls_server_stop; cb may be NULL). */
+void hls_http_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg);
 
 /* Viewers: every GET/HEAD under /hls/CHANNEL/ of a channel the store knows
  * records req->client_addr (transcoder/hls/hls_viewers.h: distinct addresses
  * in the last 30 s, bounded per channel). The count now; 0 for a channel
  * never fetched. *saturated (may be NULL): the count hit its bound. */
 uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *saturated);
-/* Prometheus lines for cfg's channels: galarelay_hls_viewers{channel} and
+/* Prometheus lines for the configured channels (chans, at most
+ * CONFIG_MAX_CHANNELS): galarelay_hls_viewers{channel} and
  * galarelay_hls_viewers_saturated{channel}; and
  * galarelay_hls_parked_refused_total{reason="address"|"server"} (the
  * parked ones: galarelay_hls_parked_requests, hls_server_metrics). */
-void hls_http_metrics(struct hls_server *srv, const struct config *cfg, struct buf *out);
+void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
+                      struct buf *out);
 
-/* The route handler (registered by hls_server_start; exposed for tests). */
+/* The route handler (registered by hls_http_start; exposed for tests). */
 int hls_http_handle(struct http_request *req);
 
 #endif

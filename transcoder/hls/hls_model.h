@@ -1,7 +1,9 @@
-/* hls_model: the in-memory window of a rendition, shared by the store
- * (hls_store.c, which owns and changes it), the playlist renderer
- * (hls_playlist.c) and the HTTP side (hls_http.c). Not for other modules:
- * they use hls_store.h. Loop thread only. */
+/* hls_model: the types of a rendition's in-memory window (segments, parts,
+ * inits, parked requests), shared by the window (hls_window.c, which changes
+ * it for the store), the store (hls_store.c, which owns it), the playlist
+ * renderer (hls_playlist.c) and the HTTP side (hls_http.c). Types only: the
+ * operations are in hls_window_int.h and hls_store_int.h. Not for other
+ * modules: they use hls_store.h. Loop thread only. */
 #ifndef GALARELAY_HLS_MODEL_H
 #define GALARELAY_HLS_MODEL_H
 
@@ -73,7 +75,7 @@ struct hls_rendition {
   uint64_t segments_cut; /* closed without a keyframe: too long (hls_store.c) */
 };
 
-/* Store lookups for the HTTP side (loop thread). */
+/* What the playlist renderer and the HTTP side read of a stream. */
 struct hls_stream_view {
   const char *channel;
   bool live;
@@ -83,60 +85,5 @@ struct hls_stream_view {
   struct hls_rendition **renditions; /* current layout order */
   int rendition_count;
 };
-void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v);
-struct hls_rendition *hls_stream_rendition(struct hls_stream *st, const char *name);
-
-/* The open segment (last, not complete) or NULL; the last complete one. */
-struct hls_segment *hls_rendition_open(const struct hls_rendition *r);
-struct hls_segment *hls_rendition_last_complete(const struct hls_rendition *r);
-struct hls_segment *hls_rendition_segment(const struct hls_rendition *r, uint64_t msn);
-struct hls_blob *hls_rendition_init(const struct hls_rendition *r, uint32_t timeline);
-/* A part still in memory, or NULL. */
-struct hls_blob *hls_rendition_part(const struct hls_rendition *r, uint32_t timeline, uint64_t seq);
-/* Does the playlist hold segment msn (part < 0: complete) / its part `part`,
- * or anything later? */
-bool hls_rendition_has(const struct hls_rendition *r, uint64_t msn, int part);
-/* The last segment with media and its last part index (-1 if none): for
- * _HLS_msn/_HLS_part limits and EXT-X-RENDITION-REPORT. false if empty. */
-bool hls_rendition_last(const struct hls_rendition *r, uint64_t *msn, int *part);
-/* TARGETDURATION: configured duration rounded, or longer if a segment was. */
-int hls_rendition_target_duration(const struct hls_rendition *r);
-
-/* Waiters: on a rendition, or on the stream (master playlist: woken when an
- * init arrives or a timeline begins). */
-void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w);
-void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w);
-void hls_waiter_cancel(struct hls_waiter *w); /* the client left */
-uv_loop_t *hls_server_loop(struct hls_server *srv);
-
-/* The cached rendered playlist (one reference for the caller), rendered on
- * first use after a change. */
-struct hls_blob *hls_rendition_playlist(struct hls_rendition *r);
-struct hls_blob *hls_stream_master(struct hls_stream *st);
-
-/* The sink hls_packager_new() uses for st (tests feed parts through it). */
-struct hls_packager_sink;
-void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out);
-/* The part and segment durations of timelines begun now (any thread). */
-void hls_stream_params(struct hls_stream *st, double *part_duration, double *segment_duration);
-
-/* Window operations (hls_window.c), used by the store. */
-struct hls_part_info;
-struct hls_rendition *hls_rendition_new(struct hls_stream *st, const struct hls_rendition_desc *d);
-void hls_rendition_free(struct hls_rendition *r);
-/* Takes the blob's reference. */
-void hls_rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init,
-                            const char *codecs);
-/* Close the open segment (concatenating its parts); returns it or NULL. */
-struct hls_segment *hls_rendition_close(struct hls_rendition *r);
-/* Open segment msn (closes the open one first). */
-struct hls_segment *hls_rendition_open_segment(struct hls_rendition *r, uint64_t msn,
-                                               uint32_t timeline, int64_t pdt_ms);
-/* Append a part to the open segment; takes the blob's reference. -1 if none is open. */
-int hls_rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info,
-                           struct hls_blob *data);
-/* Keep `window` complete segments (plus the open one); drop part buffers
- * that left the playlist; drop inits no segment uses. */
-void hls_rendition_trim(struct hls_rendition *r, int window);
 
 #endif

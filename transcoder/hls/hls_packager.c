@@ -15,7 +15,6 @@
 #include <libavutil/opt.h>
 
 #include "core/log.h"
-#include "transcoder/hls/hls_model.h"
 
 #define AVIO_BUF_SIZE 65536
 
@@ -387,9 +386,9 @@ int hls_packager_flush(struct hls_packager *pk) {
   return err;
 }
 
-struct hls_packager *hls_packager_new_sink(const struct hls_packager_params *params,
-                                           const struct hls_packager_sink *sink,
-                                           const AVCodecParameters *par, AVRational time_base) {
+struct hls_packager *hls_packager_new(const struct hls_packager_params *params,
+                                      const struct hls_packager_sink *sink,
+                                      const AVCodecParameters *par, AVRational time_base) {
   if (par->codec_type != AVMEDIA_TYPE_VIDEO && par->codec_type != AVMEDIA_TYPE_AUDIO)
     return NULL;
   struct hls_packager *pk = calloc(1, sizeof *pk);
@@ -406,20 +405,6 @@ struct hls_packager *hls_packager_new_sink(const struct hls_packager_params *par
     hls_packager_free(pk);
     return NULL;
   }
-  return pk;
-}
-
-struct hls_packager *hls_packager_new(struct hls_stream *st, uint32_t timeline,
-                                      int rendition_index, const AVCodecParameters *par,
-                                      AVRational time_base) {
-  struct hls_packager_params params = {.timeline = timeline, .rendition = rendition_index};
-  struct hls_packager_sink sink;
-  hls_stream_params(st, &params.part_duration, &params.segment_duration);
-  hls_stream_sink(st, &sink);
-  struct hls_packager *pk = hls_packager_new_sink(&params, &sink, par, time_base);
-  if (!pk)
-    log_error("hls", "packager not created channel=%s rendition=%d", hls_stream_channel(st),
-              rendition_index);
   return pk;
 }
 

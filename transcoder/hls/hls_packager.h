@@ -33,8 +33,6 @@
 
 #include "transcoder/hls/hls_blob.h"
 
-struct hls_stream; /* transcoder/hls/hls_store.h */
-
 /* What one finished part is. */
 struct hls_part_info {
   uint32_t timeline;     /* from hls_stream_begin() */
@@ -66,23 +64,18 @@ struct hls_packager_params {
 
 struct hls_packager;
 
-/* The packager the transcoder uses: output goes to the stream's queue
- * (to the loop thread), with the part and segment durations of the stream's
- * config. `timeline` is the value hls_stream_begin() returned for the
- * layout that has this rendition at rendition_index. par: codec parameters
+/* A packager for one rendition: output goes to sink (the store's queue in
+ * the daemon, hls_stream_packager() in hls_store.h; a recorder in tests).
+ * params->timeline is the value hls_stream_begin() returned for the layout
+ * that has this rendition at params->rendition. par: codec parameters
  * with extradata (avcC or Annex B SPS/PPS for H.264; hvcC or Annex B
  * VPS/SPS/PPS for HEVC, muxed as 'hvc1'; AudioSpecificConfig for AAC), or
  * the extradata may come with the first packet as
  * AV_PKT_DATA_NEW_EXTRADATA side data. time_base: that of the packets.
- * Any thread. NULL on error (logged). */
-struct hls_packager *hls_packager_new(struct hls_stream *st, uint32_t timeline,
-                                      int rendition_index, const AVCodecParameters *par,
-                                      AVRational time_base);
-
-/* The same with an explicit sink (tests, tools). */
-struct hls_packager *hls_packager_new_sink(const struct hls_packager_params *params,
-                                           const struct hls_packager_sink *sink,
-                                           const AVCodecParameters *par, AVRational time_base);
+ * Any thread. NULL on error. */
+struct hls_packager *hls_packager_new(const struct hls_packager_params *params,
+                                      const struct hls_packager_sink *sink,
+                                      const AVCodecParameters *par, AVRational time_base);
 
 /* Feed one packet (not taken: the packager keeps its own reference).
  * pts/dts in the time_base given at creation, dts non-decreasing.

@@ -5,6 +5,7 @@
  * player switching rungs lands on the right part. */
 #include "transcoder/hls/hls_playlist.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "transcoder/hls/hls_window_int.h"
 
 void hls_format_pdt(int64_t ms, char *out, size_t size) {
   time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
@@ -20,20 +22,6 @@ void hls_format_pdt(int64_t ms, char *out, size_t size) {
   gmtime_r(&secs, &tm);
   snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
-int hls_playlist_part_segments(const struct hls_rendition *r) {
-  int td = hls_rendition_target_duration(r);
-  double acc = 0;
-  int n = 0;
-  for (int i = r->seg_count - 1; i >= 0; i--) {
-    n++;
-    if (r->segs[i]->complete)
-      acc += r->segs[i]->duration;
-    if (acc >= 3.0 * td)
-      break;
-  }
-  return n;
 }
 
 static const struct hls_rendition *audio_of(const struct hls_stream_view *v) {
@@ -106,7 +94,7 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
                a_peak, a_avg, audio->codecs, audio->desc.name);
     variants++;
   }
-  return variants > 0 ? 0 : -1;
+  return variants > 0 ? 0 : -ENOENT;
 }
 
 static void print_parts(struct buf *out, const struct hls_segment *s) {
@@ -120,8 +108,8 @@ static void print_parts(struct buf *out, const struct hls_segment *s) {
 int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
                        const struct hls_stream_view *v) {
   if (r->seg_count == 0)
-    return -1;
-  int td = hls_rendition_target_duration(r);
+    return -ENOENT;
+  int td = hls__rendition_target_duration(r, v->segment_target);
   const struct hls_segment *first = r->segs[0];
   buf_printf(out,
              "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%d\n"
@@ -130,7 +118,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
              "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRIu64 "\n#EXT-X-INDEPENDENT-SEGMENTS\n",
              td, 3.0 * v->part_target, v->part_target, first->msn,
              first->disc);
-  int with_parts = r->seg_count - hls_playlist_part_segments(r);
+  int with_parts = r->seg_count - hls__rendition_part_segments(r, v->segment_target);
   uint32_t map = 0;
   for (int i = 0; i < r->seg_count; i++) {
     const struct hls_segment *s = r->segs[i];
@@ -160,7 +148,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
     const struct hls_rendition *o = v->renditions[i];
     uint64_t msn;
     int part;
-    if (o == r || !hls_rendition_last(o, &msn, &part))
+    if (o == r || !hls__rendition_last(o, &msn, &part))
       continue;
     buf_printf(out, "#EXT-X-RENDITION-REPORT:URI=\"../%s/index.m3u8\",LAST-MSN=%" PRIu64, o->desc.name,
                msn);

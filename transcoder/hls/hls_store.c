@@ -1,9 +1,9 @@
 /* hls_store: per-channel HLS windows in memory (see hls_store.h).
  *
  * Packagers on worker threads call the stream's sink, which puts the part
- * (a blob reference) into a bounded queue under a mutex and wakes the loop
- * with uv_async_send. The loop drains the queue into the renditions'
- * windows, wakes parked requests and mirrors finished segments to disk.
+ * (a blob reference) into the stream's workq (core/workq.h: bounded,
+ * HLS_QUEUE_MAX, refusing new parts when full), which wakes the loop. The
+ * loop drains the queue into the renditions' windows, wakes parked requests and mirrors finished segments to disk.
  * Disk work (state file, recording) runs on the libuv threadpool; the
  * server is freed only when its handles are closed and those jobs are done. */
 #include "transcoder/hls/hls_store.h"
@@ -12,7 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +22,13 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/workq.h"
+#include "core/metrics.h"
 #include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
 #include "transcoder/hls/hls_playlist.h"
+#include "transcoder/hls/hls_store_int.h"
+#include "transcoder/hls/hls_window_int.h"
 
 #define SWEEP_MS 50
 
@@ -61,6 +65,7 @@
 struct hls_params {
   double part_duration, segment_duration, block_timeout;
   int window_segments;
+  int max_parked_per_address;
   char record_dir[512];
   char state_dir[512];
 };
@@ -78,13 +83,14 @@ struct queue_item {
 struct hls_stream {
   struct hls_server *srv;
   char channel[64];
-  uv_async_t async;
+  /* packagers -> loop; NULL once stopped (its memory goes with its handle) */
+  struct workq *parts;
+  /* per rendition: a part was refused since the last one queued. Each
+   * rendition has one packager thread, so an exchange is enough. */
+  _Atomic bool lost[HLS_MAX_RENDITIONS];
+  _Atomic uint64_t q_refused; /* parts naming no rendition slot */
 
-  pthread_mutex_t mu; /* guards the queue and `params` (read by packager threads) */
-  struct queue_item queue[HLS_QUEUE_MAX];
-  int q_head, q_len;
-  bool lost[HLS_MAX_RENDITIONS];
-  uint64_t q_dropped;
+  uv_mutex_t mu; /* guards `params` (read by packager threads) */
   struct hls_params params; /* of timelines begun from now */
 
   uint32_t timeline; /* current; 0 = none yet */
@@ -117,6 +123,8 @@ struct hls_server {
   int stream_count;
   bool stopping;
   int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+  void (*stopped_cb)(void *arg); /* hls_server_stop's */
+  void *stopped_arg;
   /* the recording queue (record(), bounded: see HLS_RECORD_MAX_JOBS) */
   int record_jobs;
   size_t record_bytes;
@@ -147,15 +155,15 @@ static void waiter_unlink(struct hls_waiter *w) {
   w->list_ = NULL;
 }
 
-void hls_waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
+void hls__waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
   waiter_link(&r->waiters, w);
 }
 
-void hls_waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
+void hls__waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
   waiter_link(&st->waiters, w);
 }
 
-void hls_waiter_cancel(struct hls_waiter *w) {
+void hls__waiter_cancel(struct hls_waiter *w) {
   waiter_unlink(w);
 }
 
@@ -237,10 +245,10 @@ static int mkdirs(const char *dir) {
       continue;
     *p = 0;
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-      return -1;
+      return -errno;
     *p = '/';
   }
-  return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 static void disk_work(uv_work_t *req) {
@@ -525,7 +533,7 @@ static void record(struct hls_rendition *r, const char *name, struct hls_blob *b
 
 /* Close the open segment and mirror it to disk. */
 static void close_segment(struct hls_rendition *r) {
-  struct hls_segment *s = hls_rendition_close(r);
+  struct hls_segment *s = hls__rendition_close(r);
   if (s) {
     char name[64];
     snprintf(name, sizeof name, "seg-%" PRIu64 ".m4s", s->msn);
@@ -536,23 +544,17 @@ static void close_segment(struct hls_rendition *r) {
 /* ---- worker side: the sink ---- */
 
 static bool queue_push(struct hls_stream *st, struct queue_item *it) {
-  pthread_mutex_lock(&st->mu);
-  bool ok = st->q_len < HLS_QUEUE_MAX && it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS;
-  if (ok) {
-    it->lost_before = st->lost[it->rendition];
-    st->lost[it->rendition] = false;
-    st->queue[(st->q_head + st->q_len++) % HLS_QUEUE_MAX] = *it;
-  } else {
-    st->q_dropped++;
-    if (it->rendition >= 0 && it->rendition < HLS_MAX_RENDITIONS)
-      st->lost[it->rendition] = true;
+  if (it->rendition < 0 || it->rendition >= HLS_MAX_RENDITIONS) {
+    atomic_fetch_add(&st->q_refused, 1);
+    hls_blob_unref(it->blob);
+    return false;
   }
-  pthread_mutex_unlock(&st->mu);
-  if (ok)
-    uv_async_send(&st->async);
-  else
-    hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
-  return ok;
+  it->lost_before = atomic_exchange(&st->lost[it->rendition], false);
+  if (workq_push(st->parts, it) == 0)
+    return true;
+  atomic_store(&st->lost[it->rendition], true); /* the loss goes on */
+  hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
+  return false;
 }
 
 static void sink_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
@@ -570,18 +572,37 @@ static void sink_part(void *opaque, const struct hls_part_info *info, struct hls
              ((struct hls_stream *)opaque)->channel, info->rendition);
 }
 
-void hls_stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
+void hls__stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
   *out = (struct hls_packager_sink){.on_init = sink_init, .on_part = sink_part, .opaque = st};
 }
 
-void hls_stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
-  pthread_mutex_lock(&st->mu);
+/* The part and segment durations of timelines begun now (any thread). */
+static void stream_params(struct hls_stream *st, double *part_duration, double *segment_duration) {
+  uv_mutex_lock(&st->mu);
   *part_duration = st->params.part_duration;
   *segment_duration = st->params.segment_duration;
-  pthread_mutex_unlock(&st->mu);
+  uv_mutex_unlock(&st->mu);
+}
+
+struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timeline, int rendition_index,
+                                         const struct AVCodecParameters *par, AVRational time_base) {
+  struct hls_packager_params params = {.timeline = timeline, .rendition = rendition_index};
+  struct hls_packager_sink sink;
+  stream_params(st, &params.part_duration, &params.segment_duration);
+  hls__stream_sink(st, &sink);
+  struct hls_packager *pk = hls_packager_new(&params, &sink, par, time_base);
+  if (!pk)
+    log_error("hls", "packager not created channel=%s rendition=%d", st->channel, rendition_index);
+  return pk;
 }
 
 /* ---- loop side ---- */
+
+/* The segment duration the stream's windows and playlists go by: the
+ * current timeline's, or the configured one before any. */
+static double segment_target(const struct hls_stream *st) {
+  return st->cur_seg > 0 ? st->cur_seg : st->srv->params.segment_duration;
+}
 
 static void invalidate_master(struct hls_stream *st) {
   hls_blob_unref(st->master);
@@ -628,7 +649,7 @@ static bool segment_full(const struct hls_stream *st, const struct hls_segment *
 }
 
 static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
-  struct hls_segment *s = hls_rendition_open(r);
+  struct hls_segment *s = hls__rendition_open(r);
   log_warn("hls", "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
            "(parts dropped until the next keyframe)", st->channel, r->desc.name, s->msn, s->duration, s->bytes);
   r->skipping = true;
@@ -640,67 +661,66 @@ static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
 
 static void ingest_part(struct hls_stream *st, struct hls_rendition *r, struct queue_item *it) {
   struct hls_server *srv = st->srv;
-  if (it->lost_before && !r->skipping && hls_rendition_open(r)) {
+  if (it->lost_before && !r->skipping && hls__rendition_open(r)) {
     r->skipping = true; /* the open segment ends where the loss began */
     close_segment(r);
   }
   if (it->info.segment_start) {
     close_segment(r);
     uint64_t msn = r->next_msn++;
-    if (!hls_rendition_open_segment(r, msn, it->timeline, it->info.pdt_ms)) {
+    if (!hls__rendition_open_segment(r, msn, it->timeline, it->info.pdt_ms)) {
       hls_blob_unref(it->blob);
       return;
     }
     r->skipping = false;
     note_msn(st, msn, r->disc);
-    hls_rendition_trim(r, srv->params.window_segments);
-  } else if (r->skipping || !hls_rendition_open(r)) {
+    hls__rendition_trim(r, srv->params.window_segments, segment_target(st));
+  } else if (r->skipping || !hls__rendition_open(r)) {
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
-  } else if (segment_full(st, hls_rendition_open(r), &it->info, it->blob)) {
+  } else if (segment_full(st, hls__rendition_open(r), &it->info, it->blob)) {
     cut_segment(st, r);
     r->parts_dropped++;
     hls_blob_unref(it->blob);
     return;
   }
-  hls_rendition_add_part(r, &it->info, it->blob);
+  hls__rendition_add_part(r, &it->info, it->blob);
   invalidate_playlists(st); /* their rendition reports changed */
   wake(srv, &r->waiters, HLS_WAKE_CHANGE);
 }
 
-void hls_stream_drain(struct hls_stream *st) {
-  for (;;) {
-    struct queue_item it;
-    pthread_mutex_lock(&st->mu);
-    bool have = st->q_len > 0;
-    if (have) {
-      it = st->queue[st->q_head];
-      st->q_head = (st->q_head + 1) % HLS_QUEUE_MAX;
-      st->q_len--;
-    }
-    pthread_mutex_unlock(&st->mu);
-    if (!have)
-      return;
-    if (!st->live || it.timeline != st->timeline || it.rendition >= st->rend_count) {
-      hls_blob_unref(it.blob); /* an older timeline's leftovers */
-      continue;
-    }
-    struct hls_rendition *r = st->rend[it.rendition];
-    if (it.is_init) {
-      hls_rendition_set_init(r, it.timeline, it.blob, it.codecs);
-      char name[48];
-      snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it.timeline);
-      record(r, name, it.blob);
-      invalidate_master(st);
-      wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
-    } else {
-      ingest_part(st, r, &it);
-    }
+/* The workq's on_item: one init or part, on the loop thread. */
+static void take_item(void *item, void *opaque) {
+  struct hls_stream *st = opaque;
+  struct queue_item *it = item;
+  if (!st->live || it->timeline != st->timeline || it->rendition >= st->rend_count) {
+    hls_blob_unref(it->blob); /* an older timeline's leftovers */
+    return;
+  }
+  struct hls_rendition *r = st->rend[it->rendition];
+  if (it->is_init) {
+    hls__rendition_set_init(r, it->timeline, it->blob, it->codecs);
+    char name[48];
+    snprintf(name, sizeof name, "init-%" PRIu32 ".mp4", it->timeline);
+    record(r, name, it->blob);
+    invalidate_master(st);
+    wake(st->srv, &st->waiters, HLS_WAKE_CHANGE);
+  } else {
+    ingest_part(st, r, it);
   }
 }
 
-static void async_cb(uv_async_t *a) { hls_stream_drain(a->data); }
+/* The workq's on_drop: a part it discards (at stop) releases its blob. */
+static void drop_item(void *item, void *opaque) {
+  (void)opaque;
+  hls_blob_unref(((struct queue_item *)item)->blob);
+}
+
+void hls_stream_drain(struct hls_stream *st) {
+  if (st->parts)
+    workq_drain(st->parts);
+}
 
 static bool valid_name(const char *s) {
   if (!s[0])
@@ -763,16 +783,16 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
       continue;
     }
     wake(srv, &r->waiters, HLS_WAKE_GONE);
-    hls_rendition_free(r);
+    hls__rendition_free(r);
   }
   for (int j = 0; j < layout->count; j++) {
     if (!next[j]) {
-      next[j] = hls_rendition_new(st, &layout->r[j]);
+      next[j] = hls__rendition_new(st, &layout->r[j]);
       if (!next[j]) {
         for (int k = 0; k < layout->count; k++) {
           if (next[k]) /* kept ones may still have parked requests: answer them first */
             wake(srv, &next[k]->waiters, HLS_WAKE_GONE);
-          hls_rendition_free(next[k]);
+          hls__rendition_free(next[k]);
         }
         st->rend_count = 0;
         st->live = false;
@@ -796,11 +816,11 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
   for (int j = 0; j < st->rend_count; j++)
     st->rend[j]->timeline = st->timeline;
   st->live = true;
-  pthread_mutex_lock(&st->mu);
+  uv_mutex_lock(&st->mu);
   st->params = srv->params;
   st->cur_part = st->params.part_duration;
   st->cur_seg = st->params.segment_duration;
-  pthread_mutex_unlock(&st->mu);
+  uv_mutex_unlock(&st->mu);
   reserve_save(st, base, disc); /* before the first part arrives */
   invalidate_master(st);
   log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d",
@@ -824,7 +844,7 @@ void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layou
 
 int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out) {
   if (!st->have_feed_layout)
-    return -1;
+    return -ENOENT;
   *out = st->feed_layout;
   return 0;
 }
@@ -845,29 +865,29 @@ void hls_stream_end(struct hls_stream *st) {
 bool hls_stream_live(const struct hls_stream *st) { return st->live; }
 const char *hls_stream_channel(const struct hls_stream *st) { return st->channel; }
 
-void hls_stream_view(struct hls_stream *st, struct hls_stream_view *v) {
+void hls__stream_view(struct hls_stream *st, struct hls_stream_view *v) {
   *v = (struct hls_stream_view){
       .channel = st->channel,
       .live = st->live,
       .part_target = st->cur_part > 0 ? st->cur_part : st->srv->params.part_duration,
-      .segment_target = st->cur_seg > 0 ? st->cur_seg : st->srv->params.segment_duration,
+      .segment_target = segment_target(st),
       .block_timeout = st->srv->params.block_timeout,
       .renditions = st->rend,
       .rendition_count = st->rend_count,
   };
 }
 
-struct hls_rendition *hls_stream_rendition(struct hls_stream *st, const char *name) {
+struct hls_rendition *hls__stream_rendition(struct hls_stream *st, const char *name) {
   for (int i = 0; i < st->rend_count; i++)
     if (strcmp(st->rend[i]->desc.name, name) == 0)
       return st->rend[i];
   return NULL;
 }
 
-struct hls_blob *hls_rendition_playlist(struct hls_rendition *r) {
+struct hls_blob *hls__rendition_playlist(struct hls_rendition *r) {
   if (!r->playlist) {
     struct hls_stream_view v;
-    hls_stream_view(r->stream, &v);
+    hls__stream_view(r->stream, &v);
     struct buf b;
     buf_init(&b);
     if (hls_playlist_media(&b, r, &v) == 0 && !b.failed)
@@ -877,10 +897,10 @@ struct hls_blob *hls_rendition_playlist(struct hls_rendition *r) {
   return hls_blob_ref(r->playlist);
 }
 
-struct hls_blob *hls_stream_master(struct hls_stream *st) {
+struct hls_blob *hls__stream_master(struct hls_stream *st) {
   if (!st->master) {
     struct hls_stream_view v;
-    hls_stream_view(st, &v);
+    hls__stream_view(st, &v);
     struct buf b;
     buf_init(&b);
     if (hls_playlist_master(&b, &v) == 0 && !b.failed)
@@ -892,23 +912,26 @@ struct hls_blob *hls_stream_master(struct hls_stream *st) {
 
 /* ---- server ---- */
 
-static void params_from(struct hls_params *p, const struct config *cfg) {
-  p->part_duration = cfg->hls.part_duration;
-  p->segment_duration = cfg->hls.segment_duration;
-  p->block_timeout = cfg->hls.block_timeout;
-  p->window_segments = cfg->hls.window_segments > 0 ? cfg->hls.window_segments : 1;
-  snprintf(p->record_dir, sizeof p->record_dir, "%s", cfg->hls.record_dir);
-  snprintf(p->state_dir, sizeof p->state_dir, "%s", cfg->server.state_dir);
+/* Copies what it uses: nothing of the config is kept. */
+static void params_from(struct hls_params *p, const struct config_hls *hls, const char *state_dir) {
+  p->part_duration = hls->part_duration;
+  p->segment_duration = hls->segment_duration;
+  p->block_timeout = hls->block_timeout;
+  p->window_segments = hls->window_segments > 0 ? hls->window_segments : 1;
+  p->max_parked_per_address = hls->max_parked_per_address;
+  snprintf(p->record_dir, sizeof p->record_dir, "%s", hls->record_dir);
+  snprintf(p->state_dir, sizeof p->state_dir, "%s", state_dir ? state_dir : "");
 }
 
-struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg) {
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir) {
   struct hls_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return NULL;
   srv->loop = loop;
-  params_from(&srv->params, cfg);
-  if (srv->params.state_dir[0] && mkdirs(srv->params.state_dir) < 0)
-    log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(errno));
+  params_from(&srv->params, hls, state_dir);
+  int e = srv->params.state_dir[0] ? mkdirs(srv->params.state_dir) : 0;
+  if (e < 0)
+    log_warn("hls", "cannot make state_dir=%s err=%s", srv->params.state_dir, strerror(-e));
   uv_timer_init(loop, &srv->sweep);
   srv->sweep.data = srv;
   uv_timer_start(&srv->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
@@ -917,11 +940,15 @@ struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg) {
   return srv;
 }
 
-void hls_server_reload(struct hls_server *srv, const struct config *cfg) {
-  params_from(&srv->params, cfg);
+void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, const char *state_dir) {
+  params_from(&srv->params, hls, state_dir);
 }
 
-uv_loop_t *hls_server_loop(struct hls_server *srv) { return srv->loop; }
+int hls__server_max_parked_per_address(const struct hls_server *srv) {
+  return srv->params.max_parked_per_address;
+}
+
+uv_loop_t *hls__server_loop(struct hls_server *srv) { return srv->loop; }
 
 struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel) {
   for (int i = 0; i < srv->stream_count; i++)
@@ -942,15 +969,16 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
     return NULL;
   st->srv = srv;
   snprintf(st->channel, sizeof st->channel, "%s", channel);
-  pthread_mutex_init(&st->mu, NULL);
+  uv_mutex_init(&st->mu);
   st->params = srv->params;
-  if (uv_async_init(srv->loop, &st->async, async_cb) != 0) {
-    pthread_mutex_destroy(&st->mu);
+  struct workq_ops ops = {.on_item = take_item, .on_drop = drop_item, .opaque = st};
+  if (workq_new(srv->loop, sizeof(struct queue_item), HLS_QUEUE_MAX, WORKQ_REFUSE_NEW, &ops,
+                &st->parts) != 0) {
+    uv_mutex_destroy(&st->mu);
     free(st);
     return NULL;
   }
-  st->async.data = st;
-  uv_unref((uv_handle_t *)&st->async);
+  workq_unref(st->parts); /* a quiet store does not keep the loop running */
   srv->pending++;
   state_load(st);
   srv->streams[srv->stream_count++] = st;
@@ -958,11 +986,10 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
 }
 
 static void stream_free(struct hls_stream *st) {
-  hls_stream_drain(st); /* releases what is left in the queue */
   for (int i = 0; i < st->rend_count; i++)
-    hls_rendition_free(st->rend[i]);
+    hls__rendition_free(st->rend[i]);
   hls_blob_unref(st->master);
-  pthread_mutex_destroy(&st->mu);
+  uv_mutex_destroy(&st->mu);
   free(st);
 }
 
@@ -972,7 +999,11 @@ static void server_maybe_free(struct hls_server *srv) {
   for (int i = 0; i < srv->stream_count; i++)
     stream_free(srv->streams[i]);
   free(srv->streams);
+  void (*cb)(void *) = srv->stopped_cb;
+  void *arg = srv->stopped_arg;
   free(srv);
+  if (cb)
+    cb(arg);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -981,10 +1012,18 @@ static void handle_closed(uv_handle_t *h) {
   server_maybe_free(srv);
 }
 
-void hls_server_free(struct hls_server *srv) {
+static void queue_stopped(void *arg) {
+  struct hls_server *srv = arg;
+  srv->pending--;
+  server_maybe_free(srv);
+}
+
+void hls_server_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg) {
   if (!srv || srv->stopping)
     return;
   srv->stopping = true;
+  srv->stopped_cb = cb;
+  srv->stopped_arg = arg;
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
     st->live = false;
@@ -1000,55 +1039,54 @@ void hls_server_free(struct hls_server *srv) {
     wake(srv, &st->waiters, HLS_WAKE_GONE);
     for (int j = 0; j < st->rend_count; j++)
       wake(srv, &st->rend[j]->waiters, HLS_WAKE_GONE);
-    st->async.data = srv;
-    uv_close((uv_handle_t *)&st->async, handle_closed);
+    workq_stop(st->parts, queue_stopped, srv); /* releases what is left in it */
+    st->parts = NULL;
   }
   srv->sweep.data = srv;
   uv_close((uv_handle_t *)&srv->sweep, handle_closed);
 }
 
 void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
-  buf_puts(out, "# TYPE galarelay_hls_parts_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++) {
-      const struct hls_rendition *r = st->rend[j];
-      buf_printf(out, "galarelay_hls_parts_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, r->desc.name, r->parts_in);
+#define RD(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct hls_rendition, FIELD)
+  static const struct metric per_rendition[] = {
+      RD("galarelay_hls_parts_total", NULL, parts_in),
+      RD("galarelay_hls_segments_total", NULL, segments_done),
+      RD("galarelay_hls_segments_cut_total",
+         "Segments closed without a keyframe to end them (past hls segment_duration x 3 or 64 MiB); parts are "
+         "then dropped until one comes.",
+         segments_cut),
+      RD("galarelay_hls_bytes_total", NULL, bytes_in),
+  };
+#undef RD
+  static const struct metric dropped = METRIC_FAMILY("galarelay_hls_parts_dropped_total", METRIC_COUNTER, NULL);
+  static const struct metric parked_requests = METRIC_FAMILY("galarelay_hls_parked_requests", METRIC_GAUGE, NULL);
+  static const struct metric recording[] = {
+      METRIC_FIELD("galarelay_hls_record_queued", METRIC_GAUGE, "Mirror writes to hls.record_dir queued or running.",
+                   struct hls_server, record_jobs),
+      METRIC_FIELD("galarelay_hls_record_dropped_total", METRIC_COUNTER,
+                   "Segments and inits not mirrored to hls.record_dir: the recording queue was full (a slow or "
+                   "failing disk).",
+                   struct hls_server, record_dropped),
+  };
+  char label[128];
+  for (size_t m = 0; m < METRICS_COUNT(per_rendition); m++) {
+    metrics_head(out, &per_rendition[m]);
+    for (int i = 0; i < srv->stream_count; i++) {
+      const struct hls_stream *st = srv->streams[i];
+      for (int j = 0; j < st->rend_count; j++) {
+        snprintf(label, sizeof label, "channel=\"%s\",rendition=\"%s\"", st->channel, st->rend[j]->desc.name);
+        metrics_sample(out, &per_rendition[m], label, st->rend[j]);
+      }
     }
   }
-  buf_puts(out, "# TYPE galarelay_hls_segments_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_segments_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_done);
-  }
-  buf_puts(out, "# HELP galarelay_hls_segments_cut_total Segments closed without a keyframe to end them "
-                "(past hls segment_duration x 3 or 64 MiB); parts are then dropped until one comes.\n"
-                "# TYPE galarelay_hls_segments_cut_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_segments_cut_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->segments_cut);
-  }
-  buf_puts(out, "# TYPE galarelay_hls_bytes_total counter\n");
-  for (int i = 0; i < srv->stream_count; i++) {
-    const struct hls_stream *st = srv->streams[i];
-    for (int j = 0; j < st->rend_count; j++)
-      buf_printf(out, "galarelay_hls_bytes_total{channel=\"%s\",rendition=\"%s\"} %" PRIu64 "\n",
-                 st->channel, st->rend[j]->desc.name, st->rend[j]->bytes_in);
-  }
-  buf_puts(out, "# TYPE galarelay_hls_parts_dropped_total counter\n");
+  metrics_head(out, &dropped);
   for (int i = 0; i < srv->stream_count; i++) {
     struct hls_stream *st = srv->streams[i];
-    pthread_mutex_lock(&st->mu);
-    uint64_t q = st->q_dropped;
-    pthread_mutex_unlock(&st->mu);
+    uint64_t q = atomic_load(&st->q_refused) + (st->parts ? workq_dropped(st->parts) : 0);
     for (int j = 0; j < st->rend_count; j++)
       q += st->rend[j]->parts_dropped;
-    buf_printf(out, "galarelay_hls_parts_dropped_total{channel=\"%s\"} %" PRIu64 "\n", st->channel, q);
+    snprintf(label, sizeof label, "channel=\"%s\"", st->channel);
+    metrics_count(out, &dropped, label, q);
   }
   int parked = 0;
   for (int i = 0; i < srv->stream_count; i++) {
@@ -1059,13 +1097,7 @@ void hls_server_metrics(const struct hls_server *srv, struct buf *out) {
       for (const struct hls_waiter *w = st->rend[j]->waiters; w; w = w->next)
         parked++;
   }
-  buf_printf(out, "# TYPE galarelay_hls_parked_requests gauge\ngalarelay_hls_parked_requests %d\n",
-             parked);
-  buf_printf(out, "# HELP galarelay_hls_record_queued Mirror writes to hls.record_dir queued or running.\n"
-                  "# TYPE galarelay_hls_record_queued gauge\ngalarelay_hls_record_queued %d\n"
-                  "# HELP galarelay_hls_record_dropped_total Segments and inits not mirrored to "
-                  "hls.record_dir: the recording queue was full (a slow or failing disk).\n"
-                  "# TYPE galarelay_hls_record_dropped_total counter\ngalarelay_hls_record_dropped_total %" PRIu64
-                  "\n",
-             srv->record_jobs, srv->record_dropped);
+  metrics_head(out, &parked_requests);
+  metrics_value(out, &parked_requests, NULL, parked);
+  metrics_write(out, recording, METRICS_COUNT(recording), srv);
 }

@@ -26,16 +26,19 @@
  * of the channel's last feed timeline (hls_stream_save_layout), so that the
  * slate after a restart lists the renditions the feed had.
  *
- * Everything here is loop-thread only, except hls_packager_new() (any thread). */
+ * Everything here is loop-thread only, except hls_stream_packager() (any
+ * thread). */
 #ifndef GALARELAY_HLS_STORE_H
 #define GALARELAY_HLS_STORE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <libavutil/rational.h>
 #include <uv.h>
 
-struct config;
+struct AVCodecParameters;
+struct config_hls;
 struct buf;
 struct hls_server;
 struct hls_stream;
@@ -78,20 +81,22 @@ struct hls_stream_layout {
   int count;
 };
 
-/* The store alone (tests); the daemon uses hls_server_start() (hls_http.h),
- * which also registers the HTTP route. cfg is read now (hls.*,
- * server.state_dir) and not kept. */
-struct hls_server *hls_server_new(uv_loop_t *loop, const struct config *cfg);
-/* Answers every parked request (with an error status), closes the libuv
- * handles; memory goes once the loop has run their close callbacks. Every
- * packager must have been freed before (join the workers first). */
-void hls_server_free(struct hls_server *srv);
-/* New hls.* values apply to timelines begun after this. */
-void hls_server_reload(struct hls_server *srv, const struct config *cfg);
+/* The store alone (tests); the daemon uses hls_http_start() (hls_http.h),
+ * which also registers the HTTP route. The hls section and state_dir (the
+ * server section's; "" = none) are copied now and not kept. */
+struct hls_server *hls_server_new(uv_loop_t *loop, const struct config_hls *hls, const char *state_dir);
+/* Asynchronous teardown: answers every parked request (with an error
+ * status) and closes the libuv handles now; once the loop has run their
+ * close callbacks and the disk jobs are done, the memory goes and cb(arg)
+ * is called (cb may be NULL). Every packager must have been freed before
+ * (join the workers first). */
+void hls_server_stop(struct hls_server *srv, void (*cb)(void *arg), void *arg);
+/* New hls.* values apply to timelines begun after this (copied, as above). */
+void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, const char *state_dir);
 /* Prometheus lines (galarelay_hls_*). */
 void hls_server_metrics(const struct hls_server *srv, struct buf *out);
 
-/* The channel's stream, made on first call. Valid until hls_server_free. */
+/* The channel's stream, made on first call. Valid until hls_server_stop. */
 struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel);
 /* The stream or NULL, without making one. */
 struct hls_stream *hls_stream_find(struct hls_server *srv, const char *channel);
@@ -111,11 +116,19 @@ void hls_stream_end(struct hls_stream *st);
  * from the one kept. Invalid layouts are ignored. */
 void hls_stream_save_layout(struct hls_stream *st, const struct hls_stream_layout *layout);
 /* The last feed's layout, as saved by hls_stream_save_layout() in this run
- * or read from the state file at start-up: 0 and *out filled, or -1 if
+ * or read from the state file at start-up: 0 and *out filled, or -ENOENT if
  * there is none (no feed yet, no state_dir, an older or malformed file). */
 int hls_stream_saved_layout(struct hls_stream *st, struct hls_stream_layout *out);
 bool hls_stream_live(const struct hls_stream *st);
 const char *hls_stream_channel(const struct hls_stream *st);
+
+/* A packager (hls_packager.h) for rendition `rendition_index` of the
+ * timeline hls_stream_begin() returned: its parts go into the stream's
+ * queue (to the loop thread), with the part and segment durations of the
+ * stream's config. par and time_base as for hls_packager_new(). Any
+ * thread. NULL on error (logged). */
+struct hls_packager *hls_stream_packager(struct hls_stream *st, uint32_t timeline, int rendition_index,
+                                         const struct AVCodecParameters *par, AVRational time_base);
 
 /* Process what the packagers queued now (the uv_async callback does the
  * same; tests call it to be deterministic). */

@@ -1,22 +1,23 @@
-/* hls_window: one rendition's window of segments and parts (hls_model.h).
+/* hls_window: one rendition's window of segments and parts (hls_window_int.h).
  *
  * A segment is open while its parts arrive; it is closed when the next one
  * starts (or the feed ends), and its parts are then concatenated once into
  * one buffer, so a segment request is one refcounted body, not one copy per
  * viewer. Part buffers are kept only while the playlist lists them (the
  * last three target durations) plus a little slack for requests in flight. */
+#include "transcoder/hls/hls_window_int.h"
+
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "transcoder/hls/hls_model.h"
 #include "transcoder/hls/hls_packager.h"
-#include "transcoder/hls/hls_playlist.h"
 
 #define PART_SLACK_SEGMENTS 2
 
-struct hls_rendition *hls_rendition_new(struct hls_stream *st, const struct hls_rendition_desc *d) {
+struct hls_rendition *hls__rendition_new(struct hls_stream *st, const struct hls_rendition_desc *d) {
   struct hls_rendition *r = calloc(1, sizeof *r);
   if (!r)
     return NULL;
@@ -33,7 +34,7 @@ static void segment_free(struct hls_segment *s) {
   free(s);
 }
 
-void hls_rendition_free(struct hls_rendition *r) {
+void hls__rendition_free(struct hls_rendition *r) {
   if (!r)
     return;
   for (int i = 0; i < r->seg_count; i++)
@@ -45,7 +46,7 @@ void hls_rendition_free(struct hls_rendition *r) {
   free(r);
 }
 
-void hls_rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init,
+void hls__rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init,
                             const char *codecs) {
   snprintf(r->codecs, sizeof r->codecs, "%s", codecs);
   if (r->init_count > 0 && r->inits[0].timeline == timeline) {
@@ -61,34 +62,34 @@ void hls_rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct h
   r->init_count++;
 }
 
-struct hls_segment *hls_rendition_open(const struct hls_rendition *r) {
+struct hls_segment *hls__rendition_open(const struct hls_rendition *r) {
   if (r->seg_count == 0 || r->segs[r->seg_count - 1]->complete)
     return NULL;
   return r->segs[r->seg_count - 1];
 }
 
-struct hls_segment *hls_rendition_last_complete(const struct hls_rendition *r) {
+struct hls_segment *hls__rendition_last_complete(const struct hls_rendition *r) {
   for (int i = r->seg_count - 1; i >= 0; i--)
     if (r->segs[i]->complete)
       return r->segs[i];
   return NULL;
 }
 
-struct hls_segment *hls_rendition_segment(const struct hls_rendition *r, uint64_t msn) {
+struct hls_segment *hls__rendition_segment(const struct hls_rendition *r, uint64_t msn) {
   if (r->seg_count == 0 || msn < r->segs[0]->msn)
     return NULL;
   uint64_t i = msn - r->segs[0]->msn;
   return i < (uint64_t)r->seg_count ? r->segs[i] : NULL;
 }
 
-struct hls_blob *hls_rendition_init(const struct hls_rendition *r, uint32_t timeline) {
+struct hls_blob *hls__rendition_init(const struct hls_rendition *r, uint32_t timeline) {
   for (int i = 0; i < r->init_count; i++)
     if (r->inits[i].timeline == timeline)
       return r->inits[i].data;
   return NULL;
 }
 
-struct hls_blob *hls_rendition_part(const struct hls_rendition *r, uint32_t timeline, uint64_t seq) {
+struct hls_blob *hls__rendition_part(const struct hls_rendition *r, uint32_t timeline, uint64_t seq) {
   for (int i = r->seg_count - 1; i >= 0; i--) {
     const struct hls_segment *s = r->segs[i];
     if (s->timeline != timeline || s->part_count == 0)
@@ -101,7 +102,7 @@ struct hls_blob *hls_rendition_part(const struct hls_rendition *r, uint32_t time
   return NULL;
 }
 
-bool hls_rendition_last(const struct hls_rendition *r, uint64_t *msn, int *part) {
+bool hls__rendition_last(const struct hls_rendition *r, uint64_t *msn, int *part) {
   if (r->seg_count == 0)
     return false;
   const struct hls_segment *s = r->segs[r->seg_count - 1];
@@ -110,12 +111,12 @@ bool hls_rendition_last(const struct hls_rendition *r, uint64_t *msn, int *part)
   return true;
 }
 
-bool hls_rendition_has(const struct hls_rendition *r, uint64_t msn, int part) {
+bool hls__rendition_has(const struct hls_rendition *r, uint64_t msn, int part) {
   if (r->seg_count == 0)
     return false;
   const struct hls_segment *last = r->segs[r->seg_count - 1];
   if (part < 0) {
-    const struct hls_segment *c = hls_rendition_last_complete(r);
+    const struct hls_segment *c = hls__rendition_last_complete(r);
     return c && c->msn >= msn;
   }
   if (last->msn != msn)
@@ -123,16 +124,28 @@ bool hls_rendition_has(const struct hls_rendition *r, uint64_t msn, int part) {
   return last->part_count > part;
 }
 
-int hls_rendition_target_duration(const struct hls_rendition *r) {
-  struct hls_stream_view v;
-  hls_stream_view(r->stream, &v);
-  double d = v.segment_target > r->max_segment_duration ? v.segment_target : r->max_segment_duration;
+int hls__rendition_target_duration(const struct hls_rendition *r, double segment_target) {
+  double d = segment_target > r->max_segment_duration ? segment_target : r->max_segment_duration;
   int t = (int)lround(d);
   return t < 1 ? 1 : t;
 }
 
-struct hls_segment *hls_rendition_close(struct hls_rendition *r) {
-  struct hls_segment *s = hls_rendition_open(r);
+int hls__rendition_part_segments(const struct hls_rendition *r, double segment_target) {
+  int td = hls__rendition_target_duration(r, segment_target);
+  double acc = 0;
+  int n = 0;
+  for (int i = r->seg_count - 1; i >= 0; i--) {
+    n++;
+    if (r->segs[i]->complete)
+      acc += r->segs[i]->duration;
+    if (acc >= 3.0 * td)
+      break;
+  }
+  return n;
+}
+
+struct hls_segment *hls__rendition_close(struct hls_rendition *r) {
+  struct hls_segment *s = hls__rendition_open(r);
   if (!s)
     return NULL;
   s->complete = true;
@@ -156,9 +169,9 @@ struct hls_segment *hls_rendition_close(struct hls_rendition *r) {
   return s;
 }
 
-struct hls_segment *hls_rendition_open_segment(struct hls_rendition *r, uint64_t msn,
+struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_t msn,
                                                uint32_t timeline, int64_t pdt_ms) {
-  hls_rendition_close(r);
+  hls__rendition_close(r);
   if (r->seg_count == r->seg_cap) {
     int cap = r->seg_cap ? r->seg_cap * 2 : 16;
     struct hls_segment **n = realloc(r->segs, (size_t)cap * sizeof *n);
@@ -184,19 +197,19 @@ struct hls_segment *hls_rendition_open_segment(struct hls_rendition *r, uint64_t
   return s;
 }
 
-int hls_rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info,
+int hls__rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info,
                            struct hls_blob *data) {
-  struct hls_segment *s = hls_rendition_open(r);
+  struct hls_segment *s = hls__rendition_open(r);
   if (!s) {
     hls_blob_unref(data);
-    return -1;
+    return -ENOENT;
   }
   if (s->part_count == s->part_cap) {
     int cap = s->part_cap ? s->part_cap * 2 : 8;
     struct hls_part *n = realloc(s->parts, (size_t)cap * sizeof *n);
     if (!n) {
       hls_blob_unref(data);
-      return -1;
+      return -ENOMEM;
     }
     s->parts = n;
     s->part_cap = cap;
@@ -216,8 +229,8 @@ int hls_rendition_add_part(struct hls_rendition *r, const struct hls_part_info *
   return 0;
 }
 
-void hls_rendition_trim(struct hls_rendition *r, int window) {
-  int complete = r->seg_count - (hls_rendition_open(r) ? 1 : 0);
+void hls__rendition_trim(struct hls_rendition *r, int window, double segment_target) {
+  int complete = r->seg_count - (hls__rendition_open(r) ? 1 : 0);
   int drop = complete > window ? complete - window : 0;
   for (int i = 0; i < drop; i++)
     segment_free(r->segs[i]);
@@ -227,7 +240,7 @@ void hls_rendition_trim(struct hls_rendition *r, int window) {
     hls_blob_unref(r->playlist);
     r->playlist = NULL;
   }
-  int keep_parts = hls_playlist_part_segments(r) + PART_SLACK_SEGMENTS;
+  int keep_parts = hls__rendition_part_segments(r, segment_target) + PART_SLACK_SEGMENTS;
   for (int i = 0; i < r->seg_count - keep_parts; i++) {
     struct hls_segment *s = r->segs[i];
     for (int j = 0; j < s->part_count; j++) {

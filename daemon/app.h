@@ -9,6 +9,7 @@
 struct config;
 struct lws_context;
 struct channel_registry; /* relay/channel.h */
+struct restream;         /* relay/restream.h */
 struct rtmp_server;      /* relay/rtmp_server.h */
 struct hls_server;       /* transcoder/hls/hls_http.h */
 struct chat;             /* chat/chat.h */
@@ -22,6 +23,7 @@ struct app {
   struct lws_context *lws;
 
   struct channel_registry *channels;
+  struct restream *restream;
   struct rtmp_server *rtmp;
   struct hls_server *hls;
   struct transcoder *transcoder;
