@@ -20,8 +20,14 @@
 #
 #   bench/chat_bench.sh [BUILD_DIR]          # default BUILD_DIR: build/
 #   VIEWERS=10000 RATE=200 bench/chat_bench.sh build
+#   SIZES="1000 5000 10000" POSTERS=10 bench/chat_bench.sh build   # the summary table
 #
-# Environment: VIEWERS (1000), POSTERS (20), RATE (comments/s in total, 200),
+# Environment: SIZES (a list of viewer counts: the whole bench once per
+# size, then one summary table over all: per size and server delivered %,
+# acked/posted, p50/p99 delivery and p99 ack latency, events per server
+# CPU-second, KiB per idle viewer, and for galarelay the fan-out's sends per
+# member per tick and bytes copied in userspace per delivered event, read
+# from its /metrics), VIEWERS (1000), POSTERS (20), RATE (comments/s in total, 200),
 # DURATION (s, 20), SERVERS ("galarelay node-batched go node": which to run,
 # in this order), SETTLE (s
 # idle before the storm, 3), DRAIN (s, 2: at least this long after the last
@@ -34,7 +40,9 @@
 # before: each server adds ~8 s, the new peers would take it past 20 s; set
 # SERVERS to smoke-test them) that fails when a run fails, when a server
 # delivered less than every comment to every viewer (at that load nothing
-# may be lost), or when a tool is missing;
+# may be lost), or when a tool is missing; with ACK_P99_MAX_MS also when a
+# comment was not acked or the acks' p99 latency is above it, with
+# RSS_PER_VIEWER_MAX_KB when the server's RSS per idle viewer is above it;
 # CHAT_LOAD / GALARELAY_BIN: use these binaries instead of building;
 # COMPRESS=1: add the galarelay-deflate run (after galarelay); TEXT=cjk:
 # the comments are realistic Chinese ones (bench/cjk_comments.txt, one in
@@ -98,6 +106,22 @@ fi
 
 source "$src/bench/lib.sh"
 bench_binaries
+
+# SIZES: this script once per size (its own table each), then the summary.
+if [[ -n ${SIZES:-} && -z ${CHAT_BENCH_REPORTS:-} ]]; then
+  reports_dir=$(mktemp -d "${TMPDIR:-/tmp}/galarelay-chatbench-sizes-XXXXXX")
+  rc=0
+  for n in $SIZES; do
+    say "=== $n viewers"
+    mkdir -p "$reports_dir/$n"
+    CHAT_BENCH_REPORTS=$reports_dir/$n VIEWERS=$n CHAT_LOAD=$CHAT_LOAD GALARELAY_BIN=$GALARELAY_BIN \
+      bash "${BASH_SOURCE[0]}" "$build" || rc=1
+  done
+  echo
+  node "$src/bench/chat_table.mjs" --summary "$reports_dir"/*/*.json || rc=1
+  rm -rf "$reports_dir"
+  exit $rc
+fi
 
 bench_fd_limit $((VIEWERS + POSTERS + 256)) # 10k sockets per side
 
@@ -178,6 +202,10 @@ for i in $(seq 150); do
   sleep 0.1
 done
 run_load "$label" "$http" "$gpid" "$compress" || failed=1
+# the fan-out's own counters, beside what chat_load measured
+if curl -fsS "http://127.0.0.1:$http/metrics" >"$tmp/$label.metrics" 2>/dev/null && [[ -f $tmp/$label.json ]]; then
+  node "$src/bench/chat_table.mjs" --merge-metrics "$tmp/$label.json" "$tmp/$label.metrics" || failed=1
+fi
 if ! kill -0 "$gpid" 2>/dev/null; then
   say "galarelay died during the run:"; tail -20 "$tmp/$label.log" >&2; failed=1
 fi
@@ -238,6 +266,7 @@ for peer in $SERVERS; do
 done
 if (( ${#reports[@]} > 0 )); then
   node "$src/bench/chat_table.mjs" "${reports[@]}"
+  if [[ -n ${CHAT_BENCH_REPORTS:-} ]]; then cp "${reports[@]}" "$CHAT_BENCH_REPORTS/"; fi
 fi
 
 # The smoke load is far below what either server handles: every comment
@@ -251,7 +280,13 @@ if (!fs.existsSync(f)) { console.error(`${f}: no report`); process.exit(1); }
 const r = JSON.parse(fs.readFileSync(f, 'utf8'));
 const want = r.sent * r.viewers_wanted;
 console.log(`${r.label}: ${r.sent} comments sent, ${r.events} of ${want} deliveries to ${r.viewers} viewers`);
-process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want ? 0 : 1);
+const ackMax = Number(process.env.ACK_P99_MAX_MS || 0);
+if (ackMax) console.log(`${r.label}: ${r.acks} of ${r.sent} acked, ack p99 ${r.ack_p99_ms} ms (at most ${ackMax})`);
+const acksOk = !ackMax || (r.acks === r.sent && r.ack_p99_ms >= 0 && r.ack_p99_ms <= ackMax);
+const rssMax = Number(process.env.RSS_PER_VIEWER_MAX_KB || 0);
+if (rssMax) console.log(`${r.label}: ${r.rss_per_idle_viewer_kb} KiB per idle viewer (at most ${rssMax})`);
+const rssOk = !rssMax || r.rss_per_idle_viewer_kb <= rssMax;
+process.exit(r.sent > 0 && r.viewers === r.viewers_wanted && r.events >= want && acksOk && rssOk ? 0 : 1);
 EOF
   done
 fi

@@ -11,6 +11,10 @@
  * is the end-to-end latency. Events are counted, not frames: a galarelay
  * batch carries many comments.
  *
+ * A comment's nonce carries its send time too ("n<k>.<us>"), so the
+ * poster's ack gives the ack latency: how long a server took to read,
+ * store and answer a comment while it fans out.
+ *
  * With --pid the server process is sampled from /proc (utime+stime, VmRSS):
  * before any connection (after --base-settle seconds: a daemon's RSS moves
  * for a second or two after its start), with every viewer idle and
@@ -94,36 +98,41 @@ static uint32_t rng32(void) { /* xorshift64*: masks and keys need no crypto */
   return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
 }
 
-/* 20 µs buckets up to 60 s; later ones land in the last bucket (max is exact). */
+/* 20 µs buckets up to 60 s; later ones land in the last bucket (max is exact).
+ * Two of them: delivery (send → a viewer's receipt) and ack (send → the
+ * poster's ack, from the send time the nonce carries). */
 #define HIST_US 20
 #define HIST_N (60 * 1000 * 1000 / HIST_US)
-static uint32_t *hist;
-static uint64_t hist_count, lat_max_us, lat_sum_us;
+struct hist {
+  uint32_t *b;
+  uint64_t count, max_us, sum_us;
+};
+static struct hist lat, ack_lat;
 
-static void hist_add(uint64_t us) {
+static void hist_add(struct hist *h, uint64_t us) {
   size_t b = us / HIST_US;
   if (b >= HIST_N)
     b = HIST_N - 1;
-  hist[b]++;
-  hist_count++;
-  lat_sum_us += us;
-  if (us > lat_max_us)
-    lat_max_us = us;
+  h->b[b]++;
+  h->count++;
+  h->sum_us += us;
+  if (us > h->max_us)
+    h->max_us = us;
 }
 
-static double hist_pct(double p) {
-  if (!hist_count)
+static double hist_pct(const struct hist *h, double p) {
+  if (!h->count)
     return -1;
-  uint64_t want = (uint64_t)(p * (double)hist_count);
-  if (want >= hist_count)
-    want = hist_count - 1;
+  uint64_t want = (uint64_t)(p * (double)h->count);
+  if (want >= h->count)
+    want = h->count - 1;
   uint64_t seen = 0;
   for (size_t b = 0; b < HIST_N; b++) {
-    seen += hist[b];
+    seen += h->b[b];
     if (seen > want)
       return (double)(b * HIST_US + HIST_US / 2) / 1000.0;
   }
-  return (double)lat_max_us / 1000.0;
+  return (double)h->max_us / 1000.0;
 }
 
 /* ---- Counters */
@@ -369,6 +378,24 @@ static uint64_t count_of(const char *p, size_t n, const char *needle) {
   return got;
 }
 
+/* An ack echoes the nonce "n<k>.<send µs>": the time from send to ack,
+ * the posters' side of the load (it grows when a server reads them late). */
+static void ack_latency(const char *p, size_t n, uint64_t now) {
+  static const char key[] = "\"nonce\":\"n";
+  const char *q = memmem(p, n, key, sizeof(key) - 1), *e = p + n;
+  if (!q)
+    return;
+  for (q += sizeof(key) - 1; q < e && *q != '.' && *q != '"'; q++)
+    ;
+  if (q >= e || *q != '.')
+    return;
+  uint64_t t = 0;
+  for (q++; q < e && *q >= '0' && *q <= '9'; q++)
+    t = t * 10 + (uint64_t)(*q - '0');
+  if (t && t <= now)
+    hist_add(&ack_lat, now - t);
+}
+
 static void on_message(struct conn *c, const char *p, size_t n) {
   char type[32];
   if (!msg_type(p, n, type, sizeof(type))) {
@@ -390,7 +417,7 @@ static void on_message(struct conn *c, const char *p, size_t n) {
       while (q < e && *q >= '0' && *q <= '9')
         t = t * 10 + (uint64_t)(*q++ - '0');
       if (!c->poster && t && t <= now)
-        hist_add(now - t);
+        hist_add(&lat, now - t);
     }
     if (c->poster) {
       st.poster_events += got;
@@ -403,6 +430,7 @@ static void on_message(struct conn *c, const char *p, size_t n) {
     }
   } else if (!strcmp(type, "ack")) {
     st.acks++;
+    ack_latency(p, n, now_us());
   } else if (!strcmp(type, "error")) {
     st.error_replies++;
     if (memmem(p, n, "rate_limited", 12))
@@ -854,10 +882,10 @@ static void on_post(uv_timer_t *t) {
     if (c->state != C_OPEN)
       continue;
     char m[768], text[600];
-    uint64_t k = nonce_next++;
+    uint64_t k = nonce_next++, t = now_us();
     comment_text(text, sizeof(text), c->id, k);
-    int n = snprintf(m, sizeof(m), "{\"type\":\"comment\",\"text\":\"%s\",\"nonce\":\"n%" PRIu64 "\"}",
-                     text, k);
+    int n = snprintf(m, sizeof(m),
+                     "{\"type\":\"comment\",\"text\":\"%s\",\"nonce\":\"n%" PRIu64 ".%" PRIu64 "\"}", text, k, t);
     ws_send(c, 0x1, m, (size_t)n);
     st.sent++;
   }
@@ -991,6 +1019,7 @@ static void report(void) {
       "\"events\":%" PRIu64 ",\"events_per_s\":%.1f,\"expected_events\":%.0f,\"delivered_ratio\":%.4f,"
       "\"frames\":%" PRIu64 ",\"lat_samples\":%" PRIu64 ",\"lat_p50_ms\":%.2f,\"lat_p90_ms\":%.2f,"
       "\"lat_p99_ms\":%.2f,\"lat_max_ms\":%.2f,\"lat_mean_ms\":%.2f,"
+      "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f,"
       "\"connect_errors\":%" PRIu64 ",\"handshake_errors\":%" PRIu64 ",\"closed_by_server\":%" PRIu64
       ",\"protocol_errors\":%" PRIu64 ",\"pings\":%" PRIu64 ","
       "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_idle_s\":%.3f,\"events_per_cpu_s\":%.1f,"
@@ -999,9 +1028,10 @@ static void report(void) {
       "\"wire_bytes\":%" PRIu64 ",\"wire_bytes_per_event\":%.1f,\"binary_frames\":%" PRIu64 "}\n",
       opt.label, nv, opt.viewers, opt.posters, opt.rate, storm_s, drain_s, connect_s, st.sent, st.acks,
       st.error_replies, st.rate_limited, st.events_storm, window > 0 ? (double)st.events_storm / window : 0,
-      expected, expected > 0 ? (double)st.events_storm / expected : 0, st.frames, hist_count, hist_pct(0.50),
-      hist_pct(0.90), hist_pct(0.99), (double)lat_max_us / 1000.0,
-      hist_count ? (double)lat_sum_us / (double)hist_count / 1000.0 : -1, st.connect_errors,
+      expected, expected > 0 ? (double)st.events_storm / expected : 0, st.frames, lat.count, hist_pct(&lat, 0.50),
+      hist_pct(&lat, 0.90), hist_pct(&lat, 0.99), (double)lat.max_us / 1000.0,
+      lat.count ? (double)lat.sum_us / (double)lat.count / 1000.0 : -1, hist_pct(&ack_lat, 0.50),
+      hist_pct(&ack_lat, 0.99), (double)ack_lat.max_us / 1000.0, st.connect_errors,
       st.handshake_errors, st.closed_by_server, st.protocol_errors, st.pings, opt.pid, cpu, cpu_idle_s,
       cpu > 0 ? (double)st.events_storm / cpu : 0, rss_base_kb, rss_idle_kb, rss_storm_peak_kb,
       nv > 0 && rss_idle_kb ? (double)(rss_idle_kb - rss_base_kb) / nv : 0, self_cpu1 - self_cpu0,
@@ -1018,12 +1048,12 @@ static void report(void) {
   }
   fprintf(stderr,
           "chat_load[%s]: viewers=%d posters=%d sent=%" PRIu64 " acked=%" PRIu64 " events=%" PRIu64
-          " (%.0f/s, %.1f%% of expected) p50=%.1f ms p99=%.1f ms max=%.1f ms server_cpu=%.2f s "
+          " (%.0f/s, %.1f%% of expected) p50=%.1f ms p99=%.1f ms max=%.1f ms ack_p99=%.1f ms server_cpu=%.2f s "
           "client_cpu=%.2f s\n",
           opt.label, nv, st.connected_posters, st.sent, st.acks, st.events_storm,
           window > 0 ? (double)st.events_storm / window : 0,
-          expected > 0 ? 100.0 * (double)st.events_storm / expected : 0, hist_pct(0.5), hist_pct(0.99),
-          (double)lat_max_us / 1000.0, cpu, self_cpu1 - self_cpu0);
+          expected > 0 ? 100.0 * (double)st.events_storm / expected : 0, hist_pct(&lat, 0.5),
+          hist_pct(&lat, 0.99), (double)lat.max_us / 1000.0, hist_pct(&ack_lat, 0.99), cpu, self_cpu1 - self_cpu0);
 }
 
 /* ---- Main */
@@ -1137,10 +1167,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   rng_state ^= uv_hrtime() ^ ((uint64_t)getpid() << 32);
-  hist = calloc(HIST_N, sizeof(*hist));
+  lat.b = calloc(HIST_N, sizeof(*lat.b));
+  ack_lat.b = calloc(HIST_N, sizeof(*ack_lat.b));
   viewers = calloc((size_t)opt.viewers + 1, sizeof(*viewers));
   posters = calloc((size_t)opt.posters, sizeof(*posters));
-  if (!hist || !viewers || !posters)
+  if (!lat.b || !ack_lat.b || !viewers || !posters)
     return 1;
   loop = uv_default_loop();
   uv_timer_init(loop, &ramp_timer);
@@ -1151,7 +1182,8 @@ int main(int argc, char **argv) {
   uv_timer_start(&sample_timer, on_sample, 250, 250);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
-  free(hist);
+  free(lat.b);
+  free(ack_lat.b);
   free(viewers);
   free(posters);
   return report_ok ? 0 : 1;

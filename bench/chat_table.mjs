@@ -4,7 +4,52 @@
 // peer that batches as galarelay does), then the goals.
 //
 //   node bench/chat_table.mjs REPORT.json...   (label = the file's "label")
+//   node bench/chat_table.mjs --summary REPORT.json...   (several sizes: one
+//        markdown row per size and server, the table of docs/benchmarks.md)
+//   node bench/chat_table.mjs --merge-metrics REPORT.json METRICS.txt
+//        (galarelay's /metrics after the run: the fan-out's counters go
+//        into its report)
 import fs from 'fs';
+
+// The fan-out's counters, summed over rooms, from Prometheus text.
+function mergeMetrics(reportFile, metricsFile) {
+  const sum = (name) => fs.readFileSync(metricsFile, 'utf8').split('\n')
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  const r = JSON.parse(fs.readFileSync(reportFile, 'utf8'));
+  r.fanout_sends = sum('galarelay_chat_fanout_sends_total');
+  r.fanout_blocked = sum('galarelay_chat_fanout_blocked_total');
+  r.fanout_copied_bytes = sum('galarelay_chat_fanout_copied_bytes_total');
+  r.fanout_slices = sum('galarelay_chat_fanout_slices_total');
+  r.member_ticks = sum('galarelay_chat_member_ticks_total');
+  r.delivered_events_server = sum('galarelay_chat_delivered_events_total');
+  fs.writeFileSync(reportFile, `${JSON.stringify(r)}\n`);
+}
+const sendsPerMemberTick = (r) => (r.member_ticks ? (r.fanout_sends / r.member_ticks).toFixed(2) : '-');
+const copiedPerEvent = (r) => (r.delivered_events_server ? (r.fanout_copied_bytes / r.delivered_events_server).toFixed(3) : '-');
+const ackP99 = (r) => (r.ack_p99_ms === undefined || r.ack_p99_ms < 0 ? '-' : r.ack_p99_ms.toFixed(0));
+
+// One markdown row per report, sorted by size, then in the order given.
+function summary(files) {
+  const runs = files.map((f, i) => ({ i, r: JSON.parse(fs.readFileSync(f, 'utf8')) }));
+  runs.sort((a, b) => a.r.viewers_wanted - b.r.viewers_wanted || a.i - b.i);
+  console.log('| viewers | server | delivered | acked / posted | p50 / p99 ms | ack p99 ms | events per server CPU-s | KiB per idle viewer | sends per member-tick | bytes copied per event |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (const { r } of runs) {
+    console.log(`| ${r.viewers_wanted} | ${r.label} | ${(100 * r.delivered_ratio).toFixed(1)} % | ${r.acks} / ${r.sent} | `
+      + `${r.lat_p50_ms.toFixed(0)} / ${r.lat_p99_ms.toFixed(0)} | ${ackP99(r)} | ${(r.events_per_cpu_s / 1e6).toFixed(2)} M | `
+      + `${r.rss_per_idle_viewer_kb.toFixed(1)} | ${sendsPerMemberTick(r)} | ${copiedPerEvent(r)} |`);
+  }
+}
+
+if (process.argv[2] === '--merge-metrics') {
+  mergeMetrics(process.argv[3], process.argv[4]);
+  process.exit(0);
+}
+if (process.argv[2] === '--summary') {
+  summary(process.argv.slice(3));
+  process.exit(0);
+}
 
 const NAMES = {
   galarelay: 'galarelay',
@@ -32,6 +77,10 @@ const rows = [
   ['latency p90 ms', (r) => r.lat_p90_ms.toFixed(1)],
   ['latency p99 ms', (r) => r.lat_p99_ms.toFixed(1)],
   ['latency max ms', (r) => r.lat_max_ms.toFixed(1)],
+  ['ack latency p50 ms', (r) => (r.ack_p50_ms === undefined ? '-' : r.ack_p50_ms.toFixed(1))],
+  ['ack latency p99 ms', (r) => (r.ack_p99_ms === undefined ? '-' : r.ack_p99_ms.toFixed(1))],
+  ['sends per member-tick (galarelay)', sendsPerMemberTick],
+  ['bytes copied per event (galarelay)', copiedPerEvent],
   ['server CPU s (storm+drain)', (r) => r.server_cpu_s.toFixed(2)],
   ['server CPU s (connect+idle)', (r) => r.server_cpu_idle_s.toFixed(2)],
   ['server CPU us per delivered event', (r) => usPerEvent(r).toFixed(3)],

@@ -1,12 +1,14 @@
 /* chat: the websocket transport, rooms, bus and archive glue, the tick
  * timer, metrics. Requests are in chat_requests.c, tickets (archive
  * commit, publish, ack) in ticket.c, the archive records of events in
- * chat_archive.c. See chat.h for the flow. */
+ * chat_archive.c. See chat.h for the flow, and "Writing
+ * to members" below for how frames reach the sockets. */
 #include "chat/chat.h"
 #include "chat/chat_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -44,9 +46,127 @@ static struct chat_room *find_room(struct chat *c, const char *channel) {
   return NULL;
 }
 
+/* ---- Writing to members
+ *
+ * A member's frames reach its socket through one of two writers, never
+ * both inside one frame:
+ *   - raw (plain TCP: every frame of the member's queue): fanout_write
+ *     sends the shared frames, header included, from the shared buffers
+ *     with one sendmsg on lws_get_socket_fd; no copy, no lws buflist;
+ *   - lws: the handshake, the control frames (ping, pong, close: lws
+ *     writes them itself from its POLLOUT handler, before it calls our
+ *     WRITEABLE), and every frame on a TLS connection (lws_write, one per
+ *     WRITEABLE: the daemon never serves TLS itself, so a fallback only).
+ * The rule that keeps them apart: a raw write starts only when lws holds
+ * nothing for the wsi (lws_partial_buffered), and it always leaves the
+ * stream at a frame boundary. When the kernel takes a frame in part, the
+ * rest of that one frame is handed to lws in the same call (lws_write
+ * LWS_WRITE_HTTP: raw bytes, appended to its buflist: the one userspace
+ * copy left, counted in galarelay_chat_fanout_copied_bytes_total) and the
+ * member waits for WRITEABLE, which lws delivers only once that buflist
+ * is on the wire. So whatever lws writes of its own falls between whole
+ * frames. Resuming the rest from the shared buffer ourselves would save
+ * that copy but cannot be made safe: lws writes a pong, or its keepalive
+ * ping, from its POLLOUT handler before our WRITEABLE callback, with no
+ * hook to hold it back, and it would land inside our frame.
+ *
+ * Pacing: a tick queues its frame to every member (room_tick) and each
+ * member is put on the ready list (op_wake); the idle handle writes
+ * fanout_slice members per turn of the loop (on_fanout_idle), and between
+ * slices libuv polls the sockets: posters' messages are read, archive
+ * completions run, and a reply (ack, error, welcome) is written at once
+ * (op_wake sees it queued: write_now) with whatever that member has
+ * queued before it, ahead of the list. */
+
+/* A compressed batch is a binary frame; every other message is text. */
+static enum lws_write_protocol frame_opcode(const struct room_frame *f) {
+  return f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+}
+
+static void wait_writable(struct chat_conn *conn) {
+  conn->awaiting_writable = true;
+  lws_callback_on_writable(conn->wsi);
+}
+
+/* The rest of a partly sent frame goes to lws (see above). */
+static int spill(struct chat *c, struct chat_conn *conn, struct fanout_tx *tx) {
+  size_t len;
+  const unsigned char *w = room_frame_wire(tx->frame, LWS_PRE, &len);
+  size_t rest = len - tx->off;
+  int n = lws_write(conn->wsi, (unsigned char *)w + tx->off, rest, LWS_WRITE_HTTP);
+  fanout_tx_clear(tx);
+  c->stats.spilled_bytes += rest;
+  return n < 0 ? -1 : 0;
+}
+
+/* The fallback writer (TLS): one frame through lws per WRITEABLE. */
+static int write_through_lws(struct chat *c, struct chat_conn *conn) {
+  struct room_frame *f = room_member_take(&conn->m);
+  if (!f)
+    return 0;
+  int n = lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, frame_opcode(f));
+  room_frame_unref(f);
+  c->stats.lws_frames++;
+  if (n < 0)
+    return -1;
+  if (room_member_has_frames(&conn->m))
+    wait_writable(conn);
+  return 0;
+}
+
+/* Write what conn's queue holds now, as far as the socket takes it.
+ * -1: the socket is broken. */
+static int conn_write(struct chat *c, struct chat_conn *conn) {
+  if (!conn->wsi || conn->close_code || conn->awaiting_writable)
+    return 0;
+  if (!conn->raw || lws_partial_buffered(conn->wsi)) {
+    if (room_member_has_frames(&conn->m))
+      wait_writable(conn);
+    return 0;
+  }
+  struct fanout_tx tx = {0};
+  enum fanout_result r =
+      fanout_write(lws_get_socket_fd(conn->wsi), &conn->m, LWS_PRE, &tx, &c->fanout);
+  if (r == FANOUT_ERROR) {
+    fanout_tx_clear(&tx);
+    return -1;
+  }
+  if (r == FANOUT_DONE)
+    return 0;
+  if (tx.frame && spill(c, conn, &tx) < 0)
+    return -1;
+  wait_writable(conn);
+  return 0;
+}
+
+static void close_broken(struct chat_conn *conn) {
+  conn->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION; /* closed at WRITEABLE */
+  lws_callback_on_writable(conn->wsi);
+}
+
+/* A reply goes out now, with what is queued before it, ahead of the list. */
+static void write_now(struct chat *c, struct chat_conn *conn) {
+  fanout_ready_remove(&c->ready, &conn->ready);
+  if (conn_write(c, conn) < 0)
+    close_broken(conn);
+}
+
+static void write_member(void *opaque, struct fanout_link *l) {
+  struct chat_conn *conn = (struct chat_conn *)((char *)l - offsetof(struct chat_conn, ready));
+  if (conn_write(opaque, conn) < 0)
+    close_broken(conn);
+}
+
+static void on_fanout_idle(uv_idle_t *h) {
+  struct chat *c = h->data;
+  c->stats.slices++;
+  if (fanout_ready_run(&c->ready, c->fanout_slice, write_member, c) == 0)
+    uv_idle_stop(h);
+}
+
 /* ---- The websocket protocol */
 
-static void on_message(struct chat *c, struct chat_conn *conn) {
+static void on_message(struct chat *c, struct chat_conn *conn, const void *data, size_t len) {
   if (conn->rx_binary) {
     c->stats.bad_request++;
     chat__reply_error(conn, NULL, ROOM_BAD_REQUEST, "binary frames are not messages", -1);
@@ -54,7 +174,7 @@ static void on_message(struct chat *c, struct chat_conn *conn) {
   }
   struct chat_msg msg;
   struct chat_parse_error err;
-  enum chat_parse_result r = chat_protocol_parse(conn->rx, conn->rx_len, &msg, &err);
+  enum chat_parse_result r = chat_protocol_parse(data, len, &msg, &err);
   if (r == CHAT_PARSE_BAD_UTF8) { /* RFC 6455 8.1: fail the connection */
     c->stats.bad_utf8++;
     lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8",
@@ -90,6 +210,7 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     return -1;
   memset(conn, 0, sizeof(*conn));
   conn->wsi = wsi;
+  conn->raw = !lws_is_ssl(wsi) && lws_get_socket_fd(wsi) >= 0;
   conn->slot = slot;
   conn->m.transport = conn;
   conn->m.conn_id = ++c->next_conn_id;
@@ -101,12 +222,6 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
   char id[BUS_ID_LEN];
   chat__make_id(c, id);
   snprintf(conn->m.user_id, sizeof(conn->m.user_id), "g%s", id);
-  conn->rx_cap = (size_t)c->cfg.chat->max_frame_bytes;
-  conn->rx = malloc(conn->rx_cap);
-  if (!conn->rx) {
-    conn->wsi = NULL;
-    return -1;
-  }
   c->stats.connections++;
   if (room_join(slot->room, &conn->m) != 0) {
     c->stats.refused_join++;
@@ -118,29 +233,38 @@ static int on_established(struct chat *c, struct lws *wsi, struct chat_conn *con
     if (f)
       lws_write(wsi, f + LWS_PRE, n, LWS_WRITE_TEXT);
     free(f);
-    free(conn->rx);
-    conn->rx = NULL;
     conn->wsi = NULL; /* nothing for the close callback to undo */
     lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"too many", 8);
     return -1;
   }
-  room_send_welcome(slot->room, &conn->m);
+  room_send_welcome(slot->room, &conn->m); /* a reply: op_wake writes it at once */
   return 0;
 }
 
+/* A message that arrives in one callback (nearly all: lws hands over up
+ * to rx_buffer_size at once) is parsed where lws has it; only one that
+ * arrives in pieces (fragments, or a frame split across reads) is copied
+ * into conn->rx, allocated for that message and freed after it, so an
+ * idle viewer holds no reassembly buffer. */
 static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, size_t len) {
   struct lws *wsi = conn->wsi;
   size_t max = (size_t)c->cfg.chat->max_frame_bytes;
-  if (lws_is_first_fragment(wsi)) {
+  bool first = lws_is_first_fragment(wsi);
+  bool last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+  if (first) {
     conn->rx_len = 0;
     conn->rx_binary = lws_frame_is_binary(wsi);
   }
-  if (conn->rx_len + len + lws_remaining_packet_payload(wsi) > max || !conn->rx) {
+  if (conn->rx_len + len + lws_remaining_packet_payload(wsi) > max) {
     c->stats.oversize++;
     lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"too large", 9);
     return -1;
   }
-  if (max > conn->rx_cap) { /* a reload raised the limit since it joined */
+  if (first && last) {
+    on_message(c, conn, in, len);
+    return conn->close_code ? -1 : 0;
+  }
+  if (conn->rx_cap < max) { /* first piece, or a reload raised the limit meanwhile */
     unsigned char *grown = realloc(conn->rx, max);
     if (!grown)
       return -1;
@@ -149,39 +273,33 @@ static int on_receive(struct chat *c, struct chat_conn *conn, const void *in, si
   }
   memcpy(conn->rx + conn->rx_len, in, len);
   conn->rx_len += len;
-  if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+  if (!last)
     return 0;
-  on_message(c, conn);
-  conn->rx_len = 0;
-  if (conn->close_code)
-    return -1;
-  return 0;
+  on_message(c, conn, conn->rx, conn->rx_len);
+  free(conn->rx);
+  conn->rx = NULL;
+  conn->rx_cap = conn->rx_len = 0;
+  return conn->close_code ? -1 : 0;
 }
 
-/* A compressed batch is a binary frame; every other message is text. */
-static enum lws_write_protocol frame_opcode(const struct room_frame *f) {
-  return f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-}
-
-static int on_writeable(struct chat_conn *conn) {
+/* lws has written what it held (its buflist, its control frames) */
+static int on_writeable(struct chat *c, struct chat_conn *conn) {
+  conn->awaiting_writable = false;
   if (conn->close_code) {
     lws_close_reason(conn->wsi, conn->close_code, NULL, 0);
     return -1;
   }
-  struct room_frame *f = room_member_take(&conn->m);
-  if (!f)
+  if (!c)
     return 0;
-  size_t pre = LWS_PRE;
-  int n = lws_write(conn->wsi, room_frame_payload(f, pre), f->len, frame_opcode(f));
-  room_frame_unref(f);
-  if (n < (int)0)
-    return -1;
-  if (room_member_has_frames(&conn->m))
-    lws_callback_on_writable(conn->wsi);
-  return 0;
+  if (!conn->raw)
+    return write_through_lws(c, conn);
+  fanout_ready_remove(&c->ready, &conn->ready);
+  return conn_write(c, conn);
 }
 
-static void on_closed(struct chat_conn *conn) {
+static void on_closed(struct chat *c, struct chat_conn *conn) {
+  if (c) /* without it (stopped), chat_stop took every member off the list */
+    fanout_ready_remove(&c->ready, &conn->ready);
   while (conn->tickets)
     chat__ticket_detach(conn->tickets);
   room_leave(&conn->m);
@@ -214,10 +332,10 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (!conn->wsi)
       return -1;
-    return on_writeable(conn);
+    return on_writeable(c, conn);
   case LWS_CALLBACK_CLOSED:
     if (conn->wsi)
-      on_closed(conn);
+      on_closed(c, conn);
     return 0;
   default:
     return 0;
@@ -238,33 +356,31 @@ void chat_protocol(struct lws_protocols *out, struct chat *const *handle) {
 
 /* ---- Room ops */
 
+/* Frames were queued: the member writes in a later slice (pacing, above),
+ * or at WRITEABLE when it waits for one. Asking lws for WRITEABLE for every
+ * member instead would cost two epoll_ctl calls per member per tick (lws
+ * arms and disarms POLLOUT), the largest cost of a 10k-viewer fan-out when
+ * profiled. */
 static void op_wake(void *opaque, struct room_member *m) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
-  if (!conn->wsi)
+  if (!conn->wsi || conn->awaiting_writable || conn->close_code)
     return;
-  /* Fast path for the common case, a viewer keeping up: nothing of ours is
-   * pending in lws for this socket, so write the frame now. Asking for
-   * WRITEABLE instead costs two epoll_ctl calls per member per tick (lws
-   * arms and disarms POLLOUT), which profiled as the largest cost of a
-   * 10k-viewer fan-out. If the kernel takes only part of the frame, lws
-   * keeps the rest and we are back on the WRITEABLE path. */
-  if (!conn->close_code && !lws_partial_buffered(conn->wsi)) {
-    /* on_writeable asks for WRITEABLE itself while frames remain */
-    if (on_writeable(conn) < 0) {
-      conn->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION; /* broken socket: close there */
-      lws_callback_on_writable(conn->wsi);
-    }
+  if (room_member_reply_queued(m)) { /* an ack, error or welcome: now, ahead of the list */
+    write_now(c, conn);
     return;
   }
-  lws_callback_on_writable(conn->wsi);
+  fanout_ready_add(&c->ready, &conn->ready);
+  if (!uv_is_active((uv_handle_t *)&c->fanout_idle))
+    uv_idle_start(&c->fanout_idle, on_fanout_idle);
 }
 
 static void op_kick(void *opaque, struct room_member *m, int code, const char *reason) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
   if (!conn->wsi)
     return;
+  fanout_ready_remove(&c->ready, &conn->ready);
   log_info("chat", "closing member channel=%s addr=%s reason=%s", room_channel(m->room),
            m->addr, reason);
   conn->close_code = code;
@@ -432,7 +548,7 @@ static void part_stopped(void *arg) {
     cb(cb_arg);
 }
 
-static void tick_closed(uv_handle_t *h) { part_stopped(h->data); }
+static void handle_closed(uv_handle_t *h) { part_stopped(h->data); } /* the tick, the idle handle */
 
 struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   struct chat *c = calloc(1, sizeof(*c));
@@ -460,6 +576,10 @@ struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   sync_rooms(c, cfg);
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
+  fanout_ready_init(&c->ready);
+  uv_idle_init(loop, &c->fanout_idle);
+  c->fanout_idle.data = c;
+  c->fanout_slice = (size_t)cfg->chat->fanout_slice;
   uv_timer_start(&c->tick, on_tick, (uint64_t)cfg->chat->tick_ms, (uint64_t)cfg->chat->tick_ms);
   log_info("chat", "chat started rooms=%d tick_ms=%d", cfg->channel_count, cfg->chat->tick_ms);
   return c;
@@ -474,13 +594,17 @@ void chat_reload(struct chat *c, const struct chat_sections *cfg) {
   filter_set_file(c->filter, cfg->chat->banned_words_file);
   sync_rooms(c, cfg);
   uv_timer_set_repeat(&c->tick, (uint64_t)cfg->chat->tick_ms);
+  c->fanout_slice = (size_t)cfg->chat->fanout_slice;
 }
 
-/* At stop: write what is queued now (the last acks), the socket buffers it. */
+/* At stop: write what is queued now (the last acks); what the socket does
+ * not take goes to lws, after what it holds, and out before the close. */
 static void flush_member(void *opaque, struct room_member *m) {
-  (void)opaque;
+  struct chat *c = opaque;
   struct chat_conn *conn = m->transport;
   struct room_frame *f;
+  if (conn->raw && conn_write(c, conn) < 0)
+    return;
   while (conn->wsi && (f = room_member_take(m))) {
     lws_write(conn->wsi, room_frame_payload(f, LWS_PRE), f->len, frame_opcode(f));
     room_frame_unref(f);
@@ -493,9 +617,9 @@ void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
   c->stopping = true;
   c->stopped = cb;
   c->stopped_arg = arg;
-  /* the tick, and the archive, bus and filter: each calls part_stopped
-   * once released (the filter may at once) */
-  c->parts_open = 1 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
+  /* the tick and the fan-out's idle handle, and the archive, bus and
+   * filter: each calls part_stopped once released (the filter may at once) */
+  c->parts_open = 2 + (c->archive != NULL) + (c->bus != NULL) + (c->filter != NULL);
   /* every acked comment is on disk: the archive writes what is queued and
    * runs the completions (acks go into the members' queues) */
   if (c->archive)
@@ -511,7 +635,7 @@ void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
     if (room_member_count(slot->room) == 0)
       continue;
     room_tick(slot->room, chat__wall_ms()); /* what the last commits published */
-    room_for_each_member(slot->room, flush_member, NULL);
+    room_for_each_member(slot->room, flush_member, c);
     room_close_all(slot->room, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping");
   }
   /* members still connected leave in their close callbacks, which find
@@ -527,8 +651,11 @@ void chat_stop(struct chat *c, void (*cb)(void *arg), void *arg) {
   if (c->filter)
     filter_stop(c->filter, part_stopped, c);
   c->filter = NULL;
+  while (c->ready.count) /* members that close later find no chat: unlink them now */
+    fanout_ready_remove(&c->ready, c->ready.head.next);
   uv_timer_stop(&c->tick);
-  uv_close((uv_handle_t *)&c->tick, tick_closed);
+  uv_close((uv_handle_t *)&c->tick, handle_closed);
+  uv_close((uv_handle_t *)&c->fanout_idle, handle_closed);
 }
 
 /* ---- Metrics and API */
@@ -552,6 +679,33 @@ static void bad_frames_metrics(const struct chat *c, struct buf *out) {
   metrics_count(out, &conns, NULL, c->stats.connections);
 }
 
+/* The write path: sends per member-tick (sends / member_ticks) and the
+ * bytes copied per delivered event (copied / delivered events) are what
+ * the chat benchmark prints. */
+static void fanout_metrics(const struct chat *c, struct buf *out) {
+  static const struct metric rows[] = {
+      METRIC_FAMILY("galarelay_chat_fanout_sends_total", METRIC_COUNTER,
+                    "System calls that wrote frames to members' sockets"),
+      METRIC_FAMILY("galarelay_chat_fanout_blocked_total", METRIC_COUNTER,
+                    "Writes the kernel refused (socket buffer full)"),
+      METRIC_FAMILY("galarelay_chat_fanout_bytes_total", METRIC_COUNTER,
+                    "Bytes the kernel accepted from the fan-out writer"),
+      METRIC_FAMILY("galarelay_chat_fanout_copied_bytes_total", METRIC_COUNTER,
+                    "Bytes copied in userspace: rests of partly sent frames handed to lws"),
+      METRIC_FAMILY("galarelay_chat_fanout_lws_frames_total", METRIC_COUNTER,
+                    "Frames written through lws_write instead (TLS)"),
+      METRIC_FAMILY("galarelay_chat_fanout_slices_total", METRIC_COUNTER,
+                    "Fan-out slices run (one per loop turn while members wait)"),
+      METRIC_FAMILY("galarelay_chat_fanout_ready", METRIC_GAUGE, "Members waiting for a fan-out slice"),
+  };
+  const uint64_t v[] = {c->fanout.sends, c->fanout.blocked, c->fanout.bytes, c->stats.spilled_bytes,
+                        c->stats.lws_frames, c->stats.slices, (uint64_t)c->ready.count};
+  for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
+    metrics_head(out, &rows[k]);
+    metrics_count(out, &rows[k], NULL, v[k]);
+  }
+}
+
 void chat_metrics(const struct chat *c, struct buf *out) {
 #define RS(NAME, TYPE, HELP, FIELD) METRIC_FIELD(NAME, TYPE, HELP, struct room_sample, FIELD)
   static const struct metric rows[] = {
@@ -571,6 +725,8 @@ void chat_metrics(const struct chat *c, struct buf *out) {
                     "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"),
       RS("galarelay_chat_deflated_batches_total", METRIC_COUNTER,
          "Batches deflated, once per room, audience and tick", st.deflated_frames),
+      RS("galarelay_chat_member_ticks_total", METRIC_COUNTER, "Members queued frames by a tick, summed over ticks",
+         st.member_ticks),
   };
 #undef RS
   struct room_sample *rs = calloc(CHAT_ROOMS_MAX, sizeof *rs);
@@ -608,6 +764,7 @@ void chat_metrics(const struct chat *c, struct buf *out) {
   }
   free(rs);
   bad_frames_metrics(c, out);
+  fanout_metrics(c, out);
   if (c->filter) {
     static const struct metric words = METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE,
                                                     "Banned words in the current automaton", struct filter_stats,

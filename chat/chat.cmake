@@ -3,6 +3,7 @@
 # stands on the core (core.cmake: protocol, filter, JWT, rate limits,
 # rooms) and the store (store.cmake: archive, bus).
 add_library(galarelay_chat STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/fanout.c
   ${CMAKE_CURRENT_LIST_DIR}/chat.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_requests.c
   ${CMAKE_CURRENT_LIST_DIR}/chat_archive.c
@@ -12,7 +13,7 @@ target_link_libraries(galarelay_chat PUBLIC
   galarelay_chat_core galarelay_chat_store galarelay_core galarelay_config
   PkgConfig::LWS PkgConfig::UV PkgConfig::JANSSON PkgConfig::CRYPTO)
 
-foreach(t requests service)
+foreach(t requests service fanout)
   galarelay_unit_test(test_chat_${t}
     SOURCES ${CMAKE_SOURCE_DIR}/tests/unit/test_chat_${t}.c
     LIBS galarelay_chat)

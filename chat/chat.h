@@ -7,7 +7,10 @@
  * the room (auth, bans, limits, filter) and, when accepted, written to the
  * archive; after the commit it is published on the bus and the sender gets
  * its ack. Rooms receive events only from the bus and send them in batches
- * every chat.tick_ms.
+ * every chat.tick_ms: one shared frame per tick, written to the members
+ * chat.fanout_slice at a time per turn of the loop, straight to their
+ * sockets (chat.c, "Writing to members"), so that reading and acking never
+ * wait for a whole fan-out.
  *
  * What it is given: the loop and the config sections it reads (struct
  * chat_sections), borrowed: chat reads them while it runs and gets new

@@ -16,6 +16,7 @@
 #include "chat/bus.h"
 #include "chat/chat.h"
 #include "chat/idgen.h"
+#include "chat/fanout.h"
 #include "chat/protocol.h"
 #include "chat/room.h"
 #include "config/config.h"
@@ -51,8 +52,17 @@ struct chat {
   uint64_t next_conn_id;
   struct idgen ids; /* ids while there is no bus (stopping) */
   bool stopping;
+  /* the fan-out's pacing (fanout.h): members with frames to write, a slice
+   * of them per turn of the loop while the idle handle runs */
+  struct fanout_ready ready;
+  uv_idle_t fanout_idle;
+  size_t fanout_slice;
+  struct fanout_stats fanout;
   struct {
     uint64_t connections, bad_utf8, oversize, bad_request, refused_join;
+    uint64_t slices;        /* fan-out slices run */
+    uint64_t spilled_bytes; /* rests of partly sent frames handed to lws (copied) */
+    uint64_t lws_frames;    /* frames written through lws_write (not raw) */
   } stats;
 };
 
@@ -61,11 +71,17 @@ struct chat_conn {
   struct room_member m; /* first: the room's view of this connection */
   struct lws *wsi;
   struct chat_room *slot;
-  unsigned char *rx; /* reassembly of one message, at most max_frame_bytes */
-  size_t rx_cap;     /* bytes allocated: the limit when it joined (SIGHUP may raise it) */
+  /* reassembly of one message that arrives in pieces, at most
+   * max_frame_bytes; allocated at its first piece, freed after its last */
+  unsigned char *rx;
+  size_t rx_cap; /* bytes allocated (max_frame_bytes when it was allocated) */
   size_t rx_len;
   bool rx_binary;
   int close_code; /* set: close at the next writable callback */
+  /* the write path (chat.c, "Writing to members") */
+  struct fanout_link ready; /* in chat.ready: frames to write */
+  bool raw;                 /* plain TCP: frames go to the socket ourselves */
+  bool awaiting_writable;   /* lws holds bytes, or the kernel is full: wait for WRITEABLE */
   struct ticket *tickets;
   /* who this moderator is in the moderation log and the archive: the
    * token's short id (token:1a2b3c4d) or the JWT's sub; never the token */

@@ -362,6 +362,39 @@ void room_frame_unref(struct room_frame *f) {
   }
 }
 
+#define WS_HEADER_MAX 10 /* RFC 6455 5.2: 2 bytes, + 2 or 8 of extended length */
+
+/* The server-to-client header (FIN, the opcode, no mask) right before the
+ * payload, written once per frame: every member's socket gets these same
+ * bytes. */
+static void frame_seal(struct room_frame *f, size_t headroom, uint8_t opcode) {
+  unsigned char h[WS_HEADER_MAX];
+  size_t n = 0;
+  h[n++] = (unsigned char)(0x80 | opcode);
+  if (f->len < 126) {
+    h[n++] = (unsigned char)f->len;
+  } else if (f->len <= 0xffff) {
+    h[n++] = 126;
+    h[n++] = (unsigned char)(f->len >> 8);
+    h[n++] = (unsigned char)f->len;
+  } else {
+    h[n++] = 127;
+    for (int shift = 56; shift >= 0; shift -= 8)
+      h[n++] = (unsigned char)((uint64_t)f->len >> shift);
+  }
+  if (headroom < n)
+    return; /* f->hdr stays 0: lws frames it */
+  memcpy(f->base + headroom - n, h, n);
+  f->hdr = (uint8_t)n;
+}
+
+const unsigned char *room_frame_wire(const struct room_frame *f, size_t headroom, size_t *len) {
+  if (!f->hdr)
+    return NULL;
+  *len = f->hdr + f->len;
+  return f->base + headroom - f->hdr;
+}
+
 static struct room_frame *frame_new(const struct room *r, const json_t *msg, bool reply) {
   struct room_frame *f = calloc(1, sizeof(*f));
   if (!f)
@@ -373,6 +406,7 @@ static struct room_frame *frame_new(const struct room *r, const json_t *msg, boo
   }
   f->refs = 1;
   f->reply = reply;
+  frame_seal(f, r->p.headroom, 0x1 /* text */);
   return f;
 }
 
@@ -471,6 +505,16 @@ struct room_frame *room_member_take(struct room_member *m) {
   return f;
 }
 
+struct room_frame *room_member_peek(const struct room_member *m, unsigned i) {
+  if (!m->room || m->kicked || m->dropped_batches || i >= m->count)
+    return NULL;
+  return m->ring[(m->head + i) % ROOM_QUEUE_FRAMES];
+}
+
+bool room_member_reply_queued(const struct room_member *m) {
+  return m->count > 0 && m->ring[(m->head + m->count - 1) % ROOM_QUEUE_FRAMES]->reply;
+}
+
 bool room_member_has_frames(const struct room_member *m) {
   return !m->kicked && (m->count > 0 || m->dropped_batches > 0);
 }
@@ -547,6 +591,7 @@ static struct room_frame *welcome_frame(struct room *r, enum room_role role, con
     p[hlen + 1] = '\0';
     f->refs = 1;
     f->reply = true;
+    frame_seal(f, head, 0x1 /* text */);
   }
   free(text);
   return f;
@@ -898,6 +943,7 @@ static struct room_frame *deflate_of(struct room *r, struct room_frame *text) {
   f->refs = 1;
   f->reply = text->reply;
   f->binary = true;
+  frame_seal(f, r->p.headroom, 0x2 /* binary */);
   r->stats.deflated_frames++;
   return f;
 }
@@ -910,16 +956,18 @@ static struct room_frame *variant_frame(struct room *r, struct variant *v, bool 
   return v->z ? v->z : v->text; /* no memory: the text form, which every client reads */
 }
 
-static void variant_deliver(struct room *r, struct room_member *m, struct variant *v) {
+/* Whether the member got a frame. */
+static bool variant_deliver(struct room *r, struct room_member *m, struct variant *v) {
   struct room_frame *f = variant_frame(r, v, m->deflate);
   if (!f)
-    return;
+    return false;
   enqueue(r, m, f);
   r->stats.delivered_events += v->events;
   if (f->binary)
     r->stats.delivered_deflate_bytes += f->len;
   else
     r->stats.delivered_text_bytes += f->len;
+  return true;
 }
 
 static void variant_release(struct variant *v) {
@@ -1033,13 +1081,16 @@ void room_tick(struct room *r, int64_t wall_ms) {
   }
   for (struct room_member *m = r->members; m; m = m->next) {
     if (m->role == ROOM_MODERATOR) {
-      variant_deliver(r, m, &vall);
+      if (variant_deliver(r, m, &vall))
+        r->stats.member_ticks++;
       continue;
     }
-    variant_deliver(r, m, &vview);
     struct own *o = own.count ? own_find(&own, m->user_id, false) : NULL;
-    if (o)
-      variant_deliver(r, m, &o->v);
+    bool got = variant_deliver(r, m, &vview);
+    if (o && variant_deliver(r, m, &o->v))
+      got = true;
+    if (got)
+      r->stats.member_ticks++;
   }
   for (size_t i = 0; own.count && i < own.cap; i++) {
     variant_release(&own.slot[i].v);

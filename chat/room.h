@@ -102,17 +102,25 @@ struct room_params {
 };
 void room_params_from_config(struct room_params *p, const struct config_chat *cfg, size_t headroom);
 
-/* A serialised server message shared by reference. */
+/* A serialised server message shared by reference. Built once, with its
+ * websocket header (unmasked, FIN, text) written at the end of the
+ * headroom: a server frame's header is the same for every member, so the
+ * transport can send room_frame_wire() as it is to each socket, and lws
+ * (which writes the same header into the headroom) can send the payload. */
 struct room_frame {
   unsigned refs;
   bool reply;           /* a unicast reply: never dropped */
   bool binary;          /* a deflated batch: sent as a binary websocket frame */
+  uint8_t hdr;          /* header bytes before the payload; 0: no room for one */
   size_t len;           /* payload bytes */
   unsigned char *base;  /* headroom bytes, then the payload */
 };
 static inline unsigned char *room_frame_payload(struct room_frame *f, size_t headroom) {
   return f->base + headroom;
 }
+/* The whole websocket frame (header and payload); NULL when the headroom
+ * had no room for a header (under 10 bytes). */
+const unsigned char *room_frame_wire(const struct room_frame *f, size_t headroom, size_t *len);
 void room_frame_unref(struct room_frame *f);
 
 struct room_member {
@@ -139,7 +147,7 @@ struct room_member {
 };
 
 struct room_ops {
-  /* frames were queued for m: ask for a writable callback */
+  /* frames were queued for m: have them written (the transport paces it) */
   void (*wake)(void *opaque, struct room_member *m);
   /* close m (it stays a member until the transport calls room_leave) */
   void (*kick)(void *opaque, struct room_member *m, int close_code, const char *reason);
@@ -195,6 +203,15 @@ enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64
  * writing), or NULL when the queue is empty. */
 struct room_frame *room_member_take(struct room_member *m);
 bool room_member_has_frames(const struct room_member *m);
+/* The i-th frame room_member_take would return next (0 = the next),
+ * without taking it or a reference: valid until the queue changes. NULL
+ * past the end, and at once while a dropped notice is due (take builds it
+ * then). Lets the transport write several frames with one system call and
+ * take only what the kernel accepted. */
+struct room_frame *room_member_peek(const struct room_member *m, unsigned i);
+/* Whether the newest frame in m's queue is a reply (ack, error, welcome):
+ * the transport writes those at once instead of in the fan-out's turn. */
+bool room_member_reply_queued(const struct room_member *m);
 
 /* ---- Posting */
 
@@ -243,6 +260,7 @@ struct room_stats {
   uint64_t deflated_frames;  /* of them deflated (compressed batches) */
   uint64_t delivered_text_bytes;    /* batch payload bytes queued to members, text frames */
   uint64_t delivered_deflate_bytes; /* and deflated (binary) frames */
+  uint64_t member_ticks;     /* members that got frames in a tick, summed over ticks */
   size_t queue_bytes;        /* now, over all members */
   size_t held;
   size_t users, addrs;       /* entries in the tables now */

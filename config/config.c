@@ -180,6 +180,8 @@ static const struct key_def keys[] = {
     {SEC_CHAT, "max_connections_per_addr", KT_INT, CFG(chat.max_connections_per_addr), 1, 1000000, "50",
      "websocket connections per address"},
     {SEC_CHAT, "tick_ms", KT_INT, CFG(chat.tick_ms), 10, 1000, "50", "comments are batched and sent every tick"},
+    {SEC_CHAT, "fanout_slice", KT_INT, CFG(chat.fanout_slice), 1, 1000000, "256",
+     "members a batch is written to per turn of the event loop"},
     {SEC_CHAT, "queue_soft_bytes", KT_SIZE, CFG(chat.queue_soft_bytes), 4096, 1073741824, "256k",
      "past it a member loses its oldest batches"},
     {SEC_CHAT, "queue_hard_bytes", KT_SIZE, CFG(chat.queue_hard_bytes), 4096, 1073741824, "1m",

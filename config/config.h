@@ -115,6 +115,7 @@ struct config_chat {
   int addr_burst;
   int max_connections_per_addr;
   int tick_ms;
+  int fanout_slice; /* members written per turn of the loop */
   size_t queue_soft_bytes; /* past it a member loses its oldest batches */
   size_t queue_hard_bytes; /* past it a member is closed */
   int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */

@@ -3,9 +3,10 @@
 // with acks and short ids, the viewers' lean and the moderators' full
 // comments, compressed batches (hello compress: one binary frame that
 // inflates to the text batch others get, everything else text), history
-// for newcomers, and every way a frame can be wrong (bad JSON, binary,
+// for newcomers, every way a frame can be wrong (bad JSON, binary,
 // unknown type, missing field: error, stays open; invalid UTF-8: 1007;
-// oversize: 1009).
+// oversize: 1009, also in fragments), and a message sent in fragments
+// (continuation frames) reassembled.
 import { run, Client, jwt, assert, eq, MOD_TOKEN, SECRET } from './chat_lib.mjs';
 
 await run('chat_protocol', { chat: () => `auth_secret = ${SECRET}\nmax_frame_bytes = 1024` }, async (d) => {
@@ -119,8 +120,27 @@ await run('chat_protocol', { chat: () => `auth_secret = ${SECRET}\nmax_frame_byt
   o.send(JSON.stringify({ type: 'comment', text: 'x'.repeat(2000) }));
   eq((await o.closed).code, 1009, 'oversize closes with 1009');
 
+  // a message in three fragments is reassembled, and the next whole one
+  // is read as before (the reassembly buffer lives only while it is needed)
+  const f = await Client.connect(d.url());
+  await f.hello('frag');
+  const msg = JSON.stringify({ type: 'comment', text: 'in pieces', nonce: 'frag1' });
+  f.ws.send(msg.slice(0, 10), { fin: false });
+  f.ws.send(msg.slice(10, 20), { fin: false });
+  f.ws.send(msg.slice(20), { fin: true });
+  const fr = await f.next((m) => m.nonce === 'frag1');
+  eq(fr.type, 'ack', 'a comment in fragments is acked');
+  eq((await f.next((m) => m.type === 'batch' && m.events.some((e) => e.text === 'in pieces'))).type, 'batch',
+     'and delivered whole');
+  eq((await f.request({ type: 'comment', text: 'whole again' })).type, 'ack', 'a whole one after it');
+  // fragments that pass the limit together: 1009
+  const g = await Client.connect(d.url());
+  g.ws.send('{"type":"comment","text":"' + 'x'.repeat(600), { fin: false });
+  g.ws.send('x'.repeat(600) + '"}', { fin: true });
+  eq((await g.closed).code, 1009, 'oversize in fragments closes with 1009');
+
   // metrics
   const text = await (await fetch(`${d.base}/metrics`)).text();
   assert(/galarelay_chat_comments_accepted_total\{channel="gala"\} \d+/.test(text), 'metrics');
-  for (const x of [a, b, c2, j, jm, m]) await x.close();
+  for (const x of [a, b, c2, j, jm, m, f]) await x.close();
 });

@@ -325,6 +325,125 @@ static void test_slow_member(void **state) {
   room_free(r);
 }
 
+/* A frame is built once with its websocket header before the payload
+ * (RFC 6455 5.2: 7-bit, 16-bit and 64-bit lengths), so the transport can
+ * send the same bytes to every member; without room for a header there is
+ * none (lws frames the payload then). */
+static void test_frame_header(void **state) {
+  (void)state;
+  static const struct {
+    size_t text;
+    size_t hdr;
+  } cases[] = {{1, 2}, {300, 4}, {70000, 10}};
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    struct room_params p = params();
+    p.queue_soft_bytes = p.queue_hard_bytes = 1 << 20;
+    struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+    struct room_member a;
+    member(&a, "a", "1.1.1.1", ROOM_VIEWER);
+    room_join(r, &a);
+    json_t *msg = json_pack("{s:s}", "type", "ack");
+    char *text = calloc(1, cases[c].text + 1);
+    memset(text, 'n', cases[c].text);
+    json_object_set_new(msg, "nonce", json_string(text));
+    free(text);
+    room_send(&a, msg);
+    json_decref(msg);
+    struct room_frame *f = room_member_take(&a);
+    size_t len = 0;
+    const unsigned char *w = room_frame_wire(f, HEAD, &len);
+    assert_non_null(w);
+    assert_int_equal(len, f->len + cases[c].hdr);
+    assert_int_equal(w + cases[c].hdr, room_frame_payload(f, HEAD));
+    assert_int_equal(w[0], 0x81); /* FIN, text */
+    size_t plen = w[1];           /* unmasked: the high bit clear */
+    if (plen == 126) {
+      plen = (size_t)w[2] << 8 | w[3];
+    } else if (plen == 127) {
+      plen = 0;
+      for (int i = 0; i < 8; i++)
+        plen = plen << 8 | w[2 + i];
+    }
+    assert_int_equal(plen, f->len);
+    room_frame_unref(f);
+    room_leave(&a);
+    room_free(r);
+  }
+  struct room_params p = params();
+  p.headroom = 4; /* too small for a 10-byte header: no wire form */
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a;
+  member(&a, "a", "1.1.1.1", ROOM_VIEWER);
+  room_join(r, &a);
+  json_t *msg = json_pack("{s:s}", "type", "ack");
+  room_send(&a, msg);
+  json_decref(msg);
+  struct room_frame *f = room_member_take(&a);
+  size_t len = 0;
+  assert_non_null(room_frame_wire(f, 4, &len)); /* 2 bytes fit */
+  room_frame_unref(f);
+  room_leave(&a);
+  room_free(r);
+}
+
+/* Peek shows what take would return, in order, without taking it; while a
+ * dropped notice is due it shows nothing (take builds the notice first).
+ * member_ticks counts the members a tick queued frames to. */
+static void test_peek_and_member_ticks(void **state) {
+  (void)state;
+  struct room_params p = params();
+  struct room *r = room_new("gala", &p, &ops, NULL, NULL);
+  struct room_member a, b;
+  member(&a, "a", "1.1.1.1", ROOM_VIEWER);
+  member(&b, "b", "2.2.2.2", ROOM_VIEWER);
+  room_join(r, &a);
+  room_join(r, &b);
+  assert_null(room_member_peek(&a, 0));
+  deliver(r, comment("id1", "x", "one"));
+  room_tick(r, 0);
+  assert_false(room_member_reply_queued(&a)); /* a batch: the fan-out's turn */
+  json_t *ack = chat_ack_json("n1", "x");
+  room_send(&a, ack);
+  json_decref(ack);
+  assert_true(room_member_reply_queued(&a)); /* an ack: written at once */
+  struct room_frame *f0 = room_member_peek(&a, 0), *f1 = room_member_peek(&a, 1);
+  assert_non_null(f0);
+  assert_non_null(f1);
+  assert_null(room_member_peek(&a, 2));
+  assert_false(f0->reply);
+  assert_true(f1->reply);
+  assert_ptr_equal(room_member_peek(&b, 0), f0); /* the same shared frame */
+  struct room_stats s;
+  room_get_stats(r, &s);
+  assert_int_equal(s.member_ticks, 2);
+  struct room_frame *t = room_member_take(&a);
+  assert_ptr_equal(t, f0);
+  room_frame_unref(t);
+  assert_ptr_equal(room_member_peek(&a, 0), f1);
+  room_tick(r, 0); /* nothing pending: no member tick */
+  room_get_stats(r, &s);
+  assert_int_equal(s.member_ticks, 2);
+  /* b never reads: its batches overflow and a notice is due */
+  char text[400];
+  memset(text, 'a', sizeof(text) - 1);
+  text[sizeof(text) - 1] = '\0';
+  for (int i = 0; i < 20; i++) {
+    deliver(r, comment("z", "x", text));
+    room_tick(r, 0);
+  }
+  assert_true(room_member_has_frames(&b));
+  assert_null(room_member_peek(&b, 0));
+  t = room_member_take(&b);
+  json_t *j = json_loadb((const char *)room_frame_payload(t, HEAD), t->len, 0, NULL);
+  assert_string_equal(type_of(json_array_get(json_object_get(j, "events"), 0)), "dropped");
+  json_decref(j);
+  room_frame_unref(t);
+  assert_non_null(room_member_peek(&b, 0));
+  room_leave(&a);
+  room_leave(&b);
+  room_free(r);
+}
+
 /* Sampling: viewers get at most viewer_events_per_sec comments, the sender
  * sees their own, moderators see all. */
 static void test_sampling(void **state) {
@@ -689,6 +808,8 @@ int main(void) {
       cmocka_unit_test(test_compressed_batches),
       cmocka_unit_test(test_viewers_get_lean_comments),
       cmocka_unit_test(test_dropped_notice_compressed),
+      cmocka_unit_test(test_frame_header),
+      cmocka_unit_test(test_peek_and_member_ticks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
