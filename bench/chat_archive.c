@@ -46,8 +46,14 @@ static void pump(uv_idle_t *h) {
     int k = b->next;
     snprintf(id, sizeof id, "%021d", k);
     snprintf(text, sizeof text, "comment number %d, 新年快乐, a typical short line", k);
-    struct archive_comment c = {.id = id, .channel = "bench", .user_id = "u", .user_name = "n",
-                                .role = "viewer", .text = text, .ts_ms = k, .addr = "127.0.0.1"};
+    struct archive_comment c = {.id = id,
+                                .channel = "bench",
+                                .user_id = "u",
+                                .user_name = "n",
+                                .role = "viewer",
+                                .text = text,
+                                .ts_ms = k,
+                                .addr = "127.0.0.1"};
     b->submitted_ns[k] = uv_hrtime();
     if (archive_submit_comment(b->a, &c, done_cb, &b->tags[k]) != 0)
       return; /* full: try again next turn */
@@ -102,15 +108,13 @@ int main(int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   qsort(b.lat_ns, (size_t)total, sizeof *b.lat_ns, cmp_u64);
-  printf("comments=%d commit_ms=%d batch=%d acked=%d failed=%d full_queue_retries=%llu\n", total,
-         commit_ms, batch, b.acked, b.failed, (unsigned long long)st.refused);
-  printf("seconds=%.3f acks_per_sec=%.0f commits=%llu records_per_commit=%.1f\n", secs,
-         total / secs, (unsigned long long)st.commits,
-         st.commits ? (double)st.committed / (double)st.commits : 0.0);
+  printf("comments=%d commit_ms=%d batch=%d acked=%d failed=%d full_queue_retries=%llu\n", total, commit_ms, batch,
+         b.acked, b.failed, (unsigned long long)st.refused);
+  printf("seconds=%.3f acks_per_sec=%.0f commits=%llu records_per_commit=%.1f\n", secs, total / secs,
+         (unsigned long long)st.commits, st.commits ? (double)st.committed / (double)st.commits : 0.0);
   printf("ack_latency_ms p50=%.2f p99=%.2f max=%.2f commit_ms_avg=%.3f commit_ms_max=%.3f\n",
          (double)b.lat_ns[total / 2] / 1e6, (double)b.lat_ns[(size_t)total * 99 / 100] / 1e6,
-         (double)b.lat_ns[total - 1] / 1e6,
-         st.commits ? st.commit_seconds_sum * 1e3 / (double)st.commits : 0.0,
+         (double)b.lat_ns[total - 1] / 1e6, st.commits ? st.commit_seconds_sum * 1e3 / (double)st.commits : 0.0,
          st.commit_seconds_max * 1e3);
   free(b.submitted_ns);
   free(b.lat_ns);

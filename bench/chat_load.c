@@ -575,11 +575,8 @@ static size_t on_frames(struct conn *c, const char *buf, size_t n) {
       st.pings++;
       ws_send(c, 0xA, pl, (size_t)len);
       break;
-    case 0xA: /* pong */
-      break;
-    default:
-      conn_fail(c, &st.protocol_errors, "unknown opcode");
-      return off;
+    case 0xA: /* pong */ break;
+    default: conn_fail(c, &st.protocol_errors, "unknown opcode"); return off;
     }
   }
   return off;
@@ -884,8 +881,8 @@ static void on_post(uv_timer_t *t) {
     char m[768], text[600];
     uint64_t k = nonce_next++, t = now_us();
     comment_text(text, sizeof(text), c->id, k);
-    int n = snprintf(m, sizeof(m),
-                     "{\"type\":\"comment\",\"text\":\"%s\",\"nonce\":\"n%" PRIu64 ".%" PRIu64 "\"}", text, k, t);
+    int n = snprintf(m, sizeof(m), "{\"type\":\"comment\",\"text\":\"%s\",\"nonce\":\"n%" PRIu64 ".%" PRIu64 "\"}",
+                     text, k, t);
     ws_send(c, 0x1, m, (size_t)n);
     st.sent++;
   }
@@ -925,8 +922,7 @@ static void on_phase(uv_timer_t *t) {
     uv_timer_start(&ramp_timer, on_ramp, 0, (uint64_t)opt.ramp_ms);
     break;
   case P_RAMP: /* connect timeout: go on with who is there */
-    fprintf(stderr, "chat_load: connect timeout, %d of %d viewers connected\n", st.connected_viewers,
-            opt.viewers);
+    fprintf(stderr, "chat_load: connect timeout, %d of %d viewers connected\n", st.connected_viewers, opt.viewers);
     uv_timer_stop(&ramp_timer);
     connect_s = (double)(now_us() - t_start_us) / 1e6;
     enter(P_SETTLE, opt.settle);
@@ -979,8 +975,7 @@ static void on_phase(uv_timer_t *t) {
     uv_close((uv_handle_t *)&sample_timer, NULL);
     break;
   }
-  case P_DONE:
-    break;
+  case P_DONE: break;
   }
 }
 
@@ -994,8 +989,9 @@ static void on_ramp(uv_timer_t *t) {
   if (all_tried && !st.pending && phase == P_RAMP) {
     uv_timer_stop(&ramp_timer);
     connect_s = (double)(now_us() - t_start_us) / 1e6;
-    fprintf(stderr, "chat_load: %d viewers + %d posters connected in %.1f s (errors: connect %" PRIu64
-                    ", handshake %" PRIu64 ")\n",
+    fprintf(stderr,
+            "chat_load: %d viewers + %d posters connected in %.1f s (errors: connect %" PRIu64 ", handshake %" PRIu64
+            ")\n",
             st.connected_viewers, st.connected_posters, connect_s, st.connect_errors, st.handshake_errors);
     enter(P_SETTLE, opt.settle);
   }
@@ -1011,32 +1007,32 @@ static void report(void) {
   double expected = (double)st.sent * st.connected_viewers;
   int nv = st.connected_viewers;
   char js[4096];
-  int n = snprintf(
-      js, sizeof(js),
-      "{\"label\":\"%s\",\"viewers\":%d,\"viewers_wanted\":%d,\"posters\":%d,\"rate\":%g,"
-      "\"duration_s\":%.3f,\"drain_s\":%.3f,\"connect_s\":%.3f,"
-      "\"sent\":%" PRIu64 ",\"acks\":%" PRIu64 ",\"error_replies\":%" PRIu64 ",\"rate_limited\":%" PRIu64 ","
-      "\"events\":%" PRIu64 ",\"events_per_s\":%.1f,\"expected_events\":%.0f,\"delivered_ratio\":%.4f,"
-      "\"frames\":%" PRIu64 ",\"lat_samples\":%" PRIu64 ",\"lat_p50_ms\":%.2f,\"lat_p90_ms\":%.2f,"
-      "\"lat_p99_ms\":%.2f,\"lat_max_ms\":%.2f,\"lat_mean_ms\":%.2f,"
-      "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f,"
-      "\"connect_errors\":%" PRIu64 ",\"handshake_errors\":%" PRIu64 ",\"closed_by_server\":%" PRIu64
-      ",\"protocol_errors\":%" PRIu64 ",\"pings\":%" PRIu64 ","
-      "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_idle_s\":%.3f,\"events_per_cpu_s\":%.1f,"
-      "\"server_rss_base_kb\":%ld,\"server_rss_idle_kb\":%ld,\"server_rss_storm_peak_kb\":%ld,"
-      "\"rss_per_idle_viewer_kb\":%.2f,\"client_cpu_s\":%.3f,\"compress\":%s,\"text\":\"%s\","
-      "\"wire_bytes\":%" PRIu64 ",\"wire_bytes_per_event\":%.1f,\"binary_frames\":%" PRIu64 "}\n",
-      opt.label, nv, opt.viewers, opt.posters, opt.rate, storm_s, drain_s, connect_s, st.sent, st.acks,
-      st.error_replies, st.rate_limited, st.events_storm, window > 0 ? (double)st.events_storm / window : 0,
-      expected, expected > 0 ? (double)st.events_storm / expected : 0, st.frames, lat.count, hist_pct(&lat, 0.50),
-      hist_pct(&lat, 0.90), hist_pct(&lat, 0.99), (double)lat.max_us / 1000.0,
-      lat.count ? (double)lat.sum_us / (double)lat.count / 1000.0 : -1, hist_pct(&ack_lat, 0.50),
-      hist_pct(&ack_lat, 0.99), (double)ack_lat.max_us / 1000.0, st.connect_errors,
-      st.handshake_errors, st.closed_by_server, st.protocol_errors, st.pings, opt.pid, cpu, cpu_idle_s,
-      cpu > 0 ? (double)st.events_storm / cpu : 0, rss_base_kb, rss_idle_kb, rss_storm_peak_kb,
-      nv > 0 && rss_idle_kb ? (double)(rss_idle_kb - rss_base_kb) / nv : 0, self_cpu1 - self_cpu0,
-      opt.compress ? "true" : "false", opt.cjk ? "cjk" : "ascii", st.wire_bytes_storm,
-      st.events_storm ? (double)st.wire_bytes_storm / (double)st.events_storm : 0, st.binary_frames);
+  int n =
+      snprintf(js, sizeof(js),
+               "{\"label\":\"%s\",\"viewers\":%d,\"viewers_wanted\":%d,\"posters\":%d,\"rate\":%g,"
+               "\"duration_s\":%.3f,\"drain_s\":%.3f,\"connect_s\":%.3f,"
+               "\"sent\":%" PRIu64 ",\"acks\":%" PRIu64 ",\"error_replies\":%" PRIu64 ",\"rate_limited\":%" PRIu64 ","
+               "\"events\":%" PRIu64 ",\"events_per_s\":%.1f,\"expected_events\":%.0f,\"delivered_ratio\":%.4f,"
+               "\"frames\":%" PRIu64 ",\"lat_samples\":%" PRIu64 ",\"lat_p50_ms\":%.2f,\"lat_p90_ms\":%.2f,"
+               "\"lat_p99_ms\":%.2f,\"lat_max_ms\":%.2f,\"lat_mean_ms\":%.2f,"
+               "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f,"
+               "\"connect_errors\":%" PRIu64 ",\"handshake_errors\":%" PRIu64 ",\"closed_by_server\":%" PRIu64
+               ",\"protocol_errors\":%" PRIu64 ",\"pings\":%" PRIu64 ","
+               "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_idle_s\":%.3f,\"events_per_cpu_s\":%.1f,"
+               "\"server_rss_base_kb\":%ld,\"server_rss_idle_kb\":%ld,\"server_rss_storm_peak_kb\":%ld,"
+               "\"rss_per_idle_viewer_kb\":%.2f,\"client_cpu_s\":%.3f,\"compress\":%s,\"text\":\"%s\","
+               "\"wire_bytes\":%" PRIu64 ",\"wire_bytes_per_event\":%.1f,\"binary_frames\":%" PRIu64 "}\n",
+               opt.label, nv, opt.viewers, opt.posters, opt.rate, storm_s, drain_s, connect_s, st.sent, st.acks,
+               st.error_replies, st.rate_limited, st.events_storm, window > 0 ? (double)st.events_storm / window : 0,
+               expected, expected > 0 ? (double)st.events_storm / expected : 0, st.frames, lat.count,
+               hist_pct(&lat, 0.50), hist_pct(&lat, 0.90), hist_pct(&lat, 0.99), (double)lat.max_us / 1000.0,
+               lat.count ? (double)lat.sum_us / (double)lat.count / 1000.0 : -1, hist_pct(&ack_lat, 0.50),
+               hist_pct(&ack_lat, 0.99), (double)ack_lat.max_us / 1000.0, st.connect_errors, st.handshake_errors,
+               st.closed_by_server, st.protocol_errors, st.pings, opt.pid, cpu, cpu_idle_s,
+               cpu > 0 ? (double)st.events_storm / cpu : 0, rss_base_kb, rss_idle_kb, rss_storm_peak_kb,
+               nv > 0 && rss_idle_kb ? (double)(rss_idle_kb - rss_base_kb) / nv : 0, self_cpu1 - self_cpu0,
+               opt.compress ? "true" : "false", opt.cjk ? "cjk" : "ascii", st.wire_bytes_storm,
+               st.events_storm ? (double)st.wire_bytes_storm / (double)st.events_storm : 0, st.binary_frames);
   fwrite(js, 1, (size_t)n, stdout);
   fflush(stdout);
   if (opt.json_path) {
@@ -1052,19 +1048,18 @@ static void report(void) {
           "client_cpu=%.2f s\n",
           opt.label, nv, st.connected_posters, st.sent, st.acks, st.events_storm,
           window > 0 ? (double)st.events_storm / window : 0,
-          expected > 0 ? 100.0 * (double)st.events_storm / expected : 0, hist_pct(&lat, 0.5),
-          hist_pct(&lat, 0.99), (double)lat.max_us / 1000.0, hist_pct(&ack_lat, 0.99), cpu, self_cpu1 - self_cpu0);
+          expected > 0 ? 100.0 * (double)st.events_storm / expected : 0, hist_pct(&lat, 0.5), hist_pct(&lat, 0.99),
+          (double)lat.max_us / 1000.0, hist_pct(&ack_lat, 0.99), cpu, self_cpu1 - self_cpu0);
 }
 
 /* ---- Main */
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: chat_load [--url ws://HOST:PORT/chat/CHANNEL] [--viewers N] [--posters P]\n"
-          "                 [--rate R] [--duration S] [--settle S] [--drain S] [--drain-max S]\n"
-          "                 [--ramp-batch N] [--ramp-ms MS] [--connect-timeout S] [--base-settle S]\n"
-          "                 [--pid SERVER_PID] [--json FILE] [--label NAME]\n"
-          "                 [--compress 0|1] [--text ascii|cjk] [--cjk-file FILE]\n");
+  fprintf(stderr, "usage: chat_load [--url ws://HOST:PORT/chat/CHANNEL] [--viewers N] [--posters P]\n"
+                  "                 [--rate R] [--duration S] [--settle S] [--drain S] [--drain-max S]\n"
+                  "                 [--ramp-batch N] [--ramp-ms MS] [--connect-timeout S] [--base-settle S]\n"
+                  "                 [--pid SERVER_PID] [--json FILE] [--label NAME]\n"
+                  "                 [--compress 0|1] [--text ascii|cjk] [--cjk-file FILE]\n");
 }
 
 static bool parse_url(const char *u) {

@@ -125,7 +125,8 @@ static void *produce(void *arg) {
       av_frame_make_writable(f);
       for (int y = 0; y < f->height; y++)
         for (int x = 0; x < f->width; x++)
-          f->data[0][y * f->linesize[0] + x] = (uint8_t)(((x + i * 4) % f->width < f->width / 8) ? 235 : 16 + (y & 127));
+          f->data[0][y * f->linesize[0] + x] =
+              (uint8_t)(((x + i * 4) % f->width < f->width / 8) ? 235 : 16 + (y & 127));
       memset(f->data[1], 128, (size_t)(f->linesize[1] * f->height / 2));
       memset(f->data[2], (int)(96 + (i / 30) % 64), (size_t)(f->linesize[2] * f->height / 2));
       f->pts = i;
@@ -194,8 +195,11 @@ int main(int argc, char **argv) {
   static struct lws_protocols protocols[2];
   protocols[0] = *http_protocol();
   static const struct lws_protocol_vhost_options mime = {NULL, NULL, ".m4s", "video/iso.segment"};
-  static struct lws_http_mount mount = {.mountpoint = "/", .mountpoint_len = 1, .origin = "http",
-                                        .origin_protocol = LWSMPRO_CALLBACK, .extra_mimetypes = &mime};
+  static struct lws_http_mount mount = {.mountpoint = "/",
+                                        .mountpoint_len = 1,
+                                        .origin = "http",
+                                        .origin_protocol = LWSMPRO_CALLBACK,
+                                        .extra_mimetypes = &mime};
   void *loops[] = {&loop};
   struct lws_context_creation_info info = {0};
   info.options = LWS_SERVER_OPTION_LIBUV;
@@ -214,12 +218,14 @@ int main(int argc, char **argv) {
   p.st = hls_stream_get(app.hls, "gala");
   struct hls_stream_layout lay = {.count = VIDEOS + 1};
   for (int r = 0; r < VIDEOS; r++) {
-    lay.r[r] = (struct hls_rendition_desc){.kind = HLS_VIDEO, .width = sizes[r][0], .height = sizes[r][1],
-                                           .fps = 30, .bandwidth = sizes[r][0] * sizes[r][1] * 2};
+    lay.r[r] = (struct hls_rendition_desc){.kind = HLS_VIDEO,
+                                           .width = sizes[r][0],
+                                           .height = sizes[r][1],
+                                           .fps = 30,
+                                           .bandwidth = sizes[r][0] * sizes[r][1] * 2};
     snprintf(lay.r[r].name, sizeof lay.r[r].name, "%dp", sizes[r][1]);
   }
-  lay.r[VIDEOS] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 96000,
-                                              .channels = 2};
+  lay.r[VIDEOS] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 96000, .channels = 2};
   p.timeline = hls_stream_begin(p.st, &lay);
   pthread_create(&p.thread, NULL, produce, &p);
   uv_signal_init(&loop, &p.sig_int);

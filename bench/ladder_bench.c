@@ -25,19 +25,15 @@
 static _Atomic uint64_t packets_out[HLS_MAX_RENDITIONS];
 static int writers[HLS_MAX_RENDITIONS];
 
-static int null_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout)
-{
+static int null_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout) {
   (void)opaque;
   for (int i = 0; i < layout->count; i++)
-    fprintf(stderr, "rendition %d: %s %dx%d\n", i, layout->r[i].name, layout->r[i].width,
-            layout->r[i].height);
+    fprintf(stderr, "rendition %d: %s %dx%d\n", i, layout->r[i].name, layout->r[i].width, layout->r[i].height);
   pipeline_begun(p, 1);
   return 0;
 }
 
-static void *null_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                       AVRational tb)
-{
+static void *null_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational tb) {
   (void)opaque;
   (void)timeline;
   (void)par;
@@ -45,37 +41,32 @@ static void *null_open(void *opaque, uint32_t timeline, int index, const AVCodec
   return &writers[index];
 }
 
-static int null_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
-{
+static int null_write(void *w, const AVPacket *pkt, int64_t arrival_ms) {
   (void)pkt;
   (void)arrival_ms;
   atomic_fetch_add(&packets_out[(int *)w - writers], 1);
   return 0;
 }
 
-static void null_close(void *w, bool flush)
-{
+static void null_close(void *w, bool flush) {
   (void)w;
   (void)flush;
 }
 
-static double cpu_seconds(void)
-{
+static double cpu_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
          ru.ru_stime.tv_usec / 1e6;
 }
 
-static double wall_seconds(void)
-{
+static double wall_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s INPUT [threads]\n", argv[0]);
     return 2;
@@ -87,8 +78,7 @@ int main(int argc, char **argv)
     cfg.transcoder.threads = atoi(argv[2]);
 
   AVFormatContext *fmt = NULL;
-  if (avformat_open_input(&fmt, argv[1], NULL, NULL) < 0 ||
-      avformat_find_stream_info(fmt, NULL) < 0) {
+  if (avformat_open_input(&fmt, argv[1], NULL, NULL) < 0 || avformat_find_stream_info(fmt, NULL) < 0) {
     fprintf(stderr, "cannot read %s\n", argv[1]);
     return 1;
   }
@@ -102,8 +92,7 @@ int main(int argc, char **argv)
   if (as >= 0)
     info.audio = fmt->streams[as]->codecpar;
 
-  struct pipeline_output out = {.begin = null_begin, .open = null_open, .write = null_write,
-                                .close = null_close};
+  struct pipeline_output out = {.begin = null_begin, .open = null_open, .write = null_write, .close = null_close};
   double cpu0 = cpu_seconds(), wall0 = wall_seconds();
   struct pipeline *p = pipeline_new("bench", &cfg.transcoder, &cfg.hls, &out, false);
   if (!p)
@@ -138,8 +127,7 @@ int main(int argc, char **argv)
   double media = first == AV_NOPTS_VALUE ? 0 : (last - first) / 1000.0 + 1.0 / (info.fps > 0 ? info.fps : 30);
   for (int i = 0; i < HLS_MAX_RENDITIONS; i++)
     if (atomic_load(&packets_out[i]))
-      fprintf(stderr, "rendition %d: %llu packets out\n", i,
-              (unsigned long long)atomic_load(&packets_out[i]));
+      fprintf(stderr, "rendition %d: %llu packets out\n", i, (unsigned long long)atomic_load(&packets_out[i]));
   printf("galarelay media_s=%.2f cpu_s=%.2f wall_s=%.2f cpu_per_media_s=%.3f decode_errors=%llu "
          "dropped=%llu\n",
          media, cpu, wall, media > 0 ? cpu / media : 0, (unsigned long long)st.decode_errors,

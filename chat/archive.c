@@ -55,8 +55,7 @@ struct rec_list {
 };
 
 /* Commit latency histogram bounds, seconds. */
-static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                        0.05,  0.1,    0.25,  0.5,  1.0};
+static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 #define NBUCKETS (sizeof commit_buckets / sizeof commit_buckets[0])
 
 struct archive {
@@ -65,10 +64,10 @@ struct archive {
   uv_thread_t thread;
   uv_mutex_t mu;
   uv_cond_t cond;
-  sqlite3 *wdb; /* archive thread only (after open) */
-  sqlite3 *rdb; /* loop thread only: loads */
+  sqlite3 *wdb;                  /* archive thread only (after open) */
+  sqlite3 *rdb;                  /* loop thread only: loads */
   sqlite3_stmt *stmt[REC_KINDS]; /* writer statements, by enum archive_kind */
-  sqlite3_stmt *stmt_word_del; /* REC_WORD remove */
+  sqlite3_stmt *stmt_word_del;   /* REC_WORD remove */
   int commit_ms;
   int batch;
   int queue_max;
@@ -227,13 +226,11 @@ static void write_batch(struct archive *a, struct rec_list *batch) {
     good += (size_t)r->ok;
   }
   if (ok && sqlite3_exec(a->wdb, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    log_error("archive", "commit failed records=%zu err=%s", batch->count,
-              sqlite3_errmsg(a->wdb));
+    log_error("archive", "commit failed records=%zu err=%s", batch->count, sqlite3_errmsg(a->wdb));
     sqlite3_exec(a->wdb, "ROLLBACK", NULL, NULL, NULL);
     ok = 0;
   } else if (!ok) {
-    log_error("archive", "begin failed records=%zu err=%s", batch->count,
-              sqlite3_errmsg(a->wdb));
+    log_error("archive", "begin failed records=%zu err=%s", batch->count, sqlite3_errmsg(a->wdb));
   }
   if (!ok) {
     for (struct archive_rec *r = batch->head; r; r = r->next)
@@ -331,10 +328,9 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what) {
 }
 
 static int open_writer(struct archive *a, const char *path) {
-  if (sqlite3_open_v2(path, &a->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                         SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-    log_error("archive", "open failed path=%s err=%s", path,
-              a->wdb ? sqlite3_errmsg(a->wdb) : "no memory");
+  if (sqlite3_open_v2(path, &a->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK) {
+    log_error("archive", "open failed path=%s err=%s", path, a->wdb ? sqlite3_errmsg(a->wdb) : "no memory");
     return -EIO;
   }
   sqlite3_busy_timeout(a->wdb, 5000);
@@ -344,14 +340,13 @@ static int open_writer(struct archive *a, const char *path) {
       exec_sql(a->wdb, schema_sql, "schema"))
     return -EIO;
   for (int k = 0; k < REC_KINDS; k++) {
-    if (sqlite3_prepare_v3(a->wdb, stmt_sql[k], -1, SQLITE_PREPARE_PERSISTENT,
-                           &a->stmt[k], NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(a->wdb, stmt_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &a->stmt[k], NULL) != SQLITE_OK) {
       log_error("archive", "prepare failed: %s", sqlite3_errmsg(a->wdb));
       return -EIO;
     }
   }
-  if (sqlite3_prepare_v3(a->wdb, "DELETE FROM banned_words WHERE channel = ?1 AND word = ?2",
-                         -1, SQLITE_PREPARE_PERSISTENT, &a->stmt_word_del, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v3(a->wdb, "DELETE FROM banned_words WHERE channel = ?1 AND word = ?2", -1,
+                         SQLITE_PREPARE_PERSISTENT, &a->stmt_word_del, NULL) != SQLITE_OK)
     return -EIO;
   return 0;
 }
@@ -365,8 +360,7 @@ static void close_dbs(struct archive *a) {
 }
 
 int archive_params_from_config(struct archive_params *p, const struct config_server *server,
-                               const struct config_chat *chat,
-                               char *pathbuf, size_t pathlen) {
+                               const struct config_chat *chat, char *pathbuf, size_t pathlen) {
   memset(p, 0, sizeof *p);
   const char *dir = server->state_dir[0] ? server->state_dir : ".";
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
@@ -393,8 +387,7 @@ struct archive *archive_open(uv_loop_t *loop, const struct archive_params *p) {
   a->batch = p->batch > 0 ? p->batch : 1;
   a->queue_max = p->queue_max > 0 ? p->queue_max : ARCHIVE_QUEUE_MAX;
   if (open_writer(a, p->path) != 0 ||
-      sqlite3_open_v2(p->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-          SQLITE_OK) {
+      sqlite3_open_v2(p->path, &a->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
     close_dbs(a);
     free(a);
     return NULL;
@@ -437,25 +430,22 @@ void archive_stop(struct archive *a, void (*cb)(void *arg), void *arg) {
   uv_mutex_unlock(&a->mu);
   uv_thread_join(&a->thread);
   run_completions(a);
-  log_info("archive", "closed commits=%llu records=%llu failed=%llu",
-           (unsigned long long)a->commits, (unsigned long long)a->committed,
-           (unsigned long long)a->failed);
+  log_info("archive", "closed commits=%llu records=%llu failed=%llu", (unsigned long long)a->commits,
+           (unsigned long long)a->committed, (unsigned long long)a->failed);
   close_dbs(a);
   uv_close((uv_handle_t *)&a->async, on_closed);
 }
 
 /* ---- Submit */
 
-static int submit(struct archive *a, enum archive_kind kind, const char *const *strs, int nstr,
-                  int64_t n0, int64_t n1, int i0, int i1, archive_done_fn done,
-                  void *opaque) {
+static int submit(struct archive *a, enum archive_kind kind, const char *const *strs, int nstr, int64_t n0, int64_t n1,
+                  int i0, int i1, archive_done_fn done, void *opaque) {
   size_t lens[ARCHIVE_NSTR], total = 0;
   for (int k = 0; k < nstr; k++) {
     lens[k] = strs[k] ? strlen(strs[k]) : 0;
     total += lens[k] + 1;
   }
-  if (a->closing || a->in_flight >= (size_t)a->queue_max ||
-      a->in_flight_bytes + total > ARCHIVE_QUEUE_BYTES) {
+  if (a->closing || a->in_flight >= (size_t)a->queue_max || a->in_flight_bytes + total > ARCHIVE_QUEUE_BYTES) {
     a->refused++;
     return -EAGAIN;
   }
@@ -494,74 +484,70 @@ static int submit(struct archive *a, enum archive_kind kind, const char *const *
   return 0;
 }
 
-int archive_submit_comment(struct archive *a, const struct archive_comment *c,
-                           archive_done_fn done, void *opaque) {
+int archive_submit_comment(struct archive *a, const struct archive_comment *c, archive_done_fn done, void *opaque) {
   const char *s[] = {c->id, c->channel, c->user_id, c->user_name, c->role, c->text, c->addr};
   return submit(a, REC_COMMENT, s, 7, c->ts_ms, 0, (int)c->status, 0, done, opaque);
 }
 
-int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c,
-                                  archive_done_fn done, void *opaque) {
+int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c, archive_done_fn done,
+                                  void *opaque) {
   const char *s[] = {c->id, c->channel, c->user_id, c->user_name, c->role, c->text, c->addr};
   return submit(a, REC_COMMENT_IF_NEW, s, 7, c->ts_ms, 0, (int)c->status, 0, done, opaque);
 }
 
-int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id,
-                             archive_done_fn done, void *opaque) {
+int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id, archive_done_fn done,
+                             void *opaque) {
   const char *s[] = {channel, held_id};
   return submit(a, REC_DROP_HELD, s, 2, 0, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_status(struct archive *a, const char *channel, const char *id,
-                          enum archive_status status, archive_done_fn done, void *opaque) {
+int archive_submit_status(struct archive *a, const char *channel, const char *id, enum archive_status status,
+                          archive_done_fn done, void *opaque) {
   const char *s[] = {channel, id};
   return submit(a, REC_STATUS, s, 2, 0, 0, (int)status, 0, done, opaque);
 }
 
-int archive_submit_approve(struct archive *a, const char *channel, const char *held_id,
-                           const char *new_id, archive_done_fn done, void *opaque) {
+int archive_submit_approve(struct archive *a, const char *channel, const char *held_id, const char *new_id,
+                           archive_done_fn done, void *opaque) {
   const char *s[] = {channel, held_id, new_id};
   return submit(a, REC_APPROVE, s, 3, 0, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,
-                         archive_done_fn done, void *opaque) {
+int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms, archive_done_fn done, void *opaque) {
   const char *s[] = {channel};
   return submit(a, REC_CLEAR, s, 1, ts_ms, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id,
-                                archive_done_fn done, void *opaque) {
+int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id, archive_done_fn done,
+                                void *opaque) {
   const char *s[] = {channel, user_id};
   return submit(a, REC_USER_DELETED, s, 2, 0, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_mod(struct archive *a, const struct archive_mod *m, archive_done_fn done,
-                       void *opaque) {
+int archive_submit_mod(struct archive *a, const struct archive_mod *m, archive_done_fn done, void *opaque) {
   const char *s[] = {m->channel, m->moderator, m->action, m->target, m->detail};
   return submit(a, REC_MOD, s, 5, m->ts_ms, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_ban(struct archive *a, const struct archive_ban *b, archive_done_fn done,
-                       void *opaque) {
+int archive_submit_ban(struct archive *a, const struct archive_ban *b, archive_done_fn done, void *opaque) {
   const char *s[] = {b->channel, b->user_id, b->addr, b->by};
   return submit(a, REC_BAN, s, 4, b->until_ms, b->ts_ms, 0, 0, done, opaque);
 }
 
-int archive_submit_unban(struct archive *a, const char *channel, const char *user_id,
-                         const char *addr, archive_done_fn done, void *opaque) {
+int archive_submit_unban(struct archive *a, const char *channel, const char *user_id, const char *addr,
+                         archive_done_fn done, void *opaque) {
   const char *s[] = {channel, user_id, addr};
   return submit(a, REC_UNBAN, s, 3, 0, 0, 0, 0, done, opaque);
 }
 
-int archive_submit_word(struct archive *a, const char *channel, const char *word, int add,
-                        archive_done_fn done, void *opaque) {
+int archive_submit_word(struct archive *a, const char *channel, const char *word, int add, archive_done_fn done,
+                        void *opaque) {
   const char *s[] = {channel, word};
   return submit(a, REC_WORD, s, 2, 0, 0, add ? 1 : 0, 0, done, opaque);
 }
 
-int archive_submit_room_state(struct archive *a, const struct archive_room_state *st,
-                              archive_done_fn done, void *opaque) {
+int archive_submit_room_state(struct archive *a, const struct archive_room_state *st, archive_done_fn done,
+                              void *opaque) {
   const char *s[] = {st->channel, st->pinned_id};
   return submit(a, REC_STATE, s, 2, 0, 0, st->slow_seconds, st->hold ? 1 : 0, done, opaque);
 }
@@ -582,13 +568,12 @@ static int finish_load(struct archive *a, sqlite3_stmt *st, int rc, const char *
   return 0;
 }
 
-int archive_load_comments(struct archive *a, const char *channel, enum archive_status status,
-                          int limit, archive_comment_fn cb, void *opaque) {
+int archive_load_comments(struct archive *a, const char *channel, enum archive_status status, int limit,
+                          archive_comment_fn cb, void *opaque) {
   /* Newest `limit` by id, then turned around to oldest first. */
-  static const char sql[] =
-      "SELECT id, channel, user_id, user_name, role, text, ts, addr, status FROM"
-      " (SELECT * FROM comments WHERE channel = ?1 AND status = ?2 ORDER BY id DESC"
-      " LIMIT ?3) ORDER BY id ASC";
+  static const char sql[] = "SELECT id, channel, user_id, user_name, role, text, ts, addr, status FROM"
+                            " (SELECT * FROM comments WHERE channel = ?1 AND status = ?2 ORDER BY id DESC"
+                            " LIMIT ?3) ORDER BY id ASC";
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(a->rdb, sql, -1, &st, NULL) != SQLITE_OK)
     return finish_load(a, st, SQLITE_ERROR, "comments");
@@ -598,9 +583,14 @@ int archive_load_comments(struct archive *a, const char *channel, enum archive_s
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     struct archive_comment c = {
-        .id = col(st, 0), .channel = col(st, 1), .user_id = col(st, 2),
-        .user_name = col(st, 3), .role = col(st, 4), .text = col(st, 5),
-        .ts_ms = sqlite3_column_int64(st, 6), .addr = col(st, 7),
+        .id = col(st, 0),
+        .channel = col(st, 1),
+        .user_id = col(st, 2),
+        .user_name = col(st, 3),
+        .role = col(st, 4),
+        .text = col(st, 5),
+        .ts_ms = sqlite3_column_int64(st, 6),
+        .addr = col(st, 7),
         .status = (enum archive_status)sqlite3_column_int(st, 8),
     };
     cb(opaque, &c);
@@ -624,8 +614,7 @@ int archive_newest_id(struct archive *a, const char *channel, char *out, size_t 
   return finish_load(a, st, rc, "newest id") ? -1 : found;
 }
 
-int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, archive_ban_fn cb,
-                      void *opaque) {
+int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, archive_ban_fn cb, void *opaque) {
   static const char sql[] = "SELECT channel, user_id, addr, until, ts, by FROM bans"
                             " WHERE (?1 IS NULL OR channel = ?1) AND (until = 0 OR until > ?2)"
                             " ORDER BY channel, ts";
@@ -638,8 +627,11 @@ int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, ar
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     struct archive_ban b = {
-        .channel = col(st, 0), .user_id = col(st, 1), .addr = col(st, 2),
-        .until_ms = sqlite3_column_int64(st, 3), .ts_ms = sqlite3_column_int64(st, 4),
+        .channel = col(st, 0),
+        .user_id = col(st, 1),
+        .addr = col(st, 2),
+        .until_ms = sqlite3_column_int64(st, 3),
+        .ts_ms = sqlite3_column_int64(st, 4),
         .by = col(st, 5),
     };
     cb(opaque, &b);
@@ -647,8 +639,7 @@ int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, ar
   return finish_load(a, st, rc, "bans");
 }
 
-int archive_load_words(struct archive *a, const char *channel, archive_word_fn cb,
-                       void *opaque) {
+int archive_load_words(struct archive *a, const char *channel, archive_word_fn cb, void *opaque) {
   static const char sql[] = "SELECT channel, word FROM banned_words"
                             " WHERE ?1 IS NULL OR channel = ?1 ORDER BY channel, word";
   sqlite3_stmt *st = NULL;
@@ -662,8 +653,8 @@ int archive_load_words(struct archive *a, const char *channel, archive_word_fn c
   return finish_load(a, st, rc, "words");
 }
 
-int archive_load_room_state(struct archive *a, const char *channel,
-                            struct archive_room_state *out, char *pinned, size_t pinned_len) {
+int archive_load_room_state(struct archive *a, const char *channel, struct archive_room_state *out, char *pinned,
+                            size_t pinned_len) {
   static const char sql[] = "SELECT slow, hold, pinned FROM room_state WHERE channel = ?1";
   memset(out, 0, sizeof *out);
   out->channel = channel;
@@ -717,8 +708,7 @@ void archive_metrics(const struct archive *a, struct buf *out) {
       AS("galarelay_chat_archive_commit_seconds_max", METRIC_GAUGE, commit_seconds_max),
   };
 #undef AS
-  static const struct metric latency =
-      METRIC_FAMILY("galarelay_chat_archive_commit_seconds", METRIC_HISTOGRAM, NULL);
+  static const struct metric latency = METRIC_FAMILY("galarelay_chat_archive_commit_seconds", METRIC_HISTOGRAM, NULL);
   static const struct metric bucket =
       METRIC_FAMILY("galarelay_chat_archive_commit_seconds_bucket", METRIC_HISTOGRAM, NULL);
   static const struct metric sum = METRIC_FAMILY("galarelay_chat_archive_commit_seconds_sum", METRIC_HISTOGRAM, NULL);

@@ -59,7 +59,7 @@ struct archive_comment {
   const char *user_name;
   const char *role; /* "viewer", "moderator", ... */
   const char *text;
-  int64_t ts_ms; /* server time, ms since the epoch */
+  int64_t ts_ms;    /* server time, ms since the epoch */
   const char *addr; /* client address (not shown to viewers) */
   enum archive_status status;
 };
@@ -86,8 +86,8 @@ struct archive_ban {
 
 struct archive_room_state {
   const char *channel;
-  int slow_seconds; /* 0 = off */
-  int hold;         /* 1 = every comment held for review */
+  int slow_seconds;      /* 0 = off */
+  int hold;              /* 1 = every comment held for review */
   const char *pinned_id; /* "" = none */
 };
 
@@ -130,52 +130,48 @@ typedef void (*archive_done_fn)(void *opaque, int ok);
 /* All submits: 0 = queued (done will be called once; done may be NULL),
  * -EAGAIN = refused (queue full, or closing), -ENOMEM: done is never
  * called. */
-int archive_submit_comment(struct archive *a, const struct archive_comment *c,
-                           archive_done_fn done, void *opaque);
+int archive_submit_comment(struct archive *a, const struct archive_comment *c, archive_done_fn done, void *opaque);
 /* The same for a comment received from another node (Redis mode): one
  * whose (channel, id) is already stored is left as it is, and that is not
  * a failure (the bus may deliver an event twice around a Redis failure). */
-int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c,
-                                  archive_done_fn done, void *opaque);
+int archive_submit_comment_if_new(struct archive *a, const struct archive_comment *c, archive_done_fn done,
+                                  void *opaque);
 /* An approve done on another node: the held comment held_id is dropped
  * (if still held). The visible comment comes as its own comment event,
  * under the id it was published with, stored by
  * archive_submit_comment_if_new before this (bus order); re-keying the
  * held row instead could collide with it. */
-int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id,
-                             archive_done_fn done, void *opaque);
+int archive_submit_drop_held(struct archive *a, const char *channel, const char *held_id, archive_done_fn done,
+                             void *opaque);
 /* delete / reject a comment by id (approve: archive_submit_approve). */
-int archive_submit_status(struct archive *a, const char *channel, const char *id,
-                          enum archive_status status, archive_done_fn done, void *opaque);
+int archive_submit_status(struct archive *a, const char *channel, const char *id, enum archive_status status,
+                          archive_done_fn done, void *opaque);
 /* approve: the held comment becomes visible under new_id, the id it was
  * published with (a held comment's first id would sort before comments
  * published while it waited). */
-int archive_submit_approve(struct archive *a, const char *channel, const char *held_id,
-                           const char *new_id, archive_done_fn done, void *opaque);
+int archive_submit_approve(struct archive *a, const char *channel, const char *held_id, const char *new_id,
+                           archive_done_fn done, void *opaque);
 /* "clear": every visible comment of the channel with ts <= ts_ms becomes
  * deleted. Held ones stay held: a clear leaves the review queue alone in
  * memory too, so a moderator may still approve them afterwards. */
-int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms,
-                         archive_done_fn done, void *opaque);
+int archive_submit_clear(struct archive *a, const char *channel, int64_t ts_ms, archive_done_fn done, void *opaque);
 /* A ban or timeout of user_id: every visible comment of that user id in
  * the channel becomes deleted, what room.c removes from the history (and
  * sends delete events for), so a restart does not bring them back. Held
  * ones stay held, as in memory. */
-int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id,
-                                archive_done_fn done, void *opaque);
-int archive_submit_mod(struct archive *a, const struct archive_mod *m,
-                       archive_done_fn done, void *opaque);
+int archive_submit_user_deleted(struct archive *a, const char *channel, const char *user_id, archive_done_fn done,
+                                void *opaque);
+int archive_submit_mod(struct archive *a, const struct archive_mod *m, archive_done_fn done, void *opaque);
 /* Insert or replace the ban on (channel, user_id or addr). */
-int archive_submit_ban(struct archive *a, const struct archive_ban *b,
-                       archive_done_fn done, void *opaque);
+int archive_submit_ban(struct archive *a, const struct archive_ban *b, archive_done_fn done, void *opaque);
 /* Lift the ban/timeout on (channel, user_id) or (channel, addr). */
-int archive_submit_unban(struct archive *a, const char *channel, const char *user_id,
-                         const char *addr, archive_done_fn done, void *opaque);
+int archive_submit_unban(struct archive *a, const char *channel, const char *user_id, const char *addr,
+                         archive_done_fn done, void *opaque);
 /* channel "" or NULL = global word list. add = 1 adds, 0 removes. */
-int archive_submit_word(struct archive *a, const char *channel, const char *word, int add,
-                        archive_done_fn done, void *opaque);
-int archive_submit_room_state(struct archive *a, const struct archive_room_state *s,
-                              archive_done_fn done, void *opaque);
+int archive_submit_word(struct archive *a, const char *channel, const char *word, int add, archive_done_fn done,
+                        void *opaque);
+int archive_submit_room_state(struct archive *a, const struct archive_room_state *s, archive_done_fn done,
+                              void *opaque);
 
 /* ---- Loads (synchronous, loop thread; return 0, or -EIO on a read error) */
 
@@ -185,36 +181,34 @@ typedef void (*archive_word_fn)(void *opaque, const char *channel, const char *w
 
 /* The last `limit` comments of `channel` with `status`, oldest first (for
  * the history ring: ARCHIVE_VISIBLE; for the review queue: ARCHIVE_HELD). */
-int archive_load_comments(struct archive *a, const char *channel, enum archive_status status,
-                          int limit, archive_comment_fn cb, void *opaque);
+int archive_load_comments(struct archive *a, const char *channel, enum archive_status status, int limit,
+                          archive_comment_fn cb, void *opaque);
 /* The greatest comment id of `channel` in any status (deleted and
  * rejected too), for the id generator's floor at start: 1 and the id in
  * out, 0 when the channel has none, -1 on error. */
 int archive_newest_id(struct archive *a, const char *channel, char *out, size_t len);
 /* Bans that are still active at now_ms (permanent or until > now_ms).
  * channel NULL = every channel. */
-int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms,
-                      archive_ban_fn cb, void *opaque);
+int archive_load_bans(struct archive *a, const char *channel, int64_t now_ms, archive_ban_fn cb, void *opaque);
 /* channel NULL = every word (global ones have channel ""); "" = global only;
  * a name = that channel's words only. */
-int archive_load_words(struct archive *a, const char *channel, archive_word_fn cb,
-                       void *opaque);
+int archive_load_words(struct archive *a, const char *channel, archive_word_fn cb, void *opaque);
 /* Fills *out (its pinned_id points into pinned, which has room for
  * pinned_len bytes). Returns 0 when a state was stored, -ENOENT when none
  * (out is then all off), -EIO on a read error. */
-int archive_load_room_state(struct archive *a, const char *channel,
-                            struct archive_room_state *out, char *pinned, size_t pinned_len);
+int archive_load_room_state(struct archive *a, const char *channel, struct archive_room_state *out, char *pinned,
+                            size_t pinned_len);
 
 /* ---- Metrics (loop thread) */
 
 struct archive_stats {
   uint64_t submitted;
-  uint64_t refused;     /* queue full or closing */
-  uint64_t committed;   /* records in committed transactions */
-  uint64_t failed;      /* records whose write or commit failed */
-  uint64_t commits;     /* transactions */
+  uint64_t refused;   /* queue full or closing */
+  uint64_t committed; /* records in committed transactions */
+  uint64_t failed;    /* records whose write or commit failed */
+  uint64_t commits;   /* transactions */
   uint64_t commit_failures;
-  uint64_t in_flight;   /* queue depth: submitted, completion not yet run */
+  uint64_t in_flight; /* queue depth: submitted, completion not yet run */
   double commit_seconds_sum;
   double commit_seconds_max;
 };

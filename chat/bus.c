@@ -57,8 +57,8 @@ enum timer_mode { TIMER_IDLE, TIMER_RETRY, TIMER_CONNECT };
 
 struct origin_seen {
   char node[BUS_ENVELOPE_ORIGIN_MAX + 1]; /* "" = free */
-  uint64_t seq;   /* the last delivered */
-  uint64_t heard; /* our wall clock then, ms */
+  uint64_t seq;                           /* the last delivered */
+  uint64_t heard;                         /* our wall clock then, ms */
 };
 
 struct bus {
@@ -66,7 +66,7 @@ struct bus {
   bus_deliver_fn deliver;
   void *opaque;
   int stopping;
-  int open_handles; /* kick, timer, hiredis polls: freed at 0 */
+  int open_handles;           /* kick, timer, hiredis polls: freed at 0 */
   void (*stopped)(void *arg); /* bus_stop's callback, after the free */
   void *stopped_arg;
 
@@ -83,7 +83,7 @@ struct bus {
   /* Redis mode */
   int redis;
   struct config_redis_endpoint endpoint; /* from [redis] url: never logged whole */
-  char secret[256];   /* HMAC key of every event between nodes */
+  char secret[256];                      /* HMAC key of every event between nodes */
   char prefix[64];
   redisAsyncContext *pub, *sub;
   int pub_up, sub_up;
@@ -91,7 +91,7 @@ struct bus {
   enum timer_mode timer_mode;
   unsigned backoff_ms;
   int ever_up;
-  int auth_refused; /* the last connect failed on AUTH (logged once until it works) */
+  int auth_refused;         /* the last connect failed on AUTH (logged once until it works) */
   uint64_t reject_log_ms;   /* when a bad MAC was last logged */
   uint64_t reject_unlogged; /* bad MACs since then */
   struct origin_seen origins[ORIGINS_MAX];
@@ -121,8 +121,7 @@ static void list_free(struct item_list *l) {
   l->tail = NULL;
 }
 
-static struct bus_item *item_new(const char *channel, const char *json, size_t len,
-                                 uint64_t seq) {
+static struct bus_item *item_new(const char *channel, const char *json, size_t len, uint64_t seq) {
   struct bus_item *it = malloc(sizeof *it + len);
   if (!it)
     return NULL;
@@ -148,10 +147,9 @@ static void queue_local(struct bus *b, struct bus_item *it) {
 
 /* ---- Delivery */
 
-static void deliver(struct bus *b, const char *channel, const char *origin, uint64_t seq,
-                    const char *json, size_t len, int local) {
-  struct bus_msg m = {.channel = channel, .origin = origin, .seq = seq, .json = json,
-                      .len = len, .local = local};
+static void deliver(struct bus *b, const char *channel, const char *origin, uint64_t seq, const char *json, size_t len,
+                    int local) {
+  struct bus_msg m = {.channel = channel, .origin = origin, .seq = seq, .json = json, .len = len, .local = local};
   b->st.delivered++;
   b->deliver(b->opaque, &m);
 }
@@ -239,8 +237,7 @@ static void redis_fail(struct bus *b, const char *why) {
   if (b->backlog.head)
     backlog_settle(b, b->backlog.tail->seq, 1);
   if (was_up)
-    log_warn("bus", "redis down, delivering locally why=%s host=%s port=%d", why, b->endpoint.host,
-             b->endpoint.port);
+    log_warn("bus", "redis down, delivering locally why=%s host=%s port=%d", why, b->endpoint.host, b->endpoint.port);
   else
     log_debug("bus", "redis connect failed why=%s backoff_ms=%u", why, b->backoff_ms);
   timer_arm(b, TIMER_RETRY, b->backoff_ms);
@@ -310,8 +307,10 @@ static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     return;
   }
   if (!b->auth_refused)
-    log_error("bus", "redis refused our password (AUTH) err=%s host=%s port=%d: check the "
-              "password in [redis] url; retrying", r->str, b->endpoint.host, b->endpoint.port);
+    log_error("bus",
+              "redis refused our password (AUTH) err=%s host=%s port=%d: check the "
+              "password in [redis] url; retrying",
+              r->str, b->endpoint.host, b->endpoint.port);
   b->auth_refused = 1;
   redis_fail(b, "AUTH refused");
 }
@@ -418,7 +417,8 @@ static void count_rejected(struct bus *b, const char *channel, int replay) {
   uint64_t now = uv_now(b->loop);
   if (b->reject_log_ms && now - b->reject_log_ms < REJECT_LOG_MS)
     return;
-  log_warn("bus", "dropped events without a valid HMAC or replayed count=%" PRIu64
+  log_warn("bus",
+           "dropped events without a valid HMAC or replayed count=%" PRIu64
            " last_channel=%s last_reason=%s: forged, or a node with another [redis] secret "
            "or clock",
            b->reject_unlogged, channel, replay ? "replay" : "hmac");
@@ -428,9 +428,8 @@ static void count_rejected(struct bus *b, const char *channel, int replay) {
 
 static void on_message(struct bus *b, const redisReply *ch, const redisReply *payload) {
   size_t plen = strlen(b->prefix);
-  if (ch->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING ||
-      (size_t)ch->len <= plen || (size_t)ch->len - plen >= BUS_MAX_CHANNEL ||
-      memcmp(ch->str, b->prefix, plen) != 0) {
+  if (ch->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING || (size_t)ch->len <= plen ||
+      (size_t)ch->len - plen >= BUS_MAX_CHANNEL || memcmp(ch->str, b->prefix, plen) != 0) {
     b->st.malformed++;
     return;
   }
@@ -463,8 +462,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   const redisReply *r = reply;
   if (!r || !is_ours(b, ac) || ac != b->sub)
     return; /* teardown */
-  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-      r->element[0]->type != REDIS_REPLY_STRING)
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
     return;
   const char *kind = r->element[0]->str;
   if (strcmp(kind, "message") == 0) {
@@ -472,8 +470,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   } else if (strcmp(kind, "subscribe") == 0 && r->element[1]->type == REDIS_REPLY_STRING) {
     size_t plen = strlen(b->prefix);
     if ((size_t)r->element[1]->len > plen) {
-      struct bus_chan *c = chan_find(b, r->element[1]->str + plen,
-                                     (size_t)r->element[1]->len - plen);
+      struct bus_chan *c = chan_find(b, r->element[1]->str + plen, (size_t)r->element[1]->len - plen);
       if (c)
         c->confirmed = 1;
     }
@@ -500,8 +497,7 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 
 /* ---- Public API */
 
-struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliver_fn deliver_fn,
-                      void *opaque) {
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *cfg, bus_deliver_fn deliver_fn, void *opaque) {
   struct bus *b = calloc(1, sizeof *b);
   if (!b)
     return NULL;
@@ -591,8 +587,8 @@ int bus_publish(struct bus *b, const char *channel, const char *json, size_t len
     struct buf env;
     buf_init(&env);
     if (bus_envelope_seal(&env, b->secret, channel, b->node, seq, wall_ms(), json, len) == 0 &&
-        redisAsyncCommand(b->pub, on_pub_reply, (void *)(uintptr_t)seq, "PUBLISH %s%s %b",
-                          b->prefix, channel, env.data, env.len) == REDIS_OK) {
+        redisAsyncCommand(b->pub, on_pub_reply, (void *)(uintptr_t)seq, "PUBLISH %s%s %b", b->prefix, channel, env.data,
+                          env.len) == REDIS_OK) {
       list_push(&b->backlog, it);
       b->backlog_bytes += len;
       buf_free(&env);

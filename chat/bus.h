@@ -73,7 +73,7 @@ struct bus_msg {
   uint64_t seq;        /* per-origin publish sequence */
   const char *json;    /* the event, exactly as published; NOT NUL-terminated */
   size_t len;
-  int local;           /* 1 = delivered without going through Redis */
+  int local; /* 1 = delivered without going through Redis */
 };
 
 /* Called on the loop thread; m and its strings are valid only during the
@@ -84,8 +84,7 @@ typedef void (*bus_deliver_fn)(void *opaque, const struct bus_msg *m);
  * a url without redis->secret, is an error: NULL). In Redis mode the first
  * connect starts at once. The section is read at start only (prefix, url,
  * secret): not kept. */
-struct bus *bus_start(uv_loop_t *loop, const struct config_redis *redis, bus_deliver_fn deliver,
-                      void *opaque);
+struct bus *bus_start(uv_loop_t *loop, const struct config_redis *redis, bus_deliver_fn deliver, void *opaque);
 
 /* Rooms come and go with config reloads. Only subscribed channels are
  * delivered. Returns 0, -EINVAL on a bad name (empty, too long), -ENOMEM. */
@@ -110,7 +109,7 @@ void bus_make_id(struct bus *b, char out[BUS_ID_LEN]);
  * -1 and no change for anything else (an id of the older hex format sorts
  * before every new one anyway). */
 int bus_id_floor(struct bus *b, const char *id);
-const char *bus_node_id(const struct bus *b); /* 6 hex chars */
+const char *bus_node_id(const struct bus *b);     /* 6 hex chars */
 bool bus_is_redis_connected(const struct bus *b); /* both contexts are up */
 /* Whether events published on channel go through Redis now (both
  * contexts up and its SUBSCRIBE confirmed); false in local mode. For tests
@@ -118,12 +117,12 @@ bool bus_is_redis_connected(const struct bus *b); /* both contexts are up */
 bool bus_is_channel_via_redis(const struct bus *b, const char *channel);
 
 struct bus_stats {
-  uint64_t published;       /* bus_publish calls accepted */
-  uint64_t delivered;       /* deliver callbacks */
-  uint64_t local_direct;    /* delivered without Redis (down / not subscribed yet) */
-  uint64_t redis_published; /* PUBLISH replies OK */
-  uint64_t redis_received;  /* messages from the subscription */
-  uint64_t publish_failures;/* PUBLISH error or lost: delivered locally instead */
+  uint64_t published;        /* bus_publish calls accepted */
+  uint64_t delivered;        /* deliver callbacks */
+  uint64_t local_direct;     /* delivered without Redis (down / not subscribed yet) */
+  uint64_t redis_published;  /* PUBLISH replies OK */
+  uint64_t redis_received;   /* messages from the subscription */
+  uint64_t publish_failures; /* PUBLISH error or lost: delivered locally instead */
   uint64_t backlog_full;
   uint64_t malformed;       /* messages from Redis we could not read */
   uint64_t rejected_mac;    /* messages without a valid HMAC: dropped */

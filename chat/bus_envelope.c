@@ -25,14 +25,13 @@ static int mac_compute(const char *secret, const char *channel, const char *body
                        unsigned char out[MAC_LEN]) {
   EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
   EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-      OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                         OSSL_PARAM_construct_end()};
   size_t outl = 0;
   int ok = ctx && EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) &&
            EVP_MAC_update(ctx, (const unsigned char *)channel, strlen(channel) + 1) &&
-           EVP_MAC_update(ctx, (const unsigned char *)body, len) &&
-           EVP_MAC_final(ctx, out, &outl, MAC_LEN) && outl == MAC_LEN;
+           EVP_MAC_update(ctx, (const unsigned char *)body, len) && EVP_MAC_final(ctx, out, &outl, MAC_LEN) &&
+           outl == MAC_LEN;
   EVP_MAC_CTX_free(ctx);
   EVP_MAC_free(mac);
   return ok ? 0 : -EIO;
@@ -46,16 +45,13 @@ static int hex_value(char c) {
   return -1;
 }
 
-int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
-                      const char *origin, uint64_t seq, uint64_t ts_ms, const char *event,
-                      size_t len) {
+int bus_envelope_seal(struct buf *out, const char *secret, const char *channel, const char *origin, uint64_t seq,
+                      uint64_t ts_ms, const char *event, size_t len) {
   size_t olen = strlen(origin);
-  if (!secret || !*secret || olen == 0 || olen > BUS_ENVELOPE_ORIGIN_MAX || len == 0 ||
-      ts_ms == 0 || ts_ms > TS_MAX)
+  if (!secret || !*secret || olen == 0 || olen > BUS_ENVELOPE_ORIGIN_MAX || len == 0 || ts_ms == 0 || ts_ms > TS_MAX)
     return -EINVAL;
   size_t start = out->len;
-  buf_printf(out, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"event\":",
-             origin, seq, ts_ms);
+  buf_printf(out, "{\"origin\":\"%s\",\"seq\":%" PRIu64 ",\"ts\":%" PRIu64 ",\"event\":", origin, seq, ts_ms);
   buf_append(out, event, len);
   unsigned char mac[MAC_LEN];
   if (out->failed)
@@ -117,20 +113,16 @@ static int parse_body(const char *s, size_t n, struct bus_envelope *out) {
 
 const char *bus_envelope_strerror(int code) {
   switch (code) {
-  case BUS_ENVELOPE_MALFORMED:
-    return "malformed";
-  case BUS_ENVELOPE_BAD_MAC:
-    return "bad_mac";
+  case BUS_ENVELOPE_MALFORMED: return "malformed";
+  case BUS_ENVELOPE_BAD_MAC: return "bad_mac";
   }
   return strerror(-code);
 }
 
-int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n,
-                      struct bus_envelope *out) {
+int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n, struct bus_envelope *out) {
   const char *suffix = n >= MAC_SUFFIX_LEN ? msg + n - MAC_SUFFIX_LEN : NULL;
   unsigned char sent[MAC_LEN];
-  bool has_mac = suffix && memcmp(suffix, mac_key, sizeof mac_key - 1) == 0 &&
-                 memcmp(msg + n - 2, "\"}", 2) == 0;
+  bool has_mac = suffix && memcmp(suffix, mac_key, sizeof mac_key - 1) == 0 && memcmp(msg + n - 2, "\"}", 2) == 0;
   for (size_t i = 0; has_mac && i < MAC_LEN; i++) {
     int hi = hex_value(suffix[sizeof mac_key - 1 + 2 * i]);
     int lo = hex_value(suffix[sizeof mac_key + 2 * i]);
@@ -139,9 +131,8 @@ int bus_envelope_open(const char *secret, const char *channel, const char *msg, 
       sent[i] = (unsigned char)(hi << 4 | lo);
   }
   if (!has_mac) /* unsigned: our old envelope, or a forgery that did not try */
-    return n > 0 && msg[n - 1] == '}' && parse_body(msg, n - 1, out) == 0
-               ? BUS_ENVELOPE_BAD_MAC
-               : BUS_ENVELOPE_MALFORMED;
+    return n > 0 && msg[n - 1] == '}' && parse_body(msg, n - 1, out) == 0 ? BUS_ENVELOPE_BAD_MAC
+                                                                          : BUS_ENVELOPE_MALFORMED;
   size_t body = n - MAC_SUFFIX_LEN;
   if (parse_body(msg, body, out) != 0)
     return BUS_ENVELOPE_MALFORMED;

@@ -51,14 +51,12 @@ struct bus_envelope {
 /* Append the sealed message for (channel, origin, seq, ts_ms, event) to out.
  * secret: NUL-terminated, not empty. Returns 0, -EINVAL (bad arguments),
  * -ENOMEM (out->failed) or -EIO (OpenSSL refused). */
-int bus_envelope_seal(struct buf *out, const char *secret, const char *channel,
-                      const char *origin, uint64_t seq, uint64_t ts_ms, const char *event,
-                      size_t len);
+int bus_envelope_seal(struct buf *out, const char *secret, const char *channel, const char *origin, uint64_t seq,
+                      uint64_t ts_ms, const char *event, size_t len);
 
 /* Parse msg (n bytes, any content) received for channel and check its MAC
  * with secret: 0 or a BUS_ENVELOPE_* code. On 0 *out describes it (out->event points
  * into msg); otherwise *out is unspecified. */
-int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n,
-                      struct bus_envelope *out);
+int bus_envelope_open(const char *secret, const char *channel, const char *msg, size_t n, struct bus_envelope *out);
 
 #endif

@@ -125,8 +125,7 @@ static int conn_write(struct chat *c, struct chat_conn *conn) {
     return 0;
   }
   struct fanout_tx tx = {0};
-  enum fanout_result r =
-      fanout_write(lws_get_socket_fd(conn->wsi), &conn->m, LWS_PRE, &tx, &c->fanout);
+  enum fanout_result r = fanout_write(lws_get_socket_fd(conn->wsi), &conn->m, LWS_PRE, &tx, &c->fanout);
   if (r == FANOUT_ERROR) {
     fanout_tx_clear(&tx);
     return -1;
@@ -177,8 +176,7 @@ static void on_message(struct chat *c, struct chat_conn *conn, const void *data,
   enum chat_parse_result r = chat_protocol_parse(data, len, &msg, &err);
   if (r == CHAT_PARSE_BAD_UTF8) { /* RFC 6455 8.1: fail the connection */
     c->stats.bad_utf8++;
-    lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8",
-                     13);
+    lws_close_reason(conn->wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8", 13);
     conn->close_code = LWS_CLOSE_STATUS_INVALID_PAYLOAD;
     return;
   }
@@ -188,15 +186,9 @@ static void on_message(struct chat *c, struct chat_conn *conn, const void *data,
     return;
   }
   switch (msg.type) {
-  case CHAT_MSG_HELLO:
-    chat__on_hello(c, conn, &msg);
-    break;
-  case CHAT_MSG_COMMENT:
-    chat__on_comment(c, conn, &msg);
-    break;
-  case CHAT_MSG_MOD:
-    chat__on_mod(c, conn, &msg);
-    break;
+  case CHAT_MSG_HELLO: chat__on_hello(c, conn, &msg); break;
+  case CHAT_MSG_COMMENT: chat__on_comment(c, conn, &msg); break;
+  case CHAT_MSG_MOD: chat__on_mod(c, conn, &msg); break;
   }
   chat_msg_free(&msg);
 }
@@ -308,8 +300,7 @@ static void on_closed(struct chat *c, struct chat_conn *conn) {
   conn->wsi = NULL;
 }
 
-static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                         void *in, size_t len) {
+static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   struct chat_conn *conn = user;
   struct chat *c = chat_of(wsi);
   switch (reason) {
@@ -323,8 +314,7 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     return !c || c->stopping || memguard_over_limit() || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
            strncmp(uri, "/chat/", 6) || !find_room(c, uri + 6);
   }
-  case LWS_CALLBACK_ESTABLISHED:
-    return c ? on_established(c, wsi, conn) : -1;
+  case LWS_CALLBACK_ESTABLISHED: return c ? on_established(c, wsi, conn) : -1;
   case LWS_CALLBACK_RECEIVE:
     if (!c || !conn->wsi)
       return -1;
@@ -337,12 +327,12 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     if (conn->wsi)
       on_closed(c, conn);
     return 0;
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
-static const struct lws_protocols chat_proto = { /* .user: the caller's handle (chat_of) */
+static const struct lws_protocols chat_proto = {
+    /* .user: the caller's handle (chat_of) */
     .name = "chat",
     .callback = chat_callback,
     .per_session_data_size = sizeof(struct chat_conn),
@@ -381,8 +371,7 @@ static void op_kick(void *opaque, struct room_member *m, int code, const char *r
   if (!conn->wsi)
     return;
   fanout_ready_remove(&c->ready, &conn->ready);
-  log_info("chat", "closing member channel=%s addr=%s reason=%s", room_channel(m->room),
-           m->addr, reason);
+  log_info("chat", "closing member channel=%s addr=%s reason=%s", room_channel(m->room), m->addr, reason);
   conn->close_code = code;
   lws_callback_on_writable(conn->wsi);
   /* a client that reads nothing never becomes writable: close it anyway */
@@ -412,8 +401,7 @@ static void on_bus(void *opaque, const struct bus_msg *bm) {
     return;
   json_t *ev = json_loadb(bm->json, bm->len, 0, NULL);
   if (!ev || room_deliver(slot->room, ev, chat__wall_ms()) != 0) {
-    log_warn("chat", "unreadable event from the bus channel=%s origin=%s", bm->channel,
-             bm->origin ? bm->origin : "?");
+    log_warn("chat", "unreadable event from the bus channel=%s origin=%s", bm->channel, bm->origin ? bm->origin : "?");
   } else if (c->archive && bm->origin && strcmp(bm->origin, bus_node_id(c->bus)) != 0) {
     /* our own events come back from Redis too (or locally): archived
      * already, before they were published */
@@ -447,8 +435,7 @@ static void on_tick(uv_timer_t *t) {
 
 static void load_comment(void *opaque, const struct archive_comment *ac) {
   struct chat_room *slot = opaque;
-  json_t *ev = chat_comment_event(ac->id, chat_user_json(ac->user_id, ac->user_name, ac->role),
-                                  ac->text, ac->ts_ms);
+  json_t *ev = chat_comment_event(ac->id, chat_user_json(ac->user_id, ac->user_name, ac->role), ac->text, ac->ts_ms);
   if (!ev)
     return;
   if (ac->status == ARCHIVE_HELD)
@@ -471,10 +458,8 @@ static void load_word(void *opaque, const char *channel, const char *word) {
 static void load_room(struct chat *c, struct chat_room *slot) {
   if (!c->archive)
     return;
-  archive_load_comments(c->archive, slot->channel, ARCHIVE_VISIBLE, c->params.history,
-                        load_comment, slot);
-  archive_load_comments(c->archive, slot->channel, ARCHIVE_HELD, ROOM_HELD_MAX, load_comment,
-                        slot);
+  archive_load_comments(c->archive, slot->channel, ARCHIVE_VISIBLE, c->params.history, load_comment, slot);
+  archive_load_comments(c->archive, slot->channel, ARCHIVE_HELD, ROOM_HELD_MAX, load_comment, slot);
   archive_load_bans(c->archive, slot->channel, chat__wall_ms(), load_ban, slot);
   /* ids made from now on sort after every id of the channel, also when
    * the clock went back across the restart */
@@ -560,8 +545,7 @@ struct chat *chat_start(uv_loop_t *loop, const struct chat_sections *cfg) {
   c->filter = filter_new(loop);
   char path[1024];
   struct archive_params ap;
-  if (!c->filter ||
-      archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
+  if (!c->filter || archive_params_from_config(&ap, cfg->server, cfg->chat, path, sizeof(path)) != 0 ||
       !(c->archive = archive_open(loop, &ap)) || !(c->bus = bus_start(loop, cfg->redis, on_bus, c))) {
     log_error("chat", "chat could not start");
     if (c->archive)
@@ -667,8 +651,8 @@ struct room_sample {
 };
 
 static void bad_frames_metrics(const struct chat *c, struct buf *out) {
-  static const struct metric bad = METRIC_FAMILY("galarelay_chat_bad_frames_total", METRIC_COUNTER,
-                                                 "Frames refused before parsing, by reason");
+  static const struct metric bad =
+      METRIC_FAMILY("galarelay_chat_bad_frames_total", METRIC_COUNTER, "Frames refused before parsing, by reason");
   static const struct metric conns =
       METRIC_FAMILY("galarelay_chat_connections_total", METRIC_COUNTER, "Websocket connections accepted");
   metrics_head(out, &bad);
@@ -698,8 +682,8 @@ static void fanout_metrics(const struct chat *c, struct buf *out) {
                     "Fan-out slices run (one per loop turn while members wait)"),
       METRIC_FAMILY("galarelay_chat_fanout_ready", METRIC_GAUGE, "Members waiting for a fan-out slice"),
   };
-  const uint64_t v[] = {c->fanout.sends, c->fanout.blocked, c->fanout.bytes, c->stats.spilled_bytes,
-                        c->stats.lws_frames, c->stats.slices, (uint64_t)c->ready.count};
+  const uint64_t v[] = {c->fanout.sends,     c->fanout.blocked, c->fanout.bytes,         c->stats.spilled_bytes,
+                        c->stats.lws_frames, c->stats.slices,   (uint64_t)c->ready.count};
   for (size_t k = 0; k < METRICS_COUNT(rows); k++) {
     metrics_head(out, &rows[k]);
     metrics_count(out, &rows[k], NULL, v[k]);
@@ -723,8 +707,8 @@ void chat_metrics(const struct chat *c, struct buf *out) {
          st.hello_refused),
       METRIC_FAMILY("galarelay_chat_delivered_bytes_total", METRIC_COUNTER,
                     "Batch bytes queued to members, by frame form (text; deflate: compressed batches)"),
-      RS("galarelay_chat_deflated_batches_total", METRIC_COUNTER,
-         "Batches deflated, once per room, audience and tick", st.deflated_frames),
+      RS("galarelay_chat_deflated_batches_total", METRIC_COUNTER, "Batches deflated, once per room, audience and tick",
+         st.deflated_frames),
       RS("galarelay_chat_member_ticks_total", METRIC_COUNTER, "Members queued frames by a tick, summed over ticks",
          st.member_ticks),
   };
@@ -766,9 +750,9 @@ void chat_metrics(const struct chat *c, struct buf *out) {
   bad_frames_metrics(c, out);
   fanout_metrics(c, out);
   if (c->filter) {
-    static const struct metric words = METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE,
-                                                    "Banned words in the current automaton", struct filter_stats,
-                                                    words);
+    static const struct metric words =
+        METRIC_FIELD("galarelay_chat_banned_words", METRIC_GAUGE, "Banned words in the current automaton",
+                     struct filter_stats, words);
     struct filter_stats fs;
     filter_get_stats(c->filter, &fs);
     metrics_write(out, &words, 1, &fs);

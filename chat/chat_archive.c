@@ -49,8 +49,8 @@ static void addr_ban(void *opaque, const char *addr) {
     count(s, archive_submit_unban(s->a, b->r->channel, NULL, addr, s->done, s->opaque));
     return;
   }
-  struct archive_ban ban = {.channel = b->r->channel, .addr = addr, .until_ms = b->r->until_ms,
-                            .ts_ms = b->r->ts_ms, .by = b->r->by};
+  struct archive_ban ban = {
+      .channel = b->r->channel, .addr = addr, .until_ms = b->r->until_ms, .ts_ms = b->r->ts_ms, .by = b->r->by};
   count(s, archive_submit_ban(s->a, &ban, s->done, s->opaque));
 }
 
@@ -62,30 +62,22 @@ static void words(struct submits *s, const json_t *list, int add) {
   }
 }
 
-int chat__archive_records(struct archive *a, struct room *room, const struct chat_records *r,
-                          archive_done_fn done, void *opaque, unsigned *accepted) {
+int chat__archive_records(struct archive *a, struct room *room, const struct chat_records *r, archive_done_fn done,
+                          void *opaque, unsigned *accepted) {
   struct submits s = {a, done, opaque, 0, false};
   const char *ch = r->channel;
   switch (r->kind) {
   case CHAT_RECORD_COMMENT: {
     struct archive_comment c = r->comment;
     c.channel = ch;
-    count(&s, r->if_new ? archive_submit_comment_if_new(a, &c, done, opaque)
-                        : archive_submit_comment(a, &c, done, opaque));
+    count(&s,
+          r->if_new ? archive_submit_comment_if_new(a, &c, done, opaque) : archive_submit_comment(a, &c, done, opaque));
     break;
   }
-  case CHAT_RECORD_DELETE:
-    count(&s, archive_submit_status(a, ch, r->id, ARCHIVE_DELETED, done, opaque));
-    break;
-  case CHAT_RECORD_REJECT:
-    count(&s, archive_submit_status(a, ch, r->id, ARCHIVE_REJECTED, done, opaque));
-    break;
-  case CHAT_RECORD_APPROVE:
-    count(&s, archive_submit_approve(a, ch, r->id, r->new_id, done, opaque));
-    break;
-  case CHAT_RECORD_DROP_HELD:
-    count(&s, archive_submit_drop_held(a, ch, r->id, done, opaque));
-    break;
+  case CHAT_RECORD_DELETE: count(&s, archive_submit_status(a, ch, r->id, ARCHIVE_DELETED, done, opaque)); break;
+  case CHAT_RECORD_REJECT: count(&s, archive_submit_status(a, ch, r->id, ARCHIVE_REJECTED, done, opaque)); break;
+  case CHAT_RECORD_APPROVE: count(&s, archive_submit_approve(a, ch, r->id, r->new_id, done, opaque)); break;
+  case CHAT_RECORD_DROP_HELD: count(&s, archive_submit_drop_held(a, ch, r->id, done, opaque)); break;
   case CHAT_RECORD_BAN:
   case CHAT_RECORD_UNBAN: {
     struct addr_ban b = {&s, r, r->kind == CHAT_RECORD_UNBAN};
@@ -95,8 +87,8 @@ int chat__archive_records(struct archive *a, struct room *room, const struct cha
       count(&s, archive_submit_unban(a, ch, r->user, NULL, done, opaque));
       break;
     }
-    struct archive_ban ban = {.channel = ch, .user_id = r->user, .until_ms = r->until_ms,
-                              .ts_ms = r->ts_ms, .by = r->by};
+    struct archive_ban ban = {
+        .channel = ch, .user_id = r->user, .until_ms = r->until_ms, .ts_ms = r->ts_ms, .by = r->by};
     count(&s, archive_submit_ban(a, &ban, done, opaque));
     /* the room deletes the user's comments from its history when the
      * event arrives; without this a restart would reload them */
@@ -113,9 +105,7 @@ int chat__archive_records(struct archive *a, struct room *room, const struct cha
     count(&s, archive_submit_room_state(a, &st, done, opaque));
     break;
   }
-  case CHAT_RECORD_CLEAR:
-    count(&s, archive_submit_clear(a, ch, r->ts_ms, done, opaque));
-    break;
+  case CHAT_RECORD_CLEAR: count(&s, archive_submit_clear(a, ch, r->ts_ms, done, opaque)); break;
   }
   if (accepted)
     *accepted = s.accepted;
@@ -124,35 +114,34 @@ int chat__archive_records(struct archive *a, struct room *room, const struct cha
 
 /* ---- Events from other nodes */
 
-static const char *ev_string(const json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
+static const char *ev_string(const json_t *o, const char *key) { return json_string_value(json_object_get(o, key)); }
 
 /* A comment event's record, as the author's node stored it, less the
  * address (which never leaves that node). */
-static int comment_records(const json_t *ev, enum archive_status status,
-                           struct chat_records *out) {
+static int comment_records(const json_t *ev, enum archive_status status, struct chat_records *out) {
   const json_t *user = json_object_get(ev, "user");
   const char *id = ev_string(ev, "id"), *text = ev_string(ev, "text");
   if (!id || !text)
     return -ENOENT;
   out->kind = CHAT_RECORD_COMMENT;
   out->if_new = true;
-  out->comment = (struct archive_comment){
-      .id = id, .user_id = ev_string(user, "id"), .user_name = ev_string(user, "name"),
-      .role = ev_string(user, "role"), .text = text,
-      .ts_ms = (int64_t)json_integer_value(json_object_get(ev, "ts")), .addr = "",
-      .status = status};
+  out->comment = (struct archive_comment){.id = id,
+                                          .user_id = ev_string(user, "id"),
+                                          .user_name = ev_string(user, "name"),
+                                          .role = ev_string(user, "role"),
+                                          .text = text,
+                                          .ts_ms = (int64_t)json_integer_value(json_object_get(ev, "ts")),
+                                          .addr = "",
+                                          .status = status};
   if (!out->comment.role)
     out->comment.role = "viewer";
   return 0;
 }
 
-int chat__records_from_event(const json_t *ev, const char *channel, const char *by,
-                             int64_t now_ms, struct chat_records *out) {
+int chat__records_from_event(const json_t *ev, const char *channel, const char *by, int64_t now_ms,
+                             struct chat_records *out) {
   const char *type = ev_string(ev, "type");
-  *out = (struct chat_records){.channel = channel, .ts_ms = now_ms, .by = by,
-                               .id = ev_string(ev, "id")};
+  *out = (struct chat_records){.channel = channel, .ts_ms = now_ms, .by = by, .id = ev_string(ev, "id")};
   if (!type)
     return -ENOENT;
   if (!strcmp(type, "comment"))
@@ -194,9 +183,9 @@ int chat__records_from_event(const json_t *ev, const char *channel, const char *
     const json_t *pinned = json_object_get(ev, "pinned");
     const char *pid = json_is_object(pinned) ? ev_string(pinned, "id") : NULL;
     out->kind = CHAT_RECORD_STATE;
-    out->state = (struct archive_room_state){
-        .slow_seconds = (int)json_integer_value(json_object_get(ev, "slow")),
-        .hold = json_is_true(json_object_get(ev, "hold")), .pinned_id = pid ? pid : ""};
+    out->state = (struct archive_room_state){.slow_seconds = (int)json_integer_value(json_object_get(ev, "slow")),
+                                             .hold = json_is_true(json_object_get(ev, "hold")),
+                                             .pinned_id = pid ? pid : ""};
     return 0;
   }
   return -ENOENT;
@@ -209,14 +198,13 @@ static void remote_done(void *opaque, int ok) {
     log_warn("chat", "archive could not store an event from another node");
 }
 
-void chat__archive_remote(struct chat *c, struct chat_room *slot, const json_t *ev,
-                          const char *origin) {
+void chat__archive_remote(struct chat *c, struct chat_room *slot, const json_t *ev, const char *origin) {
   char by[32];
   snprintf(by, sizeof(by), "node:%s", origin);
   struct chat_records r;
   if (chat__records_from_event(ev, slot->channel, by, chat__wall_ms(), &r) != 0)
     return;
   if (chat__archive_records(c->archive, slot->room, &r, remote_done, NULL, NULL) != 0)
-    log_warn("chat", "archive refused an event from another node channel=%s origin=%s type=%s",
-             slot->channel, origin, json_string_value(json_object_get(ev, "type")));
+    log_warn("chat", "archive refused an event from another node channel=%s origin=%s type=%s", slot->channel, origin,
+             json_string_value(json_object_get(ev, "type")));
 }

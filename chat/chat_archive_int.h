@@ -57,21 +57,20 @@ struct chat_records {
  * addresses of a banned user. *accepted (may be NULL) counts the records
  * the archive took: done runs once for each of them. Returns 0, or
  * -EAGAIN when the archive refused one (the others are still submitted). */
-int chat__archive_records(struct archive *a, struct room *room, const struct chat_records *r,
-                          archive_done_fn done, void *opaque, unsigned *accepted);
+int chat__archive_records(struct archive *a, struct room *room, const struct chat_records *r, archive_done_fn done,
+                          void *opaque, unsigned *accepted);
 
 /* The records of an event as the bus carries it (docs/protocol.md), for a
  * node that did not take the request; by names that node (node:ORIGIN).
  * Returns 0 with *out filled (strings borrowed from ev), or -ENOENT for an
  * event that stores nothing. */
-int chat__records_from_event(const json_t *ev, const char *channel, const char *by,
-                             int64_t now_ms, struct chat_records *out);
+int chat__records_from_event(const json_t *ev, const char *channel, const char *by, int64_t now_ms,
+                             struct chat_records *out);
 
 /* Archive an event another node published (origin), which room_deliver
  * accepted (its shape is checked there). Never waits; a refusal or a
  * failed write is logged: it costs only this node's copy of the event
  * after a restart. */
-void chat__archive_remote(struct chat *c, struct chat_room *slot, const json_t *ev,
-                          const char *origin);
+void chat__archive_remote(struct chat *c, struct chat_room *slot, const json_t *ev, const char *origin);
 
 #endif

@@ -39,7 +39,7 @@ struct chat_room {
 
 struct chat {
   uv_loop_t *loop;
-  struct chat_sections cfg; /* the current sections (chat_reload replaces them) */
+  struct chat_sections cfg;   /* the current sections (chat_reload replaces them) */
   void (*stopped)(void *arg); /* chat_stop's callback */
   void *stopped_arg;
   int parts_open; /* while stopping: parts not yet released */

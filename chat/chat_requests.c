@@ -34,8 +34,7 @@ static bool in_tokens(const struct config_tokens *list, const char *token) {
 
 /* A [chat] token moderates every channel; a [channel NAME] one only its
  * own. Read from the current config at each hello, so SIGHUP applies. */
-static bool is_moderator_token(const struct chat_sections *cfg, const char *channel,
-                               const char *token) {
+static bool is_moderator_token(const struct chat_sections *cfg, const char *channel, const char *token) {
   if (in_tokens(&cfg->chat->moderator_tokens, token))
     return true;
   for (int i = 0; i < cfg->channel_count; i++)
@@ -67,8 +66,7 @@ static void token_who(const char *token, char *out, size_t size) {
 }
 
 /* Display name: sanitised, 1..ROOM_NAME_MAX code points, no banned word. */
-static enum room_refusal check_name(struct chat *c, const char *raw, char *out, size_t outlen,
-                                    const char **why) {
+static enum room_refusal check_name(struct chat *c, const char *raw, char *out, size_t outlen, const char **why) {
   size_t len;
   char *d = filter_sanitize(raw, strlen(raw), c->params.max_combining, &len);
   enum room_refusal r = ROOM_OK;
@@ -112,12 +110,10 @@ void chat__on_hello(struct chat *c, struct chat_conn *conn, const struct chat_ms
   } else if (msg->token && !is_other_channel_token(cfg, msg->token)) {
     struct jwt_claims cl;
     int jr = cfg->chat->auth_secret[0]
-                             ? jwt_verify_hs256(msg->token, cfg->chat->auth_secret,
-                                                chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
-                             : JWT_BAD_SIGNATURE;
+                 ? jwt_verify_hs256(msg->token, cfg->chat->auth_secret, chat__wall_ms() / 1000, CHAT_JWT_LEEWAY_S, &cl)
+                 : JWT_BAD_SIGNATURE;
     if (jr != JWT_OK) {
-      chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
-                  jr == JWT_EXPIRED ? "token expired" : "token not valid", -1);
+      chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN, jr == JWT_EXPIRED ? "token expired" : "token not valid", -1);
       return;
     }
     if (!name[0] && cl.name[0] && check_name(c, cl.name, name, sizeof(name), &why) != ROOM_OK)
@@ -152,8 +148,7 @@ static void submit_records(struct chat *c, struct ticket *t, const struct chat_r
   if (!c->archive)
     return;
   unsigned accepted = 0;
-  int rc = chat__archive_records(c->archive, t->slot->room, r, chat__ticket_record_done, t,
-                                 &accepted);
+  int rc = chat__archive_records(c->archive, t->slot->room, r, chat__ticket_record_done, t, &accepted);
   chat__ticket_submitted(t, rc, accepted);
 }
 
@@ -167,16 +162,13 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
   if (!m->named) {
     room_count_refusal(room, ROOM_FORBIDDEN);
     chat__reply_error(conn, msg->nonce, ROOM_FORBIDDEN,
-                c->cfg.chat->require_token ? "a token is required to post"
-                                                : "say hello with a name first",
-                -1);
+                      c->cfg.chat->require_token ? "a token is required to post" : "say hello with a name first", -1);
     return;
   }
   char *display;
   int64_t retry;
   int64_t now = chat__wall_ms();
-  enum room_refusal why = room_admit_comment(room, m, msg->text, &display, &retry,
-                                             uv_now(c->loop), now);
+  enum room_refusal why = room_admit_comment(room, m, msg->text, &display, &retry, uv_now(c->loop), now);
   if (why != ROOM_OK && why != ROOM_HELD) {
     chat__reply_error(conn, msg->nonce, why, NULL, retry);
     return;
@@ -198,11 +190,16 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
     snprintf(t->id, sizeof(t->id), "%s", id);
     chat__ticket_event(t, ev);
   }
-  struct chat_records rec = {
-      .kind = CHAT_RECORD_COMMENT, .channel = conn->slot->channel,
-      .comment = {.id = id, .user_id = m->user_id, .user_name = m->name,
-                  .role = room_role_name(m->role), .text = display, .ts_ms = now,
-                  .addr = m->addr, .status = why == ROOM_HELD ? ARCHIVE_HELD : ARCHIVE_VISIBLE}};
+  struct chat_records rec = {.kind = CHAT_RECORD_COMMENT,
+                             .channel = conn->slot->channel,
+                             .comment = {.id = id,
+                                         .user_id = m->user_id,
+                                         .user_name = m->name,
+                                         .role = room_role_name(m->role),
+                                         .text = display,
+                                         .ts_ms = now,
+                                         .addr = m->addr,
+                                         .status = why == ROOM_HELD ? ARCHIVE_HELD : ARCHIVE_VISIBLE}};
   submit_records(c, t, &rec);
   chat__ticket_seal(t);
   free(display);
@@ -212,8 +209,8 @@ void chat__on_comment(struct chat *c, struct chat_conn *conn, const struct chat_
 
 /* The records of one action (at most two, written in this order) and its
  * events; returns a reason to refuse (bad_request), or NULL. */
-static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg,
-                               struct ticket *t, struct chat_records rec[2], int *nrec) {
+static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const struct chat_msg *msg, struct ticket *t,
+                               struct chat_records rec[2], int *nrec) {
   struct room *room = conn->slot->room;
   int64_t now = chat__wall_ms();
   const json_t *found;
@@ -231,8 +228,7 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
   case CHAT_MOD_UNBAN: {
     bool lift = msg->action == CHAT_MOD_UNBAN;
     int64_t until = msg->action == CHAT_MOD_TIMEOUT ? now + msg->seconds * 1000 : 0;
-    json_t *ev = json_pack("{s:s, s:s}", "type", chat_mod_action_name(msg->action), "user",
-                           msg->user);
+    json_t *ev = json_pack("{s:s, s:s}", "type", chat_mod_action_name(msg->action), "user", msg->user);
     if (ev && msg->action == CHAT_MOD_TIMEOUT)
       json_object_set_new(ev, "until", json_integer(until));
     chat__ticket_event(t, ev);
@@ -264,8 +260,7 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
       return "no such held comment";
     r->id = msg->id;
     if (msg->action == CHAT_MOD_REJECT) {
-      chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
-                                      "action", "reject"));
+      chat__ticket_event(t, json_pack("{s:s, s:s, s:s}", "type", "resolved", "id", msg->id, "action", "reject"));
       r->kind = CHAT_RECORD_REJECT;
       return NULL;
     }
@@ -279,8 +274,8 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     if (ev)
       json_object_set_new(ev, "id", json_string(published));
     chat__ticket_event(t, ev);
-    chat__ticket_event(t, json_pack("{s:s, s:s, s:s, s:s}", "type", "resolved", "id", msg->id,
-                                    "action", "approve", "comment_id", published));
+    chat__ticket_event(t, json_pack("{s:s, s:s, s:s, s:s}", "type", "resolved", "id", msg->id, "action", "approve",
+                                    "comment_id", published));
     r->kind = CHAT_RECORD_APPROVE;
     r->new_id = published;
     return NULL;
@@ -301,9 +296,9 @@ static const char *mod_prepare(struct chat *c, struct chat_conn *conn, const str
     r->kind = CHAT_RECORD_CLEAR;
     if (room_pinned(room)) { /* the room unpins it too */
       rec[1] = (struct chat_records){
-          .kind = CHAT_RECORD_STATE, .channel = r->channel,
-          .state = {.slow_seconds = room_slow_seconds(room), .hold = room_hold(room),
-                    .pinned_id = ""}};
+          .kind = CHAT_RECORD_STATE,
+          .channel = r->channel,
+          .state = {.slow_seconds = room_slow_seconds(room), .hold = room_hold(room), .pinned_id = ""}};
       *nrec = 2;
     }
     return NULL;
@@ -335,12 +330,14 @@ void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg 
   json_object_del(args, "type");
   char *detail = args ? json_dumps(args, JSON_COMPACT) : NULL;
   json_decref(args);
-  struct archive_mod entry = {.channel = conn->slot->channel, .ts_ms = chat__wall_ms(),
-                            .moderator = conn->who,
-                            .action = chat_mod_action_name(msg->action), .target = target,
-                            .detail = detail ? detail : ""};
-  log_info("chat", "moderation channel=%s by=%s action=%s target=%s", entry.channel,
-           entry.moderator, entry.action, target);
+  struct archive_mod entry = {.channel = conn->slot->channel,
+                              .ts_ms = chat__wall_ms(),
+                              .moderator = conn->who,
+                              .action = chat_mod_action_name(msg->action),
+                              .target = target,
+                              .detail = detail ? detail : ""};
+  log_info("chat", "moderation channel=%s by=%s action=%s target=%s", entry.channel, entry.moderator, entry.action,
+           target);
   for (int i = 0; i < nrec; i++)
     submit_records(c, t, &rec[i]);
   if (c->archive) {
@@ -350,4 +347,3 @@ void chat__on_mod(struct chat *c, struct chat_conn *conn, const struct chat_msg 
   chat__ticket_seal(t);
   free(detail);
 }
-

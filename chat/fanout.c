@@ -24,8 +24,8 @@ static size_t wire_len(const struct room_frame *f, size_t headroom) {
 
 /* The iovec for what is still to send: the rest of tx, then up to the
  * limit the frames queued after it, not taken yet (npeek of them). */
-static size_t gather(struct room_member *m, size_t headroom, const struct fanout_tx *tx,
-                     struct iovec *iov, unsigned *npeek) {
+static size_t gather(struct room_member *m, size_t headroom, const struct fanout_tx *tx, struct iovec *iov,
+                     unsigned *npeek) {
   size_t n = 0, len;
   const unsigned char *w;
   *npeek = 0;
@@ -46,8 +46,8 @@ static size_t gather(struct room_member *m, size_t headroom, const struct fanout
  * take the frames sent whole, and keep the one sent in part in tx. A frame
  * not started stays queued (the drop policy may still drop it). Returns
  * true when everything was accepted. */
-static bool consume(struct room_member *m, size_t headroom, struct fanout_tx *tx,
-                    unsigned npeek, size_t sent, struct fanout_stats *st) {
+static bool consume(struct room_member *m, size_t headroom, struct fanout_tx *tx, unsigned npeek, size_t sent,
+                    struct fanout_stats *st) {
   if (tx->frame) {
     size_t rest = wire_len(tx->frame, headroom) - tx->off;
     if (sent < rest) {
@@ -76,8 +76,8 @@ static bool consume(struct room_member *m, size_t headroom, struct fanout_tx *tx
   return true;
 }
 
-enum fanout_result fanout_write(int fd, struct room_member *m, size_t headroom,
-                                struct fanout_tx *tx, struct fanout_stats *st) {
+enum fanout_result fanout_write(int fd, struct room_member *m, size_t headroom, struct fanout_tx *tx,
+                                struct fanout_stats *st) {
   for (;;) {
     if (!tx->frame && room_member_has_frames(m) && !room_member_peek(m, 0)) {
       tx->frame = room_member_take(m); /* a dropped notice is due: take builds it */
@@ -136,8 +136,8 @@ void fanout_ready_remove(struct fanout_ready *q, struct fanout_link *l) {
   q->count--;
 }
 
-size_t fanout_ready_run(struct fanout_ready *q, size_t budget,
-                        void (*fn)(void *opaque, struct fanout_link *l), void *opaque) {
+size_t fanout_ready_run(struct fanout_ready *q, size_t budget, void (*fn)(void *opaque, struct fanout_link *l),
+                        void *opaque) {
   for (size_t i = 0; i < budget && q->count; i++) {
     struct fanout_link *l = q->head.next;
     fanout_ready_remove(q, l);

@@ -42,10 +42,10 @@ struct fanout_tx {
 };
 
 struct fanout_stats {
-  uint64_t sends;        /* sendmsg calls that sent something */
-  uint64_t blocked;      /* sendmsg calls the kernel refused (EAGAIN) */
-  uint64_t bytes;        /* bytes the kernel accepted */
-  uint64_t frames;       /* frames sent whole */
+  uint64_t sends;   /* sendmsg calls that sent something */
+  uint64_t blocked; /* sendmsg calls the kernel refused (EAGAIN) */
+  uint64_t bytes;   /* bytes the kernel accepted */
+  uint64_t frames;  /* frames sent whole */
 };
 
 enum fanout_result {
@@ -57,8 +57,8 @@ enum fanout_result {
 /* Write m's queued frames to fd (non-blocking, MSG_NOSIGNAL), the rest of
  * tx first. headroom: the room's (room_params.headroom). Every frame must
  * have its header (room_frame_wire non-NULL). */
-enum fanout_result fanout_write(int fd, struct room_member *m, size_t headroom,
-                                struct fanout_tx *tx, struct fanout_stats *st);
+enum fanout_result fanout_write(int fd, struct room_member *m, size_t headroom, struct fanout_tx *tx,
+                                struct fanout_stats *st);
 /* Drop what is in flight (the member is leaving). */
 void fanout_tx_clear(struct fanout_tx *tx);
 
@@ -80,7 +80,7 @@ void fanout_ready_add(struct fanout_ready *q, struct fanout_link *l);
 void fanout_ready_remove(struct fanout_ready *q, struct fanout_link *l);
 /* Take up to budget links, oldest first, and call fn for each (fn may add
  * it again: it goes to the back). Returns how many remain. */
-size_t fanout_ready_run(struct fanout_ready *q, size_t budget,
-                        void (*fn)(void *opaque, struct fanout_link *l), void *opaque);
+size_t fanout_ready_run(struct fanout_ready *q, size_t budget, void (*fn)(void *opaque, struct fanout_link *l),
+                        void *opaque);
 
 #endif

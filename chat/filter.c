@@ -22,8 +22,7 @@ struct filter_norm *filter_norm_new(void) {
     return NULL;
   n->cc = opencc_open("t2s.json");
   if (n->cc == (opencc_t)-1)
-    log_warn("chat", "OpenCC t2s.json not loaded, traditional Chinese is not folded: %s",
-             opencc_error());
+    log_warn("chat", "OpenCC t2s.json not loaded, traditional Chinese is not folded: %s", opencc_error());
   return n;
 }
 
@@ -46,10 +45,8 @@ static bool is_letter_or_digit(utf8proc_int32_t cp) {
   case UTF8PROC_CATEGORY_LO:
   case UTF8PROC_CATEGORY_ND:
   case UTF8PROC_CATEGORY_NL:
-  case UTF8PROC_CATEGORY_NO:
-    return true;
-  default:
-    return false;
+  case UTF8PROC_CATEGORY_NO: return true;
+  default: return false;
   }
 }
 
@@ -73,11 +70,9 @@ static size_t keep_letters(char *s, size_t len) {
 
 char *filter_normalize(struct filter_norm *n, const char *text, size_t len, size_t *out_len) {
   utf8proc_uint8_t *folded = NULL;
-  utf8proc_ssize_t flen = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len,
-                                       &folded,
-                                       UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE |
-                                           UTF8PROC_CASEFOLD | UTF8PROC_IGNORE |
-                                           UTF8PROC_STRIPMARK);
+  utf8proc_ssize_t flen = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &folded,
+                                       UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD |
+                                           UTF8PROC_IGNORE | UTF8PROC_STRIPMARK);
   if (flen < 0)
     return NULL;
   char *s = (char *)folded;
@@ -102,14 +97,13 @@ char *filter_normalize(struct filter_norm *n, const char *text, size_t len, size
 /* ---- Display form */
 
 static bool is_bidi_control(utf8proc_int32_t cp) {
-  return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E ||
-         cp == 0x200F || cp == 0x061C;
+  return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E || cp == 0x200F ||
+         cp == 0x061C;
 }
 
 static bool is_space(utf8proc_int32_t cp) {
   utf8proc_category_t c = utf8proc_category(cp);
-  return cp == ' ' || c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL ||
-         c == UTF8PROC_CATEGORY_ZP;
+  return cp == ' ' || c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
 }
 
 char *filter_sanitize(const char *text, size_t len, int max_combining, size_t *out_len) {
@@ -131,8 +125,7 @@ char *filter_sanitize(const char *text, size_t len, int max_combining, size_t *o
       cp = ' '; /* one line per comment */
     else if (cat == UTF8PROC_CATEGORY_CC || is_bidi_control(cp))
       continue;
-    if (cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME ||
-        cat == UTF8PROC_CATEGORY_MC) {
+    if (cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME || cat == UTF8PROC_CATEGORY_MC) {
       if (++marks > max_combining)
         continue;
     } else {
@@ -273,8 +266,7 @@ static int flatten(struct filter_words *w, const struct trie *t) {
   return 0;
 }
 
-struct filter_words *filter_words_build(struct filter_norm *n, const char *const *words,
-                                        size_t count) {
+struct filter_words *filter_words_build(struct filter_norm *n, const char *const *words, size_t count) {
   struct filter_words *w = calloc(1, sizeof(*w));
   struct trie t = {.n = malloc(64 * sizeof(struct trie_node)), .len = 1, .cap = 64};
   if (!w || !t.n)
@@ -336,7 +328,7 @@ long filter_words_match(const struct filter_words *w, const char *norm, size_t l
 
 /* ---- The daemon's word list, rebuilt on the thread pool */
 
-#define FILTER_LIVE_MAX 10000 /* live words kept; words_add past it is refused */
+#define FILTER_LIVE_MAX 10000      /* live words kept; words_add past it is refused */
 #define FILTER_FILE_MAX (4u << 20) /* bytes of a words file we read */
 
 struct filter_job {
@@ -409,9 +401,7 @@ static void job_read_file(struct filter_job *job, char ***words, size_t *count, 
   fclose(fp);
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static void free_words(char **words, size_t count) {
   for (size_t i = 0; i < count; i++)
@@ -496,8 +486,7 @@ static void job_done(uv_work_t *req, int status) {
     job->file_list_count = 0;
     f->stats.builds++;
     f->stats.words = filter_words_count(f->current);
-    log_info("chat", "banned words compiled words=%zu from_file=%zu",
-             filter_words_count(f->current), job->file_words);
+    log_info("chat", "banned words compiled words=%zu from_file=%zu", filter_words_count(f->current), job->file_words);
   } else {
     filter_words_free(job->result);
     log_warn("chat", "banned words build failed; keeping the previous list");
@@ -605,8 +594,7 @@ static long file_list_find(const struct filter *f, const char *word) {
   return at ? (long)(at - f->file_list) : -1;
 }
 
-size_t filter_list_words(const struct filter *f, size_t max,
-                         void (*fn)(void *opaque, const char *word), void *opaque) {
+size_t filter_list_words(const struct filter *f, size_t max, void (*fn)(void *opaque, const char *word), void *opaque) {
   /* Live words first: they are the ones a moderator can remove, so a cut
    * list still shows them. A live word that the file has too is listed
    * once, with the live ones: mark those file entries (a bitmap, not a

@@ -49,8 +49,7 @@ char *filter_sanitize(const char *text, size_t len, int max_combining, size_t *o
 
 /* Compile banned words (raw; normalised here; empty ones skipped). NULL
  * only without memory. */
-struct filter_words *filter_words_build(struct filter_norm *n, const char *const *words,
-                                        size_t count);
+struct filter_words *filter_words_build(struct filter_norm *n, const char *const *words, size_t count);
 void filter_words_free(struct filter_words *w);
 size_t filter_words_count(const struct filter_words *w);
 /* Index (into the build's list) of a banned word the matching form holds,
@@ -82,8 +81,7 @@ size_t filter_live_word_count(const struct filter *f);
  * (the strings are valid until the next change on the loop thread) and
  * returns how many there are in all, so a caller can say the list was
  * cut. Before the first build is done the file's words are not known. */
-size_t filter_list_words(const struct filter *f, size_t max,
-                         void (*fn)(void *opaque, const char *word), void *opaque);
+size_t filter_list_words(const struct filter *f, size_t max, void (*fn)(void *opaque, const char *word), void *opaque);
 
 /* Does text (valid UTF-8, display form) say a banned word? Uses the loop
  * thread's normaliser and the current automaton. */

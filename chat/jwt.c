@@ -13,16 +13,11 @@
 
 const char *jwt_strerror(int code) {
   switch (code) {
-  case JWT_OK:
-    return "ok";
-  case JWT_MALFORMED:
-    return "malformed";
-  case JWT_BAD_ALG:
-    return "bad_alg";
-  case JWT_BAD_SIGNATURE:
-    return "bad_signature";
-  case JWT_EXPIRED:
-    return "expired";
+  case JWT_OK: return "ok";
+  case JWT_MALFORMED: return "malformed";
+  case JWT_BAD_ALG: return "bad_alg";
+  case JWT_BAD_SIGNATURE: return "bad_signature";
+  case JWT_EXPIRED: return "expired";
   }
   return strerror(-code);
 }
@@ -108,14 +103,12 @@ static void copy_claim(json_t *claims, const char *key, char *dst, size_t size) 
 
 static bool hs256(const char *secret, const void *data, size_t len, unsigned char mac[32]) {
   unsigned int maclen = 0;
-  return HMAC(EVP_sha256(), secret, (int)strlen(secret), data, len, mac, &maclen) &&
-         maclen == 32;
+  return HMAC(EVP_sha256(), secret, (int)strlen(secret), data, len, mac, &maclen) && maclen == 32;
 }
 
 #define JWT_TIME_MAX 1e15 /* seconds: far past any real exp, far inside int64_t */
 
-static int check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
-                                    struct jwt_claims *out) {
+static int check_claims(json_t *claims, int64_t now_s, int64_t leeway_s, struct jwt_claims *out) {
   json_t *exp = json_object_get(claims, "exp");
   json_t *nbf = json_object_get(claims, "nbf");
   const char *sub = json_string_value(json_object_get(claims, "sub"));
@@ -139,8 +132,7 @@ static int check_claims(json_t *claims, int64_t now_s, int64_t leeway_s,
   return JWT_OK;
 }
 
-int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s,
-                                 int64_t leeway_s, struct jwt_claims *out) {
+int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s, int64_t leeway_s, struct jwt_claims *out) {
   memset(out, 0, sizeof(*out));
   size_t len = strlen(token);
   if (!secret || !*secret || len > JWT_MAX_LEN)

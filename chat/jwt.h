@@ -38,8 +38,7 @@ const char *jwt_strerror(int code);
 /* now_s: the current time in seconds since the epoch. leeway_s tolerates
  * that much clock skew on exp/nbf. Returns 0 (*out filled) or a JWT_*
  * code. */
-int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s, int64_t leeway_s,
-                     struct jwt_claims *out);
+int jwt_verify_hs256(const char *token, const char *secret, int64_t now_s, int64_t leeway_s, struct jwt_claims *out);
 
 /* Sign claims (a JSON object text) with HS256 into a new malloc'd token;
  * for tests and tools. NULL on error. */

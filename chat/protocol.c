@@ -74,7 +74,9 @@ struct field_spec {
 };
 
 #define OFF(f) offsetof(struct chat_msg, f)
+// clang-format off
 #define END {NULL, 0, false, 0, 0, 0}
+// clang-format on
 
 static const struct field_spec hello_fields[] = {
     {"name", F_STR, false, OFF(name), 0, 256},
@@ -196,8 +198,7 @@ static int parse_fields(json_t *root, const struct field_spec *spec, struct chat
       if (!json_is_array(v) || n == 0 || n > CHAT_WORDS_MAX)
         return fail(err, "field %s must be a non-empty list of words", spec->name);
       for (size_t i = 0; i < n; i++)
-        if (!json_is_string(json_array_get(v, i)) ||
-            check_string(json_array_get(v, i), spec->min, spec->max))
+        if (!json_is_string(json_array_get(v, i)) || check_string(json_array_get(v, i), spec->min, spec->max))
           return fail(err, "field %s must hold short strings", spec->name);
       *(json_t **)dst = v;
       break;
@@ -230,10 +231,8 @@ enum chat_parse_result chat_protocol_parse(const void *data, size_t len, struct 
   out->root = root;
   json_t *nonce = json_object_get(root, "nonce");
   if (nonce && !json_is_null(nonce)) {
-    if (!json_is_string(nonce) || json_string_length(nonce) == 0 ||
-        json_string_length(nonce) > CHAT_NONCE_MAX) {
-      snprintf(err->message, sizeof(err->message), "nonce must be a string of 1..%d bytes",
-               CHAT_NONCE_MAX);
+    if (!json_is_string(nonce) || json_string_length(nonce) == 0 || json_string_length(nonce) > CHAT_NONCE_MAX) {
+      snprintf(err->message, sizeof(err->message), "nonce must be a string of 1..%d bytes", CHAT_NONCE_MAX);
       goto bad;
     }
     out->nonce = json_string_value(nonce);
@@ -289,8 +288,7 @@ void chat_msg_free(struct chat_msg *msg) {
 /* ---- Server messages */
 
 json_t *chat_user_json(const char *id, const char *name, const char *role) {
-  return json_pack("{s:s, s:s, s:s}", "id", id ? id : "", "name", name ? name : "", "role",
-                   role ? role : "viewer");
+  return json_pack("{s:s, s:s, s:s}", "id", id ? id : "", "name", name ? name : "", "role", role ? role : "viewer");
 }
 
 /* The viewers' form of a comment: a copy whose user keeps only what the
@@ -328,14 +326,13 @@ json_t *chat_event_for_viewers(json_t *ev) {
 }
 
 json_t *chat_comment_event(const char *id, json_t *user, const char *text, int64_t ts_ms) {
-  return json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "comment", "id", id, "user", user,
-                   "text", text, "ts", (json_int_t)ts_ms);
+  return json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "comment", "id", id, "user", user, "text", text, "ts",
+                   (json_int_t)ts_ms);
 }
 
 json_t *chat_state_json(int slow_seconds, bool hold, const json_t *pinned) {
   json_t *p = pinned ? json_deep_copy(pinned) : json_null();
-  return json_pack("{s:s, s:i, s:b, s:o}", "type", "state", "slow", slow_seconds, "hold",
-                   hold, "pinned", p);
+  return json_pack("{s:s, s:i, s:b, s:o}", "type", "state", "slow", slow_seconds, "hold", hold, "pinned", p);
 }
 
 json_t *chat_ack_json(const char *nonce, const char *id) {
@@ -349,10 +346,8 @@ json_t *chat_ack_json(const char *nonce, const char *id) {
   return o;
 }
 
-json_t *chat_error_json(const char *nonce, const char *code, const char *message,
-                        int64_t retry_after_ms) {
-  json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message",
-                        message ? message : code);
+json_t *chat_error_json(const char *nonce, const char *code, const char *message, int64_t retry_after_ms) {
+  json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message ? message : code);
   if (!o)
     return NULL;
   if (nonce && *nonce)
@@ -378,8 +373,7 @@ unsigned char *chat_json_frame(const json_t *msg, size_t headroom, size_t *len) 
   return p;
 }
 
-unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom,
-                                  size_t *out_len) {
+unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom, size_t *out_len) {
   z_stream z = {0};
   /* -15: raw DEFLATE, no zlib header or checksum (RFC 1951 as it is) */
   if (deflateInit2(&z, CHAT_DEFLATE_LEVEL, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)

@@ -23,12 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAT_NONCE_MAX 64     /* bytes */
-#define CHAT_TOKEN_MAX 4096   /* bytes */
-#define CHAT_WORDS_MAX 256    /* words in one words_add / words_remove */
-#define CHAT_WORD_MAX 128     /* bytes per word */
-#define CHAT_ID_MAX 96        /* bytes of a comment id or user id */
-#define CHAT_COMPRESS_MAX 32  /* bytes of hello's compress */
+#define CHAT_NONCE_MAX 64    /* bytes */
+#define CHAT_TOKEN_MAX 4096  /* bytes */
+#define CHAT_WORDS_MAX 256   /* words in one words_add / words_remove */
+#define CHAT_WORD_MAX 128    /* bytes per word */
+#define CHAT_ID_MAX 96       /* bytes of a comment id or user id */
+#define CHAT_COMPRESS_MAX 32 /* bytes of hello's compress */
 
 /* The one compression a hello may ask for: raw DEFLATE (RFC 1951), which
  * a browser inflates with DecompressionStream('deflate-raw'). */
@@ -61,8 +61,8 @@ struct chat_msg {
   enum chat_msg_type type;
   const char *nonce; /* NULL if the message had none */
   /* hello */
-  const char *name;  /* NULL = keep */
-  const char *token; /* NULL = none */
+  const char *name;     /* NULL = keep */
+  const char *token;    /* NULL = none */
   const char *compress; /* NULL = not given (keep); else "deflate-raw" or anything (off) */
   /* comment */
   const char *text;
@@ -113,14 +113,12 @@ json_t *chat_user_json(const char *id, const char *name, const char *role);
  * are returned as they are (one more reference). NULL on no memory. */
 json_t *chat_event_for_viewers(json_t *ev);
 /* comment event: {"type":"comment","id","user":{…},"text","ts"} */
-json_t *chat_comment_event(const char *id, json_t *user /* stolen */, const char *text,
-                           int64_t ts_ms);
+json_t *chat_comment_event(const char *id, json_t *user /* stolen */, const char *text, int64_t ts_ms);
 /* {"type":"state","slow":N,"hold":bool,"pinned":comment|null} (pinned borrowed, copied) */
 json_t *chat_state_json(int slow_seconds, bool hold, const json_t *pinned);
 json_t *chat_ack_json(const char *nonce, const char *id /* NULL = none */);
 /* retry_after_ms < 0: omitted. nonce NULL or "": omitted. */
-json_t *chat_error_json(const char *nonce, const char *code, const char *message,
-                        int64_t retry_after_ms);
+json_t *chat_error_json(const char *nonce, const char *code, const char *message, int64_t retry_after_ms);
 
 /* Serialise a message compactly into a new malloc'd buffer that starts
  * with `headroom` unused bytes (LWS_PRE), so that lws can write the frame
@@ -139,7 +137,6 @@ unsigned char *chat_json_frame(const json_t *msg, size_t headroom, size_t *len);
  * a fresh stream (windowBits -15), so each frame inflates on its own, into
  * a new malloc'd buffer that starts with `headroom` unused bytes (as
  * chat_json_frame). *out_len excludes the headroom. NULL on failure. */
-unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom,
-                                  size_t *out_len);
+unsigned char *chat_deflate_frame(const unsigned char *payload, size_t len, size_t headroom, size_t *out_len);
 
 #endif

@@ -62,8 +62,7 @@ static void cleanup(void *p) {
   uv_close((uv_handle_t *)&r->poll, on_close);
 }
 
-int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*on_closed)(void *arg),
-                    void *arg) {
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*on_closed)(void *arg), void *arg) {
   if (ac->ev.data != NULL)
     return -EEXIST;
   struct redis_uv *r = calloc(1, sizeof *r);

@@ -20,7 +20,6 @@
 /* 0, or -EEXIST (ac already attached), -ENOMEM or libuv's code for the
  * poll handle: then the caller still owns ac and must redisAsyncFree it;
  * on_closed will not run. */
-int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*on_closed)(void *arg),
-                    void *arg);
+int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*on_closed)(void *arg), void *arg);
 
 #endif

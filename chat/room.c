@@ -13,15 +13,14 @@
 
 #define ROOM_PENDING_MAX 20000 /* events per tick; past it events are applied, not sent */
 #define ROOM_TABLE_BUCKETS 4096
-#define ROOM_USER_ADDRS 4      /* addresses remembered per user, newest first */
+#define ROOM_USER_ADDRS 4 /* addresses remembered per user, newest first */
 #define ROOM_SWEEP_TICKS 200
 
 const char *room_role_name(enum room_role r) { return r == ROOM_MODERATOR ? "moderator" : "viewer"; }
 
 const char *room_refusal_code(enum room_refusal r) {
   static const char *const codes[ROOM_REFUSAL_COUNT] = {
-      "ok",       "rate_limited", "slow_mode",   "too_long",  "empty",
-      "banned",   "timed_out",    "bad_request", "forbidden", "held",
+      "ok", "rate_limited", "slow_mode", "too_long", "empty", "banned", "timed_out", "bad_request", "forbidden", "held",
   };
   return r < ROOM_REFUSAL_COUNT ? codes[r] : "?";
 }
@@ -52,12 +51,12 @@ struct entry {
   struct entry *next;
   char key[CHAT_ID_MAX + 1];
   struct ratelimit bucket;
-  uint64_t last_comment_ms; /* monotonic, for slow mode */
-  int64_t until_ms;         /* ban/timeout end (wall); 0 = none */
-  bool permanent;           /* a ban, not a timeout */
-  int connections;          /* addresses: members connected from it */
-  struct ratelimit hello;   /* addresses: hellos (room_admit_hello) */
-  bool hello_used;          /* hello was initialised */
+  uint64_t last_comment_ms;        /* monotonic, for slow mode */
+  int64_t until_ms;                /* ban/timeout end (wall); 0 = none */
+  bool permanent;                  /* a ban, not a timeout */
+  int connections;                 /* addresses: members connected from it */
+  struct ratelimit hello;          /* addresses: hellos (room_admit_hello) */
+  bool hello_used;                 /* hello was initialised */
   char addrs[ROOM_USER_ADDRS][64]; /* users: where they posted from */
 };
 
@@ -73,8 +72,7 @@ static size_t hash(const char *s) {
   return h % ROOM_TABLE_BUCKETS;
 }
 
-static struct entry *table_get(struct table *t, const char *key, bool create, double rate,
-                               int burst, uint64_t now_ms) {
+static struct entry *table_get(struct table *t, const char *key, bool create, double rate, int burst, uint64_t now_ms) {
   struct entry **head = &t->b[hash(key)];
   for (struct entry *e = *head; e; e = e->next)
     if (!strcmp(e->key, key))
@@ -100,8 +98,7 @@ static void table_sweep(struct table *t, uint64_t now_ms, int64_t wall_ms, uint6
       struct entry *e = *p;
       bool banned = e->permanent || e->until_ms > wall_ms;
       if (!banned && e->connections == 0 && ratelimit_is_full(&e->bucket, now_ms) &&
-          (!e->hello_used || ratelimit_is_full(&e->hello, now_ms)) &&
-          now_ms - e->last_comment_ms > keep_ms) {
+          (!e->hello_used || ratelimit_is_full(&e->hello, now_ms)) && now_ms - e->last_comment_ms > keep_ms) {
         *p = e->next;
         free(e);
         t->count--;
@@ -165,8 +162,8 @@ struct room {
   struct room_stats stats;
 };
 
-struct room *room_new(const char *channel, const struct room_params *p,
-                      const struct room_ops *ops, void *opaque, struct filter *filter) {
+struct room *room_new(const char *channel, const struct room_params *p, const struct room_ops *ops, void *opaque,
+                      struct filter *filter) {
   struct room *r = calloc(1, sizeof(*r));
   if (!r)
     return NULL;
@@ -179,9 +176,7 @@ struct room *room_new(const char *channel, const struct room_params *p,
   return r;
 }
 
-static json_t *hist_at(const struct room *r, size_t i) {
-  return r->history[(r->hist_head + i) % r->hist_cap];
-}
+static json_t *hist_at(const struct room *r, size_t i) { return r->history[(r->hist_head + i) % r->hist_cap]; }
 
 /* Every change of the history goes through here: the welcomes' shared
  * copy is rebuilt on the next welcome. */
@@ -214,8 +209,8 @@ static void hist_push(struct room *r, json_t *ev /* stolen */) {
 }
 
 /* Remove entries matching pred from the history, keeping order. */
-static void hist_remove_if(struct room *r, bool (*pred)(const json_t *ev, const char *arg),
-                           const char *arg, void (*removed)(struct room *, const json_t *)) {
+static void hist_remove_if(struct room *r, bool (*pred)(const json_t *ev, const char *arg), const char *arg,
+                           void (*removed)(struct room *, const json_t *)) {
   size_t w = 0, before = r->hist_count;
   for (size_t i = 0; i < r->hist_count; i++) {
     json_t *ev = hist_at(r, i);
@@ -291,8 +286,7 @@ size_t room_member_count(const struct room *r) { return r->member_count; }
 /* ---- Members and their queues */
 
 int room_join(struct room *r, struct room_member *m) {
-  struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst,
-                              r->last_now_ms);
+  struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst, r->last_now_ms);
   if (!a || a->connections >= r->p.max_connections_per_addr)
     return -EAGAIN;
   a->connections++;
@@ -338,8 +332,7 @@ void room_leave(struct room_member *m) {
   m->prev = m->next = NULL;
 }
 
-void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m),
-                          void *opaque) {
+void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m), void *opaque) {
   for (struct room_member *m = r->members, *next; m; m = next) {
     next = m->next;
     fn(opaque, m);
@@ -445,8 +438,7 @@ static bool drop_oldest_batch(struct room *r, struct room_member *m) {
 static void enqueue(struct room *r, struct room_member *m, struct room_frame *f) {
   if (m->kicked)
     return;
-  while (m->count > 0 && (m->count == ROOM_QUEUE_FRAMES ||
-                          m->queue_bytes + f->len > r->p.queue_soft_bytes)) {
+  while (m->count > 0 && (m->count == ROOM_QUEUE_FRAMES || m->queue_bytes + f->len > r->p.queue_soft_bytes)) {
     if (!drop_oldest_batch(r, m))
       break;
   }
@@ -481,8 +473,8 @@ struct room_frame *room_member_take(struct room_member *m) {
     return NULL;
   m->debt = 0; /* it is reading */
   if (m->dropped_batches && (!m->count || !m->ring[m->head]->reply)) {
-    json_t *msg = json_pack("{s:s, s:[{s:s, s:I}]}", "type", "batch", "events", "type",
-                            "dropped", "batches", (json_int_t)m->dropped_batches);
+    json_t *msg = json_pack("{s:s, s:[{s:s, s:I}]}", "type", "batch", "events", "type", "dropped", "batches",
+                            (json_int_t)m->dropped_batches);
     struct room_frame *f = msg ? frame_new(r, msg, true) : NULL;
     json_decref(msg);
     struct room_frame *z = f && m->deflate ? deflate_of(r, f) : NULL;
@@ -533,9 +525,7 @@ static json_t *state_object(const struct room *r, enum room_role role) {
   return s;
 }
 
-static void add_word(void *opaque, const char *word) {
-  json_array_append_new(opaque, json_string(word));
-}
+static void add_word(void *opaque, const char *word) { json_array_append_new(opaque, json_string(word)); }
 
 /* The banned words for a moderator's console to edit. Bounded: a words
  * file may hold tens of thousands, and a welcome is one frame; the total
@@ -600,9 +590,9 @@ static struct room_frame *welcome_frame(struct room *r, enum room_role role, con
 int room_send_welcome(struct room *r, struct room_member *m) {
   if (!m->room)
     return -ENOTCONN;
-  json_t *msg = json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
-                          chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state",
-                          state_object(r, m->role));
+  json_t *msg =
+      json_pack("{s:s, s:o, s:o}", "type", "welcome", "user",
+                chat_user_json(m->user_id, m->name, room_role_name(m->role)), "state", state_object(r, m->role));
   if (msg && m->role == ROOM_MODERATOR) {
     json_t *held = json_array();
     for (size_t i = 0; held && i < r->held_count; i++)
@@ -620,8 +610,7 @@ int room_send_welcome(struct room *r, struct room_member *m) {
   return 0;
 }
 
-enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms,
-                                   int64_t *retry_after_ms) {
+enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms, int64_t *retry_after_ms) {
   *retry_after_ms = -1;
   if (now_ms > r->last_now_ms)
     r->last_now_ms = now_ms;
@@ -644,9 +633,8 @@ enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64
 
 /* ---- Posting */
 
-enum room_refusal room_admit_comment(struct room *r, struct room_member *m, const char *text,
-                                     char **display, int64_t *retry_after_ms, uint64_t now_ms,
-                                     int64_t wall_ms) {
+enum room_refusal room_admit_comment(struct room *r, struct room_member *m, const char *text, char **display,
+                                     int64_t *retry_after_ms, uint64_t now_ms, int64_t wall_ms) {
   *display = NULL;
   *retry_after_ms = -1;
   r->last_now_ms = now_ms;
@@ -655,8 +643,8 @@ enum room_refusal room_admit_comment(struct room *r, struct room_member *m, cons
    * A user without one has a full bucket, no ban and no slow mode past. */
   static const struct entry none;
   struct entry *u = table_get(&r->users, m->user_id, false, 0, 0, 0);
-  struct entry *a = table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst,
-                              now_ms); /* there since room_join */
+  struct entry *a =
+      table_get(&r->addrs, m->addr, true, r->p.addr_rate, r->p.addr_burst, now_ms); /* there since room_join */
   const struct entry *uu = u ? u : &none;
   size_t len = 0;
   char *d = NULL;
@@ -675,8 +663,7 @@ enum room_refusal room_admit_comment(struct room *r, struct room_member *m, cons
     why = ROOM_EMPTY;
   } else if (chat_utf8_length(d, len) > (size_t)r->p.max_comment_length) {
     why = ROOM_TOO_LONG;
-  } else if (!is_mod && r->slow > 0 && uu->last_comment_ms &&
-             now_ms - uu->last_comment_ms < (uint64_t)r->slow * 1000) {
+  } else if (!is_mod && r->slow > 0 && uu->last_comment_ms && now_ms - uu->last_comment_ms < (uint64_t)r->slow * 1000) {
     why = ROOM_SLOW_MODE;
     *retry_after_ms = (int64_t)((uint64_t)r->slow * 1000 - (now_ms - uu->last_comment_ms));
   } else {
@@ -730,16 +717,14 @@ void room_count_refusal(struct room *r, enum room_refusal why) {
 }
 
 void room_note_author(struct room *r, const char *user_id, const char *addr) {
-  struct entry *u = table_get(&r->users, user_id, true, r->p.user_rate, r->p.user_burst,
-                              r->last_now_ms);
+  struct entry *u = table_get(&r->users, user_id, true, r->p.user_rate, r->p.user_burst, r->last_now_ms);
   if (!u || !strcmp(u->addrs[0], addr))
     return;
   memmove(u->addrs[1], u->addrs[0], sizeof(u->addrs[0]) * (ROOM_USER_ADDRS - 1));
   snprintf(u->addrs[0], sizeof(u->addrs[0]), "%s", addr);
 }
 
-void room_user_addrs(struct room *r, const char *user_id,
-                     void (*fn)(void *opaque, const char *addr), void *opaque) {
+void room_user_addrs(struct room *r, const char *user_id, void (*fn)(void *opaque, const char *addr), void *opaque) {
   struct entry *u = table_get(&r->users, user_id, false, 0, 0, 0);
   for (int i = 0; u && i < ROOM_USER_ADDRS; i++)
     if (u->addrs[i][0])
@@ -766,9 +751,7 @@ static void pending_add(struct room *r, json_t *ev /* stolen */, bool mod_only, 
   r->pending[r->pending_count++] = (struct pending){ev, mod_only, comment};
 }
 
-static const char *ev_str(const json_t *ev, const char *key) {
-  return json_string_value(json_object_get(ev, key));
-}
+static const char *ev_str(const json_t *ev, const char *key) { return json_string_value(json_object_get(ev, key)); }
 
 static bool same_id(const json_t *ev, const char *id) {
   const char *e = ev_str(ev, "id");
@@ -824,8 +807,7 @@ struct ban_ctx {
 
 static void ban_addr(void *opaque, const char *addr) {
   struct ban_ctx *b = opaque;
-  struct entry *a = table_get(&b->r->addrs, addr, true, b->r->p.addr_rate, b->r->p.addr_burst,
-                              b->r->last_now_ms);
+  struct entry *a = table_get(&b->r->addrs, addr, true, b->r->p.addr_rate, b->r->p.addr_burst, b->r->last_now_ms);
   if (a) {
     a->permanent = b->permanent;
     a->until_ms = b->until_ms;
@@ -841,8 +823,7 @@ static int apply_ban(struct room *r, const json_t *ev, bool timeout, bool lift) 
     b.permanent = !timeout;
     b.until_ms = timeout ? (int64_t)json_integer_value(json_object_get(ev, "until")) : 0;
   }
-  struct entry *u = table_get(&r->users, user, true, r->p.user_rate, r->p.user_burst,
-                              r->last_now_ms);
+  struct entry *u = table_get(&r->users, user, true, r->p.user_rate, r->p.user_burst, r->last_now_ms);
   if (u) {
     u->permanent = b.permanent;
     u->until_ms = b.until_ms;
@@ -934,8 +915,7 @@ static struct room_frame *deflate_of(struct room *r, struct room_frame *text) {
   struct room_frame *f = calloc(1, sizeof(*f));
   if (!f)
     return NULL;
-  f->base = chat_deflate_frame(room_frame_payload(text, r->p.headroom), text->len, r->p.headroom,
-                               &f->len);
+  f->base = chat_deflate_frame(room_frame_payload(text, r->p.headroom), text->len, r->p.headroom, &f->len);
   if (!f->base) {
     free(f);
     return NULL;
@@ -1034,8 +1014,7 @@ static void tick_sort(struct room *r, json_t *all, json_t *viewers, struct own_t
     json_array_append(all, p->ev);
     if (p->mod_only)
       continue;
-    if (!p->comment || r->p.viewer_events_per_sec <= 0 ||
-        ratelimit_take(&r->sample, (uint64_t)r->last_wall_ms) == 0) {
+    if (!p->comment || r->p.viewer_events_per_sec <= 0 || ratelimit_take(&r->sample, (uint64_t)r->last_wall_ms) == 0) {
       json_array_append_new(viewers, chat_event_for_viewers(p->ev));
       continue;
     }

@@ -59,7 +59,7 @@ struct room;
  * rate_limited (a busy server) until the sweep frees room; existing
  * entries are never evicted, so no ban is lost. */
 #define ROOM_USERS_MAX 200000
-#define ROOM_NAME_MAX 32     /* code points of a display name */
+#define ROOM_NAME_MAX 32            /* code points of a display name */
 #define ROOM_WELCOME_WORDS_MAX 1000 /* banned words in a moderator's welcome; more: counted */
 
 enum room_role { ROOM_VIEWER = 0, ROOM_MODERATOR = 1 };
@@ -95,7 +95,7 @@ struct room_params {
   int viewer_events_per_sec; /* 0 = no sampling */
   double hello_rate;         /* hellos per second, per connection */
   int hello_burst;
-  double hello_addr_rate;    /* hellos per second, per address */
+  double hello_addr_rate; /* hellos per second, per address */
   int hello_addr_burst;
   bool filter_hold;
   size_t headroom; /* bytes before each frame's payload (LWS_PRE) */
@@ -109,37 +109,35 @@ void room_params_from_config(struct room_params *p, const struct config_chat *cf
  * (which writes the same header into the headroom) can send the payload. */
 struct room_frame {
   unsigned refs;
-  bool reply;           /* a unicast reply: never dropped */
-  bool binary;          /* a deflated batch: sent as a binary websocket frame */
-  uint8_t hdr;          /* header bytes before the payload; 0: no room for one */
-  size_t len;           /* payload bytes */
-  unsigned char *base;  /* headroom bytes, then the payload */
+  bool reply;          /* a unicast reply: never dropped */
+  bool binary;         /* a deflated batch: sent as a binary websocket frame */
+  uint8_t hdr;         /* header bytes before the payload; 0: no room for one */
+  size_t len;          /* payload bytes */
+  unsigned char *base; /* headroom bytes, then the payload */
 };
-static inline unsigned char *room_frame_payload(struct room_frame *f, size_t headroom) {
-  return f->base + headroom;
-}
+static inline unsigned char *room_frame_payload(struct room_frame *f, size_t headroom) { return f->base + headroom; }
 /* The whole websocket frame (header and payload); NULL when the headroom
  * had no room for a header (under 10 bytes). */
 const unsigned char *room_frame_wire(const struct room_frame *f, size_t headroom, size_t *len);
 void room_frame_unref(struct room_frame *f);
 
 struct room_member {
-  struct room *room;     /* NULL until joined */
-  void *transport;       /* the connection (chat.c) */
+  struct room *room; /* NULL until joined */
+  void *transport;   /* the connection (chat.c) */
   uint64_t conn_id;
   char addr[64];
   char user_id[CHAT_ID_MAX + 1];
   char name[4 * ROOM_NAME_MAX + 1];
   enum room_role role;
-  bool named;         /* may post: hello with a name, or a valid token */
+  bool named;             /* may post: hello with a name, or a valid token */
   struct ratelimit hello; /* this connection's hellos (room_admit_hello) */
-  bool authenticated; /* a verified token */
-  bool deflate;       /* asked for compressed batches (hello "compress") */
+  bool authenticated;     /* a verified token */
+  bool deflate;           /* asked for compressed batches (hello "compress") */
   /* send queue (policy above) */
   struct room_frame *ring[ROOM_QUEUE_FRAMES];
   unsigned head, count;
   size_t queue_bytes;
-  size_t debt; /* bytes dropped since the last frame taken */
+  size_t debt;              /* bytes dropped since the last frame taken */
   uint64_t dropped_batches; /* not yet told */
   bool kicked;
   /* viewer sample: a sender's own comment ids left out of this tick */
@@ -155,8 +153,8 @@ struct room_ops {
   void (*words)(void *opaque, struct room *r, const json_t *event);
 };
 
-struct room *room_new(const char *channel, const struct room_params *p,
-                      const struct room_ops *ops, void *opaque, struct filter *filter);
+struct room *room_new(const char *channel, const struct room_params *p, const struct room_ops *ops, void *opaque,
+                      struct filter *filter);
 /* Members must have left (room_leave) first. */
 void room_free(struct room *r);
 void room_configure(struct room *r, const struct room_params *p);
@@ -171,8 +169,7 @@ void room_leave(struct room_member *m);
 
 /* Close every member (through ops->kick); they leave on their own. */
 void room_close_all(struct room *r, int close_code, const char *reason);
-void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m),
-                          void *opaque);
+void room_for_each_member(struct room *r, void (*fn)(void *opaque, struct room_member *m), void *opaque);
 
 /* ---- Replies (unicast, never dropped): 0, -ENOTCONN (m is no member),
  * -ENOMEM */
@@ -197,8 +194,7 @@ const char *room_history_json(struct room *r, enum room_role role, size_t *len);
  * ROOM_OK, or ROOM_RATE_LIMITED with *retry_after_ms when the
  * connection's or the address's hello bucket is empty. Takes a token
  * from both only when allowed. */
-enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms,
-                                   int64_t *retry_after_ms);
+enum room_refusal room_admit_hello(struct room *r, struct room_member *m, uint64_t now_ms, int64_t *retry_after_ms);
 /* Next frame to write, with one reference for the caller (unref after
  * writing), or NULL when the queue is empty. */
 struct room_frame *room_member_take(struct room_member *m);
@@ -220,15 +216,13 @@ bool room_member_reply_queued(const struct room_member *m);
  * frees); ROOM_HELD means: keep it for review. Other results are refusals,
  * *retry_after_ms set where waiting helps (-1 otherwise). Takes a token
  * from the user's and the address's bucket only when accepted. */
-enum room_refusal room_admit_comment(struct room *r, struct room_member *m, const char *text,
-                                     char **display, int64_t *retry_after_ms, uint64_t now_ms,
-                                     int64_t wall_ms);
+enum room_refusal room_admit_comment(struct room *r, struct room_member *m, const char *text, char **display,
+                                     int64_t *retry_after_ms, uint64_t now_ms, int64_t wall_ms);
 /* Remember where a user posted from, so a ban reaches their address. */
 void room_note_author(struct room *r, const char *user_id, const char *addr);
 /* Addresses known for a user (connected members and recent comments);
  * calls fn for each. */
-void room_user_addrs(struct room *r, const char *user_id,
-                     void (*fn)(void *opaque, const char *addr), void *opaque);
+void room_user_addrs(struct room *r, const char *user_id, void (*fn)(void *opaque, const char *addr), void *opaque);
 
 /* ---- Events: applied in bus order, queued for the next tick.
  * event types: comment, delete, clear, state, held, resolved (docs/protocol.md), and
@@ -256,16 +250,16 @@ struct room_stats {
   uint64_t delivered_events; /* event copies queued to members */
   uint64_t dropped_batches;
   uint64_t kicked_slow;
-  uint64_t frames;           /* batch frames built */
-  uint64_t deflated_frames;  /* of them deflated (compressed batches) */
+  uint64_t frames;                  /* batch frames built */
+  uint64_t deflated_frames;         /* of them deflated (compressed batches) */
   uint64_t delivered_text_bytes;    /* batch payload bytes queued to members, text frames */
   uint64_t delivered_deflate_bytes; /* and deflated (binary) frames */
-  uint64_t member_ticks;     /* members that got frames in a tick, summed over ticks */
-  size_t queue_bytes;        /* now, over all members */
+  uint64_t member_ticks;            /* members that got frames in a tick, summed over ticks */
+  size_t queue_bytes;               /* now, over all members */
   size_t held;
-  size_t users, addrs;       /* entries in the tables now */
-  uint64_t hello_refused;    /* hellos refused by room_admit_hello */
-  uint64_t history_builds;   /* times the history JSON was serialised */
+  size_t users, addrs;     /* entries in the tables now */
+  uint64_t hello_refused;  /* hellos refused by room_admit_hello */
+  uint64_t history_builds; /* times the history JSON was serialised */
 };
 void room_get_stats(const struct room *r, struct room_stats *out);
 /* Record a refusal decided outside room_admit_comment (forbidden, busy). */

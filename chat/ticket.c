@@ -35,8 +35,8 @@ void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */) {
   json_decref(msg);
 }
 
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                        const char *message, int64_t retry_after_ms) {
+void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why, const char *message,
+                       int64_t retry_after_ms) {
   chat__reply(conn, chat_error_json(nonce, room_refusal_code(why), message, retry_after_ms));
 }
 

@@ -33,8 +33,8 @@ struct ticket {
   struct chat_conn *conn; /* NULL once the client left */
   struct ticket *next;
   char nonce[CHAT_NONCE_MAX + 1];
-  char id[BUS_ID_LEN];      /* the ack's id, "" for none */
-  const char *error_code;   /* reply an error instead of an ack (held) */
+  char id[BUS_ID_LEN];                /* the ack's id, "" for none */
+  const char *error_code;             /* reply an error instead of an ack (held) */
   json_t *events[CHAT_EVENTS_PER_OP]; /* published after the commit */
   int event_count;
   unsigned pending; /* records submitted, not yet answered by the archive */
@@ -46,8 +46,8 @@ struct ticket {
 int64_t chat__wall_ms(void);
 void chat__make_id(struct chat *c, char out[BUS_ID_LEN]);
 void chat__reply(struct chat_conn *conn, json_t *msg /* stolen */);
-void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why,
-                       const char *message, int64_t retry_after_ms);
+void chat__reply_error(struct chat_conn *conn, const char *nonce, enum room_refusal why, const char *message,
+                       int64_t retry_after_ms);
 
 /* NULL when out of memory. */
 struct ticket *chat__ticket_new(struct chat *c, struct chat_conn *conn, const char *nonce);

@@ -46,21 +46,32 @@ static const char *default_web_root(void) {
 }
 
 enum key_type {
-  KT_STRING,  /* plain string */
-  KT_SECRET,  /* string that may also come from NAME_file */
-  KT_TOKENS,  /* comma-separated secrets, may come from NAME_file */
-  KT_LIST,    /* repeatable key: each occurrence appends (push = …) */
+  KT_STRING, /* plain string */
+  KT_SECRET, /* string that may also come from NAME_file */
+  KT_TOKENS, /* comma-separated secrets, may come from NAME_file */
+  KT_LIST,   /* repeatable key: each occurrence appends (push = …) */
   KT_ADDR,
   KT_INT,
   KT_DOUBLE,
   KT_BOOL,
-  KT_SIZE,    /* bytes, with optional k/m/g suffix (binary) */
+  KT_SIZE, /* bytes, with optional k/m/g suffix (binary) */
   KT_LOGLEVEL,
 };
 
-enum section_kind { SEC_NONE, SEC_SERVER, SEC_RTMP, SEC_HLS, SEC_TRANSCODER, SEC_CHAT, SEC_REDIS, SEC_CHANNEL, SEC_RUNG };
+enum section_kind {
+  SEC_NONE,
+  SEC_SERVER,
+  SEC_RTMP,
+  SEC_HLS,
+  SEC_TRANSCODER,
+  SEC_CHAT,
+  SEC_REDIS,
+  SEC_CHANNEL,
+  SEC_RUNG
+};
 
-static const char *const section_names[] = {"", "server", "rtmp", "hls", "transcoder", "chat", "redis", "channel", "rung"};
+static const char *const section_names[] = {"",     "server", "rtmp",    "hls", "transcoder",
+                                            "chat", "redis",  "channel", "rung"};
 
 struct key_def {
   enum section_kind section;
@@ -146,7 +157,8 @@ static const struct key_def keys[] = {
     {SEC_HLS, "block_timeout", KT_DOUBLE, CFG(hls.block_timeout), 0.5, 60, "6",
      "how long a blocking playlist reload may wait"},
     {SEC_HLS, "max_parked_per_address", KT_INT, CFG(hls.max_parked_per_address), 0, 1000000, "64",
-     "blocking requests (playlist reload, hinted part, open segment) one client address (an IPv6 /64) may have waiting"},
+     "blocking requests (playlist reload, hinted part, open segment) one client address (an IPv6 /64) may have "
+     "waiting"},
 
     {SEC_TRANSCODER, "source_passthrough", KT_BOOL, CFG(transcoder.source_passthrough), 0, 0, "yes",
      "offer the source untouched as the top rendition"},
@@ -337,7 +349,7 @@ struct parse_state {
   int line;
   /* the current section */
   enum section_kind section;
-  void *base; /* struct the section's keys live in */
+  void *base;       /* struct the section's keys live in */
   bool section_bad; /* unknown or invalid: its keys are skipped silently */
   bool file_has_channels, file_has_rungs;
   /* duplicate detection: one bit per key (+ its _file variant) per section
@@ -382,8 +394,8 @@ static void section_begin(struct parse_state *st, const char *header) {
     struct config *cfg = st->cfg;
     if (sk == SEC_CHANNEL || sk == SEC_RUNG) {
       if (n != 2 || !valid_name(name, 32)) {
-        add_error(st->errs, st->file, st->line, "[%s NAME] needs a name of a-z, 0-9, '-' or '_' (got \"%s\")",
-                  kind, header);
+        add_error(st->errs, st->file, st->line, "[%s NAME] needs a name of a-z, 0-9, '-' or '_' (got \"%s\")", kind,
+                  header);
         return;
       }
       if (sk == SEC_CHANNEL) {
@@ -566,9 +578,7 @@ static void set_value(struct parse_state *st, const struct key_def *k, const cha
     }
     snprintf(field, k->size, "%s", value);
     return;
-  case KT_TOKENS:
-    set_tokens(st, k, value);
-    return;
+  case KT_TOKENS: set_tokens(st, k, value); return;
   case KT_LIST: {
     struct config_channel *ch = st->base;
     if (ch->push_count >= (int)k->max) {
@@ -587,8 +597,7 @@ static void set_value(struct parse_state *st, const struct key_def *k, const cha
   }
   case KT_ADDR:
     if (parse_addr(value, (struct config_addr *)field) < 0) {
-      add_error(st->errs, st->file, st->line, "%s: bad address \"%s\" (want IP:PORT or [IPv6]:PORT)", k->name,
-                value);
+      add_error(st->errs, st->file, st->line, "%s: bad address \"%s\" (want IP:PORT or [IPv6]:PORT)", k->name, value);
       return;
     }
     if (strcmp(k->name, "http_listen") == 0)
@@ -735,7 +744,7 @@ void config_defaults(struct config *cfg) {
 
 /* ---- validation --------------------------------------------------------- */
 
-static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster",   "fast",
                                            "medium",    "slow",      "slower",   "veryslow", NULL};
 static const char *const h264_profiles[] = {"baseline", "main", "high", NULL};
 
@@ -774,8 +783,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
       for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++)
           if (mine[a][0] && strcmp(mine[a], theirs[b]) == 0)
-            add_error(errs, file, ch->line, "[channel %s] uses the same stream key as [channel %s]", ch->name,
-                      o->name);
+            add_error(errs, file, ch->line, "[channel %s] uses the same stream key as [channel %s]", ch->name, o->name);
     }
   }
   for (int i = 0; i < cfg->transcoder.rung_count; i++) {
@@ -790,8 +798,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
     if (!in_list(r->preset, x264_presets))
       add_error(errs, file, rl, "[rung %s]: unknown x264 preset \"%s\"", r->name, r->preset);
     if (!in_list(r->profile, h264_profiles))
-      add_error(errs, file, rl, "[rung %s]: profile must be baseline, main or high (got \"%s\")", r->name,
-                r->profile);
+      add_error(errs, file, rl, "[rung %s]: profile must be baseline, main or high (got \"%s\")", r->name, r->profile);
   }
   int hl = key_line(st, SEC_HLS, "segment_duration");
   if (cfg->hls.part_duration * 2 > cfg->hls.segment_duration)
@@ -804,7 +811,8 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
   struct config_redis_endpoint endpoint;
   if (cfg->redis.url[0] && config_redis_url_parse(cfg->redis.url, &endpoint) != 0)
     add_error(errs, file, key_line(st, SEC_REDIS, "url"),
-              "[redis]: url must be redis://[[USER]:PASSWORD@]HOST[:PORT] (the value is not repeated: it may hold a password)");
+              "[redis]: url must be redis://[[USER]:PASSWORD@]HOST[:PORT] (the value is not repeated: it may hold a "
+              "password)");
   /* Without it anyone who can reach Redis could forge bans and comments. */
   if (cfg->redis.url[0] && !cfg->redis.secret[0])
     add_error(errs, file, key_line(st, SEC_REDIS, "url"),
@@ -818,8 +826,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
       const struct config_channel *ch = &cfg->channels[i];
       if (strcmp(ch->key, "demo-key") == 0 || strcmp(ch->backup_key, "demo-backup-key") == 0)
         add_error(errs, file, ch->line ? ch->line : line,
-                  "[channel %s] keeps a demo stream key while listening beyond loopback: set a secret key",
-                  ch->name);
+                  "[channel %s] keeps a demo stream key while listening beyond loopback: set a secret key", ch->name);
     }
     for (int i = 0; i < cfg->chat.moderator_tokens.count; i++)
       if (strcmp(cfg->chat.moderator_tokens.token[i], "demo-moderator") == 0)
@@ -837,9 +844,7 @@ static int validate(const struct config *cfg, struct config_errors *errs, const 
   return errs->count > before ? -EINVAL : 0;
 }
 
-int config_validate(const struct config *cfg, struct config_errors *errs) {
-  return validate(cfg, errs, NULL);
-}
+int config_validate(const struct config *cfg, struct config_errors *errs) { return validate(cfg, errs, NULL); }
 
 /* ---- entry points ------------------------------------------------------- */
 
@@ -1015,8 +1020,7 @@ int config_redis_url_parse(const char *url, struct config_redis_endpoint *out) {
   if (at) {
     const char *colon = memchr(h, ':', (size_t)(at - h));
     if (!colon || url_decode(h, (size_t)(colon - h), out->user, sizeof out->user) != 0 ||
-        url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) != 0 ||
-        !out->password[0])
+        url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof out->password) != 0 || !out->password[0])
       return -EINVAL;
     h = at + 1;
   }

@@ -33,17 +33,17 @@ struct config_addr {
 };
 
 struct config_channel {
-  char name[64];  /* from the section header: [channel NAME]; [a-z0-9_-] */
-  char key[256];  /* the broadcaster's stream key (secret) */
+  char name[64];        /* from the section header: [channel NAME]; [a-z0-9_-] */
+  char key[256];        /* the broadcaster's stream key (secret) */
   char backup_key[256]; /* "" = none */
   char title[256];
   char push[CONFIG_MAX_PUSH][512]; /* rtmp:// restream targets */
   int push_count;
-  double failover_after; /* seconds without media before the other feed takes over */
-  bool prefer_primary;   /* the primary takes over again when it returns */
-  char slate_image[512]; /* "" = generated card */
+  double failover_after;                 /* seconds without media before the other feed takes over */
+  bool prefer_primary;                   /* the primary takes over again when it returns */
+  char slate_image[512];                 /* "" = generated card */
   struct config_tokens moderator_tokens; /* moderators of this channel only */
-  int line;              /* where the section starts, for messages */
+  int line;                              /* where the section starts, for messages */
 };
 
 struct config_rung {
@@ -61,12 +61,12 @@ struct config_server {
   struct config_addr rtmp_listen;
   char state_dir[512];
   char web_root[512];
-  int log_level;          /* enum log_level */
+  int log_level; /* enum log_level */
   int max_http_connections;
-  char trusted_proxy[64]; /* X-Forwarded-For is believed only from here */
+  char trusted_proxy[64];     /* X-Forwarded-For is believed only from here */
   char allowed_origins[1024]; /* websocket Origins besides the same origin; "*" = any */
-  int memory_limit_mb;    /* 0 = no ceiling */
-  double shutdown_timeout; /* seconds */
+  int memory_limit_mb;        /* 0 = no ceiling */
+  double shutdown_timeout;    /* seconds */
 };
 
 struct config_rtmp {
@@ -76,19 +76,19 @@ struct config_rtmp {
   uint32_t max_message_size;
   int max_connections;
   int max_unauthenticated_per_address; /* not yet publishing or playing */
-  int publisher_reserve;   /* slots players never take, beyond one per stream key */
-  double offline_player_timeout; /* a player waits this long for an offline channel */
-  double publisher_takeover; /* a silent live publisher is replaced after this */
-  size_t player_queue_bytes;  /* per RTMP player; past it skip to next keyframe */
-  double push_retry_max;      /* seconds, restream backoff ceiling */
+  int publisher_reserve;               /* slots players never take, beyond one per stream key */
+  double offline_player_timeout;       /* a player waits this long for an offline channel */
+  double publisher_takeover;           /* a silent live publisher is replaced after this */
+  size_t player_queue_bytes;           /* per RTMP player; past it skip to next keyframe */
+  double push_retry_max;               /* seconds, restream backoff ceiling */
 };
 
 struct config_hls {
-  double part_duration;    /* seconds */
-  double segment_duration; /* seconds */
-  int window_segments;     /* per rendition in memory */
-  char record_dir[512];    /* "" = no mirror on disk */
-  double block_timeout;    /* seconds a blocking reload may be parked */
+  double part_duration;       /* seconds */
+  double segment_duration;    /* seconds */
+  int window_segments;        /* per rendition in memory */
+  char record_dir[512];       /* "" = no mirror on disk */
+  double block_timeout;       /* seconds a blocking reload may be parked */
   int max_parked_per_address; /* blocking requests waiting per client address; 0 = no bound */
 };
 
@@ -96,10 +96,10 @@ struct config_transcoder {
   struct config_rung rungs[CONFIG_MAX_RUNGS];
   int rung_count;
   bool source_passthrough;
-  int threads;          /* encoder threads per rung, 0 = auto */
-  int latency_frames;   /* encoder delay budget in frames */
-  int audio_bitrate;    /* kbit/s, when audio must be re-encoded */
-  int queue_frames;     /* per rung input queue bound */
+  int threads;        /* encoder threads per rung, 0 = auto */
+  int latency_frames; /* encoder delay budget in frames */
+  int audio_bitrate;  /* kbit/s, when audio must be re-encoded */
+  int queue_frames;   /* per rung input queue bound */
 };
 
 struct config_chat {
@@ -109,29 +109,29 @@ struct config_chat {
   int history;
   int max_comment_length; /* code points */
   int max_frame_bytes;
-  double user_rate;  /* comments per second, token bucket refill */
+  double user_rate; /* comments per second, token bucket refill */
   int user_burst;
   double addr_rate;
   int addr_burst;
   int max_connections_per_addr;
   int tick_ms;
-  int fanout_slice; /* members written per turn of the loop */
-  size_t queue_soft_bytes; /* past it a member loses its oldest batches */
-  size_t queue_hard_bytes; /* past it a member is closed */
+  int fanout_slice;          /* members written per turn of the loop */
+  size_t queue_soft_bytes;   /* past it a member loses its oldest batches */
+  size_t queue_hard_bytes;   /* past it a member is closed */
   int viewer_events_per_sec; /* sample cap for viewers, 0 = everything */
-  double hello_rate;      /* hellos per second per connection (refill) */
+  double hello_rate;         /* hellos per second per connection (refill) */
   int hello_burst;
   double hello_addr_rate; /* hellos per second per address (refill) */
   int hello_addr_burst;
   char banned_words_file[512];
-  bool filter_hold;       /* banned word: hold for review instead of refusing */
+  bool filter_hold; /* banned word: hold for review instead of refusing */
   int archive_commit_ms;
   int archive_batch;
-  int max_combining;      /* combining marks kept per base character */
+  int max_combining; /* combining marks kept per base character */
 };
 
 struct config_redis {
-  char url[256];    /* may hold a password: never logged */
+  char url[256]; /* may hold a password: never logged */
   char prefix[64];
   char secret[256]; /* HMAC key of events between nodes; required with url */
 };
@@ -177,8 +177,7 @@ void config_defaults(struct config *cfg);
 int config_load(struct config *cfg, const char *path, struct config_errors *errs);
 
 /* Parse from memory (tests, fuzzing); name is used in messages. */
-int config_load_string(struct config *cfg, const char *name, const char *text,
-                       struct config_errors *errs);
+int config_load_string(struct config *cfg, const char *name, const char *text, struct config_errors *errs);
 
 /* Cross-key checks that also apply to the defaults (demo secrets on
  * non-loopback listeners, duplicate keys across channels): 0, or -EINVAL

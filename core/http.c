@@ -94,8 +94,8 @@ static void session_reset(struct http_session *s) {
   s->park_arg = NULL;
 }
 
-int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
-                 const void *body, size_t len, void (*release)(void *), void *release_arg) {
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers, const void *body,
+                 size_t len, void (*release)(void *), void *release_arg) {
   struct http_session *s = lws_wsi_user(wsi);
   if (!s || s->answering) {
     if (release)
@@ -169,8 +169,7 @@ static int add_extra_headers(struct lws *wsi, const char *lines, unsigned char *
 static int write_headers(struct lws *wsi, struct http_session *s) {
   unsigned char buf[LWS_PRE + 2048];
   unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  if (lws_add_http_common_headers(wsi, (unsigned int)s->status, s->content_type, (lws_filepos_t)s->body_len, &p,
-                                  end))
+  if (lws_add_http_common_headers(wsi, (unsigned int)s->status, s->content_type, (lws_filepos_t)s->body_len, &p, end))
     return -1;
   if (s->extra_headers && add_extra_headers(wsi, s->extra_headers, &p, end))
     return -1;
@@ -221,11 +220,11 @@ static const char *request_method(struct lws *wsi, char *path, size_t size) {
     enum lws_token_indexes token;
     const char *name;
   } methods[] = {
-      {WSI_TOKEN_GET_URI, "GET"},
-      {WSI_TOKEN_POST_URI, "POST"},
-      {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    {WSI_TOKEN_GET_URI, "GET"},
+    {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
 #if defined(LWS_WITH_HTTP_UNCOMMON_HEADERS) || 1
-      {WSI_TOKEN_HEAD_URI, "HEAD"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},
 #endif
   };
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
@@ -341,9 +340,10 @@ static int ws_refuse(struct lws *wsi, const char *origin, const char *host) {
   if (origin_refused++ % 1000 == 0) {
     char addr[64], o[256], h[256];
     http_client_addr(wsi, NULL, addr, sizeof addr);
-    log_warn("http", "websocket refused: origin not allowed origin=%s host=%s peer=%s refused=%" PRIu64
-             " (see [server] allowed_origins)", log_safe(origin, o, sizeof o), log_safe(host, h, sizeof h), addr,
-             origin_refused);
+    log_warn("http",
+             "websocket refused: origin not allowed origin=%s host=%s peer=%s refused=%" PRIu64
+             " (see [server] allowed_origins)",
+             log_safe(origin, o, sizeof o), log_safe(host, h, sizeof h), addr, origin_refused);
   }
   lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL); /* an answer, not a reset */
   return -1;
@@ -446,12 +446,9 @@ static int handle_request(struct lws *wsi, struct http_session *s) {
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   struct http_session *s = user;
   switch (reason) {
-  case LWS_CALLBACK_HTTP:
-    return handle_request(wsi, s);
-  case LWS_CALLBACK_HTTP_BODY:
-    return 0; /* no route takes a body yet: ignore it */
-  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-    return 0;
+  case LWS_CALLBACK_HTTP: return handle_request(wsi, s);
+  case LWS_CALLBACK_HTTP_BODY: return 0; /* no route takes a body yet: ignore it */
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION: return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
     if (!s)
       return -1;
@@ -467,8 +464,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
       session_reset(s);
     }
     break;
-  default:
-    break;
+  default: break;
   }
   (void)in;
   (void)len;

@@ -33,9 +33,9 @@ void http_set_stopping(void);
 struct http_request {
   struct app *app;
   struct lws *wsi;
-  const char *method; /* "GET", "HEAD", "POST", "OPTIONS" */
-  const char *path;   /* URI path, %-decoded, no query */
-  const char *query;  /* raw query string without '?', "" if none */
+  const char *method;      /* "GET", "HEAD", "POST", "OPTIONS" */
+  const char *path;        /* URI path, %-decoded, no query */
+  const char *query;       /* raw query string without '?', "" if none */
   const char *client_addr; /* http_client_addr(): the viewer, also behind a trusted proxy */
 };
 
@@ -50,11 +50,11 @@ typedef int (*http_route_fn)(struct http_request *req);
 /* Answer a request. `extra_headers` is "" or lines "Name: value\r\n".
  * Returns 0, or -EPIPE if the wsi can no longer be answered (release has
  * then already been called). */
-int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
-                 const void *body, size_t len, void (*release)(void *), void *release_arg);
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers, const void *body,
+                 size_t len, void (*release)(void *), void *release_arg);
 /* Convenience: copy a small body (error pages, JSON). */
-int http_respond_copy(struct lws *wsi, int status, const char *content_type,
-                      const char *extra_headers, const void *body, size_t len);
+int http_respond_copy(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
+                      const void *body, size_t len);
 int http_respond_text(struct lws *wsi, int status, const char *text);
 
 /* Park a request; on_close(arg) runs if the client goes away before the

@@ -23,8 +23,7 @@ enum log_level log_get_level(void);
 /* "debug", "info", "warn", "error" -> 0; anything else -> -EINVAL. */
 int log_level_parse(const char *name, enum log_level *out);
 
-void log_msg(enum log_level level, const char *component, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void log_msg(enum log_level level, const char *component, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define log_debug(component, ...) log_msg(LOG_LEVEL_DEBUG, component, __VA_ARGS__)
 #define log_info(component, ...) log_msg(LOG_LEVEL_INFO, component, __VA_ARGS__)

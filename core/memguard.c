@@ -39,11 +39,10 @@ static void sample(uv_timer_t *t) {
   if (now_over != over) {
     if (now_over) {
       refusals_started++;
-      log_warn("memguard", "over the memory ceiling: refusing newcomers rss_mb=%zu limit_mb=%zu",
-               rss_bytes >> 20, limit_bytes >> 20);
-    } else {
-      log_info("memguard", "back under the memory ceiling rss_mb=%zu limit_mb=%zu", rss_bytes >> 20,
+      log_warn("memguard", "over the memory ceiling: refusing newcomers rss_mb=%zu limit_mb=%zu", rss_bytes >> 20,
                limit_bytes >> 20);
+    } else {
+      log_info("memguard", "back under the memory ceiling rss_mb=%zu limit_mb=%zu", rss_bytes >> 20, limit_bytes >> 20);
     }
     over = now_over;
   }
@@ -86,8 +85,8 @@ struct memguard_stats {
 
 void memguard_metrics(struct buf *out) {
   static const struct metric rows[] = {
-      METRIC_FIELD("galarelay_memory_rss_bytes", METRIC_GAUGE, "Resident memory of the daemon.",
-                   struct memguard_stats, rss_bytes),
+      METRIC_FIELD("galarelay_memory_rss_bytes", METRIC_GAUGE, "Resident memory of the daemon.", struct memguard_stats,
+                   rss_bytes),
       METRIC_FIELD("galarelay_memory_limit_bytes", METRIC_GAUGE, "The configured ceiling (0 = none).",
                    struct memguard_stats, limit_bytes),
       METRIC_FIELD("galarelay_memory_over_limit", METRIC_GAUGE, "1 while newcomers are refused for memory.",

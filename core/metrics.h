@@ -56,17 +56,24 @@ struct metric {
 };
 
 /* The source kind of a struct field, from its type. */
-#define METRIC_SOURCE_OF(expr)                                                                                   \
-  _Generic((expr), int: METRIC_SRC_INT, unsigned int: METRIC_SRC_UINT, unsigned long: METRIC_SRC_ULONG,          \
-           unsigned long long: METRIC_SRC_ULLONG, double: METRIC_SRC_DOUBLE, bool: METRIC_SRC_BOOL)
+#define METRIC_SOURCE_OF(expr)                                                                                         \
+  _Generic((expr), int                                                                                                 \
+           : METRIC_SRC_INT, unsigned int                                                                              \
+           : METRIC_SRC_UINT, unsigned long                                                                            \
+           : METRIC_SRC_ULONG, unsigned long long                                                                      \
+           : METRIC_SRC_ULLONG, double                                                                                 \
+           : METRIC_SRC_DOUBLE, bool                                                                                   \
+           : METRIC_SRC_BOOL)
 
 /* A row read from FIELD of a STRUCT. */
-#define METRIC_FIELD(NAME, TYPE, HELP, STRUCT, FIELD)                                                            \
-  {(NAME), (TYPE), (HELP), METRIC_SOURCE_OF(((STRUCT *)0)->FIELD), offsetof(STRUCT, FIELD), NULL}
+#define METRIC_FIELD(NAME, TYPE, HELP, STRUCT, FIELD)                                                                  \
+  { (NAME), (TYPE), (HELP), METRIC_SOURCE_OF(((STRUCT *)0)->FIELD), offsetof(STRUCT, FIELD), NULL }
 /* A row whose value GET(obj) computes. */
-#define METRIC_GETTER(NAME, TYPE, HELP, GET) {(NAME), (TYPE), (HELP), METRIC_SRC_GETTER, 0, (GET)}
+#define METRIC_GETTER(NAME, TYPE, HELP, GET)                                                                           \
+  { (NAME), (TYPE), (HELP), METRIC_SRC_GETTER, 0, (GET) }
 /* A row with labels: metrics_head() then one metrics_value() per label set. */
-#define METRIC_FAMILY(NAME, TYPE, HELP) {(NAME), (TYPE), (HELP), METRIC_SRC_NONE, 0, NULL}
+#define METRIC_FAMILY(NAME, TYPE, HELP)                                                                                \
+  { (NAME), (TYPE), (HELP), METRIC_SRC_NONE, 0, NULL }
 
 #define METRICS_COUNT(rows) (sizeof(rows) / sizeof((rows)[0]))
 

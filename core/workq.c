@@ -24,14 +24,12 @@ struct workq {
   void *stop_arg;
 };
 
-static void *slot(struct workq *q, int i) {
-  return q->ring + (size_t)((q->head + i) % q->bound) * q->item_size;
-}
+static void *slot(struct workq *q, int i) { return q->ring + (size_t)((q->head + i) % q->bound) * q->item_size; }
 
 static void on_async(uv_async_t *h) { workq_drain((struct workq *)h); }
 
-int workq_new(uv_loop_t *loop, size_t item_size, int bound, enum workq_policy policy,
-              const struct workq_ops *ops, struct workq **out) {
+int workq_new(uv_loop_t *loop, size_t item_size, int bound, enum workq_policy policy, const struct workq_ops *ops,
+              struct workq **out) {
   *out = NULL;
   if (!loop || item_size == 0 || bound < 1 || !ops || !ops->on_item ||
       (policy != WORKQ_REFUSE_NEW && policy != WORKQ_DROP_OLDEST))

@@ -61,8 +61,8 @@ struct workq_ops {
 
 /* item_size bytes per item, at most `bound` (>= 1) queued. Loop thread.
  * 0 and *out, or -EINVAL, -ENOMEM, or a uv error from uv_async_init. */
-int workq_new(uv_loop_t *loop, size_t item_size, int bound, enum workq_policy policy,
-              const struct workq_ops *ops, struct workq **out);
+int workq_new(uv_loop_t *loop, size_t item_size, int bound, enum workq_policy policy, const struct workq_ops *ops,
+              struct workq **out);
 
 /* Any thread. Copies item in and wakes the loop: 0; -EAGAIN when full under
  * WORKQ_REFUSE_NEW (not queued, still the caller's); -EPIPE after

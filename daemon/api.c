@@ -71,8 +71,8 @@ static int metrics_route(struct http_request *req) {
   }
   size_t len;
   char *text = buf_steal(&out, &len);
-  return http_respond(req->wsi, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-cache\r\n",
-                      text, len, free, text);
+  return http_respond(req->wsi, 200, "text/plain; version=0.0.4; charset=utf-8", "Cache-Control: no-cache\r\n", text,
+                      len, free, text);
 }
 
 static int channels_route(struct http_request *req) {

@@ -32,7 +32,7 @@ struct app {
   uint64_t started_ms;     /* uv_now at start, for uptime */
   uint64_t config_reloads; /* successful */
   uint64_t config_reload_failures;
-  int stopping;            /* set once SIGTERM/SIGINT arrived */
+  int stopping; /* set once SIGTERM/SIGINT arrived */
 };
 
 #endif

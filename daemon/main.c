@@ -36,19 +36,18 @@ struct daemon {
   struct config *cfg; /* owned; app.cfg points here */
   const char *config_path;
   uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t watchdog;   /* pets systemd's watchdog */
-  uv_timer_t shutdown;   /* second stage of a stop, then the deadline */
+  uv_timer_t watchdog; /* pets systemd's watchdog */
+  uv_timer_t shutdown; /* second stage of a stop, then the deadline */
   int shutdown_stage;
   int exit_code;
 };
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: galarelay [-c FILE] [--check]\n"
-          "  -c, --config FILE  run with this config (default: built-in demo defaults)\n"
-          "      --check        validate the config and exit (0 ok, 2 with FILE:LINE errors)\n"
-          "  -V, --version      print the version\n"
-          "  -h, --help         this help\n");
+  fprintf(out, "usage: galarelay [-c FILE] [--check]\n"
+               "  -c, --config FILE  run with this config (default: built-in demo defaults)\n"
+               "      --check        validate the config and exit (0 ok, 2 with FILE:LINE errors)\n"
+               "  -V, --version      print the version\n"
+               "  -h, --help         this help\n");
 }
 
 static void lws_log_to_ours(int level, const char *line) {
@@ -266,8 +265,8 @@ int main(int argc, char **argv) {
   if (!d.cfg)
     return 1;
   struct config_errors errs;
-  int rc = config_path ? config_load(d.cfg, config_path, &errs) : (config_defaults(d.cfg), memset(&errs, 0, sizeof errs),
-                                                                    config_validate(d.cfg, &errs));
+  int rc = config_path ? config_load(d.cfg, config_path, &errs)
+                       : (config_defaults(d.cfg), memset(&errs, 0, sizeof errs), config_validate(d.cfg, &errs));
   if (rc < 0) {
     fputs(errs.text, stderr);
     free(d.cfg);

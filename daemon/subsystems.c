@@ -139,9 +139,7 @@ static void stop_hls(struct app *app) { /* answers what is still parked */
   app->hls = NULL;
 }
 
-static void reload_hls(struct app *app) {
-  hls_server_reload(app->hls, &app->cfg->hls, app->cfg->server.state_dir);
-}
+static void reload_hls(struct app *app) { hls_server_reload(app->hls, &app->cfg->hls, app->cfg->server.state_dir); }
 
 static void metrics_hls(const struct app *app, struct buf *out) {
   hls_server_metrics(app->hls, out);
@@ -349,19 +347,39 @@ static void metrics_http(const struct app *app, struct buf *out) {
 /* Forwards to start; backwards to stop, free and reload. */
 static const struct subsystem parts[] = {
     {.name = "api", .start = start_api, .metrics = api_metrics},
-    {.name = "memguard", .start = start_memguard, .stop = stop_memguard, .reload = reload_memguard,
+    {.name = "memguard",
+     .start = start_memguard,
+     .stop = stop_memguard,
+     .reload = reload_memguard,
      .metrics = metrics_memguard},
-    {.name = "channels", .start = start_channels, .stop = stop_channels, .reload = reload_channels,
-     .metrics = metrics_channels, .api = api_channels},
+    {.name = "channels",
+     .start = start_channels,
+     .stop = stop_channels,
+     .reload = reload_channels,
+     .metrics = metrics_channels,
+     .api = api_channels},
     {.name = "restream", .start = start_restream, .stop = stop_restream, .reload = reload_restream},
     {.name = "hls", .start = start_hls, .stop = stop_hls, .reload = reload_hls, .metrics = metrics_hls, .api = api_hls},
-    {.name = "transcoder", .start = start_transcoder, .stop = stop_transcoder, .reload = reload_transcoder,
-     .metrics = metrics_transcoder, .api = api_transcoder},
+    {.name = "transcoder",
+     .start = start_transcoder,
+     .stop = stop_transcoder,
+     .reload = reload_transcoder,
+     .metrics = metrics_transcoder,
+     .api = api_transcoder},
     {.name = "rtmp", .start = start_rtmp, .stop = stop_rtmp, .reload = reload_rtmp, .metrics = metrics_rtmp},
-    {.name = "chat", .start = start_chat, .stop = stop_chat, .reload = reload_chat, .metrics = metrics_chat,
-     .api = api_chat, .ws_protocol = ws_chat},
+    {.name = "chat",
+     .start = start_chat,
+     .stop = stop_chat,
+     .reload = reload_chat,
+     .metrics = metrics_chat,
+     .api = api_chat,
+     .ws_protocol = ws_chat},
     {.name = "webroot", .start = start_webroot, .free = free_webroot, .metrics = metrics_webroot},
-    {.name = "http", .start = start_http, .stop = stop_http, .free = free_http, .reload = reload_http,
+    {.name = "http",
+     .start = start_http,
+     .stop = stop_http,
+     .free = free_http,
+     .reload = reload_http,
      .metrics = metrics_http},
 };
 

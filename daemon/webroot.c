@@ -37,15 +37,15 @@
  * (blob: media) and runs its demuxer in a blob: worker; the comment
  * websocket is same-origin (ws:/wss:, which CSP 'self' does not cover in
  * every browser). frame-ancestors keeps the pages out of others' frames. */
-#define WEBROOT_HEADERS                                                                                        \
-  "Cache-Control: no-cache\r\n"                                                                                \
-  "X-Content-Type-Options: nosniff\r\n"                                                                        \
-  "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "  \
-  "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; "          \
+#define WEBROOT_HEADERS                                                                                                \
+  "Cache-Control: no-cache\r\n"                                                                                        \
+  "X-Content-Type-Options: nosniff\r\n"                                                                                \
+  "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "           \
+  "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; "                  \
   "base-uri 'none'; form-action 'self'; frame-ancestors 'self'\r\n"
 
 struct webroot_file {
-  int refs; /* the cache's own + one per answer being written */
+  int refs;   /* the cache's own + one per answer being written */
   char *path; /* real path: the key */
   dev_t dev;
   ino_t ino;
@@ -229,8 +229,7 @@ static int serve_file(struct http_request *req, const char *root, const char *re
   close(fd);
   if (!f)
     return http_respond_text(req->wsi, 500, "read error\n");
-  return http_respond(req->wsi, 200, webroot_mime_type(real), WEBROOT_HEADERS, f->data, (size_t)f->size,
-                      file_unref, f);
+  return http_respond(req->wsi, 200, webroot_mime_type(real), WEBROOT_HEADERS, f->data, (size_t)f->size, file_unref, f);
 }
 
 void webroot_stats(struct webroot_stats *out) {
@@ -243,8 +242,8 @@ void webroot_metrics(struct buf *out) {
   static const struct metric rows[] = {
       METRIC_FIELD("galarelay_webroot_reads_total", METRIC_COUNTER,
                    "Static files read from disk (once per file and change).", struct webroot_stats, reads),
-      METRIC_FIELD("galarelay_webroot_hits_total", METRIC_COUNTER,
-                   "Static answers from a buffer already in memory.", struct webroot_stats, hits),
+      METRIC_FIELD("galarelay_webroot_hits_total", METRIC_COUNTER, "Static answers from a buffer already in memory.",
+                   struct webroot_stats, hits),
       METRIC_FIELD("galarelay_webroot_uncached_total", METRIC_COUNTER,
                    "Static files read for one request: the cache was full.", struct webroot_stats, uncached),
       METRIC_FIELD("galarelay_webroot_cached_bytes", METRIC_GAUGE, "Bytes of static files held in memory.",

@@ -126,12 +126,10 @@ static int skip_value(struct amf_reader *r, int depth) {
     return 0;
   case AMF_STRING:
   case AMF_XML:
-  case AMF_LONG_STRING:
-    return amf_read_utf8(r, t != AMF_STRING, &s, &n);
+  case AMF_LONG_STRING: return amf_read_utf8(r, t != AMF_STRING, &s, &n);
   case AMF_NULL:
   case AMF_UNDEFINED:
-  case AMF_UNSUPPORTED:
-    return 0;
+  case AMF_UNSUPPORTED: return 0;
   case AMF_REFERENCE:
     if (amf_left(r) < 2)
       return -EINVAL;
@@ -142,8 +140,7 @@ static int skip_value(struct amf_reader *r, int depth) {
       return -EINVAL;
     r->pos += 10;
     return 0;
-  case AMF_OBJECT:
-    return amf_skip_props(r, depth);
+  case AMF_OBJECT: return amf_skip_props(r, depth);
   case AMF_TYPED_OBJECT:
     if (amf_read_utf8(r, false, &s, &n) < 0)
       return -EINVAL;
@@ -168,8 +165,7 @@ static int skip_value(struct amf_reader *r, int depth) {
         return -EINVAL;
     return 0;
   }
-  default: /* AMF3 switch, movieclip, object-end out of place: not for us */
-    return -EINVAL;
+  default: /* AMF3 switch, movieclip, object-end out of place: not for us */ return -EINVAL;
   }
 }
 
@@ -217,8 +213,7 @@ static int amf_decode_value(struct amf_reader *r, struct amf_field *f) {
       return amf_decode_object(r, sub->fields, sub->count);
     }
     break;
-  default:
-    break;
+  default: break;
   }
   return amf_skip(r);
 }
@@ -312,8 +307,8 @@ int amf_put_null(struct buf *b) { return amf_put_u8(b, AMF_NULL); }
 int amf_put_object_start(struct buf *b) { return amf_put_u8(b, AMF_OBJECT); }
 
 int amf_put_ecma_start(struct buf *b, uint32_t count) {
-  uint8_t p[5] = {AMF_ECMA_ARRAY, (uint8_t)(count >> 24), (uint8_t)(count >> 16),
-                  (uint8_t)(count >> 8), (uint8_t)count};
+  uint8_t p[5] = {AMF_ECMA_ARRAY, (uint8_t)(count >> 24), (uint8_t)(count >> 16), (uint8_t)(count >> 8),
+                  (uint8_t)count};
   return put(b, p, 5);
 }
 

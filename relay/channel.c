@@ -136,8 +136,8 @@ struct channel {
   struct channel_sink *sinks;
   int nsinks, capsinks, next_id, walking, players;
   struct sink_join *joining; /* catch-ups in progress, innermost first */
-  uint64_t failover_ms; /* config: channel failover_after */
-  bool prefer_primary;  /* config: channel prefer_primary */
+  uint64_t failover_ms;      /* config: channel failover_after */
+  bool prefer_primary;       /* config: channel prefer_primary */
   uint64_t failovers[FAILOVER_REASONS];
 };
 
@@ -223,8 +223,8 @@ static void sinks_compact(struct channel *ch) {
 
 /* Walk the sinks by index and by value: a callback may subscribe (the
  * array moves) or unsubscribe (a hole, compacted when the walk ends). */
-#define SINKS_WALK(ch, s)                                                                          \
-  for (int _i = ((ch)->walking++, 0), _n = (ch)->nsinks; _i < _n; _i++)                          \
+#define SINKS_WALK(ch, s)                                                                                              \
+  for (int _i = ((ch)->walking++, 0), _n = (ch)->nsinks; _i < _n; _i++)                                                \
     for (struct channel_sink s = (ch)->sinks[_i], *_once = &s; _once && s.id; _once = NULL)
 
 static void sinks_walk_end(struct channel *ch) {
@@ -251,8 +251,7 @@ static void ch_start(struct channel *ch) {
     ch->live_since_ms = ch_now(ch);
   ch->started = true;
   log_info("channel", "feed start channel=%s feed=%s addr=%s video=%s audio=%s generation=%llu", ch->name,
-           f->backup ? "backup" : "primary", f->addr,
-           f->par[0] ? avcodec_get_name(f->par[0]->codec_id) : "none",
+           f->backup ? "backup" : "primary", f->addr, f->par[0] ? avcodec_get_name(f->par[0]->codec_id) : "none",
            f->par[1] ? avcodec_get_name(f->par[1]->codec_id) : "none", (unsigned long long)ch->generation);
   SINKS_WALK(ch, s) {
     if (s.ops->on_start)
@@ -301,7 +300,7 @@ static void sink_catch_up(struct channel *ch, const struct channel_sink_ops *ops
 }
 
 static int ch_subscribe(struct channel *ch, const struct channel_sink_ops *ops, void *opaque, bool player,
-                         void (*on_removed)(void *), int *sink_id) {
+                        void (*on_removed)(void *), int *sink_id) {
   *sink_id = 0;
   if (ch->nsinks == ch->capsinks) {
     int cap = ch->capsinks ? ch->capsinks * 2 : 8;
@@ -387,8 +386,8 @@ static const AVPacket *ch_retime(const struct channel *ch, const AVPacket *pkt, 
     av_buffer_unref(&out->opaque_ref);
     /* the RTMP message timestamp is the dts (the composition offset is in
      * the payload, unchanged) */
-    out->opaque_ref = rtmp_chunk_wire_retimed(pkt->opaque_ref->data, pkt->opaque_ref->size,
-                                              (uint32_t)(out->dts > 0 ? out->dts : 0));
+    out->opaque_ref =
+        rtmp_chunk_wire_retimed(pkt->opaque_ref->data, pkt->opaque_ref->size, (uint32_t)(out->dts > 0 ? out->dts : 0));
     if (!out->opaque_ref) {
       av_packet_free(&out);
       return NULL;
@@ -432,8 +431,8 @@ static void ch_switch(struct channel *ch, int to, enum failover_reason why) {
     gop_clear(f); /* stale: the sinks wait for the next keyframe */
   ch->active = to;
   ch->failovers[why]++;
-  log_info("channel", "feed switch channel=%s to=%s reason=%s replay_packets=%d", ch->name,
-           to ? "backup" : "primary", failover_reason_names[why], replay ? f->gop_n : 0);
+  log_info("channel", "feed switch channel=%s to=%s reason=%s replay_packets=%d", ch->name, to ? "backup" : "primary",
+           failover_reason_names[why], replay ? f->gop_n : 0);
   if (!ch->started && !replay)
     return; /* starts with the feed's first packet */
   ch_start(ch);
@@ -536,12 +535,13 @@ int channel_feed_open(struct channel_registry *reg, const char *key, const char 
 void channel_feed_close(struct channel_feed *f) {
   if (!f)
     return;
-  log_info("channel", "unpublish channel=%s feed=%s addr=%s", f->ch->name, f->backup ? "backup" : "primary",
-           f->addr);
+  log_info("channel", "unpublish channel=%s feed=%s addr=%s", f->ch->name, f->backup ? "backup" : "primary", f->addr);
   feed_detach(f);
 }
 
-struct channel *channel_feed_channel(const struct channel_feed *f) { return f->ch; }
+struct channel *channel_feed_channel(const struct channel_feed *f) {
+  return f->ch;
+}
 bool channel_feed_is_backup(const struct channel_feed *f) { return f->backup; }
 
 static bool feed_is_active(const struct channel_feed *f) {
@@ -569,8 +569,8 @@ void channel_feed_metadata(struct channel_feed *f, const uint8_t *body, size_t l
     f->meta_fps = framerate > 0 ? framerate : fps;
 }
 
-void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par,
-                         const uint8_t *body, size_t len) {
+void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par, const uint8_t *body,
+                         size_t len) {
   if (stream_index != CHANNEL_VIDEO && stream_index != CHANNEL_AUDIO) {
     avcodec_parameters_free(&par);
     return;
@@ -634,8 +634,7 @@ static bool primary_takes_over(const struct channel_feed *f, const AVPacket *pkt
     return false;
   if (!f->par[CHANNEL_VIDEO])
     return true;
-  return pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY) &&
-         f->key_interval_s > 0;
+  return pkt->stream_index == CHANNEL_VIDEO && (pkt->flags & AV_PKT_FLAG_KEY) && f->key_interval_s > 0;
 }
 
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms) {
@@ -991,8 +990,7 @@ void channel_registry_metrics(const struct channel_registry *reg, struct buf *ou
       CS("galarelay_channel_keyframe_interval_seconds", METRIC_GAUGE, "time between the last two keyframes",
          keyframe_interval_s),
       CS("galarelay_channel_uptime_seconds", METRIC_GAUGE, "time since the channel went live", uptime_s),
-      CS("galarelay_channel_media_bytes_total", METRIC_COUNTER, "media bytes received on the active feed",
-         media_bytes),
+      CS("galarelay_channel_media_bytes_total", METRIC_COUNTER, "media bytes received on the active feed", media_bytes),
   };
 #undef CS
   struct channel_sample *samples = calloc(reg->n ? (size_t)reg->n : 1, sizeof *samples);

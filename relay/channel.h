@@ -51,7 +51,7 @@ struct channel_feed_info {
    * ready standby seamless. */
   int64_t key_interval_ms;
   double video_kbps;
-  uint64_t generation;            /* grows by one for every new feed timeline */
+  uint64_t generation; /* grows by one for every new feed timeline */
 };
 
 /* A sink. on_start fires when the active feed's first media packet arrives
@@ -220,8 +220,8 @@ bool channel_feed_is_backup(const struct channel_feed *f);
 void channel_feed_metadata(struct channel_feed *f, const uint8_t *body, size_t len);
 /* A sequence header: par is taken over by the channel (freed by it);
  * body is the FLV body, copied. */
-void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par,
-                         const uint8_t *body, size_t len);
+void channel_feed_config(struct channel_feed *f, int stream_index, AVCodecParameters *par, const uint8_t *body,
+                         size_t len);
 /* A media packet (pts/dts in ms, stream_index set, opaque_ref may hold the
  * chunked RTMP wire bytes for players). The caller keeps its reference. */
 void channel_feed_packet(struct channel_feed *f, const AVPacket *pkt, int64_t arrival_ms);

@@ -16,17 +16,26 @@ static int32_t flv_si24(const uint8_t *p) {
 }
 
 static const char *const video_codec_names[16] = {
-    [1] = "JPEG",          [2] = "Sorenson H.263",      [3] = "Screen video",
-    [4] = "On2 VP6",       [5] = "On2 VP6 with alpha",  [6] = "Screen video v2",
-    [7] = "H.264",         [12] = "HEVC (codec id 12)",
+    [1] = "JPEG",    [2] = "Sorenson H.263",      [3] = "Screen video",
+    [4] = "On2 VP6", [5] = "On2 VP6 with alpha",  [6] = "Screen video v2",
+    [7] = "H.264",   [12] = "HEVC (codec id 12)",
 };
 
 static const char *const audio_codec_names[16] = {
-    [0] = "Linear PCM",        [1] = "ADPCM",          [2] = "MP3",
-    [3] = "Linear PCM LE",     [4] = "Nellymoser 16 kHz", [5] = "Nellymoser 8 kHz",
-    [6] = "Nellymoser",        [7] = "G.711 A-law",    [8] = "G.711 mu-law",
-    [9] = "enhanced RTMP audio", [10] = "AAC",         [11] = "Speex",
-    [14] = "MP3 8 kHz",        [15] = "device-specific sound",
+    [0] = "Linear PCM",
+    [1] = "ADPCM",
+    [2] = "MP3",
+    [3] = "Linear PCM LE",
+    [4] = "Nellymoser 16 kHz",
+    [5] = "Nellymoser 8 kHz",
+    [6] = "Nellymoser",
+    [7] = "G.711 A-law",
+    [8] = "G.711 mu-law",
+    [9] = "enhanced RTMP audio",
+    [10] = "AAC",
+    [11] = "Speex",
+    [14] = "MP3 8 kHz",
+    [15] = "device-specific sound",
 };
 
 static const struct {
@@ -34,11 +43,8 @@ static const struct {
   enum AVCodecID id;
   const char *name;
 } fourccs[] = {
-    {"hvc1", AV_CODEC_ID_HEVC, "HEVC"},
-    {"avc1", AV_CODEC_ID_H264, "H.264"},
-    {"av01", AV_CODEC_ID_NONE, "AV1"},
-    {"vp09", AV_CODEC_ID_NONE, "VP9"},
-    {"vp08", AV_CODEC_ID_NONE, "VP8"},
+    {"hvc1", AV_CODEC_ID_HEVC, "HEVC"}, {"avc1", AV_CODEC_ID_H264, "H.264"}, {"av01", AV_CODEC_ID_NONE, "AV1"},
+    {"vp09", AV_CODEC_ID_NONE, "VP9"},  {"vp08", AV_CODEC_ID_NONE, "VP8"},
 };
 
 /* Frames in the AVC layout: packet type, composition time, data. */
@@ -47,15 +53,9 @@ static int flv_avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv
     return FLV_E_INVALID;
   int32_t cts = flv_si24(body + 2);
   switch (body[1]) {
-  case 0:
-    out->kind = FLV_CONFIG;
-    break;
-  case 1:
-    out->kind = FLV_FRAME;
-    break;
-  default:
-    out->kind = FLV_IGNORE;
-    return 0;
+  case 0: out->kind = FLV_CONFIG; break;
+  case 1: out->kind = FLV_FRAME; break;
+  default: out->kind = FLV_IGNORE; return 0;
   }
   out->offset = 5;
   out->data = body + 5;
@@ -67,8 +67,7 @@ static int flv_avc_like(const uint8_t *body, size_t len, uint32_t ts, struct flv
   return 0;
 }
 
-static int flv_enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
-                               struct flv_media *out) {
+static int flv_enhanced_video(const uint8_t *body, size_t len, uint32_t ts, struct flv_media *out) {
   if (len < 5)
     return FLV_E_INVALID;
   unsigned frame_type = (body[0] >> 4) & 7;
@@ -107,9 +106,7 @@ static int flv_enhanced_video(const uint8_t *body, size_t len, uint32_t ts,
     off = 5;
     break;
   case 2: /* SequenceEnd */
-  case 4: /* Metadata (HDR info) */
-    out->kind = FLV_IGNORE;
-    return 0;
+  case 4: /* Metadata (HDR info) */ out->kind = FLV_IGNORE; return 0;
   default: /* MPEG-2 TS sequence start, multitrack: not for us */
     out->codec_name = "enhanced RTMP packet type (multitrack or MPEG-2 TS)";
     return FLV_E_UNSUPPORTED;
@@ -264,9 +261,9 @@ static int sps_dimensions(const uint8_t *nal, size_t len, int *width, int *heigh
   bits_u(&b, 16); /* constraint flags, level */
   bits_ue(&b);    /* sps id */
   unsigned chroma = 1;
-  if (profile == 100 || profile == 110 || profile == 122 || profile == 244 || profile == 44 ||
-      profile == 83 || profile == 86 || profile == 118 || profile == 128 || profile == 138 ||
-      profile == 139 || profile == 134 || profile == 135) {
+  if (profile == 100 || profile == 110 || profile == 122 || profile == 244 || profile == 44 || profile == 83 ||
+      profile == 86 || profile == 118 || profile == 128 || profile == 138 || profile == 139 || profile == 134 ||
+      profile == 135) {
     chroma = bits_ue(&b);
     if (chroma == 3)
       bits_u(&b, 1);
@@ -376,8 +373,7 @@ int flv_sequence_header(const AVCodecParameters *par, uint8_t *out, size_t cap) 
     h[0] = 0xaf, h[1] = 0;
     hdr = 2;
     break;
-  default:
-    return -EINVAL;
+  default: return -EINVAL;
   }
   if (hdr + n > cap)
     return -ENOSPC;

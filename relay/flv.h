@@ -19,9 +19,9 @@
 #include <libavcodec/avcodec.h>
 
 enum flv_kind {
-  FLV_CONFIG,  /* codec parameters (sequence header) */
-  FLV_FRAME,   /* a media frame */
-  FLV_IGNORE,  /* end of sequence, video info frame, metadata packet: nothing to do */
+  FLV_CONFIG, /* codec parameters (sequence header) */
+  FLV_FRAME,  /* a media frame */
+  FLV_IGNORE, /* end of sequence, video info frame, metadata packet: nothing to do */
 };
 
 /* Errors: negative errno codes, told apart by flv_strerror. */
@@ -40,7 +40,7 @@ struct flv_media {
    * frame payload. Points into the input body. */
   const uint8_t *data;
   size_t len;
-  size_t offset; /* where data starts inside the body */
+  size_t offset;    /* where data starts inside the body */
   int64_t pts, dts; /* ms */
   bool keyframe;
   /* FLV_CONFIG, audio: from the AudioSpecificConfig. */

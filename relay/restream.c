@@ -29,10 +29,10 @@ struct target_list {
 };
 
 struct entry {
-  struct target_list want;         /* from the config */
-  struct channel *ch;              /* the registry's channel; NULL while none */
+  struct target_list want;                 /* from the config */
+  struct channel *ch;                      /* the registry's channel; NULL while none */
   struct rtmp_push *push[CONFIG_MAX_PUSH]; /* running while ch is set; NULL = not usable */
-  int running;                     /* pushes started for want (0..count) */
+  int running;                             /* pushes started for want (0..count) */
 };
 
 struct restream {
@@ -175,9 +175,8 @@ static int set_entries(struct restream *rs, const struct config_channel *channel
   return 0;
 }
 
-struct restream *restream_start(uv_loop_t *loop, const struct config_rtmp *rtmp,
-                                const struct config_channel *channels, int channel_count,
-                                struct channel_registry *reg) {
+struct restream *restream_start(uv_loop_t *loop, const struct config_rtmp *rtmp, const struct config_channel *channels,
+                                int channel_count, struct channel_registry *reg) {
   struct restream *rs = calloc(1, sizeof *rs);
   if (!rs)
     return NULL;

@@ -26,9 +26,8 @@ struct restream;
 
 /* Copies the targets of channels[0..channel_count) and observes reg: the
  * channels already there get their pushes at once. NULL on no memory. */
-struct restream *restream_start(uv_loop_t *loop, const struct config_rtmp *rtmp,
-                                const struct config_channel *channels, int channel_count,
-                                struct channel_registry *reg);
+struct restream *restream_start(uv_loop_t *loop, const struct config_rtmp *rtmp, const struct config_channel *channels,
+                                int channel_count, struct channel_registry *reg);
 /* A new config's targets and limits. Order against channel_registry_reload
  * does not matter: a channel's pushes start once it is both in the
  * registry and in the targets. */

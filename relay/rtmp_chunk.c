@@ -18,8 +18,7 @@
 
 static const uint8_t msg_header_len[4] = {11, 7, 3, 0};
 
-void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size,
-                            uint32_t max_message_size) {
+void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size, uint32_t max_message_size) {
   memset(r, 0, sizeof *r);
   r->chunk_size = 128; /* the protocol's initial value */
   r->max_chunk_size = max_chunk_size ? max_chunk_size : 65536;
@@ -28,8 +27,7 @@ void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size
   r->hdr_need = 1;
 }
 
-void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size,
-                                  size_t assembly_cap) {
+void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size, size_t assembly_cap) {
   r->max_message_size = max_message_size;
   r->assembly_cap = assembly_cap;
 }
@@ -54,8 +52,7 @@ int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size)
   return 0;
 }
 
-static struct rtmp_chunk_stream *chunk_find(struct rtmp_chunk_reader *r, uint32_t csid,
-                                             bool create) {
+static struct rtmp_chunk_stream *chunk_find(struct rtmp_chunk_reader *r, uint32_t csid, bool create) {
   struct rtmp_chunk_stream *free_slot = NULL;
   for (int i = 0; i < RTMP_MAX_CHUNK_STREAMS; i++) {
     if (r->streams[i].csid == csid)
@@ -182,8 +179,7 @@ static int chunk_ensure(struct rtmp_chunk_stream *s, size_t more) {
   return 0;
 }
 
-static int chunk_deliver(struct rtmp_chunk_reader *r, struct rtmp_chunk_stream *s,
-                          rtmp_msg_fn cb, void *opaque) {
+static int chunk_deliver(struct rtmp_chunk_reader *r, struct rtmp_chunk_stream *s, rtmp_msg_fn cb, void *opaque) {
   struct rtmp_msg msg = {
       .csid = s->csid,
       .type = s->type,
@@ -202,8 +198,7 @@ static int chunk_deliver(struct rtmp_chunk_reader *r, struct rtmp_chunk_stream *
   return rc;
 }
 
-int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len,
-                           rtmp_msg_fn cb, void *opaque) {
+int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len, rtmp_msg_fn cb, void *opaque) {
   if (r->error)
     return r->error;
   size_t pos = 0;
@@ -231,8 +226,9 @@ int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, siz
         if (fmt < 3) {
           ext = rd24(r->hdr + bl) == EXT_TS;
         } else {
-          uint32_t csid = bl == 1 ? (r->hdr[0] & 0x3fu)
-                                  : bl == 2 ? 64u + r->hdr[1] : 64u + r->hdr[1] + 256u * r->hdr[2];
+          uint32_t csid = bl == 1   ? (r->hdr[0] & 0x3fu)
+                          : bl == 2 ? 64u + r->hdr[1]
+                                    : 64u + r->hdr[1] + 256u * r->hdr[2];
           struct rtmp_chunk_stream *s = chunk_find(r, csid, false);
           ext = s && s->ext;
         }
@@ -298,9 +294,8 @@ size_t rtmp_chunk_size(uint32_t csid, uint32_t timestamp, size_t len, uint32_t c
   return bl + 11 + ext + (chunks - 1) * (bl + ext) + len;
 }
 
-static void chunk_write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_t stream_id,
-                              uint32_t timestamp, const uint8_t *payload, size_t len,
-                              uint32_t chunk_size) {
+static void chunk_write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_t stream_id, uint32_t timestamp,
+                             const uint8_t *payload, size_t len, uint32_t chunk_size) {
   uint8_t *p = out;
   bool ext = timestamp >= EXT_TS;
   uint32_t ts = ext ? EXT_TS : timestamp;
@@ -335,8 +330,8 @@ static void chunk_write_into(uint8_t *out, uint32_t csid, uint8_t type, uint32_t
   }
 }
 
-int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id,
-                     uint32_t timestamp, const uint8_t *payload, size_t len, uint32_t chunk_size) {
+int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id, uint32_t timestamp,
+                     const uint8_t *payload, size_t len, uint32_t chunk_size) {
   size_t n = rtmp_chunk_size(csid, timestamp, len, chunk_size);
   uint8_t small[512];
   uint8_t *tmp = n <= sizeof small ? small : malloc(n);
@@ -349,8 +344,7 @@ int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stre
   return rc;
 }
 
-AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp,
-                             const uint8_t *payload, size_t len) {
+AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp, const uint8_t *payload, size_t len) {
   size_t n = rtmp_chunk_size(csid, timestamp, len, RTMP_OUT_CHUNK_SIZE);
   AVBufferRef *ref = av_buffer_alloc(n);
   if (!ref)
@@ -376,8 +370,7 @@ AVBufferRef *rtmp_chunk_wire_retimed(const uint8_t *wire, size_t len, uint32_t t
   size_t msg_len = rd24(wire + bl + 3);
   uint8_t type = wire[bl + 6];
   size_t ext = rd24(wire + bl) == EXT_TS ? 4 : 0;
-  if (rtmp_chunk_size(csid, ext ? rd32(wire + bl + 11) : rd24(wire + bl), msg_len,
-                      RTMP_OUT_CHUNK_SIZE) != len)
+  if (rtmp_chunk_size(csid, ext ? rd32(wire + bl + 11) : rd24(wire + bl), msg_len, RTMP_OUT_CHUNK_SIZE) != len)
     return NULL; /* not one whole message in our chunk size */
   uint8_t *payload = malloc(msg_len ? msg_len : 1);
   if (!payload)
@@ -440,13 +433,12 @@ int rtmp_chunk_write_ack(struct buf *out, uint32_t seq, uint32_t chunk_size) {
 }
 
 int rtmp_chunk_write_peer_bw(struct buf *out, uint32_t size, uint8_t limit, uint32_t chunk_size) {
-  uint8_t p[5] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
-                  (uint8_t)size, limit};
+  uint8_t p[5] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8), (uint8_t)size, limit};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_SET_PEER_BW, 0, 0, p, 5, chunk_size);
 }
 
 int rtmp_chunk_write_user_control(struct buf *out, uint16_t event, uint32_t value, uint32_t chunk_size) {
-  uint8_t p[6] = {(uint8_t)(event >> 8), (uint8_t)event,        (uint8_t)(value >> 24),
+  uint8_t p[6] = {(uint8_t)(event >> 8),  (uint8_t)event,        (uint8_t)(value >> 24),
                   (uint8_t)(value >> 16), (uint8_t)(value >> 8), (uint8_t)value};
   return rtmp_chunk_write(out, RTMP_CSID_CONTROL, RTMP_MSG_USER_CONTROL, 0, 0, p, 6, chunk_size);
 }

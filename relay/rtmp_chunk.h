@@ -104,7 +104,7 @@ struct rtmp_chunk_reader {
   uint32_t max_message_size;
   size_t assembly_cap;  /* declared bytes of all partial messages together */
   uint32_t refused_len; /* the length that gave RTMP_CHUNK_E_TOO_LARGE */
-  uint64_t bytes_in; /* for Acknowledgement */
+  uint64_t bytes_in;    /* for Acknowledgement */
   /* header being read */
   uint8_t hdr[18];
   size_t hdr_have;
@@ -116,18 +116,15 @@ struct rtmp_chunk_reader {
 };
 
 /* The assembly cap starts at twice max_message_size. */
-void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size,
-                            uint32_t max_message_size);
+void rtmp_chunk_reader_init(struct rtmp_chunk_reader *r, uint32_t max_chunk_size, uint32_t max_message_size);
 /* New limits for messages that start from now on (a message already being
  * assembled keeps its buffer): the largest message, and the declared bytes
  * of all partial messages together. */
-void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size,
-                                  size_t assembly_cap);
+void rtmp_chunk_reader_set_limits(struct rtmp_chunk_reader *r, uint32_t max_message_size, size_t assembly_cap);
 void rtmp_chunk_reader_free(struct rtmp_chunk_reader *r);
 /* Returns 0, or a negative error (enum rtmp_chunk_error or the callback's);
  * after an error the reader stays failed. */
-int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len,
-                           rtmp_msg_fn cb, void *opaque);
+int rtmp_chunk_reader_feed(struct rtmp_chunk_reader *r, const uint8_t *data, size_t len, rtmp_msg_fn cb, void *opaque);
 /* Set Chunk Size from the peer: 1..max_chunk_size, else -EINVAL. */
 int rtmp_chunk_reader_set_chunk_size(struct rtmp_chunk_reader *r, uint32_t size);
 /* Abort: drop the partly received message on csid. */
@@ -135,14 +132,14 @@ void rtmp_chunk_reader_abort(struct rtmp_chunk_reader *r, uint32_t csid);
 
 /* Writer: append one whole message as chunks. Returns 0 or -ENOMEM; so do
  * the rtmp_chunk_write_* below. */
-int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id,
-                     uint32_t timestamp, const uint8_t *payload, size_t len, uint32_t chunk_size);
+int rtmp_chunk_write(struct buf *out, uint32_t csid, uint8_t type, uint32_t stream_id, uint32_t timestamp,
+                     const uint8_t *payload, size_t len, uint32_t chunk_size);
 /* Bytes rtmp_chunk_write would produce. */
 size_t rtmp_chunk_size(uint32_t csid, uint32_t timestamp, size_t len, uint32_t chunk_size);
 /* The same bytes in a refcounted buffer (shared by all players), written
  * with RTMP_OUT_CHUNK_SIZE and message stream id 1. NULL on no memory. */
-struct AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp,
-                                    const uint8_t *payload, size_t len);
+struct AVBufferRef *rtmp_chunk_wire(uint32_t csid, uint8_t type, uint32_t timestamp, const uint8_t *payload,
+                                    size_t len);
 /* A copy of a wire from rtmp_chunk_wire with another timestamp (the
  * channel's output clock after a feed switch). NULL when wire is not one
  * whole message as rtmp_chunk_wire writes it, or on no memory. */

@@ -17,25 +17,23 @@
 
 /* "Genuine Adobe Flash Media Server 001" + 32 fixed bytes (the full key
  * signs S2's key; the text alone signs S1). */
-static const uint8_t fms_key[68] = {
-    'G',  'e',  'n',  'u',  'i',  'n',  'e',  ' ',  'A',  'd',  'o',  'b',  'e',  ' ',
-    'F',  'l',  'a',  's',  'h',  ' ',  'M',  'e',  'd',  'i',  'a',  ' ',  'S',  'e',
-    'r',  'v',  'e',  'r',  ' ',  '0',  '0',  '1',  0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68,
-    0xbe, 0xe8, 0x2e, 0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57, 0x6e, 0xec, 0x5d, 0x2d,
-    0x29, 0x80, 0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae};
+static const uint8_t fms_key[68] = {'G',  'e',  'n',  'u',  'i',  'n',  'e',  ' ',  'A',  'd',  'o',  'b',  'e',  ' ',
+                                    'F',  'l',  'a',  's',  'h',  ' ',  'M',  'e',  'd',  'i',  'a',  ' ',  'S',  'e',
+                                    'r',  'v',  'e',  'r',  ' ',  '0',  '0',  '1',  0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68,
+                                    0xbe, 0xe8, 0x2e, 0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57, 0x6e, 0xec, 0x5d, 0x2d,
+                                    0x29, 0x80, 0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae};
 #define FMS_KEY_TEXT_LEN 36
 
 /* "Genuine Adobe Flash Player 001" + the same 32 bytes. */
-static const uint8_t fp_key[62] = {
-    'G',  'e',  'n',  'u',  'i',  'n',  'e',  ' ',  'A',  'd',  'o',  'b',  'e',
-    ' ',  'F',  'l',  'a',  's',  'h',  ' ',  'P',  'l',  'a',  'y',  'e',  'r',
-    ' ',  '0',  '0',  '1',  0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68, 0xbe, 0xe8, 0x2e,
-    0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57, 0x6e, 0xec, 0x5d, 0x2d, 0x29, 0x80,
-    0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae};
+static const uint8_t fp_key[62] = {'G',  'e',  'n',  'u',  'i',  'n',  'e',  ' ',  'A',  'd',  'o',  'b',  'e',
+                                   ' ',  'F',  'l',  'a',  's',  'h',  ' ',  'P',  'l',  'a',  'y',  'e',  'r',
+                                   ' ',  '0',  '0',  '1',  0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68, 0xbe, 0xe8, 0x2e,
+                                   0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57, 0x6e, 0xec, 0x5d, 0x2d, 0x29, 0x80,
+                                   0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae};
 #define FP_KEY_TEXT_LEN 30
 
-static void hs_hmac(const uint8_t *key, size_t klen, const uint8_t *a, size_t alen,
-                     const uint8_t *b, size_t blen, uint8_t out[DIGEST_LEN]) {
+static void hs_hmac(const uint8_t *key, size_t klen, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+                    uint8_t out[DIGEST_LEN]) {
   /* HMAC over a || b (the packet around the digest's gap). */
   uint8_t tmp[RTMP_HANDSHAKE_SIZE];
   unsigned int olen = DIGEST_LEN;
@@ -57,10 +55,8 @@ size_t rtmp_handshake_digest_pos(const uint8_t *pkt, int scheme) {
   return sum % 728 + base + 4;
 }
 
-static void hs_digest(const uint8_t *pkt, size_t pos, const uint8_t *key, size_t klen,
-                       uint8_t out[DIGEST_LEN]) {
-  hs_hmac(key, klen, pkt, pos, pkt + pos + DIGEST_LEN, RTMP_HANDSHAKE_SIZE - pos - DIGEST_LEN,
-           out);
+static void hs_digest(const uint8_t *pkt, size_t pos, const uint8_t *key, size_t klen, uint8_t out[DIGEST_LEN]) {
+  hs_hmac(key, klen, pkt, pos, pkt + pos + DIGEST_LEN, RTMP_HANDSHAKE_SIZE - pos - DIGEST_LEN, out);
 }
 
 bool rtmp_handshake_check_digest(const uint8_t *pkt, int scheme, bool server_key) {
@@ -84,8 +80,7 @@ void rtmp_handshake_put_digest(uint8_t *pkt, int scheme, bool server_key) {
 }
 
 /* S2's last 32 bytes: HMAC keyed with HMAC(full FMS key, C1's digest). */
-static void hs_s2_digest(const uint8_t *s2, const uint8_t *c1, int scheme,
-                          uint8_t out[DIGEST_LEN]) {
+static void hs_s2_digest(const uint8_t *s2, const uint8_t *c1, int scheme, uint8_t out[DIGEST_LEN]) {
   uint8_t key[DIGEST_LEN];
   size_t pos = rtmp_handshake_digest_pos(c1, scheme);
   hs_hmac(fms_key, sizeof fms_key, c1 + pos, DIGEST_LEN, NULL, 0, key);
@@ -158,22 +153,18 @@ static void hs_server_reply(struct rtmp_handshake *hs, rtmp_hs_send_fn send, voi
   send(opaque, out, sizeof out);
 }
 
-long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len,
-                         rtmp_hs_send_fn send, void *opaque) {
+long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len, rtmp_hs_send_fn send,
+                         void *opaque) {
   size_t used = 0;
   while (used < len && hs->state != RTMP_HS_DONE) {
     size_t need;
     switch (hs->state) {
     case RTMP_HS_WAIT_C0C1:
     case RTMP_HS_WAIT_S0S1S2:
-      need = hs->state == RTMP_HS_WAIT_C0C1 ? 1 + RTMP_HANDSHAKE_SIZE
-                                            : 1 + 2 * RTMP_HANDSHAKE_SIZE;
+      need = hs->state == RTMP_HS_WAIT_C0C1 ? 1 + RTMP_HANDSHAKE_SIZE : 1 + 2 * RTMP_HANDSHAKE_SIZE;
       break;
-    case RTMP_HS_WAIT_C2:
-      need = RTMP_HANDSHAKE_SIZE;
-      break;
-    default:
-      return -EPROTO;
+    case RTMP_HS_WAIT_C2: need = RTMP_HANDSHAKE_SIZE; break;
+    default: return -EPROTO;
     }
     size_t take = need - hs->have;
     if (take > len - used)

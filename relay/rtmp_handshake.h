@@ -22,8 +22,8 @@
 #define RTMP_HANDSHAKE_SIZE 1536
 
 enum rtmp_hs_state {
-  RTMP_HS_WAIT_C0C1, /* server: reading C0 + C1 */
-  RTMP_HS_WAIT_C2,   /* server: S0S1S2 sent, reading C2 */
+  RTMP_HS_WAIT_C0C1,   /* server: reading C0 + C1 */
+  RTMP_HS_WAIT_C2,     /* server: S0S1S2 sent, reading C2 */
   RTMP_HS_WAIT_S0S1S2, /* client: C0C1 sent */
   RTMP_HS_DONE,
   RTMP_HS_FAILED,
@@ -31,9 +31,9 @@ enum rtmp_hs_state {
 
 struct rtmp_handshake {
   enum rtmp_hs_state state;
-  bool complex;   /* server: the client used the digest handshake */
-  int scheme;     /* 0 or 1: where the digest was found */
-  size_t have;    /* bytes of the current phase received */
+  bool complex; /* server: the client used the digest handshake */
+  int scheme;   /* 0 or 1: where the digest was found */
+  size_t have;  /* bytes of the current phase received */
   uint8_t in[1 + 2 * RTMP_HANDSHAKE_SIZE];
   uint8_t c1s1[RTMP_HANDSHAKE_SIZE]; /* what we sent as C1 (client) */
 };
@@ -48,8 +48,8 @@ void rtmp_handshake_client_init(struct rtmp_handshake *hs, rtmp_hs_send_fn send,
 /* Consume up to len bytes; returns how many were used (the rest belongs to
  * the chunk stream once state is DONE), or -EPROTO if the handshake failed
  * (bad version). */
-long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len,
-                         rtmp_hs_send_fn send, void *opaque);
+long rtmp_handshake_feed(struct rtmp_handshake *hs, const uint8_t *data, size_t len, rtmp_hs_send_fn send,
+                         void *opaque);
 
 /* Digest helpers, exposed for tests: the offset of the 32-byte digest in a
  * 1536-byte packet for scheme 0 or 1, and whether the packet carries a

@@ -37,9 +37,9 @@ struct rtmp_push {
   char stream[256];
   char tc_url[512];
   enum push_state state;
-  bool live;     /* the channel has a feed */
+  bool live; /* the channel has a feed */
   bool stopping;
-  int pending;   /* timer handle + getaddrinfo in flight + conns alive */
+  int pending; /* timer handle + getaddrinfo in flight + conns alive */
   void (*stopped_cb)(void *arg);
   void *stopped_arg;
   uv_timer_t timer;
@@ -90,8 +90,8 @@ static void push_maybe_free(struct rtmp_push *p) {
 
 /* --- URL --- */
 
-int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app,
-                        size_t app_len, char *stream, size_t stream_len) {
+int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app, size_t app_len,
+                        char *stream, size_t stream_len) {
   if (strncmp(url, "rtmp://", 7) != 0)
     return -EINVAL;
   const char *h = url + 7;
@@ -213,8 +213,7 @@ static void push_command(struct push_conn *pc, const char *name, double txid, co
     if (strcmp(name, "publish") == 0)
       amf_put_string(&b, "live");
   }
-  rtmp_chunk_write(&pc->out, RTMP_CSID_COMMAND, RTMP_MSG_COMMAND_AMF0, sid, 0, (uint8_t *)b.data, b.len,
-                   pc->out_chunk);
+  rtmp_chunk_write(&pc->out, RTMP_CSID_COMMAND, RTMP_MSG_COMMAND_AMF0, sid, 0, (uint8_t *)b.data, b.len, pc->out_chunk);
   buf_free(&b);
   push_flush(pc);
 }
@@ -336,18 +335,13 @@ static void push_fail(struct rtmp_push *p, const char *why) {
 static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
   struct push_conn *pc = opaque;
   struct rtmp_push *p = pc->p;
-  uint32_t v = m->len >= 4 ? (uint32_t)m->data[0] << 24 | (uint32_t)m->data[1] << 16 |
-                                 (uint32_t)m->data[2] << 8 | m->data[3]
-                           : 0;
+  uint32_t v = m->len >= 4
+                   ? (uint32_t)m->data[0] << 24 | (uint32_t)m->data[1] << 16 | (uint32_t)m->data[2] << 8 | m->data[3]
+                   : 0;
   switch (m->type) {
-  case RTMP_MSG_SET_CHUNK_SIZE:
-    return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu);
-  case RTMP_MSG_ABORT:
-    rtmp_chunk_reader_abort(&pc->rd, v);
-    return 0;
-  case RTMP_MSG_WINDOW_ACK_SIZE:
-    pc->peer_window = v;
-    return 0;
+  case RTMP_MSG_SET_CHUNK_SIZE: return rtmp_chunk_reader_set_chunk_size(&pc->rd, v & 0x7fffffffu);
+  case RTMP_MSG_ABORT: rtmp_chunk_reader_abort(&pc->rd, v); return 0;
+  case RTMP_MSG_WINDOW_ACK_SIZE: pc->peer_window = v; return 0;
   case RTMP_MSG_USER_CONTROL:
     if (m->len >= 6 && (m->data[0] << 8 | m->data[1]) == RTMP_UC_PING_REQUEST) {
       uint32_t ts = (uint32_t)m->data[2] << 24 | (uint32_t)m->data[3] << 16 | (uint32_t)m->data[4] << 8 | m->data[5];
@@ -355,10 +349,8 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
       push_flush(pc);
     }
     return 0;
-  case RTMP_MSG_COMMAND_AMF0:
-    break;
-  default:
-    return 0;
+  case RTMP_MSG_COMMAND_AMF0: break;
+  default: return 0;
   }
   struct amf_reader r;
   amf_reader_init(&r, m->data, m->len);
@@ -381,7 +373,9 @@ static int pc_on_message(void *opaque, const struct rtmp_msg *m) {
   } else if (strcmp(name, "_result") == 0 && txid == 4) {
     /* _result, 4, null, stream id */
     amf_reader_init(&r, m->data, m->len);
-    struct amf_field g[] = {{AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0}, {AMF_NULL, NULL, NULL, 0},
+    struct amf_field g[] = {{AMF_NULL, NULL, NULL, 0},
+                            {AMF_NULL, NULL, NULL, 0},
+                            {AMF_NULL, NULL, NULL, 0},
                             {AMF_NUMBER, NULL, &sid, sizeof sid}};
     if (amf_decode_seq(&r, g, 4) < 0 || sid < 1 || sid > 0xffffff)
       return -EPROTO;

@@ -48,7 +48,7 @@ uint64_t rtmp_push_bytes_sent(const struct rtmp_push *p);
 uint64_t rtmp_push_reconnects(const struct rtmp_push *p);
 
 /* Split an rtmp:// URL; exposed for tests. Returns 0 or -EINVAL. */
-int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app,
-                        size_t app_len, char *stream, size_t stream_len);
+int rtmp_push_parse_url(const char *url, char *host, size_t host_len, uint16_t *port, char *app, size_t app_len,
+                        char *stream, size_t stream_len);
 
 #endif

@@ -61,9 +61,9 @@ struct rtmp_server {
   uv_check_t flush; /* after each poll phase: write the players' batches */
   struct rtmp_conn *conns;
   struct rtmp_conn *dirty; /* players with a batch to write */
-  int nconns;            /* allocated, closing ones included */
-  struct rtmp_door door; /* the slots: connections not closing */
-  int handles;           /* open handles of the server itself */
+  int nconns;              /* allocated, closing ones included */
+  struct rtmp_door door;   /* the slots: connections not closing */
+  int handles;             /* open handles of the server itself */
   bool stopping;
   void (*stopped_cb)(void *arg);
   void *stopped_arg;
@@ -352,8 +352,10 @@ static void srv_log_player_limit(struct rtmp_server *srv) {
     return;
   srv->player_limit_logged = n;
   if (n == 0)
-    log_warn("rtmp", "no RTMP player can be admitted: max_connections=%d leaves nothing after publisher_reserve=%d "
-             "and stream_keys=%d", lim.max_connections, lim.reserve, lim.stream_keys);
+    log_warn("rtmp",
+             "no RTMP player can be admitted: max_connections=%d leaves nothing after publisher_reserve=%d "
+             "and stream_keys=%d",
+             lim.max_connections, lim.reserve, lim.stream_keys);
   else
     log_info("rtmp", "players at most %d (max_connections=%d publisher_reserve=%d stream_keys=%d)", n,
              lim.max_connections, lim.reserve, lim.stream_keys);
@@ -377,10 +379,8 @@ static const char *evict_why(enum rtmp_door_verdict v) {
   switch (v) {
   case RTMP_DOOR_EVICT_PER_ADDRESS:
     return "evicted: its address reached max_unauthenticated_per_address before it published or played";
-  case RTMP_DOOR_EVICT_MEMORY:
-    return "evicted: over the memory ceiling before it published or played";
-  default:
-    return "evicted: max_connections reached before it published or played";
+  case RTMP_DOOR_EVICT_MEMORY: return "evicted: over the memory ceiling before it published or played";
+  default: return "evicted: max_connections reached before it published or played";
   }
 }
 
@@ -396,8 +396,8 @@ static bool srv_admit(struct rtmp_server *srv, struct rtmp_conn *c) {
       return true;
     srv->verdicts[v]++;
     if (!victim) {
-      log_warn("rtmp", "connection refused: max_connections=%d all publishing or playing addr=%s",
-               lim.max_connections, c->addr);
+      log_warn("rtmp", "connection refused: max_connections=%d all publishing or playing addr=%s", lim.max_connections,
+               c->addr);
       return false;
     }
     conn_close(conn_of_entry(victim), evict_why(v), false);
@@ -441,8 +441,8 @@ static const struct channel_feed_ops feed_ops = {.kick = feed_kicked};
 static bool known_app(struct rtmp_conn *c, const char *app, const char *what) {
   if (strcmp(app, RTMP_APP) == 0)
     return true;
-  log_warn("rtmp", "%s refused: unknown application app=\"%s\" (the URL is rtmp://HOST/%s) addr=%s",
-           what, app, RTMP_APP, c->addr);
+  log_warn("rtmp", "%s refused: unknown application app=\"%s\" (the URL is rtmp://HOST/%s) addr=%s", what, app,
+           RTMP_APP, c->addr);
   return false;
 }
 
@@ -524,8 +524,8 @@ static int sess_on_media(void *opaque, const struct rtmp_msg *msg) {
   pkt->time_base = (AVRational){1, 1000};
   if (m.keyframe)
     pkt->flags |= AV_PKT_FLAG_KEY;
-  pkt->opaque_ref = rtmp_chunk_wire(video ? RTMP_CSID_VIDEO : RTMP_CSID_AUDIO, msg->type, msg->timestamp,
-                                    msg->data, msg->len);
+  pkt->opaque_ref =
+      rtmp_chunk_wire(video ? RTMP_CSID_VIDEO : RTMP_CSID_AUDIO, msg->type, msg->timestamp, msg->data, msg->len);
   channel_feed_packet(c->feed, pkt, c->arrival_ms);
   av_packet_unref(pkt);
   return 0;
@@ -818,9 +818,9 @@ static void srv_handle_closed(uv_handle_t *h) {
   srv_maybe_free(srv);
 }
 
-struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen,
-                                      const struct config_rtmp *rtmp, const struct config_channel *channels,
-                                      int channel_count, struct channel_registry *reg) {
+struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen, const struct config_rtmp *rtmp,
+                                      const struct config_channel *channels, int channel_count,
+                                      struct channel_registry *reg) {
   const struct config_addr *a = listen;
   struct rtmp_server *srv = calloc(1, sizeof *srv);
   if (!srv)
@@ -865,8 +865,8 @@ struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr 
   return srv;
 }
 
-void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp,
-                        const struct config_channel *channels, int channel_count) {
+void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp, const struct config_channel *channels,
+                        int channel_count) {
   srv->rtmp = rtmp;
   srv->channel_cfg = channels;
   srv->channel_count = channel_count;
@@ -953,12 +953,10 @@ void rtmp_server_metrics(const struct rtmp_server *srv, struct buf *out) {
       METRIC_GETTER("galarelay_rtmp_player_limit", METRIC_GAUGE,
                     "players at most (max_connections less the publisher reserve)", get_player_limit),
       SRV("galarelay_rtmp_accepted_total", METRIC_COUNTER, "connections accepted", accepted),
-      SRV("galarelay_rtmp_handshake_failures_total", METRIC_COUNTER, "bad or timed out handshakes",
-          handshake_failures),
+      SRV("galarelay_rtmp_handshake_failures_total", METRIC_COUNTER, "bad or timed out handshakes", handshake_failures),
       SRV("galarelay_rtmp_protocol_errors_total", METRIC_COUNTER, "connections closed on a protocol error",
           protocol_errors),
-      SRV("galarelay_rtmp_codec_refusals_total", METRIC_COUNTER, "publishes refused for their codec",
-          codec_refusals),
+      SRV("galarelay_rtmp_codec_refusals_total", METRIC_COUNTER, "publishes refused for their codec", codec_refusals),
       SRV("galarelay_rtmp_player_skips_total", METRIC_COUNTER, "messages skipped by slow players", player_skips),
       SRV("galarelay_rtmp_output_limit_closes_total", METRIC_COUNTER,
           "connections closed with more than twice player_queue_bytes of answers and headers unsent",

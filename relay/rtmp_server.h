@@ -33,14 +33,14 @@ struct rtmp_server;
  * channels (whose stream keys count for admission) are read while the
  * server runs: they must stay valid until the next rtmp_server_reload or
  * rtmp_server_stop. Loop thread only, as everything here. */
-struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen,
-                                      const struct config_rtmp *rtmp, const struct config_channel *channels,
-                                      int channel_count, struct channel_registry *reg);
+struct rtmp_server *rtmp_server_start(uv_loop_t *loop, const struct config_addr *listen, const struct config_rtmp *rtmp,
+                                      const struct config_channel *channels, int channel_count,
+                                      struct channel_registry *reg);
 /* A new config's [rtmp] and channel list: the limits apply from the next
  * connection, read or sweep on. The listen address changes only at
  * restart. No pointer into the previous config is kept past it. */
-void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp,
-                        const struct config_channel *channels, int channel_count);
+void rtmp_server_reload(struct rtmp_server *srv, const struct config_rtmp *rtmp, const struct config_channel *channels,
+                        int channel_count);
 /* Asynchronous teardown: stop accepting and close every connection;
  * cb(arg) (may be NULL) runs once every handle is closed and the memory
  * freed, so uv_run can return and uv_loop_close() == 0. */

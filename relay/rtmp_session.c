@@ -67,18 +67,17 @@ static void sess_hs_send(void *opaque, const uint8_t *data, size_t len) {
   s->ops->send(s->opaque, data, len);
 }
 
-int rtmp_session_send_message(struct rtmp_session *s, uint32_t csid, uint8_t type,
-                              uint32_t timestamp, const uint8_t *body, size_t len) {
-  int rc = rtmp_chunk_write(&s->out, csid, type, RTMP_STREAM_ID, timestamp, body, len,
-                            s->out_chunk_size);
+int rtmp_session_send_message(struct rtmp_session *s, uint32_t csid, uint8_t type, uint32_t timestamp,
+                              const uint8_t *body, size_t len) {
+  int rc = rtmp_chunk_write(&s->out, csid, type, RTMP_STREAM_ID, timestamp, body, len, s->out_chunk_size);
   sess_flush(s);
   return rc;
 }
 
 /* Send the command in s->body on csid / stream. */
 static void sess_send_body(struct rtmp_session *s, uint32_t csid, uint32_t stream_id) {
-  rtmp_chunk_write(&s->out, csid, RTMP_MSG_COMMAND_AMF0, stream_id, 0,
-                   (const uint8_t *)s->body.data, s->body.len, s->out_chunk_size);
+  rtmp_chunk_write(&s->out, csid, RTMP_MSG_COMMAND_AMF0, stream_id, 0, (const uint8_t *)s->body.data, s->body.len,
+                   s->out_chunk_size);
   buf_reset(&s->body);
   sess_flush(s);
 }
@@ -91,8 +90,7 @@ static void sess_result_null(struct rtmp_session *s, double txid) {
   sess_send_body(s, RTMP_CSID_COMMAND, 0);
 }
 
-static void sess_on_status(struct rtmp_session *s, const char *level, const char *code,
-                            const char *desc) {
+static void sess_on_status(struct rtmp_session *s, const char *level, const char *code, const char *desc) {
   amf_put_string(&s->body, "onStatus");
   amf_put_number(&s->body, 0);
   amf_put_null(&s->body);
@@ -246,8 +244,7 @@ static int cmd_play(struct rtmp_session *s, struct amf_reader *r, struct cmd_arg
   amf_put_string(&s->body, "|RtmpSampleAccess");
   amf_put_boolean(&s->body, true);
   amf_put_boolean(&s->body, true);
-  rtmp_session_send_message(s, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0,
-                            (const uint8_t *)s->body.data, s->body.len);
+  rtmp_session_send_message(s, RTMP_CSID_DATA, RTMP_MSG_DATA_AMF0, 0, (const uint8_t *)s->body.data, s->body.len);
   buf_reset(&s->body);
   int v = s->ops->on_play ? s->ops->on_play(s->opaque, s->app, s->name) : RTMP_ACCEPT;
   if (v != RTMP_ACCEPT) {
@@ -298,20 +295,13 @@ static const struct {
   const char *name;
   cmd_fn fn;
 } cmd_table[] = {
-    {"connect", cmd_connect},
-    {"releaseStream", cmd_simple_result},
-    {"FCPublish", cmd_fcpublish},
-    {"createStream", cmd_create_stream},
-    {"publish", cmd_publish},
-    {"play", cmd_play},
-    {"FCUnpublish", cmd_unpublish},
-    {"deleteStream", cmd_delete_stream},
-    {"closeStream", cmd_delete_stream},
-    {"FCSubscribe", cmd_simple_result},
-    {"_checkbw", cmd_simple_result},
-    {"receiveAudio", cmd_ignore},
-    {"receiveVideo", cmd_ignore},
-    {"getStreamLength", cmd_ignore},
+    {"connect", cmd_connect},           {"releaseStream", cmd_simple_result},
+    {"FCPublish", cmd_fcpublish},       {"createStream", cmd_create_stream},
+    {"publish", cmd_publish},           {"play", cmd_play},
+    {"FCUnpublish", cmd_unpublish},     {"deleteStream", cmd_delete_stream},
+    {"closeStream", cmd_delete_stream}, {"FCSubscribe", cmd_simple_result},
+    {"_checkbw", cmd_simple_result},    {"receiveAudio", cmd_ignore},
+    {"receiveVideo", cmd_ignore},       {"getStreamLength", cmd_ignore},
 };
 
 static int sess_command(struct rtmp_session *s, const uint8_t *data, size_t len) {
@@ -348,8 +338,7 @@ static void sess_data(struct rtmp_session *s, const uint8_t *data, size_t len) {
     data += body;
     len -= body;
   }
-  if (nl == 10 && memcmp(name, "onMetaData", 10) == 0 && s->state == RTMP_SESSION_PUBLISHING &&
-      s->ops->on_metadata)
+  if (nl == 10 && memcmp(name, "onMetaData", 10) == 0 && s->state == RTMP_SESSION_PUBLISHING && s->ops->on_metadata)
     s->ops->on_metadata(s->opaque, data, len);
 }
 
@@ -419,25 +408,20 @@ static int sess_on_message(void *opaque, const struct rtmp_msg *msg) {
       sess_user_control(s, RTMP_UC_PING_RESPONSE, rd32(msg->data + 2));
     return 0;
   case RTMP_MSG_ACK:
-  case RTMP_MSG_SET_PEER_BW:
-    return 0;
+  case RTMP_MSG_SET_PEER_BW: return 0;
   case RTMP_MSG_COMMAND_AMF3:
     /* An AMF3 command message is AMF0 after a format byte of 0. */
     if (msg->len < 1 || msg->data[0] != 0)
       return 0;
     return sess_command(s, msg->data + 1, msg->len - 1);
-  case RTMP_MSG_COMMAND_AMF0:
-    return sess_command(s, msg->data, msg->len);
+  case RTMP_MSG_COMMAND_AMF0: return sess_command(s, msg->data, msg->len);
   case RTMP_MSG_DATA_AMF3:
     if (msg->len >= 1 && msg->data[0] == 0)
       sess_data(s, msg->data + 1, msg->len - 1);
     return 0;
-  case RTMP_MSG_DATA_AMF0:
-    sess_data(s, msg->data, msg->len);
-    return 0;
+  case RTMP_MSG_DATA_AMF0: sess_data(s, msg->data, msg->len); return 0;
   case RTMP_MSG_AUDIO:
-  case RTMP_MSG_VIDEO:
-    return sess_media(s, msg);
+  case RTMP_MSG_VIDEO: return sess_media(s, msg);
   case RTMP_MSG_AGGREGATE:
     if (sess_aggregate(s, msg) < 0) {
       if (!s->error[0])
@@ -445,13 +429,12 @@ static int sess_on_message(void *opaque, const struct rtmp_msg *msg) {
       return -EPROTO;
     }
     return 0;
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
-struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim,
-                                      const struct rtmp_session_ops *ops, void *opaque) {
+struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim, const struct rtmp_session_ops *ops,
+                                      void *opaque) {
   struct rtmp_session *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
@@ -531,9 +514,7 @@ void rtmp_session_strip_query(char *name) {
 }
 
 enum rtmp_session_state rtmp_session_state(const struct rtmp_session *s) { return s->state; }
-const char *rtmp_session_error(const struct rtmp_session *s) {
-  return s->error[0] ? s->error : "closed";
-}
+const char *rtmp_session_error(const struct rtmp_session *s) { return s->error[0] ? s->error : "closed"; }
 const char *rtmp_session_app(const struct rtmp_session *s) { return s->app; }
 const char *rtmp_session_stream_name(const struct rtmp_session *s) { return s->name; }
 bool rtmp_session_complex_handshake(const struct rtmp_session *s) { return s->complex_handshake; }

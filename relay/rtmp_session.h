@@ -76,8 +76,8 @@ enum rtmp_session_state {
 
 struct rtmp_session;
 
-struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim,
-                                      const struct rtmp_session_ops *ops, void *opaque);
+struct rtmp_session *rtmp_session_new(const struct rtmp_session_limits *lim, const struct rtmp_session_ops *ops,
+                                      void *opaque);
 void rtmp_session_free(struct rtmp_session *s);
 
 /* Feed bytes read from the socket. Returns 0 to go on, 1 when the session
@@ -98,8 +98,8 @@ void rtmp_session_strip_query(char *name);
 /* Messages the server sends to players on start, written with the
  * session's output chunk size (RTMP_OUT_CHUNK_SIZE once connected):
  * |RtmpSampleAccess, and any data/media body as one message. */
-int rtmp_session_send_message(struct rtmp_session *s, uint32_t csid, uint8_t type,
-                              uint32_t timestamp, const uint8_t *body, size_t len);
+int rtmp_session_send_message(struct rtmp_session *s, uint32_t csid, uint8_t type, uint32_t timestamp,
+                              const uint8_t *body, size_t len);
 /* StreamEOF + NetStream.Play.UnpublishNotify to a player whose feed ended. */
 void rtmp_session_play_unpublished(struct rtmp_session *s);
 

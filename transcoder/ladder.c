@@ -7,15 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
-int ladder_even(int v)
-{
+int ladder_even(int v) {
   if (v < 2)
     return 2;
   return (v + 1) & ~1;
 }
 
-int ladder_scaled_width(int src_w, int src_h, int h)
-{
+int ladder_scaled_width(int src_w, int src_h, int h) {
   if (src_w <= 0 || src_h <= 0 || h <= 0)
     return 0;
   double w = (double)src_w * (double)h / (double)src_h;
@@ -27,8 +25,7 @@ int ladder_scaled_width(int src_w, int src_h, int h)
  * nearest larger rung when that picture is smaller than the source (it
  * always is, since every rung is below the source's height, but the rule
  * is written out so that a ladder with equal sizes stays correct). */
-static int pick_scale_from(const struct ladder *l, int i)
-{
+static int pick_scale_from(const struct ladder *l, int i) {
   const struct ladder_rendition *r = &l->r[i];
   long src_area = (long)l->src_width * l->src_height;
   for (int j = i - 1; j >= 0; j--) {
@@ -41,8 +38,7 @@ static int pick_scale_from(const struct ladder *l, int i)
   return -1;
 }
 
-int ladder_build(const struct config_transcoder *cfg, int src_w, int src_h, struct ladder *out)
-{
+int ladder_build(const struct config_transcoder *cfg, int src_w, int src_h, struct ladder *out) {
   memset(out, 0, sizeof(*out));
   if (src_w <= 0 || src_h <= 0 || src_w > 16384 || src_h > 16384)
     return -EINVAL;
@@ -89,15 +85,13 @@ int ladder_build(const struct config_transcoder *cfg, int src_w, int src_h, stru
   return out->count;
 }
 
-bool ladder_source_fits(int64_t keyint_ms, double segment_duration)
-{
+bool ladder_source_fits(int64_t keyint_ms, double segment_duration) {
   if (keyint_ms <= 0)
     return false;
   return keyint_ms <= (int64_t)llround(segment_duration * 1000.0) + 50;
 }
 
-int64_t ladder_segment_index(int64_t pts_ms, int64_t t0_ms, double segment_duration)
-{
+int64_t ladder_segment_index(int64_t pts_ms, int64_t t0_ms, double segment_duration) {
   int64_t seg = (int64_t)llround(segment_duration * 1000.0);
   if (seg <= 0)
     seg = 1;
@@ -107,8 +101,7 @@ int64_t ladder_segment_index(int64_t pts_ms, int64_t t0_ms, double segment_durat
   return -((-d + seg - 1) / seg); /* floor for frames before the start */
 }
 
-void ladder_remove(struct ladder *l, int i)
-{
+void ladder_remove(struct ladder *l, int i) {
   if (i < 0 || i >= l->count)
     return;
   int parent = l->r[i].scale_from; /* i's children now scale from i's parent */

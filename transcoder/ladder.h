@@ -24,9 +24,9 @@ struct ladder_rendition {
   int max_rate;      /* kbit/s */
   char preset[32];
   char profile[32];
-  int priority;      /* lower sheds load first; the source is never shed */
-  bool passthrough;  /* the source, not re-encoded */
-  int scale_from;    /* index in ladder.r of the picture scaled from; -1 = decoded source */
+  int priority;     /* lower sheds load first; the source is never shed */
+  bool passthrough; /* the source, not re-encoded */
+  int scale_from;   /* index in ladder.r of the picture scaled from; -1 = decoded source */
 };
 
 /* Renditions, largest first; the source (when present) is r[0]. */

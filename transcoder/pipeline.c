@@ -17,19 +17,16 @@
 
 /* ---- control: start, stop, sync ---- */
 
-static void close_feed(struct pipeline *p)
-{
+static void close_feed(struct pipeline *p) {
   avcodec_free_context(&p->dec);
   avcodec_parameters_free(&p->vpar);
   avcodec_parameters_free(&p->apar);
 }
 
-static int open_decoder(struct pipeline *p)
-{
+static int open_decoder(struct pipeline *p) {
   const AVCodec *c = avcodec_find_decoder(p->vpar->codec_id);
   if (!c) {
-    log_error("transcoder", "no decoder channel=%s codec=%s", p->channel,
-              avcodec_get_name(p->vpar->codec_id));
+    log_error("transcoder", "no decoder channel=%s codec=%s", p->channel, avcodec_get_name(p->vpar->codec_id));
     return AVERROR_DECODER_NOT_FOUND;
   }
   p->dec = avcodec_alloc_context3(c);
@@ -49,8 +46,7 @@ static int open_decoder(struct pipeline *p)
   return 0;
 }
 
-static void on_start(struct pipeline *p, struct qitem *it)
-{
+static void on_start(struct pipeline *p, struct qitem *it) {
   pipeline__end_timeline(p, true);
   close_feed(p);
   uv_mutex_lock(&p->mu);
@@ -64,8 +60,8 @@ static void on_start(struct pipeline *p, struct qitem *it)
   p->keyint_hint = it->keyint_hint_ms > 0 ? it->keyint_hint_ms : 0;
   p->kbps_hint = it->kbps_hint > 0 ? it->kbps_hint : 0;
   if (p->apar && p->apar->codec_id != AV_CODEC_ID_AAC) {
-    log_warn("transcoder", "audio left out: only AAC is passed through channel=%s codec=%s",
-             p->channel, avcodec_get_name(p->apar->codec_id));
+    log_warn("transcoder", "audio left out: only AAC is passed through channel=%s codec=%s", p->channel,
+             avcodec_get_name(p->apar->codec_id));
     avcodec_parameters_free(&p->apar);
   }
   p->src_w = p->vpar ? p->vpar->width : 0;
@@ -87,8 +83,7 @@ static void on_start(struct pipeline *p, struct qitem *it)
     pipeline__start_running(p);
 }
 
-static void on_stop(struct pipeline *p)
-{
+static void on_stop(struct pipeline *p) {
   if (p->state == P_RUNNING && p->dec && p->nrungs > 0) {
     avcodec_send_packet(p->dec, NULL);
     pipeline__receive_frames(p);
@@ -97,8 +92,7 @@ static void on_stop(struct pipeline *p)
   close_feed(p);
 }
 
-static void on_sync(struct pipeline *p)
-{
+static void on_sync(struct pipeline *p) {
   for (int i = 0; i < p->ladder.count && p->state == P_RUNNING; i++) {
     struct rung *r = p->rungs[i];
     if (!r || !r->started)
@@ -120,8 +114,7 @@ static void on_sync(struct pipeline *p)
   uv_mutex_unlock(&p->mu);
 }
 
-static void decode_main(void *arg)
-{
+static void decode_main(void *arg) {
   struct pipeline *p = arg;
   struct qitem it;
   while (pipeline__q_pop(&p->in, &it)) {
@@ -140,8 +133,7 @@ static void decode_main(void *arg)
 
 /* ---- public ---- */
 
-void pipeline_begun(struct pipeline *p, uint32_t timeline)
-{
+void pipeline_begun(struct pipeline *p, uint32_t timeline) {
   uv_mutex_lock(&p->mu);
   p->begun_answered = true;
   p->begun_timeline = timeline;
@@ -149,10 +141,8 @@ void pipeline_begun(struct pipeline *p, uint32_t timeline)
   uv_mutex_unlock(&p->mu);
 }
 
-struct pipeline *pipeline_new(const char *channel, const struct config_transcoder *tc,
-                              const struct config_hls *hls, const struct pipeline_output *out,
-                              bool realtime)
-{
+struct pipeline *pipeline_new(const char *channel, const struct config_transcoder *tc, const struct config_hls *hls,
+                              const struct pipeline_output *out, bool realtime) {
   struct pipeline *p = calloc(1, sizeof(*p));
   if (!p)
     return NULL;
@@ -181,17 +171,14 @@ fail:
   return NULL;
 }
 
-void pipeline_reload(struct pipeline *p, const struct config_transcoder *tc,
-                     const struct config_hls *hls)
-{
+void pipeline_reload(struct pipeline *p, const struct config_transcoder *tc, const struct config_hls *hls) {
   uv_mutex_lock(&p->mu);
   p->settings.transcoder = *tc;
   p->settings.hls = *hls;
   uv_mutex_unlock(&p->mu);
 }
 
-static AVCodecParameters *par_copy(const AVCodecParameters *src)
-{
+static AVCodecParameters *par_copy(const AVCodecParameters *src) {
   if (!src)
     return NULL;
   AVCodecParameters *par = avcodec_parameters_alloc();
@@ -200,10 +187,9 @@ static AVCodecParameters *par_copy(const AVCodecParameters *src)
   return par;
 }
 
-int pipeline_start(struct pipeline *p, const struct channel_feed_info *info)
-{
-  struct qitem it = {.kind = Q_START, .fps = info->fps, .keyint_hint_ms = info->key_interval_ms,
-                     .kbps_hint = info->video_kbps};
+int pipeline_start(struct pipeline *p, const struct channel_feed_info *info) {
+  struct qitem it = {
+      .kind = Q_START, .fps = info->fps, .keyint_hint_ms = info->key_interval_ms, .kbps_hint = info->video_kbps};
   it.vpar = par_copy(info->video);
   it.apar = par_copy(info->audio);
   p->in_skip_video = false;
@@ -216,8 +202,7 @@ int pipeline_start(struct pipeline *p, const struct channel_feed_info *info)
   return 0;
 }
 
-void pipeline_packet(struct pipeline *p, const AVPacket *pkt, int64_t arrival_ms)
-{
+void pipeline_packet(struct pipeline *p, const AVPacket *pkt, int64_t arrival_ms) {
   atomic_fetch_add(&p->packets_in, 1);
   bool video = pkt->stream_index == CHANNEL_VIDEO;
   if (video && p->in_skip_video) {
@@ -237,15 +222,13 @@ void pipeline_packet(struct pipeline *p, const AVPacket *pkt, int64_t arrival_ms
     p->in_skip_video = true;
 }
 
-void pipeline_stop(struct pipeline *p)
-{
+void pipeline_stop(struct pipeline *p) {
   struct qitem it = {.kind = Q_STOP};
   if (pipeline__q_push(&p->in, &it, !p->realtime) < 0)
     log_error("transcoder", "control queue full: stop lost channel=%s", p->channel);
 }
 
-void pipeline_wait_idle(struct pipeline *p)
-{
+void pipeline_wait_idle(struct pipeline *p) {
   uv_mutex_lock(&p->mu);
   uint64_t want = ++p->sync_req;
   uv_mutex_unlock(&p->mu);
@@ -258,8 +241,7 @@ void pipeline_wait_idle(struct pipeline *p)
   uv_mutex_unlock(&p->mu);
 }
 
-void pipeline_get_stats(struct pipeline *p, struct pipeline_stats *out)
-{
+void pipeline_get_stats(struct pipeline *p, struct pipeline_stats *out) {
   memset(out, 0, sizeof(*out));
   out->packets_in = atomic_load(&p->packets_in);
   out->input_dropped = atomic_load(&p->input_dropped);
@@ -288,8 +270,7 @@ void pipeline_get_stats(struct pipeline *p, struct pipeline_stats *out)
   uv_mutex_unlock(&p->mu);
 }
 
-void pipeline_free(struct pipeline *p)
-{
+void pipeline_free(struct pipeline *p) {
   if (!p)
     return;
   atomic_store(&p->aborting, true);
@@ -305,4 +286,3 @@ void pipeline_free(struct pipeline *p)
   uv_cond_destroy(&p->cond);
   free(p);
 }
-

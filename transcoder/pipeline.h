@@ -57,8 +57,7 @@ struct pipeline_output {
    * once. */
   int (*begin)(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout);
   /* A writer for rendition `index` of `timeline`; NULL on error (logged). */
-  void *(*open)(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                AVRational time_base);
+  void *(*open)(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational time_base);
   int (*write)(void *writer, const AVPacket *pkt, int64_t arrival_ms);
   void (*close)(void *writer, bool flush);
   /* The timeline is over; every writer was closed. */
@@ -77,7 +76,7 @@ struct pipeline_rung_stats {
 
 struct pipeline_stats {
   uint64_t packets_in, input_dropped, decode_errors, ts_rebased, timelines, reconfigures;
-  bool live;           /* a timeline runs; else r[] is the last one's */
+  bool live; /* a timeline runs; else r[] is the last one's */
   int rendition_count;
   struct pipeline_rung_stats r[LADDER_MAX];
   bool has_audio;
@@ -90,13 +89,11 @@ void pipeline_begun(struct pipeline *p, uint32_t timeline);
 
 /* The two sections are copied (not kept), as is out. Starts the decode
  * thread. NULL on error (logged). Any thread. */
-struct pipeline *pipeline_new(const char *channel, const struct config_transcoder *tc,
-                              const struct config_hls *hls, const struct pipeline_output *out,
-                              bool realtime);
+struct pipeline *pipeline_new(const char *channel, const struct config_transcoder *tc, const struct config_hls *hls,
+                              const struct pipeline_output *out, bool realtime);
 /* Settings for timelines begun after this, copied (loop thread, like the
  * rest). */
-void pipeline_reload(struct pipeline *p, const struct config_transcoder *tc,
-                     const struct config_hls *hls);
+void pipeline_reload(struct pipeline *p, const struct config_transcoder *tc, const struct config_hls *hls);
 
 /* Feed side, one thread (the loop). A start while a timeline runs ends it
  * and begins a new one (a discontinuity). Packets are referenced, not

@@ -19,8 +19,7 @@
 /* At a segment boundary: every rung starts the GOP clean; while any rung
  * that runs is over half its queue, one more rung (lowest priority first)
  * sheds each following GOP; below a quarter everywhere, one comes back. */
-static void shed_policy(struct pipeline *p)
-{
+static void shed_policy(struct pipeline *p) {
   bool lagging = false, calm = true;
   struct rung *order[LADDER_MAX];
   int n = 0;
@@ -37,8 +36,7 @@ static void shed_policy(struct pipeline *p)
     r->shed = false;
     int at = n++;
     while (at > 0 && (order[at - 1]->lr.priority > r->lr.priority ||
-                      (order[at - 1]->lr.priority == r->lr.priority &&
-                       order[at - 1]->lr.height > r->lr.height))) {
+                      (order[at - 1]->lr.priority == r->lr.priority && order[at - 1]->lr.height > r->lr.height))) {
       order[at] = order[at - 1];
       at--;
     }
@@ -63,14 +61,13 @@ static void shed_policy(struct pipeline *p)
     atomic_fetch_add(&p->rs[order[i]->index].gops, 1);
   }
   if (p->shed_count != before)
-    log_warn("transcoder", "overload: shedding the %d lowest-priority rung(s) channel=%s reason=%s",
-             p->shed_count, p->channel, memory ? "memory" : "lag");
+    log_warn("transcoder", "overload: shedding the %d lowest-priority rung(s) channel=%s reason=%s", p->shed_count,
+             p->channel, memory ? "memory" : "lag");
 }
 
-static int scale_rung(struct rung *r, const AVFrame *src, int64_t pts)
-{
-  r->sws = sws_getCachedContext(r->sws, src->width, src->height, src->format, r->lr.width,
-                                r->lr.height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+static int scale_rung(struct rung *r, const AVFrame *src, int64_t pts) {
+  r->sws = sws_getCachedContext(r->sws, src->width, src->height, src->format, r->lr.width, r->lr.height,
+                                AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
   AVFrame *f = av_frame_alloc();
   if (!r->sws || !f) {
     av_frame_free(&f);
@@ -84,23 +81,20 @@ static int scale_rung(struct rung *r, const AVFrame *src, int64_t pts)
     av_frame_free(&f);
     return rc;
   }
-  sws_scale(r->sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, f->data,
-            f->linesize);
+  sws_scale(r->sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, f->data, f->linesize);
   f->pts = pts;
   f->sample_aspect_ratio = src->sample_aspect_ratio;
   r->scaled = f;
   return 0;
 }
 
-static void push_rung(struct pipeline *p, struct rung *r, bool forced, int64_t arrival)
-{
+static void push_rung(struct pipeline *p, struct rung *r, bool forced, int64_t arrival) {
   struct rstat *st = &p->rs[r->index];
   if (r->shed || r->skipping) {
     atomic_fetch_add(&st->dropped, 1);
     return;
   }
-  struct qitem it = {.kind = Q_FRAME, .frame = av_frame_clone(r->scaled), .forced = forced,
-                     .arrival_ms = arrival};
+  struct qitem it = {.kind = Q_FRAME, .frame = av_frame_clone(r->scaled), .forced = forced, .arrival_ms = arrival};
   if (it.frame && pipeline__q_push(&r->q, &it, !p->realtime || p->replaying) == 0) {
     atomic_fetch_add(&st->in, 1);
     return;
@@ -109,13 +103,10 @@ static void push_rung(struct pipeline *p, struct rung *r, bool forced, int64_t a
   r->skipping = true; /* the rest of this GOP */
   atomic_fetch_add(&st->dropped, 1);
   atomic_fetch_add(&st->gops, 1);
-  log_warn("transcoder", "rung queue full: GOP dropped channel=%s rendition=%s", p->channel,
-           r->lr.name);
+  log_warn("transcoder", "rung queue full: GOP dropped channel=%s rendition=%s", p->channel, r->lr.name);
 }
 
-static void scale_and_push(struct pipeline *p, const AVFrame *frame, int64_t pts, bool forced,
-                           int64_t arrival)
-{
+static void scale_and_push(struct pipeline *p, const AVFrame *frame, int64_t pts, bool forced, int64_t arrival) {
   bool needed[LADDER_MAX] = {0};
   for (int i = p->ladder.count - 1; i >= 0; i--) {
     struct rung *r = p->rungs[i];
@@ -143,8 +134,7 @@ static void scale_and_push(struct pipeline *p, const AVFrame *frame, int64_t pts
       av_frame_free(&p->rungs[i]->scaled);
 }
 
-static int64_t frame_arrival(struct pipeline *p, int64_t pts)
-{
+static int64_t frame_arrival(struct pipeline *p, int64_t pts) {
   for (unsigned i = 0; i < ARRIVAL_RING && i < p->arr_n; i++) {
     unsigned k = (p->arr_n - 1 - i) % ARRIVAL_RING;
     if (p->arr_pts[k] == pts)
@@ -153,23 +143,20 @@ static int64_t frame_arrival(struct pipeline *p, int64_t pts)
   return p->arr_n ? p->arr_ms[(p->arr_n - 1) % ARRIVAL_RING] : 0;
 }
 
-static bool source_keyframe(const struct pipeline *p, int64_t pts)
-{
+static bool source_keyframe(const struct pipeline *p, int64_t pts) {
   for (unsigned i = 0; i < KEY_RING && i < p->key_n; i++)
     if (p->key_pts[(p->key_n - 1 - i) % KEY_RING] == pts)
       return true;
   return false;
 }
 
-static void handle_frame(struct pipeline *p, AVFrame *frame)
-{
-  int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp
-                                                                : frame->pts;
+static void handle_frame(struct pipeline *p, AVFrame *frame) {
+  int64_t pts = frame->best_effort_timestamp != AV_NOPTS_VALUE ? frame->best_effort_timestamp : frame->pts;
   if (pts == AV_NOPTS_VALUE || pts <= p->last_frame_pts)
     return; /* rebasing keeps input monotonic; a decoder glitch is skipped */
   if (frame->width != p->src_w || frame->height != p->src_h) {
-    log_info("transcoder", "source size changed channel=%s from=%dx%d to=%dx%d: new timeline",
-             p->channel, p->src_w, p->src_h, frame->width, frame->height);
+    log_info("transcoder", "source size changed channel=%s from=%dx%d to=%dx%d: new timeline", p->channel, p->src_w,
+             p->src_h, frame->width, frame->height);
     atomic_fetch_add(&p->reconfigures, 1);
     pipeline__end_timeline(p, true);
     p->src_w = frame->width;
@@ -201,8 +188,7 @@ static void handle_frame(struct pipeline *p, AVFrame *frame)
   scale_and_push(p, frame, pts, boundary, frame_arrival(p, pts));
 }
 
-void pipeline__receive_frames(struct pipeline *p)
-{
+void pipeline__receive_frames(struct pipeline *p) {
   int rc;
   while (p->state == P_RUNNING && (rc = avcodec_receive_frame(p->dec, p->frame)) == 0) {
     if (p->frame->decode_error_flags || (p->frame->flags & AV_FRAME_FLAG_CORRUPT))
@@ -212,8 +198,7 @@ void pipeline__receive_frames(struct pipeline *p)
   }
 }
 
-static void decode_video(struct pipeline *p, const AVPacket *pkt, int64_t arrival)
-{
+static void decode_video(struct pipeline *p, const AVPacket *pkt, int64_t arrival) {
   unsigned k = p->arr_n++ % ARRIVAL_RING;
   p->arr_pts[k] = pkt->pts;
   p->arr_ms[k] = arrival;
@@ -222,16 +207,15 @@ static void decode_video(struct pipeline *p, const AVPacket *pkt, int64_t arriva
   int rc = avcodec_send_packet(p->dec, pkt);
   if (rc < 0 && rc != AVERROR(EAGAIN)) {
     if (atomic_fetch_add(&p->decode_errors, 1) % 100 == 0)
-      log_warn("transcoder", "decode error channel=%s err=%s (counted; the stream goes on)",
-               p->channel, av_err2str(rc));
+      log_warn("transcoder", "decode error channel=%s err=%s (counted; the stream goes on)", p->channel,
+               av_err2str(rc));
   }
   pipeline__receive_frames(p);
 }
 
 /* ---- input: timestamps, keyframes, the hold ---- */
 
-static void rebase(struct pipeline *p, AVPacket *pkt)
-{
+static void rebase(struct pipeline *p, AVPacket *pkt) {
   int s = pkt->stream_index == CHANNEL_AUDIO ? 1 : 0;
   if (pkt->dts == AV_NOPTS_VALUE)
     pkt->dts = pkt->pts;
@@ -248,8 +232,8 @@ static void rebase(struct pipeline *p, AVPacket *pkt)
     int64_t step = s ? 21 : (p->fps > 0 ? (int64_t)(1000 / p->fps) : 33);
     int64_t want = p->last_dts[s] + step;
     atomic_fetch_add(&p->ts_rebased, 1);
-    log_warn("transcoder", "timestamp jump rebased channel=%s stream=%s from=%lld to=%lld",
-             p->channel, s ? "audio" : "video", (long long)p->last_dts[s], (long long)dts);
+    log_warn("transcoder", "timestamp jump rebased channel=%s stream=%s from=%lld to=%lld", p->channel,
+             s ? "audio" : "video", (long long)p->last_dts[s], (long long)dts);
     p->ts_off += want - dts;
   }
   pkt->dts += p->ts_off;
@@ -258,11 +242,9 @@ static void rebase(struct pipeline *p, AVPacket *pkt)
   p->have_last[s] = true;
 }
 
-static void track_keyframes(struct pipeline *p, const AVPacket *pkt)
-{
+static void track_keyframes(struct pipeline *p, const AVPacket *pkt) {
   if (!(pkt->flags & AV_PKT_FLAG_KEY)) {
-    if (p->first_key_dts != INT64_MIN && pkt->dts - p->last_key_dts > p->max_keyint &&
-        p->state == P_HOLDING)
+    if (p->first_key_dts != INT64_MIN && pkt->dts - p->last_key_dts > p->max_keyint && p->state == P_HOLDING)
       p->max_keyint = pkt->dts - p->last_key_dts; /* still no keyframe: at least this long */
     return;
   }
@@ -277,13 +259,14 @@ static void track_keyframes(struct pipeline *p, const AVPacket *pkt)
   if (p->state == P_RUNNING && p->source_writer && !p->keyint_warned &&
       !ladder_source_fits(iv, p->cfg.hls.segment_duration)) {
     p->keyint_warned = true;
-    log_warn("transcoder", "source keyframe interval grew past the segment channel=%s "
-             "keyint_ms=%lld: source segments run long", p->channel, (long long)iv);
+    log_warn("transcoder",
+             "source keyframe interval grew past the segment channel=%s "
+             "keyint_ms=%lld: source segments run long",
+             p->channel, (long long)iv);
   }
 }
 
-static void process_packet(struct pipeline *p, AVPacket *pkt, int64_t arrival)
-{
+static void process_packet(struct pipeline *p, AVPacket *pkt, int64_t arrival) {
   if (pkt->stream_index == CHANNEL_AUDIO) {
     if (p->audio_writer && p->out.write(p->audio_writer, pkt, arrival) < 0)
       atomic_fetch_add(&p->rs[LADDER_MAX - 1].errors, 1);
@@ -298,8 +281,7 @@ static void process_packet(struct pipeline *p, AVPacket *pkt, int64_t arrival)
 /* Decode held packets only until the picture size is known (the feed's
  * parameters may not carry it); the decoder is flushed and the hold
  * replayed from its start once the timeline begins. */
-static void probe_size(struct pipeline *p, const AVPacket *pkt)
-{
+static void probe_size(struct pipeline *p, const AVPacket *pkt) {
   if (!p->dec || avcodec_send_packet(p->dec, pkt) < 0)
     return;
   if (avcodec_receive_frame(p->dec, p->frame) == 0) {
@@ -310,8 +292,7 @@ static void probe_size(struct pipeline *p, const AVPacket *pkt)
   }
 }
 
-bool pipeline__hold_decided(struct pipeline *p)
-{
+bool pipeline__hold_decided(struct pipeline *p) {
   if (!p->vpar)
     return true;
   if (p->src_w <= 0)
@@ -338,8 +319,7 @@ bool pipeline__hold_decided(struct pipeline *p)
   return false;
 }
 
-void pipeline__start_running(struct pipeline *p)
-{
+void pipeline__start_running(struct pipeline *p) {
   if (p->dec)
     avcodec_flush_buffers(p->dec);
   if (pipeline__begin_timeline(p) < 0) {
@@ -359,8 +339,7 @@ void pipeline__start_running(struct pipeline *p)
   p->hold_count = 0;
 }
 
-void pipeline__on_packet(struct pipeline *p, struct qitem *it)
-{
+void pipeline__on_packet(struct pipeline *p, struct qitem *it) {
   AVPacket *pkt = it->pkt;
   if (p->state == P_IDLE || p->state == P_DISCARD)
     return;
@@ -379,8 +358,7 @@ void pipeline__on_packet(struct pipeline *p, struct qitem *it)
   }
   /* P_HOLDING */
   if (p->hold_count >= HOLD_MAX) { /* only when the size never showed */
-    log_error("transcoder", "no picture decoded from the first %d packets channel=%s",
-              HOLD_MAX, p->channel);
+    log_error("transcoder", "no picture decoded from the first %d packets channel=%s", HOLD_MAX, p->channel);
     pipeline__fail_timeline(p);
     return;
   }
@@ -394,4 +372,3 @@ void pipeline__on_packet(struct pipeline *p, struct qitem *it)
   if (pipeline__hold_decided(p))
     pipeline__start_running(p);
 }
-

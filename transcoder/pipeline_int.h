@@ -17,11 +17,11 @@
 #include "config/config.h"
 #include "transcoder/pipeline.h"
 
-#define HOLD_MAX 1024        /* packets held while the source's GOP is measured */
-#define TS_JUMP_MS 5000      /* a forward step larger than this is a jump */
+#define HOLD_MAX 1024   /* packets held while the source's GOP is measured */
+#define TS_JUMP_MS 5000 /* a forward step larger than this is a jump */
 #define ARRIVAL_RING 128
 #define KEY_RING 16
-#define CONTROL_RESERVE 16   /* queue slots only control items may use */
+#define CONTROL_RESERVE 16 /* queue slots only control items may use */
 
 /* ---- bounded queue of packets / frames / control items ---- */
 
@@ -32,7 +32,7 @@ struct qitem {
   AVPacket *pkt;
   AVFrame *frame;
   int64_t arrival_ms;
-  bool forced;                /* Q_FRAME: force a keyframe */
+  bool forced;                    /* Q_FRAME: force a keyframe */
   AVCodecParameters *vpar, *apar; /* Q_START */
   double fps;
   int64_t keyint_hint_ms; /* Q_START: channel_feed_info's, 0 = unknown */
@@ -70,8 +70,8 @@ struct rung {
   struct queue q;
   uv_thread_t thread;
   bool started;
-  bool skipping; /* decode thread: drop until the next segment boundary */
-  bool shed;     /* decode thread: shed this GOP (overload) */
+  bool skipping;   /* decode thread: drop until the next segment boundary */
+  bool shed;       /* decode thread: shed this GOP (overload) */
   AVFrame *scaled; /* decode thread: this frame's picture */
   int64_t amap_pts[ARRIVAL_RING], amap_arr[ARRIVAL_RING];
   unsigned amap_n;
@@ -98,7 +98,7 @@ struct pipeline {
 
   /* decode thread only */
   enum pstate state;
-  bool replaying; /* the hold goes in: rung queues block instead of dropping */
+  bool replaying;               /* the hold goes in: rung queues block instead of dropping */
   struct pipeline_settings cfg; /* the settings this timeline runs with */
   AVCodecParameters *vpar, *apar;
   double fps;
@@ -139,8 +139,7 @@ struct pipeline {
   bool shown_live;
 };
 
-static inline int64_t pipeline__seg_ms(const struct pipeline *p)
-{
+static inline int64_t pipeline__seg_ms(const struct pipeline *p) {
   return (int64_t)(p->cfg.hls.segment_duration * 1000.0 + 0.5);
 }
 

@@ -17,8 +17,7 @@
 
 /* ---- bounded queue ---- */
 
-int pipeline__q_init(struct queue *q, int bound)
-{
+int pipeline__q_init(struct queue *q, int bound) {
   q->bound = bound;
   q->size = bound + CONTROL_RESERVE;
   q->items = calloc((size_t)q->size, sizeof(*q->items));
@@ -40,16 +39,14 @@ int pipeline__q_init(struct queue *q, int bound)
   return e;
 }
 
-void pipeline__qitem_clear(struct qitem *it)
-{
+void pipeline__qitem_clear(struct qitem *it) {
   av_packet_free(&it->pkt);
   av_frame_free(&it->frame);
   avcodec_parameters_free(&it->vpar);
   avcodec_parameters_free(&it->apar);
 }
 
-void pipeline__q_destroy(struct queue *q)
-{
+void pipeline__q_destroy(struct queue *q) {
   for (int i = 0; i < q->count; i++)
     pipeline__qitem_clear(&q->items[(q->head + i) % q->size]);
   free(q->items);
@@ -59,8 +56,7 @@ void pipeline__q_destroy(struct queue *q)
   uv_cond_destroy(&q->nonfull);
 }
 
-int pipeline__q_push(struct queue *q, struct qitem *it, bool block)
-{
+int pipeline__q_push(struct queue *q, struct qitem *it, bool block) {
   bool control = it->kind != Q_PACKET && it->kind != Q_FRAME;
   int limit = control ? q->size : q->bound;
   uv_mutex_lock(&q->mu);
@@ -83,8 +79,7 @@ int pipeline__q_push(struct queue *q, struct qitem *it, bool block)
   return 0;
 }
 
-bool pipeline__q_pop(struct queue *q, struct qitem *out)
-{
+bool pipeline__q_pop(struct queue *q, struct qitem *out) {
   uv_mutex_lock(&q->mu);
   while (q->count == 0 && !q->closed)
     uv_cond_wait(&q->nonempty, &q->mu);
@@ -100,16 +95,14 @@ bool pipeline__q_pop(struct queue *q, struct qitem *out)
   return true;
 }
 
-int pipeline__q_depth(struct queue *q)
-{
+int pipeline__q_depth(struct queue *q) {
   uv_mutex_lock(&q->mu);
   int n = q->count;
   uv_mutex_unlock(&q->mu);
   return n;
 }
 
-void pipeline__q_close(struct queue *q)
-{
+void pipeline__q_close(struct queue *q) {
   uv_mutex_lock(&q->mu);
   q->closed = true;
   uv_cond_broadcast(&q->nonempty);
@@ -117,8 +110,7 @@ void pipeline__q_close(struct queue *q)
   uv_mutex_unlock(&q->mu);
 }
 
-int pipeline__cpu_count(void)
-{
+int pipeline__cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 }
@@ -126,8 +118,7 @@ int pipeline__cpu_count(void)
 
 /* ---- encoders ---- */
 
-int pipeline__rung_open_encoder(struct pipeline *p, struct rung *r)
-{
+int pipeline__rung_open_encoder(struct pipeline *p, struct rung *r) {
   const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
   if (!codec) {
     log_error("transcoder", "libx264 encoder missing channel=%s", p->channel);
@@ -170,14 +161,12 @@ int pipeline__rung_open_encoder(struct pipeline *p, struct rung *r)
   av_opt_set(c->priv_data, "profile", r->lr.profile, 0);
   av_opt_set(c->priv_data, "forced-idr", "1", 0);
   char params[160];
-  snprintf(params, sizeof(params),
-           "scenecut=0:bframes=0:rc-lookahead=%d:sync-lookahead=0:sliced-threads=%d%s", lookahead,
-           sliced ? 1 : 0, lookahead == 0 ? ":mbtree=0" : "");
+  snprintf(params, sizeof(params), "scenecut=0:bframes=0:rc-lookahead=%d:sync-lookahead=0:sliced-threads=%d%s",
+           lookahead, sliced ? 1 : 0, lookahead == 0 ? ":mbtree=0" : "");
   av_opt_set(c->priv_data, "x264-params", params, 0);
   int rc = avcodec_open2(c, codec, NULL);
   if (rc < 0) {
-    log_error("transcoder", "x264 open failed channel=%s rendition=%s err=%s", p->channel,
-              r->lr.name, av_err2str(rc));
+    log_error("transcoder", "x264 open failed channel=%s rendition=%s err=%s", p->channel, r->lr.name, av_err2str(rc));
     avcodec_free_context(&c);
     return rc;
   }
@@ -187,8 +176,7 @@ int pipeline__rung_open_encoder(struct pipeline *p, struct rung *r)
 
 /* ---- rung threads ---- */
 
-static int64_t rung_arrival(struct rung *r, int64_t pts)
-{
+static int64_t rung_arrival(struct rung *r, int64_t pts) {
   for (unsigned i = 0; i < ARRIVAL_RING && i < r->amap_n; i++) {
     unsigned k = (r->amap_n - 1 - i) % ARRIVAL_RING;
     if (r->amap_pts[k] == pts)
@@ -197,8 +185,7 @@ static int64_t rung_arrival(struct rung *r, int64_t pts)
   return r->amap_n ? r->amap_arr[(r->amap_n - 1) % ARRIVAL_RING] : 0;
 }
 
-static void rung_write_packets(struct rung *r, AVPacket *pkt)
-{
+static void rung_write_packets(struct rung *r, AVPacket *pkt) {
   struct pipeline *p = r->p;
   while (avcodec_receive_packet(r->enc, pkt) == 0) {
     atomic_fetch_add(&p->rs[r->index].out, 1);
@@ -208,8 +195,7 @@ static void rung_write_packets(struct rung *r, AVPacket *pkt)
   }
 }
 
-static void rung_encode(struct rung *r, AVFrame *f, bool forced, int64_t arrival, AVPacket *pkt)
-{
+static void rung_encode(struct rung *r, AVFrame *f, bool forced, int64_t arrival, AVPacket *pkt) {
   if (f) {
     f->pict_type = forced ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
     unsigned k = r->amap_n++ % ARRIVAL_RING;
@@ -219,14 +205,12 @@ static void rung_encode(struct rung *r, AVFrame *f, bool forced, int64_t arrival
   int rc = avcodec_send_frame(r->enc, f);
   if (rc < 0 && rc != AVERROR_EOF) {
     atomic_fetch_add(&r->p->rs[r->index].errors, 1);
-    log_warn("transcoder", "encode failed channel=%s rendition=%s err=%s", r->p->channel,
-             r->lr.name, av_err2str(rc));
+    log_warn("transcoder", "encode failed channel=%s rendition=%s err=%s", r->p->channel, r->lr.name, av_err2str(rc));
   }
   rung_write_packets(r, pkt);
 }
 
-void pipeline__rung_main(void *arg)
-{
+void pipeline__rung_main(void *arg) {
   struct rung *r = arg;
   struct pipeline *p = r->p;
   AVPacket *pkt = av_packet_alloc();
@@ -252,11 +236,9 @@ void pipeline__rung_main(void *arg)
     p->out.close(r->writer, flush);
   r->writer = NULL;
   av_packet_free(&pkt);
-
 }
 
-void pipeline__rung_free(struct rung *r)
-{
+void pipeline__rung_free(struct rung *r) {
   if (!r)
     return;
   avcodec_free_context(&r->enc);
@@ -266,4 +248,3 @@ void pipeline__rung_free(struct rung *r)
     pipeline__q_destroy(&r->q);
   free(r);
 }
-

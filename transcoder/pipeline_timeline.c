@@ -14,8 +14,7 @@
 #include "transcoder/pipeline_int.h"
 #include "transcoder/pipeline_rung_int.h"
 
-void pipeline__clear_hold(struct pipeline *p)
-{
+void pipeline__clear_hold(struct pipeline *p) {
   for (int i = 0; i < p->hold_count; i++)
     pipeline__qitem_clear(&p->hold[i]);
   p->hold_count = 0;
@@ -24,8 +23,7 @@ void pipeline__clear_hold(struct pipeline *p)
 
 /* What stats report: the renditions of the current timeline, or of the
  * last one (live = false) once it ended. */
-static void show_layout(struct pipeline *p, bool audio, bool live)
-{
+static void show_layout(struct pipeline *p, bool audio, bool live) {
   uv_mutex_lock(&p->mu);
   if (live) {
     p->shown = p->ladder;
@@ -37,8 +35,7 @@ static void show_layout(struct pipeline *p, bool audio, bool live)
 
 /* Ends the running timeline. flush: encoders and writers emit their tail
  * and the output hears end(); otherwise (abort) everything is dropped. */
-void pipeline__end_timeline(struct pipeline *p, bool flush)
-{
+void pipeline__end_timeline(struct pipeline *p, bool flush) {
   if (p->state != P_RUNNING) {
     pipeline__clear_hold(p);
     p->state = P_IDLE;
@@ -74,8 +71,7 @@ void pipeline__end_timeline(struct pipeline *p, bool flush)
   p->state = P_IDLE;
 }
 
-static void layout_from_ladder(struct pipeline *p, struct hls_stream_layout *lay)
-{
+static void layout_from_ladder(struct pipeline *p, struct hls_stream_layout *lay) {
   memset(lay, 0, sizeof(*lay));
   for (int i = 0; i < p->ladder.count && lay->count < HLS_MAX_RENDITIONS; i++) {
     const struct ladder_rendition *lr = &p->ladder.r[i];
@@ -99,8 +95,7 @@ static void layout_from_ladder(struct pipeline *p, struct hls_stream_layout *lay
   }
 }
 
-static uint32_t wait_begun(struct pipeline *p, const struct hls_stream_layout *lay)
-{
+static uint32_t wait_begun(struct pipeline *p, const struct hls_stream_layout *lay) {
   uv_mutex_lock(&p->mu);
   p->begun_answered = false;
   uv_mutex_unlock(&p->mu);
@@ -114,41 +109,40 @@ static uint32_t wait_begun(struct pipeline *p, const struct hls_stream_layout *l
   return t;
 }
 
-static int build_ladder(struct pipeline *p)
-{
+static int build_ladder(struct pipeline *p) {
   if (!p->vpar) {
     memset(&p->ladder, 0, sizeof(p->ladder));
     return 0;
   }
   if (ladder_build(&p->cfg.transcoder, p->src_w, p->src_h, &p->ladder) < 0) {
-    log_error("transcoder", "unusable source size channel=%s size=%dx%d", p->channel, p->src_w,
-              p->src_h);
+    log_error("transcoder", "unusable source size channel=%s size=%dx%d", p->channel, p->src_w, p->src_h);
     return -EINVAL;
   }
   if (p->ladder.count > 0 && p->ladder.r[0].passthrough && !p->source_fits) {
     if (p->ladder.count == 1) {
-      log_warn("transcoder", "source keyframe interval exceeds the segment; kept as the only "
-               "video rendition channel=%s keyint_ms=%lld", p->channel, (long long)p->max_keyint);
+      log_warn("transcoder",
+               "source keyframe interval exceeds the segment; kept as the only "
+               "video rendition channel=%s keyint_ms=%lld",
+               p->channel, (long long)p->max_keyint);
     } else {
-      log_warn("transcoder", "source rung left out: keyframe interval exceeds the segment "
-               "channel=%s keyint_ms=%lld segment_ms=%lld", p->channel, (long long)p->max_keyint,
-               (long long)pipeline__seg_ms(p));
+      log_warn("transcoder",
+               "source rung left out: keyframe interval exceeds the segment "
+               "channel=%s keyint_ms=%lld segment_ms=%lld",
+               p->channel, (long long)p->max_keyint, (long long)pipeline__seg_ms(p));
       ladder_remove(&p->ladder, 0);
     }
   }
   if (p->ladder.count > 0 && p->ladder.r[0].passthrough &&
       (p->kbps_hint > 0 || (p->hold_bytes > 0 && p->max_keyint > 0))) {
     /* the channel's measure when the hold is shorter than a GOP */
-    int64_t kbps = p->kbps_hint > 0 ? (int64_t)(p->kbps_hint + 0.5)
-                                    : p->hold_bytes * 8 / p->max_keyint;
+    int64_t kbps = p->kbps_hint > 0 ? (int64_t)(p->kbps_hint + 0.5) : p->hold_bytes * 8 / p->max_keyint;
     p->ladder.r[0].video_bitrate = (int)kbps;
     p->ladder.r[0].max_rate = (int)(kbps * 3 / 2);
   }
   return 0;
 }
 
-int pipeline__begin_timeline(struct pipeline *p)
-{
+int pipeline__begin_timeline(struct pipeline *p) {
   int e = build_ladder(p);
   if (e < 0)
     return e;
@@ -202,16 +196,17 @@ int pipeline__begin_timeline(struct pipeline *p)
   p->shed_count = 0;
   atomic_fetch_add(&p->timelines, 1);
   show_layout(p, p->apar != NULL, true);
-  log_info("transcoder", "timeline begun channel=%s timeline=%u renditions=%d source=%dx%d",
-           p->channel, p->timeline, lay.count, p->src_w, p->src_h);
+  log_info("transcoder", "timeline begun channel=%s timeline=%u renditions=%d source=%dx%d", p->channel, p->timeline,
+           lay.count, p->src_w, p->src_h);
   return 0;
 }
 
 
-void pipeline__fail_timeline(struct pipeline *p)
-{
-  log_error("transcoder", "timeline not started channel=%s: its packets are dropped until the "
-            "next feed", p->channel);
+void pipeline__fail_timeline(struct pipeline *p) {
+  log_error("transcoder",
+            "timeline not started channel=%s: its packets are dropped until the "
+            "next feed",
+            p->channel);
   for (int i = 0; i < LADDER_MAX; i++) {
     if (p->rungs[i] && p->rungs[i]->writer)
       p->out.close(p->rungs[i]->writer, false);
@@ -227,4 +222,3 @@ void pipeline__fail_timeline(struct pipeline *p)
   pipeline__clear_hold(p);
   p->state = P_DISCARD;
 }
-

@@ -46,8 +46,7 @@ struct slate {
 
 /* ---- encoding, once ---- */
 
-static int encode_gop(struct slate *s, struct slate_rend *r, const struct hls_rendition_desc *d)
-{
+static int encode_gop(struct slate *s, struct slate_rend *r, const struct hls_rendition_desc *d) {
   AVFrame *pic = slate_picture(s->params.title, s->params.image, d->width, d->height);
   const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
   AVCodecContext *c = codec ? avcodec_alloc_context3(codec) : NULL;
@@ -75,8 +74,7 @@ static int encode_gop(struct slate *s, struct slate_rend *r, const struct hls_re
     av_opt_set(c->priv_data, "profile", "main", 0);
     av_opt_set(c->priv_data, "crf", "26", 0);
     av_opt_set(c->priv_data, "forced-idr", "1", 0);
-    av_opt_set(c->priv_data, "x264-params",
-               "scenecut=0:bframes=0:rc-lookahead=0:sync-lookahead=0:mbtree=0", 0);
+    av_opt_set(c->priv_data, "x264-params", "scenecut=0:bframes=0:rc-lookahead=0:sync-lookahead=0:mbtree=0", 0);
     rc = avcodec_open2(c, codec, NULL);
   }
   int got = 0;
@@ -102,20 +100,18 @@ static int encode_gop(struct slate *s, struct slate_rend *r, const struct hls_re
   }
   if (rc >= 0 && (got != r->gop_len || !r->gop[0] || !(r->gop[0]->flags & AV_PKT_FLAG_KEY)))
     rc = AVERROR_BUG;
-  if (rc >= 0 && (!(r->par = avcodec_parameters_alloc()) ||
-                  avcodec_parameters_from_context(r->par, c) < 0))
+  if (rc >= 0 && (!(r->par = avcodec_parameters_alloc()) || avcodec_parameters_from_context(r->par, c) < 0))
     rc = AVERROR(ENOMEM);
   if (rc < 0)
-    log_error("slate", "video not encoded rendition=%s size=%dx%d err=%s", d->name, d->width,
-              d->height, av_err2str(rc));
+    log_error("slate", "video not encoded rendition=%s size=%dx%d err=%s", d->name, d->width, d->height,
+              av_err2str(rc));
   av_packet_free(&pkt);
   avcodec_free_context(&c);
   av_frame_free(&pic);
   return rc < 0 ? rc : 0;
 }
 
-static int encode_silence(struct slate_rend *r)
-{
+static int encode_silence(struct slate_rend *r) {
   const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
   AVCodecContext *c = codec ? avcodec_alloc_context3(codec) : NULL;
   AVFrame *f = av_frame_alloc();
@@ -153,8 +149,7 @@ static int encode_silence(struct slate_rend *r)
   }
   if (rc >= 0 && !r->aac)
     rc = AVERROR_BUG;
-  if (rc >= 0 && (!(r->par = avcodec_parameters_alloc()) ||
-                  avcodec_parameters_from_context(r->par, c) < 0))
+  if (rc >= 0 && (!(r->par = avcodec_parameters_alloc()) || avcodec_parameters_from_context(r->par, c) < 0))
     rc = AVERROR(ENOMEM);
   if (rc >= 0)
     r->par->initial_padding = 0; /* the replayed frames start at 0, no priming to hide */
@@ -166,8 +161,7 @@ static int encode_silence(struct slate_rend *r)
   return rc < 0 ? rc : 0;
 }
 
-struct slate *slate_new(const struct slate_params *params, const struct hls_stream_layout *layout)
-{
+struct slate *slate_new(const struct slate_params *params, const struct hls_stream_layout *layout) {
   if (layout->count <= 0 || layout->count > HLS_MAX_RENDITIONS || params->segment_duration <= 0 ||
       params->part_duration <= 0)
     return NULL;
@@ -188,15 +182,13 @@ struct slate *slate_new(const struct slate_params *params, const struct hls_stre
       return NULL;
     }
   }
-  log_info("slate", "ready renditions=%d frame_ms=%lld image=%s took_ms=%lld", layout->count,
-           (long long)s->frame_ms, params->image[0] ? params->image : "(card)",
-           (long long)((av_gettime_relative() - t0) / 1000));
+  log_info("slate", "ready renditions=%d frame_ms=%lld image=%s took_ms=%lld", layout->count, (long long)s->frame_ms,
+           params->image[0] ? params->image : "(card)", (long long)((av_gettime_relative() - t0) / 1000));
   slate_rewind(s);
   return s;
 }
 
-void slate_free(struct slate *s)
-{
+void slate_free(struct slate *s) {
   if (!s)
     return;
   for (int i = 0; i < HLS_MAX_RENDITIONS; i++) {
@@ -210,24 +202,21 @@ void slate_free(struct slate *s)
   free(s);
 }
 
-bool slate_matches(const struct slate *s, const struct slate_params *p,
-                   const struct hls_stream_layout *l)
-{
+bool slate_matches(const struct slate *s, const struct slate_params *p, const struct hls_stream_layout *l) {
   if (!s || strcmp(s->params.title, p->title) != 0 || strcmp(s->params.image, p->image) != 0 ||
-      s->params.segment_duration != p->segment_duration ||
-      s->params.part_duration != p->part_duration || s->layout.count != l->count)
+      s->params.segment_duration != p->segment_duration || s->params.part_duration != p->part_duration ||
+      s->layout.count != l->count)
     return false;
   for (int i = 0; i < l->count; i++) {
     const struct hls_rendition_desc *a = &s->layout.r[i], *b = &l->r[i];
-    if (a->kind != b->kind || a->width != b->width || a->height != b->height ||
-        a->bandwidth != b->bandwidth || strcmp(a->name, b->name) != 0)
+    if (a->kind != b->kind || a->width != b->width || a->height != b->height || a->bandwidth != b->bandwidth ||
+        strcmp(a->name, b->name) != 0)
       return false;
   }
   return true;
 }
 
-int64_t slate_frame_ms_for(double part_duration)
-{
+int64_t slate_frame_ms_for(double part_duration) {
   /* frames of ~100 ms or less that fill a part (parts must be at least
    * 85% of PART-TARGET): 333 ms parts -> 4 frames of 83 ms */
   int64_t part_ms = (int64_t)(part_duration * 1000 + 0.5);
@@ -236,27 +225,21 @@ int64_t slate_frame_ms_for(double part_duration)
   return ms > 0 ? ms : 1;
 }
 
-const AVCodecParameters *slate_codecpar(const struct slate *s, int index)
-{
+const AVCodecParameters *slate_codecpar(const struct slate *s, int index) {
   return index >= 0 && index < s->layout.count ? s->r[index].par : NULL;
 }
 
-int64_t slate_frame_ms(const struct slate *s)
-{
-  return s->frame_ms;
-}
+int64_t slate_frame_ms(const struct slate *s) { return s->frame_ms; }
 
 /* ---- replay ---- */
 
-static int64_t rend_pts(const struct slate *s, const struct slate_rend *r, int64_t n)
-{
+static int64_t rend_pts(const struct slate *s, const struct slate_rend *r, int64_t n) {
   if (r->kind == HLS_AUDIO)
     return n * SLATE_AAC_FRAME * 1000 / SLATE_SAMPLE_RATE;
   return n * s->frame_ms;
 }
 
-void slate_rewind(struct slate *s)
-{
+void slate_rewind(struct slate *s) {
   for (int i = 0; i < s->layout.count; i++) {
     s->r[i].n = 0;
     s->r[i].pos = 0;
@@ -264,8 +247,7 @@ void slate_rewind(struct slate *s)
   }
 }
 
-static int next_index(const struct slate *s)
-{
+static int next_index(const struct slate *s) {
   int best = -1;
   int64_t best_pts = INT64_MAX;
   for (int i = 0; i < s->layout.count; i++) {
@@ -278,14 +260,12 @@ static int next_index(const struct slate *s)
   return best;
 }
 
-int64_t slate_peek_pts(const struct slate *s)
-{
+int64_t slate_peek_pts(const struct slate *s) {
   int i = next_index(s);
   return i < 0 ? INT64_MAX : rend_pts(s, &s->r[i], s->r[i].n);
 }
 
-int slate_next(struct slate *s, AVPacket *pkt)
-{
+int slate_next(struct slate *s, AVPacket *pkt) {
   int i = next_index(s);
   if (i < 0)
     return AVERROR_EOF;
@@ -327,15 +307,13 @@ struct slate_player {
   _Atomic uint64_t packets;
 };
 
-static int64_t mono_ms(void)
-{
+static int64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t wall_ms(void)
-{
+static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -344,8 +322,7 @@ static int64_t wall_ms(void)
 /* Sleeps until the monotonic time at_ms or a halt; true when halted.
  * uv_cond_timedwait waits on the monotonic clock too (a relative timeout);
  * spurious wake-ups go round again with what is left. */
-static bool wait_until(struct slate_player *sp, int64_t at_ms)
-{
+static bool wait_until(struct slate_player *sp, int64_t at_ms) {
   uv_mutex_lock(&sp->mu);
   for (;;) {
     int64_t left = at_ms - mono_ms();
@@ -358,8 +335,7 @@ static bool wait_until(struct slate_player *sp, int64_t at_ms)
   return stop;
 }
 
-static void player_main(void *arg)
-{
+static void player_main(void *arg) {
   struct slate_player *sp = arg;
   if (!slate_matches(sp->cache, &sp->params, &sp->layout)) {
     slate_free(sp->cache);
@@ -369,15 +345,13 @@ static void player_main(void *arg)
   AVPacket *pkt = av_packet_alloc();
   void *w[HLS_MAX_RENDITIONS] = {0};
   if (!s || !pkt) {
-    log_error("slate", "no slate channel=%s: the renditions stay empty until a feed",
-              sp->channel);
+    log_error("slate", "no slate channel=%s: the renditions stay empty until a feed", sp->channel);
     av_packet_free(&pkt);
     return;
   }
   slate_rewind(s);
   for (int i = 0; i < sp->layout.count; i++)
-    w[i] = sp->out.open(sp->out.opaque, sp->timeline, i, slate_codecpar(s, i),
-                        (AVRational){1, 1000});
+    w[i] = sp->out.open(sp->out.opaque, sp->timeline, i, slate_codecpar(s, i), (AVRational){1, 1000});
   int64_t t0 = mono_ms(), wall0 = wall_ms();
   int64_t tick = slate_frame_ms(s);
   bool halted = false;
@@ -402,8 +376,7 @@ static void player_main(void *arg)
   av_packet_free(&pkt);
 }
 
-struct slate_player *slate_player_new(const char *channel, const struct slate_output *out)
-{
+struct slate_player *slate_player_new(const char *channel, const struct slate_output *out) {
   struct slate_player *sp = calloc(1, sizeof(*sp));
   if (!sp)
     return NULL;
@@ -422,8 +395,7 @@ struct slate_player *slate_player_new(const char *channel, const struct slate_ou
 }
 
 int slate_player_play(struct slate_player *sp, const struct slate_params *params,
-                      const struct hls_stream_layout *layout, uint32_t timeline)
-{
+                      const struct hls_stream_layout *layout, uint32_t timeline) {
   if (sp->running)
     return -EBUSY;
   sp->params = *params;
@@ -440,8 +412,7 @@ int slate_player_play(struct slate_player *sp, const struct slate_params *params
   return 0;
 }
 
-void slate_player_halt(struct slate_player *sp, bool flush)
-{
+void slate_player_halt(struct slate_player *sp, bool flush) {
   if (!sp || !sp->running)
     return;
   uv_mutex_lock(&sp->mu);
@@ -453,18 +424,11 @@ void slate_player_halt(struct slate_player *sp, bool flush)
   sp->running = false;
 }
 
-bool slate_player_playing(const struct slate_player *sp)
-{
-  return sp && sp->running;
-}
+bool slate_player_playing(const struct slate_player *sp) { return sp && sp->running; }
 
-uint64_t slate_player_packets(struct slate_player *sp)
-{
-  return atomic_load(&sp->packets);
-}
+uint64_t slate_player_packets(struct slate_player *sp) { return atomic_load(&sp->packets); }
 
-void slate_player_free(struct slate_player *sp)
-{
+void slate_player_free(struct slate_player *sp) {
   if (!sp)
     return;
   slate_player_halt(sp, false);

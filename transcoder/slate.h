@@ -45,8 +45,7 @@ struct slate *slate_new(const struct slate_params *params, const struct hls_stre
 void slate_free(struct slate *s);
 
 /* Whether s was made from these params and layout (then it can be reused). */
-bool slate_matches(const struct slate *s, const struct slate_params *params,
-                   const struct hls_stream_layout *layout);
+bool slate_matches(const struct slate *s, const struct slate_params *params, const struct hls_stream_layout *layout);
 
 /* Codec parameters of rendition i (with extradata); owned by s. */
 const AVCodecParameters *slate_codecpar(const struct slate *s, int index);
@@ -71,8 +70,7 @@ int slate_next(struct slate *s, AVPacket *pkt);
 /* Same contract as pipeline_output's open/write/close: open and close run
  * on the player's thread, write too. */
 struct slate_output {
-  void *(*open)(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                AVRational time_base);
+  void *(*open)(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational time_base);
   int (*write)(void *writer, const AVPacket *pkt, int64_t arrival_ms);
   void (*close)(void *writer, bool flush);
   void *opaque;

@@ -28,8 +28,7 @@ static const char *const fonts[] = {
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 };
 
-static const char *pick_font(void)
-{
+static const char *pick_font(void) {
   static _Atomic int warned;
   for (size_t i = 0; i < sizeof(fonts) / sizeof(fonts[0]); i++) {
     if (access(fonts[i], R_OK) == 0) {
@@ -45,9 +44,8 @@ static const char *pick_font(void)
 
 /* ---- the card ---- */
 
-static int add_text(AVFilterGraph *g, AVFilterContext **last, const char *font, const char *text,
-                    int size, const char *y, const char *color)
-{
+static int add_text(AVFilterGraph *g, AVFilterContext **last, const char *font, const char *text, int size,
+                    const char *y, const char *color) {
   char name[32]; /* unique in the graph */
   snprintf(name, sizeof name, "text%u", g->nb_filters);
   AVFilterContext *f = avfilter_graph_alloc_filter(g, avfilter_get_by_name("drawtext"), name);
@@ -69,8 +67,7 @@ static int add_text(AVFilterGraph *g, AVFilterContext **last, const char *font, 
   return 0;
 }
 
-static AVFrame *card(const char *title, int w, int h)
-{
+static AVFrame *card(const char *title, int w, int h) {
   AVFilterGraph *g = avfilter_graph_alloc();
   AVFrame *frame = av_frame_alloc();
   AVFilterContext *src = NULL, *fmt = NULL, *sink = NULL, *last;
@@ -91,13 +88,11 @@ static AVFrame *card(const char *title, int w, int h)
       rc = add_text(g, &last, font, "We'll be right back", small, "h*0.66", "0xd0d0d0");
   }
   if (rc == 0)
-    rc = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("format"), "fmt",
-                                      "pix_fmts=yuv420p", NULL, g);
+    rc = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("format"), "fmt", "pix_fmts=yuv420p", NULL, g);
   if (rc == 0)
     rc = avfilter_link(last, 0, fmt, 0);
   if (rc == 0)
-    rc = avfilter_graph_create_filter(&sink, avfilter_get_by_name("buffersink"), "out", NULL,
-                                      NULL, g);
+    rc = avfilter_graph_create_filter(&sink, avfilter_get_by_name("buffersink"), "out", NULL, NULL, g);
   if (rc == 0)
     rc = avfilter_link(fmt, 0, sink, 0);
   if (rc == 0)
@@ -114,8 +109,7 @@ static AVFrame *card(const char *title, int w, int h)
 
 /* ---- an image ---- */
 
-static AVFrame *decode_image(const char *path)
-{
+static AVFrame *decode_image(const char *path) {
   AVFormatContext *fc = NULL;
   AVCodecContext *dec = NULL;
   AVPacket *pkt = av_packet_alloc();
@@ -156,15 +150,13 @@ static AVFrame *decode_image(const char *path)
   return frame;
 }
 
-static int even(double v)
-{
+static int even(double v) {
   int n = (int)(v + 0.5) & ~1;
   return n < 2 ? 2 : n;
 }
 
 /* src fitted into a black w x h picture, its aspect ratio kept. */
-static AVFrame *letterbox(const AVFrame *src, int w, int h)
-{
+static AVFrame *letterbox(const AVFrame *src, int w, int h) {
   AVFrame *f = av_frame_alloc();
   if (!f)
     return NULL;
@@ -177,9 +169,8 @@ static AVFrame *letterbox(const AVFrame *src, int w, int h)
   }
   ptrdiff_t ls[4] = {f->linesize[0], f->linesize[1], f->linesize[2], 0};
   av_image_fill_black(f->data, ls, AV_PIX_FMT_YUV420P, AVCOL_RANGE_MPEG, w, h);
-  double sar = src->sample_aspect_ratio.num > 0 && src->sample_aspect_ratio.den > 0
-                   ? av_q2d(src->sample_aspect_ratio)
-                   : 1.0;
+  double sar =
+      src->sample_aspect_ratio.num > 0 && src->sample_aspect_ratio.den > 0 ? av_q2d(src->sample_aspect_ratio) : 1.0;
   double sw = src->width * sar, sh = src->height;
   double k = (double)w / sw < (double)h / sh ? (double)w / sw : (double)h / sh;
   int dw = even(sw * k), dh = even(sh * k);
@@ -188,8 +179,8 @@ static AVFrame *letterbox(const AVFrame *src, int w, int h)
   if (dh > h)
     dh = h & ~1;
   int ox = ((w - dw) / 2) & ~1, oy = ((h - dh) / 2) & ~1;
-  struct SwsContext *sws = sws_getContext(src->width, src->height, src->format, dw, dh,
-                                          AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+  struct SwsContext *sws =
+      sws_getContext(src->width, src->height, src->format, dw, dh, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
   if (!sws) {
     av_frame_free(&f);
     return NULL;
@@ -197,14 +188,12 @@ static AVFrame *letterbox(const AVFrame *src, int w, int h)
   uint8_t *dst[4] = {f->data[0] + (ptrdiff_t)oy * f->linesize[0] + ox,
                      f->data[1] + (ptrdiff_t)(oy / 2) * f->linesize[1] + ox / 2,
                      f->data[2] + (ptrdiff_t)(oy / 2) * f->linesize[2] + ox / 2, NULL};
-  sws_scale(sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, dst,
-            f->linesize);
+  sws_scale(sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, dst, f->linesize);
   sws_freeContext(sws);
   return f;
 }
 
-AVFrame *slate_picture(const char *title, const char *image_path, int width, int height)
-{
+AVFrame *slate_picture(const char *title, const char *image_path, int width, int height) {
   if (image_path && image_path[0]) {
     AVFrame *img = decode_image(image_path);
     if (img) {

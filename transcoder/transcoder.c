@@ -54,7 +54,7 @@ struct tc_channel {
   struct hls_stream *st;
   bool timeline_open; /* a begin was answered and no end since */
   struct slate_player *slate;
-  bool slate_on; /* the slate's timeline is open */
+  bool slate_on;                        /* the slate's timeline is open */
   struct hls_stream_layout last_layout; /* the last feed's, for the slate */
   bool have_last_layout;
   uint64_t slate_due; /* uv_now when the grace after a timeline's end is over; 0 = none */
@@ -83,7 +83,7 @@ struct transcoder {
   const struct config_channel *chan_cfg;
   int chan_count;
   struct workq *requests; /* pipelines -> loop; its memory goes in workq_stop */
-  uv_timer_t *grace; /* the slate's grace after an end; freed in its close callback */
+  uv_timer_t *grace;      /* the slate's grace after an end; freed in its close callback */
   struct tc_channel *channels;
   int closing; /* handles still closing in transcoder_stop */
   void (*stopped_cb)(void *arg);
@@ -93,8 +93,7 @@ struct transcoder {
 /* ---- requests from the pipelines (worker threads) ---- */
 
 /* 0, or -ENOMEM / -EAGAIN (queue full) / -EPIPE (stopping): rq freed. */
-static int post(struct tc_channel *c, struct tc_request *rq)
-{
+static int post(struct tc_channel *c, struct tc_request *rq) {
   rq->c = c;
   int e = workq_push(c->t->requests, &rq);
   if (e < 0) {
@@ -105,8 +104,7 @@ static int post(struct tc_channel *c, struct tc_request *rq)
   return e;
 }
 
-static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout)
-{
+static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout) {
   (void)p;
   struct tc_request *rq = calloc(1, sizeof(*rq));
   if (!rq)
@@ -116,8 +114,7 @@ static int out_begin(void *opaque, struct pipeline *p, const struct hls_stream_l
   return post(opaque, rq);
 }
 
-static void out_end(void *opaque)
-{
+static void out_end(void *opaque) {
   struct tc_request *rq = calloc(1, sizeof(*rq));
   if (!rq)
     return; /* the next begin is a discontinuity all the same */
@@ -127,20 +124,16 @@ static void out_end(void *opaque)
 
 /* Writers are the stream's packagers: they push into the stream's own
  * queue, and the stream lives until hls_server_stop. */
-static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                      AVRational tb)
-{
+static void *out_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational tb) {
   struct tc_channel *c = opaque;
   return hls_stream_packager(c->st, timeline, index, par, tb);
 }
 
-static int out_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)
-{
+static int out_write(void *writer, const AVPacket *pkt, int64_t arrival_ms) {
   return hls_packager_write(writer, pkt, arrival_ms);
 }
 
-static void out_close(void *writer, bool flush)
-{
+static void out_close(void *writer, bool flush) {
   if (flush)
     hls_packager_flush(writer);
   hls_packager_free(writer);
@@ -151,8 +144,7 @@ static void out_close(void *writer, bool flush)
 #define SLATE_SRC_W 1920 /* the nominal source of the slate before any feed */
 #define SLATE_SRC_H 1080
 
-static const struct config_channel *channel_cfg(const struct transcoder *t, const char *name)
-{
+static const struct config_channel *channel_cfg(const struct transcoder *t, const char *name) {
   for (int i = 0; i < t->chan_count; i++)
     if (strcmp(t->chan_cfg[i].name, name) == 0)
       return &t->chan_cfg[i];
@@ -161,8 +153,7 @@ static const struct config_channel *channel_cfg(const struct transcoder *t, cons
 
 /* Before any feed: the ladder of a nominal 1080p source (every rung, and
  * "source" when passed through), plus audio. */
-static void default_layout(const struct config_transcoder *cfg, struct hls_stream_layout *lay)
-{
+static void default_layout(const struct config_transcoder *cfg, struct hls_stream_layout *lay) {
   struct ladder l;
   memset(lay, 0, sizeof(*lay));
   if (ladder_build(cfg, SLATE_SRC_W, SLATE_SRC_H, &l) < 0)
@@ -182,8 +173,7 @@ static void default_layout(const struct config_transcoder *cfg, struct hls_strea
   a->channels = 2;
 }
 
-static void slate_begin(struct tc_channel *c)
-{
+static void slate_begin(struct tc_channel *c) {
   if (c->slate_on || c->timeline_open || !c->slate)
     return;
   const struct config_channel *cc = channel_cfg(c->t, c->name);
@@ -215,8 +205,7 @@ static void slate_begin(struct tc_channel *c)
 }
 
 /* flush: the slate's last part goes out (a feed follows); else dropped. */
-static void slate_end(struct tc_channel *c, bool flush)
-{
+static void slate_end(struct tc_channel *c, bool flush) {
   if (!c->slate_on)
     return;
   slate_player_halt(c->slate, flush);
@@ -227,15 +216,13 @@ static void slate_end(struct tc_channel *c, bool flush)
 
 /* ---- the loop side ---- */
 
-static uint64_t slate_grace_ms(const struct transcoder *t)
-{
+static uint64_t slate_grace_ms(const struct transcoder *t) {
   return (uint64_t)(t->hls_cfg->part_duration * 1000.0 + 0.5);
 }
 
 static void on_grace(uv_timer_t *h);
 
-static void handle(struct tc_request *rq)
-{
+static void handle(struct tc_request *rq) {
   struct tc_channel *c = rq->c;
   if (rq->kind == REQ_BEGIN) {
     slate_end(c, true);
@@ -258,8 +245,7 @@ static void handle(struct tc_request *rq)
 
 /* The slate for every channel without a timeline whose grace is over;
  * the timer is armed for the earliest grace still running. */
-static void slate_when_due(struct transcoder *t)
-{
+static void slate_when_due(struct transcoder *t) {
   uint64_t now = uv_now(t->loop), next = 0;
   for (struct tc_channel *c = t->channels; c; c = c->next) {
     if (c->timeline_open || c->slate_on)
@@ -275,54 +261,42 @@ static void slate_when_due(struct transcoder *t)
     uv_timer_start(t->grace, on_grace, next - now, 0);
 }
 
-static void on_grace(uv_timer_t *h)
-{
+static void on_grace(uv_timer_t *h) {
   if (h->data)
     slate_when_due(h->data);
 }
 
-static void on_request(void *item, void *opaque)
-{
+static void on_request(void *item, void *opaque) {
   (void)opaque;
   struct tc_request *rq = *(struct tc_request **)item;
   handle(rq);
   free(rq);
 }
 
-static void drop_request(void *item, void *opaque)
-{
+static void drop_request(void *item, void *opaque) {
   (void)opaque;
   free(*(struct tc_request **)item);
 }
 
 /* After the whole batch: an end followed at once by a begin (a resize, a
  * feed switch) needs no slate in between. */
-static void on_requests_done(void *opaque)
-{
-  slate_when_due(opaque);
-}
+static void on_requests_done(void *opaque) { slate_when_due(opaque); }
 
-static bool request_of(const void *item, void *c)
-{
-  return (*(struct tc_request *const *)item)->c == c;
-}
+static bool request_of(const void *item, void *c) { return (*(struct tc_request *const *)item)->c == c; }
 
 /* ---- channel sink ---- */
 
-static void sink_start(void *opaque, const struct channel_feed_info *info)
-{
+static void sink_start(void *opaque, const struct channel_feed_info *info) {
   struct tc_channel *c = opaque;
   pipeline_start(c->p, info);
 }
 
-static void sink_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms)
-{
+static void sink_packet(void *opaque, const AVPacket *pkt, int64_t arrival_ms) {
   struct tc_channel *c = opaque;
   pipeline_packet(c->p, pkt, arrival_ms);
 }
 
-static void sink_stop(void *opaque)
-{
+static void sink_stop(void *opaque) {
   struct tc_channel *c = opaque;
   pipeline_stop(c->p);
 }
@@ -330,17 +304,14 @@ static void sink_stop(void *opaque)
 static const struct channel_sink_ops sink_ops = {
     .on_start = sink_start, .on_packet = sink_packet, .on_stop = sink_stop};
 
-static struct tc_channel *find(const struct transcoder *t, const struct channel *ch,
-                               const char *name)
-{
+static struct tc_channel *find(const struct transcoder *t, const struct channel *ch, const char *name) {
   for (struct tc_channel *c = t->channels; c; c = c->next)
     if ((ch && c->ch == ch) || (name && strcmp(c->name, name) == 0))
       return c;
   return NULL;
 }
 
-static void attach(void *opaque, struct channel *ch)
-{
+static void attach(void *opaque, struct channel *ch) {
   struct transcoder *t = opaque;
   if (find(t, ch, NULL))
     return;
@@ -354,16 +325,15 @@ static void attach(void *opaque, struct channel *ch)
   /* after a restart: the renditions of the feed before it, not a nominal 1080p source's */
   if (c->st && hls_stream_saved_layout(c->st, &c->last_layout) == 0)
     c->have_last_layout = true;
-  struct pipeline_output out = {.begin = out_begin, .open = out_open, .write = out_write,
-                                .close = out_close, .end = out_end, .opaque = c};
+  struct pipeline_output out = {
+      .begin = out_begin, .open = out_open, .write = out_write, .close = out_close, .end = out_end, .opaque = c};
   c->p = c->st ? pipeline_new(c->name, t->tc_cfg, t->hls_cfg, &out, true) : NULL;
   if (!c->p) {
     log_error("transcoder", "channel not transcoded channel=%s", c->name);
     free(c);
     return;
   }
-  struct slate_output sout = {.open = out_open, .write = out_write, .close = out_close,
-                              .opaque = c};
+  struct slate_output sout = {.open = out_open, .write = out_write, .close = out_close, .opaque = c};
   c->slate = slate_player_new(c->name, &sout);
   if (!c->slate)
     log_warn("transcoder", "no slate channel=%s", c->name);
@@ -373,11 +343,10 @@ static void attach(void *opaque, struct channel *ch)
   slate_begin(c); /* a live feed's begin will halt it */
 }
 
-static void detach_one(struct transcoder *t, struct tc_channel *c)
-{
+static void detach_one(struct transcoder *t, struct tc_channel *c) {
   if (c->sink_id > 0)
     channel_unsubscribe(c->ch, c->sink_id);
-  pipeline_free(c->p); /* aborts: joins the decode and rung threads */
+  pipeline_free(c->p);                     /* aborts: joins the decode and rung threads */
   workq_purge(t->requests, request_of, c); /* no new ones: its threads are gone */
   slate_end(c, false);
   slate_player_free(c->slate);
@@ -386,8 +355,7 @@ static void detach_one(struct transcoder *t, struct tc_channel *c)
   free(c);
 }
 
-static void detach(void *opaque, struct channel *ch)
-{
+static void detach(void *opaque, struct channel *ch) {
   struct transcoder *t = opaque;
   for (struct tc_channel **pp = &t->channels; *pp; pp = &(*pp)->next) {
     if ((*pp)->ch == ch) {
@@ -404,8 +372,7 @@ static void detach(void *opaque, struct channel *ch)
 /* libav and x264 log through av_log from the encoder threads; give their
  * warnings and errors our line format (log_msg is thread-safe) and keep
  * their informational chatter at debug. */
-static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl)
-{
+static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl) {
   if (level > AV_LOG_INFO && log_get_level() > LOG_LEVEL_DEBUG)
     return;
   char line[1024];
@@ -416,12 +383,13 @@ static void av_log_to_ours(void *avcl, int level, const char *fmt, va_list vl)
     line[--n] = '\0';
   if (!n)
     return;
-  enum log_level ours = level <= AV_LOG_ERROR ? LOG_LEVEL_ERROR : level <= AV_LOG_WARNING ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
+  enum log_level ours = level <= AV_LOG_ERROR     ? LOG_LEVEL_ERROR
+                        : level <= AV_LOG_WARNING ? LOG_LEVEL_WARN
+                                                  : LOG_LEVEL_DEBUG;
   log_msg(ours, "libav", "%s", line);
 }
 
-static void stopped_one(void *arg)
-{
+static void stopped_one(void *arg) {
   struct transcoder *t = arg;
   if (--t->closing > 0)
     return;
@@ -432,18 +400,15 @@ static void stopped_one(void *arg)
     cb(cb_arg);
 }
 
-static void on_grace_closed(uv_handle_t *h)
-{
+static void on_grace_closed(uv_handle_t *h) {
   struct transcoder *t = h->data;
   free(h);
   stopped_one(t);
 }
 
-struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *registry,
-                                    struct hls_server *hls, const struct config_transcoder *tc_cfg,
-                                    const struct config_hls *hls_cfg,
-                                    const struct config_channel *chan_cfg, int chan_count)
-{
+struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *registry, struct hls_server *hls,
+                                    const struct config_transcoder *tc_cfg, const struct config_hls *hls_cfg,
+                                    const struct config_channel *chan_cfg, int chan_count) {
   av_log_set_callback(av_log_to_ours);
   struct transcoder *t = calloc(1, sizeof(*t));
   if (!t)
@@ -455,10 +420,8 @@ struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *re
   t->hls_cfg = hls_cfg;
   t->chan_cfg = chan_cfg;
   t->chan_count = chan_count;
-  struct workq_ops ops = {.on_item = on_request, .on_drop = drop_request,
-                          .on_batch = on_requests_done, .opaque = t};
-  int e = workq_new(loop, sizeof(struct tc_request *), TC_REQUESTS_MAX, WORKQ_REFUSE_NEW, &ops,
-                    &t->requests);
+  struct workq_ops ops = {.on_item = on_request, .on_drop = drop_request, .on_batch = on_requests_done, .opaque = t};
+  int e = workq_new(loop, sizeof(struct tc_request *), TC_REQUESTS_MAX, WORKQ_REFUSE_NEW, &ops, &t->requests);
   if (e < 0) {
     log_error("transcoder", "request queue not created err=%s", uv_strerror(e));
     free(t);
@@ -475,15 +438,13 @@ struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *re
   int n = channel_registry_count(registry);
   for (int i = 0; i < n; i++)
     attach(t, channel_registry_at(registry, i));
-  struct channel_registry_observer obs = {
-      .on_channel_added = attach, .on_channel_removed = detach, .opaque = t};
+  struct channel_registry_observer obs = {.on_channel_added = attach, .on_channel_removed = detach, .opaque = t};
   channel_registry_observe(registry, &obs);
   log_info("transcoder", "started channels=%d", n);
   return t;
 }
 
-void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg)
-{
+void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg) {
   if (!t) {
     if (cb)
       cb(arg);
@@ -501,10 +462,8 @@ void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg)
   uv_close((uv_handle_t *)t->grace, on_grace_closed);
 }
 
-void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_cfg,
-                       const struct config_hls *hls_cfg, const struct config_channel *chan_cfg,
-                       int chan_count)
-{
+void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_cfg, const struct config_hls *hls_cfg,
+                       const struct config_channel *chan_cfg, int chan_count) {
   t->tc_cfg = tc_cfg;
   t->hls_cfg = hls_cfg;
   t->chan_cfg = chan_cfg;
@@ -513,8 +472,7 @@ void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_
     pipeline_reload(c->p, tc_cfg, hls_cfg);
 }
 
-void transcoder_metrics(const struct transcoder *t, struct buf *out)
-{
+void transcoder_metrics(const struct transcoder *t, struct buf *out) {
 #define PS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_stats, FIELD)
 #define RS(NAME, HELP, FIELD) METRIC_FIELD(NAME, METRIC_COUNTER, HELP, struct pipeline_rung_stats, FIELD)
   static const struct metric per_channel[] = {
@@ -572,8 +530,7 @@ void transcoder_metrics(const struct transcoder *t, struct buf *out)
   free(st);
 }
 
-void transcoder_api_fill(const struct transcoder *t, const char *channel, struct json_t *obj)
-{
+void transcoder_api_fill(const struct transcoder *t, const char *channel, struct json_t *obj) {
   struct tc_channel *c = find(t, NULL, channel);
   json_t *arr = json_array();
   if (!arr)
@@ -583,9 +540,8 @@ void transcoder_api_fill(const struct transcoder *t, const char *channel, struct
     pipeline_get_stats(c->p, &st);
   for (int i = 0; st.live && i < st.rendition_count; i++) {
     const struct pipeline_rung_stats *r = &st.r[i];
-    json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:I, s:b}", "name", r->name, "width",
-                                         r->width, "height", r->height, "bitrate",
-                                         (json_int_t)r->bitrate, "passthrough", r->passthrough));
+    json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:I, s:b}", "name", r->name, "width", r->width, "height",
+                                         r->height, "bitrate", (json_int_t)r->bitrate, "passthrough", r->passthrough));
   }
   json_object_set_new(obj, "renditions", arr);
   json_object_set_new(obj, "audio", json_boolean(st.live && st.has_audio));

@@ -28,9 +28,8 @@ struct json_t;
 struct transcoder;
 
 /* After the registry and the store exist. NULL on error (logged). */
-struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *registry,
-                                    struct hls_server *hls, const struct config_transcoder *tc_cfg,
-                                    const struct config_hls *hls_cfg,
+struct transcoder *transcoder_start(uv_loop_t *loop, struct channel_registry *registry, struct hls_server *hls,
+                                    const struct config_transcoder *tc_cfg, const struct config_hls *hls_cfg,
                                     const struct config_channel *chan_cfg, int chan_count);
 /* Asynchronous teardown: unsubscribes, aborts and joins every pipeline
  * (synchronously), ends live HLS timelines, closes its handles, and once
@@ -42,9 +41,8 @@ void transcoder_stop(struct transcoder *t, void (*cb)(void *arg), void *arg);
  * their next timeline, the slate its channel titles and images. The old
  * sections are not read after this returns. Channels come and go through
  * the registry observer. */
-void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_cfg,
-                       const struct config_hls *hls_cfg, const struct config_channel *chan_cfg,
-                       int chan_count);
+void transcoder_reload(struct transcoder *t, const struct config_transcoder *tc_cfg, const struct config_hls *hls_cfg,
+                       const struct config_channel *chan_cfg, int chan_count);
 /* Prometheus lines (galarelay_transcoder_*). */
 void transcoder_metrics(const struct transcoder *t, struct buf *out);
 /* "renditions": [{name, width, height, bitrate, passthrough}], "audio". */

@@ -31,8 +31,8 @@ static void op_words(void *opaque, struct room *r, const json_t *ev) { (void)opa
 static const struct room_ops ops = {op_wake, op_kick, op_words};
 
 static struct room_member viewer = {.addr = "192.0.2.1", .user_id = "viewer", .name = "v", .named = true};
-static struct room_member moderator = {.addr = "192.0.2.2", .user_id = "moderator", .name = "m",
-                                       .role = ROOM_MODERATOR, .named = true};
+static struct room_member moderator = {
+    .addr = "192.0.2.2", .user_id = "moderator", .name = "m", .role = ROOM_MODERATOR, .named = true};
 
 static struct room *room_once(void) {
   static struct room *r;
@@ -85,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   struct bus_envelope env;
-  if (bus_envelope_open(secret, "gala", sealed.data, sealed.len, &env) != BUS_ENVELOPE_OK ||
-      env.event_len != evlen || memcmp(env.event, ev, evlen) != 0 || env.seq != seq)
+  if (bus_envelope_open(secret, "gala", sealed.data, sealed.len, &env) != BUS_ENVELOPE_OK || env.event_len != evlen ||
+      memcmp(env.event, ev, evlen) != 0 || env.seq != seq)
     abort(); /* what a node seals, every node opens, unchanged */
   buf_free(&sealed);
   json_t *event = json_loadb(ev, evlen, 0, NULL);

@@ -28,8 +28,7 @@ static struct filter_norm *norm_once(void) {
 }
 
 /* Index of a word whose matching form occurs in norm, or -1. */
-static long naive_match(struct filter_norm *n, char **words, size_t count, const char *norm,
-                        size_t len) {
+static long naive_match(struct filter_norm *n, char **words, size_t count, const char *norm, size_t len) {
   long found = -1;
   for (size_t i = 0; i < count && found < 0; i++) {
     size_t wlen;
@@ -41,8 +40,7 @@ static long naive_match(struct filter_norm *n, char **words, size_t count, const
   return found;
 }
 
-static void check_words(struct filter_norm *n, char **words, size_t count, const char *norm,
-                        size_t len) {
+static void check_words(struct filter_norm *n, char **words, size_t count, const char *norm, size_t len) {
   struct filter_words *fw = filter_words_build(n, (const char *const *)words, count);
   if (!fw)
     return;

@@ -18,15 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   json_t *out = NULL;
   switch (msg.type) {
-  case CHAT_MSG_HELLO:
-    out = chat_user_json("id", msg.name, "viewer");
-    break;
-  case CHAT_MSG_COMMENT:
-    out = chat_comment_event("id", chat_user_json("u", "n", "viewer"), msg.text, 0);
-    break;
-  case CHAT_MSG_MOD:
-    out = chat_ack_json(msg.nonce, msg.id ? msg.id : msg.user);
-    break;
+  case CHAT_MSG_HELLO: out = chat_user_json("id", msg.name, "viewer"); break;
+  case CHAT_MSG_COMMENT: out = chat_comment_event("id", chat_user_json("u", "n", "viewer"), msg.text, 0); break;
+  case CHAT_MSG_MOD: out = chat_ack_json(msg.nonce, msg.id ? msg.id : msg.user); break;
   }
   size_t len;
   unsigned char *frame = out ? chat_json_frame(out, 16, &len) : NULL;

@@ -9,8 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
   struct flv_media m;
-  int rc = data[0] & 1 ? flv_parse_audio(data + 1, size - 1, 1000, &m)
-                       : flv_parse_video(data + 1, size - 1, 1000, &m);
+  int rc = data[0] & 1 ? flv_parse_audio(data + 1, size - 1, 1000, &m) : flv_parse_video(data + 1, size - 1, 1000, &m);
   if (rc == 0 && m.kind == FLV_CONFIG) {
     AVCodecParameters *par = flv_codecpar(&m);
     if (par) {

@@ -29,8 +29,8 @@ static void fuzz_xff(const char *text, size_t len) {
     return;
   }
   size_t n = strlen(out);
-  if (n == 0 || n >= len || out[0] == ' ' || out[0] == '\t' || out[n - 1] == ' ' ||
-      out[n - 1] == '\t' || strchr(out, ','))
+  if (n == 0 || n >= len || out[0] == ' ' || out[0] == '\t' || out[n - 1] == ' ' || out[n - 1] == '\t' ||
+      strchr(out, ','))
     abort();
 }
 

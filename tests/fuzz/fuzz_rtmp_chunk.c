@@ -13,8 +13,8 @@ static int on_msg(void *opaque, const struct rtmp_msg *msg) {
     sink ^= msg->data[i];
   (void)sink;
   if (msg->len >= 4) {
-    uint32_t v = (uint32_t)msg->data[0] << 24 | (uint32_t)msg->data[1] << 16 |
-                 (uint32_t)msg->data[2] << 8 | msg->data[3];
+    uint32_t v =
+        (uint32_t)msg->data[0] << 24 | (uint32_t)msg->data[1] << 16 | (uint32_t)msg->data[2] << 8 | msg->data[3];
     if (msg->type == RTMP_MSG_SET_CHUNK_SIZE)
       rtmp_chunk_reader_set_chunk_size(rd, v);
     else if (msg->type == RTMP_MSG_ABORT)

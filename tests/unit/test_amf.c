@@ -149,12 +149,9 @@ static void test_number_encoding_bytes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_roundtrip_values),
-      cmocka_unit_test(test_seq_table_and_defaults),
-      cmocka_unit_test(test_string_too_long_for_dest),
-      cmocka_unit_test(test_truncated_everywhere),
-      cmocka_unit_test(test_depth_and_counts_bounded),
-      cmocka_unit_test(test_number_encoding_bytes),
+      cmocka_unit_test(test_roundtrip_values),         cmocka_unit_test(test_seq_table_and_defaults),
+      cmocka_unit_test(test_string_too_long_for_dest), cmocka_unit_test(test_truncated_everywhere),
+      cmocka_unit_test(test_depth_and_counts_bounded), cmocka_unit_test(test_number_encoding_bytes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,13 +32,13 @@ struct sink {
   int starts, stops, packets, keys, removed;
   uint64_t generation;
   bool backup, has_video;
-  int64_t first_frame;   /* send_frames' index of the timeline's first packet */
-  bool first_is_key;     /* the first packet of the current timeline */
-  int64_t first_dts;     /* ... and its timestamp on the output clock */
-  int64_t last_dts;      /* the output clock: never goes back, across timelines */
+  int64_t first_frame; /* send_frames' index of the timeline's first packet */
+  bool first_is_key;   /* the first packet of the current timeline */
+  int64_t first_dts;   /* ... and its timestamp on the output clock */
+  int64_t last_dts;    /* the output clock: never goes back, across timelines */
   bool dts_went_back;
-  int wired;             /* packets with RTMP wire bytes ... */
-  bool wire_ts_wrong;    /* ... whose message timestamp is not the packet's dts */
+  int wired;               /* packets with RTMP wire bytes ... */
+  bool wire_ts_wrong;      /* ... whose message timestamp is not the packet's dts */
   int64_t key_interval_ms; /* channel_feed_info's, at the last start */
   int packets_since_start;
 };
@@ -203,7 +203,7 @@ static void test_fanout_gop_and_standby(void **state) {
   configure(a);
   configure(bk);
   assert_false(channel_is_live(ch));
-  send_frames(a, 0, 25); /* keyframes at 0, 10, 20 */
+  send_frames(a, 0, 25);  /* keyframes at 0, 10, 20 */
   send_frames(bk, 0, 25); /* standby: not forwarded */
   assert_true(channel_is_live(ch));
   assert_int_equal(early.starts, 1);
@@ -337,8 +337,7 @@ static void test_player_leaves_during_catch_up(void **state) {
     struct closing_player *p = calloc(1, sizeof *p);
     assert_non_null(p);
     *p = (struct closing_player){.ch = ch, .close_at = close_at, .closed = &closed};
-    assert_int_equal(channel_subscribe_player(ch, &closing_player_ops, p, s_removed, &p->id),
-                     CHANNEL_SUBSCRIBE_LEFT);
+    assert_int_equal(channel_subscribe_player(ch, &closing_player_ops, p, s_removed, &p->id), CHANNEL_SUBSCRIBE_LEFT);
     assert_true(closed);
     assert_int_equal(channel_player_count(ch), 0);
     send_frames(a, 25 + close_at, 1);
@@ -436,8 +435,8 @@ static void test_output_clock_across_switch(void **state) {
   struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");
   for (int i = 0; i < 25; i++) {
     fake_ms += 33;
-    send_wired(a, i, 1, P);              /* primary: crosses 2^24 ms at frame 13 */
-    send_wired(b, i, 1, 7200000 - 500);  /* backup: two hours later */
+    send_wired(a, i, 1, P);             /* primary: crosses 2^24 ms at frame 13 */
+    send_wired(b, i, 1, 7200000 - 500); /* backup: two hours later */
   }
   assert_int_equal(player.s.first_dts, P); /* the first timeline keeps the encoder's clock */
   assert_int_equal(player.header_ts, 0);
@@ -628,7 +627,8 @@ static void test_primary_returns_without_prefer_primary(void **state) {
   struct channel *ch = channel_registry_find(e->reg, "gala");
   struct config next = e->cfg;
   next.channels[0].prefer_primary = false;
-  channel_registry_reload(e->reg, &next.rtmp, next.channels, next.channel_count); /* a live setting: kept channel, new value */
+  channel_registry_reload(e->reg, &next.rtmp, next.channels,
+                          next.channel_count); /* a live setting: kept channel, new value */
   struct sink tc = {0};
   channel_subscribe(ch, &sink_ops, &tc);
   struct channel_feed *a = open_feed(e, "k-primary", "a"), *b = open_feed(e, "k-backup", "b");

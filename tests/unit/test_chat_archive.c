@@ -69,8 +69,7 @@ static int teardown(void **state) {
 }
 
 static struct archive *open_archive(struct fixture *f, int commit_ms, int batch, int qmax) {
-  struct archive_params p = {.path = f->path, .commit_ms = commit_ms, .batch = batch,
-                             .queue_max = qmax};
+  struct archive_params p = {.path = f->path, .commit_ms = commit_ms, .batch = batch, .queue_max = qmax};
   struct archive *a = archive_open(&f->loop, &p);
   assert_non_null(a);
   return a;
@@ -99,9 +98,14 @@ static int submit_comment(struct fixture *f, struct ticket *t, int k, const char
   char id[32], text[64];
   snprintf(id, sizeof id, "%021d", k);
   snprintf(text, sizeof text, "comment %d 新年快乐", k);
-  struct archive_comment c = {.id = id, .channel = channel, .user_id = "u1",
-                              .user_name = "小张", .role = "viewer", .text = text,
-                              .ts_ms = 1000 + k, .addr = "127.0.0.1",
+  struct archive_comment c = {.id = id,
+                              .channel = channel,
+                              .user_id = "u1",
+                              .user_name = "小张",
+                              .role = "viewer",
+                              .text = text,
+                              .ts_ms = 1000 + k,
+                              .addr = "127.0.0.1",
                               .status = ARCHIVE_VISIBLE};
   t->f = f;
   t->tag = k;
@@ -192,16 +196,14 @@ static void test_reload_after_reopen(void **state) {
   snprintf(id5, sizeof id5, "%021d", 5);
   t[n] = (struct ticket){f, 100};
   assert_int_equal(archive_submit_status(f->a, "gala", id5, ARCHIVE_DELETED, on_done, &t[n++]), 0);
-  struct archive_mod m = {.channel = "gala", .ts_ms = 5, .moderator = "mod", .action = "delete",
-                          .target = id5, .detail = ""};
+  struct archive_mod m = {
+      .channel = "gala", .ts_ms = 5, .moderator = "mod", .action = "delete", .target = id5, .detail = ""};
   t[n] = (struct ticket){f, 101};
   assert_int_equal(archive_submit_mod(f->a, &m, on_done, &t[n++]), 0);
-  struct archive_ban b1 = {.channel = "gala", .user_id = "troll", .addr = "", .until_ms = 0,
-                           .ts_ms = 1, .by = "mod"};
-  struct archive_ban b2 = {.channel = "gala", .user_id = "", .addr = "10.0.0.9",
-                           .until_ms = 10, .ts_ms = 2, .by = "mod"}; /* expired */
-  struct archive_ban b3 = {.channel = "gala", .user_id = "gone", .addr = "", .until_ms = 0,
-                           .ts_ms = 3, .by = "mod"};
+  struct archive_ban b1 = {.channel = "gala", .user_id = "troll", .addr = "", .until_ms = 0, .ts_ms = 1, .by = "mod"};
+  struct archive_ban b2 = {
+      .channel = "gala", .user_id = "", .addr = "10.0.0.9", .until_ms = 10, .ts_ms = 2, .by = "mod"}; /* expired */
+  struct archive_ban b3 = {.channel = "gala", .user_id = "gone", .addr = "", .until_ms = 0, .ts_ms = 3, .by = "mod"};
   t[n] = (struct ticket){f, 102};
   assert_int_equal(archive_submit_ban(f->a, &b1, on_done, &t[n++]), 0);
   t[n] = (struct ticket){f, 103};
@@ -218,8 +220,7 @@ static void test_reload_after_reopen(void **state) {
   assert_int_equal(archive_submit_word(f->a, "gala", "gone", 1, on_done, &t[n++]), 0);
   t[n] = (struct ticket){f, 109};
   assert_int_equal(archive_submit_word(f->a, "gala", "gone", 0, on_done, &t[n++]), 0);
-  struct archive_room_state rs = {.channel = "gala", .slow_seconds = 5, .hold = 1,
-                                  .pinned_id = id5};
+  struct archive_room_state rs = {.channel = "gala", .slow_seconds = 5, .hold = 1, .pinned_id = id5};
   t[n] = (struct ticket){f, 110};
   assert_int_equal(archive_submit_room_state(f->a, &rs, on_done, &t[n++]), 0);
   run_until(f, n);
@@ -280,19 +281,22 @@ static void test_approve_rekeys(void **state) {
   struct fixture *f = *state;
   f->a = open_archive(f, 2, 16, 0);
   struct ticket t[6];
-  struct archive_comment held = {.id = "000000000000000000010", .channel = "gala",
-                                 .user_id = "u2", .user_name = "troll", .role = "viewer",
-                                 .text = "please approve", .ts_ms = 500, .addr = "10.0.0.9",
+  struct archive_comment held = {.id = "000000000000000000010",
+                                 .channel = "gala",
+                                 .user_id = "u2",
+                                 .user_name = "troll",
+                                 .role = "viewer",
+                                 .text = "please approve",
+                                 .ts_ms = 500,
+                                 .addr = "10.0.0.9",
                                  .status = ARCHIVE_HELD};
   t[0] = (struct ticket){f, 0};
   assert_int_equal(archive_submit_comment(f->a, &held, on_done, &t[0]), 0);
   assert_int_equal(submit_comment(f, &t[1], 11, "gala"), 0); /* published meanwhile */
   t[2] = (struct ticket){f, 12};
-  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000012",
-                                          on_done, &t[2]), 0);
+  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000012", on_done, &t[2]), 0);
   t[3] = (struct ticket){f, 13};
-  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000013",
-                                          on_done, &t[3]), 0);
+  assert_int_equal(archive_submit_approve(f->a, "gala", held.id, "000000000000000000013", on_done, &t[3]), 0);
   run_until(f, 4);
   assert_int_equal(f->acks, 4);
   struct collected col = {0};
@@ -306,20 +310,25 @@ static void test_approve_rekeys(void **state) {
   close_archive(f);
 }
 
-static int submit_as(struct fixture *f, struct ticket *t, int k, const char *channel,
-                     const char *user, enum archive_status status) {
+static int submit_as(struct fixture *f, struct ticket *t, int k, const char *channel, const char *user,
+                     enum archive_status status) {
   char id[32];
   snprintf(id, sizeof id, "%021d", k);
-  struct archive_comment c = {.id = id, .channel = channel, .user_id = user,
-                              .user_name = user, .role = "viewer", .text = "x",
-                              .ts_ms = 1000 + k, .addr = "10.0.0.1", .status = status};
+  struct archive_comment c = {.id = id,
+                              .channel = channel,
+                              .user_id = user,
+                              .user_name = user,
+                              .role = "viewer",
+                              .text = "x",
+                              .ts_ms = 1000 + k,
+                              .addr = "10.0.0.1",
+                              .status = status};
   t->f = f;
   t->tag = k;
   return archive_submit_comment(f->a, &c, on_done, t);
 }
 
-static void expect_comments(struct fixture *f, const char *channel, enum archive_status status,
-                            int n, const int *ks) {
+static void expect_comments(struct fixture *f, const char *channel, enum archive_status status, int n, const int *ks) {
   struct collected col = {0};
   assert_int_equal(archive_load_comments(f->a, channel, status, 100, collect_comment, &col), 0);
   assert_int_equal(col.n, n);
@@ -374,8 +383,8 @@ static void test_clear_keeps_held(void **state) {
   t[4] = (struct ticket){f, 5};
   assert_int_equal(archive_submit_clear(f->a, "gala", 1000000, on_done, &t[4]), 0);
   t[5] = (struct ticket){f, 6};
-  assert_int_equal(archive_submit_approve(f->a, "gala", "000000000000000000002",
-                                          "000000000000000000006", on_done, &t[5]), 0);
+  assert_int_equal(
+      archive_submit_approve(f->a, "gala", "000000000000000000002", "000000000000000000006", on_done, &t[5]), 0);
   run_until(f, 6);
   assert_int_equal(f->acks, 6);
   close_archive(f);
@@ -389,13 +398,18 @@ static void test_clear_keeps_held(void **state) {
   close_archive(f);
 }
 
-static int submit_if_new(struct fixture *f, struct ticket *t, int k, const char *user,
-                         enum archive_status status) {
+static int submit_if_new(struct fixture *f, struct ticket *t, int k, const char *user, enum archive_status status) {
   char id[32];
   snprintf(id, sizeof id, "%021d", k);
-  struct archive_comment c = {.id = id, .channel = "gala", .user_id = user,
-                              .user_name = user, .role = "viewer", .text = "from node 2",
-                              .ts_ms = 1000 + k, .addr = "", .status = status};
+  struct archive_comment c = {.id = id,
+                              .channel = "gala",
+                              .user_id = user,
+                              .user_name = user,
+                              .role = "viewer",
+                              .text = "from node 2",
+                              .ts_ms = 1000 + k,
+                              .addr = "",
+                              .status = status};
   t->f = f;
   t->tag = k;
   return archive_submit_comment_if_new(f->a, &c, on_done, t);
@@ -411,8 +425,7 @@ static void test_comment_if_new_ignores_duplicate(void **state) {
   struct ticket t[8];
   assert_int_equal(submit_as(f, &t[0], 1, "gala", "alice", ARCHIVE_VISIBLE), 0);
   t[1] = (struct ticket){f, 2};
-  assert_int_equal(archive_submit_status(f->a, "gala", "000000000000000000001",
-                                         ARCHIVE_DELETED, on_done, &t[1]), 0);
+  assert_int_equal(archive_submit_status(f->a, "gala", "000000000000000000001", ARCHIVE_DELETED, on_done, &t[1]), 0);
   assert_int_equal(submit_if_new(f, &t[2], 1, "alice", ARCHIVE_VISIBLE), 0);
   t[2].tag = 3;
   assert_int_equal(submit_if_new(f, &t[3], 4, "bob", ARCHIVE_VISIBLE), 0);
@@ -449,17 +462,13 @@ static void test_drop_held(void **state) {
   assert_int_equal(submit_if_new(f, &t[2], 3, "alice", ARCHIVE_VISIBLE), 0);
   assert_int_equal(submit_if_new(f, &t[3], 4, "bob", ARCHIVE_VISIBLE), 0); /* 1 approved */
   t[4] = (struct ticket){f, 5};
-  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000001", on_done,
-                                            &t[4]), 0);
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000001", on_done, &t[4]), 0);
   t[5] = (struct ticket){f, 6};
-  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000003", on_done,
-                                            &t[5]), 0);
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000003", on_done, &t[5]), 0);
   t[6] = (struct ticket){f, 7};
-  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000099", on_done,
-                                            &t[6]), 0);
+  assert_int_equal(archive_submit_drop_held(f->a, "gala", "000000000000000000099", on_done, &t[6]), 0);
   t[7] = (struct ticket){f, 8};
-  assert_int_equal(archive_submit_drop_held(f->a, "other", "000000000000000000002", on_done,
-                                            &t[7]), 0);
+  assert_int_equal(archive_submit_drop_held(f->a, "other", "000000000000000000002", on_done, &t[7]), 0);
   run_until(f, 8);
   assert_int_equal(f->acks, 8);
   assert_true(f->order_ok);
@@ -551,9 +560,14 @@ static void test_crash_keeps_acked(void **state) {
     for (int k = 0; k < 1000; k++) {
       char id[32];
       snprintf(id, sizeof id, "%021d", k);
-      struct archive_comment c = {.id = id, .channel = "gala", .user_id = "u",
-                                  .user_name = "n", .role = "viewer", .text = "x",
-                                  .ts_ms = k, .addr = "a"};
+      struct archive_comment c = {.id = id,
+                                  .channel = "gala",
+                                  .user_id = "u",
+                                  .user_name = "n",
+                                  .role = "viewer",
+                                  .text = "x",
+                                  .ts_ms = k,
+                                  .addr = "a"};
       t[k].tag = k;
       if (archive_submit_comment(a, &c, crash_done, &t[k]) != 0)
         _exit(4);
@@ -587,10 +601,15 @@ static void test_crash_keeps_acked(void **state) {
   close_archive(f);
 }
 
-static int submit_with_id(struct fixture *f, struct ticket *t, int tag, const char *id,
-                          enum archive_status status) {
-  struct archive_comment c = {.id = id, .channel = "gala", .user_id = "u1", .user_name = "小张",
-                              .role = "viewer", .text = id, .ts_ms = tag, .addr = "127.0.0.1",
+static int submit_with_id(struct fixture *f, struct ticket *t, int tag, const char *id, enum archive_status status) {
+  struct archive_comment c = {.id = id,
+                              .channel = "gala",
+                              .user_id = "u1",
+                              .user_name = "小张",
+                              .role = "viewer",
+                              .text = id,
+                              .ts_ms = tag,
+                              .addr = "127.0.0.1",
                               .status = status};
   t->f = f;
   t->tag = tag;
@@ -654,8 +673,14 @@ static void count_stopped(void *arg) { ++*(int *)arg; }
 static void test_stop_calls_back_once(void **state) {
   struct fixture *f = *state;
   f->a = open_archive(f, 5, 64, 0);
-  struct archive_comment c = {.id = "s1", .channel = "gala", .user_id = "u", .user_name = "n",
-                              .role = "viewer", .text = "t", .ts_ms = 1, .addr = "",
+  struct archive_comment c = {.id = "s1",
+                              .channel = "gala",
+                              .user_id = "u",
+                              .user_name = "n",
+                              .role = "viewer",
+                              .text = "t",
+                              .ts_ms = 1,
+                              .addr = "",
                               .status = ARCHIVE_VISIBLE};
   struct ticket t = {f, 0};
   assert_int_equal(archive_submit_comment(f->a, &c, on_done, &t), 0);

@@ -236,8 +236,7 @@ static void test_ids_sort_in_order(void **state) {
   free(cfg);
 }
 
-static int open_buf(const char *secret, const char *channel,
-                                         const struct buf *b, struct bus_envelope *env) {
+static int open_buf(const char *secret, const char *channel, const struct buf *b, struct bus_envelope *env) {
   return bus_envelope_open(secret, channel, (const char *)b->data, b->len, env);
 }
 
@@ -256,8 +255,7 @@ static void test_envelope_seal_open(void **state) {
   static const char ev[] = "{\"type\":\"ban\",\"user\":\"victim\"}";
   struct buf b;
   buf_init(&b);
-  assert_int_equal(
-      bus_envelope_seal(&b, "k3y", "gala", "a1b2c3", 42, 1700000000123, ev, sizeof ev - 1), 0);
+  assert_int_equal(bus_envelope_seal(&b, "k3y", "gala", "a1b2c3", 42, 1700000000123, ev, sizeof ev - 1), 0);
   struct bus_envelope env;
   assert_int_equal(open_buf("k3y", "gala", &b, &env), BUS_ENVELOPE_OK);
   assert_string_equal(env.origin, "a1b2c3");
@@ -274,11 +272,9 @@ static void test_envelope_seal_open(void **state) {
     b.data[i] = saved;
   }
   for (size_t n = 0; n < b.len; n++) /* and every byte is needed */
-    assert_int_not_equal(bus_envelope_open("k3y", "gala", (const char *)b.data, n, &env),
-                         BUS_ENVELOPE_OK);
+    assert_int_not_equal(bus_envelope_open("k3y", "gala", (const char *)b.data, n, &env), BUS_ENVELOPE_OK);
   static const char unsigned_env[] = "{\"origin\":\"a1b2c3\",\"seq\":43,\"event\":{\"type\":\"ban\"}}";
-  assert_int_equal(bus_envelope_open("k3y", "gala", unsigned_env, sizeof unsigned_env - 1, &env),
-                   BUS_ENVELOPE_BAD_MAC);
+  assert_int_equal(bus_envelope_open("k3y", "gala", unsigned_env, sizeof unsigned_env - 1, &env), BUS_ENVELOPE_BAD_MAC);
   assert_int_equal(bus_envelope_open("k3y", "gala", "hello", 5, &env), BUS_ENVELOPE_MALFORMED);
   assert_int_equal(bus_envelope_open("k3y", "gala", "", 0, &env), BUS_ENVELOPE_MALFORMED);
   /* bad arguments are refused, not sealed */

@@ -64,8 +64,8 @@ static int free_port(void) {
 
 static int port_open(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
   close(fd);
   return ok;
@@ -80,9 +80,9 @@ static pid_t redis_start_auth(int port, const char *password) {
   if (pid == 0) {
     char p[16];
     snprintf(p, sizeof p, "%d", port);
-    execl("/usr/bin/redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
-          "--save", "", "--appendonly", "no", "--loglevel", "warning", "--logfile", "/dev/null",
-          "--requirepass", password ? password : "", (char *)NULL);
+    execl("/usr/bin/redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+          "no", "--loglevel", "warning", "--logfile", "/dev/null", "--requirepass", password ? password : "",
+          (char *)NULL);
     _exit(127);
   }
   for (int k = 0; k < 500 && !port_open(port); k++)
@@ -128,8 +128,7 @@ static struct config *redis_config(int port, const char *userinfo) {
 }
 
 /* Stop both buses, close the loop, kill Redis, free what the test made. */
-static void two_nodes_end(uv_loop_t *loop, struct node *a, struct node *b, pid_t redis,
-                          struct config *cfg) {
+static void two_nodes_end(uv_loop_t *loop, struct node *a, struct node *b, pid_t redis, struct config *cfg) {
   bus_stop(a->bus, NULL, NULL);
   bus_stop(b->bus, NULL, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
@@ -166,8 +165,7 @@ static void publish_round(struct node *a, struct node *b, int round, int count) 
   char ev[48];
   for (int k = 0; k < count; k++) {
     struct node *from = k % 2 ? b : a;
-    int n = snprintf(ev, sizeof ev, "{\"r\":%d,\"k\":%d,\"from\":\"%s\"}", round, k,
-                     from == a ? "a" : "b");
+    int n = snprintf(ev, sizeof ev, "{\"r\":%d,\"k\":%d,\"from\":\"%s\"}", round, k, from == a ? "a" : "b");
     assert_int_equal(bus_publish(from->bus, "gala", ev, (size_t)n), 0);
   }
 }
@@ -277,8 +275,7 @@ static int a_up(void *arg) { return bus_is_channel_via_redis(((struct pair *)arg
 
 /* PUBLISH straight into the room's Redis channel, as anyone who can reach
  * Redis could. */
-static void forge(int port, const char *password, const char *channel, const char *msg,
-                  size_t len) {
+static void forge(int port, const char *password, const char *channel, const char *msg, size_t len) {
   redisContext *rc = redisConnect("127.0.0.1", port);
   assert_non_null(rc);
   assert_int_equal(rc->err, 0);
@@ -321,8 +318,7 @@ static void test_password_and_forged_events(void **state) {
   struct buf wrong;
   buf_init(&wrong);
   uint64_t now = (uint64_t)time(NULL) * 1000;
-  assert_int_equal(
-      bus_envelope_seal(&wrong, "guessed", "gala", "abcdef", 2, now, ev, sizeof ev - 1), 0);
+  assert_int_equal(bus_envelope_seal(&wrong, "guessed", "gala", "abcdef", 2, now, ev, sizeof ev - 1), 0);
   forge(port, "s3cr3t@pw", channel, wrong.data, wrong.len);
   assert_int_equal(bus_publish(a->bus, "gala", "{\"real\":1}", 10), 0);
   assert_true(run_until(&loop, a_got, &p, 5000));
@@ -330,14 +326,11 @@ static void test_password_and_forged_events(void **state) {
    * with a later seq but an old ts: only the first is delivered. */
   buf_reset(&wrong);
   static const char re[] = "{\"replayed\":1}";
-  assert_int_equal(
-      bus_envelope_seal(&wrong, "shared-secret", "gala", "abcdef", 5, now, re, sizeof re - 1), 0);
+  assert_int_equal(bus_envelope_seal(&wrong, "shared-secret", "gala", "abcdef", 5, now, re, sizeof re - 1), 0);
   forge(port, "s3cr3t@pw", channel, wrong.data, wrong.len);
   forge(port, "s3cr3t@pw", channel, wrong.data, wrong.len);
   buf_reset(&wrong);
-  assert_int_equal(bus_envelope_seal(&wrong, "shared-secret", "gala", "abcdef", 6, now - 600000,
-                                     re, sizeof re - 1),
-                   0);
+  assert_int_equal(bus_envelope_seal(&wrong, "shared-secret", "gala", "abcdef", 6, now - 600000, re, sizeof re - 1), 0);
   forge(port, "s3cr3t@pw", channel, wrong.data, wrong.len);
   buf_free(&wrong);
   run_until(&loop, a_got, &(struct pair){a, a, 3}, 300); /* nothing more than 2 comes */

@@ -33,12 +33,22 @@ static void count_kick(void *o, struct room_member *m, int code, const char *why
 static const struct room_ops ops = {no_wake, count_kick, NULL};
 
 static struct room_params params(size_t soft, size_t hard) {
-  struct room_params p = {
-      .history = 3, .max_comment_length = 100000, .max_combining = 2, .user_rate = 1,
-      .user_burst = 2, .addr_rate = 100, .addr_burst = 100, .max_connections_per_addr = 2,
-      .queue_soft_bytes = soft, .queue_hard_bytes = hard, .viewer_events_per_sec = 0,
-      .headroom = HEAD, .hello_rate = 1, .hello_burst = 3, .hello_addr_rate = 1,
-      .hello_addr_burst = 5};
+  struct room_params p = {.history = 3,
+                          .max_comment_length = 100000,
+                          .max_combining = 2,
+                          .user_rate = 1,
+                          .user_burst = 2,
+                          .addr_rate = 100,
+                          .addr_burst = 100,
+                          .max_connections_per_addr = 2,
+                          .queue_soft_bytes = soft,
+                          .queue_hard_bytes = hard,
+                          .viewer_events_per_sec = 0,
+                          .headroom = HEAD,
+                          .hello_rate = 1,
+                          .hello_burst = 3,
+                          .hello_addr_rate = 1,
+                          .hello_addr_burst = 5};
   return p;
 }
 
@@ -177,7 +187,7 @@ static void test_ready_slices(void **state) {
   nvisited = 0;
   assert_int_equal(fanout_ready_run(&q, 256, record, NULL), 744);
   assert_int_equal(nvisited, 256);
-  fanout_ready_add(&q, &v[3].link); /* written, queued again: to the back */
+  fanout_ready_add(&q, &v[3].link);      /* written, queued again: to the back */
   fanout_ready_remove(&q, &v[300].link); /* left */
   fanout_ready_remove(&q, &v[300].link); /* twice is harmless */
   size_t left = 744;
@@ -342,8 +352,8 @@ static void test_partial_frame_never_dropped(void **state) {
     for (json_t *j; (j = reader_next(&f.rd)); json_decref(j)) {
       json_t *ev = json_array_get(json_object_get(j, "events"), 0);
       assert_true(n < 8);
-      order[n++] = !strcmp(type_of(ev), "dropped") ? -(int)json_integer_value(json_object_get(ev, "batches"))
-                                                   : seq_of(j);
+      order[n++] =
+          !strcmp(type_of(ev), "dropped") ? -(int)json_integer_value(json_object_get(ev, "batches")) : seq_of(j);
     }
   }
   assert_int_equal(n, 3);
@@ -367,10 +377,8 @@ static void test_write_error(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ready_slices),
-      cmocka_unit_test(test_write_gathers_queue),
-      cmocka_unit_test(test_partial_resume),
-      cmocka_unit_test(test_partial_frame_never_dropped),
+      cmocka_unit_test(test_ready_slices),   cmocka_unit_test(test_write_gathers_queue),
+      cmocka_unit_test(test_partial_resume), cmocka_unit_test(test_partial_frame_never_dropped),
       cmocka_unit_test(test_write_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

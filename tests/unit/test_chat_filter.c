@@ -24,7 +24,11 @@ static void test_normalize(void **state) {
   char *s;
   assert_string_equal(s = N("ＨＥＬＬＯ Ｗｏｒｌｄ"), "helloworld"), free(s);
   assert_string_equal(s = N("h.e.l.l.o"), "hello"), free(s);
-  assert_string_equal(s = N("h\xe2\x80\x8b" "e\xe2\x80\x8d" "llo"), "hello"), free(s); /* ZWSP, ZWJ */
+  assert_string_equal(s = N("h\xe2\x80\x8b"
+                            "e\xe2\x80\x8d"
+                            "llo"),
+                      "hello"),
+      free(s); /* ZWSP, ZWJ */
   assert_string_equal(s = N("héllo"), "hello"), free(s);
   assert_string_equal(s = N("新 年 快 乐"), "新年快乐"), free(s);
   if (filter_norm_has_t2s(norm)) {
@@ -41,9 +45,11 @@ static void test_sanitize(void **state) {
   assert_int_equal(len, 8);
   free(s);
   /* zalgo: a + 5 combining acute accents -> a + 2 */
-  const char *z = "a\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81" "b";
+  const char *z = "a\xcc\x81\xcc\x81\xcc\x81\xcc\x81\xcc\x81"
+                  "b";
   s = filter_sanitize(z, strlen(z), 2, &len);
-  assert_string_equal(s, "a\xcc\x81\xcc\x81" "b");
+  assert_string_equal(s, "a\xcc\x81\xcc\x81"
+                         "b");
   free(s);
   s = filter_sanitize(" \t ", 3, 2, &len);
   assert_int_equal(len, 0);
@@ -72,7 +78,8 @@ static void test_match(void **state) {
   assert_true(hits(w, "this is a BADWORD!"));
   assert_true(hits(w, "ｂａｄｗｏｒｄ"));
   assert_true(hits(w, "b a d w o r d"));
-  assert_true(hits(w, "b\xe2\x80\x8b" "adword"));
+  assert_true(hits(w, "b\xe2\x80\x8b"
+                      "adword"));
   assert_true(hits(w, "你是坏蛋"));
   assert_true(hits(w, "spam"));
   assert_true(hits(w, "ushers"));
@@ -216,9 +223,8 @@ static void test_stop_calls_back_once(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_normalize), cmocka_unit_test(test_sanitize),
-      cmocka_unit_test(test_match), cmocka_unit_test(test_match_many),
-      cmocka_unit_test(test_list_words), cmocka_unit_test(test_stop_calls_back_once),
+      cmocka_unit_test(test_normalize),  cmocka_unit_test(test_sanitize),   cmocka_unit_test(test_match),
+      cmocka_unit_test(test_match_many), cmocka_unit_test(test_list_words), cmocka_unit_test(test_stop_calls_back_once),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

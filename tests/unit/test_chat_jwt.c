@@ -44,8 +44,7 @@ static void test_structure(void **state) {
 static void test_duplicate_claims(void **state) {
   (void)state;
   struct jwt_claims c;
-  char *tok = jwt_sign_hs256(
-      "{\"sub\":\"u1\",\"role\":\"viewer\",\"role\":\"moderator\",\"exp\":1800000100}", "k");
+  char *tok = jwt_sign_hs256("{\"sub\":\"u1\",\"role\":\"viewer\",\"role\":\"moderator\",\"exp\":1800000100}", "k");
   assert_non_null(tok);
   assert_int_equal(jwt_verify_hs256(tok, "k", NOW, 0, &c), JWT_MALFORMED);
   assert_string_equal(c.role, "");
@@ -100,7 +99,8 @@ static void test_forged(void **state) {
   assert_int_equal(jwt_verify_hs256(tok, "k", NOW, 0, &c), JWT_BAD_SIGNATURE);
   free(tok);
   /* alg none */
-  assert_int_equal(jwt_verify_hs256("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjo5OTk5OTk5OTk5fQ.", "k", NOW, 0, &c), JWT_BAD_ALG);
+  assert_int_equal(jwt_verify_hs256("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjo5OTk5OTk5OTk5fQ.", "k", NOW, 0, &c),
+                   JWT_BAD_ALG);
   assert_int_equal(jwt_verify_hs256("abc", "k", NOW, 0, &c), JWT_MALFORMED);
   assert_int_equal(jwt_verify_hs256("a.b.c.d", "k", NOW, 0, &c), JWT_MALFORMED);
   assert_int_equal(jwt_verify_hs256("!!.??.**", "k", NOW, 0, &c), JWT_MALFORMED);
@@ -118,9 +118,9 @@ static void test_strerror(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_valid), cmocka_unit_test(test_structure),
-      cmocka_unit_test(test_duplicate_claims), cmocka_unit_test(test_strerror),
-      cmocka_unit_test(test_expired), cmocka_unit_test(test_forged), cmocka_unit_test(test_huge_times),
+      cmocka_unit_test(test_valid),      cmocka_unit_test(test_structure), cmocka_unit_test(test_duplicate_claims),
+      cmocka_unit_test(test_strerror),   cmocka_unit_test(test_expired),   cmocka_unit_test(test_forged),
+      cmocka_unit_test(test_huge_times),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

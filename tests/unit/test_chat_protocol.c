@@ -46,8 +46,7 @@ static void test_hello_compress(void **state) {
   assert_int_equal(parse("{\"type\":\"hello\",\"compress\":\"zstd\"}", &m, &e), CHAT_PARSE_OK);
   assert_string_equal(m.compress, "zstd"); /* unknown: text batches, not an error */
   chat_msg_free(&m);
-  assert_int_equal(parse("{\"type\":\"hello\",\"compress\":true}", &m, &e),
-                   CHAT_PARSE_BAD_REQUEST);
+  assert_int_equal(parse("{\"type\":\"hello\",\"compress\":true}", &m, &e), CHAT_PARSE_BAD_REQUEST);
   assert_non_null(strstr(e.message, "compress"));
   char big[128];
   snprintf(big, sizeof(big), "{\"type\":\"hello\",\"compress\":\"%0*d\"}", CHAT_COMPRESS_MAX + 1, 0);
@@ -58,8 +57,7 @@ static void test_comment(void **state) {
   (void)state;
   struct chat_msg m;
   struct chat_parse_error e;
-  assert_int_equal(parse("{\"type\":\"comment\",\"text\":\"新年快乐\",\"nonce\":\"c1\"}", &m, &e),
-                   CHAT_PARSE_OK);
+  assert_int_equal(parse("{\"type\":\"comment\",\"text\":\"新年快乐\",\"nonce\":\"c1\"}", &m, &e), CHAT_PARSE_OK);
   assert_int_equal(m.type, CHAT_MSG_COMMENT);
   assert_string_equal(m.text, "新年快乐");
   assert_string_equal(m.nonce, "c1");
@@ -75,12 +73,15 @@ static void test_mod(void **state) {
   (void)state;
   struct chat_msg m;
   struct chat_parse_error e;
-  assert_int_equal(parse("{\"type\":\"mod\",\"action\":\"timeout\",\"user\":\"u1\",\"seconds\":60,\"nonce\":\"m1\"}", &m, &e), CHAT_PARSE_OK);
+  assert_int_equal(
+      parse("{\"type\":\"mod\",\"action\":\"timeout\",\"user\":\"u1\",\"seconds\":60,\"nonce\":\"m1\"}", &m, &e),
+      CHAT_PARSE_OK);
   assert_int_equal(m.action, CHAT_MOD_TIMEOUT);
   assert_string_equal(m.user, "u1");
   assert_int_equal(m.seconds, 60);
   chat_msg_free(&m);
-  assert_int_equal(parse("{\"type\":\"mod\",\"action\":\"timeout\",\"user\":\"u1\",\"seconds\":0}", &m, &e), CHAT_PARSE_BAD_REQUEST);
+  assert_int_equal(parse("{\"type\":\"mod\",\"action\":\"timeout\",\"user\":\"u1\",\"seconds\":0}", &m, &e),
+                   CHAT_PARSE_BAD_REQUEST);
   assert_int_equal(parse("{\"type\":\"mod\",\"action\":\"slow\",\"seconds\":0}", &m, &e), CHAT_PARSE_OK);
   assert_int_equal(m.action, CHAT_MOD_SLOW);
   chat_msg_free(&m);
@@ -228,9 +229,14 @@ static void test_deflate_frame(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_hello),  cmocka_unit_test(test_comment), cmocka_unit_test(test_mod),
-      cmocka_unit_test(test_bad),    cmocka_unit_test(test_utf8),    cmocka_unit_test(test_serialize),
-      cmocka_unit_test(test_hello_compress), cmocka_unit_test(test_event_for_viewers),
+      cmocka_unit_test(test_hello),
+      cmocka_unit_test(test_comment),
+      cmocka_unit_test(test_mod),
+      cmocka_unit_test(test_bad),
+      cmocka_unit_test(test_utf8),
+      cmocka_unit_test(test_serialize),
+      cmocka_unit_test(test_hello_compress),
+      cmocka_unit_test(test_event_for_viewers),
       cmocka_unit_test(test_deflate_frame),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

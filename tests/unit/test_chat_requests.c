@@ -106,8 +106,7 @@ static void refuse_writes_to(struct fixture *f, const char *table) {
   sqlite3 *db;
   assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
   char sql[256];
-  snprintf(sql, sizeof sql,
-           "CREATE TRIGGER refuse_%s BEFORE INSERT ON %s BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+  snprintf(sql, sizeof sql, "CREATE TRIGGER refuse_%s BEFORE INSERT ON %s BEGIN SELECT RAISE(ABORT, 'refused'); END;",
            table, table);
   char *err = NULL;
   int rc = sqlite3_exec(db, sql, NULL, NULL, &err);

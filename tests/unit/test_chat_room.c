@@ -31,12 +31,23 @@ static void fake_kick(void *o, struct room_member *m, int code, const char *why)
 static const struct room_ops ops = {fake_wake, fake_kick, NULL};
 
 static struct room_params params(void) {
-  struct room_params p = {
-      .history = 3, .max_comment_length = 10, .max_combining = 2, .user_rate = 1,
-      .user_burst = 2, .addr_rate = 100, .addr_burst = 100, .max_connections_per_addr = 2,
-      .queue_soft_bytes = 4096, .queue_hard_bytes = 16384, .viewer_events_per_sec = 0,
-      .filter_hold = false, .headroom = HEAD, .hello_rate = 1, .hello_burst = 3,
-      .hello_addr_rate = 1, .hello_addr_burst = 5};
+  struct room_params p = {.history = 3,
+                          .max_comment_length = 10,
+                          .max_combining = 2,
+                          .user_rate = 1,
+                          .user_burst = 2,
+                          .addr_rate = 100,
+                          .addr_burst = 100,
+                          .max_connections_per_addr = 2,
+                          .queue_soft_bytes = 4096,
+                          .queue_hard_bytes = 16384,
+                          .viewer_events_per_sec = 0,
+                          .filter_hold = false,
+                          .headroom = HEAD,
+                          .hello_rate = 1,
+                          .hello_burst = 3,
+                          .hello_addr_rate = 1,
+                          .hello_addr_burst = 5};
   return p;
 }
 
@@ -138,8 +149,7 @@ static void test_welcome_words(void **state) {
   json_t *words = json_object_get(w, "banned_words");
   assert_int_equal(json_array_size(words), ROOM_WELCOME_WORDS_MAX);
   assert_string_equal(json_string_value(json_array_get(words, 0)), "word0");
-  assert_int_equal(json_integer_value(json_object_get(w, "banned_words_total")),
-                   ROOM_WELCOME_WORDS_MAX + 5);
+  assert_int_equal(json_integer_value(json_object_get(w, "banned_words_total")), ROOM_WELCOME_WORDS_MAX + 5);
   json_decref(w);
   room_free(r);
   filter_stop(f, NULL, NULL);
@@ -513,8 +523,8 @@ static void test_sampling_many_senders(void **state) {
     for (json_t *b; (b = take(&senders[i]));) {
       json_t *ev;
       size_t k;
-      json_array_foreach(json_object_get(b, "events"), k, ev)
-        seen = seen || !strcmp(json_string_value(json_object_get(ev, "id")), id);
+      json_array_foreach(json_object_get(b, "events"), k, ev) seen =
+          seen || !strcmp(json_string_value(json_object_get(ev, "id")), id);
       json_decref(b);
     }
     assert_true(seen);
@@ -552,8 +562,7 @@ static void test_welcome_shares_history(void **state) {
     json_t *hist = json_object_get(w, "history");
     assert_int_equal(json_array_size(hist), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "id")), "id2");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "user"), "id")),
-                        m->user_id);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(w, "user"), "id")), m->user_id);
     json_decref(w);
   }
   deliver(r, comment("id3", "x", "three"));
@@ -631,8 +640,7 @@ static void test_refusals_make_no_entries(void **state) {
     member(&m, user, "10.9.0.1", ROOM_VIEWER);
     assert_int_equal(room_join(r, &m), 0);
     enum room_refusal why = room_admit_comment(r, &m, texts[i % 3], &d, &retry, 1000, 1000);
-    assert_true(why == ROOM_EMPTY || why == ROOM_TOO_LONG || why == ROOM_FORBIDDEN ||
-                why == ROOM_BAD_REQUEST);
+    assert_true(why == ROOM_EMPTY || why == ROOM_TOO_LONG || why == ROOM_FORBIDDEN || why == ROOM_BAD_REQUEST);
     room_leave(&m);
   }
   struct room_stats s;
@@ -797,9 +805,11 @@ static void test_dropped_notice_compressed(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_join_and_welcome), cmocka_unit_test(test_welcome_words),
+      cmocka_unit_test(test_join_and_welcome),
+      cmocka_unit_test(test_welcome_words),
       cmocka_unit_test(test_admission),
-      cmocka_unit_test(test_moderation_events), cmocka_unit_test(test_slow_member),
+      cmocka_unit_test(test_moderation_events),
+      cmocka_unit_test(test_slow_member),
       cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_sampling_many_senders),
       cmocka_unit_test(test_welcome_shares_history),

@@ -28,9 +28,7 @@
 static struct config cfg;
 static struct config_errors errs;
 
-static int load(const char *text) {
-  return config_load_string(&cfg, "t.conf", text, &errs);
-}
+static int load(const char *text) { return config_load_string(&cfg, "t.conf", text, &errs); }
 
 /* The text must fail with an error that names `where` ("t.conf:3:") and
  * contains `what`. */
@@ -323,8 +321,8 @@ static void err_channel_without_key(void **state) {
 
 static void err_secret_file_missing(void **state) {
   (void)state;
-  expect_error("[channel a]\nkey_file = /nonexistent/galarelay/key\n", "t.conf:2:",
-               "cannot read secret file \"/nonexistent/galarelay/key\"");
+  expect_error("[channel a]\nkey_file = /nonexistent/galarelay/key\n",
+               "t.conf:2:", "cannot read secret file \"/nonexistent/galarelay/key\"");
 }
 
 static void err_secret_file_empty(void **state) {
@@ -381,8 +379,8 @@ static void err_bad_push_url(void **state) {
   (void)state;
   expect_error("[channel a]\nkey = k1\npush = http://example.com/live\n", "t.conf:3:", "rtmp:// URL");
   /* the message shows the URL without its stream key */
-  expect_error("[channel a]\nkey = k1\npush = rtmps://a.example.com/live2/sEcReT-kEy\n", "t.conf:3:",
-               "(got \"rtmps://a.example.com/live2/***\")");
+  expect_error("[channel a]\nkey = k1\npush = rtmps://a.example.com/live2/sEcReT-kEy\n",
+               "t.conf:3:", "(got \"rtmps://a.example.com/live2/***\")");
   assert_null(strstr(errs.text, "sEcReT"));
 }
 
@@ -469,8 +467,8 @@ static void err_redis_url_needs_secret(void **state) {
  * starts, what the bus would refuse is a FILE:LINE error here. */
 static void err_bad_redis_url(void **state) {
   (void)state;
-  static const char *bad[] = {"redis://host:abc", "redis://:@host:6379", "redis://host:0",
-                              "redis://host:70000", "redis://:pw@", "redis://h:6379/x", "http://h:6379"};
+  static const char *bad[] = {"redis://host:abc", "redis://:@host:6379", "redis://host:0", "redis://host:70000",
+                              "redis://:pw@",     "redis://h:6379/x",    "http://h:6379"};
   char text[256];
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     snprintf(text, sizeof text, "[redis]\nsecret = s\nurl = %s\n", bad[i]);
@@ -688,8 +686,7 @@ static void demo_refused_when_http_listens_everywhere(void **state) {
 
 static void demo_refused_when_rtmp_listens_everywhere(void **state) {
   (void)state;
-  expect_error("[server]\nhttp_listen = 127.0.0.1:8080\nrtmp_listen = 0.0.0.0:1935\n", "t.conf:3:",
-               "demo stream key");
+  expect_error("[server]\nhttp_listen = 127.0.0.1:8080\nrtmp_listen = 0.0.0.0:1935\n", "t.conf:3:", "demo stream key");
 }
 
 static void demo_refused_on_ipv6_any(void **state) {
@@ -705,8 +702,8 @@ static void demo_key_in_file_channel_refused(void **state) {
 
 static void demo_moderator_refused_with_own_keys(void **state) {
   (void)state;
-  expect_error("[server]\nhttp_listen = 0.0.0.0:8080\n[channel a]\nkey = s3cret\n", "t.conf:2:",
-               "demo moderator token");
+  expect_error("[server]\nhttp_listen = 0.0.0.0:8080\n[channel a]\nkey = s3cret\n",
+               "t.conf:2:", "demo moderator token");
   assert_null(strstr(errs.text, "demo stream key"));
 }
 
@@ -1012,8 +1009,8 @@ static void shipped_config_shows_each_default(void **state) {
       shown = strcasestr(para, "empty") != NULL;
     }
     if (!shown)
-      fail_msg("config/galarelay.conf does not show the default of [%s] %s (want \"%s = %s\")", section, name,
-               name, def);
+      fail_msg("config/galarelay.conf does not show the default of [%s] %s (want \"%s = %s\")", section, name, name,
+               def);
   }
   free(text);
 }

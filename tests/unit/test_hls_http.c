@@ -40,8 +40,8 @@ static struct fake_conn conns[MAX_WSI];
 static int next_wsi = 1;
 static http_route_fn route;
 
-int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
-                 const void *body, size_t len, void (*release)(void *), void *release_arg) {
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers, const void *body,
+                 size_t len, void (*release)(void *), void *release_arg) {
   struct fake_conn *c = &conns[(intptr_t)wsi];
   c->answers++;
   c->status = status;
@@ -119,23 +119,25 @@ static struct fake_conn *get_from(struct fixture *f, const char *addr, const cha
   (void)f; /* the route finds the store itself */
   int id = next_wsi++;
   assert_true(id < MAX_WSI);
-  struct http_request req = {.wsi = (struct lws *)(intptr_t)id, .method = method,
-                             .path = path, .query = query ? query : "", .client_addr = addr};
+  struct http_request req = {.wsi = (struct lws *)(intptr_t)id,
+                             .method = method,
+                             .path = path,
+                             .query = query ? query : "",
+                             .client_addr = addr};
   int r = route(&req);
   if (ret)
     *ret = r;
   return &conns[id];
 }
 
-static struct fake_conn *get(struct fixture *f, const char *method, const char *path, const char *query,
-                             int *ret) {
+static struct fake_conn *get(struct fixture *f, const char *method, const char *path, const char *query, int *ret) {
   return get_from(f, "127.0.0.1", method, path, query, ret);
 }
 
 static void begin(struct fixture *f, bool inits) {
   struct hls_stream_layout l = {.count = 2};
-  l.r[0] = (struct hls_rendition_desc){.name = "360p", .kind = HLS_VIDEO, .width = 640, .height = 360,
-                                       .fps = 25, .bandwidth = 800000};
+  l.r[0] = (struct hls_rendition_desc){
+      .name = "360p", .kind = HLS_VIDEO, .width = 640, .height = 360, .fps = 25, .bandwidth = 800000};
   l.r[1] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 96000};
   f->timeline = hls_stream_begin(f->st, &l);
   f->k[0] = f->k[1] = 0;
@@ -151,9 +153,12 @@ static void feed(struct fixture *f, int rendition, int n) {
     int k = f->k[rendition]++;
     char bytes[16];
     snprintf(bytes, sizeof bytes, "<%d:%d>", rendition, k);
-    struct hls_part_info info = {.timeline = f->timeline, .rendition = rendition,
-                                 .segment_start = k % 4 == 0, .independent = k % 4 == 0,
-                                 .duration_us = 500000, .pdt_ms = 1700000000000LL + k * 500};
+    struct hls_part_info info = {.timeline = f->timeline,
+                                 .rendition = rendition,
+                                 .segment_start = k % 4 == 0,
+                                 .independent = k % 4 == 0,
+                                 .duration_us = 500000,
+                                 .pdt_ms = 1700000000000LL + k * 500};
     f->sink.on_part(f->sink.opaque, &info, hls_blob_copy(bytes, strlen(bytes)));
   }
   hls_stream_drain(f->st);
@@ -242,13 +247,33 @@ static void test_strict_names(void **state) {
   begin(f, true);
   feed(f, 0, 6); /* seg-0 complete, parts 0..5 of timeline 1 */
   static const char *const ok[] = {"init-1.mp4", "seg-0.m4s", "part-1-5.m4s", "part-1-0.m4s"};
-  static const char *const bad[] = {
-      "seg-00.m4s", "seg-+0.m4s", "seg- 0.m4s", "seg-0x.m4s", "seg-0.m4sx", "seg-.m4s", "seg--0.m4s",
-      "seg-0.m4s ", "seg-\t0.m4s", "seg-18446744073709551616.m4s", "seg-99999999999999999999999.m4s",
-      "part-01-5.m4s", "part-1-05.m4s", "part-+1-5.m4s", "part-1-+5.m4s", "part-1- 5.m4s", "part- 1-5.m4s",
-      "part-1--5.m4s", "part-1-5x.m4s", "part-4294967297-5.m4s", "part-1-18446744073709551621.m4s",
-      "init-01.mp4", "init-+1.mp4", "init- 1.mp4", "init-1x.mp4", "init-4294967297.mp4",
-      "init-99999999999999999999999.mp4"};
+  static const char *const bad[] = {"seg-00.m4s",
+                                    "seg-+0.m4s",
+                                    "seg- 0.m4s",
+                                    "seg-0x.m4s",
+                                    "seg-0.m4sx",
+                                    "seg-.m4s",
+                                    "seg--0.m4s",
+                                    "seg-0.m4s ",
+                                    "seg-\t0.m4s",
+                                    "seg-18446744073709551616.m4s",
+                                    "seg-99999999999999999999999.m4s",
+                                    "part-01-5.m4s",
+                                    "part-1-05.m4s",
+                                    "part-+1-5.m4s",
+                                    "part-1-+5.m4s",
+                                    "part-1- 5.m4s",
+                                    "part- 1-5.m4s",
+                                    "part-1--5.m4s",
+                                    "part-1-5x.m4s",
+                                    "part-4294967297-5.m4s",
+                                    "part-1-18446744073709551621.m4s",
+                                    "init-01.mp4",
+                                    "init-+1.mp4",
+                                    "init- 1.mp4",
+                                    "init-1x.mp4",
+                                    "init-4294967297.mp4",
+                                    "init-99999999999999999999999.mp4"};
   char path[128];
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     snprintf(path, sizeof path, "/hls/gala/360p/%s", ok[i]);
@@ -349,8 +374,8 @@ static void test_timeout_and_leaving(void **state) {
   assert_int_equal(ret, HTTP_PARKED);
   struct fake_conn *gone = get(f, "GET", "/hls/gala/360p/part-1-2.m4s", NULL, &ret);
   assert_int_equal(ret, HTTP_PARKED);
-  gone->on_close(gone->close_arg); /* the client leaves */
-  run_for(f, 500);                 /* block_timeout is 0.3 s */
+  gone->on_close(gone->close_arg);   /* the client leaves */
+  run_for(f, 500);                   /* block_timeout is 0.3 s */
   assert_int_equal(pl->status, 200); /* the playlist as it is */
   assert_int_equal(part->status, 503);
   assert_int_equal(gone->answers, 0);

@@ -36,8 +36,7 @@ struct collected {
   int n;
 };
 
-static void on_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
-                    const char *codecs) {
+static void on_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init, const char *codecs) {
   struct collected *c = opaque;
   assert_int_equal(timeline, 7);
   assert_int_equal(rendition, 1);
@@ -100,8 +99,8 @@ static void make_h264(struct encoded *e, int frames, int bframes) {
   enc->max_b_frames = bframes;
   enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   av_opt_set(enc->priv_data, "preset", "ultrafast", 0);
-  av_opt_set(enc->priv_data, "x264-params", bframes ? "scenecut=0:keyint=60:min-keyint=60:bframes=2"
-                                                    : "scenecut=0:keyint=60:min-keyint=60", 0);
+  av_opt_set(enc->priv_data, "x264-params",
+             bframes ? "scenecut=0:keyint=60:min-keyint=60:bframes=2" : "scenecut=0:keyint=60:min-keyint=60", 0);
   if (!bframes)
     av_opt_set(enc->priv_data, "tune", "zerolatency", 0);
   assert_int_equal(avcodec_open2(enc, codec, NULL), 0);
@@ -298,8 +297,7 @@ static void read_back(const struct collected *c, int from, int to, struct readba
 }
 
 static void run_packager(struct encoded *e, struct collected *c, double part, double seg) {
-  struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = part,
-                                       .segment_duration = seg};
+  struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = part, .segment_duration = seg};
   struct hls_packager_sink sink = {.on_init = on_init, .on_part = on_part, .opaque = c};
   struct hls_packager *pk = hls_packager_new(&params, &sink, e->par, e->tb);
   assert_non_null(pk);
@@ -309,9 +307,7 @@ static void run_packager(struct encoded *e, struct collected *c, double part, do
   hls_packager_free(pk);
 }
 
-static int64_t us(const struct encoded *e, int64_t ts) {
-  return av_rescale_q(ts, e->tb, (AVRational){1, 1000000});
-}
+static int64_t us(const struct encoded *e, int64_t ts) { return av_rescale_q(ts, e->tb, (AVRational){1, 1000000}); }
 
 static void check_video(int bframes) {
   struct encoded e = {0};
@@ -411,8 +407,7 @@ static void test_waits_for_keyframe(void **state) {
   struct encoded e = {0};
   make_h264(&e, 90, 0);
   struct collected c = {0};
-  struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = 0.5,
-                                       .segment_duration = 1.0};
+  struct hls_packager_params params = {.timeline = 7, .rendition = 1, .part_duration = 0.5, .segment_duration = 1.0};
   struct hls_packager_sink sink = {.on_init = on_init, .on_part = on_part, .opaque = &c};
   struct hls_packager *pk = hls_packager_new(&params, &sink, e.par, e.tb);
   for (int i = 10; i < e.n; i++) /* join mid-GOP: nothing until the keyframe at 2 s */
@@ -500,12 +495,11 @@ static void test_hevc_codec_string(void **state) {
   assert_string_equal(out, "hvc1.A4.30.L93.98.8");
   /* Annex B VPS + SPS as x265 writes them (Main, level 3.1 = 93): the
    * zero bytes carry emulation prevention bytes (00 00 03) */
-  static const uint8_t annexb[] = {
-      0, 0, 0, 1, 0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0, 0, 0x03, 0, 0x90, 0, 0, 0x03,
-      0, 0, 0x03, 0, 0x5d, 0x95, 0x98, 0x09,
-      0, 0, 0, 1, 0x42, 0x01, 0x01, 0x01, 0x60, 0, 0, 0x03, 0, 0x90, 0, 0, 0x03, 0, 0, 0x03, 0,
-      0x5d, 0xa0, 0x02, 0x80, 0x80,
-      0, 0, 0, 1, 0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40};
+  static const uint8_t annexb[] = {0,    0,    0,    1,    0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0,
+                                   0,    0x03, 0,    0x90, 0,    0,    0x03, 0,    0,    0x03, 0,    0x5d, 0x95,
+                                   0x98, 0x09, 0,    0,    0,    1,    0x42, 0x01, 0x01, 0x01, 0x60, 0,    0,
+                                   0x03, 0,    0x90, 0,    0,    0x03, 0,    0,    0x03, 0,    0x5d, 0xa0, 0x02,
+                                   0x80, 0x80, 0,    0,    0,    1,    0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40};
   set_extradata(par, annexb, sizeof annexb);
   hls_codec_string(par, out, sizeof out);
   assert_string_equal(out, "hvc1.1.6.L93.90");

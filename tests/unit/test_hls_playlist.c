@@ -41,10 +41,15 @@ struct fixture {
 static void layout_std(struct hls_stream_layout *l) {
   memset(l, 0, sizeof *l);
   l->count = 2;
-  l->r[0] = (struct hls_rendition_desc){.name = "720p", .kind = HLS_VIDEO, .width = 1280, .height = 720,
-                                        .fps = 30, .bandwidth = 3000000, .average_bandwidth = 2500000};
-  l->r[1] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 128000,
-                                        .average_bandwidth = 128000, .channels = 2};
+  l->r[0] = (struct hls_rendition_desc){.name = "720p",
+                                        .kind = HLS_VIDEO,
+                                        .width = 1280,
+                                        .height = 720,
+                                        .fps = 30,
+                                        .bandwidth = 3000000,
+                                        .average_bandwidth = 2500000};
+  l->r[1] = (struct hls_rendition_desc){
+      .name = "audio", .kind = HLS_AUDIO, .bandwidth = 128000, .average_bandwidth = 128000, .channels = 2};
 }
 
 static void server_up(struct fixture *f) {
@@ -103,9 +108,14 @@ static void feed_init(struct fixture *f, int rendition, const char *codecs) {
 /* One part of 0.5 s; segment k begins at part 4k. */
 static void feed_part(struct fixture *f, int rendition, int k, const char *bytes) {
   struct hls_part_info info = {
-      .timeline = f->timeline, .rendition = rendition, .segment_start = k % 4 == 0,
-      .independent = k % 2 == 0, .start_us = k * 500000LL, .duration_us = 500000,
-      .pdt_ms = T0 + k * 500LL, .frames = 15,
+      .timeline = f->timeline,
+      .rendition = rendition,
+      .segment_start = k % 4 == 0,
+      .independent = k % 2 == 0,
+      .start_us = k * 500000LL,
+      .duration_us = 500000,
+      .pdt_ms = T0 + k * 500LL,
+      .frames = 15,
   };
   f->sink.on_part(f->sink.opaque, &info, hls_blob_copy(bytes, strlen(bytes)));
 }
@@ -137,45 +147,44 @@ static void test_media_playlist_golden(void **state) {
   hls_stream_drain(f->st);
   struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
   char *text = render(r);
-  const char *want =
-      "#EXTM3U\n"
-      "#EXT-X-VERSION:6\n"
-      "#EXT-X-TARGETDURATION:2\n"
-      "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"
-      "#EXT-X-PART-INF:PART-TARGET=0.500\n"
-      "#EXT-X-MEDIA-SEQUENCE:1\n"
-      "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
-      "#EXT-X-INDEPENDENT-SEGMENTS\n"
-      "#EXT-X-MAP:URI=\"init-1.mp4\"\n"
-      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n"
-      "#EXTINF:2.00000,\n"
-      "seg-1.m4s\n"
-      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-8.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-9.m4s\"\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-10.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-11.m4s\"\n"
-      "#EXTINF:2.00000,\n"
-      "seg-2.m4s\n"
-      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.000Z\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-12.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-13.m4s\"\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-14.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-15.m4s\"\n"
-      "#EXTINF:2.00000,\n"
-      "seg-3.m4s\n"
-      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:28.000Z\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-16.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-17.m4s\"\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-18.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-19.m4s\"\n"
-      "#EXTINF:2.00000,\n"
-      "seg-4.m4s\n"
-      "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:30.000Z\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-20.m4s\",INDEPENDENT=YES\n"
-      "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-21.m4s\"\n"
-      "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-1-22.m4s\"\n"
-      "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=5,LAST-PART=0\n";
+  const char *want = "#EXTM3U\n"
+                     "#EXT-X-VERSION:6\n"
+                     "#EXT-X-TARGETDURATION:2\n"
+                     "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"
+                     "#EXT-X-PART-INF:PART-TARGET=0.500\n"
+                     "#EXT-X-MEDIA-SEQUENCE:1\n"
+                     "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"
+                     "#EXT-X-INDEPENDENT-SEGMENTS\n"
+                     "#EXT-X-MAP:URI=\"init-1.mp4\"\n"
+                     "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n"
+                     "#EXTINF:2.00000,\n"
+                     "seg-1.m4s\n"
+                     "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-8.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-9.m4s\"\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-10.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-11.m4s\"\n"
+                     "#EXTINF:2.00000,\n"
+                     "seg-2.m4s\n"
+                     "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.000Z\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-12.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-13.m4s\"\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-14.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-15.m4s\"\n"
+                     "#EXTINF:2.00000,\n"
+                     "seg-3.m4s\n"
+                     "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:28.000Z\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-16.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-17.m4s\"\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-18.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-19.m4s\"\n"
+                     "#EXTINF:2.00000,\n"
+                     "seg-4.m4s\n"
+                     "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:30.000Z\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-20.m4s\",INDEPENDENT=YES\n"
+                     "#EXT-X-PART:DURATION=0.50000,URI=\"part-1-21.m4s\"\n"
+                     "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-1-22.m4s\"\n"
+                     "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=5,LAST-PART=0\n";
   assert_string_equal(text, want);
   free(text);
 
@@ -199,15 +208,14 @@ static void test_master_golden(void **state) {
   hls_stream_drain(f->st);
   struct hls_blob *b = hls__stream_master(f->st);
   assert_non_null(b);
-  const char *want =
-      "#EXTM3U\n"
-      "#EXT-X-VERSION:6\n"
-      "#EXT-X-INDEPENDENT-SEGMENTS\n"
-      "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,"
-      "CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"
-      "#EXT-X-STREAM-INF:BANDWIDTH=3128000,AVERAGE-BANDWIDTH=2628000,RESOLUTION=1280x720,"
-      "CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=30.000,AUDIO=\"audio\"\n"
-      "720p/index.m3u8\n";
+  const char *want = "#EXTM3U\n"
+                     "#EXT-X-VERSION:6\n"
+                     "#EXT-X-INDEPENDENT-SEGMENTS\n"
+                     "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,"
+                     "CHANNELS=\"2\",URI=\"audio/index.m3u8\"\n"
+                     "#EXT-X-STREAM-INF:BANDWIDTH=3128000,AVERAGE-BANDWIDTH=2628000,RESOLUTION=1280x720,"
+                     "CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=30.000,AUDIO=\"audio\"\n"
+                     "720p/index.m3u8\n";
   assert_int_equal(b->len, strlen(want));
   assert_memory_equal(b->data, want, b->len);
   hls_blob_unref(b);
@@ -343,12 +351,22 @@ static void test_crash_restart(void **state) {
 static void layout_small(struct hls_stream_layout *l) {
   memset(l, 0, sizeof *l);
   l->count = 3;
-  l->r[0] = (struct hls_rendition_desc){.name = "source", .kind = HLS_VIDEO, .width = 640, .height = 360,
-                                        .fps = 29.97, .bandwidth = 1200000, .average_bandwidth = 900000};
-  l->r[1] = (struct hls_rendition_desc){.name = "240p", .kind = HLS_VIDEO, .width = 426, .height = 240,
-                                        .fps = 29.97, .bandwidth = 450000, .average_bandwidth = 300000};
-  l->r[2] = (struct hls_rendition_desc){.name = "audio", .kind = HLS_AUDIO, .bandwidth = 64000,
-                                        .average_bandwidth = 64000, .channels = 2};
+  l->r[0] = (struct hls_rendition_desc){.name = "source",
+                                        .kind = HLS_VIDEO,
+                                        .width = 640,
+                                        .height = 360,
+                                        .fps = 29.97,
+                                        .bandwidth = 1200000,
+                                        .average_bandwidth = 900000};
+  l->r[1] = (struct hls_rendition_desc){.name = "240p",
+                                        .kind = HLS_VIDEO,
+                                        .width = 426,
+                                        .height = 240,
+                                        .fps = 29.97,
+                                        .bandwidth = 450000,
+                                        .average_bandwidth = 300000};
+  l->r[2] = (struct hls_rendition_desc){
+      .name = "audio", .kind = HLS_AUDIO, .bandwidth = 64000, .average_bandwidth = 64000, .channels = 2};
 }
 
 static void assert_layout_equal(const struct hls_stream_layout *a, const struct hls_stream_layout *b) {
@@ -402,15 +420,15 @@ static void test_saved_layout_bad_files(void **state) {
   char path[128];
   snprintf(path, sizeof path, "%s/state/hls-gala.state", f->dir);
   static const char *const bad[] = {
-      "rendition=source video 640 360 30 1000 900\n",              /* a field short */
-      "rendition=source video 640 360 30 1000 900 0 7\n",          /* one too many */
-      "rendition=source film 640 360 30 1000 900 0\n",             /* kind */
-      "rendition=../x video 640 360 30 1000 900 0\n",              /* name */
-      "rendition=source video 640x 360 30 1000 900 0\n",           /* number */
-      "rendition=source video 99999999999 360 30 1000 900 0\n",    /* range */
-      "rendition=source video 0 360 30 1000 900 0\n",              /* no size */
-      "rendition=source video 640 360 nan 1000 900 0\n",           /* fps */
-      "rendition=source video 640 360 30 -1 900 0\n",              /* bandwidth */
+      "rendition=source video 640 360 30 1000 900\n",                     /* a field short */
+      "rendition=source video 640 360 30 1000 900 0 7\n",                 /* one too many */
+      "rendition=source film 640 360 30 1000 900 0\n",                    /* kind */
+      "rendition=../x video 640 360 30 1000 900 0\n",                     /* name */
+      "rendition=source video 640x 360 30 1000 900 0\n",                  /* number */
+      "rendition=source video 99999999999 360 30 1000 900 0\n",           /* range */
+      "rendition=source video 0 360 30 1000 900 0\n",                     /* no size */
+      "rendition=source video 640 360 nan 1000 900 0\n",                  /* fps */
+      "rendition=source video 640 360 30 -1 900 0\n",                     /* bandwidth */
       "rendition=a video 2 2 30 1 1 0\nrendition=a video 2 2 30 1 1 0\n", /* duplicate */
       "rendition=a audio 0 0 0 1 1 2\nrendition=b audio 0 0 0 1 1 2\n",   /* two audio */
       "rendition=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -480,8 +498,8 @@ static void test_old_timeline_dropped(void **state) {
   uint32_t old = f->timeline;
   feed_part(f, 0, 0, "v");
   begin_std(f);
-  struct hls_part_info info = {.timeline = old, .rendition = 0, .segment_start = true,
-                               .independent = true, .duration_us = 500000, .pdt_ms = T0};
+  struct hls_part_info info = {
+      .timeline = old, .rendition = 0, .segment_start = true, .independent = true, .duration_us = 500000, .pdt_ms = T0};
   f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("old", 3));
   hls_stream_drain(f->st);
   struct hls_rendition *r = hls__stream_rendition(f->st, "720p");
@@ -590,7 +608,7 @@ static void test_record_queue_bound(void **state) {
   assert_int_equal(access(path, R_OK), 0); /* the last one queued */
   snprintf(path, sizeof path, "%s/rec/gala/720p/seg-%d.m4s", f->dir, HLS_RECORD_MAX_JOBS - 2);
   assert_int_not_equal(access(path, R_OK), 0); /* the first one dropped */
-  for (int k = n; k < n + 8; k++) /* room again: mirrored */
+  for (int k = n; k < n + 8; k++)              /* room again: mirrored */
     feed_part(f, 0, k, "ab");
   hls_stream_drain(f->st);
   uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -643,10 +661,15 @@ static void test_segment_without_keyframe_is_cut(void **state) {
   struct fixture *f = *state;
   begin_std(f);
   int cap_parts = (int)(HLS_SEGMENT_MAX_TARGETS * f->cfg.hls.segment_duration / 0.5); /* 0.5 s parts */
-  for (int k = 0; k < cap_parts + 10; k++) { /* one keyframe, at the start */
-    struct hls_part_info info = {.timeline = f->timeline, .rendition = 0, .segment_start = k == 0,
-                                 .independent = k == 0, .start_us = k * 500000LL, .duration_us = 500000,
-                                 .pdt_ms = T0 + k * 500LL, .frames = 15};
+  for (int k = 0; k < cap_parts + 10; k++) {                                          /* one keyframe, at the start */
+    struct hls_part_info info = {.timeline = f->timeline,
+                                 .rendition = 0,
+                                 .segment_start = k == 0,
+                                 .independent = k == 0,
+                                 .start_us = k * 500000LL,
+                                 .duration_us = 500000,
+                                 .pdt_ms = T0 + k * 500LL,
+                                 .frames = 15};
     f->sink.on_part(f->sink.opaque, &info, hls_blob_copy("p", 1));
   }
   hls_stream_drain(f->st);
@@ -664,8 +687,14 @@ static void test_segment_without_keyframe_is_cut(void **state) {
   assert_non_null(strstr(pl, "#EXT-X-TARGETDURATION:6\n"));
   free(pl);
   /* the next keyframe starts the next segment */
-  struct hls_part_info key = {.timeline = f->timeline, .rendition = 0, .segment_start = true, .independent = true,
-                              .start_us = 20000000, .duration_us = 500000, .pdt_ms = T0 + 20000, .frames = 15};
+  struct hls_part_info key = {.timeline = f->timeline,
+                              .rendition = 0,
+                              .segment_start = true,
+                              .independent = true,
+                              .start_us = 20000000,
+                              .duration_us = 500000,
+                              .pdt_ms = T0 + 20000,
+                              .frames = 15};
   f->sink.on_part(f->sink.opaque, &key, hls_blob_copy("k", 1));
   hls_stream_drain(f->st);
   assert_non_null(hls__rendition_open(r));

@@ -112,7 +112,7 @@ static void test_saturation(void **state) {
   /* the first entries expire: room again, and a newcomer is counted */
   hls_viewers_seen(v, "gala", 300, 1000 + W);
   assert_int_equal(hls_viewers_count(v, "gala", 1000 + W, &sat), 4);
-  assert_true(sat); /* a refusal within the last window */
+  assert_true(sat);                                                  /* a refusal within the last window */
   assert_int_equal(hls_viewers_count(v, "gala", 2001 + W, &sat), 2); /* 101 and 300 */
   assert_false(sat);
   /* the other channel has its own bound */
@@ -130,7 +130,7 @@ static void test_collisions(void **state) {
   const uint64_t same[] = {3, 3 + 16, 3 + 32, 3 + (1ULL << 40)};
   for (int i = 0; i < 4; i++)
     hls_viewers_seen(v, "gala", same[i], (uint64_t)i);
-  hls_viewers_seen(v, "gala", 4, 10); /* home 4, displaced to slot 7 */
+  hls_viewers_seen(v, "gala", 4, 10);  /* home 4, displaced to slot 7 */
   hls_viewers_seen(v, "gala", 15, 11); /* home 15: wraps to slot 0 */
   hls_viewers_seen(v, "gala", 31, 12); /* home 15: slot 1 */
   assert_int_equal(hls_viewers_count(v, "gala", 20, NULL), 7);
@@ -201,7 +201,7 @@ static void test_channel_bound(void **state) {
   }
   hls_viewers_seen(v, "late", 1, 10); /* no room: not counted */
   assert_int_equal(hls_viewers_count(v, "late", 10, NULL), 0);
-  hls_viewers_seen(v, "ch1", 1, W); /* ch1 stays watched */
+  hls_viewers_seen(v, "ch1", 1, W);  /* ch1 stays watched */
   hls_viewers_seen(v, "late", 1, W); /* ch0 idle for a window: taken over */
   assert_int_equal(hls_viewers_count(v, "late", W, NULL), 1);
   assert_int_equal(hls_viewers_count(v, "ch0", W, NULL), 0);
@@ -219,10 +219,10 @@ static void test_channel_bound(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_distinct),         cmocka_unit_test(test_one_prefix_one_viewer),
-      cmocka_unit_test(test_expiry),
-      cmocka_unit_test(test_saturation),       cmocka_unit_test(test_collisions),
-      cmocka_unit_test(test_many_in_one_run),  cmocka_unit_test(test_channel_bound),
+      cmocka_unit_test(test_distinct),      cmocka_unit_test(test_one_prefix_one_viewer),
+      cmocka_unit_test(test_expiry),        cmocka_unit_test(test_saturation),
+      cmocka_unit_test(test_collisions),    cmocka_unit_test(test_many_in_one_run),
+      cmocka_unit_test(test_channel_bound),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

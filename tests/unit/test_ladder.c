@@ -15,15 +15,13 @@
 
 static struct config cfg;
 
-static int setup(void **state)
-{
+static int setup(void **state) {
   (void)state;
   config_defaults(&cfg);
   return 0;
 }
 
-static void default_ladder_1080p(void **state)
-{
+static void default_ladder_1080p(void **state) {
   (void)state;
   struct ladder l;
   assert_int_equal(ladder_build(&cfg.transcoder, 1920, 1080, &l), 4);
@@ -45,8 +43,7 @@ static void default_ladder_1080p(void **state)
     assert_false(l.r[i].passthrough);
 }
 
-static void rungs_at_or_above_source_left_out(void **state)
-{
+static void rungs_at_or_above_source_left_out(void **state) {
   (void)state;
   struct ladder l;
   assert_int_equal(ladder_build(&cfg.transcoder, 1280, 720, &l), 3); /* source, 480p, 360p */
@@ -57,8 +54,7 @@ static void rungs_at_or_above_source_left_out(void **state)
   assert_int_equal(ladder_build(&cfg.transcoder, 320, 240, &l), 1);
 }
 
-static void no_passthrough(void **state)
-{
+static void no_passthrough(void **state) {
   (void)state;
   struct ladder l;
   cfg.transcoder.source_passthrough = false;
@@ -67,12 +63,11 @@ static void no_passthrough(void **state)
   assert_int_equal(ladder_build(&cfg.transcoder, 640, 360, &l), 0);
 }
 
-static void odd_source_keeps_aspect_even(void **state)
-{
+static void odd_source_keeps_aspect_even(void **state) {
   (void)state;
   struct ladder l;
   assert_int_equal(ladder_build(&cfg.transcoder, 1279, 719, &l), 3); /* 720 >= 719: out */
-  assert_int_equal(l.r[0].width, 1279); /* the source is passed as it is */
+  assert_int_equal(l.r[0].width, 1279);                              /* the source is passed as it is */
   for (int i = 1; i < l.count; i++) {
     assert_int_equal(l.r[i].width % 2, 0);
     assert_int_equal(l.r[i].height % 2, 0);
@@ -87,8 +82,7 @@ static void odd_source_keeps_aspect_even(void **state)
   assert_int_equal(l.r[3].width, 202);
 }
 
-static void odd_rung_height(void **state)
-{
+static void odd_rung_height(void **state) {
   (void)state;
   struct ladder l;
   cfg.transcoder.rungs[2].height = 361;
@@ -97,8 +91,7 @@ static void odd_rung_height(void **state)
   assert_int_equal(l.r[3].width % 2, 0);
 }
 
-static void rungs_sorted_and_scaled_from_nearest_larger(void **state)
-{
+static void rungs_sorted_and_scaled_from_nearest_larger(void **state) {
   (void)state;
   struct ladder l;
   /* config order need not be by size */
@@ -116,8 +109,7 @@ static void rungs_sorted_and_scaled_from_nearest_larger(void **state)
   assert_int_equal(l.r[3].priority, 10);
 }
 
-static void remove_keeps_scale_chain(void **state)
-{
+static void remove_keeps_scale_chain(void **state) {
   (void)state;
   struct ladder l;
   ladder_build(&cfg.transcoder, 1920, 1080, &l);
@@ -133,8 +125,7 @@ static void remove_keeps_scale_chain(void **state)
   assert_int_equal(l.r[1].scale_from, 0);
 }
 
-static void bad_sizes(void **state)
-{
+static void bad_sizes(void **state) {
   (void)state;
   struct ladder l;
   assert_int_equal(ladder_build(&cfg.transcoder, 0, 1080, &l), -EINVAL);
@@ -143,8 +134,7 @@ static void bad_sizes(void **state)
   assert_int_equal(ladder_scaled_width(16, 4096, 2), 2);
 }
 
-static void source_fits_segment(void **state)
-{
+static void source_fits_segment(void **state) {
   (void)state;
   assert_true(ladder_source_fits(2000, 2.0));
   assert_true(ladder_source_fits(2033, 2.0)); /* millisecond jitter */
@@ -154,8 +144,7 @@ static void source_fits_segment(void **state)
   assert_false(ladder_source_fits(0, 2.0));
 }
 
-static void keyframe_clock(void **state)
-{
+static void keyframe_clock(void **state) {
   (void)state;
   assert_int_equal(ladder_segment_index(1000, 1000, 2.0), 0);
   assert_int_equal(ladder_segment_index(2999, 1000, 2.0), 0);
@@ -176,8 +165,7 @@ static void keyframe_clock(void **state)
   assert_int_equal(forced, 5);
 }
 
-int main(void)
-{
+int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(default_ladder_1080p, setup),
       cmocka_unit_test_setup(rungs_at_or_above_source_left_out, setup),

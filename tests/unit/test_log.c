@@ -72,7 +72,8 @@ static void test_control_bytes_are_escaped(void **state) {
   const char *out = log_name(&c, "a\rb\tc\x1b[2Kd\x01\x7f");
   assert_string_equal(out, "warn rtmp: play refused: no channel name=a\\rb\\tc\\x1b[2Kd\\x01\\x7f addr=1.2.3.4\n");
   /* C1 controls (U+009B is a one-byte CSI on some terminals) too */
-  out = log_name(&c, "\xc2\x9b" "1m\xc2\x85");
+  out = log_name(&c, "\xc2\x9b"
+                     "1m\xc2\x85");
   assert_string_equal(out, "warn rtmp: play refused: no channel name=\\xc2\\x9b1m\\xc2\\x85 addr=1.2.3.4\n");
 }
 
@@ -139,12 +140,9 @@ static void test_level_parse_returns_einval(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_newline_cannot_forge_a_line),
-      cmocka_unit_test(test_control_bytes_are_escaped),
-      cmocka_unit_test(test_valid_utf8_is_kept),
-      cmocka_unit_test(test_invalid_utf8_is_escaped),
-      cmocka_unit_test(test_long_line_is_cut_whole),
-      cmocka_unit_test(test_level_still_filters),
+      cmocka_unit_test(test_newline_cannot_forge_a_line), cmocka_unit_test(test_control_bytes_are_escaped),
+      cmocka_unit_test(test_valid_utf8_is_kept),          cmocka_unit_test(test_invalid_utf8_is_escaped),
+      cmocka_unit_test(test_long_line_is_cut_whole),      cmocka_unit_test(test_level_still_filters),
       cmocka_unit_test(test_level_parse_returns_einval),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

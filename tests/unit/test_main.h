@@ -39,17 +39,17 @@ static inline int galarelay_test_filter(const struct CMUnitTest *tests, size_t n
   return -1;
 }
 
-#define GALARELAY_RUN_GROUP(name, group_tests, group_setup, group_teardown)                        \
-  (galarelay_test_filter(group_tests, sizeof(group_tests) / sizeof((group_tests)[0])) != 0          \
-       ? 1                                                                                       \
-       : _cmocka_run_group_tests(name, group_tests, sizeof(group_tests) / sizeof((group_tests)[0]), \
-                                 group_setup, group_teardown))
+#define GALARELAY_RUN_GROUP(name, group_tests, group_setup, group_teardown)                                            \
+  (galarelay_test_filter(group_tests, sizeof(group_tests) / sizeof((group_tests)[0])) != 0                             \
+       ? 1                                                                                                             \
+       : _cmocka_run_group_tests(name, group_tests, sizeof(group_tests) / sizeof((group_tests)[0]), group_setup,       \
+                                 group_teardown))
 
 #undef cmocka_run_group_tests
-#define cmocka_run_group_tests(group_tests, group_setup, group_teardown)                           \
+#define cmocka_run_group_tests(group_tests, group_setup, group_teardown)                                               \
   GALARELAY_RUN_GROUP(#group_tests, group_tests, group_setup, group_teardown)
 #undef cmocka_run_group_tests_name
-#define cmocka_run_group_tests_name(group_name, group_tests, group_setup, group_teardown)          \
+#define cmocka_run_group_tests_name(group_name, group_tests, group_setup, group_teardown)                              \
   GALARELAY_RUN_GROUP(group_name, group_tests, group_setup, group_teardown)
 
 #endif

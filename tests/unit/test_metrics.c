@@ -46,8 +46,8 @@ static const struct metric rows[] = {
 
 static void test_table_writes_every_row_from_its_field(void **state) {
   (void)state;
-  struct sample_stats st = {.members = -3, .rooms = 7, .accepted = 42, .refused = 5, .queue_bytes = 4096,
-                            .bitrate = 812.345, .live = true};
+  struct sample_stats st = {
+      .members = -3, .rooms = 7, .accepted = 42, .refused = 5, .queue_bytes = 4096, .bitrate = 812.345, .live = true};
   struct buf out;
   buf_init(&out);
   metrics_write(&out, rows, METRICS_COUNT(rows), &st);
@@ -89,7 +89,8 @@ static void test_family_gets_head_and_labelled_samples(void **state) {
   static const struct metric bucket = METRIC_FAMILY("t_seconds_bucket", METRIC_HISTOGRAM, NULL);
   metrics_head(&out, &hist);
   metrics_count(&out, &bucket, "le=\"+Inf\"", 2);
-  assert_string_equal(out.data, "# HELP t_seconds Latency.\n# TYPE t_seconds histogram\nt_seconds_bucket{le=\"+Inf\"} 2\n");
+  assert_string_equal(out.data,
+                      "# HELP t_seconds Latency.\n# TYPE t_seconds histogram\nt_seconds_bucket{le=\"+Inf\"} 2\n");
   buf_free(&out);
 }
 

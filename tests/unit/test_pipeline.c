@@ -50,16 +50,14 @@ struct rec {
 static struct rec rec;
 static struct config cfg;
 
-static uint32_t checksum(const uint8_t *d, int n)
-{
+static uint32_t checksum(const uint8_t *d, int n) {
   uint32_t h = 2166136261u;
   for (int i = 0; i < n; i++)
     h = (h ^ d[i]) * 16777619u;
   return h;
 }
 
-static int rec_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout)
-{
+static int rec_begin(void *opaque, struct pipeline *p, const struct hls_stream_layout *layout) {
   (void)opaque;
   if (rec.timelines < 8)
     rec.layouts[rec.timelines] = *layout;
@@ -68,9 +66,7 @@ static int rec_begin(void *opaque, struct pipeline *p, const struct hls_stream_l
   return 0;
 }
 
-static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                      AVRational tb)
-{
+static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational tb) {
   (void)opaque;
   assert_int_equal(tb.num, 1);
   assert_int_equal(tb.den, 1000);
@@ -86,8 +82,7 @@ static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecP
   return s;
 }
 
-static int rec_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
-{
+static int rec_write(void *w, const AVPacket *pkt, int64_t arrival_ms) {
   struct rec_stream *s = w;
   assert_true(arrival_ms > 0);
   if (s->n < MAX_PKTS) {
@@ -101,15 +96,13 @@ static int rec_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
   return 0;
 }
 
-static void rec_close(void *w, bool flush)
-{
+static void rec_close(void *w, bool flush) {
   struct rec_stream *s = w;
   s->closed = true;
   s->flushed = flush;
 }
 
-static void rec_end(void *opaque)
-{
+static void rec_end(void *opaque) {
   (void)opaque;
   rec.ended++;
 }
@@ -117,15 +110,13 @@ static void rec_end(void *opaque)
 static const struct pipeline_output rec_out = {
     .begin = rec_begin, .open = rec_open, .write = rec_write, .close = rec_close, .end = rec_end};
 
-static void rec_reset(void)
-{
+static void rec_reset(void) {
   for (int i = 0; i < rec.ns; i++)
     free(rec.s[i]);
   memset(&rec, 0, sizeof(rec));
 }
 
-static struct rec_stream *rec_find(uint32_t timeline, int index)
-{
+static struct rec_stream *rec_find(uint32_t timeline, int index) {
   for (int i = 0; i < rec.ns; i++)
     if (rec.s[i]->timeline == timeline && rec.s[i]->index == index)
       return rec.s[i];
@@ -134,15 +125,14 @@ static struct rec_stream *rec_find(uint32_t timeline, int index)
 
 /* ---- clips ---- */
 
-#define BASE_ARGS                                                                       \
-  "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 " \
+#define BASE_ARGS                                                                                                      \
+  "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 "                        \
   "-t 4.5 -c:v libx264 -preset ultrafast -g 60 -pix_fmt yuv420p -c:a aac -b:a 64k"
-#define GOP10_ARGS                                                                       \
-  "-f lavfi -i testsrc2=size=640x360:rate=30 -t 4.5 -c:v libx264 -preset ultrafast -g 300 " \
+#define GOP10_ARGS                                                                                                     \
+  "-f lavfi -i testsrc2=size=640x360:rate=30 -t 4.5 -c:v libx264 -preset ultrafast -g 300 "                            \
   "-pix_fmt yuv420p"
 
-static const char *clip(const char *name, const char *args)
-{
+static const char *clip(const char *name, const char *args) {
   static char path[8][512];
   static int next;
   char *out = path[next++ % 8];
@@ -162,8 +152,7 @@ struct feed {
   struct channel_feed_info info;
 };
 
-static void feed_open(struct feed *f, const char *path)
-{
+static void feed_open(struct feed *f, const char *path) {
   memset(f, 0, sizeof(*f));
   assert_int_equal(avformat_open_input(&f->fmt, path, NULL, NULL), 0);
   assert_true(avformat_find_stream_info(f->fmt, NULL) >= 0);
@@ -181,14 +170,12 @@ static void feed_open(struct feed *f, const char *path)
 typedef void (*mutate_fn)(AVPacket *pkt, int n);
 
 static int feed_run(struct feed *f, struct pipeline *p, mutate_fn mutate, int64_t ts_shift,
-                    struct rec_stream *audio_in)
-{
+                    struct rec_stream *audio_in) {
   AVPacket *pkt = av_packet_alloc();
   int n = 0;
   while (av_read_frame(f->fmt, pkt) >= 0) {
     AVStream *st = f->fmt->streams[pkt->stream_index];
-    int idx = pkt->stream_index == f->vstream ? CHANNEL_VIDEO
-              : pkt->stream_index == f->astream ? CHANNEL_AUDIO : -1;
+    int idx = pkt->stream_index == f->vstream ? CHANNEL_VIDEO : pkt->stream_index == f->astream ? CHANNEL_AUDIO : -1;
     if (idx < 0) {
       av_packet_unref(pkt);
       continue;
@@ -209,15 +196,11 @@ static int feed_run(struct feed *f, struct pipeline *p, mutate_fn mutate, int64_
   return n;
 }
 
-static void feed_close(struct feed *f)
-{
-  avformat_close_input(&f->fmt);
-}
+static void feed_close(struct feed *f) { avformat_close_input(&f->fmt); }
 
 /* ---- checks ---- */
 
-static int keys_of(const struct rec_stream *s, int64_t *out, int max)
-{
+static int keys_of(const struct rec_stream *s, int64_t *out, int max) {
   int k = 0;
   for (int i = 0; i < s->n && k < max; i++)
     if (s->key[i])
@@ -225,8 +208,7 @@ static int keys_of(const struct rec_stream *s, int64_t *out, int max)
   return k;
 }
 
-static void assert_no_bframes(const struct rec_stream *s)
-{
+static void assert_no_bframes(const struct rec_stream *s) {
   for (int i = 0; i < s->n; i++) {
     assert_int_equal(s->pts[i], s->dts[i]);
     if (i > 0)
@@ -234,8 +216,7 @@ static void assert_no_bframes(const struct rec_stream *s)
   }
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
   (void)state;
   rec_reset();
   config_defaults(&cfg);
@@ -256,15 +237,13 @@ static int setup(void **state)
   return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
   (void)state;
   rec_reset();
   return 0;
 }
 
-static struct pipeline *run_clip(const char *path, mutate_fn mutate, struct rec_stream *audio_in)
-{
+static struct pipeline *run_clip(const char *path, mutate_fn mutate, struct rec_stream *audio_in) {
   struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   assert_non_null(p);
   struct feed f;
@@ -279,8 +258,7 @@ static struct pipeline *run_clip(const char *path, mutate_fn mutate, struct rec_
 
 /* ---- cases ---- */
 
-static void ladder_aligned_keyframes(void **state)
-{
+static void ladder_aligned_keyframes(void **state) {
   (void)state;
   const char *path = clip("base", BASE_ARGS);
   static struct rec_stream audio_in;
@@ -299,8 +277,7 @@ static void ladder_aligned_keyframes(void **state)
   assert_int_equal(lay->r[2].width, 320);
   assert_int_equal(lay->r[3].kind, HLS_AUDIO);
 
-  struct rec_stream *src = rec_find(1, 0), *r270 = rec_find(1, 1), *r180 = rec_find(1, 2),
-                    *aud = rec_find(1, 3);
+  struct rec_stream *src = rec_find(1, 0), *r270 = rec_find(1, 1), *r180 = rec_find(1, 2), *aud = rec_find(1, 3);
   assert_non_null(src);
   assert_non_null(r270);
   assert_non_null(r180);
@@ -319,7 +296,7 @@ static void ladder_aligned_keyframes(void **state)
     assert_int_equal(k1[i], k2[i]);
     if (i == 0)
       assert_int_equal(k1[0], r270->pts[0]); /* the first frame */
-    else /* then the first frame at or past each multiple of 2 s */
+    else                                     /* then the first frame at or past each multiple of 2 s */
       assert_true(k1[i] >= i * 2000 && k1[i] < i * 2000 + 34);
   }
   assert_true(ns >= 3); /* the source passed through keeps its own */
@@ -344,8 +321,7 @@ static void ladder_aligned_keyframes(void **state)
   pipeline_free(p);
 }
 
-static void long_gop_source_left_out(void **state)
-{
+static void long_gop_source_left_out(void **state) {
   (void)state;
   const char *path = clip("gop10", GOP10_ARGS);
   struct pipeline *p = run_clip(path, NULL, NULL);
@@ -365,8 +341,7 @@ static void long_gop_source_left_out(void **state)
  * at the first keyframe: the source's bandwidth is the channel's bitrate,
  * and a keyframe interval past the segment leaves the source rung out
  * without waiting to see it. */
-static void channel_measures_used(void **state)
-{
+static void channel_measures_used(void **state) {
   (void)state;
   const char *path = clip("base", BASE_ARGS);
   for (int round = 0; round < 2; round++) {
@@ -394,8 +369,7 @@ static void channel_measures_used(void **state)
   }
 }
 
-static void shift_back(AVPacket *pkt, int n)
-{
+static void shift_back(AVPacket *pkt, int n) {
   (void)n;
   if (pkt->dts >= 2500) { /* the encoder restarted its clock */
     pkt->dts -= 2000;
@@ -403,8 +377,7 @@ static void shift_back(AVPacket *pkt, int n)
   }
 }
 
-static void timestamps_going_back_are_rebased(void **state)
-{
+static void timestamps_going_back_are_rebased(void **state) {
   (void)state;
   const char *path = clip("base", BASE_ARGS);
   struct pipeline *p = run_clip(path, shift_back, NULL);
@@ -419,8 +392,7 @@ static void timestamps_going_back_are_rebased(void **state)
   pipeline_free(p);
 }
 
-static void corrupt(AVPacket *pkt, int n)
-{
+static void corrupt(AVPacket *pkt, int n) {
   if (pkt->stream_index != CHANNEL_VIDEO || n % 17 != 5 || (pkt->flags & AV_PKT_FLAG_KEY))
     return;
   if (av_packet_make_writable(pkt) < 0)
@@ -429,8 +401,7 @@ static void corrupt(AVPacket *pkt, int n)
     pkt->data[i] ^= 0x5a;
 }
 
-static void corrupt_nalus_counted(void **state)
-{
+static void corrupt_nalus_counted(void **state) {
   (void)state;
   const char *path = clip("base", BASE_ARGS);
   struct pipeline *p = run_clip(path, corrupt, NULL);
@@ -443,8 +414,7 @@ static void corrupt_nalus_counted(void **state)
   pipeline_free(p);
 }
 
-static void audio_only_and_video_only(void **state)
-{
+static void audio_only_and_video_only(void **state) {
   (void)state;
   const char *a = clip("audio", "-f lavfi -i sine=sample_rate=48000 -t 2 -c:a aac");
   struct pipeline *p = run_clip(a, NULL, NULL);
@@ -463,12 +433,11 @@ static void audio_only_and_video_only(void **state)
   pipeline_free(p);
 }
 
-static void new_parameters_new_timeline(void **state)
-{
+static void new_parameters_new_timeline(void **state) {
   (void)state;
   const char *a = clip("base", BASE_ARGS);
   const char *b = clip("small", "-f lavfi -i testsrc2=size=426x240:rate=30 -t 2.5 -c:v libx264 "
-                       "-preset ultrafast -g 60 -pix_fmt yuv420p");
+                                "-preset ultrafast -g 60 -pix_fmt yuv420p");
   struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   struct feed f;
   feed_open(&f, a);
@@ -498,14 +467,13 @@ static void new_parameters_new_timeline(void **state)
   pipeline_free(p);
 }
 
-static void in_band_size_change_reconfigures(void **state)
-{
+static void in_band_size_change_reconfigures(void **state) {
   (void)state;
   /* SPS/PPS repeated in band: the decoder sees the new size by itself */
   const char *a = clip("inband_a", "-f lavfi -i testsrc2=size=640x360:rate=30 -t 2.5 -c:v libx264 "
-                       "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
+                                   "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
   const char *b = clip("inband_b", "-f lavfi -i testsrc2=size=480x360:rate=30 -t 2.5 -c:v libx264 "
-                       "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
+                                   "-preset ultrafast -g 30 -x264-params repeat-headers=1 -pix_fmt yuv420p");
   struct pipeline *p = pipeline_new("test", &cfg.transcoder, &cfg.hls, &rec_out, false);
   struct feed f;
   feed_open(&f, a);
@@ -534,8 +502,7 @@ static void in_band_size_change_reconfigures(void **state)
 
 /* The clip's video alone into p, paced like a live feed or as fast as it
  * is read; returns the packets pushed. */
-static int feed_video(struct feed *f, struct pipeline *p, bool paced)
-{
+static int feed_video(struct feed *f, struct pipeline *p, bool paced) {
   AVPacket *pkt = av_packet_alloc();
   int64_t t0 = av_gettime_relative();
   int video = 0;
@@ -559,16 +526,14 @@ static int feed_video(struct feed *f, struct pipeline *p, bool paced)
 
 /* A slow writer on the lowest-priority rung: in real time the pipeline
  * sheds that rung's GOPs, never the source, and the other rung goes on. */
-static int slow_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
-{
+static int slow_write(void *w, const AVPacket *pkt, int64_t arrival_ms) {
   struct rec_stream *s = w;
   if (s->index == 2)
     usleep(100 * 1000);
   return rec_write(w, pkt, arrival_ms);
 }
 
-static void overload_sheds_lowest_priority(void **state)
-{
+static void overload_sheds_lowest_priority(void **state) {
   (void)state;
   struct pipeline_output out = rec_out;
   out.write = slow_write;
@@ -595,8 +560,7 @@ static void overload_sheds_lowest_priority(void **state)
 /* Near the memory ceiling (server.memory_limit_mb) the lowest-priority
  * rung is shed first though nothing lags, and the source keeps every
  * packet; with the guard gone, nothing more is shed. */
-static void memory_ceiling_sheds_lowest_priority(void **state)
-{
+static void memory_ceiling_sheds_lowest_priority(void **state) {
   (void)state;
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -619,7 +583,7 @@ static void memory_ceiling_sheds_lowest_priority(void **state)
   assert_int_equal(st.rendition_count, 3); /* source, 270p, 180p */
   assert_true(st.r[2].gops_dropped >= 1);
   assert_true(st.r[2].gops_dropped >= st.r[1].gops_dropped); /* the lowest priority first */
-  assert_int_equal(rec_find(1, 0)->n, video); /* the source: every packet */
+  assert_int_equal(rec_find(1, 0)->n, video);                /* the source: every packet */
   pipeline_free(p);
 }
 
@@ -627,15 +591,13 @@ static void memory_ceiling_sheds_lowest_priority(void **state)
 
 struct pk_rec {
   _Atomic int init_count; /* from every rung thread */
-  int segs[8];   /* per rendition: segment starts */
+  int segs[8];            /* per rendition: segment starts */
   int64_t seg_start_us[8][16];
   int parts[8];
 };
 static struct pk_rec pkr;
 
-static void pk_on_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
-                       const char *codecs)
-{
+static void pk_on_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init, const char *codecs) {
   (void)opaque;
   (void)timeline;
   (void)rendition;
@@ -644,8 +606,7 @@ static void pk_on_init(void *opaque, uint32_t timeline, int rendition, struct hl
   hls_blob_unref(init);
 }
 
-static void pk_on_part(void *opaque, const struct hls_part_info *info, struct hls_blob *part)
-{
+static void pk_on_part(void *opaque, const struct hls_part_info *info, struct hls_blob *part) {
   (void)opaque;
   int r = info->rendition;
   if (r >= 0 && r < 8) {
@@ -656,23 +617,17 @@ static void pk_on_part(void *opaque, const struct hls_part_info *info, struct hl
   hls_blob_unref(part);
 }
 
-static void *pk_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                     AVRational tb)
-{
+static void *pk_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational tb) {
   (void)opaque;
-  struct hls_packager_params params = {.timeline = timeline, .rendition = index,
-                                       .part_duration = 0.333, .segment_duration = 2.0};
+  struct hls_packager_params params = {
+      .timeline = timeline, .rendition = index, .part_duration = 0.333, .segment_duration = 2.0};
   struct hls_packager_sink sink = {.on_init = pk_on_init, .on_part = pk_on_part};
   return hls_packager_new(&params, &sink, par, tb);
 }
 
-static int pk_write(void *w, const AVPacket *pkt, int64_t arrival_ms)
-{
-  return hls_packager_write(w, pkt, arrival_ms);
-}
+static int pk_write(void *w, const AVPacket *pkt, int64_t arrival_ms) { return hls_packager_write(w, pkt, arrival_ms); }
 
-static void pk_close(void *w, bool flush)
-{
+static void pk_close(void *w, bool flush) {
   if (flush)
     hls_packager_flush(w);
   hls_packager_free(w);
@@ -683,8 +638,7 @@ static void pk_close(void *w, bool flush)
  * a clock that starts at 1234 ms (an encoder after a reconnect, a feed on
  * the channel's output clock), where the source is cut at 1234, 2734 and
  * 4234 (its first keyframe in each new 2 s slot) and the rungs must be too. */
-static void segments_align_in_the_packager(void **state)
-{
+static void segments_align_in_the_packager(void **state) {
   (void)state;
   const char *clips[2] = {clip("base", BASE_ARGS),
                           clip("gop45", "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i "
@@ -720,8 +674,7 @@ static void segments_align_in_the_packager(void **state)
   }
 }
 
-int main(void)
-{
+int main(void) {
   av_log_set_level(AV_LOG_QUIET);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(ladder_aligned_keyframes, setup, teardown),

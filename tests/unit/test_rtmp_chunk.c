@@ -63,9 +63,9 @@ static void test_roundtrip_bytewise(void **state) {
     struct buf b;
     buf_init(&b);
     rtmp_chunk_write(&b, 6, RTMP_MSG_VIDEO, 1, 40, payload, sizeof payload, 128);
-    rtmp_chunk_write(&b, 4, RTMP_MSG_AUDIO, 1, 0x1234567, payload, 3, 128); /* extended ts */
+    rtmp_chunk_write(&b, 4, RTMP_MSG_AUDIO, 1, 0x1234567, payload, 3, 128);     /* extended ts */
     rtmp_chunk_write(&b, 400, RTMP_MSG_AUDIO, 1, 0x1234567, payload, 300, 128); /* 3-byte csid, ext */
-    rtmp_chunk_write(&b, 70, RTMP_MSG_DATA_AMF0, 1, 5, payload, 0, 128); /* 2-byte csid, empty */
+    rtmp_chunk_write(&b, 70, RTMP_MSG_DATA_AMF0, 1, 5, payload, 0, 128);        /* 2-byte csid, empty */
     assert_int_equal(b.len, rtmp_chunk_size(6, 40, 1000, 128) + rtmp_chunk_size(4, 0x1234567, 3, 128) +
                                 rtmp_chunk_size(400, 0x1234567, 300, 128) + rtmp_chunk_size(70, 5, 0, 128));
     struct rtmp_chunk_reader rd;
@@ -98,13 +98,45 @@ static void test_header_types(void **state) {
   (void)state;
   const uint8_t in[] = {
       /* fmt0 csid 4: ts 1000, len 2, audio, stream 1 */
-      0x04, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x02, 0x08, 0x01, 0x00, 0x00, 0x00, 0xaa, 0xbb,
+      0x04,
+      0x00,
+      0x03,
+      0xe8,
+      0x00,
+      0x00,
+      0x02,
+      0x08,
+      0x01,
+      0x00,
+      0x00,
+      0x00,
+      0xaa,
+      0xbb,
       /* fmt1: delta 23, len 3, audio */
-      0x44, 0x00, 0x00, 0x17, 0x00, 0x00, 0x03, 0x08, 0x01, 0x02, 0x03,
+      0x44,
+      0x00,
+      0x00,
+      0x17,
+      0x00,
+      0x00,
+      0x03,
+      0x08,
+      0x01,
+      0x02,
+      0x03,
       /* fmt2: delta 24 */
-      0x84, 0x00, 0x00, 0x18, 0x04, 0x05, 0x06,
+      0x84,
+      0x00,
+      0x00,
+      0x18,
+      0x04,
+      0x05,
+      0x06,
       /* fmt3: new message, delta 24 again */
-      0xc4, 0x07, 0x08, 0x09,
+      0xc4,
+      0x07,
+      0x08,
+      0x09,
   };
   struct rtmp_chunk_reader rd;
   rtmp_chunk_reader_init(&rd, 65536, 1 << 20);
@@ -321,14 +353,10 @@ static void test_strerror(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_strerror),
-      cmocka_unit_test(test_roundtrip_bytewise),
-      cmocka_unit_test(test_header_types),
-      cmocka_unit_test(test_set_chunk_size_midstream),
-      cmocka_unit_test(test_abort),
-      cmocka_unit_test(test_limits),
-      cmocka_unit_test(test_set_limits),
-      cmocka_unit_test(test_wire_shared_and_patch),
+      cmocka_unit_test(test_strerror),     cmocka_unit_test(test_roundtrip_bytewise),
+      cmocka_unit_test(test_header_types), cmocka_unit_test(test_set_chunk_size_midstream),
+      cmocka_unit_test(test_abort),        cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_set_limits),   cmocka_unit_test(test_wire_shared_and_patch),
       cmocka_unit_test(test_wire_retimed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

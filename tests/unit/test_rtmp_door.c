@@ -205,10 +205,8 @@ static void test_back_to_unauthenticated(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_per_address_cap),
-      cmocka_unit_test(test_full_table_evicts_the_biggest_address),
-      cmocka_unit_test(test_player_limit_and_reserve),
-      cmocka_unit_test(test_memory_ceiling),
+      cmocka_unit_test(test_per_address_cap),          cmocka_unit_test(test_full_table_evicts_the_biggest_address),
+      cmocka_unit_test(test_player_limit_and_reserve), cmocka_unit_test(test_memory_ceiling),
       cmocka_unit_test(test_back_to_unauthenticated),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,12 +141,9 @@ static void test_client_side(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_plain),
-      cmocka_unit_test(test_complex_scheme0),
-      cmocka_unit_test(test_complex_scheme1),
-      cmocka_unit_test(test_versioned_but_unsigned_is_plain),
-      cmocka_unit_test(test_bad_version),
-      cmocka_unit_test(test_client_side),
+      cmocka_unit_test(test_plain),           cmocka_unit_test(test_complex_scheme0),
+      cmocka_unit_test(test_complex_scheme1), cmocka_unit_test(test_versioned_but_unsigned_is_plain),
+      cmocka_unit_test(test_bad_version),     cmocka_unit_test(test_client_side),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,15 +28,16 @@ static void test_parse_url(void **state) {
   assert_int_equal(port, 1936);
   assert_string_equal(app, "live/sub");
   assert_string_equal(stream, "k?x=1");
-  assert_int_equal(rtmp_push_parse_url("rtmp://[::1]:2000/live/k", host, sizeof host, &port, app, sizeof app, stream,
-                                       sizeof stream),
-                   0);
+  assert_int_equal(
+      rtmp_push_parse_url("rtmp://[::1]:2000/live/k", host, sizeof host, &port, app, sizeof app, stream, sizeof stream),
+      0);
   assert_string_equal(host, "::1");
   assert_int_equal(port, 2000);
-  const char *bad[] = {"http://x/live/k", "rtmp://host", "rtmp://host/", "rtmp://host/live/", "rtmp://:1935/a/b",
-                       "rtmp://h:0/a/b", "rtmp://h:99999/a/b", "rtmp://[::1/a/b"};
+  const char *bad[] = {"http://x/live/k",  "rtmp://host",    "rtmp://host/",       "rtmp://host/live/",
+                       "rtmp://:1935/a/b", "rtmp://h:0/a/b", "rtmp://h:99999/a/b", "rtmp://[::1/a/b"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    assert_int_equal(rtmp_push_parse_url(bad[i], host, sizeof host, &port, app, sizeof app, stream, sizeof stream), -EINVAL);
+    assert_int_equal(rtmp_push_parse_url(bad[i], host, sizeof host, &port, app, sizeof app, stream, sizeof stream),
+                     -EINVAL);
 }
 
 int main(void) {

@@ -88,8 +88,8 @@ static int setup(void **state) {
   if (config_load_string(&e->cfg, "t.conf", text, &errs) < 0)
     return -1;
   e->app.channels = channel_registry_new(&e->loop, &e->cfg.rtmp, e->cfg.channels, e->cfg.channel_count);
-  e->app.rtmp = e->app.channels ? rtmp_server_start(&e->loop, &e->cfg.server.rtmp_listen, &e->cfg.rtmp,
-                                                    e->cfg.channels, e->cfg.channel_count, e->app.channels)
+  e->app.rtmp = e->app.channels ? rtmp_server_start(&e->loop, &e->cfg.server.rtmp_listen, &e->cfg.rtmp, e->cfg.channels,
+                                                    e->cfg.channel_count, e->app.channels)
                                 : NULL;
   if (!e->app.rtmp)
     return -1;
@@ -254,9 +254,21 @@ static bool player_subscribed(struct env *e) { return channel_player_count(e->ch
 
 /* The onMetaData message as a type-0 chunk header at timestamp ts starts it. */
 static bool got_metadata_at(const struct env *e, uint32_t ts) {
-  const uint8_t h[] = {RTMP_CSID_DATA, ts >> 16 & 0xff, ts >> 8 & 0xff, ts & 0xff,
-                       e->meta_len >> 16 & 0xff, e->meta_len >> 8 & 0xff, e->meta_len & 0xff, RTMP_MSG_DATA_AMF0,
-                       1, 0, 0, 0, 2, 0, 10};
+  const uint8_t h[] = {RTMP_CSID_DATA,
+                       ts >> 16 & 0xff,
+                       ts >> 8 & 0xff,
+                       ts & 0xff,
+                       e->meta_len >> 16 & 0xff,
+                       e->meta_len >> 8 & 0xff,
+                       e->meta_len & 0xff,
+                       RTMP_MSG_DATA_AMF0,
+                       1,
+                       0,
+                       0,
+                       0,
+                       2,
+                       0,
+                       10};
   return memmem(e->cl.in.data, e->cl.in.len, h, sizeof h) != NULL;
 }
 static bool metadata_arrived(struct env *e) { return got_metadata_at(e, 0) || got(&e->cl, "onMetaData"); }

@@ -23,8 +23,7 @@
 
 #include "transcoder/slate.h"
 
-static struct hls_stream_layout ladder3(void)
-{
+static struct hls_stream_layout ladder3(void) {
   struct hls_stream_layout l = {0};
   const struct {
     const char *name;
@@ -44,15 +43,13 @@ static struct hls_stream_layout ladder3(void)
   return l;
 }
 
-static struct slate_params params(void)
-{
+static struct slate_params params(void) {
   struct slate_params p = {.segment_duration = 2.0, .part_duration = 0.333};
   snprintf(p.title, sizeof p.title, "留浙云春晚");
   return p;
 }
 
-static AVCodecContext *decoder(const AVCodecParameters *par)
-{
+static AVCodecContext *decoder(const AVCodecParameters *par) {
   const AVCodec *c = avcodec_find_decoder(par->codec_id);
   assert_non_null(c);
   AVCodecContext *d = avcodec_alloc_context3(c);
@@ -65,9 +62,7 @@ static AVCodecContext *decoder(const AVCodecParameters *par)
 
 /* Decodes the packets of rendition `index` among the first `ms` of the
  * slate with one decoder; returns frames out, checks each frame with fn. */
-static int decode_rendition(struct slate *s, int index, int64_t ms,
-                            void (*fn)(const AVFrame *, void *), void *arg)
-{
+static int decode_rendition(struct slate *s, int index, int64_t ms, void (*fn)(const AVFrame *, void *), void *arg) {
   AVCodecContext *d = decoder(slate_codecpar(s, index));
   AVPacket *pkt = av_packet_alloc();
   AVFrame *f = av_frame_alloc();
@@ -102,15 +97,13 @@ struct want_size {
   int w, h;
 };
 
-static void check_size(const AVFrame *f, void *arg)
-{
+static void check_size(const AVFrame *f, void *arg) {
   const struct want_size *w = arg;
   assert_int_equal(f->width, w->w);
   assert_int_equal(f->height, w->h);
 }
 
-static void test_video_decodes_at_each_size(void **state)
-{
+static void test_video_decodes_at_each_size(void **state) {
   (void)state;
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -129,8 +122,7 @@ static void test_video_decodes_at_each_size(void **state)
   slate_free(s);
 }
 
-static void check_silence(const AVFrame *f, void *arg)
-{
+static void check_silence(const AVFrame *f, void *arg) {
   int *samples = arg;
   assert_int_equal(f->sample_rate, SLATE_SAMPLE_RATE);
   assert_int_equal(f->ch_layout.nb_channels, 2);
@@ -143,8 +135,7 @@ static void check_silence(const AVFrame *f, void *arg)
   *samples += f->nb_samples;
 }
 
-static void test_audio_is_silent_aac(void **state)
-{
+static void test_audio_is_silent_aac(void **state) {
   (void)state;
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -160,8 +151,7 @@ static void test_audio_is_silent_aac(void **state)
   slate_free(s);
 }
 
-static void test_timestamps_and_segment_clock(void **state)
-{
+static void test_timestamps_and_segment_clock(void **state) {
   (void)state;
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -207,8 +197,7 @@ static void test_timestamps_and_segment_clock(void **state)
   slate_free(s);
 }
 
-static void test_matches(void **state)
-{
+static void test_matches(void **state) {
   (void)state;
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -228,8 +217,7 @@ static void test_matches(void **state)
 /* ---- images ---- */
 
 /* A w x h PNG of one colour (RGB), written with libavcodec's encoder. */
-static void write_png(const char *path, int w, int h, uint8_t r, uint8_t g, uint8_t b)
-{
+static void write_png(const char *path, int w, int h, uint8_t r, uint8_t g, uint8_t b) {
   const AVCodec *c = avcodec_find_encoder(AV_CODEC_ID_PNG);
   assert_non_null(c);
   AVCodecContext *e = avcodec_alloc_context3(c);
@@ -268,15 +256,13 @@ struct luma {
   int center, left;
 };
 
-static void sample_luma(const AVFrame *f, void *arg)
-{
+static void sample_luma(const AVFrame *f, void *arg) {
   struct luma *l = arg;
   l->center = f->data[0][(f->height / 2) * f->linesize[0] + f->width / 2];
   l->left = f->data[0][(f->height / 2) * f->linesize[0] + 4];
 }
 
-static void test_image_is_letterboxed(void **state)
-{
+static void test_image_is_letterboxed(void **state) {
   (void)state;
   char path[64];
   snprintf(path, sizeof path, "/tmp/test_slate_%d.png", (int)getpid());
@@ -295,8 +281,7 @@ static void test_image_is_letterboxed(void **state)
   slate_free(s);
 }
 
-static void test_unreadable_image_falls_back_to_card(void **state)
-{
+static void test_unreadable_image_falls_back_to_card(void **state) {
   (void)state;
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -321,9 +306,7 @@ struct rec {
   } w[HLS_MAX_RENDITIONS];
 };
 
-static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par,
-                      AVRational tb)
-{
+static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecParameters *par, AVRational tb) {
   struct rec *r = opaque;
   assert_int_equal(timeline, 7);
   assert_non_null(par);
@@ -336,8 +319,7 @@ static void *rec_open(void *opaque, uint32_t timeline, int index, const AVCodecP
   return &r->w[index];
 }
 
-static int rec_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)
-{
+static int rec_write(void *writer, const AVPacket *pkt, int64_t arrival_ms) {
   struct rec_writer *w = writer;
   struct rec *r = w->r;
   assert_int_equal(pkt->stream_index, w->index);
@@ -350,26 +332,22 @@ static int rec_write(void *writer, const AVPacket *pkt, int64_t arrival_ms)
   return 0;
 }
 
-static void rec_close(void *writer, bool flush)
-{
+static void rec_close(void *writer, bool flush) {
   struct rec_writer *w = writer;
   w->r->closed++;
   w->r->flushed += flush;
 }
 
-static int64_t now_ms(void)
-{
+static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void test_player_real_time(void **state)
-{
+static void test_player_real_time(void **state) {
   (void)state;
   struct rec rec = {0};
-  struct slate_output out = {.open = rec_open, .write = rec_write, .close = rec_close,
-                             .opaque = &rec};
+  struct slate_output out = {.open = rec_open, .write = rec_write, .close = rec_close, .opaque = &rec};
   struct slate_player *sp = slate_player_new("test", &out);
   assert_non_null(sp);
   struct hls_stream_layout l = ladder3();
@@ -406,12 +384,10 @@ static void test_player_real_time(void **state)
   slate_player_free(sp);
 }
 
-static void test_player_free_while_playing(void **state)
-{
+static void test_player_free_while_playing(void **state) {
   (void)state;
   struct rec rec = {0};
-  struct slate_output out = {.open = rec_open, .write = rec_write, .close = rec_close,
-                             .opaque = &rec};
+  struct slate_output out = {.open = rec_open, .write = rec_write, .close = rec_close, .opaque = &rec};
   struct slate_player *sp = slate_player_new("test", &out);
   struct hls_stream_layout l = ladder3();
   struct slate_params p = params();
@@ -421,8 +397,7 @@ static void test_player_free_while_playing(void **state)
   assert_int_equal(rec.flushed, 0);
 }
 
-int main(void)
-{
+int main(void) {
   av_log_set_level(AV_LOG_ERROR); /* x264's statistics per encoder */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_video_decodes_at_each_size),

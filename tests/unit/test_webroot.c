@@ -37,11 +37,10 @@ struct answer {
 };
 static struct answer last;
 
-int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers,
-                 const void *body, size_t len, void (*release)(void *), void *release_arg) {
+int http_respond(struct lws *wsi, int status, const char *content_type, const char *extra_headers, const void *body,
+                 size_t len, void (*release)(void *), void *release_arg) {
   (void)wsi;
-  last = (struct answer){.status = status, .body = body, .len = len, .release = release,
-                         .release_arg = release_arg};
+  last = (struct answer){.status = status, .body = body, .len = len, .release = release, .release_arg = release_arg};
   snprintf(last.type, sizeof last.type, "%s", content_type);
   snprintf(last.headers, sizeof last.headers, "%s", extra_headers);
   return 0;
@@ -107,8 +106,8 @@ static int teardown(void **state) {
 }
 
 static struct answer get(struct fixture *f, const char *path) {
-  struct http_request req = {.app = &f->app, .wsi = NULL, .method = "GET", .path = path, .query = "",
-                             .client_addr = "127.0.0.1"};
+  struct http_request req = {
+      .app = &f->app, .wsi = NULL, .method = "GET", .path = path, .query = "", .client_addr = "127.0.0.1"};
   memset(&last, 0, sizeof last);
   webroot_route(&req);
   return last;

@@ -200,9 +200,7 @@ static void test_wakes_the_loop_from_threads(void **state) {
   close_q(&loop, q);
 }
 
-static bool of_producer(const void *item, void *arg) {
-  return ((const struct item *)item)->producer == *(int *)arg;
-}
+static bool of_producer(const void *item, void *arg) { return ((const struct item *)item)->producer == *(int *)arg; }
 
 /* purge releases one producer's items and keeps the others in order. */
 static void test_purge_one_producer(void **state) {

@@ -71,10 +71,10 @@ struct parked {
   enum park_kind kind;
   char channel[HLS_URL_PART]; /* as long as a path part (hls_url_split) */
   char rendition[32];
-  uint64_t msn;      /* PLAYLIST, SEGMENT */
-  int part;          /* PLAYLIST: -1 = whole segment */
-  uint32_t timeline; /* PART */
-  uint64_t seq;      /* PART */
+  uint64_t msn;             /* PLAYLIST, SEGMENT */
+  int part;                 /* PLAYLIST: -1 = whole segment */
+  uint32_t timeline;        /* PART */
+  uint64_t seq;             /* PART */
   struct addr_parked *addr; /* its client's counter */
 };
 
@@ -220,8 +220,8 @@ static void busy(struct lws *wsi, const char *text) {
   http_respond_copy(wsi, 503, "text/plain; charset=utf-8", H_PLAYLIST "Retry-After: 1\r\n", text, strlen(text));
 }
 
-static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
-                struct hls_rendition *r, struct parked *tmpl) {
+static int park(struct http_request *req, struct hls_server *srv, struct hls_stream *st, struct hls_rendition *r,
+                struct parked *tmpl) {
   int per_address = hls__server_max_parked_per_address(srv);
   struct addr_parked *a = addr_obtain(hls_addr_key(addr_seed, req->client_addr ? req->client_addr : ""));
   if (a && per_address > 0 && a->count >= per_address) {
@@ -327,8 +327,7 @@ static bool take_number(const char **p, uint64_t max, uint64_t *out) {
 
 /* "init-T.mp4", "seg-MSN.m4s", "part-T-SEQ.m4s"; false if file is not one. */
 static bool parse_init(const char *file, uint64_t *timeline) {
-  return take_literal(&file, "init-") && take_number(&file, UINT32_MAX, timeline) &&
-         strcmp(file, ".mp4") == 0;
+  return take_literal(&file, "init-") && take_number(&file, UINT32_MAX, timeline) && strcmp(file, ".mp4") == 0;
 }
 
 static bool parse_segment(const char *file, uint64_t *msn) {
@@ -336,12 +335,12 @@ static bool parse_segment(const char *file, uint64_t *msn) {
 }
 
 static bool parse_part(const char *file, uint64_t *timeline, uint64_t *seq) {
-  return take_literal(&file, "part-") && take_number(&file, UINT32_MAX, timeline) &&
-         take_literal(&file, "-") && take_number(&file, UINT64_MAX, seq) && strcmp(file, ".m4s") == 0;
+  return take_literal(&file, "part-") && take_number(&file, UINT32_MAX, timeline) && take_literal(&file, "-") &&
+         take_number(&file, UINT64_MAX, seq) && strcmp(file, ".m4s") == 0;
 }
 
-static int serve_file(struct http_request *req, struct hls_server *srv, struct hls_stream *st,
-                      struct hls_rendition *r, const char *file) {
+static int serve_file(struct http_request *req, struct hls_server *srv, struct hls_stream *st, struct hls_rendition *r,
+                      const char *file) {
   uint64_t a, b;
   struct parked t = {0};
   snprintf(t.channel, sizeof t.channel, "%s", hls_stream_channel(st));
@@ -392,8 +391,10 @@ static int serve_file(struct http_request *req, struct hls_server *srv, struct h
 int hls_http_handle(struct http_request *req) {
   struct hls_server *srv = served;
   if (strcmp(req->method, "OPTIONS") == 0) {
-    http_respond(req->wsi, 204, "text/plain", CORS "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
-                 "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n", "", 0, NULL, NULL);
+    http_respond(req->wsi, 204, "text/plain",
+                 CORS "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
+                      "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n",
+                 "", 0, NULL, NULL);
     return HTTP_DONE;
   }
   if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
@@ -409,8 +410,7 @@ int hls_http_handle(struct http_request *req) {
   int n = hls_url_split(path + 5, parts);
   struct hls_stream *st = n >= 2 && n <= 3 ? hls_stream_find(srv, parts[0]) : NULL;
   if (st && viewers && req->client_addr) /* a known channel: its names are bounded */
-    hls_viewers_seen(viewers, parts[0], hls_viewers_hash(viewers, req->client_addr),
-                     uv_now(hls__server_loop(srv)));
+    hls_viewers_seen(viewers, parts[0], hls_viewers_hash(viewers, req->client_addr), uv_now(hls__server_loop(srv)));
   if (n == 2 && strcmp(parts[1], "master.m3u8") == 0) {
     if (st && hls_stream_live(st) && !answer_master(req->wsi, st, false)) {
       struct parked t = {.kind = PARK_MASTER}; /* inits not all there yet */
@@ -440,8 +440,7 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
   return hls_viewers_count(viewers, channel, uv_now(hls__server_loop(srv)), saturated);
 }
 
-void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
-                      struct buf *out) {
+void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count, struct buf *out) {
   static const struct metric viewers =
       METRIC_FAMILY("galarelay_hls_viewers", METRIC_GAUGE,
                     "Distinct client addresses that fetched the channel's HLS in the last 30 s (behind an edge "

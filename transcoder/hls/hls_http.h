@@ -49,8 +49,7 @@ uint32_t hls_http_viewers(struct hls_server *srv, const char *channel, bool *sat
  * galarelay_hls_viewers_saturated{channel}; and
  * galarelay_hls_parked_refused_total{reason="address"|"server"} (the
  * parked ones: galarelay_hls_parked_requests, hls_server_metrics). */
-void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count,
-                      struct buf *out);
+void hls_http_metrics(struct hls_server *srv, const struct config_channel *chans, int chan_count, struct buf *out);
 
 /* The route handler (registered by hls_http_start; exposed for tests). */
 int hls_http_handle(struct http_request *req);

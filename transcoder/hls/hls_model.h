@@ -14,20 +14,20 @@
 #include "transcoder/hls/hls_store.h"
 
 struct hls_part {
-  uint64_t seq;       /* per timeline and rendition: URL part-TIMELINE-SEQ.m4s */
-  double duration;    /* seconds */
+  uint64_t seq;    /* per timeline and rendition: URL part-TIMELINE-SEQ.m4s */
+  double duration; /* seconds */
   bool independent;
   struct hls_blob *data; /* NULL once the part left the playlist */
 };
 
 struct hls_segment {
   uint64_t msn;
-  uint32_t timeline;    /* its init segment: init-TIMELINE.mp4 */
-  uint64_t disc;        /* discontinuity sequence number */
-  bool discontinuity;   /* EXT-X-DISCONTINUITY before it */
+  uint32_t timeline;  /* its init segment: init-TIMELINE.mp4 */
+  uint64_t disc;      /* discontinuity sequence number */
+  bool discontinuity; /* EXT-X-DISCONTINUITY before it */
   bool complete;
   int64_t pdt_ms;
-  double duration;      /* sum of its parts */
+  double duration; /* sum of its parts */
   struct hls_part *parts;
   int part_count, part_cap;
   size_t bytes;
@@ -55,18 +55,18 @@ struct hls_waiter {
 struct hls_rendition {
   struct hls_stream *stream;
   struct hls_rendition_desc desc;
-  int index;               /* in the current layout */
-  char codecs[64];         /* from the init: "avc1.64001f" */
-  uint32_t timeline;       /* the current timeline of this rendition */
+  int index;                /* in the current layout */
+  char codecs[64];          /* from the init: "avc1.64001f" */
+  uint32_t timeline;        /* the current timeline of this rendition */
   struct hls_init inits[4]; /* current first; older ones while segments use them */
   int init_count;
   struct hls_segment **segs; /* oldest first; the last may be open */
   int seg_count, seg_cap;
-  uint64_t next_msn;       /* next segment's MSN */
-  uint64_t disc;           /* current discontinuity sequence number */
-  bool pending_disc;       /* the next segment starts with a discontinuity */
-  uint64_t next_part_seq;  /* the hinted part */
-  bool skipping;           /* a part was lost: drop until the next segment start */
+  uint64_t next_msn;      /* next segment's MSN */
+  uint64_t disc;          /* current discontinuity sequence number */
+  bool pending_disc;      /* the next segment starts with a discontinuity */
+  uint64_t next_part_seq; /* the hinted part */
+  bool skipping;          /* a part was lost: drop until the next segment start */
   double max_segment_duration;
   struct hls_waiter *waiters;
   struct hls_blob *playlist; /* rendered index.m3u8, NULL when stale */
@@ -79,8 +79,8 @@ struct hls_rendition {
 struct hls_stream_view {
   const char *channel;
   bool live;
-  double part_target;      /* seconds */
-  double segment_target;   /* configured segment duration */
+  double part_target;    /* seconds */
+  double segment_target; /* configured segment duration */
   double block_timeout;
   struct hls_rendition **renditions; /* current layout order */
   int rendition_count;

@@ -346,8 +346,7 @@ int hls_packager_write(struct hls_packager *pk, const AVPacket *in, int64_t arri
   int64_t dts = in->dts != AV_NOPTS_VALUE ? in->dts : in->pts;
   if (pk->held) {
     if (dts <= pk->held->dts) {
-      log_debug("hls", "non-increasing dts dropped rendition=%d dts=%lld", pk->p.rendition,
-                (long long)dts);
+      log_debug("hls", "non-increasing dts dropped rendition=%d dts=%lld", pk->p.rendition, (long long)dts);
       return 0;
     }
     pk->held->duration = dts - pk->held->dts;
@@ -386,8 +385,7 @@ int hls_packager_flush(struct hls_packager *pk) {
   return err;
 }
 
-struct hls_packager *hls_packager_new(const struct hls_packager_params *params,
-                                      const struct hls_packager_sink *sink,
+struct hls_packager *hls_packager_new(const struct hls_packager_params *params, const struct hls_packager_sink *sink,
                                       const AVCodecParameters *par, AVRational time_base) {
   if (par->codec_type != AVMEDIA_TYPE_VIDEO && par->codec_type != AVMEDIA_TYPE_AUDIO)
     return NULL;

@@ -35,21 +35,20 @@
 
 /* What one finished part is. */
 struct hls_part_info {
-  uint32_t timeline;     /* from hls_stream_begin() */
-  int rendition;         /* index in the timeline's layout */
-  bool segment_start;    /* first part of a new segment (begins with a keyframe) */
-  bool independent;      /* begins with a keyframe (audio: always) */
-  int64_t start_us;      /* first sample's dts in microseconds of the input timeline */
-  int64_t duration_us;   /* sum of the sample durations */
-  int64_t pdt_ms;        /* wall clock (ms since epoch) at which the first packet was received */
+  uint32_t timeline;   /* from hls_stream_begin() */
+  int rendition;       /* index in the timeline's layout */
+  bool segment_start;  /* first part of a new segment (begins with a keyframe) */
+  bool independent;    /* begins with a keyframe (audio: always) */
+  int64_t start_us;    /* first sample's dts in microseconds of the input timeline */
+  int64_t duration_us; /* sum of the sample durations */
+  int64_t pdt_ms;      /* wall clock (ms since epoch) at which the first packet was received */
   int frames;
 };
 
 struct hls_packager_sink {
   /* init: ftyp+moov; codecs: RFC 6381 string ("avc1.64001f", "mp4a.40.2").
    * The callee takes over the blob's reference. */
-  void (*on_init)(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
-                  const char *codecs);
+  void (*on_init)(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init, const char *codecs);
   /* One part (moof+mdat); the callee takes over the blob's reference. */
   void (*on_part)(void *opaque, const struct hls_part_info *info, struct hls_blob *part);
   void *opaque;
@@ -73,8 +72,7 @@ struct hls_packager;
  * the extradata may come with the first packet as
  * AV_PKT_DATA_NEW_EXTRADATA side data. time_base: that of the packets.
  * Any thread. NULL on error. */
-struct hls_packager *hls_packager_new(const struct hls_packager_params *params,
-                                      const struct hls_packager_sink *sink,
+struct hls_packager *hls_packager_new(const struct hls_packager_params *params, const struct hls_packager_sink *sink,
                                       const AVCodecParameters *par, AVRational time_base);
 
 /* Feed one packet (not taken: the packager keeps its own reference).

@@ -20,8 +20,8 @@ void hls_format_pdt(int64_t ms, char *out, size_t size) {
   int frac = (int)(ms - (int64_t)secs * 1000);
   struct tm tm;
   gmtime_r(&secs, &tm);
-  snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, frac);
 }
 
 static const struct hls_rendition *audio_of(const struct hls_stream_view *v) {
@@ -60,8 +60,7 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
   buf_puts(out, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
   if (audio) {
     measure(audio, &a_peak, &a_avg);
-    buf_printf(out,
-               "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"%s\",DEFAULT=YES,AUTOSELECT=YES",
+    buf_printf(out, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"%s\",DEFAULT=YES,AUTOSELECT=YES",
                audio->desc.name);
     if (audio->desc.channels > 0)
       buf_printf(out, ",CHANNELS=\"%d\"", audio->desc.channels);
@@ -73,8 +72,7 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
       continue;
     int64_t peak, avg;
     measure(r, &peak, &avg);
-    buf_printf(out, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64 ",AVERAGE-BANDWIDTH=%" PRId64,
-               peak + a_peak, avg + a_avg);
+    buf_printf(out, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64 ",AVERAGE-BANDWIDTH=%" PRId64, peak + a_peak, avg + a_avg);
     if (r->desc.width > 0 && r->desc.height > 0)
       buf_printf(out, ",RESOLUTION=%dx%d", r->desc.width, r->desc.height);
     if (audio)
@@ -89,8 +87,8 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
     variants++;
   }
   if (variants == 0 && audio) { /* audio-only stream: the audio rendition is the variant */
-    buf_printf(out, "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64 ",AVERAGE-BANDWIDTH=%" PRId64
-                    ",CODECS=\"%s\"\n%s/index.m3u8\n",
+    buf_printf(out,
+               "#EXT-X-STREAM-INF:BANDWIDTH=%" PRId64 ",AVERAGE-BANDWIDTH=%" PRId64 ",CODECS=\"%s\"\n%s/index.m3u8\n",
                a_peak, a_avg, audio->codecs, audio->desc.name);
     variants++;
   }
@@ -100,13 +98,12 @@ int hls_playlist_master(struct buf *out, const struct hls_stream_view *v) {
 static void print_parts(struct buf *out, const struct hls_segment *s) {
   for (int j = 0; j < s->part_count; j++) {
     const struct hls_part *p = &s->parts[j];
-    buf_printf(out, "#EXT-X-PART:DURATION=%.5f,URI=\"part-%" PRIu32 "-%" PRIu64 ".m4s\"%s\n",
-               p->duration, s->timeline, p->seq, p->independent ? ",INDEPENDENT=YES" : "");
+    buf_printf(out, "#EXT-X-PART:DURATION=%.5f,URI=\"part-%" PRIu32 "-%" PRIu64 ".m4s\"%s\n", p->duration, s->timeline,
+               p->seq, p->independent ? ",INDEPENDENT=YES" : "");
   }
 }
 
-int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
-                       const struct hls_stream_view *v) {
+int hls_playlist_media(struct buf *out, const struct hls_rendition *r, const struct hls_stream_view *v) {
   if (r->seg_count == 0)
     return -ENOENT;
   int td = hls__rendition_target_duration(r, v->segment_target);
@@ -116,8 +113,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
              "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%.3f\n"
              "#EXT-X-PART-INF:PART-TARGET=%.3f\n#EXT-X-MEDIA-SEQUENCE:%" PRIu64 "\n"
              "#EXT-X-DISCONTINUITY-SEQUENCE:%" PRIu64 "\n#EXT-X-INDEPENDENT-SEGMENTS\n",
-             td, 3.0 * v->part_target, v->part_target, first->msn,
-             first->disc);
+             td, 3.0 * v->part_target, v->part_target, first->msn, first->disc);
   int with_parts = r->seg_count - hls__rendition_part_segments(r, v->segment_target);
   uint32_t map = 0;
   for (int i = 0; i < r->seg_count; i++) {
@@ -141,8 +137,8 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
    * timeline's begin and its first part that name would never exist (the
    * next part is part-NEW-SEQ, after a discontinuity and a new map): no hint. */
   if (v->live && last->timeline == r->timeline) {
-    buf_printf(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-%" PRIu32 "-%" PRIu64 ".m4s\"\n",
-               last->timeline, r->next_part_seq);
+    buf_printf(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-%" PRIu32 "-%" PRIu64 ".m4s\"\n", last->timeline,
+               r->next_part_seq);
   }
   for (int i = 0; i < v->rendition_count; i++) {
     const struct hls_rendition *o = v->renditions[i];
@@ -150,8 +146,7 @@ int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
     int part;
     if (o == r || !hls__rendition_last(o, &msn, &part))
       continue;
-    buf_printf(out, "#EXT-X-RENDITION-REPORT:URI=\"../%s/index.m3u8\",LAST-MSN=%" PRIu64, o->desc.name,
-               msn);
+    buf_printf(out, "#EXT-X-RENDITION-REPORT:URI=\"../%s/index.m3u8\",LAST-MSN=%" PRIu64, o->desc.name, msn);
     if (part >= 0)
       buf_printf(out, ",LAST-PART=%d", part);
     buf_puts(out, "\n");

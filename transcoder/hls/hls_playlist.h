@@ -14,8 +14,7 @@ struct buf;
 /* Multivariant playlist; -ENOENT when no rendition has an init segment yet. */
 int hls_playlist_master(struct buf *out, const struct hls_stream_view *v);
 /* Media playlist of r; -ENOENT when it has no segment yet. */
-int hls_playlist_media(struct buf *out, const struct hls_rendition *r,
-                       const struct hls_stream_view *v);
+int hls_playlist_media(struct buf *out, const struct hls_rendition *r, const struct hls_stream_view *v);
 /* "2026-11-28T12:00:00.123Z" (UTC). */
 void hls_format_pdt(int64_t ms, char *out, size_t size);
 

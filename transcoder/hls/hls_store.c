@@ -90,7 +90,7 @@ struct hls_stream {
   _Atomic bool lost[HLS_MAX_RENDITIONS];
   _Atomic uint64_t q_refused; /* parts naming no rendition slot */
 
-  uv_mutex_t mu; /* guards `params` (read by packager threads) */
+  uv_mutex_t mu;            /* guards `params` (read by packager threads) */
   struct hls_params params; /* of timelines begun from now */
 
   uint32_t timeline; /* current; 0 = none yet */
@@ -122,7 +122,7 @@ struct hls_server {
   struct hls_stream **streams;
   int stream_count;
   bool stopping;
-  int pending; /* open handles + threadpool jobs; freed at 0 once stopping */
+  int pending;                   /* open handles + threadpool jobs; freed at 0 once stopping */
   void (*stopped_cb)(void *arg); /* hls_server_stop's */
   void *stopped_arg;
   /* the recording queue (record(), bounded: see HLS_RECORD_MAX_JOBS) */
@@ -155,17 +155,11 @@ static void waiter_unlink(struct hls_waiter *w) {
   w->list_ = NULL;
 }
 
-void hls__waiter_add(struct hls_rendition *r, struct hls_waiter *w) {
-  waiter_link(&r->waiters, w);
-}
+void hls__waiter_add(struct hls_rendition *r, struct hls_waiter *w) { waiter_link(&r->waiters, w); }
 
-void hls__waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) {
-  waiter_link(&st->waiters, w);
-}
+void hls__waiter_add_stream(struct hls_stream *st, struct hls_waiter *w) { waiter_link(&st->waiters, w); }
 
-void hls__waiter_cancel(struct hls_waiter *w) {
-  waiter_unlink(w);
-}
+void hls__waiter_cancel(struct hls_waiter *w) { waiter_unlink(w); }
 
 /* Poke every waiter on list; those that are not done go back on it. Pops
  * one at a time so a poke may cancel any other waiter safely. */
@@ -231,7 +225,7 @@ struct disk_job {
   char path[1100];
   char text[STATE_TEXT_MAX];
   struct hls_blob *blob; /* or text */
-  bool recording; /* a record_dir mirror write (counted in record_jobs) */
+  bool recording;        /* a record_dir mirror write (counted in record_jobs) */
   bool fsync;
   uint64_t msn; /* state job: the MSN ceiling in text */
   bool ok;      /* written and renamed (set on the threadpool, read in disk_done) */
@@ -335,15 +329,14 @@ static void state_path(const struct hls_stream *st, char *out, size_t size) {
 /* false if it does not fit */
 static bool state_text(const struct hls_stream *st, char *out, size_t size) {
   size_t n = 0;
-  int w = snprintf(out, size, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu64 "\n", st->r_msn,
-                   st->r_disc, st->r_timeline);
-  for (int i = 0; w >= 0 && (size_t)w < size - n && st->have_feed_layout &&
-                  i < st->feed_layout.count; i++) {
+  int w = snprintf(out, size, "msn=%" PRIu64 "\ndisc=%" PRIu64 "\ntimeline=%" PRIu64 "\n", st->r_msn, st->r_disc,
+                   st->r_timeline);
+  for (int i = 0; w >= 0 && (size_t)w < size - n && st->have_feed_layout && i < st->feed_layout.count; i++) {
     n += (size_t)w;
     const struct hls_rendition_desc *d = &st->feed_layout.r[i];
-    w = snprintf(out + n, size - n, "rendition=%s %s %d %d %.17g %" PRId64 " %" PRId64 " %d\n",
-                 d->name, d->kind == HLS_AUDIO ? "audio" : "video", d->width, d->height, d->fps,
-                 d->bandwidth, d->average_bandwidth, d->channels);
+    w = snprintf(out + n, size - n, "rendition=%s %s %d %d %.17g %" PRId64 " %" PRId64 " %d\n", d->name,
+                 d->kind == HLS_AUDIO ? "audio" : "video", d->width, d->height, d->fps, d->bandwidth,
+                 d->average_bandwidth, d->channels);
   }
   return w >= 0 && (size_t)w < size - n;
 }
@@ -413,8 +406,7 @@ static bool parse_rendition(char *text, struct hls_rendition_desc *d) {
     return false;
   if (!parse_i64(field[2], 0, 16384, &w) || !parse_i64(field[3], 0, 16384, &h) ||
       !parse_i64(field[5], 0, INT64_MAX / 2, &d->bandwidth) ||
-      !parse_i64(field[6], 0, INT64_MAX / 2, &d->average_bandwidth) ||
-      !parse_i64(field[7], 0, 64, &ch))
+      !parse_i64(field[6], 0, INT64_MAX / 2, &d->average_bandwidth) || !parse_i64(field[7], 0, 64, &ch))
     return false;
   d->width = (int)w;
   d->height = (int)h;
@@ -450,8 +442,7 @@ static void state_load(struct hls_stream *st) {
     }
     if (strncmp(line, "rendition=", 10) == 0) {
       if (lay.count >= HLS_MAX_RENDITIONS || !parse_rendition(line + 10, &lay.r[lay.count])) {
-        log_warn("hls", "state file: malformed rendition line, saved layout ignored path=%s line=%d",
-                 path, lineno);
+        log_warn("hls", "state file: malformed rendition line, saved layout ignored path=%s line=%d", path, lineno);
         lay_bad = true;
       } else {
         lay.count++;
@@ -476,8 +467,8 @@ static void state_load(struct hls_stream *st) {
   st->r_disc = st->p_disc;
   st->r_timeline = st->p_timeline;
   st->msn_covered = st->p_msn + 1;
-  log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64 " layout_renditions=%d",
-           st->channel, st->p_msn, st->p_disc, st->have_feed_layout ? st->feed_layout.count : 0);
+  log_info("hls", "state restored channel=%s msn=%" PRIu64 " disc=%" PRIu64 " layout_renditions=%d", st->channel,
+           st->p_msn, st->p_disc, st->have_feed_layout ? st->feed_layout.count : 0);
 }
 
 /* Move a ceiling up when `used` comes within half a step of it (see
@@ -512,15 +503,16 @@ static void record(struct hls_rendition *r, const char *name, struct hls_blob *b
     return;
   if (srv->record_jobs >= HLS_RECORD_MAX_JOBS || srv->record_bytes + blob->len > HLS_RECORD_MAX_BYTES) {
     if (srv->record_dropped++ % 100 == 0) /* one line per hundred: the metric counts them all */
-      log_warn("hls", "recording queue full, not mirrored channel=%s rendition=%s file=%s queued=%d "
-               "dropped=%" PRIu64, r->stream->channel, r->desc.name, name, srv->record_jobs, srv->record_dropped);
+      log_warn("hls",
+               "recording queue full, not mirrored channel=%s rendition=%s file=%s queued=%d "
+               "dropped=%" PRIu64,
+               r->stream->channel, r->desc.name, name, srv->record_jobs, srv->record_dropped);
     return;
   }
   struct disk_job *job = calloc(1, sizeof *job);
   if (!job)
     return;
-  snprintf(job->path, sizeof job->path, "%s/%s/%s/%s", srv->params.record_dir, r->stream->channel,
-           r->desc.name, name);
+  snprintf(job->path, sizeof job->path, "%s/%s/%s/%s", srv->params.record_dir, r->stream->channel, r->desc.name, name);
   job->blob = hls_blob_ref(blob);
   job->recording = true;
   srv->record_jobs++;
@@ -553,23 +545,21 @@ static bool queue_push(struct hls_stream *st, struct queue_item *it) {
   if (workq_push(st->parts, it) == 0)
     return true;
   atomic_store(&st->lost[it->rendition], true); /* the loss goes on */
-  hls_blob_unref(it->blob); /* drop policy: see hls_store.h */
+  hls_blob_unref(it->blob);                     /* drop policy: see hls_store.h */
   return false;
 }
 
-static void sink_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init,
-                      const char *codecs) {
+static void sink_init(void *opaque, uint32_t timeline, int rendition, struct hls_blob *init, const char *codecs) {
   struct queue_item it = {.is_init = true, .timeline = timeline, .rendition = rendition, .blob = init};
   snprintf(it.codecs, sizeof it.codecs, "%s", codecs);
   queue_push(opaque, &it);
 }
 
 static void sink_part(void *opaque, const struct hls_part_info *info, struct hls_blob *part) {
-  struct queue_item it = {.timeline = info->timeline, .rendition = info->rendition, .info = *info,
-                          .blob = part};
+  struct queue_item it = {.timeline = info->timeline, .rendition = info->rendition, .info = *info, .blob = part};
   if (!queue_push(opaque, &it))
-    log_warn("hls", "queue full, part dropped channel=%s rendition=%d",
-             ((struct hls_stream *)opaque)->channel, info->rendition);
+    log_warn("hls", "queue full, part dropped channel=%s rendition=%d", ((struct hls_stream *)opaque)->channel,
+             info->rendition);
 }
 
 void hls__stream_sink(struct hls_stream *st, struct hls_packager_sink *out) {
@@ -619,8 +609,9 @@ static void note_msn(struct hls_stream *st, uint64_t msn, uint64_t disc) {
   reserve_save(st, st->p_msn, st->p_disc);
   if (st->srv->params.state_dir[0] && msn >= st->msn_covered && !st->warned_uncovered) {
     st->warned_uncovered = true; /* once until a write lands: the disk is slow or failing */
-    log_warn("hls", "MSN listed before its reservation was on disk channel=%s msn=%" PRIu64
-             " (a crash now may reuse it)", st->channel, msn);
+    log_warn("hls",
+             "MSN listed before its reservation was on disk channel=%s msn=%" PRIu64 " (a crash now may reuse it)",
+             st->channel, msn);
   }
   if (msn < st->msn_covered)
     st->warned_uncovered = false;
@@ -641,21 +632,22 @@ static void invalidate_playlists(struct hls_stream *st) {
  * rendition drops parts until the next keyframe begins a segment: the same
  * path as a part lost to the queue. Players see a complete segment, then a
  * gap; no segment ever starts without a keyframe. */
-static bool segment_full(const struct hls_stream *st, const struct hls_segment *s,
-                         const struct hls_part_info *info, const struct hls_blob *part) {
+static bool segment_full(const struct hls_stream *st, const struct hls_segment *s, const struct hls_part_info *info,
+                         const struct hls_blob *part) {
   double max_s = HLS_SEGMENT_MAX_TARGETS * st->cur_seg;
-  return s->duration + (double)info->duration_us / 1e6 > max_s + 1e-6 ||
-         s->bytes + part->len > HLS_SEGMENT_MAX_BYTES;
+  return s->duration + (double)info->duration_us / 1e6 > max_s + 1e-6 || s->bytes + part->len > HLS_SEGMENT_MAX_BYTES;
 }
 
 static void cut_segment(struct hls_stream *st, struct hls_rendition *r) {
   struct hls_segment *s = hls__rendition_open(r);
-  log_warn("hls", "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
-           "(parts dropped until the next keyframe)", st->channel, r->desc.name, s->msn, s->duration, s->bytes);
+  log_warn("hls",
+           "no keyframe: segment cut channel=%s rendition=%s msn=%" PRIu64 " duration=%.3f bytes=%zu "
+           "(parts dropped until the next keyframe)",
+           st->channel, r->desc.name, s->msn, s->duration, s->bytes);
   r->skipping = true;
   r->segments_cut++;
   close_segment(r);
-  invalidate_playlists(st); /* their rendition reports changed */
+  invalidate_playlists(st);                    /* their rendition reports changed */
   wake(st->srv, &r->waiters, HLS_WAKE_CHANGE); /* a request for the segment is answered now */
 }
 
@@ -726,8 +718,7 @@ static bool valid_name(const char *s) {
   if (!s[0])
     return false;
   for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-          *s == '-' || *s == '_'))
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
       return false;
   return true;
 }
@@ -752,9 +743,9 @@ static const char *layout_error(const struct hls_stream_layout *layout) {
 }
 
 static bool desc_equal(const struct hls_rendition_desc *a, const struct hls_rendition_desc *b) {
-  return strcmp(a->name, b->name) == 0 && a->kind == b->kind && a->width == b->width &&
-         a->height == b->height && a->fps == b->fps && a->bandwidth == b->bandwidth &&
-         a->average_bandwidth == b->average_bandwidth && a->channels == b->channels;
+  return strcmp(a->name, b->name) == 0 && a->kind == b->kind && a->width == b->width && a->height == b->height &&
+         a->fps == b->fps && a->bandwidth == b->bandwidth && a->average_bandwidth == b->average_bandwidth &&
+         a->channels == b->channels;
 }
 
 uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout *layout) {
@@ -823,8 +814,8 @@ uint32_t hls_stream_begin(struct hls_stream *st, const struct hls_stream_layout 
   uv_mutex_unlock(&st->mu);
   reserve_save(st, base, disc); /* before the first part arrives */
   invalidate_master(st);
-  log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d",
-           st->channel, st->timeline, base, layout->count);
+  log_info("hls", "timeline begins channel=%s timeline=%" PRIu32 " msn=%" PRIu64 " renditions=%d", st->channel,
+           st->timeline, base, layout->count);
   wake(srv, &st->waiters, HLS_WAKE_CHANGE);
   return st->timeline;
 }
@@ -944,9 +935,7 @@ void hls_server_reload(struct hls_server *srv, const struct config_hls *hls, con
   params_from(&srv->params, hls, state_dir);
 }
 
-int hls__server_max_parked_per_address(const struct hls_server *srv) {
-  return srv->params.max_parked_per_address;
-}
+int hls__server_max_parked_per_address(const struct hls_server *srv) { return srv->params.max_parked_per_address; }
 
 uv_loop_t *hls__server_loop(struct hls_server *srv) { return srv->loop; }
 
@@ -972,8 +961,7 @@ struct hls_stream *hls_stream_get(struct hls_server *srv, const char *channel) {
   uv_mutex_init(&st->mu);
   st->params = srv->params;
   struct workq_ops ops = {.on_item = take_item, .on_drop = drop_item, .opaque = st};
-  if (workq_new(srv->loop, sizeof(struct queue_item), HLS_QUEUE_MAX, WORKQ_REFUSE_NEW, &ops,
-                &st->parts) != 0) {
+  if (workq_new(srv->loop, sizeof(struct queue_item), HLS_QUEUE_MAX, WORKQ_REFUSE_NEW, &ops, &st->parts) != 0) {
     uv_mutex_destroy(&st->mu);
     free(st);
     return NULL;

@@ -46,8 +46,7 @@ void hls__rendition_free(struct hls_rendition *r) {
   free(r);
 }
 
-void hls__rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init,
-                            const char *codecs) {
+void hls__rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init, const char *codecs) {
   snprintf(r->codecs, sizeof r->codecs, "%s", codecs);
   if (r->init_count > 0 && r->inits[0].timeline == timeline) {
     hls_blob_unref(r->inits[0].data);
@@ -169,8 +168,8 @@ struct hls_segment *hls__rendition_close(struct hls_rendition *r) {
   return s;
 }
 
-struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_t msn,
-                                               uint32_t timeline, int64_t pdt_ms) {
+struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_t msn, uint32_t timeline,
+                                                int64_t pdt_ms) {
   hls__rendition_close(r);
   if (r->seg_count == r->seg_cap) {
     int cap = r->seg_cap ? r->seg_cap * 2 : 16;
@@ -197,8 +196,7 @@ struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_
   return s;
 }
 
-int hls__rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info,
-                           struct hls_blob *data) {
+int hls__rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info, struct hls_blob *data) {
   struct hls_segment *s = hls__rendition_open(r);
   if (!s) {
     hls_blob_unref(data);

@@ -42,17 +42,15 @@ int hls__rendition_target_duration(const struct hls_rendition *r, double segment
 int hls__rendition_part_segments(const struct hls_rendition *r, double segment_target);
 
 /* Takes the blob's reference. */
-void hls__rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init,
-                            const char *codecs);
+void hls__rendition_set_init(struct hls_rendition *r, uint32_t timeline, struct hls_blob *init, const char *codecs);
 /* Close the open segment (concatenating its parts); returns it or NULL. */
 struct hls_segment *hls__rendition_close(struct hls_rendition *r);
 /* Open segment msn (closes the open one first). */
-struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_t msn,
-                                               uint32_t timeline, int64_t pdt_ms);
+struct hls_segment *hls__rendition_open_segment(struct hls_rendition *r, uint64_t msn, uint32_t timeline,
+                                                int64_t pdt_ms);
 /* Append a part to the open segment; takes the blob's reference. 0, or
  * -ENOENT when no segment is open, -ENOMEM (the blob is released). */
-int hls__rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info,
-                           struct hls_blob *data);
+int hls__rendition_add_part(struct hls_rendition *r, const struct hls_part_info *info, struct hls_blob *data);
 /* Keep `window` complete segments (plus the open one); drop part buffers
  * that left the playlist (segment_target as for the part rule above); drop
  * inits no segment uses. */
