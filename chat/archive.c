@@ -1,7 +1,8 @@
 /* archive: see archive.h. The loop thread owns submit, completions, loads
  * and the in-flight bound; the archive thread owns the writer connection.
- * They share two FIFO lists (pending records, finished records) under one
- * mutex; the archive thread wakes the loop with uv_async_send. */
+ * Pending records are a FIFO list under a mutex and a condition (loop to
+ * thread); each written batch goes back to the loop through a workq
+ * (core/workq.h), whose callback runs the completions. */
 #include "chat/archive.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/workq.h"
 #include "core/metrics.h"
 
 #define ARCHIVE_NSTR 7
@@ -60,7 +62,10 @@ static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 struct archive {
   uv_loop_t *loop;
-  uv_async_t async;
+  /* Written batches (a struct rec_list each), archive thread to loop.
+   * Refuse-new, bound queue_max + 1: a batch holds at least one record and
+   * at most queue_max records are in flight, so it is never full. */
+  struct workq *written;
   uv_thread_t thread;
   uv_mutex_t mu;
   uv_cond_t cond;
@@ -73,8 +78,7 @@ struct archive {
   int queue_max;
 
   /* under mu */
-  struct rec_list in;   /* submitted, not yet written */
-  struct rec_list done; /* written (ok or not), completion not yet run */
+  struct rec_list in; /* submitted, not yet written */
   int stopping;
   uint64_t commits, commit_failures, committed, failed;
   double lat_sum, lat_max;
@@ -168,18 +172,6 @@ static void list_push(struct rec_list *l, struct archive_rec *r) {
   l->count++;
 }
 
-static void list_append(struct rec_list *l, struct rec_list *more) {
-  if (!more->head)
-    return;
-  if (l->tail)
-    l->tail->next = more->head;
-  else
-    l->head = more->head;
-  l->tail = more->tail;
-  l->count += more->count;
-  memset(more, 0, sizeof *more);
-}
-
 /* ---- Archive thread */
 
 static int bind_rec(sqlite3_stmt *st, const struct archive_rec *r) {
@@ -254,9 +246,9 @@ static void write_batch(struct archive *a, struct rec_list *batch) {
   }
   a->committed += good;
   a->failed += batch->count - good;
-  list_append(&a->done, batch);
   uv_mutex_unlock(&a->mu);
-  uv_async_send(&a->async);
+  if (workq_push(a->written, batch) < 0) /* cannot be: see the bound */
+    log_error("archive", "written batch lost records=%zu", batch->count);
 }
 
 static void archive_thread(void *arg) {
@@ -297,14 +289,12 @@ static void archive_thread(void *arg) {
 
 /* ---- Loop thread: completions */
 
-static void run_completions(struct archive *a) {
-  uv_mutex_lock(&a->mu);
-  struct rec_list done = a->done;
-  memset(&a->done, 0, sizeof a->done);
-  uv_mutex_unlock(&a->mu);
-  while (done.head) {
-    struct archive_rec *r = done.head;
-    done.head = r->next;
+/* One written batch (ok or not): its records' completions, in order. */
+static void on_written(void *item, void *opaque) {
+  struct archive *a = opaque;
+  const struct rec_list *batch = item;
+  for (struct archive_rec *r = batch->head, *next; r; r = next) {
+    next = r->next;
     a->in_flight--;
     a->in_flight_bytes -= r->bytes;
     if (r->done)
@@ -312,8 +302,6 @@ static void run_completions(struct archive *a) {
     free(r);
   }
 }
-
-static void on_async(uv_async_t *h) { run_completions(h->data); }
 
 /* ---- Open / close */
 
@@ -393,22 +381,28 @@ struct archive *archive_open(uv_loop_t *loop, const struct archive_params *p) {
     return NULL;
   }
   sqlite3_busy_timeout(a->rdb, 200);
+  const struct workq_ops written_ops = {.on_item = on_written, .opaque = a};
+  if (workq_new(loop, sizeof(struct rec_list), a->queue_max + 1, WORKQ_REFUSE_NEW, &written_ops, &a->written) < 0) {
+    close_dbs(a);
+    free(a);
+    return NULL;
+  }
   uv_mutex_init(&a->mu);
   uv_cond_init(&a->cond);
-  uv_async_init(loop, &a->async, on_async);
-  a->async.data = a;
   if (uv_thread_create(&a->thread, archive_thread, a) != 0) {
     log_error("archive", "cannot start the archive thread");
     close_dbs(a);
-    uv_close((uv_handle_t *)&a->async, NULL); /* a leaks until the loop runs: rare */
+    uv_mutex_destroy(&a->mu);
+    uv_cond_destroy(&a->cond);
+    workq_stop(a->written, free, a); /* a goes once the queue's handle is closed */
     return NULL;
   }
   log_info("archive", "open path=%s commit_ms=%d batch=%d", p->path, a->commit_ms, a->batch);
   return a;
 }
 
-static void on_closed(uv_handle_t *h) {
-  struct archive *a = h->data;
+static void on_closed(void *arg) {
+  struct archive *a = arg;
   void (*cb)(void *) = a->stopped;
   void *cb_arg = a->stopped_arg;
   uv_mutex_destroy(&a->mu);
@@ -429,11 +423,11 @@ void archive_stop(struct archive *a, void (*cb)(void *arg), void *arg) {
   uv_cond_signal(&a->cond);
   uv_mutex_unlock(&a->mu);
   uv_thread_join(&a->thread);
-  run_completions(a);
+  workq_drain(a->written); /* the last completions, before the queue goes */
   log_info("archive", "closed commits=%llu records=%llu failed=%llu", (unsigned long long)a->commits,
            (unsigned long long)a->committed, (unsigned long long)a->failed);
   close_dbs(a);
-  uv_close((uv_handle_t *)&a->async, on_closed);
+  workq_stop(a->written, on_closed, a);
 }
 
 /* ---- Submit */
